@@ -1,0 +1,284 @@
+//! Stage 4: put the base's layers and ours together into an OCI config, manifest and index.
+//!
+//! Every JSON document goes through [`canonical_json`] (keys sorted at every level, no
+//! whitespace), so the same inputs give the same bytes and therefore the same digests.
+
+use std::collections::{BTreeMap, HashMap};
+
+use oci_spec::image::{
+    Descriptor, History, ImageConfiguration, ImageIndex, ImageManifestBuilder, MediaType, RootFs,
+};
+use serde::Serialize;
+
+use crate::cache::{BlobStore, CacheError};
+use crate::digest::Digest;
+use crate::layer::{Layer, BIN_DIR, CA_BUNDLE_PATH, NONROOT_UID};
+use crate::plan::{Base, Plan};
+use crate::platform::Platform;
+use crate::registry::BaseImage;
+
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+pub const ANNOTATION_BASE_NAME: &str = "org.opencontainers.image.base.name";
+pub const ANNOTATION_BASE_DIGEST: &str = "org.opencontainers.image.base.digest";
+pub const ANNOTATION_SOURCE: &str = "org.opencontainers.image.source";
+pub const ANNOTATION_REVISION: &str = "org.opencontainers.image.revision";
+pub const ANNOTATION_CREATED: &str = "org.opencontainers.image.created";
+pub const ANNOTATION_VERSION: &str = "org.opencontainers.image.version";
+pub const ANNOTATION_TITLE: &str = "org.opencontainers.image.title";
+
+/// One platform's finished image, all of whose blobs are in the store.
+#[derive(Debug, Clone)]
+pub struct Image {
+    pub platform: Platform,
+    pub manifest: Descriptor,
+    pub config: Descriptor,
+    /// Base layers first, then ours.
+    pub layers: Vec<Descriptor>,
+}
+
+impl Image {
+    pub fn manifest_digest(&self) -> Digest {
+        Digest::try_from(self.manifest.digest()).expect("assembled manifests have sha256 digests")
+    }
+}
+
+/// What a build produced: one image per platform, and an index when there are several.
+#[derive(Debug, Clone)]
+pub struct Built {
+    pub images: Vec<Image>,
+    /// The OCI index over `images`; always made, published when more than one platform.
+    pub index: Descriptor,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AssembleError {
+    #[error("cannot store the image {what}")]
+    Store {
+        what: &'static str,
+        #[source]
+        source: CacheError,
+    },
+    #[error("cannot build the image {what}: {message}")]
+    Spec { what: &'static str, message: String },
+    #[error("base image layer {digest} has media type `{media_type}`, which stevedore cannot stack layers on")]
+    LayerMediaType { digest: String, media_type: String },
+}
+
+/// Builds the config and manifest for one platform and stores both.
+pub fn assemble(
+    plan: &Plan,
+    platform: &Platform,
+    base: Option<&BaseImage>,
+    layer: &Layer,
+    store: &BlobStore,
+) -> Result<Image, AssembleError> {
+    let config = config(plan, platform, base, layer)?;
+    let config_bytes = canonical_json(&config);
+    let config_digest = store_blob(store, &config_bytes, "config")?;
+    let config_desc = Descriptor::new(MediaType::ImageConfig, config_bytes.len() as u64, config_digest.to_oci());
+
+    let mut layers = match base {
+        Some(base) => base.layers.iter().map(normalise_layer).collect::<Result<Vec<_>, _>>()?,
+        None => Vec::new(),
+    };
+    layers.push(Descriptor::new(MediaType::ImageLayerGzip, layer.size, layer.digest.to_oci()));
+
+    let manifest = ImageManifestBuilder::default()
+        .schema_version(2u32)
+        .media_type(MediaType::ImageManifest)
+        .config(config_desc.clone())
+        .layers(layers.clone())
+        .annotations(to_hash_map(annotations(plan, base)))
+        .build()
+        .map_err(|e| AssembleError::Spec { what: "manifest", message: e.to_string() })?;
+    let manifest_bytes = canonical_json(&manifest);
+    let manifest_digest = store_blob(store, &manifest_bytes, "manifest")?;
+    let mut manifest_desc =
+        Descriptor::new(MediaType::ImageManifest, manifest_bytes.len() as u64, manifest_digest.to_oci());
+    manifest_desc.set_platform(Some(platform.to_oci()));
+    Ok(Image { platform: platform.clone(), manifest: manifest_desc, config: config_desc, layers })
+}
+
+/// Builds and stores the OCI index over every platform's image.
+pub fn index(plan: &Plan, images: &[Image], store: &BlobStore) -> Result<Descriptor, AssembleError> {
+    let mut index = ImageIndex::default();
+    index.set_schema_version(2);
+    index.set_media_type(Some(MediaType::ImageIndex));
+    index.set_manifests(images.iter().map(|i| i.manifest.clone()).collect());
+    let mut annotations = annotations(plan, None);
+    // A base digest is per platform; the index names only the base reference.
+    if let Base::Image(reference) = &plan.base {
+        annotations.insert(ANNOTATION_BASE_NAME.into(), reference.to_string());
+    }
+    index.set_annotations(Some(to_hash_map(annotations)));
+    let bytes = canonical_json(&index);
+    let digest = store_blob(store, &bytes, "index")?;
+    Ok(Descriptor::new(MediaType::ImageIndex, bytes.len() as u64, digest.to_oci()))
+}
+
+fn config(
+    plan: &Plan,
+    platform: &Platform,
+    base: Option<&BaseImage>,
+    layer: &Layer,
+) -> Result<ImageConfiguration, AssembleError> {
+    let base_config = base.map(|b| &b.config);
+    let inherited = base_config.and_then(|c| c.config().clone()).unwrap_or_default();
+    let created = rfc3339(plan.created);
+
+    let mut runtime = inherited.clone();
+    runtime.set_entrypoint(Some(vec![format!("/{BIN_DIR}/{}", plan.bin)]));
+    // Docker semantics: a new entrypoint drops the base's CMD, which was written for another program.
+    runtime.set_cmd(None);
+    let user = inherited.user().clone().filter(|u| !u.is_empty());
+    let nonroot = format!("{NONROOT_UID}:{NONROOT_UID}");
+    let is_nonroot = user.as_deref().map_or(true, |u| u == NONROOT_UID.to_string() || u == nonroot);
+    runtime.set_user(Some(user.unwrap_or(nonroot)));
+    runtime.set_env(Some(env(inherited.env().as_deref().unwrap_or_default())));
+    let working_dir = inherited.working_dir().clone().filter(|w| !w.is_empty());
+    let default_dir = if is_nonroot { "/home/nonroot" } else { "/" };
+    runtime.set_working_dir(Some(working_dir.unwrap_or_else(|| default_dir.to_owned())));
+    let mut labels: BTreeMap<String, String> =
+        inherited.labels().clone().unwrap_or_default().into_iter().collect();
+    labels.extend(image_labels(plan));
+    runtime.set_labels(Some(to_hash_map(labels)));
+
+    let mut rootfs = base_config.map(|c| c.rootfs().clone()).unwrap_or_else(RootFs::default);
+    rootfs.diff_ids_mut().push(layer.diff_id.to_string());
+    let mut history = base_config.and_then(|c| c.history().clone()).unwrap_or_default();
+    let mut ours = History::default();
+    ours.set_created(Some(created.clone()));
+    ours.set_created_by(Some(format!("stevedore build {} (bin {})", plan.package, plan.bin)));
+    ours.set_comment(Some(format!("stevedore {}", env!("CARGO_PKG_VERSION"))));
+    history.push(ours);
+
+    let mut config = ImageConfiguration::default();
+    config.set_created(Some(created));
+    config.set_architecture(platform.architecture.as_str().into());
+    config.set_os(platform.os.as_str().into());
+    config.set_variant(platform.variant.clone());
+    config.set_config(Some(runtime));
+    config.set_rootfs(rootfs);
+    config.set_history(Some(history));
+    Ok(config)
+}
+
+/// The base's environment with PATH kept (or set) and SSL_CERT_FILE pointing at our bundle.
+fn env(inherited: &[String]) -> Vec<String> {
+    let mut env: Vec<String> =
+        inherited.iter().filter(|e| !e.starts_with("SSL_CERT_FILE=")).cloned().collect();
+    if !env.iter().any(|e| e.starts_with("PATH=")) {
+        env.insert(0, format!("PATH={DEFAULT_PATH}"));
+    }
+    env.push(format!("SSL_CERT_FILE=/{CA_BUNDLE_PATH}"));
+    env
+}
+
+fn image_labels(plan: &Plan) -> BTreeMap<String, String> {
+    let mut labels = BTreeMap::new();
+    labels.insert(ANNOTATION_TITLE.to_owned(), plan.bin.clone());
+    labels.insert(ANNOTATION_VERSION.to_owned(), plan.version.clone());
+    if let Some(source) = &plan.source {
+        labels.insert(ANNOTATION_SOURCE.to_owned(), source.clone());
+    }
+    if let Some(revision) = &plan.revision {
+        labels.insert(ANNOTATION_REVISION.to_owned(), revision.clone());
+    }
+    labels
+}
+
+fn annotations(plan: &Plan, base: Option<&BaseImage>) -> BTreeMap<String, String> {
+    let mut annotations = image_labels(plan);
+    annotations.insert(ANNOTATION_CREATED.to_owned(), rfc3339(plan.created));
+    if let Some(base) = base {
+        annotations.insert(ANNOTATION_BASE_NAME.to_owned(), base.reference.to_string());
+        annotations.insert(ANNOTATION_BASE_DIGEST.to_owned(), base.manifest_digest.to_string());
+    }
+    annotations
+}
+
+/// Base layers keep their bytes; Docker's media types are renamed to their OCI equivalents.
+fn normalise_layer(desc: &Descriptor) -> Result<Descriptor, AssembleError> {
+    let media_type = match desc.media_type() {
+        MediaType::ImageLayerGzip | MediaType::ImageLayer | MediaType::ImageLayerZstd => desc.media_type().clone(),
+        MediaType::Other(t) if t == "application/vnd.docker.image.rootfs.diff.tar.gzip" => MediaType::ImageLayerGzip,
+        other => {
+            return Err(AssembleError::LayerMediaType {
+                digest: desc.digest().to_string(),
+                media_type: other.to_string(),
+            })
+        }
+    };
+    let mut out = Descriptor::new(media_type, desc.size(), desc.digest().clone());
+    out.set_annotations(desc.annotations().clone());
+    Ok(out)
+}
+
+fn store_blob(store: &BlobStore, bytes: &[u8], what: &'static str) -> Result<Digest, AssembleError> {
+    store.put_bytes(bytes).map_err(|source| AssembleError::Store { what, source })
+}
+
+fn to_hash_map(map: BTreeMap<String, String>) -> HashMap<String, String> {
+    map.into_iter().collect()
+}
+
+/// Serialises with every object's keys sorted, whatever map type the value uses.
+///
+/// `serde_json::Value` keeps objects in a `BTreeMap` (this crate must never enable serde_json's
+/// `preserve_order`), so a round trip through it sorts the `HashMap`s that oci-spec uses.
+pub fn canonical_json<T: Serialize>(value: &T) -> Vec<u8> {
+    let value = serde_json::to_value(value).expect("OCI documents serialise to JSON");
+    serde_json::to_vec(&value).expect("a JSON value serialises")
+}
+
+/// Seconds since the epoch as an RFC 3339 UTC timestamp, e.g. `2024-05-01T12:00:00Z`.
+pub fn rfc3339(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil-from-days (Howard Hinnant's algorithm), valid for any i64 day count we meet.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
+    }
+
+    #[test]
+    fn canonical_json_sorts_hash_maps() {
+        let map: HashMap<String, u32> = (0..50).map(|i| (format!("k{i:02}"), i)).collect();
+        let text = String::from_utf8(canonical_json(&map)).unwrap();
+        let keys: Vec<&str> = text.split('"').skip(1).step_by(2).collect();
+        let mut sorted = keys.clone();
+        sorted.sort();
+        assert_eq!(keys, sorted, "serde_json's preserve_order must stay off");
+    }
+
+    #[test]
+    fn env_keeps_path_and_sets_cert_file() {
+        let env = env(&["PATH=/bin".into(), "SSL_CERT_FILE=/x".into(), "A=1".into()]);
+        assert_eq!(env, ["PATH=/bin", "A=1", "SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt"]);
+        assert!(super::env(&[])[0].starts_with("PATH=/usr/local/sbin"));
+    }
+}

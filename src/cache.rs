@@ -1,0 +1,155 @@
+//! A content-addressed blob store on disk (`<root>/blobs/sha256/<hex>`).
+//!
+//! Blobs enter only through a temporary file in the same directory that is renamed into place
+//! once its digest is known and checked, so a reader never sees a partial blob and concurrent
+//! runs that store the same blob simply race to an identical rename.
+
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use crate::digest::{Digest, HashingWriter, VerifyingReader};
+use crate::env;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    #[error("cannot find a cache directory: set {} or HOME", env::CACHE_DIR)]
+    NoCacheDir,
+    #[error("cannot use cache directory {path}")]
+    Create {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot write blob {what} into the cache at {path}")]
+    Write {
+        what: String,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot read blob {digest} from the cache at {path}")]
+    Read {
+        digest: Digest,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Content-addressed storage for blobs (layers, configs, manifests).
+#[derive(Debug, Clone)]
+pub struct BlobStore {
+    root: PathBuf,
+}
+
+impl BlobStore {
+    /// Opens (creating if needed) a store rooted at `root`.
+    pub fn open(root: impl Into<PathBuf>) -> Result<Self, CacheError> {
+        let root = root.into();
+        let blobs = root.join("blobs").join("sha256");
+        fs::create_dir_all(&blobs).map_err(|source| CacheError::Create { path: blobs, source })?;
+        Ok(BlobStore { root })
+    }
+
+    /// The user's cache: `$STEVEDORE_CACHE_DIR`, else `$XDG_CACHE_HOME/stevedore`, else
+    /// `~/.cache/stevedore`.
+    pub fn open_default() -> Result<Self, CacheError> {
+        Self::open(default_root().ok_or(CacheError::NoCacheDir)?)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Where the blob with this digest lives (whether or not it is there).
+    pub fn path(&self, digest: &Digest) -> PathBuf {
+        self.root.join("blobs").join("sha256").join(digest.hex())
+    }
+
+    pub fn contains(&self, digest: &Digest) -> bool {
+        self.path(digest).is_file()
+    }
+
+    pub fn open_blob(&self, digest: &Digest) -> Result<File, CacheError> {
+        let path = self.path(digest);
+        File::open(&path).map_err(|source| CacheError::Read { digest: digest.clone(), path, source })
+    }
+
+    /// Reads a small blob (a manifest or config) whole.
+    pub fn read_small(&self, digest: &Digest) -> Result<Vec<u8>, CacheError> {
+        let path = self.path(digest);
+        fs::read(&path).map_err(|source| CacheError::Read { digest: digest.clone(), path, source })
+    }
+
+    /// Stores the stream `content` under `expected`, failing (and keeping nothing) unless the
+    /// bytes match the digest and, when given, the size.
+    pub fn put_verified(
+        &self,
+        expected: &Digest,
+        size: Option<u64>,
+        content: impl Read,
+    ) -> Result<u64, CacheError> {
+        let mut reader = VerifyingReader::new(content, expected.clone(), size);
+        let (digest, written) = self.put_with(expected.as_str(), |w| io::copy(&mut reader, w).map(drop))?;
+        debug_assert_eq!(&digest, expected);
+        Ok(written)
+    }
+
+    /// Stores a small blob held in memory and returns its digest.
+    pub fn put_bytes(&self, bytes: &[u8]) -> Result<Digest, CacheError> {
+        let digest = Digest::of(bytes);
+        if !self.contains(&digest) {
+            self.put_with(digest.as_str(), |w| w.write_all(bytes))?;
+        }
+        Ok(digest)
+    }
+
+    /// Stores whatever `produce` writes, naming it by the digest of those bytes.
+    pub fn put_with(
+        &self,
+        what: &str,
+        produce: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+    ) -> Result<(Digest, u64), CacheError> {
+        let dir = self.root.join("blobs").join("sha256");
+        let fail = |source| CacheError::Write { what: what.to_owned(), path: dir.clone(), source };
+        let tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(&dir).map_err(fail)?;
+        let mut writer = HashingWriter::new(io::BufWriter::new(tmp));
+        produce(&mut writer).map_err(fail)?;
+        let (buffered, digest, size) = writer.finish();
+        let tmp = buffered.into_inner().map_err(|e| fail(e.into_error()))?;
+        tmp.as_file().sync_data().map_err(fail)?;
+        // Blobs are shared read-only content; tempfile's private 0600 would leak into layouts.
+        fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o644)).map_err(fail)?;
+        tmp.persist(self.path(&digest)).map_err(|e| fail(e.error))?;
+        Ok((digest, size))
+    }
+}
+
+fn default_root() -> Option<PathBuf> {
+    let from_env = |name| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+    from_env(env::CACHE_DIR)
+        .or_else(|| from_env("XDG_CACHE_HOME").map(|p| p.join("stevedore")))
+        .or_else(|| from_env("HOME").map(|p| p.join(".cache").join("stevedore")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stores_by_digest_and_rejects_mismatch() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        let d = store.put_bytes(b"hello").unwrap();
+        assert_eq!(d, Digest::of(b"hello"));
+        assert_eq!(store.read_small(&d).unwrap(), b"hello");
+
+        let wrong = Digest::of(b"other");
+        assert!(store.put_verified(&wrong, Some(5), &b"hello"[..]).is_err());
+        assert!(!store.contains(&wrong));
+        let leftovers = fs::read_dir(dir.path().join("blobs/sha256")).unwrap().count();
+        assert_eq!(leftovers, 1, "a failed write must leave no temporary file behind");
+    }
+}

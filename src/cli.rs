@@ -1,0 +1,232 @@
+//! The command line: clap definitions, turning flags into library options, and the one place
+//! that reports errors to the user.
+
+use std::error::Error as _;
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use serde_json::json;
+
+use crate::cache::{BlobStore, CacheError};
+use crate::pipeline::{self, BuildError};
+use crate::plan::{self, Base, BuildOptions, PlanError, DEFAULT_BASE};
+use crate::platform::Platform;
+use crate::publish::{self, Output, PublishError};
+use crate::reference::Reference;
+use crate::registry::{Registry, RegistryError, RegistryOptions};
+
+#[derive(Debug, Parser)]
+#[command(name = "cargo-stevedore", bin_name = "cargo stevedore", version, about = "Build OCI images of Rust services, no Docker daemon needed")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Log more (-v: debug, -vv: trace).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    /// Log only warnings and errors.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Compile the project for musl and build an OCI image of it.
+    Build(BuildArgs),
+}
+
+#[derive(Debug, Args)]
+struct BuildArgs {
+    /// Path to Cargo.toml (default: the one in the current directory or above).
+    #[arg(long, value_name = "PATH")]
+    manifest_path: Option<PathBuf>,
+    /// Package to build (needed in a workspace with several binary packages).
+    #[arg(short, long, value_name = "SPEC")]
+    package: Option<String>,
+    /// Binary target to put in the image (needed when the package has several).
+    #[arg(long, value_name = "NAME")]
+    bin: Option<String>,
+    /// Cargo profile to build with.
+    #[arg(long, value_name = "NAME", default_value = "release")]
+    profile: String,
+    /// Features to activate (comma or space separated; repeatable).
+    #[arg(short = 'F', long, value_name = "FEATURES")]
+    features: Vec<String>,
+    /// Activate all features.
+    #[arg(long)]
+    all_features: bool,
+    /// Do not activate the `default` feature.
+    #[arg(long)]
+    no_default_features: bool,
+    /// Platforms to build for, comma separated: linux/amd64, linux/arm64 (default: the host's).
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    platform: Vec<Platform>,
+    /// Base image reference, or `scratch` for none.
+    #[arg(long, value_name = "REF|scratch", default_value = DEFAULT_BASE)]
+    base: Base,
+    /// Name for the image (repeatable), e.g. `registry.example.com/app:1.2`.
+    #[arg(short, long, value_name = "REF")]
+    tag: Vec<Reference>,
+    /// Rustup toolchain to compile with (default: the cargo running this command).
+    #[arg(long, value_name = "NAME")]
+    toolchain: Option<String>,
+    /// Where to write the image (repeatable): oci-layout=DIR or docker-archive=FILE.tar.
+    /// Default: oci-layout=target/stevedore/BIN.
+    #[arg(short, long, value_name = "KIND=PATH")]
+    output: Vec<Output>,
+    /// Print the result as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+    /// Extra CA certificate (PEM) to trust for registries (repeatable).
+    #[arg(long, value_name = "FILE")]
+    registry_ca: Vec<PathBuf>,
+    /// Registry host[:port] to reach over plain HTTP (loopback registries need no flag).
+    #[arg(long, value_name = "HOST")]
+    insecure_registry: Vec<String>,
+}
+
+/// Errors the command line reports; each stage's error keeps its own context.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+    #[error("cannot write {output}")]
+    Publish {
+        output: String,
+        #[source]
+        source: PublishError,
+    },
+}
+
+/// Runs the command line with the process's arguments and returns the exit code.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse_from(args()) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    init_logging(cli.verbose, cli.quiet);
+    let result = match cli.command {
+        Command::Build(args) => build(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            report(&e);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The arguments without the `stevedore` that cargo inserts when run as `cargo stevedore`.
+fn args() -> Vec<OsString> {
+    let mut args: Vec<OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == "stevedore") {
+        args.remove(1);
+    }
+    args
+}
+
+fn init_logging(verbose: u8, quiet: bool) {
+    let level = match (quiet, verbose) {
+        (true, _) => "warn",
+        (false, 0) => "info",
+        (false, 1) => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("STEVEDORE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("stevedore={level},cargo_stevedore={level}")));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
+fn build(args: BuildArgs) -> Result<(), CliError> {
+    let opts = BuildOptions {
+        manifest_path: args.manifest_path,
+        package: args.package,
+        bin: args.bin,
+        profile: Some(args.profile),
+        features: args.features.iter().flat_map(|f| f.split([',', ' '])).filter(|f| !f.is_empty()).map(String::from).collect(),
+        all_features: args.all_features,
+        no_default_features: args.no_default_features,
+        platforms: args.platform,
+        base: args.base,
+        tags: args.tag,
+        toolchain: args.toolchain,
+    };
+    let plan = plan::plan(&opts)?;
+    let registry = Registry::new(RegistryOptions {
+        ca_files: args.registry_ca,
+        insecure: args.insecure_registry,
+        user_agent: format!("stevedore/{}", env!("CARGO_PKG_VERSION")),
+    })?;
+    let store = BlobStore::open_default()?;
+    let built = pipeline::build(&plan, &store, &registry)?;
+
+    let outputs = match args.output.is_empty() {
+        true => vec![Output::OciLayout(pipeline::default_layout_dir(&plan))],
+        false => args.output,
+    };
+    let tags = default_tags(&plan);
+    for output in &outputs {
+        publish::publish(&built, output, &tags, &store)
+            .map_err(|source| CliError::Publish { output: output.to_string(), source })?;
+    }
+    let top = match built.images.as_slice() {
+        [only] => only.manifest.clone(),
+        _ => built.index.clone(),
+    };
+    if args.json {
+        let images: Vec<_> = built
+            .images
+            .iter()
+            .map(|i| json!({"platform": i.platform.to_string(), "digest": i.manifest.digest().to_string(), "size": i.manifest.size(), "config": i.config.digest().to_string()}))
+            .collect();
+        let result = json!({
+            "package": plan.package, "bin": plan.bin, "version": plan.version,
+            "digest": top.digest().to_string(), "mediaType": top.media_type().to_string(),
+            "index": built.index.digest().to_string(),
+            "images": images,
+            "tags": tags.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "outputs": outputs.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        });
+        println!("{result:#}");
+    } else {
+        for output in &outputs {
+            println!("{output}@{}", top.digest());
+        }
+    }
+    Ok(())
+}
+
+/// The tags to name the image with: the user's, or `BIN:latest`.
+fn default_tags(plan: &plan::Plan) -> Vec<Reference> {
+    if !plan.tags.is_empty() {
+        return plan.tags.clone();
+    }
+    format!("{}:latest", plan.bin.to_lowercase()).parse().map(|r| vec![r]).unwrap_or_default()
+}
+
+/// Prints an error and its causes once, the way the user reads them.
+fn report(error: &CliError) {
+    eprintln!("error: {error}");
+    let mut source = error.source();
+    while let Some(cause) = source {
+        eprintln!("  caused by: {cause}");
+        source = cause.source();
+    }
+}

@@ -1,0 +1,251 @@
+//! Stage 2: compile the planned binary for one platform into a static musl executable.
+//!
+//! The executable's path comes from cargo's JSON artifact messages, never from a guessed path.
+//! Three ways to get a musl standard library are supported, chosen per target:
+//! an installed std (rustup target), std built from source (`-Zbuild-std`, when the toolchain
+//! has rust-src), or an error that says which command installs it.
+
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use cargo_metadata::Message;
+
+use crate::plan::Plan;
+use crate::platform::Platform;
+use crate::toolchain::{describe, run_capture, Toolchain, ToolchainError};
+
+/// A compiled executable for one platform.
+#[derive(Debug, Clone)]
+pub struct Binary {
+    pub platform: Platform,
+    pub path: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CompileError {
+    #[error("cannot find the toolchain's sysroot")]
+    Sysroot(#[source] ToolchainError),
+    #[error(
+        "the Rust standard library for {target} is not installed{toolchain}, and the toolchain has no \
+         rust-src to build it from: {fix}"
+    )]
+    NoStd { target: String, toolchain: String, fix: String },
+    #[error(
+        "linking for {target} needs zig ({why}), and none was found: install it with \
+         `pip install ziglang` (or put `zig` on PATH, or set {} to its path)",
+        crate::env::ZIG
+    )]
+    NoZig { target: String, why: &'static str },
+    #[error("cannot write the linker wrapper {path}")]
+    Wrapper {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot start `{command}`")]
+    Spawn {
+        command: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cargo failed to build `{bin}` for {target} ({status}); its messages are above")]
+    Failed { bin: String, target: String, status: String },
+    #[error("cargo built nothing executable named `{bin}` for {target}")]
+    NoArtifact { bin: String, target: String },
+}
+
+/// How the standard library for a target is obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Std {
+    Installed,
+    FromSource,
+}
+
+/// Compiles `plan.bin` for `platform`.
+pub fn compile(plan: &Plan, platform: &Platform) -> Result<Binary, CompileError> {
+    let target = platform.rust_target();
+    let std = find_std(&plan.toolchain, target)?;
+    let mut cmd = cargo_build(plan, target, std);
+    if let Some(why) = zig_reason(std, platform, plan.has_c_code) {
+        let zig = find_zig().ok_or(CompileError::NoZig { target: target.to_owned(), why })?;
+        // In the target dir, at a fixed path: cargo rebuilds std whenever the linker path
+        // changes, and the target dir is where that std lives.
+        let wrappers = write_zig_wrappers(&plan.target_dir.join("stevedore").join(".zig"), target, &zig)?;
+        link_with(&mut cmd, target, &wrappers);
+    }
+    if std == Std::FromSource {
+        tracing::info!("building the standard library for {target} from source (rust-src), the first time takes a minute");
+    }
+    let path = run_cargo(&mut cmd, plan, target)?;
+    Ok(Binary { platform: platform.clone(), path })
+}
+
+fn find_std(toolchain: &Toolchain, target: &str) -> Result<Std, CompileError> {
+    let sysroot = toolchain.sysroot().map_err(CompileError::Sysroot)?;
+    let lib = sysroot.join("lib/rustlib").join(target).join("lib");
+    let installed = std::fs::read_dir(&lib).is_ok_and(|entries| {
+        entries.flatten().any(|e| e.file_name().to_string_lossy().starts_with("libstd-"))
+    });
+    if installed {
+        return Ok(Std::Installed);
+    }
+    if sysroot.join("lib/rustlib/src/rust/library/Cargo.lock").is_file() {
+        return Ok(Std::FromSource);
+    }
+    let (toolchain_note, fix) = match toolchain.rustup_name() {
+        Some(name) => (
+            format!(" in toolchain `{name}`"),
+            format!("run `rustup target add {target} --toolchain {name}`"),
+        ),
+        None if has_rustup() => (String::new(), format!("run `rustup target add {target}`")),
+        None => (
+            String::new(),
+            format!("install the {target} standard library for {} or the toolchain's rust-src", sysroot.display()),
+        ),
+    };
+    Err(CompileError::NoStd { target: target.to_owned(), toolchain: toolchain_note, fix })
+}
+
+fn has_rustup() -> bool {
+    run_capture(Command::new("rustup").arg("--version")).is_ok()
+}
+
+/// Why this build links with zig, if it must: rustc's own musl linking only covers an
+/// installed std on the host architecture with no C code.
+fn zig_reason(std: Std, platform: &Platform, has_c_code: bool) -> Option<&'static str> {
+    let host = Platform::host().ok();
+    if std == Std::FromSource {
+        Some("std built from source has no bundled musl C runtime")
+    } else if host.as_ref() != Some(platform) {
+        Some("the target is not the host architecture")
+    } else if has_c_code {
+        Some("a dependency compiles C code")
+    } else {
+        None
+    }
+}
+
+fn cargo_build(plan: &Plan, target: &str, std: Std) -> Command {
+    let mut cmd = plan.toolchain.cargo();
+    cmd.arg("build").arg("--manifest-path").arg(&plan.manifest_path);
+    cmd.args(["--package", &plan.package, "--bin", &plan.bin, "--profile", &plan.profile]);
+    cmd.args(["--target", target, "--message-format=json-render-diagnostics"]);
+    if !plan.features.is_empty() {
+        cmd.arg("--features").arg(plan.features.join(","));
+    }
+    if plan.all_features {
+        cmd.arg("--all-features");
+    }
+    if plan.no_default_features {
+        cmd.arg("--no-default-features");
+    }
+    if std == Std::FromSource {
+        // build-std is unstable; RUSTC_BOOTSTRAP lets a stable toolchain use it.
+        cmd.arg("-Zbuild-std=std,panic_abort").env("RUSTC_BOOTSTRAP", "1");
+    }
+    cmd
+}
+
+/// The zig executable, as a command prefix: `zig`, or `python3 -m ziglang` from PyPI.
+fn find_zig() -> Option<Vec<String>> {
+    if let Some(path) = std::env::var_os(crate::env::ZIG).filter(|p| !p.is_empty()) {
+        return Some(vec![path.to_string_lossy().into_owned()]);
+    }
+    if run_capture(Command::new("zig").arg("version")).is_ok() {
+        return Some(vec!["zig".into()]);
+    }
+    let python = ["python3", "-c", "import sys, ziglang, os; print(sys.executable)"];
+    let exe = run_capture(Command::new(python[0]).args(&python[1..])).ok()?;
+    Some(vec![exe.trim().to_owned(), "-m".into(), "ziglang".into()])
+}
+
+struct ZigWrappers {
+    cc: PathBuf,
+    ar: PathBuf,
+}
+
+/// Writes `cc` and `ar` scripts that run zig for `target` into `dir/TARGET/`.
+fn write_zig_wrappers(dir: &Path, target: &str, zig: &[String]) -> Result<ZigWrappers, CompileError> {
+    let dir = dir.join(target);
+    let zig_triple = format!("{}-linux-musl", target.split('-').next().unwrap_or(target));
+    let zig_cmd = zig.iter().map(|a| shell_quote(a)).collect::<Vec<_>>().join(" ");
+    // cc-rs passes the Rust triple as --target=…, which zig cannot parse; zig gets its own.
+    let cc = format!(
+        "#!/bin/sh\n# Written by stevedore: links and compiles C for {target} with zig.\n\
+         for a do shift; case \"$a\" in --target=*) continue;; esac; set -- \"$@\" \"$a\"; done\n\
+         exec {zig_cmd} cc -target {zig_triple} \"$@\"\n"
+    );
+    let ar = format!("#!/bin/sh\n# Written by stevedore.\nexec {zig_cmd} ar \"$@\"\n");
+    let wrappers = ZigWrappers { cc: dir.join("cc"), ar: dir.join("ar") };
+    for (path, script) in [(&wrappers.cc, cc), (&wrappers.ar, ar)] {
+        write_executable(path, &script).map_err(|source| CompileError::Wrapper { path: path.clone(), source })?;
+    }
+    Ok(wrappers)
+}
+
+fn write_executable(path: &Path, content: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    if std::fs::read_to_string(path).is_ok_and(|old| old == content) {
+        return Ok(());
+    }
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let tmp = tempfile::NamedTempFile::new_in(dir)?;
+    std::fs::write(tmp.path(), content)?;
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755))?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// Points cargo, rustc and cc-rs at the zig wrappers for `target`.
+fn link_with(cmd: &mut Command, target: &str, wrappers: &ZigWrappers) {
+    let upper = target.to_uppercase().replace('-', "_");
+    let lower = target.replace('-', "_");
+    cmd.env(format!("CARGO_TARGET_{upper}_LINKER"), &wrappers.cc);
+    cmd.env(format!("CC_{lower}"), &wrappers.cc);
+    cmd.env(format!("AR_{lower}"), &wrappers.ar);
+    // zig brings musl's C runtime and libunwind; rustc's own copies would clash or be missing.
+    add_rustflags(cmd, &upper, "-C link-self-contained=no");
+}
+
+/// Adds flags without discarding the user's: cargo takes RUSTFLAGS over per-target flags.
+fn add_rustflags(cmd: &mut Command, upper_target: &str, flags: &str) {
+    let var = match std::env::var_os("RUSTFLAGS") {
+        Some(_) => "RUSTFLAGS".to_owned(),
+        None => format!("CARGO_TARGET_{upper_target}_RUSTFLAGS"),
+    };
+    let existing = std::env::var(&var).unwrap_or_default();
+    let joined = if existing.trim().is_empty() { flags.to_owned() } else { format!("{existing} {flags}") };
+    cmd.env(var, joined);
+}
+
+/// Runs cargo with its progress on our stderr, reading artifacts from its JSON on stdout.
+fn run_cargo(cmd: &mut Command, plan: &Plan, target: &str) -> Result<PathBuf, CompileError> {
+    let command = describe(cmd);
+    tracing::debug!("running {command}");
+    cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()).stdin(Stdio::null());
+    let mut child = cmd.spawn().map_err(|source| CompileError::Spawn { command, source })?;
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let mut executable = None;
+    for message in Message::parse_stream(BufReader::new(stdout)).flatten() {
+        match message {
+            Message::CompilerArtifact(a) if a.target.name == plan.bin && a.executable.is_some() => {
+                executable = a.executable.map(|p| p.into_std_path_buf());
+            }
+            Message::TextLine(line) => eprintln!("{line}"),
+            _ => {}
+        }
+    }
+    let status = child.wait().map_err(|source| CompileError::Spawn { command: "cargo".into(), source })?;
+    let (bin, target) = (plan.bin.clone(), target.to_owned());
+    if !status.success() {
+        return Err(CompileError::Failed { bin, target, status: status.to_string() });
+    }
+    executable.ok_or(CompileError::NoArtifact { bin, target })
+}
+

@@ -1,0 +1,14 @@
+//! Every environment variable stevedore reads, in one place.
+
+/// Root of the blob cache (default: `$XDG_CACHE_HOME/stevedore` or `~/.cache/stevedore`).
+pub const CACHE_DIR: &str = "STEVEDORE_CACHE_DIR";
+/// Timestamp (seconds since the epoch) for every file and the image's `created`.
+pub const SOURCE_DATE_EPOCH: &str = "SOURCE_DATE_EPOCH";
+/// Username for the registry, overriding docker config (for CI).
+pub const USERNAME: &str = "STEVEDORE_USERNAME";
+/// Password or token for the registry, overriding docker config (for CI).
+pub const PASSWORD: &str = "STEVEDORE_PASSWORD";
+/// The zig to link musl binaries with, when not `zig` on PATH or `python3 -m ziglang`.
+pub const ZIG: &str = "STEVEDORE_ZIG";
+/// The cargo to run when `--toolchain` is not given (set by cargo for subcommands).
+pub const CARGO: &str = "CARGO";

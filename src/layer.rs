@@ -1,0 +1,246 @@
+//! Stage 3: the application layer, a deterministic tar.gz written straight into the blob store.
+//!
+//! Bytes flow tar → hash (diff_id) → gzip → hash (digest) → temporary file → rename, in one
+//! pass: the layer is never held in memory and never read back to learn its digests.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use flate2::{Compression, GzBuilder};
+
+use crate::cache::{BlobStore, CacheError};
+use crate::digest::{Digest, HashingWriter};
+
+/// The nonroot user distroless defines, and the default user of every image.
+pub const NONROOT_UID: u64 = 65532;
+/// Where the pinned CA bundle goes, and what `SSL_CERT_FILE` points at.
+pub const CA_BUNDLE_PATH: &str = "etc/ssl/certs/ca-certificates.crt";
+/// The directory that holds the application binary (on the default PATH).
+pub const BIN_DIR: &str = "usr/local/bin";
+
+const PASSWD: &str = "root:x:0:0:root:/root:/sbin/nologin\n\
+    nobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin\n\
+    nonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n";
+const GROUP: &str = "root:x:0:\nnobody:x:65534:\nnonroot:x:65532:\n";
+
+/// A layer blob in the store, with the two digests an image needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layer {
+    /// Digest of the compressed blob (what manifests name).
+    pub digest: Digest,
+    pub size: u64,
+    /// Digest of the uncompressed tar (what the config's rootfs names).
+    pub diff_id: Digest,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LayerError {
+    #[error("cannot read {path} to put it in the image")]
+    Source {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("`{0}` cannot be a path in the image: use a relative path of plain components")]
+    BadPath(String),
+    #[error(transparent)]
+    Store(#[from] CacheError),
+}
+
+/// What one entry of the layer holds.
+#[derive(Debug, Clone)]
+enum Content {
+    Dir,
+    Bytes(Vec<u8>),
+    File(PathBuf),
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    content: Content,
+    mode: u32,
+    uid: u64,
+}
+
+/// The files of an application layer, kept sorted by path so the tar is the same every time.
+#[derive(Debug, Clone, Default)]
+pub struct LayerSpec {
+    entries: BTreeMap<String, Entry>,
+}
+
+impl LayerSpec {
+    /// The standard layer: the binary, a CA bundle and the users of a distroless image.
+    pub fn application(binary: &Path, name: &str) -> Result<Self, LayerError> {
+        let mut spec = LayerSpec::default();
+        spec.file(&format!("{BIN_DIR}/{name}"), binary, 0o755)?;
+        spec.bytes("etc/passwd", PASSWD.as_bytes().to_vec(), 0o644)?;
+        spec.bytes("etc/group", GROUP.as_bytes().to_vec(), 0o644)?;
+        spec.bytes(CA_BUNDLE_PATH, ca_bundle(), 0o644)?;
+        spec.dir("home/nonroot", 0o700, NONROOT_UID)?;
+        spec.dir("tmp", 0o1777, 0)?;
+        Ok(spec)
+    }
+
+    pub fn file(&mut self, path: &str, source: &Path, mode: u32) -> Result<(), LayerError> {
+        self.insert(path, Entry { content: Content::File(source.to_path_buf()), mode, uid: 0 })
+    }
+
+    pub fn bytes(&mut self, path: &str, bytes: Vec<u8>, mode: u32) -> Result<(), LayerError> {
+        self.insert(path, Entry { content: Content::Bytes(bytes), mode, uid: 0 })
+    }
+
+    pub fn dir(&mut self, path: &str, mode: u32, uid: u64) -> Result<(), LayerError> {
+        self.insert(path, Entry { content: Content::Dir, mode, uid })
+    }
+
+    /// Adds an entry and any missing parent directories (root-owned, 0755).
+    fn insert(&mut self, path: &str, entry: Entry) -> Result<(), LayerError> {
+        let clean = clean_path(path)?;
+        let mut parent = String::new();
+        for component in clean.split('/').take(clean.matches('/').count()) {
+            parent.push_str(component);
+            parent.push('/');
+            self.entries.entry(parent.clone()).or_insert(Entry { content: Content::Dir, mode: 0o755, uid: 0 });
+        }
+        let key = match entry.content {
+            Content::Dir => format!("{clean}/"),
+            _ => clean,
+        };
+        self.entries.insert(key, entry);
+        Ok(())
+    }
+
+    /// Writes the layer into `store`, every entry stamped with `mtime`.
+    pub fn write(&self, store: &BlobStore, mtime: u64) -> Result<Layer, LayerError> {
+        let mut diff_id = None;
+        let mut unreadable = None;
+        let stored = store.put_with("application layer", |out| {
+            let gz = GzBuilder::new().mtime(0).operating_system(255).write(out, Compression::new(6));
+            let mut tar = tar::Builder::new(HashingWriter::new(gz));
+            for (path, entry) in &self.entries {
+                append(&mut tar, path, entry, mtime).map_err(|e| match e {
+                    AppendError::Io(e) => e,
+                    AppendError::Source(path, source) => {
+                        let summary = io::Error::new(source.kind(), source.to_string());
+                        unreadable = Some(LayerError::Source { path, source });
+                        summary
+                    }
+                })?;
+            }
+            let (gz, uncompressed, _) = tar.into_inner()?.finish();
+            diff_id = Some(uncompressed);
+            gz.finish()?;
+            Ok(())
+        });
+        // A source file that cannot be read is the user's problem; say which one.
+        let (digest, size) = stored.map_err(|e| unreadable.unwrap_or(e.into()))?;
+        let diff_id = diff_id.expect("set whenever the write succeeds");
+        Ok(Layer { digest, size, diff_id })
+    }
+}
+
+enum AppendError {
+    Io(io::Error),
+    Source(PathBuf, io::Error),
+}
+
+fn append<W: Write>(tar: &mut tar::Builder<W>, path: &str, entry: &Entry, mtime: u64) -> Result<(), AppendError> {
+    let mut header = tar::Header::new_ustar();
+    header.set_mode(entry.mode);
+    header.set_uid(entry.uid);
+    header.set_gid(entry.uid);
+    header.set_mtime(mtime);
+    // Empty names keep the tar free of whatever user database built it.
+    header.set_username("").map_err(AppendError::Io)?;
+    header.set_groupname("").map_err(AppendError::Io)?;
+    match &entry.content {
+        Content::Dir => {
+            header.set_entry_type(tar::EntryType::Directory);
+            header.set_size(0);
+            tar.append_data(&mut header, path, io::empty()).map_err(AppendError::Io)
+        }
+        Content::Bytes(bytes) => {
+            header.set_entry_type(tar::EntryType::Regular);
+            header.set_size(bytes.len() as u64);
+            tar.append_data(&mut header, path, bytes.as_slice()).map_err(AppendError::Io)
+        }
+        Content::File(source) => {
+            let fail = |e| AppendError::Source(source.clone(), e);
+            let file = File::open(source).map_err(fail)?;
+            let len = file.metadata().map_err(fail)?.len();
+            header.set_entry_type(tar::EntryType::Regular);
+            header.set_size(len);
+            // take() keeps the entry exactly as long as its header says, even if the file grows.
+            tar.append_data(&mut header, path, file.take(len)).map_err(AppendError::Io)
+        }
+    }
+}
+
+fn clean_path(path: &str) -> Result<String, LayerError> {
+    let trimmed = path.trim_start_matches('/').trim_end_matches('/');
+    let ok = !trimmed.is_empty() && trimmed.split('/').all(|c| !c.is_empty() && c != "." && c != "..");
+    if ok {
+        Ok(trimmed.to_owned())
+    } else {
+        Err(LayerError::BadPath(path.to_owned()))
+    }
+}
+
+/// Mozilla's root certificates as PEM, from the `webpki-root-certs` crate pinned in Cargo.lock,
+/// so the bundle depends on stevedore's version and not on the build machine.
+pub fn ca_bundle() -> Vec<u8> {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut pem = String::new();
+    for cert in webpki_root_certs::TLS_SERVER_ROOT_CERTS {
+        pem.push_str("-----BEGIN CERTIFICATE-----\n");
+        let encoded = b64.encode(cert.as_ref());
+        for line in encoded.as_bytes().chunks(64) {
+            pem.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
+            pem.push('\n');
+        }
+        pem.push_str("-----END CERTIFICATE-----\n");
+    }
+    pem.into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn build(store_dir: &Path, binary: &Path, mtime: u64) -> Layer {
+        let store = BlobStore::open(store_dir).unwrap();
+        LayerSpec::application(binary, "app").unwrap().write(&store, mtime).unwrap()
+    }
+
+    #[test]
+    fn same_inputs_same_digests() {
+        let dir = tempfile::tempdir().unwrap();
+        let binary = dir.path().join("app");
+        std::fs::write(&binary, b"\x7fELF not really").unwrap();
+        let a = build(&dir.path().join("a"), &binary, 1_700_000_000);
+        let b = build(&dir.path().join("b"), &binary, 1_700_000_000);
+        assert_eq!(a, b);
+        let later = build(&dir.path().join("c"), &binary, 1_700_000_001);
+        assert_ne!(a.diff_id, later.diff_id, "mtime is part of the layer");
+    }
+
+    #[test]
+    fn rejects_escaping_paths() {
+        let mut spec = LayerSpec::default();
+        for bad in ["../etc/passwd", "a/../../b", "", "/", "a//b"] {
+            assert!(spec.bytes(bad, Vec::new(), 0o644).is_err(), "{bad} accepted");
+        }
+        spec.bytes("/etc/motd", Vec::new(), 0o644).unwrap();
+        let keys: Vec<&str> = spec.entries.keys().map(String::as_str).collect();
+        assert_eq!(keys, ["etc/", "etc/motd"]);
+    }
+
+    #[test]
+    fn ca_bundle_is_pem() {
+        let pem = String::from_utf8(ca_bundle()).unwrap();
+        assert!(pem.matches("-----BEGIN CERTIFICATE-----").count() > 100);
+    }
+}

@@ -1,0 +1,19 @@
+//! stevedore: build OCI images of Rust services with no Docker daemon.
+//!
+//! The pipeline runs plan → compile → layer → assemble → publish; each stage is a module and
+//! passes plain data to the next. See ARCHITECTURE.md.
+
+pub mod assemble;
+pub mod cache;
+pub mod cli;
+pub mod compile;
+pub mod digest;
+pub mod env;
+pub mod layer;
+pub mod pipeline;
+pub mod plan;
+pub mod platform;
+pub mod publish;
+pub mod reference;
+pub mod registry;
+pub mod toolchain;

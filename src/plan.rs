@@ -1,0 +1,280 @@
+//! Stage 1: turn the user's options and `cargo metadata` into a [`Plan`]: which package and
+//! binary to build, for which platforms, on which base. No side effects beyond reading.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::str::FromStr;
+
+use cargo_metadata::{Metadata, Package, TargetKind};
+use serde::Serialize;
+
+use crate::env;
+use crate::platform::{Platform, PlatformError};
+use crate::reference::{Reference, ReferenceError};
+use crate::toolchain::{run_capture, Toolchain, ToolchainError};
+
+/// The base of the image: a registry image, or nothing at all.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Base {
+    Scratch,
+    Image(#[serde(serialize_with = "crate::plan::display")] Reference),
+}
+
+pub const DEFAULT_BASE: &str = "gcr.io/distroless/static-debian12:nonroot";
+
+impl FromStr for Base {
+    type Err = ReferenceError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "scratch" => Ok(Base::Scratch),
+            _ => s.parse().map(Base::Image),
+        }
+    }
+}
+
+impl Default for Base {
+    fn default() -> Self {
+        DEFAULT_BASE.parse().expect("the default base is a valid reference")
+    }
+}
+
+/// What the user asked for, before anything is looked up.
+#[derive(Debug, Clone, Default)]
+pub struct BuildOptions {
+    pub manifest_path: Option<PathBuf>,
+    pub package: Option<String>,
+    pub bin: Option<String>,
+    /// Cargo profile; `release` when `None`.
+    pub profile: Option<String>,
+    pub features: Vec<String>,
+    pub all_features: bool,
+    pub no_default_features: bool,
+    /// Empty means the host's platform.
+    pub platforms: Vec<Platform>,
+    pub base: Base,
+    pub tags: Vec<Reference>,
+    pub toolchain: Option<String>,
+}
+
+/// Everything later stages need, resolved and checked.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub manifest_path: PathBuf,
+    pub workspace_root: PathBuf,
+    pub target_dir: PathBuf,
+    pub package: String,
+    pub version: String,
+    pub bin: String,
+    pub profile: String,
+    pub features: Vec<String>,
+    pub all_features: bool,
+    pub no_default_features: bool,
+    pub platforms: Vec<Platform>,
+    pub base: Base,
+    #[serde(serialize_with = "display_all")]
+    pub tags: Vec<Reference>,
+    #[serde(skip)]
+    pub toolchain: Toolchain,
+    /// Whether some dependency compiles C code (so linking needs a C cross toolchain).
+    pub has_c_code: bool,
+    /// The package's `repository`, for the `org.opencontainers.image.source` annotation.
+    pub source: Option<String>,
+    /// The git commit of the workspace, when it is a git checkout.
+    pub revision: Option<String>,
+    /// Seconds since the epoch stamped on files and the image (`SOURCE_DATE_EPOCH`).
+    pub created: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("no Cargo.toml at {0}: run in a Cargo project or pass --manifest-path PATH/Cargo.toml")]
+    NoManifest(PathBuf),
+    #[error("`cargo metadata` failed for {manifest}")]
+    Metadata {
+        manifest: PathBuf,
+        #[source]
+        source: ToolchainError,
+    },
+    #[error("cannot read the output of `cargo metadata`")]
+    MetadataParse(#[source] cargo_metadata::Error),
+    #[error("the workspace has no package `{name}`; its packages are: {available}")]
+    NoSuchPackage { name: String, available: String },
+    #[error("package `{package}` has no binary named `{bin}`; its binaries are: {available}")]
+    NoSuchBin { package: String, bin: String, available: String },
+    #[error("package `{package}` has no binary target; stevedore packages one binary per image")]
+    NoBins { package: String },
+    #[error("{what} has several binaries ({available}): choose one with --bin NAME")]
+    SeveralBins { what: String, available: String },
+    #[error("no package in the workspace has a binary named `{bin}`")]
+    BinNotInWorkspace { bin: String },
+    #[error("the workspace has several packages with binaries ({available}): choose one with -p/--package NAME")]
+    SeveralPackages { available: String },
+    #[error("{} is `{value}`, not a whole number of seconds since 1970", env::SOURCE_DATE_EPOCH)]
+    SourceDateEpoch { value: String },
+    #[error(transparent)]
+    Platform(#[from] PlatformError),
+}
+
+/// Resolves the options against the project on disk.
+pub fn plan(opts: &BuildOptions) -> Result<Plan, PlanError> {
+    let manifest = manifest_path(opts.manifest_path.as_deref())?;
+    let toolchain = Toolchain::from_name(opts.toolchain.as_deref());
+    let metadata = metadata(&toolchain, &manifest)?;
+    let (package, bin) = select(&metadata, opts)?;
+    let platforms = match opts.platforms.is_empty() {
+        true => vec![Platform::host()?],
+        false => dedup(&opts.platforms),
+    };
+    let workspace_root = metadata.workspace_root.clone().into_std_path_buf();
+    Ok(Plan {
+        manifest_path: package.manifest_path.clone().into_std_path_buf(),
+        target_dir: metadata.target_directory.clone().into_std_path_buf(),
+        package: package.name.to_string(),
+        version: package.version.to_string(),
+        bin,
+        profile: opts.profile.clone().unwrap_or_else(|| "release".into()),
+        features: opts.features.clone(),
+        all_features: opts.all_features,
+        no_default_features: opts.no_default_features,
+        platforms,
+        base: opts.base.clone(),
+        tags: opts.tags.clone(),
+        has_c_code: compiles_c(&metadata, package),
+        source: package.repository.clone(),
+        revision: git(&workspace_root, &["rev-parse", "HEAD"]),
+        created: source_date_epoch(&workspace_root)?,
+        workspace_root,
+        toolchain,
+    })
+}
+
+fn manifest_path(given: Option<&Path>) -> Result<PathBuf, PlanError> {
+    let path = match given {
+        Some(p) if p.is_dir() => p.join("Cargo.toml"),
+        Some(p) => p.to_path_buf(),
+        None => find_manifest_upwards().unwrap_or_else(|| PathBuf::from("Cargo.toml")),
+    };
+    if !path.is_file() {
+        return Err(PlanError::NoManifest(path));
+    }
+    Ok(path)
+}
+
+fn find_manifest_upwards() -> Option<PathBuf> {
+    let cwd = std::env::current_dir().ok()?;
+    cwd.ancestors().map(|d| d.join("Cargo.toml")).find(|p| p.is_file())
+}
+
+fn metadata(toolchain: &Toolchain, manifest: &Path) -> Result<Metadata, PlanError> {
+    let mut cmd = toolchain.cargo();
+    cmd.args(["metadata", "--format-version", "1", "--manifest-path"]).arg(manifest);
+    let json = run_capture(&mut cmd)
+        .map_err(|source| PlanError::Metadata { manifest: manifest.to_path_buf(), source })?;
+    cargo_metadata::MetadataCommand::parse(json).map_err(PlanError::MetadataParse)
+}
+
+/// Picks the package and binary the way `cargo run` would, but never guesses between several.
+fn select<'m>(metadata: &'m Metadata, opts: &BuildOptions) -> Result<(&'m Package, String), PlanError> {
+    let members = metadata.workspace_packages();
+    let package = match (&opts.package, metadata.root_package()) {
+        (Some(name), _) => members.iter().copied().find(|p| p.name.as_str() == name).ok_or_else(|| {
+            PlanError::NoSuchPackage { name: name.clone(), available: list(members.iter().map(|p| p.name.as_str())) }
+        })?,
+        (None, Some(root)) => root,
+        (None, None) => package_in_virtual_workspace(&members, opts.bin.as_deref())?,
+    };
+    let bins: Vec<&str> = bin_names(package).collect();
+    let bin = match &opts.bin {
+        Some(bin) if bins.contains(&bin.as_str()) => bin.clone(),
+        Some(bin) => {
+            return Err(PlanError::NoSuchBin { package: package.name.to_string(), bin: bin.clone(), available: list(bins) })
+        }
+        None => match (bins.as_slice(), &package.default_run) {
+            ([], _) => return Err(PlanError::NoBins { package: package.name.to_string() }),
+            ([only], _) => (*only).to_owned(),
+            (_, Some(default)) => default.clone(),
+            _ => return Err(PlanError::SeveralBins { what: format!("package `{}`", package.name), available: list(bins) }),
+        },
+    };
+    Ok((package, bin))
+}
+
+fn package_in_virtual_workspace<'m>(members: &[&'m Package], bin: Option<&str>) -> Result<&'m Package, PlanError> {
+    let with_bins: Vec<&Package> = members.iter().copied().filter(|p| bin_names(p).next().is_some()).collect();
+    if let Some(bin) = bin {
+        return with_bins
+            .into_iter()
+            .find(|p| bin_names(p).any(|b| b == bin))
+            .ok_or_else(|| PlanError::BinNotInWorkspace { bin: bin.to_owned() });
+    }
+    match with_bins.as_slice() {
+        [] => Err(PlanError::NoBins { package: "(workspace)".into() }),
+        [only] => Ok(only),
+        _ => Err(PlanError::SeveralPackages { available: list(with_bins.iter().map(|p| p.name.as_str())) }),
+    }
+}
+
+fn bin_names(package: &Package) -> impl Iterator<Item = &str> {
+    package.targets.iter().filter(|t| t.kind.contains(&TargetKind::Bin)).map(|t| t.name.as_str())
+}
+
+fn list<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
+    let names: Vec<&str> = names.into_iter().collect();
+    if names.is_empty() {
+        "none".into()
+    } else {
+        names.join(", ")
+    }
+}
+
+fn dedup(platforms: &[Platform]) -> Vec<Platform> {
+    let mut out: Vec<Platform> = Vec::new();
+    for p in platforms {
+        if !out.contains(p) {
+            out.push(p.clone());
+        }
+    }
+    out
+}
+
+/// Whether `package` depends, at any depth, on a crate that drives a C compiler.
+fn compiles_c(metadata: &Metadata, package: &Package) -> bool {
+    const C_BUILDERS: [&str; 2] = ["cc", "cmake"];
+    let Some(resolve) = &metadata.resolve else { return false };
+    let mut seen = std::collections::HashSet::new();
+    let mut stack = vec![&package.id];
+    while let Some(id) = stack.pop() {
+        if !seen.insert(id) {
+            continue;
+        }
+        if metadata.packages.iter().any(|p| &p.id == id && C_BUILDERS.contains(&p.name.as_str())) {
+            return true;
+        }
+        if let Some(node) = resolve.nodes.iter().find(|n| &n.id == id) {
+            stack.extend(node.deps.iter().map(|d| &d.pkg));
+        }
+    }
+    false
+}
+
+/// `SOURCE_DATE_EPOCH` if set, else the last commit's time, else 0: never the clock.
+fn source_date_epoch(workspace: &Path) -> Result<i64, PlanError> {
+    if let Ok(value) = std::env::var(env::SOURCE_DATE_EPOCH) {
+        return value.trim().parse().map_err(|_| PlanError::SourceDateEpoch { value });
+    }
+    Ok(git(workspace, &["log", "-1", "--format=%ct"]).and_then(|s| s.parse().ok()).unwrap_or(0))
+}
+
+fn git(dir: &Path, args: &[&str]) -> Option<String> {
+    let out = run_capture(Command::new("git").arg("-C").arg(dir).args(args)).ok()?;
+    Some(out.trim().to_owned()).filter(|s| !s.is_empty())
+}
+
+pub(crate) fn display<T: std::fmt::Display, S: serde::Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(v)
+}
+
+fn display_all<S: serde::Serializer>(v: &[Reference], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(v.iter().map(ToString::to_string))
+}

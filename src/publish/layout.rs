@@ -1,0 +1,140 @@
+//! The OCI image layout: `oci-layout`, `index.json` and `blobs/sha256/`.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use oci_spec::image::{Descriptor, ImageIndex, MediaType};
+
+use super::{image_blobs, io_err, parent_dir, PublishError};
+use crate::assemble::{canonical_json, Built};
+use crate::cache::BlobStore;
+use crate::digest::Digest;
+use crate::reference::Reference;
+
+const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
+const REF_NAME: &str = "org.opencontainers.image.ref.name";
+const CONTAINERD_NAME: &str = "io.containerd.image.name";
+
+/// Writes `built` into the layout at `dir`, creating it, or adding to an existing layout
+/// (entries with the same tag are replaced).
+pub fn write_layout(dir: &Path, built: &Built, tags: &[Reference], store: &BlobStore) -> Result<(), PublishError> {
+    if dir.exists() {
+        let is_empty_dir = fs::read_dir(dir).map(|mut d| d.next().is_none()).unwrap_or(false);
+        if !dir.join("oci-layout").is_file() && !is_empty_dir {
+            return Err(PublishError::NotALayout { path: dir.to_path_buf() });
+        }
+        return fill(dir, built, tags, store);
+    }
+    // A new layout is built beside its final place and appears whole with one rename.
+    let staging = tempfile::Builder::new()
+        .prefix(".stevedore-layout-")
+        .tempdir_in(parent_dir(dir)?)
+        .map_err(io_err(dir))?;
+    fs::set_permissions(staging.path(), fs::Permissions::from_mode(0o755)).map_err(io_err(dir))?;
+    fill(staging.path(), built, tags, store)?;
+    fs::rename(staging.path(), dir).map_err(io_err(dir))?;
+    // The directory moved; nothing is left for the guard to remove.
+    std::mem::forget(staging);
+    Ok(())
+}
+
+fn fill(dir: &Path, built: &Built, tags: &[Reference], store: &BlobStore) -> Result<(), PublishError> {
+    let blobs = dir.join("blobs").join("sha256");
+    fs::create_dir_all(&blobs).map_err(io_err(&blobs))?;
+    for image in &built.images {
+        for (digest, size) in image_blobs(image) {
+            copy_blob(store, &digest, size, &blobs)?;
+        }
+    }
+    let top = top_descriptor(built);
+    if built.images.len() > 1 {
+        let digest = Digest::try_from(built.index.digest()).expect("stored index has a sha256 digest");
+        copy_blob(store, &digest, built.index.size(), &blobs)?;
+    }
+    write_atomic(&dir.join("oci-layout"), OCI_LAYOUT)?;
+    let index = merged_index(dir, &top, tags)?;
+    // index.json is the commit point: until it is renamed in, the new image is not visible.
+    write_atomic(&dir.join("index.json"), &canonical_json(&index))
+}
+
+/// The one descriptor a layout entry names: the manifest of a single-platform build, else the index.
+fn top_descriptor(built: &Built) -> Descriptor {
+    match built.images.as_slice() {
+        [only] => only.manifest.clone(),
+        _ => built.index.clone(),
+    }
+}
+
+fn merged_index(dir: &Path, top: &Descriptor, tags: &[Reference]) -> Result<ImageIndex, PublishError> {
+    let path = dir.join("index.json");
+    let mut index = match fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice::<ImageIndex>(&bytes)
+            .map_err(|source| PublishError::BadIndex { path: path.clone(), source })?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => empty_index(),
+        Err(e) => return Err(io_err(&path)(e)),
+    };
+    let names: Vec<String> = ref_names(tags);
+    let mut manifests: Vec<Descriptor> = index
+        .manifests()
+        .iter()
+        .filter(|d| !d.annotations().as_ref().and_then(|a| a.get(REF_NAME)).is_some_and(|n| names.contains(n)))
+        .cloned()
+        .collect();
+    for (name, tag) in names.iter().zip(tags.iter().map(Some).chain(std::iter::repeat(None))) {
+        let mut entry = top.clone();
+        let mut annotations = HashMap::from([(REF_NAME.to_owned(), name.clone())]);
+        if let Some(tag) = tag {
+            annotations.insert(CONTAINERD_NAME.to_owned(), tag.to_string());
+        }
+        entry.set_annotations(Some(annotations));
+        manifests.push(entry);
+    }
+    index.set_manifests(manifests);
+    Ok(index)
+}
+
+/// The layout names for the tags: their tag part (what `skopeo … oci:DIR:NAME` takes).
+fn ref_names(tags: &[Reference]) -> Vec<String> {
+    let mut names: Vec<String> = tags.iter().map(|t| t.tag().unwrap_or("latest").to_owned()).collect();
+    if names.is_empty() {
+        names.push("latest".to_owned());
+    }
+    names.dedup();
+    names
+}
+
+fn empty_index() -> ImageIndex {
+    let mut index = ImageIndex::default();
+    index.set_schema_version(2);
+    index.set_media_type(Some(MediaType::ImageIndex));
+    index.set_manifests(Vec::new());
+    index
+}
+
+/// Puts a blob from the store into `blobs`, by hard link when possible. A blob already there
+/// is kept only if its size is right, so a stray partial file is never trusted.
+pub(super) fn copy_blob(store: &BlobStore, digest: &Digest, size: u64, blobs: &Path) -> Result<(), PublishError> {
+    let dest = blobs.join(digest.hex());
+    if fs::metadata(&dest).is_ok_and(|m| m.len() == size) {
+        return Ok(());
+    }
+    let source = store.path(digest);
+    let tmp = blobs.join(format!(".tmp-{}-{}", digest.hex(), std::process::id()));
+    let _ = fs::remove_file(&tmp);
+    if fs::hard_link(&source, &tmp).is_err() {
+        fs::copy(&source, &tmp).map_err(io_err(&dest))?;
+    }
+    fs::rename(&tmp, &dest).map_err(io_err(&dest))
+}
+
+pub(super) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), PublishError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io_err(path))?;
+    io::Write::write_all(&mut tmp, bytes).map_err(io_err(path))?;
+    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o644)).map_err(io_err(path))?;
+    tmp.persist(path).map_err(|e| io_err(path)(e.error))?;
+    Ok(())
+}

@@ -1,0 +1,117 @@
+//! Stage 5: write a built image somewhere: an OCI layout directory or a `docker load` tarball.
+//!
+//! Every destination is written so that a failure leaves nothing half-written: a new directory
+//! or file appears only by rename, and an existing layout changes only at its final
+//! `index.json` rename.
+
+mod archive;
+mod layout;
+
+use std::fmt;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use crate::assemble::Built;
+use crate::cache::{BlobStore, CacheError};
+use crate::digest::Digest;
+use crate::reference::Reference;
+
+pub use archive::write_archive;
+pub use layout::write_layout;
+
+/// Where a build goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// An OCI image layout directory (`oci-layout=DIR`).
+    OciLayout(PathBuf),
+    /// A tarball for `docker load` / `podman load` (`docker-archive=FILE`).
+    DockerArchive(PathBuf),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OutputSyntaxError {
+    #[error("`{0}` is not an output: write oci-layout=DIR or docker-archive=FILE.tar")]
+    Syntax(String),
+}
+
+impl FromStr for Output {
+    type Err = OutputSyntaxError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (kind, path) = s
+            .split_once('=')
+            .or_else(|| s.split_once(':'))
+            .filter(|(_, p)| !p.is_empty())
+            .ok_or_else(|| OutputSyntaxError::Syntax(s.to_owned()))?;
+        match kind {
+            "oci-layout" | "oci" => Ok(Output::OciLayout(PathBuf::from(path))),
+            "docker-archive" => Ok(Output::DockerArchive(PathBuf::from(path))),
+            _ => Err(OutputSyntaxError::Syntax(s.to_owned())),
+        }
+    }
+}
+
+impl fmt::Display for Output {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Output::OciLayout(p) => write!(f, "oci-layout={}", p.display()),
+            Output::DockerArchive(p) => write!(f, "docker-archive={}", p.display()),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("{path} exists and is not an OCI image layout (no `oci-layout` file): remove it or choose another directory")]
+    NotALayout { path: PathBuf },
+    #[error("cannot write {path}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{path} holds an index.json that cannot be read as an OCI index")]
+    BadIndex {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error(
+        "a docker archive holds one platform's image, and this build has {count} ({platforms}): \
+         pass --platform with one of them, or use --output oci-layout=DIR for all"
+    )]
+    ArchiveMultiPlatform { count: usize, platforms: String },
+    #[error(transparent)]
+    Store(#[from] CacheError),
+}
+
+/// Writes `built` to `output`, naming it with `tags`.
+pub fn publish(built: &Built, output: &Output, tags: &[Reference], store: &BlobStore) -> Result<(), PublishError> {
+    match output {
+        Output::OciLayout(dir) => write_layout(dir, built, tags, store),
+        Output::DockerArchive(file) => write_archive(file, built, tags, store),
+    }
+}
+
+/// Every blob an image names, config and layers, with the manifest first.
+fn image_blobs(image: &crate::assemble::Image) -> impl Iterator<Item = (Digest, u64)> + '_ {
+    std::iter::once(&image.manifest)
+        .chain(std::iter::once(&image.config))
+        .chain(image.layers.iter())
+        .map(|d| (Digest::try_from(d.digest()).expect("stored blobs have sha256 digests"), d.size()))
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> PublishError + '_ {
+    move |source| PublishError::Io { path: path.to_path_buf(), source }
+}
+
+/// The directory `path` will be created in, made to exist.
+fn parent_dir(path: &Path) -> Result<PathBuf, PublishError> {
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    fs::create_dir_all(&parent).map_err(io_err(&parent))?;
+    Ok(parent)
+}

@@ -1,0 +1,245 @@
+//! Credentials and auth challenges.
+//!
+//! Credentials come from `STEVEDORE_USERNAME`/`STEVEDORE_PASSWORD` (for CI), else docker's
+//! config (`$DOCKER_CONFIG/config.json` or `~/.docker/config.json`): `auths`, `credHelpers` and
+//! `credsStore`. A secret never reaches a log or an error: [`Credential`]'s Debug redacts it.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use base64::Engine as _;
+use serde::Deserialize;
+
+use super::error::RegistryError;
+use crate::env;
+
+/// A username and a secret (password or token) for one registry.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credential {
+    pub username: String,
+    pub secret: String,
+}
+
+impl fmt::Debug for Credential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credential").field("username", &self.username).field("secret", &"<redacted>").finish()
+    }
+}
+
+impl Credential {
+    pub(crate) fn basic_header(&self) -> String {
+        let raw = format!("{}:{}", self.username, self.secret);
+        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(raw))
+    }
+}
+
+/// Where credentials are looked up; built once and passed in, never global.
+#[derive(Debug, Clone, Default)]
+pub struct Keychain {
+    env_override: Option<Credential>,
+    docker_config: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DockerConfig {
+    #[serde(default)]
+    auths: HashMap<String, AuthEntry>,
+    #[serde(default)]
+    cred_helpers: HashMap<String, String>,
+    creds_store: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct AuthEntry {
+    auth: Option<String>,
+    username: Option<String>,
+    password: Option<String>,
+    identitytoken: Option<String>,
+}
+
+impl Keychain {
+    /// The keychain a user expects: environment override, then docker's config file.
+    pub fn from_env() -> Self {
+        let var = |name| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let env_override = match (var(env::USERNAME), var(env::PASSWORD)) {
+            (Some(username), Some(secret)) => Some(Credential { username, secret }),
+            _ => None,
+        };
+        let docker_config = std::env::var_os("DOCKER_CONFIG")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docker")))
+            .map(|dir| dir.join("config.json"));
+        Keychain { env_override, docker_config }
+    }
+
+    /// The credential for `registry` (as written in references, e.g. `ghcr.io`, `docker.io`).
+    pub fn resolve(&self, registry: &str) -> Result<Option<Credential>, RegistryError> {
+        if let Some(cred) = &self.env_override {
+            return Ok(Some(cred.clone()));
+        }
+        let Some(path) = &self.docker_config else { return Ok(None) };
+        let config: DockerConfig = match std::fs::read(path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|source| RegistryError::DockerConfig { path: path.clone(), source })?,
+            Err(_) => return Ok(None),
+        };
+        let keys = config_keys(registry);
+        if let Some(helper) = keys.iter().find_map(|k| config.cred_helpers.get(k)) {
+            return run_helper(helper, registry);
+        }
+        if let Some(entry) = keys.iter().find_map(|k| config.auths.get(k)) {
+            if let Some(cred) = entry_credential(entry) {
+                return Ok(Some(cred));
+            }
+        }
+        match &config.creds_store {
+            Some(store) => run_helper(store, registry),
+            None => Ok(None),
+        }
+    }
+}
+
+/// The keys docker writes for a registry in config.json.
+fn config_keys(registry: &str) -> Vec<String> {
+    if registry == "docker.io" {
+        return vec!["https://index.docker.io/v1/".into(), "index.docker.io".into(), "docker.io".into(), "registry-1.docker.io".into()];
+    }
+    vec![registry.to_owned(), format!("https://{registry}"), format!("http://{registry}"), format!("https://{registry}/v1/")]
+}
+
+fn entry_credential(entry: &AuthEntry) -> Option<Credential> {
+    if let Some(token) = &entry.identitytoken {
+        return Some(Credential { username: "<token>".into(), secret: token.clone() });
+    }
+    if let (Some(username), Some(password)) = (&entry.username, &entry.password) {
+        return Some(Credential { username: username.clone(), secret: password.clone() });
+    }
+    let decoded = base64::engine::general_purpose::STANDARD.decode(entry.auth.as_deref()?.trim()).ok()?;
+    let (username, secret) = String::from_utf8(decoded).ok()?.split_once(':').map(|(u, s)| (u.to_owned(), s.to_owned()))?;
+    Some(Credential { username, secret })
+}
+
+/// Asks `docker-credential-HELPER get` for the registry's credential.
+fn run_helper(helper: &str, registry: &str) -> Result<Option<Credential>, RegistryError> {
+    let fail = |message: String| RegistryError::CredentialHelper { helper: helper.into(), registry: registry.into(), message };
+    let program = format!("docker-credential-{helper}");
+    let mut child = Command::new(&program)
+        .arg("get")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| fail(format!("cannot run {program}: {e}")))?;
+    let server = if registry == "docker.io" { "https://index.docker.io/v1/" } else { registry };
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(server.as_bytes()).map_err(|e| fail(e.to_string()))?;
+    }
+    let out = child.wait_with_output().map_err(|e| fail(e.to_string()))?;
+    if !out.status.success() {
+        let said = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        // Helpers report an unknown server on stdout; that is "no credential", not an error.
+        if said.contains("credentials not found") {
+            return Ok(None);
+        }
+        return Err(fail(format!("{} {}", out.status, String::from_utf8_lossy(&out.stderr).trim())));
+    }
+    #[derive(Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct HelperOutput {
+        username: String,
+        secret: String,
+    }
+    let parsed: HelperOutput = serde_json::from_slice(&out.stdout).map_err(|e| fail(format!("unreadable output: {e}")))?;
+    Ok(Some(Credential { username: parsed.username, secret: parsed.secret }))
+}
+
+/// A parsed `WWW-Authenticate` header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Challenge {
+    Basic,
+    Bearer { realm: String, service: Option<String>, scope: Option<String> },
+}
+
+impl Challenge {
+    pub fn parse(header: &str) -> Option<Challenge> {
+        let (scheme, params) = header.trim().split_once(' ').unwrap_or((header.trim(), ""));
+        match scheme.to_ascii_lowercase().as_str() {
+            "basic" => Some(Challenge::Basic),
+            "bearer" => {
+                let params = parse_params(params);
+                Some(Challenge::Bearer {
+                    realm: params.get("realm")?.clone(),
+                    service: params.get("service").cloned(),
+                    scope: params.get("scope").cloned(),
+                })
+            }
+            _ => None,
+        }
+    }
+}
+
+/// `key="value", key2=value2`, where quoted values may hold commas.
+fn parse_params(s: &str) -> HashMap<String, String> {
+    let mut out = HashMap::new();
+    let mut rest = s.trim();
+    while let Some(eq) = rest.find('=') {
+        let key = rest[..eq].trim().trim_start_matches(',').trim().to_ascii_lowercase();
+        rest = &rest[eq + 1..];
+        let value;
+        if let Some(quoted) = rest.strip_prefix('"') {
+            let end = quoted.find('"').unwrap_or(quoted.len());
+            value = quoted[..end].to_owned();
+            rest = quoted.get(end + 1..).unwrap_or("");
+        } else {
+            let end = rest.find(',').unwrap_or(rest.len());
+            value = rest[..end].trim().to_owned();
+            rest = &rest[end..];
+        }
+        out.insert(key, value);
+        rest = rest.trim_start().trim_start_matches(',');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_challenges() {
+        assert_eq!(Challenge::parse(r#"Basic realm="tb-realm""#), Some(Challenge::Basic));
+        let c = Challenge::parse(r#"Bearer realm="https://auth.example/token",service="registry.example",scope="repository:a/b:pull,push""#);
+        assert_eq!(
+            c,
+            Some(Challenge::Bearer {
+                realm: "https://auth.example/token".into(),
+                service: Some("registry.example".into()),
+                scope: Some("repository:a/b:pull,push".into()),
+            })
+        );
+        assert_eq!(Challenge::parse("Bearer service=x"), None, "a bearer challenge needs a realm");
+    }
+
+    #[test]
+    fn debug_redacts_the_secret() {
+        let c = Credential { username: "u".into(), secret: "hunter2".into() };
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn reads_docker_config_auths() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.json");
+        let auth = base64::engine::general_purpose::STANDARD.encode("alice:s3cret");
+        std::fs::write(&path, format!(r#"{{"auths":{{"https://index.docker.io/v1/":{{"auth":"{auth}"}},"127.0.0.1:5000":{{"username":"bob","password":"pw"}}}}}}"#)).unwrap();
+        let keychain = Keychain { env_override: None, docker_config: Some(path) };
+        let hub = keychain.resolve("docker.io").unwrap().unwrap();
+        assert_eq!((hub.username.as_str(), hub.secret.as_str()), ("alice", "s3cret"));
+        assert_eq!(keychain.resolve("127.0.0.1:5000").unwrap().unwrap().username, "bob");
+        assert_eq!(keychain.resolve("ghcr.io").unwrap(), None);
+    }
+}

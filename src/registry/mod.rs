@@ -1,0 +1,273 @@
+//! A registry client on the OCI distribution spec: pulling the base image into the blob store.
+//!
+//! `client` owns HTTP, auth and retries; this module owns what is asked for and checks that
+//! every byte received is what its digest says.
+
+mod auth;
+mod client;
+mod error;
+
+use std::path::PathBuf;
+
+use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest};
+use reqwest::header::{ACCEPT, CONTENT_TYPE};
+
+pub use auth::{Challenge, Credential, Keychain};
+pub use error::RegistryError;
+
+use crate::cache::BlobStore;
+use crate::digest::Digest;
+use crate::platform::Platform;
+use crate::reference::Reference;
+use client::{backoff, read_limited, Client};
+
+const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+const MAX_MANIFEST: u64 = 4 << 20;
+/// Blob downloads at once: enough to hide latency, few enough to be kind to the registry.
+const PARALLEL_BLOBS: usize = 3;
+
+/// Settings for reaching registries.
+#[derive(Debug, Clone, Default)]
+pub struct RegistryOptions {
+    /// Extra CA certificates (PEM) to trust besides the system's.
+    pub ca_files: Vec<PathBuf>,
+    /// `host[:port]`s that may be reached over plain HTTP (loopback always may).
+    pub insecure: Vec<String>,
+    pub user_agent: String,
+}
+
+/// One platform's image of the base, with its manifest, config and layers in the store.
+#[derive(Debug, Clone)]
+pub struct BaseImage {
+    pub platform: Platform,
+    /// The reference as the user gave it.
+    pub reference: Reference,
+    /// The index the platform was chosen from, when the reference named one.
+    pub index_digest: Option<Digest>,
+    pub manifest_digest: Digest,
+    pub manifest: ImageManifest,
+    pub config: ImageConfiguration,
+    pub config_digest: Digest,
+    pub config_size: u64,
+    pub layers: Vec<Descriptor>,
+}
+
+/// A client for the registries an image build talks to.
+pub struct Registry {
+    client: Client,
+}
+
+impl Registry {
+    pub fn new(opts: RegistryOptions) -> Result<Self, RegistryError> {
+        Self::with_keychain(opts, Keychain::from_env())
+    }
+
+    pub fn with_keychain(opts: RegistryOptions, keychain: Keychain) -> Result<Self, RegistryError> {
+        Ok(Registry { client: Client::new(&opts, keychain)? })
+    }
+
+    /// Resolves `reference` to one image per platform and stores all their blobs in `store`.
+    pub fn pull(&self, reference: &Reference, platforms: &[Platform], store: &BlobStore) -> Result<Vec<BaseImage>, RegistryError> {
+        let (top_digest, media_type, bytes) = self.manifest(reference, &reference.identifier(), reference.digest())?;
+        let mut images = Vec::new();
+        match media_type.as_str() {
+            OCI_INDEX | DOCKER_LIST => {
+                let index: ImageIndex = parse(&bytes, "index", reference)?;
+                for platform in platforms {
+                    let entry = select(&index, platform, reference)?;
+                    let digest = Digest::try_from(entry.digest()).map_err(|_| RegistryError::MediaType {
+                        reference: reference.to_string(),
+                        media_type: format!("digest {}", entry.digest()),
+                    })?;
+                    let (_, child_type, child) = self.manifest(reference, digest.as_str(), Some(&digest))?;
+                    if child_type != OCI_MANIFEST && child_type != DOCKER_MANIFEST {
+                        return Err(RegistryError::MediaType { reference: reference.to_string(), media_type: child_type });
+                    }
+                    images.push(self.image(reference, platform, Some(top_digest.clone()), digest, &child, store)?);
+                }
+            }
+            OCI_MANIFEST | DOCKER_MANIFEST => {
+                for platform in platforms {
+                    images.push(self.image(reference, platform, None, top_digest.clone(), &bytes, store)?);
+                }
+            }
+            _ => return Err(RegistryError::MediaType { reference: reference.to_string(), media_type }),
+        }
+        self.download_layers(reference, &images, store)?;
+        Ok(images)
+    }
+
+    /// Fetches a manifest or index and checks its digest; returns (digest, media type, bytes).
+    fn manifest(&self, reference: &Reference, identifier: &str, expected: Option<&Digest>) -> Result<(Digest, String, Vec<u8>), RegistryError> {
+        let accept = [OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST].join(", ");
+        let response = self
+            .client
+            .send(reference, "pull", &format!("manifests/{identifier}"), &|http, url| http.get(url).header(ACCEPT, &accept))
+            .map_err(|e| not_found(e, "image", reference))?;
+        let header_digest = response.headers().get("docker-content-digest").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<Digest>().ok());
+        let content_type = response.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(|v| v.split(';').next().unwrap_or(v).trim().to_owned());
+        let url = format!("{reference} manifest {identifier}");
+        let bytes = read_limited(response, MAX_MANIFEST, &url)?;
+        let actual = Digest::of(&bytes);
+        for wanted in expected.into_iter().chain(header_digest.as_ref()) {
+            if wanted != &actual {
+                return Err(RegistryError::DigestMismatch {
+                    what: "manifest",
+                    reference: format!("{}@{identifier}", reference.name()),
+                    expected: wanted.to_string(),
+                    actual: actual.to_string(),
+                });
+            }
+        }
+        // The body's own mediaType is authoritative; some registries send a generic Content-Type.
+        let media_type = serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|v| v.get("mediaType").and_then(|m| m.as_str()).map(str::to_owned))
+            .or(content_type)
+            .unwrap_or_default();
+        Ok((actual, media_type, bytes))
+    }
+
+    /// One platform's manifest: stores it and its config, and checks the config's platform.
+    fn image(
+        &self,
+        reference: &Reference,
+        platform: &Platform,
+        index_digest: Option<Digest>,
+        manifest_digest: Digest,
+        bytes: &[u8],
+        store: &BlobStore,
+    ) -> Result<BaseImage, RegistryError> {
+        let manifest: ImageManifest = parse(bytes, "manifest", reference)?;
+        let stored = |source| RegistryError::Store { reference: reference.to_string(), source };
+        store.put_bytes(bytes).map_err(stored)?;
+        let config_desc = manifest.config();
+        let config_digest = blob_digest(config_desc, reference)?;
+        self.blob(reference, &config_digest, config_desc.size(), store)?;
+        let config_bytes = store.read_small(&config_digest).map_err(stored)?;
+        let config: ImageConfiguration = parse(&config_bytes, "config", reference)?;
+        let (os, arch) = (config.os().to_string(), config.architecture().to_string());
+        if !platform.matches(&os, &arch, config.variant().as_deref()) {
+            return Err(RegistryError::PlatformMismatch {
+                reference: reference.to_string(),
+                wanted: platform.to_string(),
+                found: format!("{os}/{arch}"),
+            });
+        }
+        Ok(BaseImage {
+            platform: platform.clone(),
+            reference: reference.clone(),
+            index_digest,
+            manifest_digest,
+            config_digest,
+            config_size: config_desc.size(),
+            layers: manifest.layers().clone(),
+            manifest,
+            config,
+        })
+    }
+
+    /// Downloads every layer not yet in the store, a few at a time.
+    fn download_layers(&self, reference: &Reference, images: &[BaseImage], store: &BlobStore) -> Result<(), RegistryError> {
+        let mut wanted: Vec<(Digest, u64)> = Vec::new();
+        for layer in images.iter().flat_map(|i| &i.layers) {
+            let digest = blob_digest(layer, reference)?;
+            if !store.contains(&digest) && !wanted.iter().any(|(d, _)| d == &digest) {
+                wanted.push((digest, layer.size()));
+            }
+        }
+        for chunk in wanted.chunks(PARALLEL_BLOBS) {
+            std::thread::scope(|s| {
+                let handles: Vec<_> = chunk.iter().map(|(d, size)| s.spawn(move || self.blob(reference, d, *size, store))).collect();
+                handles.into_iter().try_for_each(|h| h.join().expect("a blob download does not panic"))
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Streams a blob into the store, verified against its digest and size; a transfer that
+    /// breaks or arrives corrupt is tried again from the start.
+    fn blob(&self, reference: &Reference, digest: &Digest, size: u64, store: &BlobStore) -> Result<(), RegistryError> {
+        if store.contains(digest) {
+            return Ok(());
+        }
+        tracing::debug!("downloading {digest} ({size} bytes) from {}", reference.name());
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let response = self.client.send(reference, "pull", &format!("blobs/{digest}"), &|http, url| http.get(url))
+                .map_err(|e| not_found(e, "blob", &reference.with_digest(digest.clone())))?;
+            match store.put_verified(digest, Some(size), response) {
+                Ok(_) => return Ok(()),
+                Err(e) if attempt < 3 => {
+                    tracing::warn!("download of {digest} failed ({e}); trying again");
+                    backoff(attempt, None);
+                }
+                Err(e) => {
+                    let text = error_text(&e);
+                    if text.contains("digest mismatch") || text.contains("bytes, expected") || text.contains("larger than") {
+                        return Err(RegistryError::DigestMismatch {
+                            what: "blob",
+                            reference: reference.name(),
+                            expected: digest.to_string(),
+                            actual: text,
+                        });
+                    }
+                    return Err(RegistryError::Store { reference: reference.to_string(), source: e });
+                }
+            }
+        }
+    }
+}
+
+fn error_text(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+fn select<'i>(index: &'i ImageIndex, platform: &Platform, reference: &Reference) -> Result<&'i Descriptor, RegistryError> {
+    let found = index.manifests().iter().find(|m| {
+        m.platform().as_ref().is_some_and(|p| platform.matches(&p.os().to_string(), &p.architecture().to_string(), p.variant().as_deref()))
+    });
+    found.ok_or_else(|| {
+        let available: Vec<String> = index
+            .manifests()
+            .iter()
+            .filter_map(|m| m.platform().as_ref())
+            .map(|p| match p.variant() {
+                Some(v) => format!("{}/{}/{v}", p.os(), p.architecture()),
+                None => format!("{}/{}", p.os(), p.architecture()),
+            })
+            .collect();
+        RegistryError::NoPlatform { reference: reference.to_string(), wanted: platform.to_string(), available: available.join(", ") }
+    })
+}
+
+fn blob_digest(desc: &Descriptor, reference: &Reference) -> Result<Digest, RegistryError> {
+    Digest::try_from(desc.digest()).map_err(|_| RegistryError::MediaType {
+        reference: reference.to_string(),
+        media_type: format!("a non-sha256 digest {}", desc.digest()),
+    })
+}
+
+fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &'static str, reference: &Reference) -> Result<T, RegistryError> {
+    serde_json::from_slice(bytes).map_err(|source| RegistryError::Json { what, reference: reference.to_string(), source })
+}
+
+fn not_found(e: RegistryError, what: &'static str, reference: &Reference) -> RegistryError {
+    match e {
+        RegistryError::Status { status: 404, .. } => {
+            RegistryError::NotFound { what, reference: reference.to_string(), name: reference.name() }
+        }
+        other => other,
+    }
+}

@@ -1,0 +1,99 @@
+//! Which cargo and rustc a build runs: the user's `--toolchain`, else the cargo that started us.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::Command;
+
+use crate::env;
+
+/// How to start cargo and rustc for the project being built.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Toolchain {
+    /// A rustup toolchain by name (`--toolchain debweb`), run through `rustup run NAME`.
+    Rustup(String),
+    /// Whatever `$CARGO` (set by cargo for its subcommands) or `cargo` on PATH is.
+    Ambient,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ToolchainError {
+    #[error("cannot run `{command}`")]
+    Spawn {
+        command: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("`{command}` failed: {stderr}")]
+    Failed { command: String, stderr: String },
+}
+
+impl Toolchain {
+    pub fn from_name(name: Option<&str>) -> Self {
+        match name {
+            Some(name) => Toolchain::Rustup(name.to_owned()),
+            None => Toolchain::Ambient,
+        }
+    }
+
+    /// A `cargo` command for this toolchain.
+    pub fn cargo(&self) -> Command {
+        match self {
+            Toolchain::Rustup(name) => {
+                let mut cmd = Command::new("rustup");
+                cmd.args(["run", name, "cargo"]);
+                cmd
+            }
+            Toolchain::Ambient => {
+                Command::new(std::env::var_os(env::CARGO).unwrap_or_else(|| OsString::from("cargo")))
+            }
+        }
+    }
+
+    /// A `rustc` command for this toolchain, the same one cargo will pick.
+    pub fn rustc(&self) -> Command {
+        match self {
+            Toolchain::Rustup(name) => {
+                let mut cmd = Command::new("rustup");
+                cmd.args(["run", name, "rustc"]);
+                cmd
+            }
+            Toolchain::Ambient => {
+                Command::new(std::env::var_os("RUSTC").unwrap_or_else(|| OsString::from("rustc")))
+            }
+        }
+    }
+
+    /// The toolchain's sysroot, where the standard library of each installed target lives.
+    pub fn sysroot(&self) -> Result<PathBuf, ToolchainError> {
+        let out = run_capture(self.rustc().args(["--print", "sysroot"]))?;
+        Ok(PathBuf::from(out.trim()))
+    }
+
+    /// The name to give in `rustup` commands, when there is one.
+    pub fn rustup_name(&self) -> Option<&str> {
+        match self {
+            Toolchain::Rustup(name) => Some(name),
+            Toolchain::Ambient => None,
+        }
+    }
+}
+
+/// Runs a command and returns its stdout, or an error carrying its stderr.
+pub(crate) fn run_capture(cmd: &mut Command) -> Result<String, ToolchainError> {
+    let command = describe(cmd);
+    let out = cmd.output().map_err(|source| ToolchainError::Spawn { command: command.clone(), source })?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr).trim().to_owned();
+        return Err(ToolchainError::Failed { command, stderr });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// A command line as a user would type it, for error messages.
+pub(crate) fn describe(cmd: &Command) -> String {
+    std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}

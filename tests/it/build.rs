@@ -1,0 +1,185 @@
+//! `cargo stevedore build` end to end: the image it writes is valid for independent tools
+//! (skopeo, umoci, oci-image-tool, docker) and its entrypoint runs as the nonroot user.
+
+use std::io::Read;
+use std::path::Path;
+use std::process::Command;
+
+use stevedore_testbed::{self as testbed, Mode, Registry};
+
+use crate::util::*;
+
+/// Runs the image unpacked from `layout` and returns what the entrypoint printed.
+fn run_layout(layout: &Path, tag: &str, args: &[&str]) -> String {
+    let bundle = tempfile::tempdir().unwrap();
+    let bundle = bundle.path().join("bundle");
+    testbed::umoci_unpack(layout, tag, &bundle);
+    let out = testbed::run_entrypoint(&bundle, args);
+    assert!(out.status.success(), "entrypoint failed: {}\n{}", text(&out.stdout), text(&out.stderr));
+    text(&out.stdout)
+}
+
+#[test]
+fn oci_layout_on_distroless_runs_as_nonroot() {
+    let registry = Registry::start(Mode::Http);
+    let base = registry.push_base();
+    let out_dir = tempfile::tempdir().unwrap();
+    let layout = out_dir.path().join("image");
+
+    let out = run_ok(
+        stevedore_build("hello")
+            .args(["--platform", "linux/amd64", "--base", &base, "-t", "example.com/hello:1.0", "--json"])
+            .arg("--output")
+            .arg(format!("oci-layout={}", layout.display())),
+    );
+    let result = json(&out.stdout);
+    let manifest_digest = result["digest"].as_str().expect("digest in --json output");
+
+    // Independent readers accept the layout.
+    let validate = testbed::require_tool("oci-image-tool");
+    run_ok(Command::new(validate).args(["validate", "--type", "image"]).arg(&layout));
+    let inspected = skopeo_inspect(&[], &format!("oci:{}:1.0", layout.display()));
+    assert_eq!(inspected["Digest"], manifest_digest);
+    assert_eq!(inspected["Architecture"], "amd64");
+
+    // The entrypoint runs as 65532 and sees the CA bundle and a writable /tmp.
+    let printed = run_layout(&layout, "1.0", &["arg1"]);
+    assert!(printed.contains("hello arch=x86_64 uid=65532 gid=65532 euid=65532"), "{printed}");
+    assert!(printed.contains("tmp_writable=true"), "{printed}");
+    assert!(printed.contains("panic_caught=true c_says=ahoy"), "{printed}");
+    let bundle_len = stevedore::layer::ca_bundle().len();
+    assert!(printed.contains(&format!("cabundle_bytes={bundle_len}")), "{printed}");
+    assert!(printed.contains(r#"args=["arg1"]"#), "{printed}");
+
+    // Config: entrypoint, user, env, working dir, history, one diff_id per layer.
+    let manifest = layout_json(&layout, manifest_digest);
+    let config = layout_json(&layout, manifest["config"]["digest"].as_str().unwrap());
+    let c = &config["config"];
+    assert_eq!(c["Entrypoint"], serde_json::json!(["/usr/local/bin/hello"]));
+    assert_eq!(c["User"], "65532", "the base's user is kept");
+    assert_eq!(c["WorkingDir"], "/home/nonroot");
+    let env: Vec<&str> = c["Env"].as_array().unwrap().iter().map(|e| e.as_str().unwrap()).collect();
+    assert!(env.iter().any(|e| e.starts_with("PATH=")), "{env:?}");
+    assert!(env.contains(&"SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt"), "{env:?}");
+    assert_eq!(c["Labels"]["org.opencontainers.image.title"], "hello");
+    assert_eq!(config["created"], "2023-11-14T22:13:20Z");
+    let layers = manifest["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 2, "one base layer, then ours");
+    assert_eq!(config["rootfs"]["diff_ids"].as_array().unwrap().len(), layers.len());
+    let history = config["history"].as_array().unwrap();
+    assert!(history.len() >= 2, "the base's history is kept: {history:?}");
+    let ours = history.last().unwrap()["created_by"].as_str().unwrap();
+    assert!(ours.starts_with("stevedore build hello"), "{ours}");
+
+    // Annotations name the base by reference and by the digest of its amd64 manifest.
+    let annotations = &manifest["annotations"];
+    assert_eq!(annotations["org.opencontainers.image.base.name"], base.as_str());
+    let base_amd64 = skopeo_inspect(
+        &["--tls-verify=false", "--override-arch", "amd64"],
+        &format!("docker://{base}"),
+    );
+    let base_raw = Command::new(testbed::require_tool("skopeo"))
+        .args(["inspect", "--raw", "--tls-verify=false", &format!("docker://{base}")])
+        .output()
+        .unwrap();
+    let base_index = json(&base_raw.stdout);
+    let amd64_digest = base_index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["platform"]["architecture"] == "amd64")
+        .map(|m| m["digest"].clone())
+        .unwrap();
+    assert_eq!(annotations["org.opencontainers.image.base.digest"], amd64_digest);
+    assert_eq!(base_amd64["Architecture"], "amd64");
+    assert_eq!(annotations["org.opencontainers.image.created"], "2023-11-14T22:13:20Z");
+    assert_eq!(annotations["org.opencontainers.image.source"], "https://example.com/hello");
+    let head = Command::new("git").args(["rev-parse", "HEAD"]).current_dir(env!("CARGO_MANIFEST_DIR")).output().unwrap();
+    assert_eq!(annotations["org.opencontainers.image.revision"], text(&head.stdout).trim(), "{annotations}");
+
+    check_app_layer(&layout_blob(&layout, layers[1]["digest"].as_str().unwrap()), config["rootfs"]["diff_ids"][1].as_str().unwrap());
+}
+
+/// The application layer is sorted, root-owned (but /home/nonroot), stamped with the
+/// fixture's epoch, gzip'd with no name and mtime 0, and its diff_id is the tar's digest.
+fn check_app_layer(blob: &[u8], diff_id: &str) {
+    assert_eq!(&blob[..3], &[0x1f, 0x8b, 8], "gzip");
+    assert_eq!(blob[3] & 0x08, 0, "no file name in the gzip header");
+    assert_eq!(&blob[4..8], &[0, 0, 0, 0], "gzip mtime is 0");
+    let mut tar_bytes = Vec::new();
+    flate2::read::GzDecoder::new(blob).read_to_end(&mut tar_bytes).unwrap();
+    assert_eq!(stevedore::digest::Digest::of(&tar_bytes).to_string(), diff_id);
+
+    let mut archive = tar::Archive::new(tar_bytes.as_slice());
+    let mut seen = Vec::new();
+    for entry in archive.entries().unwrap() {
+        let entry = entry.unwrap();
+        let h = entry.header();
+        let path = entry.path().unwrap().display().to_string();
+        assert_eq!(h.mtime().unwrap(), FIXTURE_EPOCH, "{path}");
+        let owner = (h.uid().unwrap(), h.gid().unwrap(), h.mode().unwrap());
+        let expected = match path.as_str() {
+            "home/nonroot/" => (65532, 65532, 0o700),
+            "tmp/" => (0, 0, 0o1777),
+            "usr/local/bin/hello" => (0, 0, 0o755),
+            "etc/passwd" | "etc/group" | "etc/ssl/certs/ca-certificates.crt" => (0, 0, 0o644),
+            p if p.ends_with('/') => (0, 0, 0o755),
+            other => panic!("unexpected entry {other}"),
+        };
+        assert_eq!(owner, expected, "{path}");
+        if path == "etc/passwd" {
+            let mut s = String::new();
+            { entry }.read_to_string(&mut s).unwrap();
+            assert!(s.contains("nonroot:x:65532:65532:nonroot:/home/nonroot:"), "{s}");
+        }
+        seen.push(path);
+    }
+    let mut sorted = seen.clone();
+    sorted.sort();
+    assert_eq!(seen, sorted, "entries are sorted");
+    assert!(seen.contains(&"usr/local/bin/hello".to_owned()));
+}
+
+#[test]
+fn scratch_base_gives_a_working_image() {
+    let out_dir = tempfile::tempdir().unwrap();
+    let layout = out_dir.path().join("scratch");
+    run_ok(stevedore_build("hello").args(["--base", "scratch", "--output"]).arg(format!("oci-layout={}", layout.display())));
+    let printed = run_layout(&layout, "latest", &[]);
+    assert!(printed.contains("uid=65532 gid=65532"), "{printed}");
+    assert!(printed.contains("tmp_writable=true"), "{printed}");
+    let config = skopeo_inspect(&["--config"], &format!("oci:{}", layout.display()));
+    assert_eq!(config["config"]["User"], "65532:65532");
+    assert_eq!(config["config"]["WorkingDir"], "/home/nonroot");
+    assert_eq!(config["rootfs"]["diff_ids"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn docker_archive_loads_and_runs_in_docker() {
+    let registry = Registry::start(Mode::Http);
+    let base = registry.push_base();
+    let out_dir = tempfile::tempdir().unwrap();
+    let archive = out_dir.path().join("hello.tar");
+    run_ok(
+        stevedore_build("hello")
+            .args(["--base", &base, "-t", "stevedore-test/hello:archive", "--output"])
+            .arg(format!("docker-archive={}", archive.display())),
+    );
+    let inspected = skopeo_inspect(&[], &format!("docker-archive:{}", archive.display()));
+    assert_eq!(inspected["Architecture"], "amd64");
+
+    let dockerd = testbed::Dockerd::start(&[]);
+    let loaded = run_ok(dockerd.docker().args(["load", "-i"]).arg(&archive));
+    assert!(text(&loaded.stdout).contains("stevedore-test/hello:archive"), "{}", text(&loaded.stdout));
+    let ran = run_ok(dockerd.docker().args(["run", "--rm", "--network", "none", "stevedore-test/hello:archive", "x"]));
+    let printed = text(&ran.stdout);
+    assert!(printed.contains("uid=65532 gid=65532"), "{printed}");
+    assert!(printed.contains("cwd=/home/nonroot"), "{printed}");
+}
+
+#[test]
+fn same_inputs_give_the_same_digest() {
+    let first = json(&run_ok(stevedore_build("hello").args(["--base", "scratch", "--json", "--output"]).arg(format!("oci-layout={}", tempfile::tempdir().unwrap().path().join("a").display()))).stdout);
+    let second = json(&run_ok(stevedore_build("hello").args(["--base", "scratch", "--json", "--output"]).arg(format!("oci-layout={}", tempfile::tempdir().unwrap().path().join("b").display()))).stdout);
+    assert_eq!(first["digest"], second["digest"]);
+}

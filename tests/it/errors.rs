@@ -1,0 +1,80 @@
+//! Bad input: each mistake ends with a non-zero exit, one clear message that says what is
+//! wrong and how to fix it, and no output left behind.
+
+use std::path::Path;
+
+use crate::util::*;
+
+/// Runs a build that must fail into a fresh directory; checks nothing was written there.
+fn fails_cleanly(fixture_name: &str, args: &[&str]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("out");
+    let archive = dir.path().join("out.tar");
+    let stderr = run_err(
+        stevedore_build(fixture_name)
+            .args(args)
+            .arg("--output")
+            .arg(format!("oci-layout={}", layout.display()))
+            .arg("--output")
+            .arg(format!("docker-archive={}", archive.display())),
+    );
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert!(left.is_empty(), "a failed build left {left:?} behind; stderr:\n{stderr}");
+    stderr
+}
+
+/// stevedore's own report: exactly one `error:` line (causes follow on their own lines).
+fn assert_one_error(stderr: &str) {
+    let error_lines = stderr.lines().filter(|l| l.starts_with("error")).count();
+    assert_eq!(error_lines, 1, "one error paragraph expected:\n{stderr}");
+}
+
+#[test]
+fn unknown_bin_names_the_available_ones() {
+    let err = fails_cleanly("hello", &["--base", "scratch", "--bin", "nope"]);
+    assert_one_error(&err);
+    assert!(err.contains("no binary named `nope`") && err.contains("hello"), "{err}");
+}
+
+#[test]
+fn several_bins_without_bin_asks_for_one() {
+    let err = fails_cleanly("multibin", &["--base", "scratch"]);
+    assert_one_error(&err);
+    assert!(err.contains("several binaries") && err.contains("one, two") && err.contains("--bin"), "{err}");
+}
+
+#[test]
+fn unknown_platform_is_rejected() {
+    let err = fails_cleanly("hello", &["--platform", "linux/s390x"]);
+    assert_one_error(&err);
+    assert!(err.contains("linux/s390x") && err.contains("linux/amd64"), "{err}");
+    let err = fails_cleanly("hello", &["--platform", "amd64"]);
+    assert_one_error(&err);
+    assert!(err.contains("OS/ARCH"), "{err}");
+}
+
+#[test]
+fn bad_references_are_rejected() {
+    let err = fails_cleanly("hello", &["--base", "Not A Reference"]);
+    assert_one_error(&err);
+    assert!(err.contains("Not A Reference"), "{err}");
+    let err = fails_cleanly("hello", &["--base", "scratch", "-t", "UPPER/case:tag"]);
+    assert_one_error(&err);
+    assert!(err.contains("UPPER/case:tag"), "{err}");
+}
+
+#[test]
+fn missing_manifest_says_where_it_looked() {
+    let err = fails_cleanly("does-not-exist", &["--base", "scratch"]);
+    assert_one_error(&err);
+    assert!(err.contains("no Cargo.toml") && err.contains("--manifest-path"), "{err}");
+    assert!(!Path::new(&fixture("does-not-exist")).exists());
+}
+
+#[test]
+fn compile_error_fails_the_build() {
+    let err = fails_cleanly("broken", &["--base", "scratch"]);
+    assert!(err.contains("mismatched types"), "cargo's own diagnostics are shown:\n{err}");
+    let last = err.lines().rev().find(|l| l.starts_with("error")).unwrap_or_default();
+    assert!(last.starts_with("error: cargo failed to build `broken`"), "{err}");
+}

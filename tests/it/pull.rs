@@ -1,0 +1,92 @@
+//! Pulling the base through every kind of registry users have: plain HTTP on loopback, TLS with
+//! a private CA, htpasswd basic auth over TLS, and a bearer-token front. Each pull starts from an
+//! empty blob cache, so every blob really crosses the wire and is verified.
+
+use std::path::Path;
+use std::process::Command;
+
+use stevedore_testbed::{Mode, Registry, TokenFront, PASSWORD, USERNAME};
+
+use crate::util::*;
+
+/// A build of the hello fixture on `base` with a fresh blob cache, into a fresh layout.
+fn build_on(base: &str, cache: &Path) -> Command {
+    let mut cmd = stevedore_build("hello");
+    let out = cache.join("out");
+    cmd.env("STEVEDORE_CACHE_DIR", cache)
+        .env_remove("STEVEDORE_USERNAME")
+        .env_remove("STEVEDORE_PASSWORD")
+        .env("DOCKER_CONFIG", cache.join("no-docker-config"))
+        .args(["--base", base, "--json", "--output"])
+        .arg(format!("oci-layout={}", out.display()));
+    cmd
+}
+
+fn cache() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+#[test]
+fn pulls_over_plain_http_on_loopback() {
+    let registry = Registry::start(Mode::Http);
+    let base = registry.push_base();
+    let cache = cache();
+    run_ok(&mut build_on(&base, cache.path()));
+}
+
+#[test]
+fn pulls_over_tls_with_a_private_ca_and_refuses_without_it() {
+    let registry = Registry::start(Mode::Tls);
+    let base = registry.push_base();
+    let ca = registry.ca_cert().expect("TLS registry has a CA");
+    run_ok(build_on(&base, cache().path()).arg("--registry-ca").arg(ca));
+
+    let err = run_err(build_on(&base, cache().path()).env_remove("SSL_CERT_FILE"));
+    assert!(err.contains("not trusted") && err.contains("--registry-ca"), "{err}");
+}
+
+#[test]
+fn pulls_with_basic_auth_from_env_or_docker_config() {
+    let registry = Registry::start(Mode::BasicAuth);
+    let base = registry.push_base();
+    let ca = registry.ca_cert().unwrap().to_path_buf();
+
+    let from_env = cache();
+    run_ok(build_on(&base, from_env.path()).arg("--registry-ca").arg(&ca).env("STEVEDORE_USERNAME", USERNAME).env("STEVEDORE_PASSWORD", PASSWORD));
+
+    let from_config = cache();
+    let docker_dir = from_config.path().join("docker");
+    std::fs::create_dir_all(&docker_dir).unwrap();
+    registry.write_docker_config(&docker_dir);
+    run_ok(build_on(&base, from_config.path()).arg("--registry-ca").arg(&ca).env("DOCKER_CONFIG", &docker_dir));
+
+    let wrong = cache();
+    let err = run_err(
+        build_on(&base, wrong.path()).arg("--registry-ca").arg(&ca).env("STEVEDORE_USERNAME", USERNAME).env("STEVEDORE_PASSWORD", "wrong-password"),
+    );
+    assert!(err.contains("401") && err.contains("credentials"), "{err}");
+    assert!(!err.contains("wrong-password"), "the secret must not be printed:\n{err}");
+}
+
+#[test]
+fn pulls_through_a_bearer_token_front() {
+    let front = TokenFront::start(Registry::start(Mode::Http), None);
+    let base = front.push_base();
+    front.clear_requests();
+    run_ok(&mut build_on(&base, cache().path()));
+    let requests = front.requests();
+    assert!(requests.iter().any(|(_, path)| path.starts_with("/token")), "a token was fetched: {requests:?}");
+    assert!(requests.iter().any(|(m, path)| m == "GET" && path.contains("/blobs/sha256:")), "{requests:?}");
+}
+
+#[test]
+fn missing_tag_and_unknown_host_are_clear_errors() {
+    let registry = Registry::start(Mode::Http);
+    registry.push_base();
+    let missing = format!("{}/distroless/static-debian12:no-such-tag", registry.addr());
+    let err = run_err(&mut build_on(&missing, cache().path()));
+    assert!(err.contains("not found") && err.contains("no-such-tag"), "{err}");
+
+    let err = run_err(&mut build_on("registry.invalid/app:1", cache().path()));
+    assert!(err.contains("registry.invalid"), "{err}");
+}

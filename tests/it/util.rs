@@ -1,0 +1,64 @@
+//! Shared helpers: running stevedore the way a user does, and reading what it wrote.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use stevedore_testbed as testbed;
+
+pub const FIXTURE_EPOCH: u64 = 1_700_000_000;
+
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name).join("Cargo.toml")
+}
+
+/// `cargo stevedore build` for a fixture, with the test bed's toolchain, zig and caches.
+pub fn stevedore_build(fixture_name: &str) -> Command {
+    testbed::require_tool("rustup");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cargo-stevedore"));
+    cmd.env("PATH", testbed::tool_path_env())
+        .env("CARGO_TARGET_DIR", testbed::fixture_target_dir())
+        .env("STEVEDORE_CACHE_DIR", testbed::testbed_dir().join("cache"))
+        .env("SOURCE_DATE_EPOCH", FIXTURE_EPOCH.to_string())
+        .env_remove("RUSTFLAGS")
+        .args(["stevedore", "build", "--toolchain", "debweb", "--manifest-path"])
+        .arg(fixture(fixture_name));
+    cmd
+}
+
+/// Runs a command and returns its output, panicking with everything it printed if it failed.
+pub fn run_ok(cmd: &mut Command) -> Output {
+    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(out.status.success(), "{cmd:?} failed ({}):\n--- stdout\n{}\n--- stderr\n{}", out.status, text(&out.stdout), text(&out.stderr));
+    out
+}
+
+/// Runs a command that must fail, returning its stderr.
+pub fn run_err(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(!out.status.success(), "{cmd:?} succeeded but should have failed:\n{}", text(&out.stdout));
+    text(&out.stderr)
+}
+
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+pub fn json(bytes: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(bytes).unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(bytes)))
+}
+
+/// `skopeo inspect [--config|--raw] TRANSPORT:REF` as JSON.
+pub fn skopeo_inspect(flags: &[&str], image: &str) -> serde_json::Value {
+    let skopeo = testbed::require_tool("skopeo");
+    json(&run_ok(Command::new(skopeo).arg("inspect").args(flags).arg(image)).stdout)
+}
+
+/// Reads a blob of an OCI layout by digest.
+pub fn layout_blob(layout: &Path, digest: &str) -> Vec<u8> {
+    let hex = digest.strip_prefix("sha256:").expect("sha256 digest");
+    std::fs::read(layout.join("blobs/sha256").join(hex)).expect("blob is in the layout")
+}
+
+pub fn layout_json(layout: &Path, digest: &str) -> serde_json::Value {
+    json(&layout_blob(layout, digest))
+}

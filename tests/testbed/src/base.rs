@@ -1,0 +1,293 @@
+//! A stand-in for `gcr.io/distroless/static-debian12`, built from Debian packages with umoci.
+//!
+//! Like distroless: the files of `base-files`, `netbase`, `tzdata` and `ca-certificates` (no
+//! shell, no package manager), a CA bundle, `/etc/passwd` and `/etc/group` with `nonroot` (65532),
+//! `/home/nonroot` (65532, 0700), `/tmp` (1777). `:latest` runs as 0 in `/`, `:nonroot` as 65532 in
+//! `/home/nonroot`; both tags are OCI indexes for linux/amd64 and linux/arm64/v8.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use serde_json::{json, Value};
+
+use crate::tools::{require_tool, run_ok};
+
+/// Repository the base is pushed to by [`crate::Registry::push_base`].
+pub const BASE_REPOSITORY: &str = "distroless/static-debian12";
+
+/// Tags of [`base_layout`] that are two-platform indexes, as on gcr.io. The layout also holds
+/// single-platform manifests tagged `amd64-latest`, `amd64-nonroot`, `arm64-latest`, `arm64-nonroot`.
+pub const BASE_TAGS: [&str; 2] = ["latest", "nonroot"];
+
+const ARCHES: [&str; 2] = ["amd64", "arm64"];
+const PATH_ENV: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+const SSL_ENV: &str = "SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt";
+const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+
+/// Packages whose files make the root filesystem; only `base-files` is per architecture.
+const PACKAGES: [&str; 4] = ["base-files", "netbase", "tzdata", "ca-certificates"];
+
+const PASSWD: &str = "root:x:0:0:root:/root:/sbin/nologin\n\
+                      nobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin\n\
+                      nonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n";
+const GROUP: &str = "root:x:0:\ntty:x:5:\nstaff:x:50:\nnobody:x:65534:\nnonroot:x:65532:\n";
+
+/// The OCI layout of the distroless stand-in. Built once per process and kept in
+/// [`crate::testbed_dir`] for later processes (keyed by this recipe's source, so editing the
+/// recipe rebuilds it); concurrent builders each build privately and the first rename wins.
+pub fn base_layout() -> &'static Path {
+    static LAYOUT: OnceLock<PathBuf> = OnceLock::new();
+    LAYOUT.get_or_init(|| {
+        let debs = debs();
+        let mut hasher = DefaultHasher::new();
+        include_str!("base.rs").hash(&mut hasher);
+        let mut names: Vec<_> = std::fs::read_dir(&debs)
+            .expect("list debs")
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        names.sort();
+        names.hash(&mut hasher);
+        let dir = crate::testbed_dir().join(format!("base-{:016x}", hasher.finish()));
+        if !dir.join("index.json").is_file() {
+            let work = crate::scratch_dir("base-");
+            let layout = work.path().join("layout");
+            build(&layout, work.path(), &debs);
+            publish(&layout, &dir, "index.json");
+            remove_older_layouts(&dir);
+        }
+        dir
+    })
+}
+
+/// Moves a finished directory into place; if another process got there first, theirs is used.
+fn publish(built: &Path, dir: &Path, marker: &str) {
+    if std::fs::rename(built, dir).is_err() && !dir.join(marker).is_file() {
+        panic!("cannot move {} to {}", built.display(), dir.display());
+    }
+}
+
+/// Deletes layouts of earlier recipes next to `current`, so edits do not pile them up.
+fn remove_older_layouts(current: &Path) {
+    let Some(parent) = current.parent() else {
+        return;
+    };
+    for entry in std::fs::read_dir(parent).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path != current && entry.file_name().to_string_lossy().starts_with("base-") {
+            let _ = std::fs::remove_dir_all(path);
+        }
+    }
+}
+
+/// The directory with the .debs, downloaded once with `apt-get download`.
+fn debs() -> PathBuf {
+    let dir = crate::testbed_dir().join("debs");
+    if dir.join("complete").is_file() {
+        return dir;
+    }
+    let work = crate::scratch_dir("debs-");
+    let mut specs: Vec<String> = ARCHES.iter().map(|a| format!("base-files:{a}")).collect();
+    specs.extend(PACKAGES[1..].iter().map(|p| p.to_string()));
+    let mut apt = Command::new(require_tool("apt-get"));
+    apt.arg("download").args(&specs).current_dir(work.path());
+    let out = crate::tools::output_within(&mut apt, crate::tools::TOOL_TIMEOUT)
+        .unwrap_or_else(|e| panic!("cannot run {apt:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "\n\n*** test bed: downloading the distroless stand-in's packages failed: {apt:?} ({})\n{}\n\
+         *** `base-files:arm64` needs `dpkg --add-architecture arm64` and a fresh `apt-get update`: run `cargo xtask setup`.\n",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(work.path().join("complete"), specs.join("\n")).expect("write debs/complete");
+    publish(work.path(), &dir, "complete");
+    dir
+}
+
+/// The one `.deb` of `package` for `arch` (or `all`) in `debs`.
+fn deb(debs: &Path, package: &str, arch: &str) -> PathBuf {
+    let found: Vec<PathBuf> = std::fs::read_dir(debs)
+        .unwrap_or_else(|e| panic!("cannot list {}: {e}", debs.display()))
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            let name = p.file_name().unwrap_or_default().to_string_lossy();
+            name.starts_with(&format!("{package}_"))
+                && (name.ends_with(&format!("_{arch}.deb")) || name.ends_with("_all.deb"))
+        })
+        .collect();
+    match found.as_slice() {
+        [one] => one.clone(),
+        _ => panic!(
+            "expected one {package} .deb for {arch} in {}, found {found:?}",
+            debs.display()
+        ),
+    }
+}
+
+fn umoci(args: &[&str]) {
+    run_ok(Command::new(require_tool("umoci")).args(args));
+}
+
+fn build(layout: &Path, work: &Path, debs: &Path) {
+    let layout_str = layout.to_str().expect("test bed paths are UTF-8");
+    umoci(&["init", "--layout", layout_str]);
+    for arch in ARCHES {
+        let image = format!("{layout_str}:{arch}-base");
+        let bundle = work.join(format!("bundle-{arch}"));
+        let bundle_str = bundle.to_str().expect("test bed paths are UTF-8");
+        // unpack/repack of an empty image is how umoci turns a directory into a layer with exact
+        // owners and modes (`umoci insert` would need one call per top-level entry).
+        umoci(&["new", "--image", &image]);
+        umoci(&["unpack", "--image", &image, bundle_str]);
+        make_rootfs(&bundle.join("rootfs"), arch, debs);
+        umoci(&["repack", "--image", &image, bundle_str]);
+        for (tag, user, workdir) in [("latest", "0", "/"), ("nonroot", "65532", "/home/nonroot")] {
+            let tag = format!("{arch}-{tag}");
+            let options = [
+                ("--tag", tag.as_str()),
+                ("--os", "linux"),
+                ("--architecture", arch),
+                ("--config.env", PATH_ENV),
+                ("--config.env", SSL_ENV),
+                ("--config.workingdir", workdir),
+                ("--config.user", user),
+            ];
+            let mut args = vec!["config", "--image", &image];
+            args.extend(options.iter().flat_map(|(flag, value)| [*flag, *value]));
+            umoci(&args);
+        }
+        umoci(&["rm", "--image", &image]);
+    }
+    write_indexes(layout);
+    umoci(&["gc", "--layout", layout_str]);
+}
+
+fn make_rootfs(root: &Path, arch: &str, debs: &Path) {
+    let dpkg_deb = require_tool("dpkg-deb");
+    let status_d = root.join("var/lib/dpkg/status.d");
+    for package in PACKAGES {
+        let deb = deb(debs, package, arch);
+        run_ok(Command::new(&dpkg_deb).arg("-x").arg(&deb).arg(root));
+        // Per-package status files, as distroless ships them, so scanners see what is inside.
+        mkdir(&status_d, 0o755);
+        let control = run_ok(Command::new(&dpkg_deb).arg("-f").arg(&deb));
+        write(&status_d.join(package), &control.stdout, 0o644);
+    }
+    // update-ca-certificates never runs (no maintainer scripts), so its tool is dead weight and
+    // the bundle is made here the way it would make it.
+    let _ = std::fs::remove_file(root.join("usr/sbin/update-ca-certificates"));
+    let _ = std::fs::remove_dir_all(root.join("usr/share/doc/ca-certificates/examples"));
+    let mut certs = Vec::new();
+    collect_crts(&root.join("usr/share/ca-certificates"), &mut certs);
+    certs.sort_by(|a, b| a.as_os_str().as_bytes().cmp(b.as_os_str().as_bytes()));
+    let mut bundle = Vec::new();
+    for cert in &certs {
+        bundle.extend(
+            std::fs::read(cert).unwrap_or_else(|e| panic!("cannot read {}: {e}", cert.display())),
+        );
+    }
+    assert!(
+        certs.len() > 100,
+        "ca-certificates should bring >100 roots, found {}",
+        certs.len()
+    );
+    mkdir(&root.join("etc/ssl/certs"), 0o755);
+    write(
+        &root.join("etc/ssl/certs/ca-certificates.crt"),
+        &bundle,
+        0o644,
+    );
+
+    write(&root.join("etc/passwd"), PASSWD.as_bytes(), 0o644);
+    write(&root.join("etc/group"), GROUP.as_bytes(), 0o644);
+    write(
+        &root.join("etc/nsswitch.conf"),
+        b"hosts: files dns\n",
+        0o644,
+    );
+    mkdir(&root.join("home/nonroot"), 0o700);
+    std::os::unix::fs::chown(root.join("home/nonroot"), Some(65532), Some(65532))
+        .expect("chown /home/nonroot (needs root)");
+    mkdir(&root.join("tmp"), 0o1777);
+    mkdir(&root.join("root"), 0o700);
+}
+
+fn collect_crts(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()))
+        .flatten()
+    {
+        let path = entry.path();
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            collect_crts(&path, out);
+        } else if path.extension().is_some_and(|e| e == "crt") {
+            out.push(path);
+        }
+    }
+}
+
+fn mkdir(path: &Path, mode: u32) {
+    std::fs::create_dir_all(path)
+        .unwrap_or_else(|e| panic!("cannot create {}: {e}", path.display()));
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+fn write(path: &Path, data: &[u8], mode: u32) {
+    std::fs::write(path, data).unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+/// Adds one index per tag in [`BASE_TAGS`] over the per-arch manifests: umoci 0.4 cannot make
+/// indexes and has no way to set the arm64 variant.
+fn write_indexes(layout: &Path) {
+    let index_path = layout.join("index.json");
+    let mut index: Value =
+        serde_json::from_slice(&std::fs::read(&index_path).expect("read index.json"))
+            .expect("index.json is JSON");
+    for tag in BASE_TAGS {
+        let descriptor = |arch: &str| -> Value {
+            let name = format!("{arch}-{tag}");
+            let m = index["manifests"]
+                .as_array()
+                .expect("manifests array")
+                .iter()
+                .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == name.as_str())
+                .unwrap_or_else(|| panic!("{name} missing from {}", index_path.display()));
+            json!({ "mediaType": m["mediaType"], "digest": m["digest"], "size": m["size"] })
+        };
+        let mut amd64 = descriptor("amd64");
+        amd64["platform"] = json!({ "architecture": "amd64", "os": "linux" });
+        let mut arm64 = descriptor("arm64");
+        arm64["platform"] = json!({ "architecture": "arm64", "os": "linux", "variant": "v8" });
+        let platform_index =
+            json!({ "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [amd64, arm64] });
+        let bytes = serde_json::to_vec(&platform_index).expect("serialize");
+        let scratch = layout.join(format!("index-{tag}.json"));
+        std::fs::write(&scratch, &bytes).expect("write index blob");
+        let sum = run_ok(Command::new(require_tool("sha256sum")).arg(&scratch));
+        let hex = String::from_utf8_lossy(&sum.stdout)
+            .split_whitespace()
+            .next()
+            .expect("sha256sum output")
+            .to_owned();
+        std::fs::rename(&scratch, layout.join("blobs/sha256").join(&hex)).expect("move index blob");
+        index["manifests"]
+            .as_array_mut()
+            .expect("manifests array")
+            .push(json!({
+                "mediaType": OCI_INDEX,
+                "digest": format!("sha256:{hex}"),
+                "size": bytes.len(),
+                "annotations": { "org.opencontainers.image.ref.name": tag },
+            }));
+    }
+    std::fs::write(&index_path, serde_json::to_vec(&index).expect("serialize"))
+        .expect("write index.json");
+}

@@ -1,0 +1,84 @@
+//! `cargo xtask demo`: the main job end to end on this machine, with nothing but the test bed.
+//!
+//! Starts a local registry holding the distroless stand-in, builds the example service for
+//! linux/amd64 and linux/arm64 with stevedore, pushes the index, pulls each platform back with
+//! skopeo, and runs each one as uid 65532 (arm64 under qemu) in a private network namespace,
+//! asking it for `/health`.
+
+use std::path::Path;
+use std::process::Command;
+
+use stevedore_testbed::{self as testbed, Mode, Registry};
+
+use crate::{fail, project_root, run_ok};
+
+const PORT: &str = "8080";
+
+pub fn run() {
+    let root = project_root();
+    let registry = Registry::start(Mode::Http);
+    let base = registry.push_base();
+    let image = format!("{}/demo/hello-service:latest", registry.addr());
+    let work = root.join("target").join("demo");
+    let _ = std::fs::remove_dir_all(&work);
+    let layout = work.join("hello-service");
+
+    run_ok(Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+        .args(["run", "--quiet", "--package", "cargo-stevedore", "--"])
+        .current_dir(&root)
+        .args(["build", "--toolchain", "debweb", "--platform", "linux/amd64,linux/arm64", "--base", &base, "-t", &image])
+        .arg("--manifest-path")
+        .arg(root.join("examples/hello-service/Cargo.toml"))
+        .arg("--output")
+        .arg(format!("oci-layout={}", layout.display()))
+        .env("PATH", testbed::tool_path_env()));
+
+    // Until stevedore pushes by itself, skopeo carries the index to the registry.
+    let skopeo = testbed::require_tool("skopeo");
+    run_ok(Command::new(&skopeo)
+        .args(["copy", "--quiet", "--all", "--dest-tls-verify=false"])
+        .arg(format!("oci:{}:latest", layout.display()))
+        .arg(format!("docker://{image}")));
+    run_ok(Command::new(&skopeo).args(["inspect", "--raw", "--tls-verify=false", &format!("docker://{image}")]));
+    println!();
+
+    for arch in ["amd64", "arm64"] {
+        let pulled = work.join(format!("pulled-{arch}"));
+        run_ok(Command::new(&skopeo)
+            .args(["copy", "--quiet", "--src-tls-verify=false", "--override-arch", arch])
+            .arg(format!("docker://{image}"))
+            .arg(format!("oci:{}:latest", pulled.display())));
+        let bundle = work.join(format!("bundle-{arch}"));
+        testbed::umoci_unpack(&pulled, "latest", &bundle);
+        serve_and_probe(&bundle.join("rootfs"), arch);
+    }
+    println!("demo: {image} built for amd64 and arm64, pushed, pulled back, and answered /health on both");
+}
+
+/// Runs the service as 65532 in a network namespace of its own (only loopback, so its
+/// 0.0.0.0 bind reaches nothing outside) and checks `/health` answers `ok`.
+fn serve_and_probe(rootfs: &Path, arch: &str) {
+    let emulator = match arch {
+        "arm64" => {
+            let qemu = testbed::require_tool("qemu-aarch64-static");
+            std::fs::copy(&qemu, rootfs.join("qemu-aarch64-static"))
+                .unwrap_or_else(|e| fail(&format!("cannot copy qemu into {}: {e}", rootfs.display())));
+            "/qemu-aarch64-static "
+        }
+        _ => "",
+    };
+    let script = format!(
+        r#"set -eu
+ip link set lo up
+env -i PORT={PORT} HOME=/home/nonroot /usr/sbin/chroot --userspec=65532:65532 --groups=65532 '{rootfs}' {emulator}/usr/local/bin/hello-service > '{rootfs}/../service.log' 2>&1 &
+pid=$!
+health=""
+for i in $(seq 1 100); do health=$(curl -fsS http://127.0.0.1:{PORT}/health 2>/dev/null) && break; sleep 0.1; done
+kill $pid 2>/dev/null || true
+cat '{rootfs}/../service.log'
+echo "{arch}: GET /health -> $health"
+[ "$health" = ok ]"#,
+        rootfs = rootfs.display()
+    );
+    run_ok(Command::new("unshare").args(["--net", "--", "sh", "-c", &script]));
+}

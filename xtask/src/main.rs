@@ -1,0 +1,147 @@
+//! `cargo xtask`: the repository's own tasks, in Rust so they run wherever cargo does.
+
+mod demo;
+mod setup;
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+const HELP: &str = "\
+cargo xtask TASK
+
+Tasks:
+  setup         install what the tests need (Debian packages, the arm64 dpkg architecture,
+                the zig venv, the `debweb` rustup toolchain, the distroless stand-in);
+                does nothing when all of it is there
+  test [ARGS]   setup, then `cargo test --workspace --locked ARGS` (without `--workspace`
+                when ARGS select packages with -p/--package)
+  demo          setup, then build the example service for amd64 and arm64 with stevedore,
+                push it to a local registry, pull it back and run it
+  help          this text
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("setup") if args.len() == 1 => {
+            setup::run();
+            ExitCode::SUCCESS
+        }
+        Some("test") => {
+            require_root(
+                "the tests chroot into image root filesystems, set file owners and start dockerd",
+            );
+            setup::run();
+            test(&args[1..])
+        }
+        Some("demo") if args.len() == 1 => {
+            require_root("the demo chroots into the image and runs it in a network namespace");
+            setup::run();
+            demo::run();
+            ExitCode::SUCCESS
+        }
+        None | Some("help" | "-h" | "--help") => {
+            print!("{HELP}");
+            ExitCode::SUCCESS
+        }
+        Some(_) => {
+            eprint!(
+                "xtask: error: unknown task or arguments: {}\n\n{HELP}",
+                args.join(" ")
+            );
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// `cargo test --workspace --locked ARGS` with the test bed directory fixed for every test
+/// process; exits with cargo's code.
+fn test(extra: &[String]) -> ExitCode {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.args(["test", "--locked"]);
+    // `--workspace` would override a package selection given by the caller.
+    if !extra
+        .iter()
+        .any(|a| a.starts_with("-p") || a.starts_with("--package"))
+    {
+        cmd.arg("--workspace");
+    }
+    cmd.args(extra).current_dir(project_root()).env(
+        stevedore_testbed::TESTBED_DIR_ENV,
+        stevedore_testbed::testbed_dir(),
+    );
+    eprintln!("$ {}", show(&cmd));
+    let status = cmd
+        .status()
+        .unwrap_or_else(|e| fail(&format!("cannot run `{}`: {e}", show(&cmd))));
+    match status.code() {
+        Some(0) => ExitCode::SUCCESS,
+        Some(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        None => fail(&format!("`{}` was killed: {status}", show(&cmd))),
+    }
+}
+
+/// The workspace root, where this repository's Cargo.toml is.
+pub fn project_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask sits in the workspace root")
+        .to_path_buf()
+}
+
+/// Prints `message` as an error and exits with status 1.
+pub fn fail(message: &str) -> ! {
+    eprintln!("xtask: error: {message}");
+    std::process::exit(1)
+}
+
+/// A command as a shell line, with the environment it sets, for logs and errors.
+pub fn show(cmd: &Command) -> String {
+    let quote = |s: &OsStr| {
+        let s = s.to_string_lossy();
+        if !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_./:=+,@%".contains(c))
+        {
+            s.into_owned()
+        } else {
+            format!("'{}'", s.replace('\'', r"'\''"))
+        }
+    };
+    let env = cmd
+        .get_envs()
+        .filter_map(|(k, v)| v.map(|v| format!("{}={}", k.to_string_lossy(), quote(v))));
+    let words = std::iter::once(quote(cmd.get_program())).chain(cmd.get_args().map(quote));
+    env.chain(words).collect::<Vec<_>>().join(" ")
+}
+
+/// Prints and runs `cmd`, exiting with a message naming it if it fails.
+pub fn run_ok(cmd: &mut Command) {
+    eprintln!("$ {}", show(cmd));
+    let status = cmd
+        .status()
+        .unwrap_or_else(|e| fail(&format!("cannot run `{}`: {e}", show(cmd))));
+    if !status.success() {
+        fail(&format!("`{}` failed: {status}", show(cmd)));
+    }
+}
+
+/// Runs `cmd` quietly and returns its stdout, or `None` if it cannot run or fails.
+pub fn capture(cmd: &mut Command) -> Option<String> {
+    let out = cmd.stdin(std::process::Stdio::null()).output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+pub fn is_root() -> bool {
+    capture(Command::new("id").arg("-u")).is_some_and(|uid| uid.trim() == "0")
+}
+
+fn require_root(why: &str) {
+    if !is_root() {
+        fail(&format!("this must run as root: {why}.\nRun it as root, e.g. `sudo -E env PATH=\"$PATH\" cargo xtask test`."));
+    }
+}

@@ -1,0 +1,186 @@
+//! `cargo xtask setup`: installs what the tests need on Debian 12, idempotently. Each step
+//! checks first and says what it found, so a second run does nothing slow.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Instant;
+
+use stevedore_testbed::{self as testbed, DEBIAN_PACKAGES, ZIGLANG_VERSION};
+
+use crate::{capture, fail, is_root, run_ok};
+
+pub fn run() {
+    let started = Instant::now();
+    debian();
+    rustup_debweb();
+    zig_venv();
+    // Everything a test may ask for, checked now so a gap shows up here rather than mid-run.
+    testbed::require_all();
+    if is_root() {
+        let layout = testbed::base_layout();
+        say(&format!("distroless stand-in ready: {}", layout.display()));
+    } else {
+        say("not root: the distroless stand-in is built by the first test (tests run as root)");
+    }
+    say(&format!("done in {:.1} s", started.elapsed().as_secs_f64()));
+}
+
+fn say(message: &str) {
+    eprintln!("setup: {message}");
+}
+
+/// `None` as root, else `sudo`; fails if neither is possible. Asked only when something must be
+/// installed, so a complete machine needs neither.
+fn privilege() -> Option<PathBuf> {
+    if is_root() {
+        return None;
+    }
+    let sudo = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .map(|d| d.join("sudo"))
+        .find(|p| p.is_file());
+    match sudo {
+        Some(sudo) => Some(sudo),
+        None => fail("installing Debian packages needs root, and this is neither root nor has sudo; run `cargo xtask setup` as root"),
+    }
+}
+
+/// `program` as root: directly, or through `sudo env` (plain `sudo VAR=…` depends on the sudoers
+/// policy).
+fn as_root(program: &str, env: &[(&str, &str)]) -> Command {
+    match privilege() {
+        None => {
+            let mut cmd = Command::new(program);
+            cmd.envs(env.iter().copied());
+            cmd
+        }
+        Some(sudo) => {
+            let mut cmd = Command::new(sudo);
+            cmd.arg("env")
+                .args(env.iter().map(|(k, v)| format!("{k}={v}")))
+                .arg(program);
+            cmd
+        }
+    }
+}
+
+fn debian() {
+    let apt_env = [("DEBIAN_FRONTEND", "noninteractive")];
+    let mut need_update = false;
+
+    // base-files:arm64 for the arm64 half of the distroless stand-in.
+    let foreign = capture(Command::new("dpkg").arg("--print-foreign-architectures"))
+        .unwrap_or_else(|| fail("`dpkg --print-foreign-architectures` failed: is this Debian?"));
+    if foreign.lines().any(|a| a.trim() == "arm64") {
+        say("dpkg architecture arm64 already added");
+    } else {
+        run_ok(as_root("dpkg", &[]).args(["--add-architecture", "arm64"]));
+        need_update = true;
+    }
+    // The architecture may have been added without a later `apt-get update`. (Looking at the
+    // lists directly: `apt-cache show` takes a second.)
+    let arm64_lists = std::fs::read_dir("/var/lib/apt/lists")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|f| {
+            f.file_name()
+                .to_string_lossy()
+                .contains("_binary-arm64_Packages")
+        });
+    if !need_update && !arm64_lists {
+        say("no arm64 package lists yet");
+        need_update = true;
+    }
+
+    let missing = missing_packages();
+    if missing.is_empty() {
+        say(&format!(
+            "all {} Debian packages installed",
+            DEBIAN_PACKAGES.len()
+        ));
+    }
+    if need_update || !missing.is_empty() {
+        run_ok(as_root("apt-get", &apt_env).arg("update"));
+    }
+    if !missing.is_empty() {
+        run_ok(
+            as_root("apt-get", &apt_env)
+                .args(["install", "-y", "--no-install-recommends"])
+                .args(&missing),
+        );
+    }
+}
+
+fn missing_packages() -> Vec<&'static str> {
+    // dpkg-query exits 1 when a package is unknown, and prints the others anyway.
+    let out = Command::new("dpkg-query")
+        .arg("-W")
+        .arg("-f=${Package} ${Status}\n")
+        .args(DEBIAN_PACKAGES)
+        .output()
+        .unwrap_or_else(|e| fail(&format!("cannot run dpkg-query: {e}")));
+    let listing = String::from_utf8_lossy(&out.stdout);
+    DEBIAN_PACKAGES
+        .iter()
+        .copied()
+        .filter(|package| {
+            !listing
+                .lines()
+                .any(|l| l.split_once(' ') == Some((package, "install ok installed")))
+        })
+        .collect()
+}
+
+/// The tests build fixtures with `cargo +debweb`: Debian's rustc 1.96 with its matching std
+/// sources (`rust-web-src`), which `-Zbuild-std` needs for musl targets without rustup targets.
+fn rustup_debweb() {
+    let Some(toolchains) = capture(Command::new("rustup").args(["toolchain", "list"])) else {
+        say("rustup not found: the tests need it (https://rustup.rs); skipping `rustup toolchain link`");
+        return;
+    };
+    if toolchains
+        .lines()
+        .any(|l| l.split_whitespace().next() == Some("debweb"))
+    {
+        say("rustup toolchain debweb already linked");
+    } else {
+        run_ok(Command::new("rustup").args(["toolchain", "link", "debweb", "/usr"]));
+    }
+}
+
+/// zig comes from PyPI's `ziglang` (bookworm has no zig package), in a venv of Debian's python3
+/// so no other Python on PATH (pyenv, conda) changes what gets installed.
+fn zig_venv() {
+    let venv = testbed::venv_dir();
+    let python = venv.join("bin/python3");
+    let installed = capture(Command::new(&python).args([
+        "-c",
+        "import importlib.metadata as m; print(m.version('ziglang'))",
+    ]));
+    if installed.as_deref().map(str::trim) == Some(ZIGLANG_VERSION) {
+        say(&format!(
+            "ziglang {ZIGLANG_VERSION} already in {}",
+            venv.display()
+        ));
+        return;
+    }
+    if !python.is_file() {
+        run_ok(
+            Command::new("/usr/bin/python3")
+                .arg("-m")
+                .arg("venv")
+                .arg(&venv),
+        );
+    }
+    run_ok(
+        Command::new(&python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--disable-pip-version-check",
+                "--no-input",
+            ])
+            .arg(format!("ziglang=={ZIGLANG_VERSION}")),
+    );
+}
