@@ -75,6 +75,9 @@ struct BuildArgs {
     /// Default: oci-layout=target/stevedore/BIN.
     #[arg(short, long, value_name = "KIND=PATH")]
     output: Vec<Output>,
+    /// Push the image to the registry of each --tag (the last line printed is REPO@DIGEST).
+    #[arg(long)]
+    push: bool,
     /// Print the result as JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -97,6 +100,10 @@ pub enum CliError {
     Registry(#[from] RegistryError),
     #[error(transparent)]
     Cache(#[from] CacheError),
+    #[error("--push needs to know where: name the image with -t REGISTRY/REPOSITORY:TAG")]
+    PushWithoutTag,
+    #[error(transparent)]
+    Push(PublishError),
     #[error("cannot write {output}")]
     Publish {
         output: String,
@@ -168,6 +175,9 @@ fn build(args: BuildArgs) -> Result<(), CliError> {
         tags: args.tag,
         toolchain: args.toolchain,
     };
+    if args.push && opts.tags.is_empty() {
+        return Err(CliError::PushWithoutTag);
+    }
     let plan = plan::plan(&opts)?;
     let registry = Registry::new(RegistryOptions {
         ca_files: args.registry_ca,
@@ -177,7 +187,7 @@ fn build(args: BuildArgs) -> Result<(), CliError> {
     let store = BlobStore::open_default()?;
     let built = pipeline::build(&plan, &store, &registry)?;
 
-    let outputs = match args.output.is_empty() {
+    let outputs = match args.output.is_empty() && !args.push {
         true => vec![Output::OciLayout(pipeline::default_layout_dir(&plan))],
         false => args.output,
     };
@@ -186,6 +196,18 @@ fn build(args: BuildArgs) -> Result<(), CliError> {
         publish::publish(&built, output, &tags, &store)
             .map_err(|source| CliError::Publish { output: output.to_string(), source })?;
     }
+    let base = match &plan.base {
+        Base::Image(reference) => Some(reference),
+        Base::Scratch => None,
+    };
+    let pushed = match args.push {
+        true => {
+            let report = publish::push(&built, &tags, &store, &registry, base).map_err(CliError::Push)?;
+            tracing::info!("{} blobs uploaded, {} mounted, {} already there", report.uploaded, report.mounted, report.existing);
+            Some(report)
+        }
+        false => None,
+    };
     let top = match built.images.as_slice() {
         [only] => only.manifest.clone(),
         _ => built.index.clone(),
@@ -203,11 +225,16 @@ fn build(args: BuildArgs) -> Result<(), CliError> {
             "images": images,
             "tags": tags.iter().map(ToString::to_string).collect::<Vec<_>>(),
             "outputs": outputs.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "pushed": pushed.iter().flat_map(|r| &r.pushed).map(ToString::to_string).collect::<Vec<_>>(),
+            "push": pushed.as_ref().map(|r| json!({"uploaded": r.uploaded, "mounted": r.mounted, "existing": r.existing})),
         });
         println!("{result:#}");
     } else {
         for output in &outputs {
             println!("{output}@{}", top.digest());
+        }
+        for reference in pushed.iter().flat_map(|r| &r.pushed) {
+            println!("{reference}");
         }
     }
     Ok(())

@@ -6,6 +6,7 @@
 
 mod archive;
 mod layout;
+mod push;
 
 use std::fmt;
 use std::fs;
@@ -20,6 +21,7 @@ use crate::reference::Reference;
 
 pub use archive::write_archive;
 pub use layout::write_layout;
+pub use push::{push, PushReport};
 
 /// Where a build goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,6 +84,12 @@ pub enum PublishError {
          pass --platform with one of them, or use --output oci-layout=DIR for all"
     )]
     ArchiveMultiPlatform { count: usize, platforms: String },
+    #[error("cannot push to {reference}")]
+    Registry {
+        reference: String,
+        #[source]
+        source: crate::registry::RegistryError,
+    },
     #[error(transparent)]
     Store(#[from] CacheError),
 }

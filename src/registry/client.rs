@@ -67,18 +67,44 @@ impl Client {
     pub(crate) fn send(
         &self,
         reference: &Reference,
-        actions: &str,
+        scopes: &[String],
         path: &str,
         build: &dyn Fn(&Http, &str) -> RequestBuilder,
     ) -> Result<Response, RegistryError> {
+        let url = self.url(reference, path)?;
+        self.send_url(reference, scopes, &url, build)
+    }
+
+    /// `https://HOST/v2/REPO/PATH` for the reference's registry.
+    pub(crate) fn url(&self, reference: &Reference, path: &str) -> Result<String, RegistryError> {
         let host = self.host(reference)?;
-        let url = format!("{}/v2/{}/{}", host.base, reference.repository(), path);
+        Ok(format!("{}/v2/{}/{}", host.base, reference.repository(), path))
+    }
+
+    /// An upload `Location`, which registries may give relative to the host.
+    pub(crate) fn absolute(&self, reference: &Reference, location: &str) -> Result<String, RegistryError> {
+        if location.starts_with("http://") || location.starts_with("https://") {
+            return Ok(location.to_owned());
+        }
+        Ok(format!("{}{location}", self.host(reference)?.base))
+    }
+
+    /// Like [`Client::send`], to a full URL (upload sessions live at URLs the registry picks).
+    pub(crate) fn send_url(
+        &self,
+        reference: &Reference,
+        scopes: &[String],
+        url: &str,
+        build: &dyn Fn(&Http, &str) -> RequestBuilder,
+    ) -> Result<Response, RegistryError> {
+        let host = self.host(reference)?;
+        let url = url.to_owned();
         let mut refreshed = false;
         let mut attempt = 0;
         loop {
             attempt += 1;
             let mut request = build(&self.http, &url);
-            if let Some(auth) = self.authorization(reference, &host, actions, false)? {
+            if let Some(auth) = self.authorization(reference, &host, scopes, false)? {
                 request = request.header(AUTHORIZATION, auth);
             }
             let method = request.try_clone().and_then(|r| r.build().ok()).map(|r| r.method().to_string()).unwrap_or_default();
@@ -98,7 +124,7 @@ impl Client {
                 if let Some(challenge) = challenge_of(&response) {
                     self.remember_challenge(reference, challenge);
                     let host = self.host(reference)?;
-                    let _ = self.authorization(reference, &host, actions, true)?;
+                    let _ = self.authorization(reference, &host, scopes, true)?;
                     continue;
                 }
             }
@@ -165,21 +191,20 @@ impl Client {
         loopback || self.insecure.iter().any(|i| i == registry || i == host)
     }
 
-    /// The Authorization header for `actions` on the reference's repository, if any is needed.
-    fn authorization(&self, reference: &Reference, host: &Host, actions: &str, fresh: bool) -> Result<Option<String>, RegistryError> {
+    /// The Authorization header for `scopes` (e.g. `repository:app:pull,push`), if any is needed.
+    fn authorization(&self, reference: &Reference, host: &Host, scopes: &[String], fresh: bool) -> Result<Option<String>, RegistryError> {
         match &host.challenge {
             None => Ok(None),
             Some(Challenge::Basic) => Ok(self.keychain.resolve(reference.registry())?.map(|c| c.basic_header())),
             Some(Challenge::Bearer { realm, service, .. }) => {
-                let scope = reference.scope(actions);
-                let key = (reference.registry().to_owned(), scope.clone());
+                let key = (reference.registry().to_owned(), scopes.join(" "));
                 if !fresh {
                     if let Some(token) = self.tokens.lock().expect("tokens lock").get(&key) {
                         return Ok(Some(format!("Bearer {token}")));
                     }
                 }
                 let credential = self.keychain.resolve(reference.registry())?;
-                let token = self.fetch_token(reference, realm, service.as_deref(), &scope, credential.as_ref())?;
+                let token = self.fetch_token(reference, realm, service.as_deref(), scopes, credential.as_ref())?;
                 self.tokens.lock().expect("tokens lock").insert(key, token.clone());
                 Ok(Some(format!("Bearer {token}")))
             }
@@ -195,10 +220,10 @@ impl Client {
         reference: &Reference,
         realm: &str,
         service: Option<&str>,
-        scope: &str,
+        scopes: &[String],
         credential: Option<&Credential>,
     ) -> Result<String, RegistryError> {
-        let mut query = vec![("scope", scope)];
+        let mut query: Vec<(&str, &str)> = scopes.iter().map(|s| ("scope", s.as_str())).collect();
         if let Some(service) = service {
             query.push(("service", service));
         }

@@ -6,6 +6,7 @@
 mod auth;
 mod client;
 mod error;
+mod push;
 
 use std::path::PathBuf;
 
@@ -105,7 +106,7 @@ impl Registry {
         let accept = [OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST].join(", ");
         let response = self
             .client
-            .send(reference, "pull", &format!("manifests/{identifier}"), &|http, url| http.get(url).header(ACCEPT, &accept))
+            .send(reference, &[reference.scope("pull")], &format!("manifests/{identifier}"), &|http, url| http.get(url).header(ACCEPT, &accept))
             .map_err(|e| not_found(e, "image", reference))?;
         let header_digest = response.headers().get("docker-content-digest").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<Digest>().ok());
         let content_type = response.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(|v| v.split(';').next().unwrap_or(v).trim().to_owned());
@@ -198,7 +199,7 @@ impl Registry {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let response = self.client.send(reference, "pull", &format!("blobs/{digest}"), &|http, url| http.get(url))
+            let response = self.client.send(reference, &[reference.scope("pull")], &format!("blobs/{digest}"), &|http, url| http.get(url))
                 .map_err(|e| not_found(e, "blob", &reference.with_digest(digest.clone())))?;
             match store.put_verified(digest, Some(size), response) {
                 Ok(_) => return Ok(()),

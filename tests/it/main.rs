@@ -4,4 +4,5 @@
 mod build;
 mod errors;
 mod pull;
+mod push;
 mod util;

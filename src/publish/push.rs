@@ -1,0 +1,155 @@
+//! Pushing to a registry: every blob first (skipped when present, mounted from the base's
+//! repository when it is on the same registry), then each platform's manifest, then the index
+//! under each tag, so a tag never names something the registry does not hold whole.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use super::PublishError;
+use crate::assemble::{Built, Image};
+use crate::cache::BlobStore;
+use crate::digest::Digest;
+use crate::reference::Reference;
+use crate::registry::{Registry, RegistryError};
+
+/// Uploads at once: enough to overlap round trips, few enough for a small runner.
+const PARALLEL_UPLOADS: usize = 3;
+
+/// What a push did, for the user and for tests.
+#[derive(Debug, Clone, Default)]
+pub struct PushReport {
+    /// `REPO@sha256:…` of the pushed image (index when several platforms).
+    pub pushed: Vec<Reference>,
+    pub uploaded: usize,
+    pub mounted: usize,
+    pub existing: usize,
+}
+
+/// Pushes `built` under every tag; `base` lets blobs be mounted instead of uploaded.
+pub fn push(
+    built: &Built,
+    tags: &[Reference],
+    store: &BlobStore,
+    registry: &Registry,
+    base: Option<&Reference>,
+) -> Result<PushReport, PublishError> {
+    let mut report = PushReport::default();
+    let mut repos: Vec<&Reference> = Vec::new();
+    for tag in tags {
+        if !repos.iter().any(|r| r.name() == tag.name()) {
+            repos.push(tag);
+        }
+    }
+    let top = match built.images.as_slice() {
+        [only] => only.manifest.clone(),
+        _ => built.index.clone(),
+    };
+    let top_digest = Digest::try_from(top.digest()).expect("assembled descriptors have sha256 digests");
+    for repo in repos {
+        push_blobs(built, repo, store, registry, base, &mut report)?;
+        for image in &built.images {
+            put(registry, store, repo, &image.manifest_digest().to_string(), &image.manifest_digest(), &image.manifest.media_type().to_string())?;
+        }
+        for tag in tags.iter().filter(|t| t.name() == repo.name()) {
+            let identifier = tag.tag().map(str::to_owned).unwrap_or_else(|| top_digest.to_string());
+            put(registry, store, tag, &identifier, &top_digest, &top.media_type().to_string())?;
+        }
+        report.pushed.push(repo.with_digest(top_digest.clone()));
+    }
+    Ok(report)
+}
+
+fn put(registry: &Registry, store: &BlobStore, repo: &Reference, identifier: &str, digest: &Digest, media_type: &str) -> Result<(), PublishError> {
+    let bytes = store.read_small(digest)?;
+    registry.put_manifest(repo, identifier, media_type, &bytes).map_err(|source| PublishError::Registry { reference: repo.name(), source })
+}
+
+/// Config and layer blobs of every image, each once.
+fn blobs(images: &[Image]) -> Vec<(Digest, u64)> {
+    let mut out: Vec<(Digest, u64)> = Vec::new();
+    for desc in images.iter().flat_map(|i| std::iter::once(&i.config).chain(&i.layers)) {
+        let digest = Digest::try_from(desc.digest()).expect("assembled descriptors have sha256 digests");
+        if !out.iter().any(|(d, _)| d == &digest) {
+            out.push((digest, desc.size()));
+        }
+    }
+    out
+}
+
+fn push_blobs(
+    built: &Built,
+    repo: &Reference,
+    store: &BlobStore,
+    registry: &Registry,
+    base: Option<&Reference>,
+    report: &mut PushReport,
+) -> Result<(), PublishError> {
+    let blobs = blobs(&built.images);
+    let mount_from = base.filter(|b| b.registry() == repo.registry() && b.repository() != repo.repository());
+    let next = AtomicUsize::new(0);
+    let outcome = Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..PARALLEL_UPLOADS.min(blobs.len()) {
+            s.spawn(|| {
+                while let Some((digest, size)) = blobs.get(next.fetch_add(1, Ordering::SeqCst)) {
+                    let result = push_blob(registry, store, repo, digest, *size, mount_from);
+                    let failed = result.is_err();
+                    outcome.lock().expect("outcome lock").push(result);
+                    if failed {
+                        // Stop handing out work; the others finish what they started.
+                        next.store(blobs.len(), Ordering::SeqCst);
+                    }
+                }
+            });
+        }
+    });
+    for result in outcome.into_inner().expect("outcome lock") {
+        match result.map_err(|source| PublishError::Registry { reference: repo.name(), source })? {
+            Sent::Existing => report.existing += 1,
+            Sent::Mounted => report.mounted += 1,
+            Sent::Uploaded => report.uploaded += 1,
+        }
+    }
+    Ok(())
+}
+
+enum Sent {
+    Existing,
+    Mounted,
+    Uploaded,
+}
+
+fn push_blob(
+    registry: &Registry,
+    store: &BlobStore,
+    repo: &Reference,
+    digest: &Digest,
+    size: u64,
+    mount_from: Option<&Reference>,
+) -> Result<Sent, RegistryError> {
+    if registry.blob_exists(repo, digest)? {
+        tracing::debug!("{digest} already in {}", repo.name());
+        return Ok(Sent::Existing);
+    }
+    if let Some(from) = mount_from {
+        if registry.mount_blob(repo, digest, from)? {
+            tracing::info!("mounted {} from {}", short(digest), from.name());
+            return Ok(Sent::Mounted);
+        }
+    }
+    registry.upload_blob(repo, digest, size, store)?;
+    tracing::info!("pushed {} ({})", short(digest), human(size));
+    Ok(Sent::Uploaded)
+}
+
+fn short(digest: &Digest) -> &str {
+    &digest.as_str()[..19]
+}
+
+fn human(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / f64::from(1 << 20)),
+        b if b >= 1 << 10 => format!("{:.1} KiB", b as f64 / 1024.0),
+        b => format!("{b} B"),
+    }
+}

@@ -1,0 +1,146 @@
+//! The push side of the distribution API: blob existence, cross-repository mount, streamed
+//! uploads (monolithic, or chunked for large blobs), and manifest PUTs.
+
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::path::PathBuf;
+
+use reqwest::blocking::Body;
+use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, LOCATION};
+
+use super::client::backoff;
+use super::{Registry, RegistryError};
+use crate::cache::BlobStore;
+use crate::digest::Digest;
+use crate::reference::Reference;
+
+/// Blobs up to this size go up in one PUT; larger ones in chunks of [`CHUNK`].
+const MONOLITHIC_LIMIT: u64 = 64 << 20;
+const CHUNK: u64 = 32 << 20;
+const UPLOAD_ATTEMPTS: u32 = 3;
+
+impl Registry {
+    /// Whether the repository already has the blob (HEAD).
+    pub fn blob_exists(&self, repo: &Reference, digest: &Digest) -> Result<bool, RegistryError> {
+        let scopes = [repo.scope("pull,push")];
+        match self.client.send(repo, &scopes, &format!("blobs/{digest}"), &|http, url| http.head(url)) {
+            Ok(_) => Ok(true),
+            Err(RegistryError::Status { status: 404, .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Asks the registry to link a blob from another repository on it; `false` if it would not.
+    pub fn mount_blob(&self, repo: &Reference, digest: &Digest, from: &Reference) -> Result<bool, RegistryError> {
+        let scopes = [repo.scope("pull,push"), from.scope("pull")];
+        let path = format!("blobs/uploads/?mount={digest}&from={}", from.repository());
+        let response = self.client.send(repo, &scopes, &path, &|http, url| http.post(url).header(CONTENT_LENGTH, 0))?;
+        // 201 means mounted; 202 means the registry opened an ordinary upload instead.
+        Ok(response.status().as_u16() == 201)
+    }
+
+    /// Uploads a blob from the store, streaming from disk; a broken upload starts over.
+    pub fn upload_blob(&self, repo: &Reference, digest: &Digest, size: u64, store: &BlobStore) -> Result<(), RegistryError> {
+        let path = store.path(digest);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.upload_once(repo, digest, size, &path) {
+                Ok(()) => return Ok(()),
+                Err(e) if attempt < UPLOAD_ATTEMPTS && retryable(&e) => {
+                    tracing::warn!("upload of {digest} to {} failed ({e}); starting over", repo.name());
+                    backoff(attempt, None);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn upload_once(&self, repo: &Reference, digest: &Digest, size: u64, path: &PathBuf) -> Result<(), RegistryError> {
+        let scopes = [repo.scope("pull,push")];
+        let started = self.client.send(repo, &scopes, "blobs/uploads/", &|http, url| http.post(url).header(CONTENT_LENGTH, 0))?;
+        let mut location = self.location(repo, &started)?;
+        let mut offset = 0;
+        if size > MONOLITHIC_LIMIT {
+            while offset < size {
+                let len = CHUNK.min(size - offset);
+                let range = format!("{offset}-{}", offset + len - 1);
+                let response = self.client.send_url(repo, &scopes, &location, &|http, url| {
+                    http.patch(url)
+                        .header(CONTENT_TYPE, "application/octet-stream")
+                        .header(CONTENT_RANGE, range.as_str())
+                        .body(Body::sized(FileSection::new(path.clone(), offset, len), len))
+                })?;
+                location = self.location(repo, &response)?;
+                offset += len;
+            }
+        }
+        let rest = size - offset;
+        let url = format!("{location}{}digest={digest}", if location.contains('?') { '&' } else { '?' });
+        self.client.send_url(repo, &scopes, &url, &|http, url| {
+            http.put(url)
+                .header(CONTENT_TYPE, "application/octet-stream")
+                .body(Body::sized(FileSection::new(path.clone(), offset, rest), rest))
+        })?;
+        Ok(())
+    }
+
+    fn location(&self, repo: &Reference, response: &reqwest::blocking::Response) -> Result<String, RegistryError> {
+        let location = response.headers().get(LOCATION).and_then(|v| v.to_str().ok()).ok_or_else(|| RegistryError::Status {
+            method: "POST".into(),
+            url: repo.name(),
+            status: response.status().as_u16(),
+            detail: " (no Location header for the upload)".into(),
+            hint: String::new(),
+        })?;
+        self.client.absolute(repo, location)
+    }
+
+    /// PUTs a manifest or index under `identifier` (a tag or its digest).
+    pub fn put_manifest(&self, repo: &Reference, identifier: &str, media_type: &str, bytes: &[u8]) -> Result<(), RegistryError> {
+        let scopes = [repo.scope("pull,push")];
+        let expected = Digest::of(bytes);
+        let response = self.client.send(repo, &scopes, &format!("manifests/{identifier}"), &|http, url| {
+            http.put(url).header(CONTENT_TYPE, media_type).body(bytes.to_vec())
+        })?;
+        let said = response.headers().get("docker-content-digest").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<Digest>().ok());
+        match said {
+            Some(actual) if actual != expected => Err(RegistryError::DigestMismatch {
+                what: "pushed manifest",
+                reference: format!("{}:{identifier}", repo.name()),
+                expected: expected.to_string(),
+                actual: actual.to_string(),
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn retryable(e: &RegistryError) -> bool {
+    matches!(e, RegistryError::Connect { .. } | RegistryError::Status { status: 500..=599 | 429 | 408, .. })
+}
+
+/// A byte range of a file, opened on first read so a retried request re-reads from the start.
+struct FileSection {
+    path: PathBuf,
+    offset: u64,
+    len: u64,
+    file: Option<io::Take<File>>,
+}
+
+impl FileSection {
+    fn new(path: PathBuf, offset: u64, len: u64) -> Self {
+        FileSection { path, offset, len, file: None }
+    }
+}
+
+impl Read for FileSection {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.file.is_none() {
+            let mut file = File::open(&self.path)?;
+            file.seek(SeekFrom::Start(self.offset))?;
+            self.file = Some(file.take(self.len));
+        }
+        self.file.as_mut().expect("opened above").read(buf)
+    }
+}

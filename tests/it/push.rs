@@ -1,0 +1,148 @@
+//! `--push` against the real registry in every mode: what stevedore pushes reads back with
+//! skopeo under the same digest, runs, and a second push uploads nothing.
+
+use std::path::Path;
+use std::process::Command;
+
+use stevedore_testbed::{self as testbed, Mode, Registry, Side, TokenFront, PASSWORD, USERNAME};
+
+use crate::util::*;
+
+/// Builds the hello fixture on `base` and pushes it as `image`; returns the --json result.
+fn push(base: &str, image: &str, extra: &[&str], env: &[(&str, &str)]) -> serde_json::Value {
+    let mut cmd = stevedore_build("hello");
+    cmd.args(["--base", base, "-t", image, "--push", "--json"]).args(extra);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    json(&run_ok(&mut cmd).stdout)
+}
+
+/// `skopeo inspect` through the registry's own flags (CA, credentials).
+fn inspect(flags: Vec<String>, image: &str) -> serde_json::Value {
+    let mut cmd = Command::new(testbed::require_tool("skopeo"));
+    cmd.arg("inspect").args(flags).arg(format!("docker://{image}"));
+    json(&run_ok(&mut cmd).stdout)
+}
+
+fn check_pushed(result: &serde_json::Value, image: &str, inspected: &serde_json::Value) {
+    let digest = result["digest"].as_str().unwrap();
+    let repo = image.rsplit_once(':').unwrap().0;
+    assert_eq!(result["pushed"][0], format!("{repo}@{digest}"));
+    assert_eq!(inspected["Digest"], digest, "skopeo reads the digest stevedore pushed");
+}
+
+#[test]
+fn pushes_over_http_and_the_image_runs() {
+    let registry = Registry::start(Mode::Http);
+    let base = registry.push_base();
+    let image = format!("{}/test/hello:1", registry.addr());
+    let first = push(&base, &image, &[], &[]);
+    check_pushed(&first, &image, &inspect(registry.skopeo_flags(Side::Inspect), &image));
+    assert!(first["push"]["mounted"].as_u64().unwrap() >= 1, "the base layer is mounted, not uploaded: {first}");
+
+    // What anyone pulls back runs as the nonroot user.
+    let pulled = tempfile::tempdir().unwrap();
+    let layout = pulled.path().join("layout");
+    let mut copy = Command::new(testbed::require_tool("skopeo"));
+    copy.arg("copy").args(registry.skopeo_flags(Side::Src)).arg(format!("docker://{image}")).arg(format!("oci:{}:1", layout.display()));
+    run_ok(&mut copy);
+    let bundle = pulled.path().join("bundle");
+    testbed::umoci_unpack(&layout, "1", &bundle);
+    let out = testbed::run_entrypoint(&bundle, &[]);
+    assert!(text(&out.stdout).contains("uid=65532 gid=65532"), "{}", text(&out.stdout));
+
+    // Same image again: every blob is found in place.
+    let second = push(&base, &image, &[], &[]);
+    assert_eq!(second["digest"], first["digest"]);
+    assert_eq!(second["push"]["uploaded"], 0, "{second}");
+    assert_eq!(second["push"]["mounted"], 0, "{second}");
+}
+
+#[test]
+fn pushes_over_tls_with_a_private_ca() {
+    let registry = Registry::start(Mode::Tls);
+    let base = registry.push_base();
+    let image = format!("{}/test/hello:tls", registry.addr());
+    let ca = registry.ca_cert().unwrap().display().to_string();
+    let result = push(&base, &image, &["--registry-ca", &ca], &[]);
+    check_pushed(&result, &image, &inspect(registry.skopeo_flags(Side::Inspect), &image));
+}
+
+#[test]
+fn pushes_with_basic_auth_and_rejects_wrong_credentials() {
+    let registry = Registry::start(Mode::BasicAuth);
+    let base = registry.push_base();
+    let image = format!("{}/test/hello:auth", registry.addr());
+    let ca = registry.ca_cert().unwrap().display().to_string();
+    let creds = [("STEVEDORE_USERNAME", USERNAME), ("STEVEDORE_PASSWORD", PASSWORD)];
+    let result = push(&base, &image, &["--registry-ca", &ca], &creds);
+    check_pushed(&result, &image, &inspect(registry.skopeo_flags(Side::Inspect), &image));
+
+    let err = run_err(
+        stevedore_build("hello")
+            .args(["--base", "scratch", "-t", &image, "--push", "--registry-ca", &ca])
+            .env("STEVEDORE_USERNAME", USERNAME)
+            .env("STEVEDORE_PASSWORD", "not-the-password"),
+    );
+    assert!(err.contains("401") && err.contains("credentials"), "{err}");
+    assert!(!err.contains("not-the-password"), "{err}");
+}
+
+#[test]
+fn pushes_through_a_bearer_token_front_and_skips_present_blobs() {
+    let front = TokenFront::start(Registry::start(Mode::Http), None);
+    let base = front.push_base();
+    let image = format!("{}/test/hello:bearer", front.addr());
+    let first = push(&base, &image, &[], &[]);
+    check_pushed(&first, &image, &inspect(front.skopeo_flags(Side::Inspect), &image));
+
+    front.clear_requests();
+    push(&base, &image, &[], &[]);
+    let requests = front.requests();
+    let uploads: Vec<_> = requests.iter().filter(|(m, p)| p.contains("/blobs/uploads") || (m != "GET" && m != "HEAD" && p.contains("/blobs/"))).collect();
+    assert!(uploads.is_empty(), "a second push uploads no blob: {uploads:?}");
+    assert!(requests.iter().any(|(m, p)| m == "HEAD" && p.contains("/blobs/")), "{requests:?}");
+}
+
+#[test]
+fn multi_platform_push_gives_an_index_whose_arm64_image_runs_under_qemu() {
+    let registry = Registry::start(Mode::Http);
+    let base = registry.push_base();
+    let image = format!("{}/test/hello:multi", registry.addr());
+    let result = push(&base, &image, &["--platform", "linux/amd64,linux/arm64"], &[]);
+    let raw = Command::new(testbed::require_tool("skopeo"))
+        .args(["inspect", "--raw", "--tls-verify=false", &format!("docker://{image}")])
+        .output()
+        .unwrap();
+    let index = json(&raw.stdout);
+    assert_eq!(index["mediaType"], "application/vnd.oci.image.index.v1+json");
+    let platforms: Vec<String> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| format!("{}/{}/{}", m["platform"]["os"], m["platform"]["architecture"], m["platform"]["variant"]).replace('"', ""))
+        .collect();
+    assert_eq!(platforms, ["linux/amd64/null", "linux/arm64/v8"]);
+    assert_eq!(result["digest"], format!("sha256:{}", stevedore::digest::Digest::of(&raw.stdout).hex()));
+
+    for (arch, uname) in [("arm64", "aarch64"), ("amd64", "x86_64")] {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = dir.path().join("layout");
+        run_ok(Command::new(testbed::require_tool("skopeo"))
+            .args(["copy", "--src-tls-verify=false", "--override-arch", arch])
+            .arg(format!("docker://{image}"))
+            .arg(format!("oci:{}:x", layout.display())));
+        let bundle = dir.path().join("bundle");
+        testbed::umoci_unpack(Path::new(&layout), "x", &bundle);
+        let out = testbed::run_entrypoint(&bundle, &[]);
+        let printed = text(&out.stdout);
+        assert!(printed.contains(&format!("hello arch={uname} uid=65532")) && printed.contains("c_says=ahoy"), "{arch}: {printed}");
+    }
+}
+
+#[test]
+fn push_needs_a_registry_name() {
+    let err = run_err(stevedore_build("hello").args(["--base", "scratch", "--push"]));
+    assert!(err.contains("-t REGISTRY/REPOSITORY:TAG"), "{err}");
+}
