@@ -90,3 +90,27 @@ fn missing_tag_and_unknown_host_are_clear_errors() {
     let err = run_err(&mut build_on("registry.invalid/app:1", cache().path()));
     assert!(err.contains("registry.invalid"), "{err}");
 }
+
+#[test]
+fn a_registry_serving_wrong_content_is_an_error_and_nothing_is_kept() {
+    let registry = Registry::start(Mode::Http);
+    let base = registry.push_base();
+    let index = skopeo_inspect(&["--raw", "--tls-verify=false"], &format!("docker://{base}"));
+    let amd64 = index["manifests"].as_array().unwrap().iter().find(|m| m["platform"]["architecture"] == "amd64").unwrap();
+    let manifest = skopeo_inspect(&["--raw", "--tls-verify=false"], &format!("docker://{}@{}", base.rsplit_once(':').unwrap().0, amd64["digest"].as_str().unwrap()));
+    let layer = manifest["layers"][0]["digest"].as_str().unwrap().to_owned();
+
+    // Same length, other bytes: only the digest can tell.
+    let file = registry.blob_file(&layer);
+    let mut bytes = std::fs::read(&file).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&file, bytes).unwrap();
+
+    let cache = cache();
+    let err = run_err(&mut build_on(&base, cache.path()));
+    assert!(err.contains("digest") && err.contains(&layer), "{err}");
+    let stored = cache.path().join("blobs/sha256").join(layer.trim_start_matches("sha256:"));
+    assert!(!stored.exists(), "a corrupt blob must not enter the cache");
+    assert!(!cache.path().join("out").exists(), "no output after a failed pull");
+}
