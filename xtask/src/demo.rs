@@ -1,7 +1,7 @@
 //! `cargo xtask demo`: the main job end to end on this machine, with nothing but the test bed.
 //!
 //! Starts a local registry holding the distroless stand-in, builds the example service for
-//! linux/amd64 and linux/arm64 with stevedore, pushes the index, pulls each platform back with
+//! linux/amd64 and linux/arm64 with stevedore and pushes the index, pulls each platform back with
 //! skopeo, and runs each one as uid 65532 (arm64 under qemu) in a private network namespace,
 //! asking it for `/health`.
 
@@ -21,7 +21,7 @@ pub fn run() {
     let image = format!("{}/demo/hello-service:latest", registry.addr());
     let work = root.join("target").join("demo");
     let _ = std::fs::remove_dir_all(&work);
-    let layout = work.join("hello-service");
+    std::fs::create_dir_all(&work).unwrap_or_else(|e| fail(&format!("cannot create {}: {e}", work.display())));
 
     run_ok(Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
         .args(["run", "--quiet", "--package", "cargo-stevedore", "--"])
@@ -29,16 +29,11 @@ pub fn run() {
         .args(["build", "--toolchain", "debweb", "--platform", "linux/amd64,linux/arm64", "--base", &base, "-t", &image])
         .arg("--manifest-path")
         .arg(root.join("examples/hello-service/Cargo.toml"))
-        .arg("--output")
-        .arg(format!("oci-layout={}", layout.display()))
+        .arg("--push")
         .env("PATH", testbed::tool_path_env()));
 
-    // Until stevedore pushes by itself, skopeo carries the index to the registry.
+    // Everything below reads the registry with tools stevedore did not write.
     let skopeo = testbed::require_tool("skopeo");
-    run_ok(Command::new(&skopeo)
-        .args(["copy", "--quiet", "--all", "--dest-tls-verify=false"])
-        .arg(format!("oci:{}:latest", layout.display()))
-        .arg(format!("docker://{image}")));
     run_ok(Command::new(&skopeo).args(["inspect", "--raw", "--tls-verify=false", &format!("docker://{image}")]));
     println!();
 
