@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::cache::{BlobStore, CacheError};
 use crate::digest::Digest;
 use crate::layer::{Layer, BIN_DIR, CA_BUNDLE_PATH, NONROOT_UID};
-use crate::plan::{Base, Plan};
+use crate::plan::Plan;
 use crate::platform::Platform;
 use crate::registry::BaseImage;
 
@@ -35,6 +35,8 @@ pub struct Image {
     pub config: Descriptor,
     /// Base layers first, then ours.
     pub layers: Vec<Descriptor>,
+    /// The manifest's annotations (the index carries those every platform shares).
+    pub annotations: BTreeMap<String, String>,
 }
 
 impl Image {
@@ -84,12 +86,13 @@ pub fn assemble(
     };
     layers.push(Descriptor::new(MediaType::ImageLayerGzip, layer.size, layer.digest.to_oci()));
 
+    let annotations = annotations(plan, base);
     let manifest = ImageManifestBuilder::default()
         .schema_version(2u32)
         .media_type(MediaType::ImageManifest)
         .config(config_desc.clone())
         .layers(layers.clone())
-        .annotations(to_hash_map(annotations(plan, base)))
+        .annotations(to_hash_map(annotations.clone()))
         .build()
         .map_err(|e| AssembleError::Spec { what: "manifest", message: e.to_string() })?;
     let manifest_bytes = canonical_json(&manifest);
@@ -97,24 +100,35 @@ pub fn assemble(
     let mut manifest_desc =
         Descriptor::new(MediaType::ImageManifest, manifest_bytes.len() as u64, manifest_digest.to_oci());
     manifest_desc.set_platform(Some(platform.to_oci()));
-    Ok(Image { platform: platform.clone(), manifest: manifest_desc, config: config_desc, layers })
+    Ok(Image { platform: platform.clone(), manifest: manifest_desc, config: config_desc, layers, annotations })
 }
 
 /// Builds and stores the OCI index over every platform's image.
-pub fn index(plan: &Plan, images: &[Image], store: &BlobStore) -> Result<Descriptor, AssembleError> {
+pub fn index(images: &[Image], store: &BlobStore) -> Result<Descriptor, AssembleError> {
+    let manifests = images.iter().map(|i| i.manifest.clone()).collect();
+    let bytes = index_document(manifests, images.iter().map(|i| &i.annotations));
+    let digest = store_blob(store, &bytes, "index")?;
+    Ok(Descriptor::new(MediaType::ImageIndex, bytes.len() as u64, digest.to_oci()))
+}
+
+/// The index JSON over `manifests`, annotated with what all of them share (a base digest, say,
+/// differs per platform and stays on the manifests). `index create` builds the same document from
+/// images pushed separately, so both ways give the same digest.
+pub fn index_document<'a>(
+    manifests: Vec<Descriptor>,
+    annotations: impl IntoIterator<Item = &'a BTreeMap<String, String>>,
+) -> Vec<u8> {
+    let mut all = annotations.into_iter();
+    let mut common = all.next().cloned().unwrap_or_default();
+    for other in all {
+        common.retain(|k, v| other.get(k) == Some(v));
+    }
     let mut index = ImageIndex::default();
     index.set_schema_version(2);
     index.set_media_type(Some(MediaType::ImageIndex));
-    index.set_manifests(images.iter().map(|i| i.manifest.clone()).collect());
-    let mut annotations = annotations(plan, None);
-    // A base digest is per platform; the index names only the base reference.
-    if let Base::Image(reference) = &plan.base {
-        annotations.insert(ANNOTATION_BASE_NAME.into(), reference.to_string());
-    }
-    index.set_annotations(Some(to_hash_map(annotations)));
-    let bytes = canonical_json(&index);
-    let digest = store_blob(store, &bytes, "index")?;
-    Ok(Descriptor::new(MediaType::ImageIndex, bytes.len() as u64, digest.to_oci()))
+    index.set_manifests(manifests);
+    index.set_annotations(Some(to_hash_map(common)));
+    canonical_json(&index)
 }
 
 fn config(

@@ -34,6 +34,48 @@ struct Cli {
 enum Command {
     /// Compile the project for musl and build an OCI image of it.
     Build(BuildArgs),
+    /// Work with multi-platform indexes in a registry.
+    #[command(subcommand)]
+    Index(IndexCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum IndexCommand {
+    /// Merge per-platform images already in a registry (e.g. built on native runners) into one
+    /// index, without pulling their layers.
+    Create(IndexCreateArgs),
+}
+
+#[derive(Debug, Args)]
+struct IndexCreateArgs {
+    /// The index to create, e.g. registry.example.com/app:1.0.
+    #[arg(value_name = "TARGET")]
+    target: Reference,
+    /// A single-platform image to include (repeat for each platform).
+    #[arg(long = "from", value_name = "REF", required = true)]
+    from: Vec<Reference>,
+    #[command(flatten)]
+    registry: RegistryArgs,
+}
+
+#[derive(Debug, Args)]
+struct RegistryArgs {
+    /// Extra CA certificate (PEM) to trust for registries (repeatable).
+    #[arg(long, value_name = "FILE")]
+    registry_ca: Vec<PathBuf>,
+    /// Registry host[:port] to reach over plain HTTP (loopback registries need no flag).
+    #[arg(long, value_name = "HOST")]
+    insecure_registry: Vec<String>,
+}
+
+impl RegistryArgs {
+    fn client(self) -> Result<Registry, RegistryError> {
+        Registry::new(RegistryOptions {
+            ca_files: self.registry_ca,
+            insecure: self.insecure_registry,
+            user_agent: format!("stevedore/{}", env!("CARGO_PKG_VERSION")),
+        })
+    }
 }
 
 #[derive(Debug, Args)]
@@ -81,12 +123,8 @@ struct BuildArgs {
     /// Print the result as JSON on stdout.
     #[arg(long)]
     json: bool,
-    /// Extra CA certificate (PEM) to trust for registries (repeatable).
-    #[arg(long, value_name = "FILE")]
-    registry_ca: Vec<PathBuf>,
-    /// Registry host[:port] to reach over plain HTTP (loopback registries need no flag).
-    #[arg(long, value_name = "HOST")]
-    insecure_registry: Vec<String>,
+    #[command(flatten)]
+    registry: RegistryArgs,
 }
 
 /// Errors the command line reports; each stage's error keeps its own context.
@@ -124,6 +162,7 @@ pub fn main() -> ExitCode {
     init_logging(cli.verbose, cli.quiet);
     let result = match cli.command {
         Command::Build(args) => build(args),
+        Command::Index(IndexCommand::Create(args)) => create_index(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -179,11 +218,7 @@ fn build(args: BuildArgs) -> Result<(), CliError> {
         return Err(CliError::PushWithoutTag);
     }
     let plan = plan::plan(&opts)?;
-    let registry = Registry::new(RegistryOptions {
-        ca_files: args.registry_ca,
-        insecure: args.insecure_registry,
-        user_agent: format!("stevedore/{}", env!("CARGO_PKG_VERSION")),
-    })?;
+    let registry = args.registry.client()?;
     let store = BlobStore::open_default()?;
     let built = pipeline::build(&plan, &store, &registry)?;
 
@@ -237,6 +272,14 @@ fn build(args: BuildArgs) -> Result<(), CliError> {
             println!("{reference}");
         }
     }
+    Ok(())
+}
+
+fn create_index(args: IndexCreateArgs) -> Result<(), CliError> {
+    let registry = args.registry.client()?;
+    let store = BlobStore::open_default()?;
+    let pushed = publish::create_index(&args.target, &args.from, &registry, &store).map_err(CliError::Push)?;
+    println!("{pushed}");
     Ok(())
 }
 

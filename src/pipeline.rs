@@ -44,7 +44,7 @@ pub fn build(plan: &Plan, store: &BlobStore, registry: &Registry) -> Result<Buil
         tracing::info!("assembling {} image for {}", plan.bin, binary.platform);
         images.push(assemble::assemble(plan, &binary.platform, base, &layer, store)?);
     }
-    let index = assemble::index(plan, &images, store)?;
+    let index = assemble::index(&images, store)?;
     Ok(Built { images, index })
 }
 

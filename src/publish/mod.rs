@@ -6,6 +6,7 @@
 
 mod archive;
 mod layout;
+mod merge;
 mod push;
 
 use std::fmt;
@@ -21,6 +22,7 @@ use crate::reference::Reference;
 
 pub use archive::write_archive;
 pub use layout::write_layout;
+pub use merge::{create_index, MergeError};
 pub use push::{push, PushReport};
 
 /// Where a build goes.
@@ -90,6 +92,8 @@ pub enum PublishError {
         #[source]
         source: crate::registry::RegistryError,
     },
+    #[error(transparent)]
+    Merge(#[from] MergeError),
     #[error(transparent)]
     Store(#[from] CacheError),
 }

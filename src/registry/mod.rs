@@ -101,6 +101,17 @@ impl Registry {
         Ok(images)
     }
 
+    /// The manifest or index `reference` names, checked against its digest:
+    /// (digest, media type, bytes).
+    pub fn fetch_manifest(&self, reference: &Reference) -> Result<(Digest, String, Vec<u8>), RegistryError> {
+        self.manifest(reference, &reference.identifier(), reference.digest())
+    }
+
+    /// Copies one blob of `reference`'s repository into the store, verified.
+    pub fn fetch_blob(&self, reference: &Reference, digest: &Digest, size: u64, store: &BlobStore) -> Result<(), RegistryError> {
+        self.blob(reference, digest, size, store)
+    }
+
     /// Fetches a manifest or index and checks its digest; returns (digest, media type, bytes).
     fn manifest(&self, reference: &Reference, identifier: &str, expected: Option<&Digest>) -> Result<(Digest, String, Vec<u8>), RegistryError> {
         let accept = [OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST].join(", ");

@@ -146,3 +146,31 @@ fn push_needs_a_registry_name() {
     let err = run_err(stevedore_build("hello").args(["--base", "scratch", "--push"]));
     assert!(err.contains("-t REGISTRY/REPOSITORY:TAG"), "{err}");
 }
+
+#[test]
+fn index_create_merges_per_platform_images_into_the_same_index_as_one_build() {
+    let registry = Registry::start(Mode::Http);
+    let base = registry.push_base();
+    let repo = format!("{}/test/merged", registry.addr());
+    let one_go = push(&base, &format!("{repo}:one-go"), &["--platform", "linux/amd64,linux/arm64"], &[]);
+    // As two native runners would: each platform pushed on its own, to its own repository.
+    push(&base, &format!("{}/test/amd64-runner:1", registry.addr()), &["--platform", "linux/amd64"], &[]);
+    push(&base, &format!("{repo}:arm64"), &["--platform", "linux/arm64"], &[]);
+
+    let merged = run_ok(
+        std::process::Command::new(env!("CARGO_BIN_EXE_cargo-stevedore"))
+            .env("STEVEDORE_CACHE_DIR", tempfile::tempdir().unwrap().path())
+            .args(["stevedore", "index", "create", &format!("{repo}:merged")])
+            .args(["--from", &format!("{}/test/amd64-runner:1", registry.addr()), "--from", &format!("{repo}:arm64")]),
+    );
+    let digest = one_go["digest"].as_str().unwrap();
+    assert_eq!(text(&merged.stdout).trim(), format!("{repo}@{digest}"), "the merged index equals the one built in one go");
+    let inspected = inspect(registry.skopeo_flags(Side::Inspect), &format!("{repo}:merged"));
+    assert_eq!(inspected["Digest"], digest);
+
+    let err = run_err(
+        std::process::Command::new(env!("CARGO_BIN_EXE_cargo-stevedore"))
+            .args(["index", "create", &format!("{repo}:bad"), "--from", &format!("{repo}:arm64"), "--from", &format!("{repo}:arm64")]),
+    );
+    assert!(err.contains("both linux/arm64/v8 images"), "{err}");
+}
