@@ -49,10 +49,8 @@ pub enum CompileError {
         #[source]
         source: std::io::Error,
     },
-    #[error("cargo failed to build `{bin}` for {target} ({status}); its messages are above")]
-    Failed { bin: String, target: String, status: String },
-    #[error("cargo built nothing executable named `{bin}` for {target}")]
-    NoArtifact { bin: String, target: String },
+    #[error("cargo failed to build `{bin}` for {platforms}; its messages are above")]
+    Failed { bin: String, platforms: String },
 }
 
 /// How the standard library for a target is obtained.
@@ -62,23 +60,53 @@ enum Std {
     FromSource,
 }
 
-/// Compiles `plan.bin` for `platform`.
-pub fn compile(plan: &Plan, platform: &Platform) -> Result<Binary, CompileError> {
-    let target = platform.rust_target();
-    let std = find_std(&plan.toolchain, target)?;
-    let mut cmd = cargo_build(plan, target, std);
-    if let Some(why) = zig_reason(std, platform, plan.has_c_code) {
-        let zig = find_zig().ok_or(CompileError::NoZig { target: target.to_owned(), why })?;
-        // In the target dir, at a fixed path: cargo rebuilds std whenever the linker path
-        // changes, and the target dir is where that std lives.
-        let wrappers = write_zig_wrappers(&plan.target_dir.join("stevedore").join(".zig"), target, &zig)?;
-        link_with(&mut cmd, target, &wrappers);
+/// Compiles `plan.bin` for every planned platform in one cargo run, so cargo schedules all
+/// targets on all cores; `--keep-going` lets a failing target name itself by its missing binary.
+pub fn compile(plan: &Plan) -> Result<Vec<Binary>, CompileError> {
+    let targets: Vec<&str> = plan.platforms.iter().map(Platform::rust_target).collect();
+    // -Zbuild-std applies to every target of a run: one target without std means all from source.
+    let mut std = Std::Installed;
+    for target in &targets {
+        if find_std(&plan.toolchain, target)? == Std::FromSource {
+            std = Std::FromSource;
+        }
+    }
+    let mut cmd = cargo_build(plan, &targets, std);
+    let mut zig = None;
+    for platform in &plan.platforms {
+        let target = platform.rust_target();
+        if let Some(why) = zig_reason(std, platform, plan.has_c_code) {
+            if zig.is_none() {
+                zig = Some(find_zig().ok_or(CompileError::NoZig { target: target.to_owned(), why })?);
+            }
+            let zig = zig.as_deref().expect("found above");
+            // In the target dir, at a fixed path: cargo rebuilds std whenever the linker path
+            // changes, and the target dir is where that std lives.
+            let wrappers = write_zig_wrappers(&plan.target_dir.join("stevedore").join(".zig"), target, zig)?;
+            link_with(&mut cmd, target, &wrappers);
+        }
     }
     if std == Std::FromSource {
-        tracing::info!("building the standard library for {target} from source (rust-src), the first time takes a minute");
+        tracing::info!("using a standard library built from source (rust-src) for {}", targets.join(", "));
     }
-    let path = run_cargo(&mut cmd, plan, target)?;
-    Ok(Binary { platform: platform.clone(), path })
+    let executables = run_cargo(&mut cmd, plan)?;
+    let missing: Vec<String> = plan
+        .platforms
+        .iter()
+        .filter(|p| !executables.iter().any(|(t, _)| t == p.rust_target()))
+        .map(|p| format!("{p} ({})", p.rust_target()))
+        .collect();
+    if !missing.is_empty() {
+        return Err(CompileError::Failed { bin: plan.bin.clone(), platforms: missing.join(", ") });
+    }
+    Ok(plan
+        .platforms
+        .iter()
+        .map(|p| {
+            let path = executables.iter().find(|(t, _)| t == p.rust_target()).map(|(_, path)| path.clone());
+            Binary { platform: p.clone(), path: path.expect("checked above") }
+        })
+        .collect())
 }
 
 fn find_std(toolchain: &Toolchain, target: &str) -> Result<Std, CompileError> {
@@ -126,11 +154,14 @@ fn zig_reason(std: Std, platform: &Platform, has_c_code: bool) -> Option<&'stati
     }
 }
 
-fn cargo_build(plan: &Plan, target: &str, std: Std) -> Command {
+fn cargo_build(plan: &Plan, targets: &[&str], std: Std) -> Command {
     let mut cmd = plan.toolchain.cargo();
     cmd.arg("build").arg("--manifest-path").arg(&plan.manifest_path);
     cmd.args(["--package", &plan.package, "--bin", &plan.bin, "--profile", &plan.profile]);
-    cmd.args(["--target", target, "--message-format=json-render-diagnostics"]);
+    for target in targets {
+        cmd.args(["--target", target]);
+    }
+    cmd.args(["--keep-going", "--message-format=json-render-diagnostics"]);
     if !plan.features.is_empty() {
         cmd.arg("--features").arg(plan.features.join(","));
     }
@@ -224,28 +255,34 @@ fn add_rustflags(cmd: &mut Command, upper_target: &str, flags: &str) {
     cmd.env(var, joined);
 }
 
-/// Runs cargo with its progress on our stderr, reading artifacts from its JSON on stdout.
-fn run_cargo(cmd: &mut Command, plan: &Plan, target: &str) -> Result<PathBuf, CompileError> {
+/// Runs cargo with its progress on our stderr, collecting (target triple, executable) pairs
+/// from its JSON on stdout. Which targets failed shows as the ones with no executable.
+fn run_cargo(cmd: &mut Command, plan: &Plan) -> Result<Vec<(String, PathBuf)>, CompileError> {
     let command = describe(cmd);
     tracing::debug!("running {command}");
     cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()).stdin(Stdio::null());
     let mut child = cmd.spawn().map_err(|source| CompileError::Spawn { command, source })?;
     let stdout = child.stdout.take().expect("stdout is piped");
-    let mut executable = None;
+    let mut executables = Vec::new();
     for message in Message::parse_stream(BufReader::new(stdout)).flatten() {
         match message {
-            Message::CompilerArtifact(a) if a.target.name == plan.bin && a.executable.is_some() => {
-                executable = a.executable.map(|p| p.into_std_path_buf());
+            Message::CompilerArtifact(a) if a.target.name == plan.bin => {
+                if let Some(path) = a.executable.map(|p| p.into_std_path_buf()) {
+                    // Cross builds put outputs under target/<triple>/<profile>/.
+                    let triple = plan.platforms.iter().map(Platform::rust_target).find(|t| path.components().any(|c| c.as_os_str() == *t));
+                    if let Some(triple) = triple {
+                        executables.push((triple.to_owned(), path));
+                    }
+                }
             }
             Message::TextLine(line) => eprintln!("{line}"),
             _ => {}
         }
     }
     let status = child.wait().map_err(|source| CompileError::Spawn { command: "cargo".into(), source })?;
-    let (bin, target) = (plan.bin.clone(), target.to_owned());
-    if !status.success() {
-        return Err(CompileError::Failed { bin, target, status: status.to_string() });
+    if !status.success() && executables.is_empty() {
+        let platforms = plan.platforms.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+        return Err(CompileError::Failed { bin: plan.bin.clone(), platforms });
     }
-    executable.ok_or(CompileError::NoArtifact { bin, target })
+    Ok(executables)
 }
-

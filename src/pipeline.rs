@@ -30,8 +30,7 @@ pub fn build(plan: &Plan, store: &BlobStore, registry: &Registry) -> Result<Buil
     // Pulling the base is network-bound and compiling is CPU-bound: do both at once.
     let (bases, binaries) = std::thread::scope(|s| {
         let pull = s.spawn(|| pull_base(plan, store, registry));
-        let binaries: Result<Vec<_>, CompileError> =
-            plan.platforms.iter().map(|p| compile::compile(plan, p)).collect();
+        let binaries = compile::compile(plan);
         (pull.join().expect("the base pull does not panic"), binaries)
     });
     let binaries = binaries?;

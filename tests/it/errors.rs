@@ -76,5 +76,13 @@ fn compile_error_fails_the_build() {
     let err = fails_cleanly("broken", &["--base", "scratch"]);
     assert!(err.contains("mismatched types"), "cargo's own diagnostics are shown:\n{err}");
     let last = err.lines().rev().find(|l| l.starts_with("error")).unwrap_or_default();
-    assert!(last.starts_with("error: cargo failed to build `broken`"), "{err}");
+    assert!(last.starts_with("error: cargo failed to build `broken` for linux/amd64"), "the failing platform is named: {err}");
+}
+
+#[test]
+fn a_platform_that_fails_to_compile_is_named() {
+    let err = fails_cleanly("hello", &["--base", "scratch", "--platform", "linux/amd64,linux/arm64", "--features", "fail-on-arm64"]);
+    assert!(err.contains("does not build for aarch64"), "cargo's diagnostic is shown:\n{err}");
+    let last = err.lines().rev().find(|l| l.starts_with("error")).unwrap_or_default();
+    assert!(last.contains("for linux/arm64/v8 (aarch64-unknown-linux-musl)") && !last.contains("amd64"), "{err}");
 }
