@@ -174,3 +174,71 @@ fn index_create_merges_per_platform_images_into_the_same_index_as_one_build() {
     );
     assert!(err.contains("both linux/arm64/v8 images"), "{err}");
 }
+
+#[test]
+fn a_push_after_a_lost_blob_uploads_only_that_blob() {
+    let registry = Registry::start(Mode::Http);
+    let base = registry.push_base();
+    let image = format!("{}/test/resume:1", registry.addr());
+    let first = push(&base, &image, &[], &[]);
+    // As if an earlier push had died before this blob arrived.
+    let manifest = inspect(vec!["--raw".into(), "--tls-verify=false".into()], &image);
+    let ours = manifest["layers"].as_array().unwrap().last().unwrap()["digest"].as_str().unwrap().to_owned();
+    run_ok(Command::new(testbed::require_tool("curl"))
+        .args(["-fsS", "-X", "DELETE"])
+        .arg(format!("{}/v2/test/resume/blobs/{ours}", registry.url())));
+
+    let second = push(&base, &image, &[], &[]);
+    assert_eq!(second["digest"], first["digest"]);
+    assert_eq!(second["push"]["uploaded"], 1, "only the lost blob goes up again: {second}");
+    let pulled = tempfile::tempdir().unwrap();
+    run_ok(Command::new(testbed::require_tool("skopeo"))
+        .args(["copy", "--src-tls-verify=false"])
+        .arg(format!("docker://{image}"))
+        .arg(format!("oci:{}:1", pulled.path().join("l").display())));
+}
+
+#[test]
+fn large_blobs_upload_in_chunks_from_disk() {
+    use stevedore::cache::BlobStore;
+    use stevedore::registry::{Registry as Client, RegistryOptions};
+    use std::io::Write;
+
+    let front = TokenFront::start(Registry::start(Mode::Http), None);
+    let dir = tempfile::tempdir().unwrap();
+    let store = BlobStore::open(dir.path()).unwrap();
+    // 80 MiB of incompressible bytes: past the monolithic limit, so three PATCHes and a PUT.
+    let (digest, size) = store
+        .put_with("test blob", |w| {
+            let mut state = 0x9e3779b97f4a7c15u64;
+            let mut chunk = vec![0u8; 1 << 20];
+            for _ in 0..80 {
+                for b in chunk.iter_mut() {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    *b = state as u8;
+                }
+                w.write_all(&chunk)?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    let client = Client::new(RegistryOptions { user_agent: "stevedore-test".into(), ..Default::default() }).unwrap();
+    let repo: stevedore::reference::Reference = format!("{}/test/big", front.addr()).parse().unwrap();
+    assert!(!client.blob_exists(&repo, &digest).unwrap());
+    client.upload_blob(&repo, &digest, size, &store).unwrap();
+    assert!(client.blob_exists(&repo, &digest).unwrap());
+
+    // Read back by an independent client and check the content.
+    let back = dir.path().join("back");
+    run_ok(Command::new(testbed::require_tool("curl"))
+        .args(["-fsS", "-o"])
+        .arg(&back)
+        .arg(format!("{}/v2/test/big/blobs/{digest}", front.upstream().url())));
+    let bytes = std::fs::read(&back).unwrap();
+    assert_eq!(bytes.len() as u64, size);
+    assert_eq!(stevedore::digest::Digest::of(&bytes), digest);
+    let patches = front.requests().iter().filter(|(m, _)| m == "PATCH").count();
+    assert_eq!(patches, 3, "80 MiB goes up as 32 + 32 + 16 MiB chunks");
+}
