@@ -15,7 +15,7 @@ use crate::plan::{self, Base, BuildOptions, PlanError, DEFAULT_BASE};
 use crate::platform::Platform;
 use crate::publish::{self, Output, PublishError};
 use crate::reference::Reference;
-use crate::registry::{Registry, RegistryError, RegistryOptions};
+use crate::registry::{Keychain, Registry, RegistryError, RegistryOptions};
 
 #[derive(Debug, Parser)]
 #[command(name = "cargo-stevedore", bin_name = "cargo stevedore", version, about = "Build OCI images of Rust services, no Docker daemon needed")]
@@ -69,12 +69,18 @@ struct RegistryArgs {
 }
 
 impl RegistryArgs {
-    fn client(self) -> Result<Registry, RegistryError> {
-        Registry::new(RegistryOptions {
+    /// A client whose environment credential goes only to `push_targets`, when there are any.
+    fn client(self, push_targets: &[Reference]) -> Result<Registry, RegistryError> {
+        let mut keychain = Keychain::from_env();
+        if !push_targets.is_empty() {
+            keychain.limit_env_credential_to(push_targets.iter().map(|t| t.registry().to_owned()));
+        }
+        let opts = RegistryOptions {
             ca_files: self.registry_ca,
             insecure: self.insecure_registry,
             user_agent: format!("stevedore/{}", env!("CARGO_PKG_VERSION")),
-        })
+        };
+        Registry::with_keychain(opts, keychain)
     }
 }
 
@@ -218,7 +224,8 @@ fn build(args: BuildArgs) -> Result<(), CliError> {
         return Err(CliError::PushWithoutTag);
     }
     let plan = plan::plan(&opts)?;
-    let registry = args.registry.client()?;
+    let push_targets = if args.push { opts.tags.clone() } else { Vec::new() };
+    let registry = args.registry.client(&push_targets)?;
     let store = BlobStore::open_default()?;
     let built = pipeline::build(&plan, &store, &registry)?;
 
@@ -276,7 +283,7 @@ fn build(args: BuildArgs) -> Result<(), CliError> {
 }
 
 fn create_index(args: IndexCreateArgs) -> Result<(), CliError> {
-    let registry = args.registry.client()?;
+    let registry = args.registry.client(std::slice::from_ref(&args.target))?;
     let store = BlobStore::open_default()?;
     let pushed = publish::create_index(&args.target, &args.from, &registry, &store).map_err(CliError::Push)?;
     println!("{pushed}");

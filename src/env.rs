@@ -8,6 +8,9 @@ pub const SOURCE_DATE_EPOCH: &str = "SOURCE_DATE_EPOCH";
 pub const USERNAME: &str = "STEVEDORE_USERNAME";
 /// Password or token for the registry, overriding docker config (for CI).
 pub const PASSWORD: &str = "STEVEDORE_PASSWORD";
+/// Comma-separated registries the STEVEDORE_USERNAME/PASSWORD credential is for (default:
+/// the registries pushed to, or every registry when nothing is pushed).
+pub const REGISTRY: &str = "STEVEDORE_REGISTRY";
 /// The zig to link musl binaries with, when not `zig` on PATH or `python3 -m ziglang`.
 pub const ZIG: &str = "STEVEDORE_ZIG";
 /// The cargo to run when `--toolchain` is not given (set by cargo for subcommands).

@@ -40,6 +40,8 @@ impl Credential {
 #[derive(Debug, Clone, Default)]
 pub struct Keychain {
     env_override: Option<Credential>,
+    /// Registries the environment's credential is for; `None` means every registry.
+    env_registries: Option<Vec<String>>,
     docker_config: Option<PathBuf>,
 }
 
@@ -73,13 +75,24 @@ impl Keychain {
             .map(PathBuf::from)
             .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docker")))
             .map(|dir| dir.join("config.json"));
-        Keychain { env_override, docker_config }
+        let env_registries = var(env::REGISTRY).map(|list| list.split(',').map(|r| r.trim().to_owned()).filter(|r| !r.is_empty()).collect());
+        Keychain { env_override, env_registries, docker_config }
+    }
+
+    /// Offers the environment's credential only to `registries`, unless `STEVEDORE_REGISTRY`
+    /// already says where it goes: a push token must not be sent to the base's registry.
+    pub fn limit_env_credential_to(&mut self, registries: impl IntoIterator<Item = String>) {
+        if self.env_registries.is_none() {
+            self.env_registries = Some(registries.into_iter().collect());
+        }
     }
 
     /// The credential for `registry` (as written in references, e.g. `ghcr.io`, `docker.io`).
     pub fn resolve(&self, registry: &str) -> Result<Option<Credential>, RegistryError> {
         if let Some(cred) = &self.env_override {
-            return Ok(Some(cred.clone()));
+            if self.env_registries.as_ref().is_none_or(|r| r.iter().any(|r| r == registry)) {
+                return Ok(Some(cred.clone()));
+            }
         }
         let Some(path) = &self.docker_config else { return Ok(None) };
         let config: DockerConfig = match std::fs::read(path) {
@@ -236,10 +249,15 @@ mod tests {
         let path = dir.path().join("config.json");
         let auth = base64::engine::general_purpose::STANDARD.encode("alice:s3cret");
         std::fs::write(&path, format!(r#"{{"auths":{{"https://index.docker.io/v1/":{{"auth":"{auth}"}},"127.0.0.1:5000":{{"username":"bob","password":"pw"}}}}}}"#)).unwrap();
-        let keychain = Keychain { env_override: None, docker_config: Some(path) };
+        let mut keychain = Keychain { env_override: None, env_registries: None, docker_config: Some(path) };
         let hub = keychain.resolve("docker.io").unwrap().unwrap();
         assert_eq!((hub.username.as_str(), hub.secret.as_str()), ("alice", "s3cret"));
         assert_eq!(keychain.resolve("127.0.0.1:5000").unwrap().unwrap().username, "bob");
         assert_eq!(keychain.resolve("ghcr.io").unwrap(), None);
+
+        keychain.env_override = Some(Credential { username: "ci".into(), secret: "token".into() });
+        keychain.limit_env_credential_to(["ghcr.io".to_owned()]);
+        assert_eq!(keychain.resolve("ghcr.io").unwrap().unwrap().username, "ci");
+        assert_eq!(keychain.resolve("127.0.0.1:5000").unwrap().unwrap().username, "bob", "not sent elsewhere");
     }
 }
