@@ -46,7 +46,7 @@ fn pulls_over_tls_with_a_private_ca_and_refuses_without_it() {
 }
 
 #[test]
-fn pulls_with_basic_auth_from_env_or_docker_config() {
+fn pulls_with_basic_auth_from_env_docker_config_or_credential_helper() {
     let registry = Registry::start(Mode::BasicAuth);
     let base = registry.push_base();
     let ca = registry.ca_cert().unwrap().to_path_buf();
@@ -59,6 +59,21 @@ fn pulls_with_basic_auth_from_env_or_docker_config() {
     std::fs::create_dir_all(&docker_dir).unwrap();
     registry.write_docker_config(&docker_dir);
     run_ok(build_on(&base, from_config.path()).arg("--registry-ca").arg(&ca).env("DOCKER_CONFIG", &docker_dir));
+
+    // A docker credential helper, the protocol docker-credential-pass/osxkeychain/ecr-login speak.
+    let with_helper = cache();
+    let bin = with_helper.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let helper = bin.join("docker-credential-testbed");
+    std::fs::write(&helper, format!("#!/bin/sh\n[ \"$1\" = get ] || exit 1\nread server\nprintf '{{\"ServerURL\":\"%s\",\"Username\":\"{USERNAME}\",\"Secret\":\"{PASSWORD}\"}}' \"$server\"\n")).unwrap();
+    std::fs::set_permissions(&helper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let helper_config = with_helper.path().join("docker");
+    std::fs::create_dir_all(&helper_config).unwrap();
+    std::fs::write(helper_config.join("config.json"), format!(r#"{{"credHelpers":{{"{}":"testbed"}}}}"#, registry.addr())).unwrap();
+    let mut path = std::ffi::OsString::from(&bin);
+    path.push(":");
+    path.push(stevedore_testbed::tool_path_env());
+    run_ok(build_on(&base, with_helper.path()).arg("--registry-ca").arg(&ca).env("DOCKER_CONFIG", &helper_config).env("PATH", path));
 
     let wrong = cache();
     let err = run_err(
