@@ -10,9 +10,11 @@ use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 
 use crate::cache::{BlobStore, CacheError};
+use crate::digest::Digest;
 use crate::pipeline::{self, BuildError};
 use crate::plan::{self, Base, BuildOptions, PlanError, DEFAULT_BASE};
 use crate::platform::Platform;
+use crate::progress::Progress;
 use crate::publish::{self, Output, PublishError};
 use crate::reference::Reference;
 use crate::registry::{Keychain, Registry, RegistryError, RegistryOptions};
@@ -225,7 +227,10 @@ fn build(args: BuildArgs) -> Result<(), CliError> {
     }
     let plan = plan::plan(&opts)?;
     let push_targets = if args.push { opts.tags.clone() } else { Vec::new() };
-    let registry = args.registry.client(&push_targets)?;
+    let mut registry = args.registry.client(&push_targets)?;
+    if let Some(bars) = Bars::for_terminal(args.json) {
+        registry = registry.with_progress(bars);
+    }
     let store = BlobStore::open_default()?;
     let built = pipeline::build(&plan, &store, &registry)?;
 
@@ -296,6 +301,45 @@ fn default_tags(plan: &plan::Plan) -> Vec<Reference> {
         return plan.tags.clone();
     }
     format!("{}:latest", plan.bin.to_lowercase()).parse().map(|r| vec![r]).unwrap_or_default()
+}
+
+/// Transfer bars on the terminal, one per blob in flight.
+struct Bars {
+    multi: indicatif::MultiProgress,
+    bars: std::sync::Mutex<std::collections::HashMap<Digest, indicatif::ProgressBar>>,
+}
+
+impl Bars {
+    /// Bars when a person watches stdout; otherwise the log's one line per blob is enough.
+    fn for_terminal(json: bool) -> Option<std::sync::Arc<dyn Progress>> {
+        let watched = std::io::IsTerminal::is_terminal(&std::io::stdout()) && !json;
+        watched.then(|| {
+            std::sync::Arc::new(Bars { multi: indicatif::MultiProgress::new(), bars: Default::default() }) as std::sync::Arc<dyn Progress>
+        })
+    }
+}
+
+impl Progress for Bars {
+    fn start(&self, verb: &'static str, digest: &Digest, total: u64) {
+        let bar = self.multi.add(indicatif::ProgressBar::new(total));
+        let style = indicatif::ProgressStyle::with_template("{prefix} {bar:30} {bytes}/{total_bytes} {bytes_per_sec}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+        bar.set_style(style);
+        bar.set_prefix(format!("{verb} {}", &digest.hex()[..12]));
+        self.bars.lock().expect("bars lock").insert(digest.clone(), bar);
+    }
+
+    fn advance(&self, digest: &Digest, bytes: u64) {
+        if let Some(bar) = self.bars.lock().expect("bars lock").get(digest) {
+            bar.inc(bytes);
+        }
+    }
+
+    fn finish(&self, digest: &Digest) {
+        if let Some(bar) = self.bars.lock().expect("bars lock").remove(digest) {
+            bar.finish_and_clear();
+        }
+    }
 }
 
 /// Prints an error and its causes once, the way the user reads them.

@@ -13,6 +13,7 @@ pub mod layer;
 pub mod pipeline;
 pub mod plan;
 pub mod platform;
+pub mod progress;
 pub mod publish;
 pub mod reference;
 pub mod registry;

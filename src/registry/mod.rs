@@ -9,6 +9,7 @@ mod error;
 mod push;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest};
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
@@ -19,6 +20,7 @@ pub use error::RegistryError;
 use crate::cache::BlobStore;
 use crate::digest::Digest;
 use crate::platform::Platform;
+use crate::progress::{Counted, Progress, Silent};
 use crate::reference::Reference;
 use client::{backoff, read_limited, Client};
 
@@ -59,6 +61,7 @@ pub struct BaseImage {
 /// A client for the registries an image build talks to.
 pub struct Registry {
     client: Client,
+    progress: Arc<dyn Progress>,
 }
 
 impl Registry {
@@ -67,7 +70,13 @@ impl Registry {
     }
 
     pub fn with_keychain(opts: RegistryOptions, keychain: Keychain) -> Result<Self, RegistryError> {
-        Ok(Registry { client: Client::new(&opts, keychain)? })
+        Ok(Registry { client: Client::new(&opts, keychain)?, progress: Arc::new(Silent) })
+    }
+
+    /// Reports blob transfers to `progress` (nothing is reported by default).
+    pub fn with_progress(mut self, progress: Arc<dyn Progress>) -> Self {
+        self.progress = progress;
+        self
     }
 
     /// Resolves `reference` to one image per platform and stores all their blobs in `store`.
@@ -212,7 +221,11 @@ impl Registry {
             attempt += 1;
             let response = self.client.send(reference, &[reference.scope("pull")], &format!("blobs/{digest}"), &|http, url| http.get(url))
                 .map_err(|e| not_found(e, "blob", &reference.with_digest(digest.clone())))?;
-            match store.put_verified(digest, Some(size), response) {
+            self.progress.start("pull", digest, size);
+            let counted = Counted { inner: response, digest: digest.clone(), progress: self.progress.clone() };
+            let stored = store.put_verified(digest, Some(size), counted);
+            self.progress.finish(digest);
+            match stored {
                 Ok(_) => return Ok(()),
                 Err(e) if attempt < 3 => {
                     tracing::warn!("download of {digest} failed ({e}); trying again");

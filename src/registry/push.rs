@@ -12,6 +12,7 @@ use super::client::backoff;
 use super::{Registry, RegistryError};
 use crate::cache::BlobStore;
 use crate::digest::Digest;
+use crate::progress::Counted;
 use crate::reference::Reference;
 
 /// Blobs up to this size go up in one PUT; larger ones in chunks of [`CHUNK`].
@@ -45,7 +46,10 @@ impl Registry {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self.upload_once(repo, digest, size, &path) {
+            self.progress.start("push", digest, size);
+            let sent = self.upload_once(repo, digest, size, &path);
+            self.progress.finish(digest);
+            match sent {
                 Ok(()) => return Ok(()),
                 Err(e) if attempt < UPLOAD_ATTEMPTS && retryable(&e) => {
                     tracing::warn!("upload of {digest} to {} failed ({e}); starting over", repo.name());
@@ -69,7 +73,7 @@ impl Registry {
                     http.patch(url)
                         .header(CONTENT_TYPE, "application/octet-stream")
                         .header(CONTENT_RANGE, range.as_str())
-                        .body(Body::sized(FileSection::new(path.clone(), offset, len), len))
+                        .body(Body::sized(self.counted(digest, FileSection::new(path.clone(), offset, len)), len))
                 })?;
                 location = self.location(repo, &response)?;
                 offset += len;
@@ -80,9 +84,13 @@ impl Registry {
         self.client.send_url(repo, &scopes, &url, &|http, url| {
             http.put(url)
                 .header(CONTENT_TYPE, "application/octet-stream")
-                .body(Body::sized(FileSection::new(path.clone(), offset, rest), rest))
+                .body(Body::sized(self.counted(digest, FileSection::new(path.clone(), offset, rest)), rest))
         })?;
         Ok(())
+    }
+
+    fn counted(&self, digest: &Digest, section: FileSection) -> Counted<FileSection> {
+        Counted { inner: section, digest: digest.clone(), progress: self.progress.clone() }
     }
 
     fn location(&self, repo: &Reference, response: &reqwest::blocking::Response) -> Result<String, RegistryError> {
