@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use oci_spec::image::{
-    Descriptor, History, ImageConfiguration, ImageIndex, ImageManifestBuilder, MediaType, RootFs,
+    Descriptor, History, ImageConfiguration, ImageIndex, ImageManifestBuilder, MediaType,
 };
 use serde::Serialize;
 
@@ -78,13 +78,25 @@ pub fn assemble(
     let config = config(plan, platform, base, layer)?;
     let config_bytes = canonical_json(&config);
     let config_digest = store_blob(store, &config_bytes, "config")?;
-    let config_desc = Descriptor::new(MediaType::ImageConfig, config_bytes.len() as u64, config_digest.to_oci());
+    let config_desc = Descriptor::new(
+        MediaType::ImageConfig,
+        config_bytes.len() as u64,
+        config_digest.to_oci(),
+    );
 
     let mut layers = match base {
-        Some(base) => base.layers.iter().map(normalise_layer).collect::<Result<Vec<_>, _>>()?,
+        Some(base) => base
+            .layers
+            .iter()
+            .map(normalise_layer)
+            .collect::<Result<Vec<_>, _>>()?,
         None => Vec::new(),
     };
-    layers.push(Descriptor::new(MediaType::ImageLayerGzip, layer.size, layer.digest.to_oci()));
+    layers.push(Descriptor::new(
+        MediaType::ImageLayerGzip,
+        layer.size,
+        layer.digest.to_oci(),
+    ));
 
     let annotations = annotations(plan, base);
     let manifest = ImageManifestBuilder::default()
@@ -94,13 +106,25 @@ pub fn assemble(
         .layers(layers.clone())
         .annotations(to_hash_map(annotations.clone()))
         .build()
-        .map_err(|e| AssembleError::Spec { what: "manifest", message: e.to_string() })?;
+        .map_err(|e| AssembleError::Spec {
+            what: "manifest",
+            message: e.to_string(),
+        })?;
     let manifest_bytes = canonical_json(&manifest);
     let manifest_digest = store_blob(store, &manifest_bytes, "manifest")?;
-    let mut manifest_desc =
-        Descriptor::new(MediaType::ImageManifest, manifest_bytes.len() as u64, manifest_digest.to_oci());
+    let mut manifest_desc = Descriptor::new(
+        MediaType::ImageManifest,
+        manifest_bytes.len() as u64,
+        manifest_digest.to_oci(),
+    );
     manifest_desc.set_platform(Some(platform.to_oci()));
-    Ok(Image { platform: platform.clone(), manifest: manifest_desc, config: config_desc, layers, annotations })
+    Ok(Image {
+        platform: platform.clone(),
+        manifest: manifest_desc,
+        config: config_desc,
+        layers,
+        annotations,
+    })
 }
 
 /// Builds and stores the OCI index over every platform's image.
@@ -108,7 +132,11 @@ pub fn index(images: &[Image], store: &BlobStore) -> Result<Descriptor, Assemble
     let manifests = images.iter().map(|i| i.manifest.clone()).collect();
     let bytes = index_document(manifests, images.iter().map(|i| &i.annotations));
     let digest = store_blob(store, &bytes, "index")?;
-    Ok(Descriptor::new(MediaType::ImageIndex, bytes.len() as u64, digest.to_oci()))
+    Ok(Descriptor::new(
+        MediaType::ImageIndex,
+        bytes.len() as u64,
+        digest.to_oci(),
+    ))
 }
 
 /// The index JSON over `manifests`, annotated with what all of them share (a base digest, say,
@@ -138,7 +166,9 @@ fn config(
     layer: &Layer,
 ) -> Result<ImageConfiguration, AssembleError> {
     let base_config = base.map(|b| &b.config);
-    let inherited = base_config.and_then(|c| c.config().clone()).unwrap_or_default();
+    let inherited = base_config
+        .and_then(|c| c.config().clone())
+        .unwrap_or_default();
     let created = rfc3339(plan.created);
 
     let mut runtime = inherited.clone();
@@ -147,23 +177,34 @@ fn config(
     runtime.set_cmd(None);
     let user = inherited.user().clone().filter(|u| !u.is_empty());
     let nonroot = format!("{NONROOT_UID}:{NONROOT_UID}");
-    let is_nonroot = user.as_deref().map_or(true, |u| u == NONROOT_UID.to_string() || u == nonroot);
+    let is_nonroot = user
+        .as_deref()
+        .is_none_or(|u| u == NONROOT_UID.to_string() || u == nonroot);
     runtime.set_user(Some(user.unwrap_or(nonroot)));
     runtime.set_env(Some(env(inherited.env().as_deref().unwrap_or_default())));
     let working_dir = inherited.working_dir().clone().filter(|w| !w.is_empty());
     let default_dir = if is_nonroot { "/home/nonroot" } else { "/" };
     runtime.set_working_dir(Some(working_dir.unwrap_or_else(|| default_dir.to_owned())));
-    let mut labels: BTreeMap<String, String> =
-        inherited.labels().clone().unwrap_or_default().into_iter().collect();
+    let mut labels: BTreeMap<String, String> = inherited
+        .labels()
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
     labels.extend(image_labels(plan));
     runtime.set_labels(Some(to_hash_map(labels)));
 
-    let mut rootfs = base_config.map(|c| c.rootfs().clone()).unwrap_or_else(RootFs::default);
+    let mut rootfs = base_config.map(|c| c.rootfs().clone()).unwrap_or_default();
     rootfs.diff_ids_mut().push(layer.diff_id.to_string());
-    let mut history = base_config.and_then(|c| c.history().clone()).unwrap_or_default();
+    let mut history = base_config
+        .and_then(|c| c.history().clone())
+        .unwrap_or_default();
     let mut ours = History::default();
     ours.set_created(Some(created.clone()));
-    ours.set_created_by(Some(format!("stevedore build {} (bin {})", plan.package, plan.bin)));
+    ours.set_created_by(Some(format!(
+        "stevedore build {} (bin {})",
+        plan.package, plan.bin
+    )));
     ours.set_comment(Some(format!("stevedore {}", env!("CARGO_PKG_VERSION"))));
     history.push(ours);
 
@@ -180,8 +221,11 @@ fn config(
 
 /// The base's environment with PATH kept (or set) and SSL_CERT_FILE pointing at our bundle.
 fn env(inherited: &[String]) -> Vec<String> {
-    let mut env: Vec<String> =
-        inherited.iter().filter(|e| !e.starts_with("SSL_CERT_FILE=")).cloned().collect();
+    let mut env: Vec<String> = inherited
+        .iter()
+        .filter(|e| !e.starts_with("SSL_CERT_FILE="))
+        .cloned()
+        .collect();
     if !env.iter().any(|e| e.starts_with("PATH=")) {
         env.insert(0, format!("PATH={DEFAULT_PATH}"));
     }
@@ -207,7 +251,10 @@ fn annotations(plan: &Plan, base: Option<&BaseImage>) -> BTreeMap<String, String
     annotations.insert(ANNOTATION_CREATED.to_owned(), rfc3339(plan.created));
     if let Some(base) = base {
         annotations.insert(ANNOTATION_BASE_NAME.to_owned(), base.reference.to_string());
-        annotations.insert(ANNOTATION_BASE_DIGEST.to_owned(), base.manifest_digest.to_string());
+        annotations.insert(
+            ANNOTATION_BASE_DIGEST.to_owned(),
+            base.manifest_digest.to_string(),
+        );
     }
     annotations
 }
@@ -215,8 +262,12 @@ fn annotations(plan: &Plan, base: Option<&BaseImage>) -> BTreeMap<String, String
 /// Base layers keep their bytes; Docker's media types are renamed to their OCI equivalents.
 fn normalise_layer(desc: &Descriptor) -> Result<Descriptor, AssembleError> {
     let media_type = match desc.media_type() {
-        MediaType::ImageLayerGzip | MediaType::ImageLayer | MediaType::ImageLayerZstd => desc.media_type().clone(),
-        MediaType::Other(t) if t == "application/vnd.docker.image.rootfs.diff.tar.gzip" => MediaType::ImageLayerGzip,
+        MediaType::ImageLayerGzip | MediaType::ImageLayer | MediaType::ImageLayerZstd => {
+            desc.media_type().clone()
+        }
+        MediaType::Other(t) if t == "application/vnd.docker.image.rootfs.diff.tar.gzip" => {
+            MediaType::ImageLayerGzip
+        }
         other => {
             return Err(AssembleError::LayerMediaType {
                 digest: desc.digest().to_string(),
@@ -229,8 +280,14 @@ fn normalise_layer(desc: &Descriptor) -> Result<Descriptor, AssembleError> {
     Ok(out)
 }
 
-fn store_blob(store: &BlobStore, bytes: &[u8], what: &'static str) -> Result<Digest, AssembleError> {
-    store.put_bytes(bytes).map_err(|source| AssembleError::Store { what, source })
+fn store_blob(
+    store: &BlobStore,
+    bytes: &[u8],
+    what: &'static str,
+) -> Result<Digest, AssembleError> {
+    store
+        .put_bytes(bytes)
+        .map_err(|source| AssembleError::Store { what, source })
 }
 
 fn to_hash_map(map: BTreeMap<String, String>) -> HashMap<String, String> {
@@ -292,7 +349,14 @@ mod tests {
     #[test]
     fn env_keeps_path_and_sets_cert_file() {
         let env = env(&["PATH=/bin".into(), "SSL_CERT_FILE=/x".into(), "A=1".into()]);
-        assert_eq!(env, ["PATH=/bin", "A=1", "SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt"]);
+        assert_eq!(
+            env,
+            [
+                "PATH=/bin",
+                "A=1",
+                "SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt"
+            ]
+        );
         assert!(super::env(&[])[0].starts_with("PATH=/usr/local/sbin"));
     }
 }

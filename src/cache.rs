@@ -49,7 +49,10 @@ impl BlobStore {
     pub fn open(root: impl Into<PathBuf>) -> Result<Self, CacheError> {
         let root = root.into();
         let blobs = root.join("blobs").join("sha256");
-        fs::create_dir_all(&blobs).map_err(|source| CacheError::Create { path: blobs, source })?;
+        fs::create_dir_all(&blobs).map_err(|source| CacheError::Create {
+            path: blobs,
+            source,
+        })?;
         Ok(BlobStore { root })
     }
 
@@ -74,13 +77,21 @@ impl BlobStore {
 
     pub fn open_blob(&self, digest: &Digest) -> Result<File, CacheError> {
         let path = self.path(digest);
-        File::open(&path).map_err(|source| CacheError::Read { digest: digest.clone(), path, source })
+        File::open(&path).map_err(|source| CacheError::Read {
+            digest: digest.clone(),
+            path,
+            source,
+        })
     }
 
     /// Reads a small blob (a manifest or config) whole.
     pub fn read_small(&self, digest: &Digest) -> Result<Vec<u8>, CacheError> {
         let path = self.path(digest);
-        fs::read(&path).map_err(|source| CacheError::Read { digest: digest.clone(), path, source })
+        fs::read(&path).map_err(|source| CacheError::Read {
+            digest: digest.clone(),
+            path,
+            source,
+        })
     }
 
     /// Stores the stream `content` under `expected`, failing (and keeping nothing) unless the
@@ -92,7 +103,8 @@ impl BlobStore {
         content: impl Read,
     ) -> Result<u64, CacheError> {
         let mut reader = VerifyingReader::new(content, expected.clone(), size);
-        let (digest, written) = self.put_with(expected.as_str(), |w| io::copy(&mut reader, w).map(drop))?;
+        let (digest, written) =
+            self.put_with(expected.as_str(), |w| io::copy(&mut reader, w).map(drop))?;
         debug_assert_eq!(&digest, expected);
         Ok(written)
     }
@@ -113,8 +125,15 @@ impl BlobStore {
         produce: impl FnOnce(&mut dyn Write) -> io::Result<()>,
     ) -> Result<(Digest, u64), CacheError> {
         let dir = self.root.join("blobs").join("sha256");
-        let fail = |source| CacheError::Write { what: what.to_owned(), path: dir.clone(), source };
-        let tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(&dir).map_err(fail)?;
+        let fail = |source| CacheError::Write {
+            what: what.to_owned(),
+            path: dir.clone(),
+            source,
+        };
+        let tmp = tempfile::Builder::new()
+            .prefix(".tmp-")
+            .tempfile_in(&dir)
+            .map_err(fail)?;
         let mut writer = HashingWriter::new(io::BufWriter::new(tmp));
         produce(&mut writer).map_err(fail)?;
         let (buffered, digest, size) = writer.finish();
@@ -128,7 +147,11 @@ impl BlobStore {
 }
 
 fn default_root() -> Option<PathBuf> {
-    let from_env = |name| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let from_env = |name| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
     from_env(env::CACHE_DIR)
         .or_else(|| from_env("XDG_CACHE_HOME").map(|p| p.join("stevedore")))
         .or_else(|| from_env("HOME").map(|p| p.join(".cache").join("stevedore")))
@@ -149,7 +172,12 @@ mod tests {
         let wrong = Digest::of(b"other");
         assert!(store.put_verified(&wrong, Some(5), &b"hello"[..]).is_err());
         assert!(!store.contains(&wrong));
-        let leftovers = fs::read_dir(dir.path().join("blobs/sha256")).unwrap().count();
-        assert_eq!(leftovers, 1, "a failed write must leave no temporary file behind");
+        let leftovers = fs::read_dir(dir.path().join("blobs/sha256"))
+            .unwrap()
+            .count();
+        assert_eq!(
+            leftovers, 1,
+            "a failed write must leave no temporary file behind"
+        );
     }
 }

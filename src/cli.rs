@@ -20,7 +20,12 @@ use crate::reference::Reference;
 use crate::registry::{Keychain, Registry, RegistryError, RegistryOptions};
 
 #[derive(Debug, Parser)]
-#[command(name = "cargo-stevedore", bin_name = "cargo stevedore", version, about = "Build OCI images of Rust services, no Docker daemon needed")]
+#[command(
+    name = "cargo-stevedore",
+    bin_name = "cargo stevedore",
+    version,
+    about = "Build OCI images of Rust services, no Docker daemon needed"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -197,8 +202,10 @@ fn init_logging(verbose: u8, quiet: bool) {
         (false, 1) => "debug",
         _ => "trace",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("STEVEDORE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("stevedore={level},cargo_stevedore={level}")));
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("STEVEDORE_LOG").unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new(format!("stevedore={level},cargo_stevedore={level}"))
+        });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -214,7 +221,13 @@ fn build(args: BuildArgs) -> Result<(), CliError> {
         package: args.package,
         bin: args.bin,
         profile: Some(args.profile),
-        features: args.features.iter().flat_map(|f| f.split([',', ' '])).filter(|f| !f.is_empty()).map(String::from).collect(),
+        features: args
+            .features
+            .iter()
+            .flat_map(|f| f.split([',', ' ']))
+            .filter(|f| !f.is_empty())
+            .map(String::from)
+            .collect(),
         all_features: args.all_features,
         no_default_features: args.no_default_features,
         platforms: args.platform,
@@ -226,7 +239,11 @@ fn build(args: BuildArgs) -> Result<(), CliError> {
         return Err(CliError::PushWithoutTag);
     }
     let plan = plan::plan(&opts)?;
-    let push_targets = if args.push { opts.tags.clone() } else { Vec::new() };
+    let push_targets = if args.push {
+        opts.tags.clone()
+    } else {
+        Vec::new()
+    };
     let mut registry = args.registry.client(&push_targets)?;
     if let Some(bars) = Bars::for_terminal(args.json) {
         registry = registry.with_progress(bars);
@@ -240,8 +257,10 @@ fn build(args: BuildArgs) -> Result<(), CliError> {
     };
     let tags = default_tags(&plan);
     for output in &outputs {
-        publish::publish(&built, output, &tags, &store)
-            .map_err(|source| CliError::Publish { output: output.to_string(), source })?;
+        publish::publish(&built, output, &tags, &store).map_err(|source| CliError::Publish {
+            output: output.to_string(),
+            source,
+        })?;
     }
     let base = match &plan.base {
         Base::Image(reference) => Some(reference),
@@ -249,8 +268,14 @@ fn build(args: BuildArgs) -> Result<(), CliError> {
     };
     let pushed = match args.push {
         true => {
-            let report = publish::push(&built, &tags, &store, &registry, base).map_err(CliError::Push)?;
-            tracing::info!("{} blobs uploaded, {} mounted, {} already there", report.uploaded, report.mounted, report.existing);
+            let report =
+                publish::push(&built, &tags, &store, &registry, base).map_err(CliError::Push)?;
+            tracing::info!(
+                "{} blobs uploaded, {} mounted, {} already there",
+                report.uploaded,
+                report.mounted,
+                report.existing
+            );
             Some(report)
         }
         false => None,
@@ -290,7 +315,8 @@ fn build(args: BuildArgs) -> Result<(), CliError> {
 fn create_index(args: IndexCreateArgs) -> Result<(), CliError> {
     let registry = args.registry.client(std::slice::from_ref(&args.target))?;
     let store = BlobStore::open_default()?;
-    let pushed = publish::create_index(&args.target, &args.from, &registry, &store).map_err(CliError::Push)?;
+    let pushed = publish::create_index(&args.target, &args.from, &registry, &store)
+        .map_err(CliError::Push)?;
     println!("{pushed}");
     Ok(())
 }
@@ -300,7 +326,10 @@ fn default_tags(plan: &plan::Plan) -> Vec<Reference> {
     if !plan.tags.is_empty() {
         return plan.tags.clone();
     }
-    format!("{}:latest", plan.bin.to_lowercase()).parse().map(|r| vec![r]).unwrap_or_default()
+    format!("{}:latest", plan.bin.to_lowercase())
+        .parse()
+        .map(|r| vec![r])
+        .unwrap_or_default()
 }
 
 /// Transfer bars on the terminal, one per blob in flight.
@@ -314,7 +343,10 @@ impl Bars {
     fn for_terminal(json: bool) -> Option<std::sync::Arc<dyn Progress>> {
         let watched = std::io::IsTerminal::is_terminal(&std::io::stdout()) && !json;
         watched.then(|| {
-            std::sync::Arc::new(Bars { multi: indicatif::MultiProgress::new(), bars: Default::default() }) as std::sync::Arc<dyn Progress>
+            std::sync::Arc::new(Bars {
+                multi: indicatif::MultiProgress::new(),
+                bars: Default::default(),
+            }) as std::sync::Arc<dyn Progress>
         })
     }
 }
@@ -322,11 +354,16 @@ impl Bars {
 impl Progress for Bars {
     fn start(&self, verb: &'static str, digest: &Digest, total: u64) {
         let bar = self.multi.add(indicatif::ProgressBar::new(total));
-        let style = indicatif::ProgressStyle::with_template("{prefix} {bar:30} {bytes}/{total_bytes} {bytes_per_sec}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+        let style = indicatif::ProgressStyle::with_template(
+            "{prefix} {bar:30} {bytes}/{total_bytes} {bytes_per_sec}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
         bar.set_style(style);
         bar.set_prefix(format!("{verb} {}", &digest.hex()[..12]));
-        self.bars.lock().expect("bars lock").insert(digest.clone(), bar);
+        self.bars
+            .lock()
+            .expect("bars lock")
+            .insert(digest.clone(), bar);
     }
 
     fn advance(&self, digest: &Digest, bytes: u64) {

@@ -30,7 +30,11 @@ pub enum CompileError {
         "the Rust standard library for {target} is not installed{toolchain}, and the toolchain has no \
          rust-src to build it from: {fix}"
     )]
-    NoStd { target: String, toolchain: String, fix: String },
+    NoStd {
+        target: String,
+        toolchain: String,
+        fix: String,
+    },
     #[error(
         "linking for {target} needs zig ({why}), and none was found: install it with \
          `pip install ziglang` (or put `zig` on PATH, or set {} to its path)",
@@ -77,17 +81,24 @@ pub fn compile(plan: &Plan) -> Result<Vec<Binary>, CompileError> {
         let target = platform.rust_target();
         if let Some(why) = zig_reason(std, platform, plan.has_c_code) {
             if zig.is_none() {
-                zig = Some(find_zig().ok_or(CompileError::NoZig { target: target.to_owned(), why })?);
+                zig = Some(find_zig().ok_or(CompileError::NoZig {
+                    target: target.to_owned(),
+                    why,
+                })?);
             }
             let zig = zig.as_deref().expect("found above");
             // In the target dir, at a fixed path: cargo rebuilds std whenever the linker path
             // changes, and the target dir is where that std lives.
-            let wrappers = write_zig_wrappers(&plan.target_dir.join("stevedore").join(".zig"), target, zig)?;
+            let wrappers =
+                write_zig_wrappers(&plan.target_dir.join("stevedore").join(".zig"), target, zig)?;
             link_with(&mut cmd, target, &wrappers);
         }
     }
     if std == Std::FromSource {
-        tracing::info!("using a standard library built from source (rust-src) for {}", targets.join(", "));
+        tracing::info!(
+            "using a standard library built from source (rust-src) for {}",
+            targets.join(", ")
+        );
     }
     let executables = run_cargo(&mut cmd, plan)?;
     let missing: Vec<String> = plan
@@ -97,14 +108,23 @@ pub fn compile(plan: &Plan) -> Result<Vec<Binary>, CompileError> {
         .map(|p| format!("{p} ({})", p.rust_target()))
         .collect();
     if !missing.is_empty() {
-        return Err(CompileError::Failed { bin: plan.bin.clone(), platforms: missing.join(", ") });
+        return Err(CompileError::Failed {
+            bin: plan.bin.clone(),
+            platforms: missing.join(", "),
+        });
     }
     Ok(plan
         .platforms
         .iter()
         .map(|p| {
-            let path = executables.iter().find(|(t, _)| t == p.rust_target()).map(|(_, path)| path.clone());
-            Binary { platform: p.clone(), path: path.expect("checked above") }
+            let path = executables
+                .iter()
+                .find(|(t, _)| t == p.rust_target())
+                .map(|(_, path)| path.clone());
+            Binary {
+                platform: p.clone(),
+                path: path.expect("checked above"),
+            }
         })
         .collect())
 }
@@ -113,12 +133,17 @@ fn find_std(toolchain: &Toolchain, target: &str) -> Result<Std, CompileError> {
     let sysroot = toolchain.sysroot().map_err(CompileError::Sysroot)?;
     let lib = sysroot.join("lib/rustlib").join(target).join("lib");
     let installed = std::fs::read_dir(&lib).is_ok_and(|entries| {
-        entries.flatten().any(|e| e.file_name().to_string_lossy().starts_with("libstd-"))
+        entries
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with("libstd-"))
     });
     if installed {
         return Ok(Std::Installed);
     }
-    if sysroot.join("lib/rustlib/src/rust/library/Cargo.lock").is_file() {
+    if sysroot
+        .join("lib/rustlib/src/rust/library/Cargo.lock")
+        .is_file()
+    {
         return Ok(Std::FromSource);
     }
     let (toolchain_note, fix) = match toolchain.rustup_name() {
@@ -129,10 +154,17 @@ fn find_std(toolchain: &Toolchain, target: &str) -> Result<Std, CompileError> {
         None if has_rustup() => (String::new(), format!("run `rustup target add {target}`")),
         None => (
             String::new(),
-            format!("install the {target} standard library for {} or the toolchain's rust-src", sysroot.display()),
+            format!(
+                "install the {target} standard library for {} or the toolchain's rust-src",
+                sysroot.display()
+            ),
         ),
     };
-    Err(CompileError::NoStd { target: target.to_owned(), toolchain: toolchain_note, fix })
+    Err(CompileError::NoStd {
+        target: target.to_owned(),
+        toolchain: toolchain_note,
+        fix,
+    })
 }
 
 fn has_rustup() -> bool {
@@ -156,8 +188,17 @@ fn zig_reason(std: Std, platform: &Platform, has_c_code: bool) -> Option<&'stati
 
 fn cargo_build(plan: &Plan, targets: &[&str], std: Std) -> Command {
     let mut cmd = plan.toolchain.cargo();
-    cmd.arg("build").arg("--manifest-path").arg(&plan.manifest_path);
-    cmd.args(["--package", &plan.package, "--bin", &plan.bin, "--profile", &plan.profile]);
+    cmd.arg("build")
+        .arg("--manifest-path")
+        .arg(&plan.manifest_path);
+    cmd.args([
+        "--package",
+        &plan.package,
+        "--bin",
+        &plan.bin,
+        "--profile",
+        &plan.profile,
+    ]);
     for target in targets {
         cmd.args(["--target", target]);
     }
@@ -173,7 +214,8 @@ fn cargo_build(plan: &Plan, targets: &[&str], std: Std) -> Command {
     }
     if std == Std::FromSource {
         // build-std is unstable; RUSTC_BOOTSTRAP lets a stable toolchain use it.
-        cmd.arg("-Zbuild-std=std,panic_abort").env("RUSTC_BOOTSTRAP", "1");
+        cmd.arg("-Zbuild-std=std,panic_abort")
+            .env("RUSTC_BOOTSTRAP", "1");
     }
     cmd
 }
@@ -186,7 +228,11 @@ fn find_zig() -> Option<Vec<String>> {
     if run_capture(Command::new("zig").arg("version")).is_ok() {
         return Some(vec!["zig".into()]);
     }
-    let python = ["python3", "-c", "import sys, ziglang, os; print(sys.executable)"];
+    let python = [
+        "python3",
+        "-c",
+        "import sys, ziglang, os; print(sys.executable)",
+    ];
     let exe = run_capture(Command::new(python[0]).args(&python[1..])).ok()?;
     Some(vec![exe.trim().to_owned(), "-m".into(), "ziglang".into()])
 }
@@ -197,10 +243,18 @@ struct ZigWrappers {
 }
 
 /// Writes `cc` and `ar` scripts that run zig for `target` into `dir/TARGET/`.
-fn write_zig_wrappers(dir: &Path, target: &str, zig: &[String]) -> Result<ZigWrappers, CompileError> {
+fn write_zig_wrappers(
+    dir: &Path,
+    target: &str,
+    zig: &[String],
+) -> Result<ZigWrappers, CompileError> {
     let dir = dir.join(target);
     let zig_triple = format!("{}-linux-musl", target.split('-').next().unwrap_or(target));
-    let zig_cmd = zig.iter().map(|a| shell_quote(a)).collect::<Vec<_>>().join(" ");
+    let zig_cmd = zig
+        .iter()
+        .map(|a| shell_quote(a))
+        .collect::<Vec<_>>()
+        .join(" ");
     // cc-rs passes the Rust triple as --target=…, which zig cannot parse; zig gets its own.
     let cc = format!(
         "#!/bin/sh\n# Written by stevedore: links and compiles C for {target} with zig.\n\
@@ -208,9 +262,15 @@ fn write_zig_wrappers(dir: &Path, target: &str, zig: &[String]) -> Result<ZigWra
          exec {zig_cmd} cc -target {zig_triple} \"$@\"\n"
     );
     let ar = format!("#!/bin/sh\n# Written by stevedore.\nexec {zig_cmd} ar \"$@\"\n");
-    let wrappers = ZigWrappers { cc: dir.join("cc"), ar: dir.join("ar") };
+    let wrappers = ZigWrappers {
+        cc: dir.join("cc"),
+        ar: dir.join("ar"),
+    };
     for (path, script) in [(&wrappers.cc, cc), (&wrappers.ar, ar)] {
-        write_executable(path, &script).map_err(|source| CompileError::Wrapper { path: path.clone(), source })?;
+        write_executable(path, &script).map_err(|source| CompileError::Wrapper {
+            path: path.clone(),
+            source,
+        })?;
     }
     Ok(wrappers)
 }
@@ -251,7 +311,11 @@ fn add_rustflags(cmd: &mut Command, upper_target: &str, flags: &str) {
         None => format!("CARGO_TARGET_{upper_target}_RUSTFLAGS"),
     };
     let existing = std::env::var(&var).unwrap_or_default();
-    let joined = if existing.trim().is_empty() { flags.to_owned() } else { format!("{existing} {flags}") };
+    let joined = if existing.trim().is_empty() {
+        flags.to_owned()
+    } else {
+        format!("{existing} {flags}")
+    };
     cmd.env(var, joined);
 }
 
@@ -260,8 +324,12 @@ fn add_rustflags(cmd: &mut Command, upper_target: &str, flags: &str) {
 fn run_cargo(cmd: &mut Command, plan: &Plan) -> Result<Vec<(String, PathBuf)>, CompileError> {
     let command = describe(cmd);
     tracing::debug!("running {command}");
-    cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()).stdin(Stdio::null());
-    let mut child = cmd.spawn().map_err(|source| CompileError::Spawn { command, source })?;
+    cmd.stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .stdin(Stdio::null());
+    let mut child = cmd
+        .spawn()
+        .map_err(|source| CompileError::Spawn { command, source })?;
     let stdout = child.stdout.take().expect("stdout is piped");
     let mut executables = Vec::new();
     for message in Message::parse_stream(BufReader::new(stdout)).flatten() {
@@ -269,7 +337,11 @@ fn run_cargo(cmd: &mut Command, plan: &Plan) -> Result<Vec<(String, PathBuf)>, C
             Message::CompilerArtifact(a) if a.target.name == plan.bin => {
                 if let Some(path) = a.executable.map(|p| p.into_std_path_buf()) {
                     // Cross builds put outputs under target/<triple>/<profile>/.
-                    let triple = plan.platforms.iter().map(Platform::rust_target).find(|t| path.components().any(|c| c.as_os_str() == *t));
+                    let triple = plan
+                        .platforms
+                        .iter()
+                        .map(Platform::rust_target)
+                        .find(|t| path.components().any(|c| c.as_os_str() == *t));
                     if let Some(triple) = triple {
                         executables.push((triple.to_owned(), path));
                     }
@@ -279,10 +351,21 @@ fn run_cargo(cmd: &mut Command, plan: &Plan) -> Result<Vec<(String, PathBuf)>, C
             _ => {}
         }
     }
-    let status = child.wait().map_err(|source| CompileError::Spawn { command: "cargo".into(), source })?;
+    let status = child.wait().map_err(|source| CompileError::Spawn {
+        command: "cargo".into(),
+        source,
+    })?;
     if !status.success() && executables.is_empty() {
-        let platforms = plan.platforms.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
-        return Err(CompileError::Failed { bin: plan.bin.clone(), platforms });
+        let platforms = plan
+            .platforms
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        return Err(CompileError::Failed {
+            bin: plan.bin.clone(),
+            platforms,
+        });
     }
     Ok(executables)
 }

@@ -14,7 +14,9 @@ use sha2::{Digest as _, Sha256};
 pub struct Digest(String);
 
 #[derive(Debug, thiserror::Error)]
-#[error("`{input}` is not a sha256 digest (expected `sha256:` followed by 64 lowercase hex characters)")]
+#[error(
+    "`{input}` is not a sha256 digest (expected `sha256:` followed by 64 lowercase hex characters)"
+)]
 pub struct ParseDigestError {
     input: String,
 }
@@ -50,12 +52,17 @@ impl FromStr for Digest {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let valid = s.strip_prefix("sha256:").is_some_and(|hex| {
-            hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            hex.len() == 64
+                && hex
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
         });
         if valid {
             Ok(Digest(s.to_owned()))
         } else {
-            Err(ParseDigestError { input: s.to_owned() })
+            Err(ParseDigestError {
+                input: s.to_owned(),
+            })
         }
     }
 }
@@ -101,7 +108,11 @@ pub struct HashingWriter<W> {
 
 impl<W: Write> HashingWriter<W> {
     pub fn new(inner: W) -> Self {
-        HashingWriter { inner, hasher: Sha256::new(), size: 0 }
+        HashingWriter {
+            inner,
+            hasher: Sha256::new(),
+            size: 0,
+        }
     }
 
     /// The inner writer, the digest and the byte count of what went through.
@@ -137,7 +148,13 @@ pub struct VerifyingReader<R> {
 
 impl<R: Read> VerifyingReader<R> {
     pub fn new(inner: R, expected: Digest, expected_size: Option<u64>) -> Self {
-        VerifyingReader { inner, hasher: Sha256::new(), read: 0, expected, expected_size }
+        VerifyingReader {
+            inner,
+            hasher: Sha256::new(),
+            read: 0,
+            expected,
+            expected_size,
+        }
     }
 
     fn check(&self) -> io::Result<()> {
@@ -194,7 +211,13 @@ mod tests {
     fn parses_and_rejects() {
         assert_eq!(Digest::of(b"").as_str(), EMPTY);
         assert!(EMPTY.parse::<Digest>().is_ok());
-        for bad in ["sha256:abc", "sha512:00", &EMPTY.to_uppercase(), "e3b0c442", ""] {
+        for bad in [
+            "sha256:abc",
+            "sha512:00",
+            &EMPTY.to_uppercase(),
+            "e3b0c442",
+            "",
+        ] {
             assert!(bad.parse::<Digest>().is_err(), "{bad} parsed");
         }
     }
@@ -213,7 +236,9 @@ mod tests {
     fn verifying_reader_rejects_wrong_content() {
         let good = Digest::of(b"abc");
         let mut out = Vec::new();
-        VerifyingReader::new(&b"abc"[..], good.clone(), Some(3)).read_to_end(&mut out).unwrap();
+        VerifyingReader::new(&b"abc"[..], good.clone(), Some(3))
+            .read_to_end(&mut out)
+            .unwrap();
         let err = VerifyingReader::new(&b"abd"[..], good.clone(), Some(3))
             .read_to_end(&mut Vec::new())
             .unwrap_err();

@@ -85,15 +85,36 @@ impl LayerSpec {
     }
 
     pub fn file(&mut self, path: &str, source: &Path, mode: u32) -> Result<(), LayerError> {
-        self.insert(path, Entry { content: Content::File(source.to_path_buf()), mode, uid: 0 })
+        self.insert(
+            path,
+            Entry {
+                content: Content::File(source.to_path_buf()),
+                mode,
+                uid: 0,
+            },
+        )
     }
 
     pub fn bytes(&mut self, path: &str, bytes: Vec<u8>, mode: u32) -> Result<(), LayerError> {
-        self.insert(path, Entry { content: Content::Bytes(bytes), mode, uid: 0 })
+        self.insert(
+            path,
+            Entry {
+                content: Content::Bytes(bytes),
+                mode,
+                uid: 0,
+            },
+        )
     }
 
     pub fn dir(&mut self, path: &str, mode: u32, uid: u64) -> Result<(), LayerError> {
-        self.insert(path, Entry { content: Content::Dir, mode, uid })
+        self.insert(
+            path,
+            Entry {
+                content: Content::Dir,
+                mode,
+                uid,
+            },
+        )
     }
 
     /// Adds an entry and any missing parent directories (root-owned, 0755).
@@ -103,7 +124,11 @@ impl LayerSpec {
         for component in clean.split('/').take(clean.matches('/').count()) {
             parent.push_str(component);
             parent.push('/');
-            self.entries.entry(parent.clone()).or_insert(Entry { content: Content::Dir, mode: 0o755, uid: 0 });
+            self.entries.entry(parent.clone()).or_insert(Entry {
+                content: Content::Dir,
+                mode: 0o755,
+                uid: 0,
+            });
         }
         let key = match entry.content {
             Content::Dir => format!("{clean}/"),
@@ -118,7 +143,10 @@ impl LayerSpec {
         let mut diff_id = None;
         let mut unreadable = None;
         let stored = store.put_with("application layer", |out| {
-            let gz = GzBuilder::new().mtime(0).operating_system(255).write(out, Compression::new(6));
+            let gz = GzBuilder::new()
+                .mtime(0)
+                .operating_system(255)
+                .write(out, Compression::new(6));
             let mut tar = tar::Builder::new(HashingWriter::new(gz));
             for (path, entry) in &self.entries {
                 append(&mut tar, path, entry, mtime).map_err(|e| match e {
@@ -138,7 +166,11 @@ impl LayerSpec {
         // A source file that cannot be read is the user's problem; say which one.
         let (digest, size) = stored.map_err(|e| unreadable.unwrap_or(e.into()))?;
         let diff_id = diff_id.expect("set whenever the write succeeds");
-        Ok(Layer { digest, size, diff_id })
+        Ok(Layer {
+            digest,
+            size,
+            diff_id,
+        })
     }
 }
 
@@ -147,7 +179,12 @@ enum AppendError {
     Source(PathBuf, io::Error),
 }
 
-fn append<W: Write>(tar: &mut tar::Builder<W>, path: &str, entry: &Entry, mtime: u64) -> Result<(), AppendError> {
+fn append<W: Write>(
+    tar: &mut tar::Builder<W>,
+    path: &str,
+    entry: &Entry,
+    mtime: u64,
+) -> Result<(), AppendError> {
     let mut header = tar::Header::new_ustar();
     header.set_mode(entry.mode);
     header.set_uid(entry.uid);
@@ -160,12 +197,14 @@ fn append<W: Write>(tar: &mut tar::Builder<W>, path: &str, entry: &Entry, mtime:
         Content::Dir => {
             header.set_entry_type(tar::EntryType::Directory);
             header.set_size(0);
-            tar.append_data(&mut header, path, io::empty()).map_err(AppendError::Io)
+            tar.append_data(&mut header, path, io::empty())
+                .map_err(AppendError::Io)
         }
         Content::Bytes(bytes) => {
             header.set_entry_type(tar::EntryType::Regular);
             header.set_size(bytes.len() as u64);
-            tar.append_data(&mut header, path, bytes.as_slice()).map_err(AppendError::Io)
+            tar.append_data(&mut header, path, bytes.as_slice())
+                .map_err(AppendError::Io)
         }
         Content::File(source) => {
             let fail = |e| AppendError::Source(source.clone(), e);
@@ -174,14 +213,18 @@ fn append<W: Write>(tar: &mut tar::Builder<W>, path: &str, entry: &Entry, mtime:
             header.set_entry_type(tar::EntryType::Regular);
             header.set_size(len);
             // take() keeps the entry exactly as long as its header says, even if the file grows.
-            tar.append_data(&mut header, path, file.take(len)).map_err(AppendError::Io)
+            tar.append_data(&mut header, path, file.take(len))
+                .map_err(AppendError::Io)
         }
     }
 }
 
 fn clean_path(path: &str) -> Result<String, LayerError> {
     let trimmed = path.trim_start_matches('/').trim_end_matches('/');
-    let ok = !trimmed.is_empty() && trimmed.split('/').all(|c| !c.is_empty() && c != "." && c != "..");
+    let ok = !trimmed.is_empty()
+        && trimmed
+            .split('/')
+            .all(|c| !c.is_empty() && c != "." && c != "..");
     if ok {
         Ok(trimmed.to_owned())
     } else {
@@ -212,7 +255,10 @@ mod tests {
 
     fn build(store_dir: &Path, binary: &Path, mtime: u64) -> Layer {
         let store = BlobStore::open(store_dir).unwrap();
-        LayerSpec::application(binary, "app").unwrap().write(&store, mtime).unwrap()
+        LayerSpec::application(binary, "app")
+            .unwrap()
+            .write(&store, mtime)
+            .unwrap()
     }
 
     #[test]
@@ -231,7 +277,10 @@ mod tests {
     fn rejects_escaping_paths() {
         let mut spec = LayerSpec::default();
         for bad in ["../etc/passwd", "a/../../b", "", "/", "a//b"] {
-            assert!(spec.bytes(bad, Vec::new(), 0o644).is_err(), "{bad} accepted");
+            assert!(
+                spec.bytes(bad, Vec::new(), 0o644).is_err(),
+                "{bad} accepted"
+            );
         }
         spec.bytes("/etc/motd", Vec::new(), 0o644).unwrap();
         let keys: Vec<&str> = spec.entries.keys().map(String::as_str).collect();

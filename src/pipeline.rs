@@ -41,18 +41,33 @@ pub fn build(plan: &Plan, store: &BlobStore, registry: &Registry) -> Result<Buil
         let layer = LayerSpec::application(&binary.path, &plan.bin)?.write(store, mtime)?;
         let base = bases.iter().find(|b| b.platform == binary.platform);
         tracing::info!("assembling {} image for {}", plan.bin, binary.platform);
-        images.push(assemble::assemble(plan, &binary.platform, base, &layer, store)?);
+        images.push(assemble::assemble(
+            plan,
+            &binary.platform,
+            base,
+            &layer,
+            store,
+        )?);
     }
     let index = assemble::index(&images, store)?;
     Ok(Built { images, index })
 }
 
-fn pull_base(plan: &Plan, store: &BlobStore, registry: &Registry) -> Result<Vec<BaseImage>, BuildError> {
-    let Base::Image(reference) = &plan.base else { return Ok(Vec::new()) };
+fn pull_base(
+    plan: &Plan,
+    store: &BlobStore,
+    registry: &Registry,
+) -> Result<Vec<BaseImage>, BuildError> {
+    let Base::Image(reference) = &plan.base else {
+        return Ok(Vec::new());
+    };
     tracing::info!("pulling base {reference}");
     registry
         .pull(reference, &plan.platforms, store)
-        .map_err(|source| BuildError::Base { reference: reference.to_string(), source })
+        .map_err(|source| BuildError::Base {
+            reference: reference.to_string(),
+            source,
+        })
 }
 
 /// Where `cargo stevedore build` writes when no output is given: `target/stevedore/BIN`.

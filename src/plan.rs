@@ -35,7 +35,9 @@ impl FromStr for Base {
 
 impl Default for Base {
     fn default() -> Self {
-        DEFAULT_BASE.parse().expect("the default base is a valid reference")
+        DEFAULT_BASE
+            .parse()
+            .expect("the default base is a valid reference")
     }
 }
 
@@ -88,7 +90,9 @@ pub struct Plan {
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
-    #[error("no Cargo.toml at {0}: run in a Cargo project or pass --manifest-path PATH/Cargo.toml")]
+    #[error(
+        "no Cargo.toml at {0}: run in a Cargo project or pass --manifest-path PATH/Cargo.toml"
+    )]
     NoManifest(PathBuf),
     #[error("`cargo metadata` failed for {manifest}")]
     Metadata {
@@ -101,7 +105,11 @@ pub enum PlanError {
     #[error("the workspace has no package `{name}`; its packages are: {available}")]
     NoSuchPackage { name: String, available: String },
     #[error("package `{package}` has no binary named `{bin}`; its binaries are: {available}")]
-    NoSuchBin { package: String, bin: String, available: String },
+    NoSuchBin {
+        package: String,
+        bin: String,
+        available: String,
+    },
     #[error("package `{package}` has no binary target; stevedore packages one binary per image")]
     NoBins { package: String },
     #[error("{what} has several binaries ({available}): choose one with --bin NAME")]
@@ -110,7 +118,10 @@ pub enum PlanError {
     BinNotInWorkspace { bin: String },
     #[error("the workspace has several packages with binaries ({available}): choose one with -p/--package NAME")]
     SeveralPackages { available: String },
-    #[error("{} is `{value}`, not a whole number of seconds since 1970", env::SOURCE_DATE_EPOCH)]
+    #[error(
+        "{} is `{value}`, not a whole number of seconds since 1970",
+        env::SOURCE_DATE_EPOCH
+    )]
     SourceDateEpoch { value: String },
     #[error(transparent)]
     Platform(#[from] PlatformError),
@@ -163,24 +174,37 @@ fn manifest_path(given: Option<&Path>) -> Result<PathBuf, PlanError> {
 
 fn find_manifest_upwards() -> Option<PathBuf> {
     let cwd = std::env::current_dir().ok()?;
-    cwd.ancestors().map(|d| d.join("Cargo.toml")).find(|p| p.is_file())
+    cwd.ancestors()
+        .map(|d| d.join("Cargo.toml"))
+        .find(|p| p.is_file())
 }
 
 fn metadata(toolchain: &Toolchain, manifest: &Path) -> Result<Metadata, PlanError> {
     let mut cmd = toolchain.cargo();
-    cmd.args(["metadata", "--format-version", "1", "--manifest-path"]).arg(manifest);
-    let json = run_capture(&mut cmd)
-        .map_err(|source| PlanError::Metadata { manifest: manifest.to_path_buf(), source })?;
+    cmd.args(["metadata", "--format-version", "1", "--manifest-path"])
+        .arg(manifest);
+    let json = run_capture(&mut cmd).map_err(|source| PlanError::Metadata {
+        manifest: manifest.to_path_buf(),
+        source,
+    })?;
     cargo_metadata::MetadataCommand::parse(json).map_err(PlanError::MetadataParse)
 }
 
 /// Picks the package and binary the way `cargo run` would, but never guesses between several.
-fn select<'m>(metadata: &'m Metadata, opts: &BuildOptions) -> Result<(&'m Package, String), PlanError> {
+fn select<'m>(
+    metadata: &'m Metadata,
+    opts: &BuildOptions,
+) -> Result<(&'m Package, String), PlanError> {
     let members = metadata.workspace_packages();
     let package = match (&opts.package, metadata.root_package()) {
-        (Some(name), _) => members.iter().copied().find(|p| p.name.as_str() == name).ok_or_else(|| {
-            PlanError::NoSuchPackage { name: name.clone(), available: list(members.iter().map(|p| p.name.as_str())) }
-        })?,
+        (Some(name), _) => members
+            .iter()
+            .copied()
+            .find(|p| p.name.as_str() == name)
+            .ok_or_else(|| PlanError::NoSuchPackage {
+                name: name.clone(),
+                available: list(members.iter().map(|p| p.name.as_str())),
+            })?,
         (None, Some(root)) => root,
         (None, None) => package_in_virtual_workspace(&members, opts.bin.as_deref())?,
     };
@@ -188,35 +212,65 @@ fn select<'m>(metadata: &'m Metadata, opts: &BuildOptions) -> Result<(&'m Packag
     let bin = match &opts.bin {
         Some(bin) if bins.contains(&bin.as_str()) => bin.clone(),
         Some(bin) => {
-            return Err(PlanError::NoSuchBin { package: package.name.to_string(), bin: bin.clone(), available: list(bins) })
+            return Err(PlanError::NoSuchBin {
+                package: package.name.to_string(),
+                bin: bin.clone(),
+                available: list(bins),
+            })
         }
         None => match (bins.as_slice(), &package.default_run) {
-            ([], _) => return Err(PlanError::NoBins { package: package.name.to_string() }),
+            ([], _) => {
+                return Err(PlanError::NoBins {
+                    package: package.name.to_string(),
+                })
+            }
             ([only], _) => (*only).to_owned(),
             (_, Some(default)) => default.clone(),
-            _ => return Err(PlanError::SeveralBins { what: format!("package `{}`", package.name), available: list(bins) }),
+            _ => {
+                return Err(PlanError::SeveralBins {
+                    what: format!("package `{}`", package.name),
+                    available: list(bins),
+                })
+            }
         },
     };
     Ok((package, bin))
 }
 
-fn package_in_virtual_workspace<'m>(members: &[&'m Package], bin: Option<&str>) -> Result<&'m Package, PlanError> {
-    let with_bins: Vec<&Package> = members.iter().copied().filter(|p| bin_names(p).next().is_some()).collect();
+fn package_in_virtual_workspace<'m>(
+    members: &[&'m Package],
+    bin: Option<&str>,
+) -> Result<&'m Package, PlanError> {
+    let with_bins: Vec<&Package> = members
+        .iter()
+        .copied()
+        .filter(|p| bin_names(p).next().is_some())
+        .collect();
     if let Some(bin) = bin {
         return with_bins
             .into_iter()
             .find(|p| bin_names(p).any(|b| b == bin))
-            .ok_or_else(|| PlanError::BinNotInWorkspace { bin: bin.to_owned() });
+            .ok_or_else(|| PlanError::BinNotInWorkspace {
+                bin: bin.to_owned(),
+            });
     }
     match with_bins.as_slice() {
-        [] => Err(PlanError::NoBins { package: "(workspace)".into() }),
+        [] => Err(PlanError::NoBins {
+            package: "(workspace)".into(),
+        }),
         [only] => Ok(only),
-        _ => Err(PlanError::SeveralPackages { available: list(with_bins.iter().map(|p| p.name.as_str())) }),
+        _ => Err(PlanError::SeveralPackages {
+            available: list(with_bins.iter().map(|p| p.name.as_str())),
+        }),
     }
 }
 
 fn bin_names(package: &Package) -> impl Iterator<Item = &str> {
-    package.targets.iter().filter(|t| t.kind.contains(&TargetKind::Bin)).map(|t| t.name.as_str())
+    package
+        .targets
+        .iter()
+        .filter(|t| t.kind.contains(&TargetKind::Bin))
+        .map(|t| t.name.as_str())
 }
 
 fn list<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
@@ -241,14 +295,20 @@ fn dedup(platforms: &[Platform]) -> Vec<Platform> {
 /// Whether `package` depends, at any depth, on a crate that drives a C compiler.
 fn compiles_c(metadata: &Metadata, package: &Package) -> bool {
     const C_BUILDERS: [&str; 2] = ["cc", "cmake"];
-    let Some(resolve) = &metadata.resolve else { return false };
+    let Some(resolve) = &metadata.resolve else {
+        return false;
+    };
     let mut seen = std::collections::HashSet::new();
     let mut stack = vec![&package.id];
     while let Some(id) = stack.pop() {
         if !seen.insert(id) {
             continue;
         }
-        if metadata.packages.iter().any(|p| &p.id == id && C_BUILDERS.contains(&p.name.as_str())) {
+        if metadata
+            .packages
+            .iter()
+            .any(|p| &p.id == id && C_BUILDERS.contains(&p.name.as_str()))
+        {
             return true;
         }
         if let Some(node) = resolve.nodes.iter().find(|n| &n.id == id) {
@@ -261,9 +321,14 @@ fn compiles_c(metadata: &Metadata, package: &Package) -> bool {
 /// `SOURCE_DATE_EPOCH` if set, else the last commit's time, else 0: never the clock.
 fn source_date_epoch(workspace: &Path) -> Result<i64, PlanError> {
     if let Ok(value) = std::env::var(env::SOURCE_DATE_EPOCH) {
-        return value.trim().parse().map_err(|_| PlanError::SourceDateEpoch { value });
+        return value
+            .trim()
+            .parse()
+            .map_err(|_| PlanError::SourceDateEpoch { value });
     }
-    Ok(git(workspace, &["log", "-1", "--format=%ct"]).and_then(|s| s.parse().ok()).unwrap_or(0))
+    Ok(git(workspace, &["log", "-1", "--format=%ct"])
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0))
 }
 
 fn git(dir: &Path, args: &[&str]) -> Option<String> {
@@ -271,7 +336,10 @@ fn git(dir: &Path, args: &[&str]) -> Option<String> {
     Some(out.trim().to_owned()).filter(|s| !s.is_empty())
 }
 
-pub(crate) fn display<T: std::fmt::Display, S: serde::Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn display<T: std::fmt::Display, S: serde::Serializer>(
+    v: &T,
+    s: S,
+) -> Result<S::Ok, S::Error> {
     s.collect_str(v)
 }
 

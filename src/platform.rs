@@ -23,11 +23,19 @@ pub enum PlatformError {
 
 impl Platform {
     pub fn linux_amd64() -> Self {
-        Platform { os: "linux".into(), architecture: "amd64".into(), variant: None }
+        Platform {
+            os: "linux".into(),
+            architecture: "amd64".into(),
+            variant: None,
+        }
     }
 
     pub fn linux_arm64() -> Self {
-        Platform { os: "linux".into(), architecture: "arm64".into(), variant: Some("v8".into()) }
+        Platform {
+            os: "linux".into(),
+            architecture: "arm64".into(),
+            variant: Some("v8".into()),
+        }
     }
 
     /// The platform matching the machine stevedore runs on.
@@ -54,7 +62,9 @@ impl Platform {
             ("arm64", None) => Some("v8".to_owned()),
             (_, v) => v.map(str::to_owned),
         };
-        self.os == os && self.architecture == architecture && normalise(variant) == normalise(self.variant.as_deref())
+        self.os == os
+            && self.architecture == architecture
+            && normalise(variant) == normalise(self.variant.as_deref())
     }
 
     pub fn to_oci(&self) -> oci_spec::image::Platform {
@@ -92,17 +102,38 @@ impl fmt::Display for Platform {
     }
 }
 
+impl serde::Serialize for Platform {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn parses_supported_and_rejects_others() {
-        assert_eq!("linux/amd64".parse::<Platform>().unwrap(), Platform::linux_amd64());
-        assert_eq!("linux/arm64/v8".parse::<Platform>().unwrap(), Platform::linux_arm64());
-        assert!(matches!("linux/s390x".parse::<Platform>(), Err(PlatformError::Unsupported(_))));
-        assert!(matches!("amd64".parse::<Platform>(), Err(PlatformError::Syntax(_))));
-        assert_eq!(Platform::linux_arm64().rust_target(), "aarch64-unknown-linux-musl");
+        assert_eq!(
+            "linux/amd64".parse::<Platform>().unwrap(),
+            Platform::linux_amd64()
+        );
+        assert_eq!(
+            "linux/arm64/v8".parse::<Platform>().unwrap(),
+            Platform::linux_arm64()
+        );
+        assert!(matches!(
+            "linux/s390x".parse::<Platform>(),
+            Err(PlatformError::Unsupported(_))
+        ));
+        assert!(matches!(
+            "amd64".parse::<Platform>(),
+            Err(PlatformError::Syntax(_))
+        ));
+        assert_eq!(
+            Platform::linux_arm64().rust_target(),
+            "aarch64-unknown-linux-musl"
+        );
     }
 
     #[test]
@@ -112,11 +143,5 @@ mod tests {
         assert!(arm.matches("linux", "arm64", Some("v8")));
         assert!(!arm.matches("linux", "arm64", Some("v7")));
         assert!(!Platform::linux_amd64().matches("linux", "arm64", None));
-    }
-}
-
-impl serde::Serialize for Platform {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
     }
 }

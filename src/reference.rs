@@ -64,7 +64,11 @@ impl Reference {
 
     /// The same repository, pinned to `digest` (and without a tag).
     pub fn with_digest(&self, digest: Digest) -> Reference {
-        Reference { tag: None, digest: Some(digest), ..self.clone() }
+        Reference {
+            tag: None,
+            digest: Some(digest),
+            ..self.clone()
+        }
     }
 
     /// The token scope for `actions` on this repository, e.g. `repository:library/alpine:pull`.
@@ -82,11 +86,20 @@ impl FromStr for Reference {
     type Err = ReferenceError;
 
     fn from_str(input: &str) -> Result<Self, Self::Err> {
-        let fail = |problem: &str| ReferenceError { input: input.to_owned(), problem: problem.to_owned() };
-        let (rest, digest) = match input.split_once('@') {
-            Some((rest, d)) => (rest, Some(d.parse::<Digest>().map_err(|_| fail("the digest after `@` is not sha256:<64 lowercase hex>"))?)),
-            None => (input, None),
+        let fail = |problem: &str| ReferenceError {
+            input: input.to_owned(),
+            problem: problem.to_owned(),
         };
+        let (rest, digest) =
+            match input.split_once('@') {
+                Some((rest, d)) => (
+                    rest,
+                    Some(d.parse::<Digest>().map_err(|_| {
+                        fail("the digest after `@` is not sha256:<64 lowercase hex>")
+                    })?),
+                ),
+                None => (input, None),
+            };
         let last_slash = rest.rfind('/').map_or(0, |i| i + 1);
         let (name, tag) = match rest[last_slash..].find(':') {
             Some(i) => (&rest[..last_slash + i], Some(&rest[last_slash + i + 1..])),
@@ -115,13 +128,20 @@ impl FromStr for Reference {
             (None, None) => Some("latest".to_owned()),
             (t, _) => t.map(str::to_owned),
         };
-        Ok(Reference { registry: registry.to_owned(), repository, tag, digest })
+        Ok(Reference {
+            registry: registry.to_owned(),
+            repository,
+            tag,
+            digest,
+        })
     }
 }
 
 fn split_registry(name: &str) -> (&str, &str) {
     match name.split_once('/') {
-        Some((first, rest)) if first.contains(['.', ':']) || first == "localhost" || first.starts_with('[') => {
+        Some((first, rest))
+            if first.contains(['.', ':']) || first == "localhost" || first.starts_with('[') =>
+        {
             (first, rest)
         }
         _ => (DOCKER_HUB, name),
@@ -133,14 +153,17 @@ fn valid_registry(host: &str) -> bool {
         Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => (h, Some(p)),
         _ => (host, None),
     };
-    let port_ok = port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()));
+    let port_ok =
+        port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()));
     let host_ok = if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
         v6.parse::<std::net::Ipv6Addr>().is_ok()
     } else {
         !host.is_empty()
             && host.split('.').all(|label| {
                 !label.is_empty()
-                    && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
                     && !label.starts_with('-')
                     && !label.ends_with('-')
             })
@@ -181,7 +204,8 @@ fn valid_tag(tag: &str) -> bool {
     !b.is_empty()
         && b.len() <= 128
         && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
-        && b.iter().all(|&x| x.is_ascii_alphanumeric() || matches!(x, b'_' | b'.' | b'-'))
+        && b.iter()
+            .all(|&x| x.is_ascii_alphanumeric() || matches!(x, b'_' | b'.' | b'-'))
 }
 
 impl fmt::Display for Reference {
@@ -206,30 +230,73 @@ mod tests {
     #[test]
     fn parses_like_docker() {
         let cases = [
-            ("alpine", "docker.io", "library/alpine", Some("latest"), false),
+            (
+                "alpine",
+                "docker.io",
+                "library/alpine",
+                Some("latest"),
+                false,
+            ),
             ("user/app:1.0", "docker.io", "user/app", Some("1.0"), false),
-            ("gcr.io/distroless/static-debian12:nonroot", "gcr.io", "distroless/static-debian12", Some("nonroot"), false),
+            (
+                "gcr.io/distroless/static-debian12:nonroot",
+                "gcr.io",
+                "distroless/static-debian12",
+                Some("nonroot"),
+                false,
+            ),
             ("localhost/app", "localhost", "app", Some("latest"), false),
-            ("127.0.0.1:5000/a/b/c:v", "127.0.0.1:5000", "a/b/c", Some("v"), false),
+            (
+                "127.0.0.1:5000/a/b/c:v",
+                "127.0.0.1:5000",
+                "a/b/c",
+                Some("v"),
+                false,
+            ),
             ("[::1]:5000/app:x", "[::1]:5000", "app", Some("x"), false),
         ];
         for (input, registry, repository, tag, _) in cases {
             let r: Reference = input.parse().unwrap_or_else(|e| panic!("{input}: {e}"));
-            assert_eq!((r.registry(), r.repository(), r.tag()), (registry, repository, tag), "{input}");
+            assert_eq!(
+                (r.registry(), r.repository(), r.tag()),
+                (registry, repository, tag),
+                "{input}"
+            );
         }
         let pinned: Reference = format!("127.0.0.1:5000/app@{D}").parse().unwrap();
         assert_eq!(pinned.tag(), None);
         assert_eq!(pinned.identifier(), D);
         assert_eq!(pinned.to_string(), format!("127.0.0.1:5000/app@{D}"));
         let both: Reference = format!("app:1@{D}").parse().unwrap();
-        assert_eq!((both.tag(), both.digest().map(Digest::as_str)), (Some("1"), Some(D)));
-        assert_eq!("alpine".parse::<Reference>().unwrap().api_host(), "registry-1.docker.io");
-        assert_eq!("alpine".parse::<Reference>().unwrap().to_string(), "docker.io/library/alpine:latest");
+        assert_eq!(
+            (both.tag(), both.digest().map(Digest::as_str)),
+            (Some("1"), Some(D))
+        );
+        assert_eq!(
+            "alpine".parse::<Reference>().unwrap().api_host(),
+            "registry-1.docker.io"
+        );
+        assert_eq!(
+            "alpine".parse::<Reference>().unwrap().to_string(),
+            "docker.io/library/alpine:latest"
+        );
     }
 
     #[test]
     fn rejects_bad_input() {
-        for bad in ["", "UPPER/case", "app:", "app:-x", "a b", "app@sha256:123", "host:port:x/y", "app//x", "-app", "app/", "example.com:99999999/app"] {
+        for bad in [
+            "",
+            "UPPER/case",
+            "app:",
+            "app:-x",
+            "a b",
+            "app@sha256:123",
+            "host:port:x/y",
+            "app//x",
+            "-app",
+            "app/",
+            "example.com:99999999/app",
+        ] {
             assert!(bad.parse::<Reference>().is_err(), "{bad:?} parsed");
         }
     }

@@ -43,9 +43,9 @@ impl Toolchain {
                 cmd.args(["run", name, "cargo"]);
                 cmd
             }
-            Toolchain::Ambient => {
-                Command::new(std::env::var_os(env::CARGO).unwrap_or_else(|| OsString::from("cargo")))
-            }
+            Toolchain::Ambient => Command::new(
+                std::env::var_os(env::CARGO).unwrap_or_else(|| OsString::from("cargo")),
+            ),
         }
     }
 
@@ -81,7 +81,10 @@ impl Toolchain {
 /// Runs a command and returns its stdout, or an error carrying its stderr.
 pub(crate) fn run_capture(cmd: &mut Command) -> Result<String, ToolchainError> {
     let command = describe(cmd);
-    let out = cmd.output().map_err(|source| ToolchainError::Spawn { command: command.clone(), source })?;
+    let out = cmd.output().map_err(|source| ToolchainError::Spawn {
+        command: command.clone(),
+        source,
+    })?;
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr).trim().to_owned();
         return Err(ToolchainError::Failed { command, stderr });

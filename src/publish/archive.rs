@@ -22,12 +22,24 @@ struct ManifestEntry {
 }
 
 /// Writes `built` (one platform) as a tarball at `file`, tagged with `tags`.
-pub fn write_archive(file: &Path, built: &Built, tags: &[Reference], store: &BlobStore) -> Result<(), PublishError> {
+pub fn write_archive(
+    file: &Path,
+    built: &Built,
+    tags: &[Reference],
+    store: &BlobStore,
+) -> Result<(), PublishError> {
     let image = match built.images.as_slice() {
         [only] => only,
         images => {
-            let platforms = images.iter().map(|i| i.platform.to_string()).collect::<Vec<_>>().join(", ");
-            return Err(PublishError::ArchiveMultiPlatform { count: images.len(), platforms });
+            let platforms = images
+                .iter()
+                .map(|i| i.platform.to_string())
+                .collect::<Vec<_>>()
+                .join(", ");
+            return Err(PublishError::ArchiveMultiPlatform {
+                count: images.len(),
+                platforms,
+            });
         }
     };
     let tmp = tempfile::Builder::new()
@@ -36,13 +48,21 @@ pub fn write_archive(file: &Path, built: &Built, tags: &[Reference], store: &Blo
         .map_err(io_err(file))?;
     let mut tar = tar::Builder::new(BufWriter::new(tmp));
     let mtime = 0;
-    append(&mut tar, "oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#, mtime).map_err(io_err(file))?;
+    append(
+        &mut tar,
+        "oci-layout",
+        br#"{"imageLayoutVersion":"1.0.0"}"#,
+        mtime,
+    )
+    .map_err(io_err(file))?;
     for (digest, size) in image_blobs(image) {
         append_blob(&mut tar, store, &digest, size, mtime).map_err(io_err(file))?;
     }
     let mut index_entry = image.manifest.clone();
     index_entry.set_annotations(tags.first().map(|t| {
-        [("io.containerd.image.name".to_owned(), t.to_string())].into_iter().collect()
+        [("io.containerd.image.name".to_owned(), t.to_string())]
+            .into_iter()
+            .collect()
     }));
     let index = serde_json::json!({
         "schemaVersion": 2,
@@ -53,7 +73,11 @@ pub fn write_archive(file: &Path, built: &Built, tags: &[Reference], store: &Blo
     let entry = ManifestEntry {
         config: blob_path(&Digest::try_from(image.config.digest()).expect("sha256 config")),
         repo_tags: tags.iter().map(ToString::to_string).collect(),
-        layers: image.layers.iter().map(|l| blob_path(&Digest::try_from(l.digest()).expect("sha256 layer"))).collect(),
+        layers: image
+            .layers
+            .iter()
+            .map(|l| blob_path(&Digest::try_from(l.digest()).expect("sha256 layer")))
+            .collect(),
     };
     append(&mut tar, "manifest.json", &canonical_json(&[entry]), mtime).map_err(io_err(file))?;
     let tmp = tar
@@ -63,7 +87,8 @@ pub fn write_archive(file: &Path, built: &Built, tags: &[Reference], store: &Blo
     tmp.as_file().sync_data().map_err(io_err(file))?;
     {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644)).map_err(io_err(file))?;
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644))
+            .map_err(io_err(file))?;
     }
     tmp.persist(file).map_err(|e| io_err(file)(e.error))?;
     Ok(())
@@ -73,7 +98,12 @@ fn blob_path(digest: &Digest) -> String {
     format!("blobs/sha256/{}", digest.hex())
 }
 
-fn append<W: Write>(tar: &mut tar::Builder<W>, path: &str, bytes: &[u8], mtime: u64) -> io::Result<()> {
+fn append<W: Write>(
+    tar: &mut tar::Builder<W>,
+    path: &str,
+    bytes: &[u8],
+    mtime: u64,
+) -> io::Result<()> {
     let mut header = header(bytes.len() as u64, mtime);
     tar.append_data(&mut header, path, bytes)
 }

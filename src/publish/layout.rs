@@ -20,11 +20,20 @@ const CONTAINERD_NAME: &str = "io.containerd.image.name";
 
 /// Writes `built` into the layout at `dir`, creating it, or adding to an existing layout
 /// (entries with the same tag are replaced).
-pub fn write_layout(dir: &Path, built: &Built, tags: &[Reference], store: &BlobStore) -> Result<(), PublishError> {
+pub fn write_layout(
+    dir: &Path,
+    built: &Built,
+    tags: &[Reference],
+    store: &BlobStore,
+) -> Result<(), PublishError> {
     if dir.exists() {
-        let is_empty_dir = fs::read_dir(dir).map(|mut d| d.next().is_none()).unwrap_or(false);
+        let is_empty_dir = fs::read_dir(dir)
+            .map(|mut d| d.next().is_none())
+            .unwrap_or(false);
         if !dir.join("oci-layout").is_file() && !is_empty_dir {
-            return Err(PublishError::NotALayout { path: dir.to_path_buf() });
+            return Err(PublishError::NotALayout {
+                path: dir.to_path_buf(),
+            });
         }
         return fill(dir, built, tags, store);
     }
@@ -41,7 +50,12 @@ pub fn write_layout(dir: &Path, built: &Built, tags: &[Reference], store: &BlobS
     Ok(())
 }
 
-fn fill(dir: &Path, built: &Built, tags: &[Reference], store: &BlobStore) -> Result<(), PublishError> {
+fn fill(
+    dir: &Path,
+    built: &Built,
+    tags: &[Reference],
+    store: &BlobStore,
+) -> Result<(), PublishError> {
     let blobs = dir.join("blobs").join("sha256");
     fs::create_dir_all(&blobs).map_err(io_err(&blobs))?;
     for image in &built.images {
@@ -51,7 +65,8 @@ fn fill(dir: &Path, built: &Built, tags: &[Reference], store: &BlobStore) -> Res
     }
     let top = top_descriptor(built);
     if built.images.len() > 1 {
-        let digest = Digest::try_from(built.index.digest()).expect("stored index has a sha256 digest");
+        let digest =
+            Digest::try_from(built.index.digest()).expect("stored index has a sha256 digest");
         copy_blob(store, &digest, built.index.size(), &blobs)?;
     }
     write_atomic(&dir.join("oci-layout"), OCI_LAYOUT)?;
@@ -68,11 +83,19 @@ fn top_descriptor(built: &Built) -> Descriptor {
     }
 }
 
-fn merged_index(dir: &Path, top: &Descriptor, tags: &[Reference]) -> Result<ImageIndex, PublishError> {
+fn merged_index(
+    dir: &Path,
+    top: &Descriptor,
+    tags: &[Reference],
+) -> Result<ImageIndex, PublishError> {
     let path = dir.join("index.json");
     let mut index = match fs::read(&path) {
-        Ok(bytes) => serde_json::from_slice::<ImageIndex>(&bytes)
-            .map_err(|source| PublishError::BadIndex { path: path.clone(), source })?,
+        Ok(bytes) => serde_json::from_slice::<ImageIndex>(&bytes).map_err(|source| {
+            PublishError::BadIndex {
+                path: path.clone(),
+                source,
+            }
+        })?,
         Err(e) if e.kind() == io::ErrorKind::NotFound => empty_index(),
         Err(e) => return Err(io_err(&path)(e)),
     };
@@ -80,10 +103,18 @@ fn merged_index(dir: &Path, top: &Descriptor, tags: &[Reference]) -> Result<Imag
     let mut manifests: Vec<Descriptor> = index
         .manifests()
         .iter()
-        .filter(|d| !d.annotations().as_ref().and_then(|a| a.get(REF_NAME)).is_some_and(|n| names.contains(n)))
+        .filter(|d| {
+            !d.annotations()
+                .as_ref()
+                .and_then(|a| a.get(REF_NAME))
+                .is_some_and(|n| names.contains(n))
+        })
         .cloned()
         .collect();
-    for (name, tag) in names.iter().zip(tags.iter().map(Some).chain(std::iter::repeat(None))) {
+    for (name, tag) in names
+        .iter()
+        .zip(tags.iter().map(Some).chain(std::iter::repeat(None)))
+    {
         let mut entry = top.clone();
         let mut annotations = HashMap::from([(REF_NAME.to_owned(), name.clone())]);
         if let Some(tag) = tag {
@@ -98,7 +129,10 @@ fn merged_index(dir: &Path, top: &Descriptor, tags: &[Reference]) -> Result<Imag
 
 /// The layout names for the tags: their tag part (what `skopeo … oci:DIR:NAME` takes).
 fn ref_names(tags: &[Reference]) -> Vec<String> {
-    let mut names: Vec<String> = tags.iter().map(|t| t.tag().unwrap_or("latest").to_owned()).collect();
+    let mut names: Vec<String> = tags
+        .iter()
+        .map(|t| t.tag().unwrap_or("latest").to_owned())
+        .collect();
     if names.is_empty() {
         names.push("latest".to_owned());
     }
@@ -116,7 +150,12 @@ fn empty_index() -> ImageIndex {
 
 /// Puts a blob from the store into `blobs`, by hard link when possible. A blob already there
 /// is kept only if its size is right, so a stray partial file is never trusted.
-pub(super) fn copy_blob(store: &BlobStore, digest: &Digest, size: u64, blobs: &Path) -> Result<(), PublishError> {
+pub(super) fn copy_blob(
+    store: &BlobStore,
+    digest: &Digest,
+    size: u64,
+    blobs: &Path,
+) -> Result<(), PublishError> {
     let dest = blobs.join(digest.hex());
     if fs::metadata(&dest).is_ok_and(|m| m.len() == size) {
         return Ok(());

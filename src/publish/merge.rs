@@ -20,11 +20,24 @@ const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+j
 #[derive(Debug, thiserror::Error)]
 pub enum MergeError {
     #[error("{source_ref} is on {source_registry}, but the index goes to {target_registry}: index create links images within one registry")]
-    OtherRegistry { source_ref: String, source_registry: String, target_registry: String },
+    OtherRegistry {
+        source_ref: String,
+        source_registry: String,
+        target_registry: String,
+    },
     #[error("{reference} is a `{media_type}`, not a single-platform image manifest")]
-    NotAnImage { reference: String, media_type: String },
-    #[error("{reference} and {other} are both {platform} images: an index holds one image per platform")]
-    SamePlatform { reference: String, other: String, platform: String },
+    NotAnImage {
+        reference: String,
+        media_type: String,
+    },
+    #[error(
+        "{reference} and {other} are both {platform} images: an index holds one image per platform"
+    )]
+    SamePlatform {
+        reference: String,
+        other: String,
+        platform: String,
+    },
     #[error("{what} of {reference} cannot be read")]
     Json {
         what: &'static str,
@@ -35,10 +48,18 @@ pub enum MergeError {
 }
 
 /// Builds the index over `sources` and pushes it as `target`; returns `REPO@DIGEST`.
-pub fn create_index(target: &Reference, sources: &[Reference], registry: &Registry, store: &BlobStore) -> Result<Reference, PublishError> {
+pub fn create_index(
+    target: &Reference,
+    sources: &[Reference],
+    registry: &Registry,
+    store: &BlobStore,
+) -> Result<Reference, PublishError> {
     let fail = |reference: &Reference| {
         let name = reference.name();
-        move |source: RegistryError| PublishError::Registry { reference: name, source }
+        move |source: RegistryError| PublishError::Registry {
+            reference: name,
+            source,
+        }
     };
     let mut entries: Vec<(Descriptor, BTreeMap<String, String>, Platform, &Reference)> = Vec::new();
     for source in sources {
@@ -52,41 +73,87 @@ pub fn create_index(target: &Reference, sources: &[Reference], registry: &Regist
         }
         let (digest, media_type, bytes) = registry.fetch_manifest(source).map_err(fail(source))?;
         if media_type != OCI_MANIFEST && media_type != DOCKER_MANIFEST {
-            return Err(MergeError::NotAnImage { reference: source.to_string(), media_type }.into());
+            return Err(MergeError::NotAnImage {
+                reference: source.to_string(),
+                media_type,
+            }
+            .into());
         }
         let manifest: ImageManifest = parse(&bytes, "manifest", source)?;
         let platform = platform_of(&manifest, source, registry, store)?;
         if let Some((_, _, _, other)) = entries.iter().find(|(_, _, p, _)| p == &platform) {
-            return Err(MergeError::SamePlatform { reference: source.to_string(), other: other.to_string(), platform: platform.to_string() }.into());
+            return Err(MergeError::SamePlatform {
+                reference: source.to_string(),
+                other: other.to_string(),
+                platform: platform.to_string(),
+            }
+            .into());
         }
-        link_into(target, source, &manifest, &digest, &media_type, &bytes, registry).map_err(fail(target))?;
-        let mut desc = Descriptor::new(MediaType::from(media_type.as_str()), bytes.len() as u64, digest.to_oci());
+        link_into(
+            target,
+            source,
+            &manifest,
+            &digest,
+            &media_type,
+            &bytes,
+            registry,
+        )
+        .map_err(fail(target))?;
+        let mut desc = Descriptor::new(
+            MediaType::from(media_type.as_str()),
+            bytes.len() as u64,
+            digest.to_oci(),
+        );
         desc.set_platform(Some(platform.to_oci()));
-        let annotations = manifest.annotations().clone().unwrap_or_default().into_iter().collect();
+        let annotations = manifest
+            .annotations()
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
         entries.push((desc, annotations, platform, source));
     }
     let annotations: Vec<BTreeMap<String, String>> = entries.iter().map(|e| e.1.clone()).collect();
     let bytes = index_document(entries.into_iter().map(|e| e.0).collect(), &annotations);
-    let identifier = target.tag().map(str::to_owned).unwrap_or_else(|| Digest::of(&bytes).to_string());
-    registry.put_manifest(target, &identifier, OCI_INDEX, &bytes).map_err(fail(target))?;
+    let identifier = target
+        .tag()
+        .map(str::to_owned)
+        .unwrap_or_else(|| Digest::of(&bytes).to_string());
+    registry
+        .put_manifest(target, &identifier, OCI_INDEX, &bytes)
+        .map_err(fail(target))?;
     Ok(target.with_digest(Digest::of(&bytes)))
 }
 
 /// The platform an image was built for, from its config (a small blob).
-fn platform_of(manifest: &ImageManifest, source: &Reference, registry: &Registry, store: &BlobStore) -> Result<Platform, PublishError> {
+fn platform_of(
+    manifest: &ImageManifest,
+    source: &Reference,
+    registry: &Registry,
+    store: &BlobStore,
+) -> Result<Platform, PublishError> {
     let config_desc = manifest.config();
-    let digest = Digest::try_from(config_desc.digest())
-        .map_err(|_| MergeError::NotAnImage { reference: source.to_string(), media_type: "a non-sha256 config".into() })?;
+    let digest = Digest::try_from(config_desc.digest()).map_err(|_| MergeError::NotAnImage {
+        reference: source.to_string(),
+        media_type: "a non-sha256 config".into(),
+    })?;
     registry
         .fetch_blob(source, &digest, config_desc.size(), store)
-        .map_err(|e| PublishError::Registry { reference: source.name(), source: e })?;
+        .map_err(|e| PublishError::Registry {
+            reference: source.name(),
+            source: e,
+        })?;
     let config: ImageConfiguration = parse(&store.read_small(&digest)?, "config", source)?;
     let architecture = config.architecture().to_string();
     let variant = match (architecture.as_str(), config.variant()) {
         ("arm64", None) => Some("v8".to_owned()),
         (_, v) => v.clone(),
     };
-    Ok(Platform { os: config.os().to_string(), architecture, variant })
+    Ok(Platform {
+        os: config.os().to_string(),
+        architecture,
+        variant,
+    })
 }
 
 /// Makes the image present in the target repository: blobs mounted, manifest put by digest.
@@ -101,13 +168,20 @@ fn link_into(
 ) -> Result<(), RegistryError> {
     if source.repository() != target.repository() {
         for desc in std::iter::once(manifest.config()).chain(manifest.layers()) {
-            let Ok(blob) = Digest::try_from(desc.digest()) else { continue };
-            if !registry.blob_exists(target, &blob)? && !registry.mount_blob(target, &blob, source)? {
+            let Ok(blob) = Digest::try_from(desc.digest()) else {
+                continue;
+            };
+            if !registry.blob_exists(target, &blob)?
+                && !registry.mount_blob(target, &blob, source)?
+            {
                 return Err(RegistryError::Status {
                     method: "POST".into(),
                     url: target.name(),
                     status: 202,
-                    detail: format!(" (the registry would not mount {blob} from {})", source.name()),
+                    detail: format!(
+                        " (the registry would not mount {blob} from {})",
+                        source.name()
+                    ),
                     hint: String::new(),
                 });
             }
@@ -116,6 +190,14 @@ fn link_into(
     registry.put_manifest(target, digest.as_str(), media_type, bytes)
 }
 
-fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &'static str, reference: &Reference) -> Result<T, MergeError> {
-    serde_json::from_slice(bytes).map_err(|source| MergeError::Json { what, reference: reference.to_string(), source })
+fn parse<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    what: &'static str,
+    reference: &Reference,
+) -> Result<T, MergeError> {
+    serde_json::from_slice(bytes).map_err(|source| MergeError::Json {
+        what,
+        reference: reference.to_string(),
+        source,
+    })
 }

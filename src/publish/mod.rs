@@ -99,7 +99,12 @@ pub enum PublishError {
 }
 
 /// Writes `built` to `output`, naming it with `tags`.
-pub fn publish(built: &Built, output: &Output, tags: &[Reference], store: &BlobStore) -> Result<(), PublishError> {
+pub fn publish(
+    built: &Built,
+    output: &Output,
+    tags: &[Reference],
+    store: &BlobStore,
+) -> Result<(), PublishError> {
     match output {
         Output::OciLayout(dir) => write_layout(dir, built, tags, store),
         Output::DockerArchive(file) => write_archive(file, built, tags, store),
@@ -111,11 +116,19 @@ fn image_blobs(image: &crate::assemble::Image) -> impl Iterator<Item = (Digest, 
     std::iter::once(&image.manifest)
         .chain(std::iter::once(&image.config))
         .chain(image.layers.iter())
-        .map(|d| (Digest::try_from(d.digest()).expect("stored blobs have sha256 digests"), d.size()))
+        .map(|d| {
+            (
+                Digest::try_from(d.digest()).expect("stored blobs have sha256 digests"),
+                d.size(),
+            )
+        })
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> PublishError + '_ {
-    move |source| PublishError::Io { path: path.to_path_buf(), source }
+    move |source| PublishError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// The directory `path` will be created in, made to exist.

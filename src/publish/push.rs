@@ -44,31 +44,65 @@ pub fn push(
         [only] => only.manifest.clone(),
         _ => built.index.clone(),
     };
-    let top_digest = Digest::try_from(top.digest()).expect("assembled descriptors have sha256 digests");
+    let top_digest =
+        Digest::try_from(top.digest()).expect("assembled descriptors have sha256 digests");
     for repo in repos {
         push_blobs(built, repo, store, registry, base, &mut report)?;
         for image in &built.images {
-            put(registry, store, repo, &image.manifest_digest().to_string(), &image.manifest_digest(), &image.manifest.media_type().to_string())?;
+            put(
+                registry,
+                store,
+                repo,
+                &image.manifest_digest().to_string(),
+                &image.manifest_digest(),
+                image.manifest.media_type().as_ref(),
+            )?;
         }
         for tag in tags.iter().filter(|t| t.name() == repo.name()) {
-            let identifier = tag.tag().map(str::to_owned).unwrap_or_else(|| top_digest.to_string());
-            put(registry, store, tag, &identifier, &top_digest, &top.media_type().to_string())?;
+            let identifier = tag
+                .tag()
+                .map(str::to_owned)
+                .unwrap_or_else(|| top_digest.to_string());
+            put(
+                registry,
+                store,
+                tag,
+                &identifier,
+                &top_digest,
+                top.media_type().as_ref(),
+            )?;
         }
         report.pushed.push(repo.with_digest(top_digest.clone()));
     }
     Ok(report)
 }
 
-fn put(registry: &Registry, store: &BlobStore, repo: &Reference, identifier: &str, digest: &Digest, media_type: &str) -> Result<(), PublishError> {
+fn put(
+    registry: &Registry,
+    store: &BlobStore,
+    repo: &Reference,
+    identifier: &str,
+    digest: &Digest,
+    media_type: &str,
+) -> Result<(), PublishError> {
     let bytes = store.read_small(digest)?;
-    registry.put_manifest(repo, identifier, media_type, &bytes).map_err(|source| PublishError::Registry { reference: repo.name(), source })
+    registry
+        .put_manifest(repo, identifier, media_type, &bytes)
+        .map_err(|source| PublishError::Registry {
+            reference: repo.name(),
+            source,
+        })
 }
 
 /// Config and layer blobs of every image, each once.
 fn blobs(images: &[Image]) -> Vec<(Digest, u64)> {
     let mut out: Vec<(Digest, u64)> = Vec::new();
-    for desc in images.iter().flat_map(|i| std::iter::once(&i.config).chain(&i.layers)) {
-        let digest = Digest::try_from(desc.digest()).expect("assembled descriptors have sha256 digests");
+    for desc in images
+        .iter()
+        .flat_map(|i| std::iter::once(&i.config).chain(&i.layers))
+    {
+        let digest =
+            Digest::try_from(desc.digest()).expect("assembled descriptors have sha256 digests");
         if !out.iter().any(|(d, _)| d == &digest) {
             out.push((digest, desc.size()));
         }
@@ -85,7 +119,8 @@ fn push_blobs(
     report: &mut PushReport,
 ) -> Result<(), PublishError> {
     let blobs = blobs(&built.images);
-    let mount_from = base.filter(|b| b.registry() == repo.registry() && b.repository() != repo.repository());
+    let mount_from =
+        base.filter(|b| b.registry() == repo.registry() && b.repository() != repo.repository());
     let next = AtomicUsize::new(0);
     let outcome = Mutex::new(Vec::new());
     std::thread::scope(|s| {
@@ -104,7 +139,10 @@ fn push_blobs(
         }
     });
     for result in outcome.into_inner().expect("outcome lock") {
-        match result.map_err(|source| PublishError::Registry { reference: repo.name(), source })? {
+        match result.map_err(|source| PublishError::Registry {
+            reference: repo.name(),
+            source,
+        })? {
             Sent::Existing => report.existing += 1,
             Sent::Mounted => report.mounted += 1,
             Sent::Uploaded => report.uploaded += 1,

@@ -25,14 +25,20 @@ pub struct Credential {
 
 impl fmt::Debug for Credential {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Credential").field("username", &self.username).field("secret", &"<redacted>").finish()
+        f.debug_struct("Credential")
+            .field("username", &self.username)
+            .field("secret", &"<redacted>")
+            .finish()
     }
 }
 
 impl Credential {
     pub(crate) fn basic_header(&self) -> String {
         let raw = format!("{}:{}", self.username, self.secret);
-        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(raw))
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(raw)
+        )
     }
 }
 
@@ -75,8 +81,17 @@ impl Keychain {
             .map(PathBuf::from)
             .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docker")))
             .map(|dir| dir.join("config.json"));
-        let env_registries = var(env::REGISTRY).map(|list| list.split(',').map(|r| r.trim().to_owned()).filter(|r| !r.is_empty()).collect());
-        Keychain { env_override, env_registries, docker_config }
+        let env_registries = var(env::REGISTRY).map(|list| {
+            list.split(',')
+                .map(|r| r.trim().to_owned())
+                .filter(|r| !r.is_empty())
+                .collect()
+        });
+        Keychain {
+            env_override,
+            env_registries,
+            docker_config,
+        }
     }
 
     /// Offers the environment's credential only to `registries`, unless `STEVEDORE_REGISTRY`
@@ -90,14 +105,24 @@ impl Keychain {
     /// The credential for `registry` (as written in references, e.g. `ghcr.io`, `docker.io`).
     pub fn resolve(&self, registry: &str) -> Result<Option<Credential>, RegistryError> {
         if let Some(cred) = &self.env_override {
-            if self.env_registries.as_ref().is_none_or(|r| r.iter().any(|r| r == registry)) {
+            if self
+                .env_registries
+                .as_ref()
+                .is_none_or(|r| r.iter().any(|r| r == registry))
+            {
                 return Ok(Some(cred.clone()));
             }
         }
-        let Some(path) = &self.docker_config else { return Ok(None) };
+        let Some(path) = &self.docker_config else {
+            return Ok(None);
+        };
         let config: DockerConfig = match std::fs::read(path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|source| RegistryError::DockerConfig { path: path.clone(), source })?,
+            Ok(bytes) => {
+                serde_json::from_slice(&bytes).map_err(|source| RegistryError::DockerConfig {
+                    path: path.clone(),
+                    source,
+                })?
+            }
             Err(_) => return Ok(None),
         };
         let keys = config_keys(registry);
@@ -119,26 +144,51 @@ impl Keychain {
 /// The keys docker writes for a registry in config.json.
 fn config_keys(registry: &str) -> Vec<String> {
     if registry == "docker.io" {
-        return vec!["https://index.docker.io/v1/".into(), "index.docker.io".into(), "docker.io".into(), "registry-1.docker.io".into()];
+        return vec![
+            "https://index.docker.io/v1/".into(),
+            "index.docker.io".into(),
+            "docker.io".into(),
+            "registry-1.docker.io".into(),
+        ];
     }
-    vec![registry.to_owned(), format!("https://{registry}"), format!("http://{registry}"), format!("https://{registry}/v1/")]
+    vec![
+        registry.to_owned(),
+        format!("https://{registry}"),
+        format!("http://{registry}"),
+        format!("https://{registry}/v1/"),
+    ]
 }
 
 fn entry_credential(entry: &AuthEntry) -> Option<Credential> {
     if let Some(token) = &entry.identitytoken {
-        return Some(Credential { username: "<token>".into(), secret: token.clone() });
+        return Some(Credential {
+            username: "<token>".into(),
+            secret: token.clone(),
+        });
     }
     if let (Some(username), Some(password)) = (&entry.username, &entry.password) {
-        return Some(Credential { username: username.clone(), secret: password.clone() });
+        return Some(Credential {
+            username: username.clone(),
+            secret: password.clone(),
+        });
     }
-    let decoded = base64::engine::general_purpose::STANDARD.decode(entry.auth.as_deref()?.trim()).ok()?;
-    let (username, secret) = String::from_utf8(decoded).ok()?.split_once(':').map(|(u, s)| (u.to_owned(), s.to_owned()))?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(entry.auth.as_deref()?.trim())
+        .ok()?;
+    let (username, secret) = String::from_utf8(decoded)
+        .ok()?
+        .split_once(':')
+        .map(|(u, s)| (u.to_owned(), s.to_owned()))?;
     Some(Credential { username, secret })
 }
 
 /// Asks `docker-credential-HELPER get` for the registry's credential.
 fn run_helper(helper: &str, registry: &str) -> Result<Option<Credential>, RegistryError> {
-    let fail = |message: String| RegistryError::CredentialHelper { helper: helper.into(), registry: registry.into(), message };
+    let fail = |message: String| RegistryError::CredentialHelper {
+        helper: helper.into(),
+        registry: registry.into(),
+        message,
+    };
     let program = format!("docker-credential-{helper}");
     let mut child = Command::new(&program)
         .arg("get")
@@ -147,9 +197,15 @@ fn run_helper(helper: &str, registry: &str) -> Result<Option<Credential>, Regist
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| fail(format!("cannot run {program}: {e}")))?;
-    let server = if registry == "docker.io" { "https://index.docker.io/v1/" } else { registry };
+    let server = if registry == "docker.io" {
+        "https://index.docker.io/v1/"
+    } else {
+        registry
+    };
     if let Some(mut stdin) = child.stdin.take() {
-        stdin.write_all(server.as_bytes()).map_err(|e| fail(e.to_string()))?;
+        stdin
+            .write_all(server.as_bytes())
+            .map_err(|e| fail(e.to_string()))?;
     }
     let out = child.wait_with_output().map_err(|e| fail(e.to_string()))?;
     if !out.status.success() {
@@ -158,7 +214,11 @@ fn run_helper(helper: &str, registry: &str) -> Result<Option<Credential>, Regist
         if said.contains("credentials not found") {
             return Ok(None);
         }
-        return Err(fail(format!("{} {}", out.status, String::from_utf8_lossy(&out.stderr).trim())));
+        return Err(fail(format!(
+            "{} {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
     }
     #[derive(Deserialize)]
     #[serde(rename_all = "PascalCase")]
@@ -166,15 +226,23 @@ fn run_helper(helper: &str, registry: &str) -> Result<Option<Credential>, Regist
         username: String,
         secret: String,
     }
-    let parsed: HelperOutput = serde_json::from_slice(&out.stdout).map_err(|e| fail(format!("unreadable output: {e}")))?;
-    Ok(Some(Credential { username: parsed.username, secret: parsed.secret }))
+    let parsed: HelperOutput =
+        serde_json::from_slice(&out.stdout).map_err(|e| fail(format!("unreadable output: {e}")))?;
+    Ok(Some(Credential {
+        username: parsed.username,
+        secret: parsed.secret,
+    }))
 }
 
 /// A parsed `WWW-Authenticate` header.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Challenge {
     Basic,
-    Bearer { realm: String, service: Option<String>, scope: Option<String> },
+    Bearer {
+        realm: String,
+        service: Option<String>,
+        scope: Option<String>,
+    },
 }
 
 impl Challenge {
@@ -200,7 +268,11 @@ fn parse_params(s: &str) -> HashMap<String, String> {
     let mut out = HashMap::new();
     let mut rest = s.trim();
     while let Some(eq) = rest.find('=') {
-        let key = rest[..eq].trim().trim_start_matches(',').trim().to_ascii_lowercase();
+        let key = rest[..eq]
+            .trim()
+            .trim_start_matches(',')
+            .trim()
+            .to_ascii_lowercase();
         rest = &rest[eq + 1..];
         let value;
         if let Some(quoted) = rest.strip_prefix('"') {
@@ -224,8 +296,13 @@ mod tests {
 
     #[test]
     fn parses_challenges() {
-        assert_eq!(Challenge::parse(r#"Basic realm="tb-realm""#), Some(Challenge::Basic));
-        let c = Challenge::parse(r#"Bearer realm="https://auth.example/token",service="registry.example",scope="repository:a/b:pull,push""#);
+        assert_eq!(
+            Challenge::parse(r#"Basic realm="tb-realm""#),
+            Some(Challenge::Basic)
+        );
+        let c = Challenge::parse(
+            r#"Bearer realm="https://auth.example/token",service="registry.example",scope="repository:a/b:pull,push""#,
+        );
         assert_eq!(
             c,
             Some(Challenge::Bearer {
@@ -234,12 +311,19 @@ mod tests {
                 scope: Some("repository:a/b:pull,push".into()),
             })
         );
-        assert_eq!(Challenge::parse("Bearer service=x"), None, "a bearer challenge needs a realm");
+        assert_eq!(
+            Challenge::parse("Bearer service=x"),
+            None,
+            "a bearer challenge needs a realm"
+        );
     }
 
     #[test]
     fn debug_redacts_the_secret() {
-        let c = Credential { username: "u".into(), secret: "hunter2".into() };
+        let c = Credential {
+            username: "u".into(),
+            secret: "hunter2".into(),
+        };
         assert!(!format!("{c:?}").contains("hunter2"));
     }
 
@@ -249,15 +333,40 @@ mod tests {
         let path = dir.path().join("config.json");
         let auth = base64::engine::general_purpose::STANDARD.encode("alice:s3cret");
         std::fs::write(&path, format!(r#"{{"auths":{{"https://index.docker.io/v1/":{{"auth":"{auth}"}},"127.0.0.1:5000":{{"username":"bob","password":"pw"}}}}}}"#)).unwrap();
-        let mut keychain = Keychain { env_override: None, env_registries: None, docker_config: Some(path) };
+        let mut keychain = Keychain {
+            env_override: None,
+            env_registries: None,
+            docker_config: Some(path),
+        };
         let hub = keychain.resolve("docker.io").unwrap().unwrap();
-        assert_eq!((hub.username.as_str(), hub.secret.as_str()), ("alice", "s3cret"));
-        assert_eq!(keychain.resolve("127.0.0.1:5000").unwrap().unwrap().username, "bob");
+        assert_eq!(
+            (hub.username.as_str(), hub.secret.as_str()),
+            ("alice", "s3cret")
+        );
+        assert_eq!(
+            keychain
+                .resolve("127.0.0.1:5000")
+                .unwrap()
+                .unwrap()
+                .username,
+            "bob"
+        );
         assert_eq!(keychain.resolve("ghcr.io").unwrap(), None);
 
-        keychain.env_override = Some(Credential { username: "ci".into(), secret: "token".into() });
+        keychain.env_override = Some(Credential {
+            username: "ci".into(),
+            secret: "token".into(),
+        });
         keychain.limit_env_credential_to(["ghcr.io".to_owned()]);
         assert_eq!(keychain.resolve("ghcr.io").unwrap().unwrap().username, "ci");
-        assert_eq!(keychain.resolve("127.0.0.1:5000").unwrap().unwrap().username, "bob", "not sent elsewhere");
+        assert_eq!(
+            keychain
+                .resolve("127.0.0.1:5000")
+                .unwrap()
+                .unwrap()
+                .username,
+            "bob",
+            "not sent elsewhere"
+        );
     }
 }

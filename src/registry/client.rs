@@ -43,11 +43,20 @@ impl Client {
             .connect_timeout(Duration::from_secs(15))
             .timeout(None::<Duration>);
         for path in &opts.ca_files {
-            let pem = std::fs::read(path).map_err(|e| RegistryError::Ca { path: path.clone(), message: e.to_string() })?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| RegistryError::Ca { path: path.clone(), message: e.to_string() })?;
+            let pem = std::fs::read(path).map_err(|e| RegistryError::Ca {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
+            let certs =
+                reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| RegistryError::Ca {
+                    path: path.clone(),
+                    message: e.to_string(),
+                })?;
             if certs.is_empty() {
-                return Err(RegistryError::Ca { path: path.clone(), message: "no PEM certificate in it".into() });
+                return Err(RegistryError::Ca {
+                    path: path.clone(),
+                    message: "no PEM certificate in it".into(),
+                });
             }
             for cert in certs {
                 builder = builder.add_root_certificate(cert);
@@ -78,11 +87,20 @@ impl Client {
     /// `https://HOST/v2/REPO/PATH` for the reference's registry.
     pub(crate) fn url(&self, reference: &Reference, path: &str) -> Result<String, RegistryError> {
         let host = self.host(reference)?;
-        Ok(format!("{}/v2/{}/{}", host.base, reference.repository(), path))
+        Ok(format!(
+            "{}/v2/{}/{}",
+            host.base,
+            reference.repository(),
+            path
+        ))
     }
 
     /// An upload `Location`, which registries may give relative to the host.
-    pub(crate) fn absolute(&self, reference: &Reference, location: &str) -> Result<String, RegistryError> {
+    pub(crate) fn absolute(
+        &self,
+        reference: &Reference,
+        location: &str,
+    ) -> Result<String, RegistryError> {
         if location.starts_with("http://") || location.starts_with("https://") {
             return Ok(location.to_owned());
         }
@@ -107,7 +125,11 @@ impl Client {
             if let Some(auth) = self.authorization(reference, &host, scopes, false)? {
                 request = request.header(AUTHORIZATION, auth);
             }
-            let method = request.try_clone().and_then(|r| r.build().ok()).map(|r| r.method().to_string()).unwrap_or_default();
+            let method = request
+                .try_clone()
+                .and_then(|r| r.build().ok())
+                .map(|r| r.method().to_string())
+                .unwrap_or_default();
             let response = match request.send() {
                 Ok(r) => r,
                 Err(e) if attempt < ATTEMPTS && is_transient(&e) => {
@@ -128,7 +150,9 @@ impl Client {
                     continue;
                 }
             }
-            if (status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error()) && attempt < ATTEMPTS {
+            if (status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error())
+                && attempt < ATTEMPTS
+            {
                 backoff(attempt, retry_after(&response));
                 continue;
             }
@@ -148,20 +172,31 @@ impl Client {
         let api = reference.api_host();
         let https = format!("https://{api}");
         let host = match self.ping(&https) {
-            Ok((_, challenge)) => Host { base: https, challenge },
+            Ok((_, challenge)) => Host {
+                base: https,
+                challenge,
+            },
             Err(e) if self.allows_http(reference.registry()) => {
                 let http = format!("http://{api}");
                 match self.ping(&http) {
                     // Only a registry's answer counts: a TLS server says 400 to plain HTTP.
-                    Ok((status, challenge)) if status.is_success() || status == StatusCode::UNAUTHORIZED => {
-                        Host { base: http, challenge }
+                    Ok((status, challenge))
+                        if status.is_success() || status == StatusCode::UNAUTHORIZED =>
+                    {
+                        Host {
+                            base: http,
+                            challenge,
+                        }
                     }
                     _ => return Err(connect_error(reference, &https, e)),
                 }
             }
             Err(e) => return Err(connect_error(reference, &https, e)),
         };
-        self.hosts.lock().expect("hosts lock").insert(key, host.clone());
+        self.hosts
+            .lock()
+            .expect("hosts lock")
+            .insert(key, host.clone());
         Ok(host)
     }
 
@@ -178,24 +213,45 @@ impl Client {
     }
 
     fn remember_challenge(&self, reference: &Reference, challenge: Challenge) {
-        if let Some(host) = self.hosts.lock().expect("hosts lock").get_mut(reference.registry()) {
+        if let Some(host) = self
+            .hosts
+            .lock()
+            .expect("hosts lock")
+            .get_mut(reference.registry())
+        {
             host.challenge = Some(challenge);
         }
     }
 
     /// Plain HTTP only for loopback registries and the ones the user named insecure.
     fn allows_http(&self, registry: &str) -> bool {
-        let host = registry.rsplit_once(':').map_or(registry, |(h, p)| if p.bytes().all(|b| b.is_ascii_digit()) { h } else { registry });
+        let host = registry.rsplit_once(':').map_or(registry, |(h, p)| {
+            if p.bytes().all(|b| b.is_ascii_digit()) {
+                h
+            } else {
+                registry
+            }
+        });
         let host = host.trim_start_matches('[').trim_end_matches(']');
-        let loopback = host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
+        let loopback =
+            host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
         loopback || self.insecure.iter().any(|i| i == registry || i == host)
     }
 
     /// The Authorization header for `scopes` (e.g. `repository:app:pull,push`), if any is needed.
-    fn authorization(&self, reference: &Reference, host: &Host, scopes: &[String], fresh: bool) -> Result<Option<String>, RegistryError> {
+    fn authorization(
+        &self,
+        reference: &Reference,
+        host: &Host,
+        scopes: &[String],
+        fresh: bool,
+    ) -> Result<Option<String>, RegistryError> {
         match &host.challenge {
             None => Ok(None),
-            Some(Challenge::Basic) => Ok(self.keychain.resolve(reference.registry())?.map(|c| c.basic_header())),
+            Some(Challenge::Basic) => Ok(self
+                .keychain
+                .resolve(reference.registry())?
+                .map(|c| c.basic_header())),
             Some(Challenge::Bearer { realm, service, .. }) => {
                 let key = (reference.registry().to_owned(), scopes.join(" "));
                 if !fresh {
@@ -204,15 +260,27 @@ impl Client {
                     }
                 }
                 let credential = self.keychain.resolve(reference.registry())?;
-                let token = self.fetch_token(reference, realm, service.as_deref(), scopes, credential.as_ref())?;
-                self.tokens.lock().expect("tokens lock").insert(key, token.clone());
+                let token = self.fetch_token(
+                    reference,
+                    realm,
+                    service.as_deref(),
+                    scopes,
+                    credential.as_ref(),
+                )?;
+                self.tokens
+                    .lock()
+                    .expect("tokens lock")
+                    .insert(key, token.clone());
                 Ok(Some(format!("Bearer {token}")))
             }
         }
     }
 
     fn forget_tokens(&self, reference: &Reference) {
-        self.tokens.lock().expect("tokens lock").retain(|(registry, _), _| registry != reference.registry());
+        self.tokens
+            .lock()
+            .expect("tokens lock")
+            .retain(|(registry, _), _| registry != reference.registry());
     }
 
     fn fetch_token(
@@ -235,7 +303,11 @@ impl Client {
                 request = request.header(AUTHORIZATION, c.basic_header());
             }
             match request.send() {
-                Ok(r) if (r.status().is_server_error() || r.status() == StatusCode::TOO_MANY_REQUESTS) && attempt < ATTEMPTS => {
+                Ok(r)
+                    if (r.status().is_server_error()
+                        || r.status() == StatusCode::TOO_MANY_REQUESTS)
+                        && attempt < ATTEMPTS =>
+                {
                     backoff(attempt, retry_after(&r));
                 }
                 Ok(r) => break r,
@@ -252,8 +324,17 @@ impl Client {
             access_token: Option<String>,
         }
         let body = read_limited(response, 1 << 20, realm)?;
-        let parsed: TokenResponse = serde_json::from_slice(&body).map_err(|_| RegistryError::NoToken { realm: realm.into() })?;
-        parsed.token.or(parsed.access_token).filter(|t| !t.is_empty()).ok_or(RegistryError::NoToken { realm: realm.into() })
+        let parsed: TokenResponse =
+            serde_json::from_slice(&body).map_err(|_| RegistryError::NoToken {
+                realm: realm.into(),
+            })?;
+        parsed
+            .token
+            .or(parsed.access_token)
+            .filter(|t| !t.is_empty())
+            .ok_or(RegistryError::NoToken {
+                realm: realm.into(),
+            })
     }
 }
 
@@ -261,14 +342,25 @@ fn challenge_of(response: &Response) -> Option<Challenge> {
     if response.status() != StatusCode::UNAUTHORIZED {
         return None;
     }
-    response.headers().get_all(WWW_AUTHENTICATE).iter().filter_map(|v| v.to_str().ok()).find_map(Challenge::parse)
+    response
+        .headers()
+        .get_all(WWW_AUTHENTICATE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(Challenge::parse)
 }
 
 /// Connection failures worth another try; certificate and name-resolution problems are not.
 fn is_transient(e: &reqwest::Error) -> bool {
     let chain = error_chain(e);
-    let permanent = ["certificate", "dns error", "failed to lookup address", "InvalidCertificate"];
-    (e.is_connect() || e.is_timeout() || e.is_request() || e.is_body()) && !permanent.iter().any(|p| chain.contains(p))
+    let permanent = [
+        "certificate",
+        "dns error",
+        "failed to lookup address",
+        "InvalidCertificate",
+    ];
+    (e.is_connect() || e.is_timeout() || e.is_request() || e.is_body())
+        && !permanent.iter().any(|p| chain.contains(p))
 }
 
 fn error_chain(e: &reqwest::Error) -> String {
@@ -290,14 +382,24 @@ fn connect_error(reference: &Reference, url: &str, source: reqwest::Error) -> Re
     } else if chain.contains("dns error") || chain.contains("failed to lookup address") {
         format!("cannot resolve the registry host {registry}: check the image reference")
     } else {
-        format!("cannot reach {registry} at {}: is the registry running and reachable?", redact(url))
+        format!(
+            "cannot reach {registry} at {}: is the registry running and reachable?",
+            redact(url)
+        )
     };
     RegistryError::Connect { hint, source }
 }
 
-fn status_error(reference: &Reference, method: &str, url: &str, response: Response) -> RegistryError {
+fn status_error(
+    reference: &Reference,
+    method: &str,
+    url: &str,
+    response: Response,
+) -> RegistryError {
     let status = response.status().as_u16();
-    let body = read_limited(response, 4096, url).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+    let body = read_limited(response, 4096, url)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
     RegistryError::Status {
         method: method.to_owned(),
         url: redact(url),
@@ -321,26 +423,46 @@ pub(crate) fn redact(url: &str) -> String {
 }
 
 fn retry_after(response: &Response) -> Option<Duration> {
-    let secs: u64 = response.headers().get("retry-after")?.to_str().ok()?.trim().parse().ok()?;
+    let secs: u64 = response
+        .headers()
+        .get("retry-after")?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
     Some(Duration::from_secs(secs).min(Duration::from_secs(60)))
 }
 
 /// Exponential backoff from 200 ms, capped; the server's Retry-After wins when given.
 pub(crate) fn backoff(attempt: u32, server_says: Option<Duration>) {
-    let wait = server_says.unwrap_or_else(|| (Duration::from_millis(200) * 2u32.pow(attempt.min(6))).min(MAX_BACKOFF));
+    let wait = server_says.unwrap_or_else(|| {
+        (Duration::from_millis(200) * 2u32.pow(attempt.min(6))).min(MAX_BACKOFF)
+    });
     tracing::debug!("retrying in {wait:?} (attempt {attempt})");
     std::thread::sleep(wait);
 }
 
 /// Reads a small body whole, refusing more than `limit` bytes.
-pub(crate) fn read_limited(response: Response, limit: u64, url: &str) -> Result<Vec<u8>, RegistryError> {
+pub(crate) fn read_limited(
+    response: Response,
+    limit: u64,
+    url: &str,
+) -> Result<Vec<u8>, RegistryError> {
     let mut body = Vec::new();
     response
         .take(limit + 1)
         .read_to_end(&mut body)
-        .map_err(|source| RegistryError::Body { url: redact(url), source })?;
+        .map_err(|source| RegistryError::Body {
+            url: redact(url),
+            source,
+        })?;
     if body.len() as u64 > limit {
-        return Err(RegistryError::TooLarge { what: "response", reference: redact(url), limit });
+        return Err(RegistryError::TooLarge {
+            what: "response",
+            reference: redact(url),
+            limit,
+        });
     }
     Ok(body)
 }
@@ -351,12 +473,19 @@ mod tests {
 
     #[test]
     fn redacts_userinfo_and_query() {
-        assert_eq!(redact("https://u:p@h/v2/x?state=abc&digest=y"), "https://h/v2/x");
+        assert_eq!(
+            redact("https://u:p@h/v2/x?state=abc&digest=y"),
+            "https://h/v2/x"
+        );
     }
 
     #[test]
     fn only_loopback_and_named_hosts_get_http() {
-        let opts = RegistryOptions { ca_files: vec![], insecure: vec!["reg.lan:5000".into()], user_agent: "t".into() };
+        let opts = RegistryOptions {
+            ca_files: vec![],
+            insecure: vec!["reg.lan:5000".into()],
+            user_agent: "t".into(),
+        };
         let client = Client::new(&opts, Keychain::default()).unwrap();
         assert!(client.allows_http("127.0.0.1:5000"));
         assert!(client.allows_http("localhost"));

@@ -17,17 +17,43 @@ pub enum RegistryError {
         source: reqwest::Error,
     },
     #[error("{method} {url} failed: {status}{detail}{hint}")]
-    Status { method: String, url: String, status: u16, detail: String, hint: String },
+    Status {
+        method: String,
+        url: String,
+        status: u16,
+        detail: String,
+        hint: String,
+    },
     #[error("{what} not found: {reference} (check the name and tag, e.g. with `skopeo list-tags docker://{name}`)")]
-    NotFound { what: &'static str, reference: String, name: String },
+    NotFound {
+        what: &'static str,
+        reference: String,
+        name: String,
+    },
     #[error("{what} {reference} has digest {actual}, expected {expected}: the registry returned other content than asked for")]
-    DigestMismatch { what: &'static str, reference: String, expected: String, actual: String },
+    DigestMismatch {
+        what: &'static str,
+        reference: String,
+        expected: String,
+        actual: String,
+    },
     #[error("{reference} has media type `{media_type}`, which is not an OCI or Docker v2 image manifest or index")]
-    MediaType { reference: String, media_type: String },
+    MediaType {
+        reference: String,
+        media_type: String,
+    },
     #[error("{reference} has no image for {wanted}; it has: {available}")]
-    NoPlatform { reference: String, wanted: String, available: String },
+    NoPlatform {
+        reference: String,
+        wanted: String,
+        available: String,
+    },
     #[error("{reference} is a single {found} image, but {wanted} was asked for: use a multi-platform base or --platform {found}")]
-    PlatformMismatch { reference: String, wanted: String, found: String },
+    PlatformMismatch {
+        reference: String,
+        wanted: String,
+        found: String,
+    },
     #[error("{what} of {reference} is not valid JSON for its media type")]
     Json {
         what: &'static str,
@@ -42,9 +68,17 @@ pub enum RegistryError {
         source: std::io::Error,
     },
     #[error("{what} of {reference} is larger than {limit} bytes")]
-    TooLarge { what: &'static str, reference: String, limit: u64 },
+    TooLarge {
+        what: &'static str,
+        reference: String,
+        limit: u64,
+    },
     #[error("credential helper `{helper}` failed for {registry}: {message}")]
-    CredentialHelper { helper: String, registry: String, message: String },
+    CredentialHelper {
+        helper: String,
+        registry: String,
+        message: String,
+    },
     #[error("cannot read docker credentials from {path}")]
     DockerConfig {
         path: PathBuf,
@@ -90,14 +124,26 @@ pub(crate) fn envelope_detail(body: &str) -> String {
             let parts: Vec<String> = env
                 .errors
                 .iter()
-                .map(|e| format!("{} {}", e.code.as_deref().unwrap_or(""), e.message.as_deref().unwrap_or("")).trim().to_owned())
+                .map(|e| {
+                    format!(
+                        "{} {}",
+                        e.code.as_deref().unwrap_or(""),
+                        e.message.as_deref().unwrap_or("")
+                    )
+                    .trim()
+                    .to_owned()
+                })
                 .collect();
             format!(" ({})", parts.join("; "))
         }
         _ => {
             let text: String = body.chars().take(200).collect();
             let text = text.trim();
-            if text.is_empty() { String::new() } else { format!(" ({text})") }
+            if text.is_empty() {
+                String::new()
+            } else {
+                format!(" ({text})")
+            }
         }
     }
 }

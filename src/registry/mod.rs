@@ -70,7 +70,10 @@ impl Registry {
     }
 
     pub fn with_keychain(opts: RegistryOptions, keychain: Keychain) -> Result<Self, RegistryError> {
-        Ok(Registry { client: Client::new(&opts, keychain)?, progress: Arc::new(Silent) })
+        Ok(Registry {
+            client: Client::new(&opts, keychain)?,
+            progress: Arc::new(Silent),
+        })
     }
 
     /// Reports blob transfers to `progress` (nothing is reported by default).
@@ -80,31 +83,61 @@ impl Registry {
     }
 
     /// Resolves `reference` to one image per platform and stores all their blobs in `store`.
-    pub fn pull(&self, reference: &Reference, platforms: &[Platform], store: &BlobStore) -> Result<Vec<BaseImage>, RegistryError> {
-        let (top_digest, media_type, bytes) = self.manifest(reference, &reference.identifier(), reference.digest())?;
+    pub fn pull(
+        &self,
+        reference: &Reference,
+        platforms: &[Platform],
+        store: &BlobStore,
+    ) -> Result<Vec<BaseImage>, RegistryError> {
+        let (top_digest, media_type, bytes) =
+            self.manifest(reference, &reference.identifier(), reference.digest())?;
         let mut images = Vec::new();
         match media_type.as_str() {
             OCI_INDEX | DOCKER_LIST => {
                 let index: ImageIndex = parse(&bytes, "index", reference)?;
                 for platform in platforms {
                     let entry = select(&index, platform, reference)?;
-                    let digest = Digest::try_from(entry.digest()).map_err(|_| RegistryError::MediaType {
-                        reference: reference.to_string(),
-                        media_type: format!("digest {}", entry.digest()),
-                    })?;
-                    let (_, child_type, child) = self.manifest(reference, digest.as_str(), Some(&digest))?;
+                    let digest =
+                        Digest::try_from(entry.digest()).map_err(|_| RegistryError::MediaType {
+                            reference: reference.to_string(),
+                            media_type: format!("digest {}", entry.digest()),
+                        })?;
+                    let (_, child_type, child) =
+                        self.manifest(reference, digest.as_str(), Some(&digest))?;
                     if child_type != OCI_MANIFEST && child_type != DOCKER_MANIFEST {
-                        return Err(RegistryError::MediaType { reference: reference.to_string(), media_type: child_type });
+                        return Err(RegistryError::MediaType {
+                            reference: reference.to_string(),
+                            media_type: child_type,
+                        });
                     }
-                    images.push(self.image(reference, platform, Some(top_digest.clone()), digest, &child, store)?);
+                    images.push(self.image(
+                        reference,
+                        platform,
+                        Some(top_digest.clone()),
+                        digest,
+                        &child,
+                        store,
+                    )?);
                 }
             }
             OCI_MANIFEST | DOCKER_MANIFEST => {
                 for platform in platforms {
-                    images.push(self.image(reference, platform, None, top_digest.clone(), &bytes, store)?);
+                    images.push(self.image(
+                        reference,
+                        platform,
+                        None,
+                        top_digest.clone(),
+                        &bytes,
+                        store,
+                    )?);
                 }
             }
-            _ => return Err(RegistryError::MediaType { reference: reference.to_string(), media_type }),
+            _ => {
+                return Err(RegistryError::MediaType {
+                    reference: reference.to_string(),
+                    media_type,
+                })
+            }
         }
         self.download_layers(reference, &images, store)?;
         Ok(images)
@@ -112,24 +145,51 @@ impl Registry {
 
     /// The manifest or index `reference` names, checked against its digest:
     /// (digest, media type, bytes).
-    pub fn fetch_manifest(&self, reference: &Reference) -> Result<(Digest, String, Vec<u8>), RegistryError> {
+    pub fn fetch_manifest(
+        &self,
+        reference: &Reference,
+    ) -> Result<(Digest, String, Vec<u8>), RegistryError> {
         self.manifest(reference, &reference.identifier(), reference.digest())
     }
 
     /// Copies one blob of `reference`'s repository into the store, verified.
-    pub fn fetch_blob(&self, reference: &Reference, digest: &Digest, size: u64, store: &BlobStore) -> Result<(), RegistryError> {
+    pub fn fetch_blob(
+        &self,
+        reference: &Reference,
+        digest: &Digest,
+        size: u64,
+        store: &BlobStore,
+    ) -> Result<(), RegistryError> {
         self.blob(reference, digest, size, store)
     }
 
     /// Fetches a manifest or index and checks its digest; returns (digest, media type, bytes).
-    fn manifest(&self, reference: &Reference, identifier: &str, expected: Option<&Digest>) -> Result<(Digest, String, Vec<u8>), RegistryError> {
+    fn manifest(
+        &self,
+        reference: &Reference,
+        identifier: &str,
+        expected: Option<&Digest>,
+    ) -> Result<(Digest, String, Vec<u8>), RegistryError> {
         let accept = [OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST].join(", ");
         let response = self
             .client
-            .send(reference, &[reference.scope("pull")], &format!("manifests/{identifier}"), &|http, url| http.get(url).header(ACCEPT, &accept))
+            .send(
+                reference,
+                &[reference.scope("pull")],
+                &format!("manifests/{identifier}"),
+                &|http, url| http.get(url).header(ACCEPT, &accept),
+            )
             .map_err(|e| not_found(e, "image", reference))?;
-        let header_digest = response.headers().get("docker-content-digest").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<Digest>().ok());
-        let content_type = response.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(|v| v.split(';').next().unwrap_or(v).trim().to_owned());
+        let header_digest = response
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<Digest>().ok());
+        let content_type = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.split(';').next().unwrap_or(v).trim().to_owned());
         let url = format!("{reference} manifest {identifier}");
         let bytes = read_limited(response, MAX_MANIFEST, &url)?;
         let actual = Digest::of(&bytes);
@@ -146,7 +206,11 @@ impl Registry {
         // The body's own mediaType is authoritative; some registries send a generic Content-Type.
         let media_type = serde_json::from_slice::<serde_json::Value>(&bytes)
             .ok()
-            .and_then(|v| v.get("mediaType").and_then(|m| m.as_str()).map(str::to_owned))
+            .and_then(|v| {
+                v.get("mediaType")
+                    .and_then(|m| m.as_str())
+                    .map(str::to_owned)
+            })
             .or(content_type)
             .unwrap_or_default();
         Ok((actual, media_type, bytes))
@@ -163,7 +227,10 @@ impl Registry {
         store: &BlobStore,
     ) -> Result<BaseImage, RegistryError> {
         let manifest: ImageManifest = parse(bytes, "manifest", reference)?;
-        let stored = |source| RegistryError::Store { reference: reference.to_string(), source };
+        let stored = |source| RegistryError::Store {
+            reference: reference.to_string(),
+            source,
+        };
         store.put_bytes(bytes).map_err(stored)?;
         let config_desc = manifest.config();
         let config_digest = blob_digest(config_desc, reference)?;
@@ -192,7 +259,12 @@ impl Registry {
     }
 
     /// Downloads every layer not yet in the store, a few at a time.
-    fn download_layers(&self, reference: &Reference, images: &[BaseImage], store: &BlobStore) -> Result<(), RegistryError> {
+    fn download_layers(
+        &self,
+        reference: &Reference,
+        images: &[BaseImage],
+        store: &BlobStore,
+    ) -> Result<(), RegistryError> {
         let mut wanted: Vec<(Digest, u64)> = Vec::new();
         for layer in images.iter().flat_map(|i| &i.layers) {
             let digest = blob_digest(layer, reference)?;
@@ -202,8 +274,13 @@ impl Registry {
         }
         for chunk in wanted.chunks(PARALLEL_BLOBS) {
             std::thread::scope(|s| {
-                let handles: Vec<_> = chunk.iter().map(|(d, size)| s.spawn(move || self.blob(reference, d, *size, store))).collect();
-                handles.into_iter().try_for_each(|h| h.join().expect("a blob download does not panic"))
+                let handles: Vec<_> = chunk
+                    .iter()
+                    .map(|(d, size)| s.spawn(move || self.blob(reference, d, *size, store)))
+                    .collect();
+                handles
+                    .into_iter()
+                    .try_for_each(|h| h.join().expect("a blob download does not panic"))
             })?;
         }
         Ok(())
@@ -211,18 +288,38 @@ impl Registry {
 
     /// Streams a blob into the store, verified against its digest and size; a transfer that
     /// breaks or arrives corrupt is tried again from the start.
-    fn blob(&self, reference: &Reference, digest: &Digest, size: u64, store: &BlobStore) -> Result<(), RegistryError> {
+    fn blob(
+        &self,
+        reference: &Reference,
+        digest: &Digest,
+        size: u64,
+        store: &BlobStore,
+    ) -> Result<(), RegistryError> {
         if store.contains(digest) {
             return Ok(());
         }
-        tracing::debug!("downloading {digest} ({size} bytes) from {}", reference.name());
+        tracing::debug!(
+            "downloading {digest} ({size} bytes) from {}",
+            reference.name()
+        );
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let response = self.client.send(reference, &[reference.scope("pull")], &format!("blobs/{digest}"), &|http, url| http.get(url))
+            let response = self
+                .client
+                .send(
+                    reference,
+                    &[reference.scope("pull")],
+                    &format!("blobs/{digest}"),
+                    &|http, url| http.get(url),
+                )
                 .map_err(|e| not_found(e, "blob", &reference.with_digest(digest.clone())))?;
             self.progress.start("pull", digest, size);
-            let counted = Counted { inner: response, digest: digest.clone(), progress: self.progress.clone() };
+            let counted = Counted {
+                inner: response,
+                digest: digest.clone(),
+                progress: self.progress.clone(),
+            };
             let stored = store.put_verified(digest, Some(size), counted);
             self.progress.finish(digest);
             match stored {
@@ -233,7 +330,10 @@ impl Registry {
                 }
                 Err(e) => {
                     let text = error_text(&e);
-                    if text.contains("digest mismatch") || text.contains("bytes, expected") || text.contains("larger than") {
+                    if text.contains("digest mismatch")
+                        || text.contains("bytes, expected")
+                        || text.contains("larger than")
+                    {
                         return Err(RegistryError::DigestMismatch {
                             what: "blob",
                             reference: reference.name(),
@@ -241,7 +341,10 @@ impl Registry {
                             actual: text,
                         });
                     }
-                    return Err(RegistryError::Store { reference: reference.to_string(), source: e });
+                    return Err(RegistryError::Store {
+                        reference: reference.to_string(),
+                        source: e,
+                    });
                 }
             }
         }
@@ -259,9 +362,19 @@ fn error_text(e: &dyn std::error::Error) -> String {
     text
 }
 
-fn select<'i>(index: &'i ImageIndex, platform: &Platform, reference: &Reference) -> Result<&'i Descriptor, RegistryError> {
+fn select<'i>(
+    index: &'i ImageIndex,
+    platform: &Platform,
+    reference: &Reference,
+) -> Result<&'i Descriptor, RegistryError> {
     let found = index.manifests().iter().find(|m| {
-        m.platform().as_ref().is_some_and(|p| platform.matches(&p.os().to_string(), &p.architecture().to_string(), p.variant().as_deref()))
+        m.platform().as_ref().is_some_and(|p| {
+            platform.matches(
+                &p.os().to_string(),
+                &p.architecture().to_string(),
+                p.variant().as_deref(),
+            )
+        })
     });
     found.ok_or_else(|| {
         let available: Vec<String> = index
@@ -273,7 +386,11 @@ fn select<'i>(index: &'i ImageIndex, platform: &Platform, reference: &Reference)
                 None => format!("{}/{}", p.os(), p.architecture()),
             })
             .collect();
-        RegistryError::NoPlatform { reference: reference.to_string(), wanted: platform.to_string(), available: available.join(", ") }
+        RegistryError::NoPlatform {
+            reference: reference.to_string(),
+            wanted: platform.to_string(),
+            available: available.join(", "),
+        }
     })
 }
 
@@ -284,15 +401,25 @@ fn blob_digest(desc: &Descriptor, reference: &Reference) -> Result<Digest, Regis
     })
 }
 
-fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &'static str, reference: &Reference) -> Result<T, RegistryError> {
-    serde_json::from_slice(bytes).map_err(|source| RegistryError::Json { what, reference: reference.to_string(), source })
+fn parse<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    what: &'static str,
+    reference: &Reference,
+) -> Result<T, RegistryError> {
+    serde_json::from_slice(bytes).map_err(|source| RegistryError::Json {
+        what,
+        reference: reference.to_string(),
+        source,
+    })
 }
 
 fn not_found(e: RegistryError, what: &'static str, reference: &Reference) -> RegistryError {
     match e {
-        RegistryError::Status { status: 404, .. } => {
-            RegistryError::NotFound { what, reference: reference.to_string(), name: reference.name() }
-        }
+        RegistryError::Status { status: 404, .. } => RegistryError::NotFound {
+            what,
+            reference: reference.to_string(),
+            name: reference.name(),
+        },
         other => other,
     }
 }

@@ -3,7 +3,7 @@
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use reqwest::blocking::Body;
 use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, LOCATION};
@@ -24,7 +24,11 @@ impl Registry {
     /// Whether the repository already has the blob (HEAD).
     pub fn blob_exists(&self, repo: &Reference, digest: &Digest) -> Result<bool, RegistryError> {
         let scopes = [repo.scope("pull,push")];
-        match self.client.send(repo, &scopes, &format!("blobs/{digest}"), &|http, url| http.head(url)) {
+        match self
+            .client
+            .send(repo, &scopes, &format!("blobs/{digest}"), &|http, url| {
+                http.head(url)
+            }) {
             Ok(_) => Ok(true),
             Err(RegistryError::Status { status: 404, .. }) => Ok(false),
             Err(e) => Err(e),
@@ -32,16 +36,29 @@ impl Registry {
     }
 
     /// Asks the registry to link a blob from another repository on it; `false` if it would not.
-    pub fn mount_blob(&self, repo: &Reference, digest: &Digest, from: &Reference) -> Result<bool, RegistryError> {
+    pub fn mount_blob(
+        &self,
+        repo: &Reference,
+        digest: &Digest,
+        from: &Reference,
+    ) -> Result<bool, RegistryError> {
         let scopes = [repo.scope("pull,push"), from.scope("pull")];
         let path = format!("blobs/uploads/?mount={digest}&from={}", from.repository());
-        let response = self.client.send(repo, &scopes, &path, &|http, url| http.post(url).header(CONTENT_LENGTH, 0))?;
+        let response = self.client.send(repo, &scopes, &path, &|http, url| {
+            http.post(url).header(CONTENT_LENGTH, 0)
+        })?;
         // 201 means mounted; 202 means the registry opened an ordinary upload instead.
         Ok(response.status().as_u16() == 201)
     }
 
     /// Uploads a blob from the store, streaming from disk; a broken upload starts over.
-    pub fn upload_blob(&self, repo: &Reference, digest: &Digest, size: u64, store: &BlobStore) -> Result<(), RegistryError> {
+    pub fn upload_blob(
+        &self,
+        repo: &Reference,
+        digest: &Digest,
+        size: u64,
+        store: &BlobStore,
+    ) -> Result<(), RegistryError> {
         let path = store.path(digest);
         let mut attempt = 0;
         loop {
@@ -52,7 +69,10 @@ impl Registry {
             match sent {
                 Ok(()) => return Ok(()),
                 Err(e) if attempt < UPLOAD_ATTEMPTS && retryable(&e) => {
-                    tracing::warn!("upload of {digest} to {} failed ({e}); starting over", repo.name());
+                    tracing::warn!(
+                        "upload of {digest} to {} failed ({e}); starting over",
+                        repo.name()
+                    );
                     backoff(attempt, None);
                 }
                 Err(e) => return Err(e),
@@ -60,58 +80,111 @@ impl Registry {
         }
     }
 
-    fn upload_once(&self, repo: &Reference, digest: &Digest, size: u64, path: &PathBuf) -> Result<(), RegistryError> {
+    fn upload_once(
+        &self,
+        repo: &Reference,
+        digest: &Digest,
+        size: u64,
+        path: &Path,
+    ) -> Result<(), RegistryError> {
         let scopes = [repo.scope("pull,push")];
-        let started = self.client.send(repo, &scopes, "blobs/uploads/", &|http, url| http.post(url).header(CONTENT_LENGTH, 0))?;
+        let started = self
+            .client
+            .send(repo, &scopes, "blobs/uploads/", &|http, url| {
+                http.post(url).header(CONTENT_LENGTH, 0)
+            })?;
         let mut location = self.location(repo, &started)?;
         let mut offset = 0;
         if size > MONOLITHIC_LIMIT {
             while offset < size {
                 let len = CHUNK.min(size - offset);
                 let range = format!("{offset}-{}", offset + len - 1);
-                let response = self.client.send_url(repo, &scopes, &location, &|http, url| {
-                    http.patch(url)
-                        .header(CONTENT_TYPE, "application/octet-stream")
-                        .header(CONTENT_RANGE, range.as_str())
-                        .body(Body::sized(self.counted(digest, FileSection::new(path.clone(), offset, len)), len))
-                })?;
+                let response = self
+                    .client
+                    .send_url(repo, &scopes, &location, &|http, url| {
+                        http.patch(url)
+                            .header(CONTENT_TYPE, "application/octet-stream")
+                            .header(CONTENT_RANGE, range.as_str())
+                            .body(Body::sized(
+                                self.counted(
+                                    digest,
+                                    FileSection::new(path.to_path_buf(), offset, len),
+                                ),
+                                len,
+                            ))
+                    })?;
                 location = self.location(repo, &response)?;
                 offset += len;
             }
         }
         let rest = size - offset;
-        let url = format!("{location}{}digest={digest}", if location.contains('?') { '&' } else { '?' });
+        let url = format!(
+            "{location}{}digest={digest}",
+            if location.contains('?') { '&' } else { '?' }
+        );
         self.client.send_url(repo, &scopes, &url, &|http, url| {
             http.put(url)
                 .header(CONTENT_TYPE, "application/octet-stream")
-                .body(Body::sized(self.counted(digest, FileSection::new(path.clone(), offset, rest)), rest))
+                .body(Body::sized(
+                    self.counted(digest, FileSection::new(path.to_path_buf(), offset, rest)),
+                    rest,
+                ))
         })?;
         Ok(())
     }
 
     fn counted(&self, digest: &Digest, section: FileSection) -> Counted<FileSection> {
-        Counted { inner: section, digest: digest.clone(), progress: self.progress.clone() }
+        Counted {
+            inner: section,
+            digest: digest.clone(),
+            progress: self.progress.clone(),
+        }
     }
 
-    fn location(&self, repo: &Reference, response: &reqwest::blocking::Response) -> Result<String, RegistryError> {
-        let location = response.headers().get(LOCATION).and_then(|v| v.to_str().ok()).ok_or_else(|| RegistryError::Status {
-            method: "POST".into(),
-            url: repo.name(),
-            status: response.status().as_u16(),
-            detail: " (no Location header for the upload)".into(),
-            hint: String::new(),
-        })?;
+    fn location(
+        &self,
+        repo: &Reference,
+        response: &reqwest::blocking::Response,
+    ) -> Result<String, RegistryError> {
+        let location = response
+            .headers()
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| RegistryError::Status {
+                method: "POST".into(),
+                url: repo.name(),
+                status: response.status().as_u16(),
+                detail: " (no Location header for the upload)".into(),
+                hint: String::new(),
+            })?;
         self.client.absolute(repo, location)
     }
 
     /// PUTs a manifest or index under `identifier` (a tag or its digest).
-    pub fn put_manifest(&self, repo: &Reference, identifier: &str, media_type: &str, bytes: &[u8]) -> Result<(), RegistryError> {
+    pub fn put_manifest(
+        &self,
+        repo: &Reference,
+        identifier: &str,
+        media_type: &str,
+        bytes: &[u8],
+    ) -> Result<(), RegistryError> {
         let scopes = [repo.scope("pull,push")];
         let expected = Digest::of(bytes);
-        let response = self.client.send(repo, &scopes, &format!("manifests/{identifier}"), &|http, url| {
-            http.put(url).header(CONTENT_TYPE, media_type).body(bytes.to_vec())
-        })?;
-        let said = response.headers().get("docker-content-digest").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<Digest>().ok());
+        let response = self.client.send(
+            repo,
+            &scopes,
+            &format!("manifests/{identifier}"),
+            &|http, url| {
+                http.put(url)
+                    .header(CONTENT_TYPE, media_type)
+                    .body(bytes.to_vec())
+            },
+        )?;
+        let said = response
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<Digest>().ok());
         match said {
             Some(actual) if actual != expected => Err(RegistryError::DigestMismatch {
                 what: "pushed manifest",
@@ -125,7 +198,14 @@ impl Registry {
 }
 
 fn retryable(e: &RegistryError) -> bool {
-    matches!(e, RegistryError::Connect { .. } | RegistryError::Status { status: 500..=599 | 429 | 408, .. })
+    matches!(
+        e,
+        RegistryError::Connect { .. }
+            | RegistryError::Status {
+                status: 500..=599 | 429 | 408,
+                ..
+            }
+    )
 }
 
 /// A byte range of a file, opened on first read so a retried request re-reads from the start.
@@ -138,7 +218,12 @@ struct FileSection {
 
 impl FileSection {
     fn new(path: PathBuf, offset: u64, len: u64) -> Self {
-        FileSection { path, offset, len, file: None }
+        FileSection {
+            path,
+            offset,
+            len,
+            file: None,
+        }
     }
 }
 

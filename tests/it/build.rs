@@ -15,7 +15,12 @@ fn run_layout(layout: &Path, tag: &str, args: &[&str]) -> String {
     let bundle = bundle.path().join("bundle");
     testbed::umoci_unpack(layout, tag, &bundle);
     let out = testbed::run_entrypoint(&bundle, args);
-    assert!(out.status.success(), "entrypoint failed: {}\n{}", text(&out.stdout), text(&out.stderr));
+    assert!(
+        out.status.success(),
+        "entrypoint failed: {}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
     text(&out.stdout)
 }
 
@@ -28,7 +33,15 @@ fn oci_layout_on_distroless_runs_as_nonroot() {
 
     let out = run_ok(
         stevedore_build("hello")
-            .args(["--platform", "linux/amd64", "--base", &base, "-t", "example.com/hello:1.0", "--json"])
+            .args([
+                "--platform",
+                "linux/amd64",
+                "--base",
+                &base,
+                "-t",
+                "example.com/hello:1.0",
+                "--json",
+            ])
             .arg("--output")
             .arg(format!("oci-layout={}", layout.display())),
     );
@@ -37,18 +50,31 @@ fn oci_layout_on_distroless_runs_as_nonroot() {
 
     // Independent readers accept the layout.
     let validate = testbed::require_tool("oci-image-tool");
-    run_ok(Command::new(validate).args(["validate", "--type", "image"]).arg(&layout));
+    run_ok(
+        Command::new(validate)
+            .args(["validate", "--type", "image"])
+            .arg(&layout),
+    );
     let inspected = skopeo_inspect(&[], &format!("oci:{}:1.0", layout.display()));
     assert_eq!(inspected["Digest"], manifest_digest);
     assert_eq!(inspected["Architecture"], "amd64");
 
     // The entrypoint runs as 65532 and sees the CA bundle and a writable /tmp.
     let printed = run_layout(&layout, "1.0", &["arg1"]);
-    assert!(printed.contains("hello arch=x86_64 uid=65532 gid=65532 euid=65532"), "{printed}");
+    assert!(
+        printed.contains("hello arch=x86_64 uid=65532 gid=65532 euid=65532"),
+        "{printed}"
+    );
     assert!(printed.contains("tmp_writable=true"), "{printed}");
-    assert!(printed.contains("panic_caught=true c_says=ahoy"), "{printed}");
+    assert!(
+        printed.contains("panic_caught=true c_says=ahoy"),
+        "{printed}"
+    );
     let bundle_len = stevedore::layer::ca_bundle().len();
-    assert!(printed.contains(&format!("cabundle_bytes={bundle_len}")), "{printed}");
+    assert!(
+        printed.contains(&format!("cabundle_bytes={bundle_len}")),
+        "{printed}"
+    );
     assert!(printed.contains(r#"args=["arg1"]"#), "{printed}");
 
     // Config: entrypoint, user, env, working dir, history, one diff_id per layer.
@@ -58,28 +84,50 @@ fn oci_layout_on_distroless_runs_as_nonroot() {
     assert_eq!(c["Entrypoint"], serde_json::json!(["/usr/local/bin/hello"]));
     assert_eq!(c["User"], "65532", "the base's user is kept");
     assert_eq!(c["WorkingDir"], "/home/nonroot");
-    let env: Vec<&str> = c["Env"].as_array().unwrap().iter().map(|e| e.as_str().unwrap()).collect();
+    let env: Vec<&str> = c["Env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_str().unwrap())
+        .collect();
     assert!(env.iter().any(|e| e.starts_with("PATH=")), "{env:?}");
-    assert!(env.contains(&"SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt"), "{env:?}");
+    assert!(
+        env.contains(&"SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt"),
+        "{env:?}"
+    );
     assert_eq!(c["Labels"]["org.opencontainers.image.title"], "hello");
     assert_eq!(config["created"], "2023-11-14T22:13:20Z");
     let layers = manifest["layers"].as_array().unwrap();
     assert_eq!(layers.len(), 2, "one base layer, then ours");
-    assert_eq!(config["rootfs"]["diff_ids"].as_array().unwrap().len(), layers.len());
+    assert_eq!(
+        config["rootfs"]["diff_ids"].as_array().unwrap().len(),
+        layers.len()
+    );
     let history = config["history"].as_array().unwrap();
-    assert!(history.len() >= 2, "the base's history is kept: {history:?}");
+    assert!(
+        history.len() >= 2,
+        "the base's history is kept: {history:?}"
+    );
     let ours = history.last().unwrap()["created_by"].as_str().unwrap();
     assert!(ours.starts_with("stevedore build hello"), "{ours}");
 
     // Annotations name the base by reference and by the digest of its amd64 manifest.
     let annotations = &manifest["annotations"];
-    assert_eq!(annotations["org.opencontainers.image.base.name"], base.as_str());
+    assert_eq!(
+        annotations["org.opencontainers.image.base.name"],
+        base.as_str()
+    );
     let base_amd64 = skopeo_inspect(
         &["--tls-verify=false", "--override-arch", "amd64"],
         &format!("docker://{base}"),
     );
     let base_raw = Command::new(testbed::require_tool("skopeo"))
-        .args(["inspect", "--raw", "--tls-verify=false", &format!("docker://{base}")])
+        .args([
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{base}"),
+        ])
         .output()
         .unwrap();
     let base_index = json(&base_raw.stdout);
@@ -90,14 +138,34 @@ fn oci_layout_on_distroless_runs_as_nonroot() {
         .find(|m| m["platform"]["architecture"] == "amd64")
         .map(|m| m["digest"].clone())
         .unwrap();
-    assert_eq!(annotations["org.opencontainers.image.base.digest"], amd64_digest);
+    assert_eq!(
+        annotations["org.opencontainers.image.base.digest"],
+        amd64_digest
+    );
     assert_eq!(base_amd64["Architecture"], "amd64");
-    assert_eq!(annotations["org.opencontainers.image.created"], "2023-11-14T22:13:20Z");
-    assert_eq!(annotations["org.opencontainers.image.source"], "https://example.com/hello");
-    let head = Command::new("git").args(["rev-parse", "HEAD"]).current_dir(env!("CARGO_MANIFEST_DIR")).output().unwrap();
-    assert_eq!(annotations["org.opencontainers.image.revision"], text(&head.stdout).trim(), "{annotations}");
+    assert_eq!(
+        annotations["org.opencontainers.image.created"],
+        "2023-11-14T22:13:20Z"
+    );
+    assert_eq!(
+        annotations["org.opencontainers.image.source"],
+        "https://example.com/hello"
+    );
+    let head = Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        annotations["org.opencontainers.image.revision"],
+        text(&head.stdout).trim(),
+        "{annotations}"
+    );
 
-    check_app_layer(&layout_blob(&layout, layers[1]["digest"].as_str().unwrap()), config["rootfs"]["diff_ids"][1].as_str().unwrap());
+    check_app_layer(
+        &layout_blob(&layout, layers[1]["digest"].as_str().unwrap()),
+        config["rootfs"]["diff_ids"][1].as_str().unwrap(),
+    );
 }
 
 /// The application layer is sorted, root-owned (but /home/nonroot), stamped with the
@@ -107,8 +175,13 @@ fn check_app_layer(blob: &[u8], diff_id: &str) {
     assert_eq!(blob[3] & 0x08, 0, "no file name in the gzip header");
     assert_eq!(&blob[4..8], &[0, 0, 0, 0], "gzip mtime is 0");
     let mut tar_bytes = Vec::new();
-    flate2::read::GzDecoder::new(blob).read_to_end(&mut tar_bytes).unwrap();
-    assert_eq!(stevedore::digest::Digest::of(&tar_bytes).to_string(), diff_id);
+    flate2::read::GzDecoder::new(blob)
+        .read_to_end(&mut tar_bytes)
+        .unwrap();
+    assert_eq!(
+        stevedore::digest::Digest::of(&tar_bytes).to_string(),
+        diff_id
+    );
 
     let mut archive = tar::Archive::new(tar_bytes.as_slice());
     let mut seen = Vec::new();
@@ -130,7 +203,10 @@ fn check_app_layer(blob: &[u8], diff_id: &str) {
         if path == "etc/passwd" {
             let mut s = String::new();
             { entry }.read_to_string(&mut s).unwrap();
-            assert!(s.contains("nonroot:x:65532:65532:nonroot:/home/nonroot:"), "{s}");
+            assert!(
+                s.contains("nonroot:x:65532:65532:nonroot:/home/nonroot:"),
+                "{s}"
+            );
         }
         seen.push(path);
     }
@@ -144,7 +220,11 @@ fn check_app_layer(blob: &[u8], diff_id: &str) {
 fn scratch_base_gives_a_working_image() {
     let out_dir = tempfile::tempdir().unwrap();
     let layout = out_dir.path().join("scratch");
-    run_ok(stevedore_build("hello").args(["--base", "scratch", "--output"]).arg(format!("oci-layout={}", layout.display())));
+    run_ok(
+        stevedore_build("hello")
+            .args(["--base", "scratch", "--output"])
+            .arg(format!("oci-layout={}", layout.display())),
+    );
     let printed = run_layout(&layout, "latest", &[]);
     assert!(printed.contains("uid=65532 gid=65532"), "{printed}");
     assert!(printed.contains("tmp_writable=true"), "{printed}");
@@ -162,7 +242,13 @@ fn docker_archive_loads_and_runs_in_docker() {
     let archive = out_dir.path().join("hello.tar");
     run_ok(
         stevedore_build("hello")
-            .args(["--base", &base, "-t", "stevedore-test/hello:archive", "--output"])
+            .args([
+                "--base",
+                &base,
+                "-t",
+                "stevedore-test/hello:archive",
+                "--output",
+            ])
             .arg(format!("docker-archive={}", archive.display())),
     );
     let inspected = skopeo_inspect(&[], &format!("docker-archive:{}", archive.display()));
@@ -170,8 +256,19 @@ fn docker_archive_loads_and_runs_in_docker() {
 
     let dockerd = testbed::Dockerd::start(&[]);
     let loaded = run_ok(dockerd.docker().args(["load", "-i"]).arg(&archive));
-    assert!(text(&loaded.stdout).contains("stevedore-test/hello:archive"), "{}", text(&loaded.stdout));
-    let ran = run_ok(dockerd.docker().args(["run", "--rm", "--network", "none", "stevedore-test/hello:archive", "x"]));
+    assert!(
+        text(&loaded.stdout).contains("stevedore-test/hello:archive"),
+        "{}",
+        text(&loaded.stdout)
+    );
+    let ran = run_ok(dockerd.docker().args([
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "stevedore-test/hello:archive",
+        "x",
+    ]));
     let printed = text(&ran.stdout);
     assert!(printed.contains("uid=65532 gid=65532"), "{printed}");
     assert!(printed.contains("cwd=/home/nonroot"), "{printed}");
@@ -179,7 +276,27 @@ fn docker_archive_loads_and_runs_in_docker() {
 
 #[test]
 fn same_inputs_give_the_same_digest() {
-    let first = json(&run_ok(stevedore_build("hello").args(["--base", "scratch", "--json", "--output"]).arg(format!("oci-layout={}", tempfile::tempdir().unwrap().path().join("a").display()))).stdout);
-    let second = json(&run_ok(stevedore_build("hello").args(["--base", "scratch", "--json", "--output"]).arg(format!("oci-layout={}", tempfile::tempdir().unwrap().path().join("b").display()))).stdout);
+    let first = json(
+        &run_ok(
+            stevedore_build("hello")
+                .args(["--base", "scratch", "--json", "--output"])
+                .arg(format!(
+                    "oci-layout={}",
+                    tempfile::tempdir().unwrap().path().join("a").display()
+                )),
+        )
+        .stdout,
+    );
+    let second = json(
+        &run_ok(
+            stevedore_build("hello")
+                .args(["--base", "scratch", "--json", "--output"])
+                .arg(format!(
+                    "oci-layout={}",
+                    tempfile::tempdir().unwrap().path().join("b").display()
+                )),
+        )
+        .stdout,
+    );
     assert_eq!(first["digest"], second["digest"]);
 }

@@ -18,8 +18,15 @@ fn fails_cleanly(fixture_name: &str, args: &[&str]) -> String {
             .arg("--output")
             .arg(format!("docker-archive={}", archive.display())),
     );
-    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().map(|e| e.file_name()).collect();
-    assert!(left.is_empty(), "a failed build left {left:?} behind; stderr:\n{stderr}");
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(
+        left.is_empty(),
+        "a failed build left {left:?} behind; stderr:\n{stderr}"
+    );
     stderr
 }
 
@@ -33,21 +40,30 @@ fn assert_one_error(stderr: &str) {
 fn unknown_bin_names_the_available_ones() {
     let err = fails_cleanly("hello", &["--base", "scratch", "--bin", "nope"]);
     assert_one_error(&err);
-    assert!(err.contains("no binary named `nope`") && err.contains("hello"), "{err}");
+    assert!(
+        err.contains("no binary named `nope`") && err.contains("hello"),
+        "{err}"
+    );
 }
 
 #[test]
 fn several_bins_without_bin_asks_for_one() {
     let err = fails_cleanly("multibin", &["--base", "scratch"]);
     assert_one_error(&err);
-    assert!(err.contains("several binaries") && err.contains("one, two") && err.contains("--bin"), "{err}");
+    assert!(
+        err.contains("several binaries") && err.contains("one, two") && err.contains("--bin"),
+        "{err}"
+    );
 }
 
 #[test]
 fn unknown_platform_is_rejected() {
     let err = fails_cleanly("hello", &["--platform", "linux/s390x"]);
     assert_one_error(&err);
-    assert!(err.contains("linux/s390x") && err.contains("linux/amd64"), "{err}");
+    assert!(
+        err.contains("linux/s390x") && err.contains("linux/amd64"),
+        "{err}"
+    );
     let err = fails_cleanly("hello", &["--platform", "amd64"]);
     assert_one_error(&err);
     assert!(err.contains("OS/ARCH"), "{err}");
@@ -67,22 +83,55 @@ fn bad_references_are_rejected() {
 fn missing_manifest_says_where_it_looked() {
     let err = fails_cleanly("does-not-exist", &["--base", "scratch"]);
     assert_one_error(&err);
-    assert!(err.contains("no Cargo.toml") && err.contains("--manifest-path"), "{err}");
+    assert!(
+        err.contains("no Cargo.toml") && err.contains("--manifest-path"),
+        "{err}"
+    );
     assert!(!Path::new(&fixture("does-not-exist")).exists());
 }
 
 #[test]
 fn compile_error_fails_the_build() {
     let err = fails_cleanly("broken", &["--base", "scratch"]);
-    assert!(err.contains("mismatched types"), "cargo's own diagnostics are shown:\n{err}");
-    let last = err.lines().rev().find(|l| l.starts_with("error")).unwrap_or_default();
-    assert!(last.starts_with("error: cargo failed to build `broken` for linux/amd64"), "the failing platform is named: {err}");
+    assert!(
+        err.contains("mismatched types"),
+        "cargo's own diagnostics are shown:\n{err}"
+    );
+    let last = err
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("error"))
+        .unwrap_or_default();
+    assert!(
+        last.starts_with("error: cargo failed to build `broken` for linux/amd64"),
+        "the failing platform is named: {err}"
+    );
 }
 
 #[test]
 fn a_platform_that_fails_to_compile_is_named() {
-    let err = fails_cleanly("hello", &["--base", "scratch", "--platform", "linux/amd64,linux/arm64", "--features", "fail-on-arm64"]);
-    assert!(err.contains("does not build for aarch64"), "cargo's diagnostic is shown:\n{err}");
-    let last = err.lines().rev().find(|l| l.starts_with("error")).unwrap_or_default();
-    assert!(last.contains("for linux/arm64/v8 (aarch64-unknown-linux-musl)") && !last.contains("amd64"), "{err}");
+    let err = fails_cleanly(
+        "hello",
+        &[
+            "--base",
+            "scratch",
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "--features",
+            "fail-on-arm64",
+        ],
+    );
+    assert!(
+        err.contains("does not build for aarch64"),
+        "cargo's diagnostic is shown:\n{err}"
+    );
+    let last = err
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("error"))
+        .unwrap_or_default();
+    assert!(
+        last.contains("for linux/arm64/v8 (aarch64-unknown-linux-musl)") && !last.contains("amd64"),
+        "{err}"
+    );
 }

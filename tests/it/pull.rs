@@ -42,7 +42,10 @@ fn pulls_over_tls_with_a_private_ca_and_refuses_without_it() {
     run_ok(build_on(&base, cache().path()).arg("--registry-ca").arg(ca));
 
     let err = run_err(build_on(&base, cache().path()).env_remove("SSL_CERT_FILE"));
-    assert!(err.contains("not trusted") && err.contains("--registry-ca"), "{err}");
+    assert!(
+        err.contains("not trusted") && err.contains("--registry-ca"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -52,13 +55,24 @@ fn pulls_with_basic_auth_from_env_docker_config_or_credential_helper() {
     let ca = registry.ca_cert().unwrap().to_path_buf();
 
     let from_env = cache();
-    run_ok(build_on(&base, from_env.path()).arg("--registry-ca").arg(&ca).env("STEVEDORE_USERNAME", USERNAME).env("STEVEDORE_PASSWORD", PASSWORD));
+    run_ok(
+        build_on(&base, from_env.path())
+            .arg("--registry-ca")
+            .arg(&ca)
+            .env("STEVEDORE_USERNAME", USERNAME)
+            .env("STEVEDORE_PASSWORD", PASSWORD),
+    );
 
     let from_config = cache();
     let docker_dir = from_config.path().join("docker");
     std::fs::create_dir_all(&docker_dir).unwrap();
     registry.write_docker_config(&docker_dir);
-    run_ok(build_on(&base, from_config.path()).arg("--registry-ca").arg(&ca).env("DOCKER_CONFIG", &docker_dir));
+    run_ok(
+        build_on(&base, from_config.path())
+            .arg("--registry-ca")
+            .arg(&ca)
+            .env("DOCKER_CONFIG", &docker_dir),
+    );
 
     // A docker credential helper, the protocol docker-credential-pass/osxkeychain/ecr-login speak.
     let with_helper = cache();
@@ -69,18 +83,35 @@ fn pulls_with_basic_auth_from_env_docker_config_or_credential_helper() {
     std::fs::set_permissions(&helper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let helper_config = with_helper.path().join("docker");
     std::fs::create_dir_all(&helper_config).unwrap();
-    std::fs::write(helper_config.join("config.json"), format!(r#"{{"credHelpers":{{"{}":"testbed"}}}}"#, registry.addr())).unwrap();
+    std::fs::write(
+        helper_config.join("config.json"),
+        format!(r#"{{"credHelpers":{{"{}":"testbed"}}}}"#, registry.addr()),
+    )
+    .unwrap();
     let mut path = std::ffi::OsString::from(&bin);
     path.push(":");
     path.push(stevedore_testbed::tool_path_env());
-    run_ok(build_on(&base, with_helper.path()).arg("--registry-ca").arg(&ca).env("DOCKER_CONFIG", &helper_config).env("PATH", path));
+    run_ok(
+        build_on(&base, with_helper.path())
+            .arg("--registry-ca")
+            .arg(&ca)
+            .env("DOCKER_CONFIG", &helper_config)
+            .env("PATH", path),
+    );
 
     let wrong = cache();
     let err = run_err(
-        build_on(&base, wrong.path()).arg("--registry-ca").arg(&ca).env("STEVEDORE_USERNAME", USERNAME).env("STEVEDORE_PASSWORD", "wrong-password"),
+        build_on(&base, wrong.path())
+            .arg("--registry-ca")
+            .arg(&ca)
+            .env("STEVEDORE_USERNAME", USERNAME)
+            .env("STEVEDORE_PASSWORD", "wrong-password"),
     );
     assert!(err.contains("401") && err.contains("credentials"), "{err}");
-    assert!(!err.contains("wrong-password"), "the secret must not be printed:\n{err}");
+    assert!(
+        !err.contains("wrong-password"),
+        "the secret must not be printed:\n{err}"
+    );
 }
 
 #[test]
@@ -90,8 +121,16 @@ fn pulls_through_a_bearer_token_front() {
     front.clear_requests();
     run_ok(&mut build_on(&base, cache().path()));
     let requests = front.requests();
-    assert!(requests.iter().any(|(_, path)| path.starts_with("/token")), "a token was fetched: {requests:?}");
-    assert!(requests.iter().any(|(m, path)| m == "GET" && path.contains("/blobs/sha256:")), "{requests:?}");
+    assert!(
+        requests.iter().any(|(_, path)| path.starts_with("/token")),
+        "a token was fetched: {requests:?}"
+    );
+    assert!(
+        requests
+            .iter()
+            .any(|(m, path)| m == "GET" && path.contains("/blobs/sha256:")),
+        "{requests:?}"
+    );
 }
 
 #[test]
@@ -100,7 +139,10 @@ fn missing_tag_and_unknown_host_are_clear_errors() {
     registry.push_base();
     let missing = format!("{}/distroless/static-debian12:no-such-tag", registry.addr());
     let err = run_err(&mut build_on(&missing, cache().path()));
-    assert!(err.contains("not found") && err.contains("no-such-tag"), "{err}");
+    assert!(
+        err.contains("not found") && err.contains("no-such-tag"),
+        "{err}"
+    );
 
     let err = run_err(&mut build_on("registry.invalid/app:1", cache().path()));
     assert!(err.contains("registry.invalid"), "{err}");
@@ -110,9 +152,24 @@ fn missing_tag_and_unknown_host_are_clear_errors() {
 fn a_registry_serving_wrong_content_is_an_error_and_nothing_is_kept() {
     let registry = Registry::start(Mode::Http);
     let base = registry.push_base();
-    let index = skopeo_inspect(&["--raw", "--tls-verify=false"], &format!("docker://{base}"));
-    let amd64 = index["manifests"].as_array().unwrap().iter().find(|m| m["platform"]["architecture"] == "amd64").unwrap();
-    let manifest = skopeo_inspect(&["--raw", "--tls-verify=false"], &format!("docker://{}@{}", base.rsplit_once(':').unwrap().0, amd64["digest"].as_str().unwrap()));
+    let index = skopeo_inspect(
+        &["--raw", "--tls-verify=false"],
+        &format!("docker://{base}"),
+    );
+    let amd64 = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["platform"]["architecture"] == "amd64")
+        .unwrap();
+    let manifest = skopeo_inspect(
+        &["--raw", "--tls-verify=false"],
+        &format!(
+            "docker://{}@{}",
+            base.rsplit_once(':').unwrap().0,
+            amd64["digest"].as_str().unwrap()
+        ),
+    );
     let layer = manifest["layers"][0]["digest"].as_str().unwrap().to_owned();
 
     // Same length, other bytes: only the digest can tell.
@@ -125,7 +182,13 @@ fn a_registry_serving_wrong_content_is_an_error_and_nothing_is_kept() {
     let cache = cache();
     let err = run_err(&mut build_on(&base, cache.path()));
     assert!(err.contains("digest") && err.contains(&layer), "{err}");
-    let stored = cache.path().join("blobs/sha256").join(layer.trim_start_matches("sha256:"));
+    let stored = cache
+        .path()
+        .join("blobs/sha256")
+        .join(layer.trim_start_matches("sha256:"));
     assert!(!stored.exists(), "a corrupt blob must not enter the cache");
-    assert!(!cache.path().join("out").exists(), "no output after a failed pull");
+    assert!(
+        !cache.path().join("out").exists(),
+        "no output after a failed pull"
+    );
 }

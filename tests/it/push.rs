@@ -11,7 +11,8 @@ use crate::util::*;
 /// Builds the hello fixture on `base` and pushes it as `image`; returns the --json result.
 fn push(base: &str, image: &str, extra: &[&str], env: &[(&str, &str)]) -> serde_json::Value {
     let mut cmd = stevedore_build("hello");
-    cmd.args(["--base", base, "-t", image, "--push", "--json"]).args(extra);
+    cmd.args(["--base", base, "-t", image, "--push", "--json"])
+        .args(extra);
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -21,7 +22,9 @@ fn push(base: &str, image: &str, extra: &[&str], env: &[(&str, &str)]) -> serde_
 /// `skopeo inspect` through the registry's own flags (CA, credentials).
 fn inspect(flags: Vec<String>, image: &str) -> serde_json::Value {
     let mut cmd = Command::new(testbed::require_tool("skopeo"));
-    cmd.arg("inspect").args(flags).arg(format!("docker://{image}"));
+    cmd.arg("inspect")
+        .args(flags)
+        .arg(format!("docker://{image}"));
     json(&run_ok(&mut cmd).stdout)
 }
 
@@ -29,7 +32,10 @@ fn check_pushed(result: &serde_json::Value, image: &str, inspected: &serde_json:
     let digest = result["digest"].as_str().unwrap();
     let repo = image.rsplit_once(':').unwrap().0;
     assert_eq!(result["pushed"][0], format!("{repo}@{digest}"));
-    assert_eq!(inspected["Digest"], digest, "skopeo reads the digest stevedore pushed");
+    assert_eq!(
+        inspected["Digest"], digest,
+        "skopeo reads the digest stevedore pushed"
+    );
 }
 
 #[test]
@@ -38,19 +44,33 @@ fn pushes_over_http_and_the_image_runs() {
     let base = registry.push_base();
     let image = format!("{}/test/hello:1", registry.addr());
     let first = push(&base, &image, &[], &[]);
-    check_pushed(&first, &image, &inspect(registry.skopeo_flags(Side::Inspect), &image));
-    assert!(first["push"]["mounted"].as_u64().unwrap() >= 1, "the base layer is mounted, not uploaded: {first}");
+    check_pushed(
+        &first,
+        &image,
+        &inspect(registry.skopeo_flags(Side::Inspect), &image),
+    );
+    assert!(
+        first["push"]["mounted"].as_u64().unwrap() >= 1,
+        "the base layer is mounted, not uploaded: {first}"
+    );
 
     // What anyone pulls back runs as the nonroot user.
     let pulled = tempfile::tempdir().unwrap();
     let layout = pulled.path().join("layout");
     let mut copy = Command::new(testbed::require_tool("skopeo"));
-    copy.arg("copy").args(registry.skopeo_flags(Side::Src)).arg(format!("docker://{image}")).arg(format!("oci:{}:1", layout.display()));
+    copy.arg("copy")
+        .args(registry.skopeo_flags(Side::Src))
+        .arg(format!("docker://{image}"))
+        .arg(format!("oci:{}:1", layout.display()));
     run_ok(&mut copy);
     let bundle = pulled.path().join("bundle");
     testbed::umoci_unpack(&layout, "1", &bundle);
     let out = testbed::run_entrypoint(&bundle, &[]);
-    assert!(text(&out.stdout).contains("uid=65532 gid=65532"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("uid=65532 gid=65532"),
+        "{}",
+        text(&out.stdout)
+    );
 
     // Same image again: every blob is found in place.
     let second = push(&base, &image, &[], &[]);
@@ -66,7 +86,11 @@ fn pushes_over_tls_with_a_private_ca() {
     let image = format!("{}/test/hello:tls", registry.addr());
     let ca = registry.ca_cert().unwrap().display().to_string();
     let result = push(&base, &image, &["--registry-ca", &ca], &[]);
-    check_pushed(&result, &image, &inspect(registry.skopeo_flags(Side::Inspect), &image));
+    check_pushed(
+        &result,
+        &image,
+        &inspect(registry.skopeo_flags(Side::Inspect), &image),
+    );
 }
 
 #[test]
@@ -75,13 +99,28 @@ fn pushes_with_basic_auth_and_rejects_wrong_credentials() {
     let base = registry.push_base();
     let image = format!("{}/test/hello:auth", registry.addr());
     let ca = registry.ca_cert().unwrap().display().to_string();
-    let creds = [("STEVEDORE_USERNAME", USERNAME), ("STEVEDORE_PASSWORD", PASSWORD)];
+    let creds = [
+        ("STEVEDORE_USERNAME", USERNAME),
+        ("STEVEDORE_PASSWORD", PASSWORD),
+    ];
     let result = push(&base, &image, &["--registry-ca", &ca], &creds);
-    check_pushed(&result, &image, &inspect(registry.skopeo_flags(Side::Inspect), &image));
+    check_pushed(
+        &result,
+        &image,
+        &inspect(registry.skopeo_flags(Side::Inspect), &image),
+    );
 
     let err = run_err(
         stevedore_build("hello")
-            .args(["--base", "scratch", "-t", &image, "--push", "--registry-ca", &ca])
+            .args([
+                "--base",
+                "scratch",
+                "-t",
+                &image,
+                "--push",
+                "--registry-ca",
+                &ca,
+            ])
             .env("STEVEDORE_USERNAME", USERNAME)
             .env("STEVEDORE_PASSWORD", "not-the-password"),
     );
@@ -95,14 +134,31 @@ fn pushes_through_a_bearer_token_front_and_skips_present_blobs() {
     let base = front.push_base();
     let image = format!("{}/test/hello:bearer", front.addr());
     let first = push(&base, &image, &[], &[]);
-    check_pushed(&first, &image, &inspect(front.skopeo_flags(Side::Inspect), &image));
+    check_pushed(
+        &first,
+        &image,
+        &inspect(front.skopeo_flags(Side::Inspect), &image),
+    );
 
     front.clear_requests();
     push(&base, &image, &[], &[]);
     let requests = front.requests();
-    let uploads: Vec<_> = requests.iter().filter(|(m, p)| p.contains("/blobs/uploads") || (m != "GET" && m != "HEAD" && p.contains("/blobs/"))).collect();
-    assert!(uploads.is_empty(), "a second push uploads no blob: {uploads:?}");
-    assert!(requests.iter().any(|(m, p)| m == "HEAD" && p.contains("/blobs/")), "{requests:?}");
+    let uploads: Vec<_> = requests
+        .iter()
+        .filter(|(m, p)| {
+            p.contains("/blobs/uploads") || (m != "GET" && m != "HEAD" && p.contains("/blobs/"))
+        })
+        .collect();
+    assert!(
+        uploads.is_empty(),
+        "a second push uploads no blob: {uploads:?}"
+    );
+    assert!(
+        requests
+            .iter()
+            .any(|(m, p)| m == "HEAD" && p.contains("/blobs/")),
+        "{requests:?}"
+    );
 }
 
 #[test]
@@ -110,34 +166,65 @@ fn multi_platform_push_gives_an_index_whose_arm64_image_runs_under_qemu() {
     let registry = Registry::start(Mode::Http);
     let base = registry.push_base();
     let image = format!("{}/test/hello:multi", registry.addr());
-    let result = push(&base, &image, &["--platform", "linux/amd64,linux/arm64"], &[]);
+    let result = push(
+        &base,
+        &image,
+        &["--platform", "linux/amd64,linux/arm64"],
+        &[],
+    );
     let raw = Command::new(testbed::require_tool("skopeo"))
-        .args(["inspect", "--raw", "--tls-verify=false", &format!("docker://{image}")])
+        .args([
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{image}"),
+        ])
         .output()
         .unwrap();
     let index = json(&raw.stdout);
-    assert_eq!(index["mediaType"], "application/vnd.oci.image.index.v1+json");
+    assert_eq!(
+        index["mediaType"],
+        "application/vnd.oci.image.index.v1+json"
+    );
     let platforms: Vec<String> = index["manifests"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|m| format!("{}/{}/{}", m["platform"]["os"], m["platform"]["architecture"], m["platform"]["variant"]).replace('"', ""))
+        .map(|m| {
+            format!(
+                "{}/{}/{}",
+                m["platform"]["os"], m["platform"]["architecture"], m["platform"]["variant"]
+            )
+            .replace('"', "")
+        })
         .collect();
     assert_eq!(platforms, ["linux/amd64/null", "linux/arm64/v8"]);
-    assert_eq!(result["digest"], format!("sha256:{}", stevedore::digest::Digest::of(&raw.stdout).hex()));
+    assert_eq!(
+        result["digest"],
+        format!(
+            "sha256:{}",
+            stevedore::digest::Digest::of(&raw.stdout).hex()
+        )
+    );
 
     for (arch, uname) in [("arm64", "aarch64"), ("amd64", "x86_64")] {
         let dir = tempfile::tempdir().unwrap();
         let layout = dir.path().join("layout");
-        run_ok(Command::new(testbed::require_tool("skopeo"))
-            .args(["copy", "--src-tls-verify=false", "--override-arch", arch])
-            .arg(format!("docker://{image}"))
-            .arg(format!("oci:{}:x", layout.display())));
+        run_ok(
+            Command::new(testbed::require_tool("skopeo"))
+                .args(["copy", "--src-tls-verify=false", "--override-arch", arch])
+                .arg(format!("docker://{image}"))
+                .arg(format!("oci:{}:x", layout.display())),
+        );
         let bundle = dir.path().join("bundle");
         testbed::umoci_unpack(Path::new(&layout), "x", &bundle);
         let out = testbed::run_entrypoint(&bundle, &[]);
         let printed = text(&out.stdout);
-        assert!(printed.contains(&format!("hello arch={uname} uid=65532")) && printed.contains("c_says=ahoy"), "{arch}: {printed}");
+        assert!(
+            printed.contains(&format!("hello arch={uname} uid=65532"))
+                && printed.contains("c_says=ahoy"),
+            "{arch}: {printed}"
+        );
     }
 }
 
@@ -152,25 +239,59 @@ fn index_create_merges_per_platform_images_into_the_same_index_as_one_build() {
     let registry = Registry::start(Mode::Http);
     let base = registry.push_base();
     let repo = format!("{}/test/merged", registry.addr());
-    let one_go = push(&base, &format!("{repo}:one-go"), &["--platform", "linux/amd64,linux/arm64"], &[]);
+    let one_go = push(
+        &base,
+        &format!("{repo}:one-go"),
+        &["--platform", "linux/amd64,linux/arm64"],
+        &[],
+    );
     // As two native runners would: each platform pushed on its own, to its own repository.
-    push(&base, &format!("{}/test/amd64-runner:1", registry.addr()), &["--platform", "linux/amd64"], &[]);
-    push(&base, &format!("{repo}:arm64"), &["--platform", "linux/arm64"], &[]);
+    push(
+        &base,
+        &format!("{}/test/amd64-runner:1", registry.addr()),
+        &["--platform", "linux/amd64"],
+        &[],
+    );
+    push(
+        &base,
+        &format!("{repo}:arm64"),
+        &["--platform", "linux/arm64"],
+        &[],
+    );
 
     let merged = run_ok(
         std::process::Command::new(env!("CARGO_BIN_EXE_cargo-stevedore"))
             .env("STEVEDORE_CACHE_DIR", tempfile::tempdir().unwrap().path())
             .args(["stevedore", "index", "create", &format!("{repo}:merged")])
-            .args(["--from", &format!("{}/test/amd64-runner:1", registry.addr()), "--from", &format!("{repo}:arm64")]),
+            .args([
+                "--from",
+                &format!("{}/test/amd64-runner:1", registry.addr()),
+                "--from",
+                &format!("{repo}:arm64"),
+            ]),
     );
     let digest = one_go["digest"].as_str().unwrap();
-    assert_eq!(text(&merged.stdout).trim(), format!("{repo}@{digest}"), "the merged index equals the one built in one go");
-    let inspected = inspect(registry.skopeo_flags(Side::Inspect), &format!("{repo}:merged"));
+    assert_eq!(
+        text(&merged.stdout).trim(),
+        format!("{repo}@{digest}"),
+        "the merged index equals the one built in one go"
+    );
+    let inspected = inspect(
+        registry.skopeo_flags(Side::Inspect),
+        &format!("{repo}:merged"),
+    );
     assert_eq!(inspected["Digest"], digest);
 
     let err = run_err(
-        std::process::Command::new(env!("CARGO_BIN_EXE_cargo-stevedore"))
-            .args(["index", "create", &format!("{repo}:bad"), "--from", &format!("{repo}:arm64"), "--from", &format!("{repo}:arm64")]),
+        std::process::Command::new(env!("CARGO_BIN_EXE_cargo-stevedore")).args([
+            "index",
+            "create",
+            &format!("{repo}:bad"),
+            "--from",
+            &format!("{repo}:arm64"),
+            "--from",
+            &format!("{repo}:arm64"),
+        ]),
     );
     assert!(err.contains("both linux/arm64/v8 images"), "{err}");
 }
@@ -183,26 +304,35 @@ fn a_push_after_a_lost_blob_uploads_only_that_blob() {
     let first = push(&base, &image, &[], &[]);
     // As if an earlier push had died before this blob arrived.
     let manifest = inspect(vec!["--raw".into(), "--tls-verify=false".into()], &image);
-    let ours = manifest["layers"].as_array().unwrap().last().unwrap()["digest"].as_str().unwrap().to_owned();
-    run_ok(Command::new(testbed::require_tool("curl"))
-        .args(["-fsS", "-X", "DELETE"])
-        .arg(format!("{}/v2/test/resume/blobs/{ours}", registry.url())));
+    let ours = manifest["layers"].as_array().unwrap().last().unwrap()["digest"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    run_ok(
+        Command::new(testbed::require_tool("curl"))
+            .args(["-fsS", "-X", "DELETE"])
+            .arg(format!("{}/v2/test/resume/blobs/{ours}", registry.url())),
+    );
 
     let second = push(&base, &image, &[], &[]);
     assert_eq!(second["digest"], first["digest"]);
-    assert_eq!(second["push"]["uploaded"], 1, "only the lost blob goes up again: {second}");
+    assert_eq!(
+        second["push"]["uploaded"], 1,
+        "only the lost blob goes up again: {second}"
+    );
     let pulled = tempfile::tempdir().unwrap();
-    run_ok(Command::new(testbed::require_tool("skopeo"))
-        .args(["copy", "--src-tls-verify=false"])
-        .arg(format!("docker://{image}"))
-        .arg(format!("oci:{}:1", pulled.path().join("l").display())));
+    run_ok(
+        Command::new(testbed::require_tool("skopeo"))
+            .args(["copy", "--src-tls-verify=false"])
+            .arg(format!("docker://{image}"))
+            .arg(format!("oci:{}:1", pulled.path().join("l").display())),
+    );
 }
 
 #[test]
 fn large_blobs_upload_in_chunks_from_disk() {
     use stevedore::cache::BlobStore;
     use stevedore::registry::{Registry as Client, RegistryOptions};
-    use std::io::Write;
 
     let front = TokenFront::start(Registry::start(Mode::Http), None);
     let dir = tempfile::tempdir().unwrap();
@@ -224,21 +354,35 @@ fn large_blobs_upload_in_chunks_from_disk() {
             Ok(())
         })
         .unwrap();
-    let client = Client::new(RegistryOptions { user_agent: "stevedore-test".into(), ..Default::default() }).unwrap();
-    let repo: stevedore::reference::Reference = format!("{}/test/big", front.addr()).parse().unwrap();
+    let client = Client::new(RegistryOptions {
+        user_agent: "stevedore-test".into(),
+        ..Default::default()
+    })
+    .unwrap();
+    let repo: stevedore::reference::Reference =
+        format!("{}/test/big", front.addr()).parse().unwrap();
     assert!(!client.blob_exists(&repo, &digest).unwrap());
     client.upload_blob(&repo, &digest, size, &store).unwrap();
     assert!(client.blob_exists(&repo, &digest).unwrap());
 
     // Read back by an independent client and check the content.
     let back = dir.path().join("back");
-    run_ok(Command::new(testbed::require_tool("curl"))
-        .args(["-fsS", "-o"])
-        .arg(&back)
-        .arg(format!("{}/v2/test/big/blobs/{digest}", front.upstream().url())));
+    run_ok(
+        Command::new(testbed::require_tool("curl"))
+            .args(["-fsS", "-o"])
+            .arg(&back)
+            .arg(format!(
+                "{}/v2/test/big/blobs/{digest}",
+                front.upstream().url()
+            )),
+    );
     let bytes = std::fs::read(&back).unwrap();
     assert_eq!(bytes.len() as u64, size);
     assert_eq!(stevedore::digest::Digest::of(&bytes), digest);
-    let patches = front.requests().iter().filter(|(m, _)| m == "PATCH").count();
+    let patches = front
+        .requests()
+        .iter()
+        .filter(|(m, _)| m == "PATCH")
+        .count();
     assert_eq!(patches, 3, "80 MiB goes up as 32 + 32 + 16 MiB chunks");
 }

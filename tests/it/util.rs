@@ -8,7 +8,10 @@ use stevedore_testbed as testbed;
 pub const FIXTURE_EPOCH: u64 = 1_700_000_000;
 
 pub fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name).join("Cargo.toml")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+        .join("Cargo.toml")
 }
 
 /// `cargo stevedore build` for a fixture, with the test bed's toolchain, zig and caches.
@@ -20,22 +23,42 @@ pub fn stevedore_build(fixture_name: &str) -> Command {
         .env("STEVEDORE_CACHE_DIR", testbed::testbed_dir().join("cache"))
         .env("SOURCE_DATE_EPOCH", FIXTURE_EPOCH.to_string())
         .env_remove("RUSTFLAGS")
-        .args(["stevedore", "build", "--toolchain", "debweb", "--manifest-path"])
+        .args([
+            "stevedore",
+            "build",
+            "--toolchain",
+            "debweb",
+            "--manifest-path",
+        ])
         .arg(fixture(fixture_name));
     cmd
 }
 
 /// Runs a command and returns its output, panicking with everything it printed if it failed.
 pub fn run_ok(cmd: &mut Command) -> Output {
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(out.status.success(), "{cmd:?} failed ({}):\n--- stdout\n{}\n--- stderr\n{}", out.status, text(&out.stdout), text(&out.stderr));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\n--- stdout\n{}\n--- stderr\n{}",
+        out.status,
+        text(&out.stdout),
+        text(&out.stderr)
+    );
     out
 }
 
 /// Runs a command that must fail, returning its stderr.
 pub fn run_err(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(!out.status.success(), "{cmd:?} succeeded but should have failed:\n{}", text(&out.stdout));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        !out.status.success(),
+        "{cmd:?} succeeded but should have failed:\n{}",
+        text(&out.stdout)
+    );
     text(&out.stderr)
 }
 

@@ -21,28 +21,54 @@ pub fn run() {
     let image = format!("{}/demo/hello-service:latest", registry.addr());
     let work = root.join("target").join("demo");
     let _ = std::fs::remove_dir_all(&work);
-    std::fs::create_dir_all(&work).unwrap_or_else(|e| fail(&format!("cannot create {}: {e}", work.display())));
+    std::fs::create_dir_all(&work)
+        .unwrap_or_else(|e| fail(&format!("cannot create {}: {e}", work.display())));
 
-    run_ok(Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-        .args(["run", "--quiet", "--package", "cargo-stevedore", "--"])
-        .current_dir(&root)
-        .args(["build", "--toolchain", "debweb", "--platform", "linux/amd64,linux/arm64", "--base", &base, "-t", &image])
-        .arg("--manifest-path")
-        .arg(root.join("examples/hello-service/Cargo.toml"))
-        .arg("--push")
-        .env("PATH", testbed::tool_path_env()));
+    run_ok(
+        Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+            .args(["run", "--quiet", "--package", "cargo-stevedore", "--"])
+            .current_dir(&root)
+            .args([
+                "build",
+                "--toolchain",
+                "debweb",
+                "--platform",
+                "linux/amd64,linux/arm64",
+                "--base",
+                &base,
+                "-t",
+                &image,
+            ])
+            .arg("--manifest-path")
+            .arg(root.join("examples/hello-service/Cargo.toml"))
+            .arg("--push")
+            .env("PATH", testbed::tool_path_env()),
+    );
 
     // Everything below reads the registry with tools stevedore did not write.
     let skopeo = testbed::require_tool("skopeo");
-    run_ok(Command::new(&skopeo).args(["inspect", "--raw", "--tls-verify=false", &format!("docker://{image}")]));
+    run_ok(Command::new(&skopeo).args([
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{image}"),
+    ]));
     println!();
 
     for arch in ["amd64", "arm64"] {
         let pulled = work.join(format!("pulled-{arch}"));
-        run_ok(Command::new(&skopeo)
-            .args(["copy", "--quiet", "--src-tls-verify=false", "--override-arch", arch])
-            .arg(format!("docker://{image}"))
-            .arg(format!("oci:{}:latest", pulled.display())));
+        run_ok(
+            Command::new(&skopeo)
+                .args([
+                    "copy",
+                    "--quiet",
+                    "--src-tls-verify=false",
+                    "--override-arch",
+                    arch,
+                ])
+                .arg(format!("docker://{image}"))
+                .arg(format!("oci:{}:latest", pulled.display())),
+        );
         let bundle = work.join(format!("bundle-{arch}"));
         testbed::umoci_unpack(&pulled, "latest", &bundle);
         serve_and_probe(&bundle.join("rootfs"), arch);
@@ -56,8 +82,9 @@ fn serve_and_probe(rootfs: &Path, arch: &str) {
     let emulator = match arch {
         "arm64" => {
             let qemu = testbed::require_tool("qemu-aarch64-static");
-            std::fs::copy(&qemu, rootfs.join("qemu-aarch64-static"))
-                .unwrap_or_else(|e| fail(&format!("cannot copy qemu into {}: {e}", rootfs.display())));
+            std::fs::copy(&qemu, rootfs.join("qemu-aarch64-static")).unwrap_or_else(|e| {
+                fail(&format!("cannot copy qemu into {}: {e}", rootfs.display()))
+            });
             "/qemu-aarch64-static "
         }
         _ => "",

@@ -84,7 +84,12 @@ impl Registry {
     /// (the registry trusts its storage and serves whatever the file holds).
     pub fn blob_file(&self, digest: &str) -> PathBuf {
         let hex = digest.strip_prefix("sha256:").expect("a sha256 digest");
-        self._dir.path().join("data/docker/registry/v2/blobs/sha256").join(&hex[..2]).join(hex).join("data")
+        self._dir
+            .path()
+            .join("data/docker/registry/v2/blobs/sha256")
+            .join(&hex[..2])
+            .join(hex)
+            .join("data")
     }
 
     /// Starts a registry in `mode` on a free port of 127.0.0.1 and waits until `/v2/` answers.
