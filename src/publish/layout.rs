@@ -46,7 +46,7 @@ pub fn write_layout(
     fill(staging.path(), built, tags, store)?;
     fs::rename(staging.path(), dir).map_err(io_err(dir))?;
     // The directory moved; nothing is left for the guard to remove.
-    std::mem::forget(staging);
+    let _ = staging.keep();
     Ok(())
 }
 

@@ -2,7 +2,6 @@
 //! tokens, cached per scope), and the one retry loop.
 
 use std::collections::HashMap;
-use std::error::Error as _;
 use std::io::Read;
 use std::net::IpAddr;
 use std::sync::Mutex;
@@ -363,7 +362,8 @@ fn is_transient(e: &reqwest::Error) -> bool {
         && !permanent.iter().any(|p| chain.contains(p))
 }
 
-fn error_chain(e: &reqwest::Error) -> String {
+/// An error and its causes on one line, for classifying and for messages.
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

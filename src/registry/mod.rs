@@ -22,7 +22,7 @@ use crate::digest::Digest;
 use crate::platform::Platform;
 use crate::progress::{Counted, Progress, Silent};
 use crate::reference::Reference;
-use client::{backoff, read_limited, Client};
+use client::{backoff, error_chain, read_limited, Client};
 
 const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -152,17 +152,6 @@ impl Registry {
         self.manifest(reference, &reference.identifier(), reference.digest())
     }
 
-    /// Copies one blob of `reference`'s repository into the store, verified.
-    pub fn fetch_blob(
-        &self,
-        reference: &Reference,
-        digest: &Digest,
-        size: u64,
-        store: &BlobStore,
-    ) -> Result<(), RegistryError> {
-        self.blob(reference, digest, size, store)
-    }
-
     /// Fetches a manifest or index and checks its digest; returns (digest, media type, bytes).
     fn manifest(
         &self,
@@ -234,7 +223,7 @@ impl Registry {
         store.put_bytes(bytes).map_err(stored)?;
         let config_desc = manifest.config();
         let config_digest = blob_digest(config_desc, reference)?;
-        self.blob(reference, &config_digest, config_desc.size(), store)?;
+        self.fetch_blob(reference, &config_digest, config_desc.size(), store)?;
         let config_bytes = store.read_small(&config_digest).map_err(stored)?;
         let config: ImageConfiguration = parse(&config_bytes, "config", reference)?;
         let (os, arch) = (config.os().to_string(), config.architecture().to_string());
@@ -276,7 +265,7 @@ impl Registry {
             std::thread::scope(|s| {
                 let handles: Vec<_> = chunk
                     .iter()
-                    .map(|(d, size)| s.spawn(move || self.blob(reference, d, *size, store)))
+                    .map(|(d, size)| s.spawn(move || self.fetch_blob(reference, d, *size, store)))
                     .collect();
                 handles
                     .into_iter()
@@ -286,9 +275,9 @@ impl Registry {
         Ok(())
     }
 
-    /// Streams a blob into the store, verified against its digest and size; a transfer that
-    /// breaks or arrives corrupt is tried again from the start.
-    fn blob(
+    /// Streams a blob of `reference`'s repository into the store, verified against its digest
+    /// and size; a transfer that breaks or arrives corrupt is tried again from the start.
+    pub fn fetch_blob(
         &self,
         reference: &Reference,
         digest: &Digest,
@@ -329,7 +318,7 @@ impl Registry {
                     backoff(attempt, None);
                 }
                 Err(e) => {
-                    let text = error_text(&e);
+                    let text = error_chain(&e);
                     if text.contains("digest mismatch")
                         || text.contains("bytes, expected")
                         || text.contains("larger than")
@@ -349,17 +338,6 @@ impl Registry {
             }
         }
     }
-}
-
-fn error_text(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 fn select<'i>(
