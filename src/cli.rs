@@ -239,6 +239,28 @@ fn build(args: BuildArgs) -> Result<(), CliError> {
         return Err(CliError::PushWithoutTag);
     }
     let plan = plan::plan(&opts)?;
+    // Say it before compiling for minutes: a docker archive cannot hold an index.
+    if plan.platforms.len() > 1
+        && args
+            .output
+            .iter()
+            .any(|o| matches!(o, Output::DockerArchive(_)))
+    {
+        let platforms = plan
+            .platforms
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        let source = PublishError::ArchiveMultiPlatform {
+            count: plan.platforms.len(),
+            platforms,
+        };
+        return Err(CliError::Publish {
+            output: "the docker archive".into(),
+            source,
+        });
+    }
     let push_targets = if args.push {
         opts.tags.clone()
     } else {

@@ -122,7 +122,7 @@ impl Client {
             attempt += 1;
             let mut request = build(&self.http, &url);
             if let Some(auth) = self.authorization(reference, &host, scopes, false)? {
-                request = request.header(AUTHORIZATION, auth);
+                request = request.header(AUTHORIZATION, sensitive(&auth));
             }
             let method = request
                 .try_clone()
@@ -299,7 +299,7 @@ impl Client {
             attempt += 1;
             let mut request = self.http.get(realm).query(&query);
             if let Some(c) = credential {
-                request = request.header(AUTHORIZATION, c.basic_header());
+                request = request.header(AUTHORIZATION, sensitive(&c.basic_header()));
             }
             match request.send() {
                 Ok(r)
@@ -335,6 +335,14 @@ impl Client {
                 realm: realm.into(),
             })
     }
+}
+
+/// A header value that HTTP libraries keep out of their own debug output.
+fn sensitive(value: &str) -> reqwest::header::HeaderValue {
+    let mut value = reqwest::header::HeaderValue::from_str(value)
+        .unwrap_or_else(|_| reqwest::header::HeaderValue::from_static("invalid"));
+    value.set_sensitive(true);
+    value
 }
 
 fn challenge_of(response: &Response) -> Option<Challenge> {

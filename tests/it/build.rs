@@ -300,3 +300,60 @@ fn same_inputs_give_the_same_digest() {
     );
     assert_eq!(first["digest"], second["digest"]);
 }
+
+#[test]
+fn multi_platform_layout_holds_an_index_and_an_archive_refuses_clearly() {
+    let registry = Registry::start(Mode::Http);
+    let base = registry.push_base();
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("multi");
+    run_ok(
+        stevedore_build("hello")
+            .args([
+                "--base",
+                &base,
+                "--platform",
+                "linux/amd64,linux/arm64",
+                "--output",
+            ])
+            .arg(format!("oci-layout={}", layout.display())),
+    );
+    let index = skopeo_inspect(&["--raw"], &format!("oci:{}:latest", layout.display()));
+    assert_eq!(
+        index["mediaType"],
+        "application/vnd.oci.image.index.v1+json"
+    );
+    let arches: Vec<&str> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["platform"]["architecture"].as_str().unwrap())
+        .collect();
+    assert_eq!(arches, ["amd64", "arm64"]);
+    let bundle = dir.path().join("bundle-arm64");
+    testbed::umoci_unpack_platform(&layout, "latest", "arm64", &bundle);
+    let out = testbed::run_entrypoint(&bundle, &[]);
+    assert!(
+        text(&out.stdout).contains("hello arch=aarch64 uid=65532"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    let archive = dir.path().join("multi.tar");
+    let err = run_err(
+        stevedore_build("hello")
+            .args([
+                "--base",
+                &base,
+                "--platform",
+                "linux/amd64,linux/arm64",
+                "--output",
+            ])
+            .arg(format!("docker-archive={}", archive.display())),
+    );
+    assert!(
+        err.contains("a docker archive holds one platform's image") && err.contains("--platform"),
+        "{err}"
+    );
+    assert!(!archive.exists());
+}

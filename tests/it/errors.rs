@@ -135,3 +135,27 @@ fn a_platform_that_fails_to_compile_is_named() {
         "{err}"
     );
 }
+
+#[test]
+fn a_toolchain_without_the_target_std_says_how_to_add_it() {
+    // The machine's rustup `stable` has neither a musl std nor rust-src (see TESTBED.md).
+    let mut cmd = stevedore_build("hello");
+    let args: Vec<String> = cmd
+        .get_args()
+        .map(|a| a.to_string_lossy().replace("debweb", "stable"))
+        .collect();
+    let mut cmd = std::process::Command::new(cmd.get_program());
+    cmd.args(args)
+        .env("PATH", stevedore_testbed::tool_path_env());
+    let dir = tempfile::tempdir().unwrap();
+    let err = run_err(
+        cmd.args(["--base", "scratch", "--output"])
+            .arg(format!("oci-layout={}", dir.path().join("out").display())),
+    );
+    assert_one_error(&err);
+    assert!(
+        err.contains("rustup target add x86_64-unknown-linux-musl --toolchain stable"),
+        "{err}"
+    );
+    assert!(!dir.path().join("out").exists());
+}
