@@ -139,7 +139,7 @@ fn a_platform_that_fails_to_compile_is_named() {
 #[test]
 fn a_toolchain_without_the_target_std_says_how_to_add_it() {
     // The machine's rustup `stable` has neither a musl std nor rust-src (see TESTBED.md).
-    let mut cmd = stevedore_build("hello");
+    let cmd = stevedore_build("hello");
     let args: Vec<String> = cmd
         .get_args()
         .map(|a| a.to_string_lossy().replace("debweb", "stable"))
