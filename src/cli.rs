@@ -1,7 +1,6 @@
 //! The command line: clap definitions, turning flags into library options, and the one place
 //! that reports errors to the user.
 
-use std::error::Error as _;
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,13 +8,13 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 
-use crate::cache::{BlobStore, CacheError};
+use crate::build::{user_agent, Build, Error, Outcome};
+use crate::cache::BlobStore;
 use crate::digest::Digest;
-use crate::pipeline::{self, BuildError};
-use crate::plan::{self, Base, BuildOptions, PlanError, DEFAULT_BASE};
+use crate::plan::{Base, BuildOptions, DEFAULT_BASE};
 use crate::platform::Platform;
 use crate::progress::Progress;
-use crate::publish::{self, Output, PublishError};
+use crate::publish::{self, Output};
 use crate::reference::Reference;
 use crate::registry::{Keychain, Registry, RegistryError, RegistryOptions};
 
@@ -76,16 +75,14 @@ struct RegistryArgs {
 }
 
 impl RegistryArgs {
-    /// A client whose environment credential goes only to `push_targets`, when there are any.
-    fn client(self, push_targets: &[Reference]) -> Result<Registry, RegistryError> {
+    /// A client whose environment credential goes only to the registry written to.
+    fn client(self, target: &Reference) -> Result<Registry, RegistryError> {
         let mut keychain = Keychain::from_env();
-        if !push_targets.is_empty() {
-            keychain.limit_env_credential_to(push_targets.iter().map(|t| t.registry().to_owned()));
-        }
+        keychain.limit_env_credential_to([target.registry().to_owned()]);
         let opts = RegistryOptions {
             ca_files: self.registry_ca,
             insecure: self.insecure_registry,
-            user_agent: format!("stevedore/{}", env!("CARGO_PKG_VERSION")),
+            user_agent: user_agent(),
         };
         Registry::with_keychain(opts, keychain)
     }
@@ -140,29 +137,6 @@ struct BuildArgs {
     registry: RegistryArgs,
 }
 
-/// Errors the command line reports; each stage's error keeps its own context.
-#[derive(Debug, thiserror::Error)]
-pub enum CliError {
-    #[error(transparent)]
-    Plan(#[from] PlanError),
-    #[error(transparent)]
-    Build(#[from] BuildError),
-    #[error(transparent)]
-    Registry(#[from] RegistryError),
-    #[error(transparent)]
-    Cache(#[from] CacheError),
-    #[error("--push needs to know where: name the image with -t REGISTRY/REPOSITORY:TAG")]
-    PushWithoutTag,
-    #[error(transparent)]
-    Push(PublishError),
-    #[error("cannot write {output}")]
-    Publish {
-        output: String,
-        #[source]
-        source: PublishError,
-    },
-}
-
 /// Runs the command line with the process's arguments and returns the exit code.
 pub fn main() -> ExitCode {
     let cli = match Cli::try_parse_from(args()) {
@@ -215,8 +189,8 @@ fn init_logging(verbose: u8, quiet: bool) {
         .init();
 }
 
-fn build(args: BuildArgs) -> Result<(), CliError> {
-    let opts = BuildOptions {
+fn build(args: BuildArgs) -> Result<(), Error> {
+    let options = BuildOptions {
         manifest_path: args.manifest_path,
         package: args.package,
         bin: args.bin,
@@ -235,123 +209,67 @@ fn build(args: BuildArgs) -> Result<(), CliError> {
         tags: args.tag,
         toolchain: args.toolchain,
     };
-    if args.push && opts.tags.is_empty() {
-        return Err(CliError::PushWithoutTag);
+    let mut build = Build::from_options(options).with_push(args.push);
+    for output in args.output {
+        build = build.output(output);
     }
-    let plan = plan::plan(&opts)?;
-    // Say it before compiling for minutes: a docker archive cannot hold an index.
-    if plan.platforms.len() > 1
-        && args
-            .output
-            .iter()
-            .any(|o| matches!(o, Output::DockerArchive(_)))
-    {
-        let platforms = plan
-            .platforms
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join(", ");
-        let source = PublishError::ArchiveMultiPlatform {
-            count: plan.platforms.len(),
-            platforms,
-        };
-        return Err(CliError::Publish {
-            output: "the docker archive".into(),
-            source,
-        });
+    for ca in args.registry.registry_ca {
+        build = build.registry_ca(ca);
     }
-    let push_targets = if args.push {
-        opts.tags.clone()
-    } else {
-        Vec::new()
-    };
-    let mut registry = args.registry.client(&push_targets)?;
+    for host in args.registry.insecure_registry {
+        build = build.insecure_registry(host);
+    }
     if let Some(bars) = Bars::for_terminal(args.json) {
-        registry = registry.with_progress(bars);
+        build = build.progress(bars);
     }
-    let store = BlobStore::open_default()?;
-    let built = pipeline::build(&plan, &store, &registry)?;
-
-    let outputs = match args.output.is_empty() && !args.push {
-        true => vec![Output::OciLayout(pipeline::default_layout_dir(&plan))],
-        false => args.output,
-    };
-    let tags = default_tags(&plan);
-    for output in &outputs {
-        publish::publish(&built, output, &tags, &store).map_err(|source| CliError::Publish {
-            output: output.to_string(),
-            source,
-        })?;
-    }
-    let base = match &plan.base {
-        Base::Image(reference) => Some(reference),
-        Base::Scratch => None,
-    };
-    let pushed = match args.push {
-        true => {
-            let report =
-                publish::push(&built, &tags, &store, &registry, base).map_err(CliError::Push)?;
-            tracing::info!(
-                "{} blobs uploaded, {} mounted, {} already there",
-                report.uploaded,
-                report.mounted,
-                report.existing
-            );
-            Some(report)
-        }
-        false => None,
-    };
-    let top = match built.images.as_slice() {
-        [only] => only.manifest.clone(),
-        _ => built.index.clone(),
-    };
+    let outcome = build.run()?;
     if args.json {
-        let images: Vec<_> = built
-            .images
-            .iter()
-            .map(|i| json!({"platform": i.platform.to_string(), "digest": i.manifest.digest().to_string(), "size": i.manifest.size(), "config": i.config.digest().to_string()}))
-            .collect();
-        let result = json!({
-            "package": plan.package, "bin": plan.bin, "version": plan.version,
-            "digest": top.digest().to_string(), "mediaType": top.media_type().to_string(),
-            "index": built.index.digest().to_string(),
-            "images": images,
-            "tags": tags.iter().map(ToString::to_string).collect::<Vec<_>>(),
-            "outputs": outputs.iter().map(ToString::to_string).collect::<Vec<_>>(),
-            "pushed": pushed.iter().flat_map(|r| &r.pushed).map(ToString::to_string).collect::<Vec<_>>(),
-            "push": pushed.as_ref().map(|r| json!({"uploaded": r.uploaded, "mounted": r.mounted, "existing": r.existing})),
-        });
-        println!("{result:#}");
+        println!("{:#}", outcome_json(&outcome));
     } else {
-        for output in &outputs {
-            println!("{output}@{}", top.digest());
+        for output in &outcome.outputs {
+            println!("{output}@{}", outcome.digest());
         }
-        for reference in pushed.iter().flat_map(|r| &r.pushed) {
+        for reference in outcome.pushed() {
             println!("{reference}");
         }
     }
     Ok(())
 }
 
-fn create_index(args: IndexCreateArgs) -> Result<(), CliError> {
-    let registry = args.registry.client(std::slice::from_ref(&args.target))?;
-    let store = BlobStore::open_default()?;
-    let pushed = publish::create_index(&args.target, &args.from, &registry, &store)
-        .map_err(CliError::Push)?;
-    println!("{pushed}");
-    Ok(())
+fn outcome_json(outcome: &Outcome) -> serde_json::Value {
+    let images: Vec<_> = outcome
+        .built
+        .images
+        .iter()
+        .map(|i| {
+            json!({"platform": i.platform.to_string(), "digest": i.manifest.digest().to_string(),
+                   "size": i.manifest.size(), "config": i.config.digest().to_string()})
+        })
+        .collect();
+    let plan = &outcome.plan;
+    let media_type = match outcome.built.images.len() {
+        1 => outcome.built.images[0].manifest.media_type().to_string(),
+        _ => outcome.built.index.media_type().to_string(),
+    };
+    json!({
+        "package": plan.package, "bin": plan.bin, "version": plan.version,
+        "digest": outcome.digest().to_string(), "mediaType": media_type,
+        "index": outcome.built.index.digest().to_string(),
+        "images": images,
+        "tags": outcome.tags.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "outputs": outcome.outputs.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "pushed": outcome.pushed().iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "push": outcome.push.as_ref().map(|r| json!({"uploaded": r.uploaded, "mounted": r.mounted, "existing": r.existing})),
+    })
 }
 
-/// The tags to name the image with: the user's, or `BIN:latest`.
-fn default_tags(plan: &plan::Plan) -> Vec<Reference> {
-    if !plan.tags.is_empty() {
-        return plan.tags.clone();
-    }
-    format!("{}:latest", plan.bin.to_lowercase())
-        .parse()
-        .map(|r| vec![r])
-        .unwrap_or_default()
+fn create_index(args: IndexCreateArgs) -> Result<(), Error> {
+    let registry = args.registry.client(&args.target)?;
+    let store = BlobStore::open_default()?;
+    let pushed = publish::create_index(&args.target, &args.from, &registry, &store)
+        .map_err(crate::build::ErrorKind::Push)?;
+    println!("{pushed}");
+    Ok(())
 }
 
 /// Transfer bars on the terminal, one per blob in flight.
@@ -402,11 +320,6 @@ impl Progress for Bars {
 }
 
 /// Prints an error and its causes once, the way the user reads them.
-fn report(error: &CliError) {
-    eprintln!("error: {error}");
-    let mut source = error.source();
-    while let Some(cause) = source {
-        eprintln!("  caused by: {cause}");
-        source = cause.source();
-    }
+fn report(error: &Error) {
+    eprintln!("{}", error.report());
 }

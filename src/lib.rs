@@ -8,6 +8,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod assemble;
+pub mod build;
 pub mod cache;
 pub mod cli;
 pub mod compile;
@@ -22,3 +23,8 @@ pub mod publish;
 pub mod reference;
 pub mod registry;
 pub mod toolchain;
+
+pub use build::{Build, Error, Outcome};
+pub use platform::Platform;
+pub use publish::Output;
+pub use reference::Reference;

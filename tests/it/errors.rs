@@ -110,17 +110,22 @@ fn compile_error_fails_the_build() {
 
 #[test]
 fn a_platform_that_fails_to_compile_is_named() {
-    let err = fails_cleanly(
-        "hello",
-        &[
-            "--base",
-            "scratch",
-            "--platform",
-            "linux/amd64,linux/arm64",
-            "--features",
-            "fail-on-arm64",
-        ],
+    // Only a layout: a docker archive of two platforms is refused before compiling.
+    let dir = tempfile::tempdir().unwrap();
+    let err = run_err(
+        stevedore_build("hello")
+            .args([
+                "--base",
+                "scratch",
+                "--platform",
+                "linux/amd64,linux/arm64",
+                "--features",
+                "fail-on-arm64",
+            ])
+            .arg("--output")
+            .arg(format!("oci-layout={}", dir.path().join("out").display())),
     );
+    assert!(!dir.path().join("out").exists(), "nothing written");
     assert!(
         err.contains("does not build for aarch64"),
         "cargo's diagnostic is shown:\n{err}"

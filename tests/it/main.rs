@@ -3,6 +3,7 @@
 
 mod build;
 mod errors;
+mod library;
 mod pull;
 mod push;
 mod util;

@@ -1,0 +1,346 @@
+//! The library's front door: describe a build in a few lines, run it, get digests back.
+//!
+//! ```no_run
+//! use stevedore::{Build, Platform};
+//!
+//! # fn main() -> Result<(), stevedore::Error> {
+//! let pushed = Build::from_manifest("Cargo.toml")?
+//!     .platforms([Platform::linux_amd64(), Platform::linux_arm64()])
+//!     .base("gcr.io/distroless/static-debian12:nonroot")?
+//!     .tag("ghcr.io/me/app:1.0")?
+//!     .push()?;
+//! println!("{}", pushed[0]); // ghcr.io/me/app@sha256:…
+//! # Ok(())
+//! # }
+//! ```
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::assemble::Built;
+use crate::cache::{BlobStore, CacheError};
+use crate::digest::Digest;
+use crate::pipeline::{self, BuildError};
+use crate::plan::{self, Base, BuildOptions, Plan, PlanError};
+use crate::platform::Platform;
+use crate::progress::Progress;
+use crate::publish::{self, Output, PublishError, PushReport};
+use crate::reference::{Reference, ReferenceError};
+use crate::registry::{Keychain, Registry, RegistryError, RegistryOptions};
+
+/// Why a build stopped; boxed, so results stay small on the happy path.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct Error(Box<ErrorKind>);
+
+impl Error {
+    pub fn kind(&self) -> &ErrorKind {
+        &self.0
+    }
+}
+
+impl<E: Into<ErrorKind>> From<E> for Error {
+    fn from(e: E) -> Self {
+        Error(Box::new(e.into()))
+    }
+}
+
+/// Everything that can stop a build, each with the context to fix it.
+#[derive(Debug, thiserror::Error)]
+pub enum ErrorKind {
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+    #[error(transparent)]
+    Reference(#[from] ReferenceError),
+    #[error("pushing needs to know where: name the image with a tag (-t REGISTRY/REPOSITORY:TAG)")]
+    PushWithoutTag,
+    #[error(transparent)]
+    Push(PublishError),
+    #[error("cannot write {output}")]
+    Publish {
+        output: String,
+        #[source]
+        source: PublishError,
+    },
+}
+
+impl Error {
+    /// `error: …` and one `caused by: …` line per cause, the way a user should read it.
+    pub fn report(&self) -> String {
+        let mut text = format!("error: {self}");
+        let mut source = std::error::Error::source(self);
+        while let Some(cause) = source {
+            text.push_str(&format!("\n  caused by: {cause}"));
+            source = cause.source();
+        }
+        text
+    }
+}
+
+/// A configured build; see the module docs for an example.
+#[derive(Clone, Default)]
+pub struct Build {
+    options: BuildOptions,
+    outputs: Vec<Output>,
+    push: bool,
+    registry: RegistryOptions,
+    progress: Option<Arc<dyn Progress>>,
+}
+
+/// What a finished build produced.
+#[derive(Debug)]
+pub struct Outcome {
+    pub plan: Plan,
+    pub built: Built,
+    /// The names the image was given (the tags, or `BIN:latest`).
+    pub tags: Vec<Reference>,
+    pub outputs: Vec<Output>,
+    /// What the push did, when there was one.
+    pub push: Option<PushReport>,
+}
+
+impl Outcome {
+    /// The digest of what was built: the manifest for one platform, the index for several.
+    pub fn digest(&self) -> Digest {
+        let top = match self.built.images.as_slice() {
+            [only] => &only.manifest,
+            _ => &self.built.index,
+        };
+        Digest::try_from(top.digest()).expect("assembled descriptors have sha256 digests")
+    }
+
+    /// `REPO@sha256:…` for every repository pushed to.
+    pub fn pushed(&self) -> &[Reference] {
+        self.push.as_ref().map_or(&[], |r| r.pushed.as_slice())
+    }
+}
+
+impl Build {
+    /// A build of the Cargo project at `path` (a Cargo.toml or its directory).
+    pub fn from_manifest(path: impl Into<PathBuf>) -> Result<Self, Error> {
+        let path = path.into();
+        let manifest = if path.is_dir() {
+            path.join("Cargo.toml")
+        } else {
+            path
+        };
+        if !manifest.is_file() {
+            return Err(PlanError::NoManifest(manifest).into());
+        }
+        Ok(Build::from_options(BuildOptions {
+            manifest_path: Some(manifest),
+            ..BuildOptions::default()
+        }))
+    }
+
+    /// A build from options filled in by a caller (the command line does this).
+    pub fn from_options(options: BuildOptions) -> Self {
+        Build {
+            options,
+            ..Build::default()
+        }
+    }
+
+    pub fn package(mut self, name: impl Into<String>) -> Self {
+        self.options.package = Some(name.into());
+        self
+    }
+
+    pub fn bin(mut self, name: impl Into<String>) -> Self {
+        self.options.bin = Some(name.into());
+        self
+    }
+
+    pub fn profile(mut self, name: impl Into<String>) -> Self {
+        self.options.profile = Some(name.into());
+        self
+    }
+
+    pub fn features<S: Into<String>>(mut self, features: impl IntoIterator<Item = S>) -> Self {
+        self.options
+            .features
+            .extend(features.into_iter().map(Into::into));
+        self
+    }
+
+    /// Platforms to build for (default: the host's).
+    pub fn platforms(mut self, platforms: impl IntoIterator<Item = Platform>) -> Self {
+        self.options.platforms = platforms.into_iter().collect();
+        self
+    }
+
+    /// The base image reference, or `scratch`.
+    pub fn base(mut self, base: &str) -> Result<Self, Error> {
+        self.options.base = base.parse::<Base>()?;
+        Ok(self)
+    }
+
+    /// A name for the image (repeatable); pushing goes to each tag's registry.
+    pub fn tag(mut self, reference: &str) -> Result<Self, Error> {
+        self.options.tags.push(reference.parse()?);
+        Ok(self)
+    }
+
+    /// A rustup toolchain to compile with.
+    pub fn toolchain(mut self, name: impl Into<String>) -> Self {
+        self.options.toolchain = Some(name.into());
+        self
+    }
+
+    /// Also write the image to `output` (repeatable).
+    pub fn output(mut self, output: Output) -> Self {
+        self.outputs.push(output);
+        self
+    }
+
+    /// Also push to the tags' registries when the build runs.
+    pub fn with_push(mut self, push: bool) -> Self {
+        self.push = push;
+        self
+    }
+
+    /// Trust an extra CA (PEM) for registries.
+    pub fn registry_ca(mut self, path: impl Into<PathBuf>) -> Self {
+        self.registry.ca_files.push(path.into());
+        self
+    }
+
+    /// Allow plain HTTP for this registry `host[:port]` (loopback always may).
+    pub fn insecure_registry(mut self, host: impl Into<String>) -> Self {
+        self.registry.insecure.push(host.into());
+        self
+    }
+
+    /// Report blob transfers to `progress`.
+    pub fn progress(mut self, progress: Arc<dyn Progress>) -> Self {
+        self.progress = Some(progress);
+        self
+    }
+
+    /// Builds and pushes; returns `REPO@sha256:…` for each repository.
+    pub fn push(self) -> Result<Vec<Reference>, Error> {
+        Ok(self
+            .with_push(true)
+            .run()?
+            .push
+            .map(|r| r.pushed)
+            .unwrap_or_default())
+    }
+
+    /// Builds and writes every output (an OCI layout in `target/stevedore/BIN` when there is
+    /// neither an output nor a push), then pushes if asked.
+    pub fn run(&self) -> Result<Outcome, Error> {
+        if self.push && self.options.tags.is_empty() {
+            return Err(ErrorKind::PushWithoutTag.into());
+        }
+        let plan = plan::plan(&self.options)?;
+        check_archive_platforms(&plan, &self.outputs)?;
+        let registry = self.registry_client()?;
+        let store = BlobStore::open_default()?;
+        let built = pipeline::build(&plan, &store, &registry)?;
+
+        let outputs = match self.outputs.is_empty() && !self.push {
+            true => vec![Output::OciLayout(pipeline::default_layout_dir(&plan))],
+            false => self.outputs.clone(),
+        };
+        let tags = default_tags(&plan);
+        for output in &outputs {
+            publish::publish(&built, output, &tags, &store).map_err(|source| {
+                ErrorKind::Publish {
+                    output: output.to_string(),
+                    source,
+                }
+            })?;
+        }
+        let push = match self.push {
+            true => {
+                let base = match &plan.base {
+                    Base::Image(reference) => Some(reference),
+                    Base::Scratch => None,
+                };
+                let report = publish::push(&built, &tags, &store, &registry, base)
+                    .map_err(ErrorKind::Push)?;
+                tracing::info!(
+                    "{} blobs uploaded, {} mounted, {} already there",
+                    report.uploaded,
+                    report.mounted,
+                    report.existing
+                );
+                Some(report)
+            }
+            false => None,
+        };
+        Ok(Outcome {
+            plan,
+            built,
+            tags,
+            outputs,
+            push,
+        })
+    }
+
+    /// A client whose environment credential goes only to the registries pushed to.
+    fn registry_client(&self) -> Result<Registry, RegistryError> {
+        let mut keychain = Keychain::from_env();
+        if self.push {
+            keychain
+                .limit_env_credential_to(self.options.tags.iter().map(|t| t.registry().to_owned()));
+        }
+        let mut opts = self.registry.clone();
+        if opts.user_agent.is_empty() {
+            opts.user_agent = user_agent();
+        }
+        let registry = Registry::with_keychain(opts, keychain)?;
+        Ok(match &self.progress {
+            Some(progress) => registry.with_progress(progress.clone()),
+            None => registry,
+        })
+    }
+}
+
+/// `stevedore/VERSION`, what registries see.
+pub fn user_agent() -> String {
+    format!("stevedore/{}", env!("CARGO_PKG_VERSION"))
+}
+
+/// Says before compiling for minutes that a docker archive cannot hold an index.
+fn check_archive_platforms(plan: &Plan, outputs: &[Output]) -> Result<(), Error> {
+    if plan.platforms.len() > 1
+        && outputs
+            .iter()
+            .any(|o| matches!(o, Output::DockerArchive(_)))
+    {
+        let platforms = plan
+            .platforms
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        let source = PublishError::ArchiveMultiPlatform {
+            count: plan.platforms.len(),
+            platforms,
+        };
+        return Err(Error::from(ErrorKind::Publish {
+            output: "the docker archive".into(),
+            source,
+        }));
+    }
+    Ok(())
+}
+
+/// The tags to name the image with: the user's, or `BIN:latest`.
+fn default_tags(plan: &Plan) -> Vec<Reference> {
+    if !plan.tags.is_empty() {
+        return plan.tags.clone();
+    }
+    format!("{}:latest", plan.bin.to_lowercase())
+        .parse()
+        .map(|r| vec![r])
+        .unwrap_or_default()
+}
