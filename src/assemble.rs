@@ -171,20 +171,40 @@ fn config(
         .unwrap_or_default();
     let created = rfc3339(plan.created);
 
+    let settings = &plan.image;
     let mut runtime = inherited.clone();
     runtime.set_entrypoint(Some(vec![format!("/{BIN_DIR}/{}", plan.bin)]));
     // Docker semantics: a new entrypoint drops the base's CMD, which was written for another program.
-    runtime.set_cmd(None);
-    let user = inherited.user().clone().filter(|u| !u.is_empty());
+    runtime.set_cmd(settings.args.clone());
+    let user = settings
+        .user
+        .clone()
+        .or_else(|| inherited.user().clone())
+        .filter(|u| !u.is_empty());
     let nonroot = format!("{NONROOT_UID}:{NONROOT_UID}");
     let is_nonroot = user
         .as_deref()
         .is_none_or(|u| u == NONROOT_UID.to_string() || u == nonroot);
     runtime.set_user(Some(user.unwrap_or(nonroot)));
-    runtime.set_env(Some(env(inherited.env().as_deref().unwrap_or_default())));
-    let working_dir = inherited.working_dir().clone().filter(|w| !w.is_empty());
+    runtime.set_env(Some(env(
+        inherited.env().as_deref().unwrap_or_default(),
+        &settings.env,
+    )));
+    // The base's home for its user (distroless: /home/nonroot, 0700) is no place for another user.
+    let own_user = settings.user.is_some() && !is_nonroot;
+    let working_dir = inherited
+        .working_dir()
+        .clone()
+        .filter(|w| !w.is_empty() && !own_user);
     let default_dir = if is_nonroot { "/home/nonroot" } else { "/" };
     runtime.set_working_dir(Some(working_dir.unwrap_or_else(|| default_dir.to_owned())));
+    if !settings.ports.is_empty() {
+        let mut ports: Vec<String> = inherited.exposed_ports().clone().unwrap_or_default();
+        ports.extend(settings.ports.iter().map(|p| format!("{p}/tcp")));
+        ports.sort();
+        ports.dedup();
+        runtime.set_exposed_ports(Some(ports));
+    }
     let mut labels: BTreeMap<String, String> = inherited
         .labels()
         .clone()
@@ -192,6 +212,7 @@ fn config(
         .into_iter()
         .collect();
     labels.extend(image_labels(plan));
+    labels.extend(settings.labels.clone());
     runtime.set_labels(Some(to_hash_map(labels)));
 
     let mut rootfs = base_config.map(|c| c.rootfs().clone()).unwrap_or_default();
@@ -219,17 +240,19 @@ fn config(
     Ok(config)
 }
 
-/// The base's environment with PATH kept (or set) and SSL_CERT_FILE pointing at our bundle.
-fn env(inherited: &[String]) -> Vec<String> {
-    let mut env: Vec<String> = inherited
-        .iter()
-        .filter(|e| !e.starts_with("SSL_CERT_FILE="))
-        .cloned()
-        .collect();
-    if !env.iter().any(|e| e.starts_with("PATH=")) {
+/// The base's environment with PATH kept (or set), SSL_CERT_FILE pointing at our bundle, and
+/// the project's variables last (replacing any of the same name).
+fn env(inherited: &[String], ours: &BTreeMap<String, String>) -> Vec<String> {
+    let replaced = |e: &&String| {
+        let name = e.split('=').next().unwrap_or_default();
+        name == "SSL_CERT_FILE" || ours.contains_key(name)
+    };
+    let mut env: Vec<String> = inherited.iter().filter(|e| !replaced(e)).cloned().collect();
+    if !env.iter().any(|e| e.starts_with("PATH=")) && !ours.contains_key("PATH") {
         env.insert(0, format!("PATH={DEFAULT_PATH}"));
     }
     env.push(format!("SSL_CERT_FILE=/{CA_BUNDLE_PATH}"));
+    env.extend(ours.iter().map(|(k, v)| format!("{k}={v}")));
     env
 }
 
@@ -348,7 +371,10 @@ mod tests {
 
     #[test]
     fn env_keeps_path_and_sets_cert_file() {
-        let env = env(&["PATH=/bin".into(), "SSL_CERT_FILE=/x".into(), "A=1".into()]);
+        let env = env(
+            &["PATH=/bin".into(), "SSL_CERT_FILE=/x".into(), "A=1".into()],
+            &BTreeMap::new(),
+        );
         assert_eq!(
             env,
             [
@@ -357,6 +383,8 @@ mod tests {
                 "SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt"
             ]
         );
-        assert!(super::env(&[])[0].starts_with("PATH=/usr/local/sbin"));
+        assert!(super::env(&[], &BTreeMap::new())[0].starts_with("PATH=/usr/local/sbin"));
+        let ours = BTreeMap::from([("A".to_owned(), "2".to_owned())]);
+        assert_eq!(super::env(&["A=1".into()], &ours).last().unwrap(), "A=2");
     }
 }

@@ -58,7 +58,10 @@ pub enum ErrorKind {
     Cache(#[from] CacheError),
     #[error(transparent)]
     Reference(#[from] ReferenceError),
-    #[error("pushing needs to know where: name the image with a tag (-t REGISTRY/REPOSITORY:TAG)")]
+    #[error(
+        "pushing needs to know where: name the image with -t REGISTRY/REPOSITORY:TAG, \
+         STEVEDORE_REPO, or `repository` in [package.metadata.stevedore]"
+    )]
     PushWithoutTag,
     #[error(transparent)]
     Push(PublishError),
@@ -177,7 +180,7 @@ impl Build {
 
     /// The base image reference, or `scratch`.
     pub fn base(mut self, base: &str) -> Result<Self, Error> {
-        self.options.base = base.parse::<Base>()?;
+        self.options.base = Some(base.parse::<Base>()?);
         Ok(self)
     }
 
@@ -236,12 +239,12 @@ impl Build {
     /// Builds and writes every output (an OCI layout in `target/stevedore/BIN` when there is
     /// neither an output nor a push), then pushes if asked.
     pub fn run(&self) -> Result<Outcome, Error> {
-        if self.push && self.options.tags.is_empty() {
+        let plan = plan::plan(&self.options)?;
+        if self.push && plan.tags.is_empty() {
             return Err(ErrorKind::PushWithoutTag.into());
         }
-        let plan = plan::plan(&self.options)?;
         check_archive_platforms(&plan, &self.outputs)?;
-        let registry = self.registry_client()?;
+        let registry = self.registry_client(&plan.tags)?;
         let store = BlobStore::open_default()?;
         let built = pipeline::build(&plan, &store, &registry)?;
 
@@ -286,11 +289,10 @@ impl Build {
     }
 
     /// A client whose environment credential goes only to the registries pushed to.
-    fn registry_client(&self) -> Result<Registry, RegistryError> {
+    fn registry_client(&self, tags: &[Reference]) -> Result<Registry, RegistryError> {
         let mut keychain = Keychain::from_env();
         if self.push {
-            keychain
-                .limit_env_credential_to(self.options.tags.iter().map(|t| t.registry().to_owned()));
+            keychain.limit_env_credential_to(tags.iter().map(|t| t.registry().to_owned()));
         }
         let mut opts = self.registry.clone();
         if opts.user_agent.is_empty() {

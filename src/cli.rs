@@ -11,7 +11,7 @@ use serde_json::json;
 use crate::build::{user_agent, Build, Error, Outcome};
 use crate::cache::BlobStore;
 use crate::digest::Digest;
-use crate::plan::{Base, BuildOptions, DEFAULT_BASE};
+use crate::plan::{Base, BuildOptions};
 use crate::platform::Platform;
 use crate::progress::Progress;
 use crate::publish::{self, Output};
@@ -114,9 +114,10 @@ struct BuildArgs {
     /// Platforms to build for, comma separated: linux/amd64, linux/arm64 (default: the host's).
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     platform: Vec<Platform>,
-    /// Base image reference, or `scratch` for none.
-    #[arg(long, value_name = "REF|scratch", default_value = DEFAULT_BASE)]
-    base: Base,
+    /// Base image reference, or `scratch` for none [default: Cargo.toml's
+    /// `package.metadata.stevedore.base`, else gcr.io/distroless/static-debian12:nonroot]
+    #[arg(long, value_name = "REF|scratch")]
+    base: Option<Base>,
     /// Name for the image (repeatable), e.g. `registry.example.com/app:1.2`.
     #[arg(short, long, value_name = "REF")]
     tag: Vec<Reference>,

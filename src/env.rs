@@ -11,6 +11,9 @@ pub const PASSWORD: &str = "STEVEDORE_PASSWORD";
 /// Comma-separated registries the STEVEDORE_USERNAME/PASSWORD credential is for (default:
 /// the registries pushed to, or every registry when nothing is pushed).
 pub const REGISTRY: &str = "STEVEDORE_REGISTRY";
+/// Default image repository (like ko's KO_DOCKER_REPO): tags become `$STEVEDORE_REPO:TAG`
+/// unless `-t` names the image; wins over `repository` in Cargo.toml.
+pub const REPO: &str = "STEVEDORE_REPO";
 /// The zig to link musl binaries with, when not `zig` on PATH or `python3 -m ziglang`.
 pub const ZIG: &str = "STEVEDORE_ZIG";
 /// The cargo to run when `--toolchain` is not given (set by cargo for subcommands).

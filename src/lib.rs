@@ -12,6 +12,7 @@ pub mod build;
 pub mod cache;
 pub mod cli;
 pub mod compile;
+pub mod config;
 pub mod digest;
 pub mod env;
 pub mod layer;

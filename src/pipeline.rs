@@ -38,7 +38,11 @@ pub fn build(plan: &Plan, store: &BlobStore, registry: &Registry) -> Result<Buil
     let mtime = u64::try_from(plan.created).unwrap_or(0);
     let mut images = Vec::with_capacity(binaries.len());
     for binary in &binaries {
-        let layer = LayerSpec::application(&binary.path, &plan.bin)?.write(store, mtime)?;
+        let mut spec = LayerSpec::application(&binary.path, &plan.bin)?;
+        for file in &plan.image.files {
+            spec.file(&file.dst, &file.src, file.mode)?;
+        }
+        let layer = spec.write(store, mtime)?;
         let base = bases.iter().find(|b| b.platform == binary.platform);
         tracing::info!("assembling {} image for {}", plan.bin, binary.platform);
         images.push(assemble::assemble(

@@ -8,6 +8,7 @@ use std::str::FromStr;
 use cargo_metadata::{Metadata, Package, TargetKind};
 use serde::Serialize;
 
+use crate::config::{self, ConfigError, ImageSettings, Settings, Sources};
 use crate::env;
 use crate::platform::{Platform, PlatformError};
 use crate::reference::{Reference, ReferenceError};
@@ -54,7 +55,8 @@ pub struct BuildOptions {
     pub no_default_features: bool,
     /// Empty means the host's platform.
     pub platforms: Vec<Platform>,
-    pub base: Base,
+    /// `None`: from the project's settings, else the distroless default.
+    pub base: Option<Base>,
     pub tags: Vec<Reference>,
     pub toolchain: Option<String>,
 }
@@ -86,6 +88,8 @@ pub struct Plan {
     pub revision: Option<String>,
     /// Seconds since the epoch stamped on files and the image (`SOURCE_DATE_EPOCH`).
     pub created: i64,
+    /// Runtime settings and extra files from `[package.metadata.stevedore]`.
+    pub image: ImageSettings,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -125,6 +129,8 @@ pub enum PlanError {
     SourceDateEpoch { value: String },
     #[error(transparent)]
     Platform(#[from] PlatformError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
 }
 
 /// Resolves the options against the project on disk.
@@ -133,11 +139,21 @@ pub fn plan(opts: &BuildOptions) -> Result<Plan, PlanError> {
     let toolchain = Toolchain::from_name(opts.toolchain.as_deref());
     let metadata = metadata(&toolchain, &manifest)?;
     let (package, bin) = select(&metadata, opts)?;
-    let platforms = match opts.platforms.is_empty() {
-        true => vec![Platform::host()?],
-        false => dedup(&opts.platforms),
-    };
     let workspace_root = metadata.workspace_root.clone().into_std_path_buf();
+    let revision = git(&workspace_root, &["rev-parse", "HEAD"]);
+    let settings = project_settings(&metadata, package, revision.as_deref())?;
+    // Flags first, then the project's settings, then defaults.
+    let platforms = match (opts.platforms.is_empty(), settings.platforms.is_empty()) {
+        (false, _) => dedup(&opts.platforms),
+        (true, false) => dedup(&settings.platforms),
+        (true, true) => vec![Platform::host()?],
+    };
+    let base = opts.base.clone().or(settings.base).unwrap_or_default();
+    let tags = if opts.tags.is_empty() {
+        settings.tags
+    } else {
+        opts.tags.clone()
+    };
     Ok(Plan {
         manifest_path: package.manifest_path.clone().into_std_path_buf(),
         target_dir: metadata.target_directory.clone().into_std_path_buf(),
@@ -149,14 +165,40 @@ pub fn plan(opts: &BuildOptions) -> Result<Plan, PlanError> {
         all_features: opts.all_features,
         no_default_features: opts.no_default_features,
         platforms,
-        base: opts.base.clone(),
-        tags: opts.tags.clone(),
+        base,
+        tags,
         has_c_code: compiles_c(&metadata, package),
         source: package.repository.clone(),
-        revision: git(&workspace_root, &["rev-parse", "HEAD"]),
+        revision,
         created: source_date_epoch(&workspace_root)?,
+        image: settings.image,
         workspace_root,
         toolchain,
+    })
+}
+
+fn project_settings(
+    metadata: &Metadata,
+    package: &Package,
+    revision: Option<&str>,
+) -> Result<Settings, ConfigError> {
+    let workspace_manifest = metadata
+        .workspace_root
+        .join("Cargo.toml")
+        .into_std_path_buf();
+    let repository_override = std::env::var(env::REPO).ok().filter(|r| !r.is_empty());
+    config::settings(&Sources {
+        package: package
+            .metadata
+            .get("stevedore")
+            .map(|v| (v, package.manifest_path.as_std_path())),
+        workspace: metadata
+            .workspace_metadata
+            .get("stevedore")
+            .map(|v| (v, workspace_manifest.as_path())),
+        version: &package.version.to_string(),
+        revision,
+        repository_override: repository_override.as_deref(),
     })
 }
 

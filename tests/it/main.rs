@@ -2,6 +2,7 @@
 //! (a distribution registry, the distroless stand-in, skopeo, umoci, docker).
 
 mod build;
+mod config;
 mod errors;
 mod library;
 mod pull;

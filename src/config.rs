@@ -1,0 +1,371 @@
+//! Settings a project keeps in its Cargo.toml: `[package.metadata.stevedore]`, with defaults
+//! from `[workspace.metadata.stevedore]`. Flags beat the environment, which beats these.
+//!
+//! Every mistake names the key and the file: `unknown field`, a wrong type, a bad platform or
+//! reference, a file to copy that does not exist.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::plan::Base;
+use crate::platform::Platform;
+use crate::reference::Reference;
+
+/// The table as written; every key optional.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Table {
+    base: Option<String>,
+    platforms: Option<Vec<String>>,
+    repository: Option<String>,
+    tags: Option<Vec<String>>,
+    args: Option<Vec<String>>,
+    env: Option<BTreeMap<String, String>>,
+    ports: Option<Vec<u16>>,
+    labels: Option<BTreeMap<String, String>>,
+    user: Option<String>,
+    files: Option<Vec<FileEntry>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileEntry {
+    src: PathBuf,
+    dst: String,
+    mode: Option<Mode>,
+}
+
+/// A file mode: an integer (TOML `0o644`) or an octal string (`"0644"`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum Mode {
+    Number(u32),
+    Octal(String),
+}
+
+/// What the image's runtime config and layer get from the settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ImageSettings {
+    /// The image's Cmd: arguments after the entrypoint.
+    pub args: Option<Vec<String>>,
+    pub env: BTreeMap<String, String>,
+    pub ports: Vec<u16>,
+    pub labels: BTreeMap<String, String>,
+    pub user: Option<String>,
+    pub files: Vec<ExtraFile>,
+}
+
+/// A file copied into the application layer.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ExtraFile {
+    pub src: PathBuf,
+    pub dst: String,
+    pub mode: u32,
+}
+
+/// The settings, checked and resolved against the package.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    pub base: Option<Base>,
+    pub platforms: Vec<Platform>,
+    /// Image names from `repository` and `tags`, placeholders filled in.
+    pub tags: Vec<Reference>,
+    pub image: ImageSettings,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid `{key}` in [{table}] of {}: {message}", file.display())]
+pub struct ConfigError {
+    pub table: &'static str,
+    pub file: PathBuf,
+    pub key: String,
+    pub message: String,
+}
+
+/// Where the settings come from and what fills their placeholders.
+pub struct Sources<'a> {
+    pub package: Option<(&'a serde_json::Value, &'a Path)>,
+    pub workspace: Option<(&'a serde_json::Value, &'a Path)>,
+    pub version: &'a str,
+    pub revision: Option<&'a str>,
+    /// `STEVEDORE_REPO`, which wins over `repository`.
+    pub repository_override: Option<&'a str>,
+}
+
+const PACKAGE: &str = "package.metadata.stevedore";
+const WORKSPACE: &str = "workspace.metadata.stevedore";
+
+/// Reads, merges (package over workspace, key by key) and checks the settings.
+pub fn settings(sources: &Sources) -> Result<Settings, ConfigError> {
+    let workspace = match sources.workspace {
+        Some((value, file)) => Some((table(value, file, WORKSPACE)?, file)),
+        None => None,
+    };
+    let package = match sources.package {
+        Some((value, file)) => Some((table(value, file, PACKAGE)?, file)),
+        None => None,
+    };
+    // Each key is checked against the file it came from, so errors point at the right one.
+    let origin = |has: &dyn Fn(&Table) -> bool| -> Origin {
+        match (&package, &workspace) {
+            (Some((t, f)), _) if has(t) => Origin {
+                table: PACKAGE,
+                file: f.to_path_buf(),
+            },
+            (_, Some((t, f))) if has(t) => Origin {
+                table: WORKSPACE,
+                file: f.to_path_buf(),
+            },
+            _ => Origin {
+                table: PACKAGE,
+                file: PathBuf::from("Cargo.toml"),
+            },
+        }
+    };
+    let merged = merge(
+        workspace.as_ref().map(|(t, _)| t),
+        package.as_ref().map(|(t, _)| t),
+    );
+
+    let base = match &merged.base {
+        Some(b) => Some(
+            b.parse::<Base>()
+                .map_err(|e| origin(&|t| t.base.is_some()).error("base", e))?,
+        ),
+        None => None,
+    };
+    let mut platforms = Vec::new();
+    for (i, p) in merged.platforms.iter().flatten().enumerate() {
+        let parsed = p.parse::<Platform>();
+        platforms.push(parsed.map_err(|e| {
+            origin(&|t| t.platforms.is_some()).error(&format!("platforms[{i}]"), e)
+        })?);
+    }
+    let tags = image_names(
+        &merged,
+        sources,
+        &origin(&|t| t.tags.is_some() || t.repository.is_some()),
+    )?;
+    let mut files = Vec::new();
+    let files_origin = origin(&|t| t.files.is_some());
+    for (i, f) in merged.files.iter().flatten().enumerate() {
+        files.push(
+            extra_file(f, &files_origin.file)
+                .map_err(|e| files_origin.error(&format!("files[{i}]"), e))?,
+        );
+    }
+    let image = ImageSettings {
+        args: merged.args.clone(),
+        env: merged.env.clone().unwrap_or_default(),
+        ports: merged.ports.clone().unwrap_or_default(),
+        labels: merged.labels.clone().unwrap_or_default(),
+        user: merged.user.clone(),
+        files,
+    };
+    Ok(Settings {
+        base,
+        platforms,
+        tags,
+        image,
+    })
+}
+
+/// Which table and file a key was read from.
+struct Origin {
+    table: &'static str,
+    file: PathBuf,
+}
+
+impl Origin {
+    fn error(&self, key: &str, message: impl ToString) -> ConfigError {
+        ConfigError {
+            table: self.table,
+            file: self.file.clone(),
+            key: key.to_owned(),
+            message: message.to_string(),
+        }
+    }
+}
+
+fn table(
+    value: &serde_json::Value,
+    file: &Path,
+    table: &'static str,
+) -> Result<Table, ConfigError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        ConfigError {
+            table,
+            file: file.to_path_buf(),
+            key: if path == "." { "(table)".into() } else { path },
+            message: e.into_inner().to_string(),
+        }
+    })
+}
+
+fn merge(workspace: Option<&Table>, package: Option<&Table>) -> Table {
+    let (w, p) = (
+        workspace.cloned().unwrap_or_default(),
+        package.cloned().unwrap_or_default(),
+    );
+    Table {
+        base: p.base.or(w.base),
+        platforms: p.platforms.or(w.platforms),
+        repository: p.repository.or(w.repository),
+        tags: p.tags.or(w.tags),
+        args: p.args.or(w.args),
+        env: p.env.or(w.env),
+        ports: p.ports.or(w.ports),
+        labels: p.labels.or(w.labels),
+        user: p.user.or(w.user),
+        files: p.files.or(w.files),
+    }
+}
+
+/// `repository:tag` for every tag template, `{version}` and `{git_sha}` filled in.
+fn image_names(
+    merged: &Table,
+    sources: &Sources,
+    origin: &Origin,
+) -> Result<Vec<Reference>, ConfigError> {
+    let Some(repository) = sources.repository_override.or(merged.repository.as_deref()) else {
+        return Ok(Vec::new());
+    };
+    let templates = merged
+        .tags
+        .clone()
+        .unwrap_or_else(|| vec!["latest".to_owned()]);
+    let mut names = Vec::new();
+    for (i, template) in templates.iter().enumerate() {
+        let key = format!("tags[{i}]");
+        let tag = template.replace("{version}", sources.version);
+        let tag = match (tag.contains("{git_sha}"), sources.revision) {
+            (false, _) => tag,
+            (true, Some(rev)) => tag.replace("{git_sha}", &rev[..rev.len().min(12)]),
+            (true, None) => {
+                return Err(origin.error(
+                    &key,
+                    "{git_sha} needs the project to be a git checkout with a commit",
+                ))
+            }
+        };
+        let reference = format!("{repository}:{tag}")
+            .parse::<Reference>()
+            .map_err(|e| match sources.repository_override {
+                Some(_) => ConfigError {
+                    table: "environment",
+                    file: "STEVEDORE_REPO".into(),
+                    key: "STEVEDORE_REPO".into(),
+                    message: e.to_string(),
+                },
+                None => origin.error(&key, e),
+            })?;
+        names.push(reference);
+    }
+    Ok(names)
+}
+
+fn extra_file(entry: &FileEntry, manifest: &Path) -> Result<ExtraFile, String> {
+    // Paths in Cargo.toml are relative to it.
+    let dir = manifest.parent().unwrap_or(Path::new("."));
+    let src = dir.join(&entry.src);
+    if !src.is_file() {
+        return Err(format!(
+            "`src` {} is not a file (paths are relative to {})",
+            src.display(),
+            dir.display()
+        ));
+    }
+    let mode = match &entry.mode {
+        None => 0o644,
+        Some(Mode::Number(n)) => *n,
+        Some(Mode::Octal(s)) => u32::from_str_radix(s.trim_start_matches("0o"), 8)
+            .map_err(|_| format!("`mode` {s:?} is not an octal mode like \"0644\""))?,
+    };
+    if mode > 0o7777 {
+        return Err(format!(
+            "`mode` {mode:o} is not a file mode (at most 7777 octal)"
+        ));
+    }
+    Ok(ExtraFile {
+        src,
+        dst: entry.dst.clone(),
+        mode,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn sources<'a>(
+        package: &'a serde_json::Value,
+        workspace: Option<&'a serde_json::Value>,
+    ) -> Sources<'a> {
+        Sources {
+            package: Some((package, Path::new("/p/Cargo.toml"))),
+            workspace: workspace.map(|w| (w, Path::new("/w/Cargo.toml"))),
+            version: "1.2.3",
+            revision: Some("0123456789abcdef0123"),
+            repository_override: None,
+        }
+    }
+
+    #[test]
+    fn merges_package_over_workspace_and_fills_placeholders() {
+        let package = json!({"repository": "ghcr.io/me/app", "tags": ["{version}", "{git_sha}"], "ports": [8080]});
+        let workspace = json!({"base": "scratch", "ports": [9], "env": {"A": "1"}});
+        let s = settings(&sources(&package, Some(&workspace))).unwrap();
+        assert_eq!(s.base, Some(Base::Scratch));
+        assert_eq!(s.image.ports, [8080]);
+        assert_eq!(s.image.env["A"], "1");
+        let tags: Vec<String> = s.tags.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            tags,
+            ["ghcr.io/me/app:1.2.3", "ghcr.io/me/app:0123456789ab"]
+        );
+    }
+
+    #[test]
+    fn errors_name_the_key_and_the_file() {
+        let err = settings(&sources(&json!({"bse": "x"}), None))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("bse") && err.contains("/p/Cargo.toml"),
+            "{err}"
+        );
+        let err = settings(&sources(&json!({"ports": ["http"]}), None))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`ports[0]`") && err.contains("/p/Cargo.toml"),
+            "{err}"
+        );
+        let err = settings(&sources(
+            &json!({}),
+            Some(&json!({"platforms": ["linux/s390x"]})),
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("`platforms[0]`")
+                && err.contains("/w/Cargo.toml")
+                && err.contains("workspace.metadata"),
+            "{err}"
+        );
+        let err = settings(&sources(
+            &json!({"files": [{"src": "nope", "dst": "/x"}]}),
+            None,
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("`files[0]`") && err.contains("not a file"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,191 @@
+//! Projects configured through `[package.metadata.stevedore]`: every setting reaches the
+//! image, and a bad value is an error naming the key and the file.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use stevedore_testbed::{self as testbed, Mode, Registry, Side};
+
+use crate::util::*;
+
+/// The `configured` fixture, written where it builds with `@REGISTRY@` filled in and `edit`
+/// applied to its Cargo.toml. A fixed place keeps cargo's std build from source reusable.
+fn configured_project(dir: &Path, registry: &str, edit: impl Fn(String) -> String) -> PathBuf {
+    let template = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/configured");
+    std::fs::create_dir_all(dir.join("src")).unwrap();
+    std::fs::create_dir_all(dir.join("static")).unwrap();
+    for file in ["Cargo.lock", "src/main.rs", "static/motd.txt"] {
+        std::fs::copy(template.join(file), dir.join(file)).unwrap();
+    }
+    let manifest = std::fs::read_to_string(template.join("Cargo.toml")).unwrap();
+    let manifest = edit(manifest.replace("@REGISTRY@", registry));
+    let path = dir.join("Cargo.toml");
+    // Only rewrite on change, so cargo sees an unchanged project as unchanged.
+    if std::fs::read_to_string(&path).ok().as_deref() != Some(manifest.as_str()) {
+        std::fs::write(&path, manifest).unwrap();
+    }
+    path
+}
+
+fn build(manifest: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cargo-stevedore"));
+    cmd.env("PATH", testbed::tool_path_env())
+        .env("CARGO_TARGET_DIR", testbed::fixture_target_dir())
+        .env("STEVEDORE_CACHE_DIR", testbed::testbed_dir().join("cache"))
+        .env("SOURCE_DATE_EPOCH", FIXTURE_EPOCH.to_string())
+        .env_remove("STEVEDORE_REPO")
+        .args(["build", "--toolchain", "debweb", "--manifest-path"])
+        .arg(manifest);
+    cmd
+}
+
+#[test]
+fn every_setting_from_package_metadata_reaches_the_pushed_image() {
+    let registry = Registry::start(Mode::Http);
+    registry.push_base();
+    let manifest = configured_project(
+        &testbed::testbed_dir().join("configured-project"),
+        &registry.addr(),
+        |m| m,
+    );
+    let out = run_ok(build(&manifest).args(["--push", "--json"]));
+    let result = json(&out.stdout);
+
+    let rev = Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    let sha = text(&rev.stdout).trim()[..12].to_owned();
+    let repo = format!("{}/configured/app", registry.addr());
+    let tags: Vec<&str> = result["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        tags,
+        [format!("{repo}:2.3.4"), format!("{repo}:sha-{sha}")],
+        "repository and tags with placeholders"
+    );
+
+    let config = {
+        let mut cmd = Command::new(testbed::require_tool("skopeo"));
+        cmd.args(["inspect", "--config"])
+            .args(registry.skopeo_flags(Side::Inspect))
+            .arg(format!("docker://{repo}:sha-{sha}"));
+        json(&run_ok(&mut cmd).stdout)
+    };
+    let c = &config["config"];
+    assert_eq!(c["Cmd"], serde_json::json!(["serve", "--verbose"]), "args");
+    assert_eq!(c["User"], "1234:1234", "user");
+    assert_eq!(c["WorkingDir"], "/", "not the nonroot user's private home");
+    assert_eq!(
+        c["ExposedPorts"],
+        serde_json::json!({"8080/tcp": {}, "9090/tcp": {}}),
+        "ports"
+    );
+    assert_eq!(c["Labels"]["org.example.team"], "platform", "labels");
+    let env: Vec<&str> = c["Env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_str().unwrap())
+        .collect();
+    assert!(
+        env.contains(&"GREETING=ahoy") && env.contains(&"RUST_LOG=info"),
+        "env: {env:?}"
+    );
+    assert_eq!(config["architecture"], "amd64", "platforms");
+    assert!(
+        config["rootfs"]["diff_ids"].as_array().unwrap().len() >= 2,
+        "on the base from the settings"
+    );
+
+    // The extra file is in the image with its mode, and Cmd/Env reach the program.
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    let mut copy = Command::new(testbed::require_tool("skopeo"));
+    copy.arg("copy")
+        .args(registry.skopeo_flags(Side::Src))
+        .arg(format!("docker://{repo}:2.3.4"))
+        .arg(format!("oci:{}:x", layout.display()));
+    run_ok(&mut copy);
+    let bundle = dir.path().join("bundle");
+    testbed::umoci_unpack(&layout, "x", &bundle);
+    let motd = bundle.join("rootfs/etc/motd");
+    assert_eq!(std::fs::read_to_string(&motd).unwrap(), "welcome aboard\n");
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&motd).unwrap().permissions())
+            & 0o7777,
+        0o600
+    );
+    let ran = testbed::run_entrypoint(&bundle, &[]);
+    assert!(
+        text(&ran.stdout)
+            .contains(r#"configured args=["serve", "--verbose"] GREETING=Some("ahoy")"#),
+        "{}",
+        text(&ran.stdout)
+    );
+}
+
+#[test]
+fn flags_and_stevedore_repo_override_the_metadata() {
+    let registry = Registry::start(Mode::Http);
+    registry.push_base();
+    let manifest = configured_project(
+        &testbed::testbed_dir().join("configured-project"),
+        &registry.addr(),
+        |m| m,
+    );
+    let elsewhere = format!("{}/elsewhere/app", registry.addr());
+    let out = run_ok(
+        build(&manifest)
+            .args(["--json", "--base", "scratch", "--output"])
+            .arg(format!(
+                "oci-layout={}",
+                tempfile::tempdir().unwrap().path().join("o").display()
+            ))
+            .env("STEVEDORE_REPO", &elsewhere),
+    );
+    let result = json(&out.stdout);
+    assert_eq!(
+        result["tags"][0],
+        format!("{elsewhere}:2.3.4"),
+        "STEVEDORE_REPO wins over `repository`"
+    );
+}
+
+#[test]
+fn bad_metadata_names_the_key_and_the_file() {
+    let cases: [(&str, &str, &str); 3] = [
+        ("ports = [8080, 9090]", "ports = [\"http\"]", "`ports[0]`"),
+        (
+            "user = \"1234:1234\"",
+            "user = \"1234:1234\"\ncolour = \"blue\"",
+            "colour",
+        ),
+        (
+            "platforms = [\"linux/amd64\"]",
+            "platforms = [\"linux/s390x\"]",
+            "`platforms[0]`",
+        ),
+    ];
+    for (from, to, key) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let manifest = configured_project(dir.path(), "127.0.0.1:1", |m| m.replace(from, to));
+        let err = run_err(
+            build(&manifest)
+                .arg("--output")
+                .arg(format!("oci-layout={}", dir.path().join("out").display())),
+        );
+        assert!(
+            err.contains(key)
+                && err.contains(&manifest.display().to_string())
+                && err.contains("package.metadata.stevedore"),
+            "{to}:\n{err}"
+        );
+        assert!(!dir.path().join("out").exists());
+    }
+}
