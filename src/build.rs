@@ -196,6 +196,12 @@ impl Build {
         self
     }
 
+    /// Cargo's target directory for the compile (default: what cargo would use).
+    pub fn target_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.options.target_dir = Some(dir.into());
+        self
+    }
+
     /// Also write the image to `output` (repeatable).
     pub fn output(mut self, output: Output) -> Self {
         self.outputs.push(output);

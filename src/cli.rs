@@ -124,6 +124,9 @@ struct BuildArgs {
     /// Rustup toolchain to compile with (default: the cargo running this command).
     #[arg(long, value_name = "NAME")]
     toolchain: Option<String>,
+    /// Cargo's target directory (default: what cargo would use).
+    #[arg(long, value_name = "DIR")]
+    target_dir: Option<PathBuf>,
     /// Where to write the image (repeatable): oci-layout=DIR or docker-archive=FILE.tar.
     /// Default: oci-layout=target/stevedore/BIN.
     #[arg(short, long, value_name = "KIND=PATH")]
@@ -209,6 +212,7 @@ fn build(args: BuildArgs) -> Result<(), Error> {
         base: args.base,
         tags: args.tag,
         toolchain: args.toolchain,
+        target_dir: args.target_dir,
     };
     let mut build = Build::from_options(options).with_push(args.push);
     for output in args.output {

@@ -59,6 +59,8 @@ pub struct BuildOptions {
     pub base: Option<Base>,
     pub tags: Vec<Reference>,
     pub toolchain: Option<String>,
+    /// Cargo's target directory (default: what cargo would use).
+    pub target_dir: Option<PathBuf>,
 }
 
 /// Everything later stages need, resolved and checked.
@@ -156,7 +158,10 @@ pub fn plan(opts: &BuildOptions) -> Result<Plan, PlanError> {
     };
     Ok(Plan {
         manifest_path: package.manifest_path.clone().into_std_path_buf(),
-        target_dir: metadata.target_directory.clone().into_std_path_buf(),
+        target_dir: opts
+            .target_dir
+            .clone()
+            .unwrap_or_else(|| metadata.target_directory.clone().into_std_path_buf()),
         package: package.name.to_string(),
         version: package.version.to_string(),
         bin,

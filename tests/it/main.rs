@@ -8,3 +8,4 @@ mod library;
 mod pull;
 mod push;
 mod util;
+mod xtask;

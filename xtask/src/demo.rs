@@ -5,14 +5,11 @@
 //! skopeo, and runs each one as uid 65532 (arm64 under qemu) in a private network namespace,
 //! asking it for `/health`.
 
-use std::path::Path;
 use std::process::Command;
 
 use stevedore_testbed::{self as testbed, Mode, Registry};
 
 use crate::{fail, project_root, run_ok};
-
-const PORT: &str = "8080";
 
 pub fn run() {
     let root = project_root();
@@ -71,36 +68,18 @@ pub fn run() {
         );
         let bundle = work.join(format!("bundle-{arch}"));
         testbed::umoci_unpack(&pulled, "latest", &bundle);
-        serve_and_probe(&bundle.join("rootfs"), arch);
+        let (log, health) = testbed::serve_and_probe(
+            &bundle.join("rootfs"),
+            arch,
+            "/usr/local/bin/hello-service",
+            8080,
+            "/health",
+        );
+        print!("{log}");
+        println!("{arch}: GET /health -> {}", health.trim());
+        if health.trim() != "ok" {
+            fail(&format!("the {arch} image did not answer /health with ok"));
+        }
     }
     println!("demo: {image} built for amd64 and arm64, pushed, pulled back, and answered /health on both");
-}
-
-/// Runs the service as 65532 in a network namespace of its own (only loopback, so its
-/// 0.0.0.0 bind reaches nothing outside) and checks `/health` answers `ok`.
-fn serve_and_probe(rootfs: &Path, arch: &str) {
-    let emulator = match arch {
-        "arm64" => {
-            let qemu = testbed::require_tool("qemu-aarch64-static");
-            std::fs::copy(&qemu, rootfs.join("qemu-aarch64-static")).unwrap_or_else(|e| {
-                fail(&format!("cannot copy qemu into {}: {e}", rootfs.display()))
-            });
-            "/qemu-aarch64-static "
-        }
-        _ => "",
-    };
-    let script = format!(
-        r#"set -eu
-ip link set lo up
-env -i PORT={PORT} HOME=/home/nonroot /usr/sbin/chroot --userspec=65532:65532 --groups=65532 '{rootfs}' {emulator}/usr/local/bin/hello-service > '{rootfs}/../service.log' 2>&1 &
-pid=$!
-health=""
-for i in $(seq 1 100); do health=$(curl -fsS http://127.0.0.1:{PORT}/health 2>/dev/null) && break; sleep 0.1; done
-kill $pid 2>/dev/null || true
-cat '{rootfs}/../service.log'
-echo "{arch}: GET /health -> $health"
-[ "$health" = ok ]"#,
-        rootfs = rootfs.display()
-    );
-    run_ok(Command::new("unshare").args(["--net", "--", "sh", "-c", &script]));
 }

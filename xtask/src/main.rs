@@ -1,6 +1,7 @@
 //! `cargo xtask`: the repository's own tasks, in Rust so they run wherever cargo does.
 
 mod demo;
+mod image;
 mod setup;
 
 use std::ffi::OsStr;
@@ -18,6 +19,9 @@ Tasks:
                 when ARGS select packages with -p/--package)
   demo          setup, then build the example service for amd64 and arm64 with stevedore,
                 push it to a local registry, pull it back and run it
+  image [--push] [--base REF] [--toolchain NAME] [--target-dir DIR] [--registry-ca FILE]
+                build examples/hello-service with the stevedore library (amd64 + arm64) and
+                push it to $STEVEDORE_REPO, or write it to target/image/hello-service
   help          this text
 ";
 
@@ -41,6 +45,7 @@ fn main() -> ExitCode {
             demo::run();
             ExitCode::SUCCESS
         }
+        Some("image") => image::run(&args[1..]),
         None | Some("help" | "-h" | "--help") => {
             print!("{HELP}");
             ExitCode::SUCCESS

@@ -17,6 +17,7 @@ mod dockerd;
 mod pki;
 mod registry;
 mod run;
+mod serve;
 mod token;
 mod tools;
 mod util;
@@ -28,6 +29,7 @@ pub use base::{base_layout, BASE_REPOSITORY, BASE_TAGS};
 pub use dockerd::Dockerd;
 pub use registry::{Mode, Registry, Side, PASSWORD, USERNAME};
 pub use run::{run_entrypoint, umoci_unpack, umoci_unpack_platform};
+pub use serve::serve_and_probe;
 pub use token::{TokenFront, TOKEN_SERVICE};
 pub use tools::{require_all, require_tool, run_fails, run_ok, DEBIAN_PACKAGES, ZIGLANG_VERSION};
 

@@ -1,0 +1,82 @@
+//! `cargo xtask image --push`: this repository's own xtask, on the library API, pushes the
+//! example service for two platforms, and what it pushed serves `/health`.
+
+use std::process::Command;
+
+use stevedore_testbed::{self as testbed, Mode, Registry, Side};
+
+use crate::util::*;
+
+#[test]
+fn xtask_image_pushes_the_example_service_and_it_serves() {
+    let registry = Registry::start(Mode::Http);
+    let base = registry.push_base();
+    let repo = format!("{}/xtask/hello-service", registry.addr());
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let out = run_ok(
+        Command::new(cargo)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .args([
+                "xtask",
+                "image",
+                "--push",
+                "--base",
+                &base,
+                "--toolchain",
+                "debweb",
+                "--target-dir",
+            ])
+            .arg(testbed::fixture_target_dir())
+            .env("PATH", testbed::tool_path_env())
+            .env("STEVEDORE_REPO", &repo)
+            .env("STEVEDORE_CACHE_DIR", testbed::testbed_dir().join("cache")),
+    );
+    let printed = text(&out.stdout);
+    assert!(
+        printed.trim().starts_with(&format!("{repo}@sha256:")),
+        "{printed}"
+    );
+
+    // Tags from the example's metadata: {version} and latest, both naming a two-platform index.
+    for tag in ["0.1.0", "latest"] {
+        let mut inspect = Command::new(testbed::require_tool("skopeo"));
+        inspect
+            .args(["inspect", "--raw"])
+            .args(registry.skopeo_flags(Side::Inspect))
+            .arg(format!("docker://{repo}:{tag}"));
+        let index = json(&run_ok(&mut inspect).stdout);
+        assert_eq!(
+            index["manifests"].as_array().unwrap().len(),
+            2,
+            "{tag}: {index}"
+        );
+    }
+
+    for arch in ["amd64", "arm64"] {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = dir.path().join("layout");
+        let mut copy = Command::new(testbed::require_tool("skopeo"));
+        copy.args(["copy", "--override-arch", arch])
+            .args(registry.skopeo_flags(Side::Src))
+            .arg(format!("docker://{repo}:latest"))
+            .arg(format!("oci:{}:x", layout.display()));
+        run_ok(&mut copy);
+        let bundle = dir.path().join("bundle");
+        testbed::umoci_unpack(&layout, "x", &bundle);
+        let (log, health) = testbed::serve_and_probe(
+            &bundle.join("rootfs"),
+            arch,
+            "/usr/local/bin/hello-service",
+            8080,
+            "/health",
+        );
+        assert_eq!(
+            health, "ok\n",
+            "{arch}: the service answers /health; it printed:\n{log}"
+        );
+        assert!(
+            log.contains("hello-service listening on 0.0.0.0:8080") && log.contains("uid=65532"),
+            "{arch}: {log}"
+        );
+    }
+}
