@@ -58,6 +58,8 @@ pub enum ErrorKind {
     Cache(#[from] CacheError),
     #[error(transparent)]
     Reference(#[from] ReferenceError),
+    #[error(transparent)]
+    Init(#[from] crate::init::InitError),
     #[error(
         "pushing needs to know where: name the image with -t REGISTRY/REPOSITORY:TAG, \
          STEVEDORE_REPO, or `repository` in [package.metadata.stevedore]"

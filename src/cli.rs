@@ -39,10 +39,19 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Compile the project for musl and build an OCI image of it.
-    Build(BuildArgs),
+    Build(Box<BuildArgs>),
+    /// Add a commented [package.metadata.stevedore] table to Cargo.toml and print an xtask snippet.
+    Init(InitArgs),
     /// Work with multi-platform indexes in a registry.
     #[command(subcommand)]
     Index(IndexCommand),
+}
+
+#[derive(Debug, Args)]
+struct InitArgs {
+    /// Path to Cargo.toml (default: the one in the current directory or above).
+    #[arg(long, value_name = "PATH")]
+    manifest_path: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -152,8 +161,9 @@ pub fn main() -> ExitCode {
     };
     init_logging(cli.verbose, cli.quiet);
     let result = match cli.command {
-        Command::Build(args) => build(args),
+        Command::Build(args) => build(*args),
         Command::Index(IndexCommand::Create(args)) => create_index(args),
+        Command::Init(args) => init(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -266,6 +276,17 @@ fn outcome_json(outcome: &Outcome) -> serde_json::Value {
         "pushed": outcome.pushed().iter().map(ToString::to_string).collect::<Vec<_>>(),
         "push": outcome.push.as_ref().map(|r| json!({"uploaded": r.uploaded, "mounted": r.mounted, "existing": r.existing})),
     })
+}
+
+fn init(args: InitArgs) -> Result<(), Error> {
+    let manifest = crate::plan::manifest_path(args.manifest_path.as_deref())?;
+    crate::init::init(&manifest)?;
+    eprintln!(
+        "added [package.metadata.stevedore] to {}",
+        manifest.display()
+    );
+    println!("{}", crate::init::XTASK_SNIPPET);
+    Ok(())
 }
 
 fn create_index(args: IndexCreateArgs) -> Result<(), Error> {

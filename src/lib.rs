@@ -15,6 +15,7 @@ pub mod compile;
 pub mod config;
 pub mod digest;
 pub mod env;
+pub mod init;
 pub mod layer;
 pub mod pipeline;
 pub mod plan;

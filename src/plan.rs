@@ -207,7 +207,8 @@ fn project_settings(
     })
 }
 
-fn manifest_path(given: Option<&Path>) -> Result<PathBuf, PlanError> {
+/// The Cargo.toml to use: the given one (or its directory's), else the nearest above.
+pub fn manifest_path(given: Option<&Path>) -> Result<PathBuf, PlanError> {
     let path = match given {
         Some(p) if p.is_dir() => p.join("Cargo.toml"),
         Some(p) => p.to_path_buf(),

@@ -4,6 +4,7 @@
 mod build;
 mod config;
 mod errors;
+mod init;
 mod library;
 mod pull;
 mod push;
