@@ -234,6 +234,21 @@ impl Build {
         self
     }
 
+    /// Builds every binary of the package, one image each: names get `/BIN` after their
+    /// repository, a layout output becomes `DIR/BIN` and an archive `FILE-BIN.tar`.
+    pub fn run_all_bins(&self) -> Result<Vec<Outcome>, Error> {
+        let bins = plan::binaries(&self.options)?;
+        bins.iter()
+            .map(|bin| {
+                let mut one = self.clone();
+                one.options.bin = Some(bin.clone());
+                one.options.name_per_bin = true;
+                one.outputs = self.outputs.iter().map(|o| o.for_bin(bin)).collect();
+                one.run()
+            })
+            .collect()
+    }
+
     /// Builds and pushes; returns `REPO@sha256:…` for each repository.
     pub fn push(self) -> Result<Vec<Reference>, Error> {
         Ok(self

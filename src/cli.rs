@@ -108,6 +108,9 @@ struct BuildArgs {
     /// Binary target to put in the image (needed when the package has several).
     #[arg(long, value_name = "NAME")]
     bin: Option<String>,
+    /// One image per binary of the package (names get `/BIN` after the repository).
+    #[arg(long, conflicts_with = "bin")]
+    all_bins: bool,
     /// Cargo profile to build with.
     #[arg(long, value_name = "NAME", default_value = "release")]
     profile: String,
@@ -223,6 +226,7 @@ fn build(args: BuildArgs) -> Result<(), Error> {
         tags: args.tag,
         toolchain: args.toolchain,
         target_dir: args.target_dir,
+        name_per_bin: false,
     };
     let mut build = Build::from_options(options).with_push(args.push);
     for output in args.output {
@@ -237,10 +241,19 @@ fn build(args: BuildArgs) -> Result<(), Error> {
     if let Some(bars) = Bars::for_terminal(args.json) {
         build = build.progress(bars);
     }
-    let outcome = build.run()?;
+    let outcomes = match args.all_bins {
+        true => build.run_all_bins()?,
+        false => vec![build.run()?],
+    };
     if args.json {
-        println!("{:#}", outcome_json(&outcome));
-    } else {
+        let results: Vec<_> = outcomes.iter().map(outcome_json).collect();
+        match (args.all_bins, results.as_slice()) {
+            (false, [one]) => println!("{one:#}"),
+            _ => println!("{:#}", serde_json::Value::Array(results)),
+        }
+        return Ok(());
+    }
+    for outcome in &outcomes {
         for output in &outcome.outputs {
             println!("{output}@{}", outcome.digest());
         }

@@ -61,6 +61,8 @@ pub struct BuildOptions {
     pub toolchain: Option<String>,
     /// Cargo's target directory (default: what cargo would use).
     pub target_dir: Option<PathBuf>,
+    /// One of several binaries built at once: each image name gets `/BIN` after its repository.
+    pub name_per_bin: bool,
 }
 
 /// Everything later stages need, resolved and checked.
@@ -133,6 +135,8 @@ pub enum PlanError {
     Platform(#[from] PlatformError),
     #[error(transparent)]
     Config(#[from] ConfigError),
+    #[error(transparent)]
+    Reference(#[from] ReferenceError),
 }
 
 /// Resolves the options against the project on disk.
@@ -155,6 +159,13 @@ pub fn plan(opts: &BuildOptions) -> Result<Plan, PlanError> {
         settings.tags
     } else {
         opts.tags.clone()
+    };
+    let tags = match opts.name_per_bin {
+        true => tags
+            .iter()
+            .map(|t| t.child(&bin))
+            .collect::<Result<_, _>>()?,
+        false => tags,
     };
     Ok(Plan {
         manifest_path: package.manifest_path.clone().into_std_path_buf(),
@@ -243,19 +254,7 @@ fn select<'m>(
     metadata: &'m Metadata,
     opts: &BuildOptions,
 ) -> Result<(&'m Package, String), PlanError> {
-    let members = metadata.workspace_packages();
-    let package = match (&opts.package, metadata.root_package()) {
-        (Some(name), _) => members
-            .iter()
-            .copied()
-            .find(|p| p.name.as_str() == name)
-            .ok_or_else(|| PlanError::NoSuchPackage {
-                name: name.clone(),
-                available: list(members.iter().map(|p| p.name.as_str())),
-            })?,
-        (None, Some(root)) => root,
-        (None, None) => package_in_virtual_workspace(&members, opts.bin.as_deref())?,
-    };
+    let package = select_package(metadata, opts)?;
     let bins: Vec<&str> = bin_names(package).collect();
     let bin = match &opts.bin {
         Some(bin) if bins.contains(&bin.as_str()) => bin.clone(),
@@ -283,6 +282,40 @@ fn select<'m>(
         },
     };
     Ok((package, bin))
+}
+
+/// Every binary of the package the options select (for `--all-bins`).
+pub fn binaries(opts: &BuildOptions) -> Result<Vec<String>, PlanError> {
+    let manifest = manifest_path(opts.manifest_path.as_deref())?;
+    let metadata = metadata(&Toolchain::from_name(opts.toolchain.as_deref()), &manifest)?;
+    let package = select_package(&metadata, opts)?;
+    let bins: Vec<String> = bin_names(package).map(str::to_owned).collect();
+    match bins.is_empty() {
+        true => Err(PlanError::NoBins {
+            package: package.name.to_string(),
+        }),
+        false => Ok(bins),
+    }
+}
+
+fn select_package<'m>(
+    metadata: &'m Metadata,
+    opts: &BuildOptions,
+) -> Result<&'m Package, PlanError> {
+    let members = metadata.workspace_packages();
+    let package = match (&opts.package, metadata.root_package()) {
+        (Some(name), _) => members
+            .iter()
+            .copied()
+            .find(|p| p.name.as_str() == name)
+            .ok_or_else(|| PlanError::NoSuchPackage {
+                name: name.clone(),
+                available: list(members.iter().map(|p| p.name.as_str())),
+            })?,
+        (None, Some(root)) => root,
+        (None, None) => package_in_virtual_workspace(&members, opts.bin.as_deref())?,
+    };
+    Ok(package)
 }
 
 fn package_in_virtual_workspace<'m>(

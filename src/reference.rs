@@ -71,6 +71,15 @@ impl Reference {
         }
     }
 
+    /// The same tag or digest in the repository `REPOSITORY/name` (one image per binary).
+    pub fn child(&self, name: &str) -> Result<Reference, ReferenceError> {
+        let mut text = format!("{}/{}/{name}", self.registry, self.repository);
+        if let Some(tag) = &self.tag {
+            text.push_str(&format!(":{tag}"));
+        }
+        text.parse()
+    }
+
     /// The token scope for `actions` on this repository, e.g. `repository:library/alpine:pull`.
     pub fn scope(&self, actions: &str) -> String {
         format!("repository:{}:{actions}", self.repository)

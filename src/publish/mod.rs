@@ -56,6 +56,26 @@ impl FromStr for Output {
     }
 }
 
+impl Output {
+    /// Where binary `bin`'s image goes when several binaries share this output.
+    pub fn for_bin(&self, bin: &str) -> Output {
+        match self {
+            Output::OciLayout(dir) => Output::OciLayout(dir.join(bin)),
+            Output::DockerArchive(file) => {
+                let stem = file
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let ext = file
+                    .extension()
+                    .map(|e| format!(".{}", e.to_string_lossy()))
+                    .unwrap_or_default();
+                Output::DockerArchive(file.with_file_name(format!("{stem}-{bin}{ext}")))
+            }
+        }
+    }
+}
+
 impl fmt::Display for Output {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -357,3 +357,44 @@ fn multi_platform_layout_holds_an_index_and_an_archive_refuses_clearly() {
     );
     assert!(!archive.exists());
 }
+
+#[test]
+fn all_bins_builds_one_image_per_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_ok(
+        stevedore_build("multibin")
+            .args([
+                "--all-bins",
+                "--base",
+                "scratch",
+                "-t",
+                "registry.example.com/team/multi:1",
+                "--json",
+                "--output",
+            ])
+            .arg(format!(
+                "oci-layout={}",
+                dir.path().join("images").display()
+            )),
+    );
+    let results = json(&out.stdout);
+    let names: Vec<&str> = results
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["tags"][0].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "registry.example.com/team/multi/one:1",
+            "registry.example.com/team/multi/two:1"
+        ]
+    );
+    for bin in ["one", "two"] {
+        let bundle = dir.path().join(format!("bundle-{bin}"));
+        testbed::umoci_unpack(&dir.path().join("images").join(bin), "1", &bundle);
+        let ran = testbed::run_entrypoint(&bundle, &[]);
+        assert_eq!(text(&ran.stdout).trim(), bin);
+    }
+}
