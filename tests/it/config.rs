@@ -8,6 +8,9 @@ use stevedore_testbed::{self as testbed, Mode, Registry, Side};
 
 use crate::util::*;
 
+/// The tests that build share one copy of the project (so std is built once) and take turns.
+static SHARED_PROJECT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// The `configured` fixture, written where it builds with `@REGISTRY@` filled in and `edit`
 /// applied to its Cargo.toml. A fixed place keeps cargo's std build from source reusable.
 fn configured_project(dir: &Path, registry: &str, edit: impl Fn(String) -> String) -> PathBuf {
@@ -43,6 +46,7 @@ fn build(manifest: &Path) -> Command {
 fn every_setting_from_package_metadata_reaches_the_pushed_image() {
     let registry = Registry::start(Mode::Http);
     registry.push_base();
+    let _one_at_a_time = SHARED_PROJECT.lock().unwrap_or_else(|e| e.into_inner());
     let manifest = configured_project(
         &testbed::testbed_dir().join("configured-project"),
         &registry.addr(),
@@ -134,19 +138,19 @@ fn every_setting_from_package_metadata_reaches_the_pushed_image() {
 fn flags_and_stevedore_repo_override_the_metadata() {
     let registry = Registry::start(Mode::Http);
     registry.push_base();
+    let _one_at_a_time = SHARED_PROJECT.lock().unwrap_or_else(|e| e.into_inner());
     let manifest = configured_project(
         &testbed::testbed_dir().join("configured-project"),
         &registry.addr(),
         |m| m,
     );
     let elsewhere = format!("{}/elsewhere/app", registry.addr());
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("o");
     let out = run_ok(
         build(&manifest)
             .args(["--json", "--base", "scratch", "--output"])
-            .arg(format!(
-                "oci-layout={}",
-                tempfile::tempdir().unwrap().path().join("o").display()
-            ))
+            .arg(format!("oci-layout={}", layout.display()))
             .env("STEVEDORE_REPO", &elsewhere),
     );
     let result = json(&out.stdout);
@@ -154,6 +158,12 @@ fn flags_and_stevedore_repo_override_the_metadata() {
         result["tags"][0],
         format!("{elsewhere}:2.3.4"),
         "STEVEDORE_REPO wins over `repository`"
+    );
+    let config = skopeo_inspect(&["--config"], &format!("oci:{}:2.3.4", layout.display()));
+    assert_eq!(
+        config["rootfs"]["diff_ids"].as_array().unwrap().len(),
+        1,
+        "--base scratch beats `base`"
     );
 }
 
