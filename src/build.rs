@@ -341,12 +341,7 @@ fn check_archive_platforms(plan: &Plan, outputs: &[Output]) -> Result<(), Error>
             .iter()
             .any(|o| matches!(o, Output::DockerArchive(_)))
     {
-        let platforms = plan
-            .platforms
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join(", ");
+        let platforms = crate::platform::list(&plan.platforms);
         let source = PublishError::ArchiveMultiPlatform {
             count: plan.platforms.len(),
             platforms,

@@ -356,12 +356,7 @@ fn run_cargo(cmd: &mut Command, plan: &Plan) -> Result<Vec<(String, PathBuf)>, C
         source,
     })?;
     if !status.success() && executables.is_empty() {
-        let platforms = plan
-            .platforms
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join(", ");
+        let platforms = crate::platform::list(&plan.platforms);
         return Err(CompileError::Failed {
             bin: plan.bin.clone(),
             platforms,

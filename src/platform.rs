@@ -102,6 +102,15 @@ impl fmt::Display for Platform {
     }
 }
 
+/// `linux/amd64, linux/arm64/v8`, for messages.
+pub fn list<'a>(platforms: impl IntoIterator<Item = &'a Platform>) -> String {
+    platforms
+        .into_iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 impl serde::Serialize for Platform {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(self)

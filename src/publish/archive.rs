@@ -31,11 +31,7 @@ pub fn write_archive(
     let image = match built.images.as_slice() {
         [only] => only,
         images => {
-            let platforms = images
-                .iter()
-                .map(|i| i.platform.to_string())
-                .collect::<Vec<_>>()
-                .join(", ");
+            let platforms = crate::platform::list(images.iter().map(|i| &i.platform));
             return Err(PublishError::ArchiveMultiPlatform {
                 count: images.len(),
                 platforms,

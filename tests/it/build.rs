@@ -276,29 +276,16 @@ fn docker_archive_loads_and_runs_in_docker() {
 
 #[test]
 fn same_inputs_give_the_same_digest() {
-    let first = json(
-        &run_ok(
+    let build_into = |name: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        let out = run_ok(
             stevedore_build("hello")
                 .args(["--base", "scratch", "--json", "--output"])
-                .arg(format!(
-                    "oci-layout={}",
-                    tempfile::tempdir().unwrap().path().join("a").display()
-                )),
-        )
-        .stdout,
-    );
-    let second = json(
-        &run_ok(
-            stevedore_build("hello")
-                .args(["--base", "scratch", "--json", "--output"])
-                .arg(format!(
-                    "oci-layout={}",
-                    tempfile::tempdir().unwrap().path().join("b").display()
-                )),
-        )
-        .stdout,
-    );
-    assert_eq!(first["digest"], second["digest"]);
+                .arg(format!("oci-layout={}", dir.path().join(name).display())),
+        );
+        json(&out.stdout)["digest"].clone()
+    };
+    assert_eq!(build_into("a"), build_into("b"));
 }
 
 #[test]
