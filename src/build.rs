@@ -26,7 +26,7 @@ use crate::platform::Platform;
 use crate::progress::Progress;
 use crate::publish::{self, Output, PublishError, PushReport};
 use crate::reference::{Reference, ReferenceError};
-use crate::registry::{Keychain, Registry, RegistryError, RegistryOptions};
+use crate::registry::{Registry, RegistryError, RegistryOptions};
 
 /// Why a build stopped; boxed, so results stay small on the happy path.
 #[derive(Debug, thiserror::Error)]
@@ -313,25 +313,13 @@ impl Build {
 
     /// A client whose environment credential goes only to the registries pushed to.
     fn registry_client(&self, tags: &[Reference]) -> Result<Registry, RegistryError> {
-        let mut keychain = Keychain::from_env();
-        if self.push {
-            keychain.limit_env_credential_to(tags.iter().map(|t| t.registry().to_owned()));
-        }
-        let mut opts = self.registry.clone();
-        if opts.user_agent.is_empty() {
-            opts.user_agent = user_agent();
-        }
-        let registry = Registry::with_keychain(opts, keychain)?;
+        let targets = if self.push { tags } else { &[] };
+        let registry = Registry::writing_to(self.registry.clone(), targets)?;
         Ok(match &self.progress {
             Some(progress) => registry.with_progress(progress.clone()),
             None => registry,
         })
     }
-}
-
-/// `stevedore/VERSION`, what registries see.
-pub fn user_agent() -> String {
-    format!("stevedore/{}", env!("CARGO_PKG_VERSION"))
 }
 
 /// Says before compiling for minutes that a docker archive cannot hold an index.

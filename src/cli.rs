@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 
-use crate::build::{user_agent, Build, Error, Outcome};
+use crate::build::{Build, Error, Outcome};
 use crate::cache::BlobStore;
 use crate::digest::Digest;
 use crate::plan::{Base, BuildOptions};
@@ -16,7 +16,7 @@ use crate::platform::Platform;
 use crate::progress::Progress;
 use crate::publish::{self, Output};
 use crate::reference::Reference;
-use crate::registry::{Keychain, Registry, RegistryError, RegistryOptions};
+use crate::registry::{Registry, RegistryError, RegistryOptions};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -86,14 +86,12 @@ struct RegistryArgs {
 impl RegistryArgs {
     /// A client whose environment credential goes only to the registry written to.
     fn client(self, target: &Reference) -> Result<Registry, RegistryError> {
-        let mut keychain = Keychain::from_env();
-        keychain.limit_env_credential_to([target.registry().to_owned()]);
         let opts = RegistryOptions {
             ca_files: self.registry_ca,
             insecure: self.insecure_registry,
-            user_agent: user_agent(),
+            ..RegistryOptions::default()
         };
-        Registry::with_keychain(opts, keychain)
+        Registry::writing_to(opts, [target])
     }
 }
 

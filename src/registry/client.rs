@@ -38,7 +38,10 @@ pub(crate) struct Client {
 impl Client {
     pub(crate) fn new(opts: &RegistryOptions, keychain: Keychain) -> Result<Self, RegistryError> {
         let mut builder = Http::builder()
-            .user_agent(opts.user_agent.clone())
+            .user_agent(match opts.user_agent.as_str() {
+                "" => format!("stevedore/{}", env!("CARGO_PKG_VERSION")),
+                agent => agent.to_owned(),
+            })
             .connect_timeout(Duration::from_secs(15))
             .timeout(None::<Duration>);
         for path in &opts.ca_files {

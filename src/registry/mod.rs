@@ -39,6 +39,7 @@ pub struct RegistryOptions {
     pub ca_files: Vec<PathBuf>,
     /// `host[:port]`s that may be reached over plain HTTP (loopback always may).
     pub insecure: Vec<String>,
+    /// Empty means `stevedore/VERSION`.
     pub user_agent: String,
 }
 
@@ -67,6 +68,23 @@ pub struct Registry {
 impl Registry {
     pub fn new(opts: RegistryOptions) -> Result<Self, RegistryError> {
         Self::with_keychain(opts, Keychain::from_env())
+    }
+
+    /// A client for a run that writes to `targets`: the environment's credential is offered
+    /// only to their registries (to every registry when `targets` is empty, a pull-only run).
+    pub fn writing_to<'a>(
+        opts: RegistryOptions,
+        targets: impl IntoIterator<Item = &'a Reference>,
+    ) -> Result<Self, RegistryError> {
+        let mut keychain = Keychain::from_env();
+        let registries: Vec<String> = targets
+            .into_iter()
+            .map(|t| t.registry().to_owned())
+            .collect();
+        if !registries.is_empty() {
+            keychain.limit_env_credential_to(registries);
+        }
+        Self::with_keychain(opts, keychain)
     }
 
     pub fn with_keychain(opts: RegistryOptions, keychain: Keychain) -> Result<Self, RegistryError> {
