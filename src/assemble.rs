@@ -53,6 +53,21 @@ pub struct Built {
     pub index: Descriptor,
 }
 
+impl Built {
+    /// What gets published and named: the manifest of a single platform, else the index.
+    pub fn top(&self) -> &Descriptor {
+        match self.images.as_slice() {
+            [only] => &only.manifest,
+            _ => &self.index,
+        }
+    }
+
+    /// The digest of [`Built::top`].
+    pub fn top_digest(&self) -> Digest {
+        Digest::try_from(self.top().digest()).expect("assembled descriptors have sha256 digests")
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum AssembleError {
     #[error("cannot store the image {what}")]

@@ -113,11 +113,7 @@ pub struct Outcome {
 impl Outcome {
     /// The digest of what was built: the manifest for one platform, the index for several.
     pub fn digest(&self) -> Digest {
-        let top = match self.built.images.as_slice() {
-            [only] => &only.manifest,
-            _ => &self.built.index,
-        };
-        Digest::try_from(top.digest()).expect("assembled descriptors have sha256 digests")
+        self.built.top_digest()
     }
 
     /// `REPO@sha256:…` for every repository pushed to.

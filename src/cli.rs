@@ -273,10 +273,7 @@ fn outcome_json(outcome: &Outcome) -> serde_json::Value {
         })
         .collect();
     let plan = &outcome.plan;
-    let media_type = match outcome.built.images.len() {
-        1 => outcome.built.images[0].manifest.media_type().to_string(),
-        _ => outcome.built.index.media_type().to_string(),
-    };
+    let media_type = outcome.built.top().media_type().to_string();
     json!({
         "package": plan.package, "bin": plan.bin, "version": plan.version,
         "digest": outcome.digest().to_string(), "mediaType": media_type,

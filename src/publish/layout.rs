@@ -63,7 +63,7 @@ fn fill(
             copy_blob(store, &digest, size, &blobs)?;
         }
     }
-    let top = top_descriptor(built);
+    let top = built.top().clone();
     if built.images.len() > 1 {
         let digest =
             Digest::try_from(built.index.digest()).expect("stored index has a sha256 digest");
@@ -73,14 +73,6 @@ fn fill(
     let index = merged_index(dir, &top, tags)?;
     // index.json is the commit point: until it is renamed in, the new image is not visible.
     write_atomic(&dir.join("index.json"), &canonical_json(&index))
-}
-
-/// The one descriptor a layout entry names: the manifest of a single-platform build, else the index.
-fn top_descriptor(built: &Built) -> Descriptor {
-    match built.images.as_slice() {
-        [only] => only.manifest.clone(),
-        _ => built.index.clone(),
-    }
 }
 
 fn merged_index(

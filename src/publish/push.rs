@@ -40,12 +40,8 @@ pub fn push(
             repos.push(tag);
         }
     }
-    let top = match built.images.as_slice() {
-        [only] => only.manifest.clone(),
-        _ => built.index.clone(),
-    };
-    let top_digest =
-        Digest::try_from(top.digest()).expect("assembled descriptors have sha256 digests");
+    let top = built.top();
+    let top_digest = built.top_digest();
     for repo in repos {
         push_blobs(built, repo, store, registry, base, &mut report)?;
         for image in &built.images {
