@@ -20,6 +20,7 @@ use std::sync::Arc;
 use crate::assemble::Built;
 use crate::cache::{BlobStore, CacheError};
 use crate::digest::Digest;
+use crate::lock::{LockError, Lockfile, Policy};
 use crate::pipeline::{self, BuildError};
 use crate::plan::{self, Base, BuildOptions, Plan, PlanError};
 use crate::platform::Platform;
@@ -60,6 +61,10 @@ pub enum ErrorKind {
     Reference(#[from] ReferenceError),
     #[error(transparent)]
     Init(#[from] crate::init::InitError),
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    #[error("--offline cannot be used with --push: pushing needs the registry")]
+    PushOffline,
     #[error(
         "pushing needs to know where: name the image with -t REGISTRY/REPOSITORY:TAG, \
          STEVEDORE_REPO, or `repository` in [package.metadata.stevedore]"
@@ -95,6 +100,7 @@ pub struct Build {
     outputs: Vec<Output>,
     push: bool,
     registry: RegistryOptions,
+    lock: Policy,
     progress: Option<Arc<dyn Progress>>,
 }
 
@@ -224,6 +230,26 @@ impl Build {
         self
     }
 
+    /// Fail instead of changing `stevedore.lock`, and fail when a pinned base tag has moved.
+    pub fn locked(mut self, locked: bool) -> Self {
+        self.lock.locked = locked;
+        self
+    }
+
+    /// Resolve the base's tag again and pin what it names now.
+    pub fn update_base(mut self, update: bool) -> Self {
+        self.lock.update = update;
+        self
+    }
+
+    /// Build from the local caches alone: cargo's and stevedore's. The base must be pinned.
+    pub fn offline(mut self, offline: bool) -> Self {
+        self.lock.offline = offline;
+        self.options.offline = offline;
+        self.registry.offline = offline;
+        self
+    }
+
     /// Report blob transfers to `progress`.
     pub fn progress(mut self, progress: Arc<dyn Progress>) -> Self {
         self.progress = Some(progress);
@@ -258,14 +284,22 @@ impl Build {
     /// Builds and writes every output (an OCI layout in `target/stevedore/BIN` when there is
     /// neither an output nor a push), then pushes if asked.
     pub fn run(&self) -> Result<Outcome, Error> {
-        let plan = plan::plan(&self.options)?;
+        let mut plan = plan::plan(&self.options)?;
         if self.push && plan.tags.is_empty() {
             return Err(ErrorKind::PushWithoutTag.into());
+        }
+        if self.push && self.lock.offline {
+            return Err(ErrorKind::PushOffline.into());
         }
         check_archive_platforms(&plan, &self.outputs)?;
         let registry = self.registry_client(&plan.tags)?;
         let store = BlobStore::open_default()?;
+        let mut lock = Lockfile::load(&plan.workspace_root)?;
+        if let Base::Image(base) = &plan.base {
+            plan.base_pin = Some(lock.pin(base, self.lock, |b| registry.resolve(b))?);
+        }
         let built = pipeline::build(&plan, &store, &registry)?;
+        lock.save()?;
 
         let outputs = match self.outputs.is_empty() && !self.push {
             true => vec![Output::OciLayout(pipeline::default_layout_dir(&plan))],
@@ -305,6 +339,32 @@ impl Build {
             outputs,
             push,
         })
+    }
+
+    /// Pins the bases of the selected package (or of every package with a binary) in
+    /// `stevedore.lock`, resolving their tags again; with [`Build::locked`], fails instead of
+    /// changing the lock. Returns each base and its digest.
+    pub fn lock(&self) -> Result<Vec<(Reference, Digest)>, Error> {
+        let (root, bases) = plan::workspace_bases(&self.options)?;
+        let registry = self.registry_client(&[])?;
+        let mut lock = Lockfile::load(&root)?;
+        let policy = Policy {
+            update: true,
+            ..self.lock
+        };
+        let mut pinned = Vec::new();
+        for base in bases {
+            if let Base::Image(reference) = base {
+                let digest = lock.pin(&reference, policy, |b| registry.resolve(b))?;
+                pinned.push((reference, digest));
+            }
+        }
+        let in_use: Vec<Reference> = pinned.iter().map(|(r, _)| r.clone()).collect();
+        if self.options.package.is_none() && !self.lock.locked {
+            lock.retain(&in_use);
+        }
+        lock.save()?;
+        Ok(pinned)
     }
 
     /// A client whose environment credential goes only to the registries pushed to.

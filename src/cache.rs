@@ -75,6 +75,36 @@ impl BlobStore {
         self.path(digest).is_file()
     }
 
+    /// Whether the blob is here and intact. A corrupt copy (a disk error, a stray edit) is
+    /// removed, so it is fetched again instead of being built into an image.
+    pub fn verified(&self, digest: &Digest) -> Result<bool, CacheError> {
+        let path = self.path(digest);
+        let mut file = match File::open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(source) => {
+                return Err(CacheError::Read {
+                    digest: digest.clone(),
+                    path,
+                    source,
+                })
+            }
+        };
+        let mut hasher = HashingWriter::new(io::sink());
+        io::copy(&mut file, &mut hasher).map_err(|source| CacheError::Read {
+            digest: digest.clone(),
+            path: path.clone(),
+            source,
+        })?;
+        let (_, actual, _) = hasher.finish();
+        if &actual == digest {
+            return Ok(true);
+        }
+        tracing::warn!("the cached blob {digest} is corrupt (it hashes to {actual}); removing it");
+        let _ = fs::remove_file(&path);
+        Ok(false)
+    }
+
     pub fn open_blob(&self, digest: &Digest) -> Result<File, CacheError> {
         let path = self.path(digest);
         File::open(&path).map_err(|source| CacheError::Read {
@@ -179,5 +209,20 @@ mod tests {
             leftovers, 1,
             "a failed write must leave no temporary file behind"
         );
+    }
+
+    #[test]
+    fn a_corrupt_blob_is_not_verified_and_is_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        let d = store.put_bytes(b"layer bytes").unwrap();
+        assert!(store.verified(&d).unwrap());
+        fs::write(store.path(&d), b"layer bytez").unwrap();
+        assert!(!store.verified(&d).unwrap());
+        assert!(
+            !store.contains(&d),
+            "a corrupt blob must not stay in the cache"
+        );
+        assert!(!store.verified(&Digest::of(b"absent")).unwrap());
     }
 }

@@ -40,6 +40,9 @@ struct Cli {
 enum Command {
     /// Compile the project for musl and build an OCI image of it.
     Build(Box<BuildArgs>),
+    /// Pin the base images by digest in stevedore.lock (beside Cargo.lock), resolving their
+    /// tags again.
+    Lock(LockArgs),
     /// Add a commented [package.metadata.stevedore] table to Cargo.toml and print an xtask snippet.
     Init(InitArgs),
     /// Work with multi-platform indexes in a registry.
@@ -52,6 +55,27 @@ struct InitArgs {
     /// Path to Cargo.toml (default: the one in the current directory or above).
     #[arg(long, value_name = "PATH")]
     manifest_path: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct LockArgs {
+    /// Path to Cargo.toml (default: the one in the current directory or above).
+    #[arg(long, value_name = "PATH")]
+    manifest_path: Option<PathBuf>,
+    /// Pin only this package's base (default: the bases of every package with a binary).
+    #[arg(short, long, value_name = "SPEC")]
+    package: Option<String>,
+    /// Pin this base instead of the one in Cargo.toml.
+    #[arg(long, value_name = "REF")]
+    base: Option<Base>,
+    /// Change nothing: fail if the lock lacks a base or a base's tag has moved (for CI).
+    #[arg(long)]
+    locked: bool,
+    /// Rustup toolchain to run `cargo metadata` with (default: the cargo running this command).
+    #[arg(long, value_name = "NAME")]
+    toolchain: Option<String>,
+    #[command(flatten)]
+    registry: RegistryArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -84,6 +108,16 @@ struct RegistryArgs {
 }
 
 impl RegistryArgs {
+    fn apply(self, mut build: Build) -> Build {
+        for ca in self.registry_ca {
+            build = build.registry_ca(ca);
+        }
+        for host in self.insecure_registry {
+            build = build.insecure_registry(host);
+        }
+        build
+    }
+
     /// A client whose environment credential goes only to the registry written to.
     fn client(self, target: &Reference) -> Result<Registry, RegistryError> {
         let opts = RegistryOptions {
@@ -147,6 +181,16 @@ struct BuildArgs {
     /// Print the result as JSON on stdout.
     #[arg(long)]
     json: bool,
+    /// Change nothing in stevedore.lock: fail if the base is not pinned there, or if its tag
+    /// now names another digest in the registry.
+    #[arg(long)]
+    locked: bool,
+    /// Resolve the base's tag again and pin what it names now in stevedore.lock.
+    #[arg(long, conflicts_with = "offline")]
+    update_base: bool,
+    /// Use only local caches (cargo's and stevedore's): no network. The base must be pinned.
+    #[arg(long, conflicts_with = "push")]
+    offline: bool,
     #[command(flatten)]
     registry: RegistryArgs,
 }
@@ -165,6 +209,7 @@ pub fn main() -> ExitCode {
         Command::Build(args) => build(*args),
         Command::Index(IndexCommand::Create(args)) => create_index(args),
         Command::Init(args) => init(args),
+        Command::Lock(args) => lock(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -225,17 +270,17 @@ fn build(args: BuildArgs) -> Result<(), Error> {
         toolchain: args.toolchain,
         target_dir: args.target_dir,
         name_per_bin: false,
+        offline: false,
     };
-    let mut build = Build::from_options(options).with_push(args.push);
+    let mut build = Build::from_options(options)
+        .with_push(args.push)
+        .locked(args.locked)
+        .update_base(args.update_base)
+        .offline(args.offline);
     for output in args.output {
         build = build.output(output);
     }
-    for ca in args.registry.registry_ca {
-        build = build.registry_ca(ca);
-    }
-    for host in args.registry.insecure_registry {
-        build = build.insecure_registry(host);
-    }
+    build = args.registry.apply(build);
     if let Some(bars) = Bars::for_terminal(args.json) {
         build = build.progress(bars);
     }
@@ -294,6 +339,23 @@ fn init(args: InitArgs) -> Result<(), Error> {
         manifest.display()
     );
     println!("{}", crate::init::XTASK_SNIPPET);
+    Ok(())
+}
+
+fn lock(args: LockArgs) -> Result<(), Error> {
+    let options = BuildOptions {
+        manifest_path: args.manifest_path,
+        package: args.package,
+        base: args.base,
+        toolchain: args.toolchain,
+        ..BuildOptions::default()
+    };
+    let build = args
+        .registry
+        .apply(Build::from_options(options).locked(args.locked));
+    for (reference, digest) in build.lock()? {
+        println!("{reference}@{digest}");
+    }
     Ok(())
 }
 

@@ -76,9 +76,12 @@ pub fn compile(plan: &Plan) -> Result<Vec<Binary>, CompileError> {
         }
     }
     let mut cmd = cargo_build(plan, &targets, std);
+    let remaps = Remaps::for_plan(plan)?;
+    let mut rustflags: Vec<(&str, Vec<String>)> = Vec::new();
     let mut zig = None;
     for platform in &plan.platforms {
         let target = platform.rust_target();
+        let mut flags = remaps.rustc_flags();
         if let Some(why) = zig_reason(std, platform, plan.has_c_code) {
             if zig.is_none() {
                 zig = Some(find_zig().ok_or(CompileError::NoZig {
@@ -91,9 +94,13 @@ pub fn compile(plan: &Plan) -> Result<Vec<Binary>, CompileError> {
             // changes, and the target dir is where that std lives.
             let wrappers =
                 write_zig_wrappers(&plan.target_dir.join("stevedore").join(".zig"), target, zig)?;
-            link_with(&mut cmd, target, &wrappers);
+            link_with(&mut cmd, target, &wrappers, &remaps);
+            // zig brings musl's C runtime and libunwind; rustc's own copies would clash.
+            flags.push("-Clink-self-contained=no".into());
         }
+        rustflags.push((target, flags));
     }
+    set_rustflags(&mut cmd, &rustflags);
     if std == Std::FromSource {
         tracing::info!(
             "using a standard library built from source (rust-src) for {}",
@@ -203,6 +210,9 @@ fn cargo_build(plan: &Plan, targets: &[&str], std: Std) -> Command {
         cmd.args(["--target", target]);
     }
     cmd.args(["--keep-going", "--message-format=json-render-diagnostics"]);
+    if plan.offline {
+        cmd.arg("--offline");
+    }
     if !plan.features.is_empty() {
         cmd.arg("--features").arg(plan.features.join(","));
     }
@@ -294,29 +304,114 @@ fn shell_quote(s: &str) -> String {
 }
 
 /// Points cargo, rustc and cc-rs at the zig wrappers for `target`.
-fn link_with(cmd: &mut Command, target: &str, wrappers: &ZigWrappers) {
+fn link_with(cmd: &mut Command, target: &str, wrappers: &ZigWrappers, remaps: &Remaps) {
     let upper = target.to_uppercase().replace('-', "_");
     let lower = target.replace('-', "_");
     cmd.env(format!("CARGO_TARGET_{upper}_LINKER"), &wrappers.cc);
     cmd.env(format!("CC_{lower}"), &wrappers.cc);
     cmd.env(format!("AR_{lower}"), &wrappers.ar);
-    // zig brings musl's C runtime and libunwind; rustc's own copies would clash or be missing.
-    add_rustflags(cmd, &upper, "-C link-self-contained=no");
+    // cc-rs reads only the most specific CFLAGS, so the user's general ones are carried over.
+    let mut cflags = std::env::var("CFLAGS").unwrap_or_default();
+    for flag in remaps.c_flags() {
+        cflags.push(' ');
+        cflags.push_str(&flag);
+    }
+    cmd.env(format!("CFLAGS_{lower}"), cflags.trim_start());
 }
 
-/// Adds flags without discarding the user's: cargo takes RUSTFLAGS over per-target flags.
-fn add_rustflags(cmd: &mut Command, upper_target: &str, flags: &str) {
-    let var = match std::env::var_os("RUSTFLAGS") {
-        Some(_) => "RUSTFLAGS".to_owned(),
-        None => format!("CARGO_TARGET_{upper_target}_RUSTFLAGS"),
-    };
-    let existing = std::env::var(&var).unwrap_or_default();
-    let joined = if existing.trim().is_empty() {
-        flags.to_owned()
-    } else {
-        format!("{existing} {flags}")
-    };
-    cmd.env(var, joined);
+/// Gives each target its flags without discarding the user's. Cargo takes RUSTFLAGS over any
+/// configured flags, so when the user set it ours join it (for every target); otherwise they go
+/// in as `--config target.TRIPLE.rustflags`, which cargo merges with the user's config files.
+fn set_rustflags(cmd: &mut Command, per_target: &[(&str, Vec<String>)]) {
+    let from_env = std::env::var("CARGO_ENCODED_RUSTFLAGS")
+        .ok()
+        .map(|v| v.split('\x1f').map(str::to_owned).collect::<Vec<_>>())
+        .or_else(|| {
+            std::env::var("RUSTFLAGS")
+                .ok()
+                .map(|v| v.split_whitespace().map(str::to_owned).collect())
+        });
+    match from_env {
+        Some(mut flags) => {
+            for flag in per_target.iter().flat_map(|(_, ours)| ours) {
+                if !flags.contains(flag) {
+                    flags.push(flag.clone());
+                }
+            }
+            flags.retain(|f| !f.is_empty());
+            cmd.env_remove("RUSTFLAGS")
+                .env("CARGO_ENCODED_RUSTFLAGS", flags.join("\x1f"));
+        }
+        None => {
+            for (target, flags) in per_target {
+                let list: Vec<String> = flags.iter().map(|f| toml_string(f)).collect();
+                cmd.arg("--config")
+                    .arg(format!("target.{target}.rustflags=[{}]", list.join(", ")));
+            }
+        }
+    }
+}
+
+/// A TOML basic string: JSON's string escapes are a subset of TOML's.
+fn toml_string(s: &str) -> String {
+    serde_json::Value::String(s.to_owned()).to_string()
+}
+
+/// Where the build's inputs live on this machine, and the fixed names they get inside the
+/// binary: paths in panic messages and debug info must not depend on where the checkout is,
+/// the user's home or the target dir, or two checkouts of one commit would differ.
+#[derive(Debug, Clone)]
+struct Remaps {
+    /// (local prefix, fixed name); rustc applies the last that matches, so more specific last.
+    pairs: Vec<(PathBuf, String)>,
+}
+
+impl Remaps {
+    fn for_plan(plan: &Plan) -> Result<Self, CompileError> {
+        let home = std::env::var_os("HOME").map(PathBuf::from);
+        let dir = |var: &str, default: &str| {
+            std::env::var_os(var)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+                .or_else(|| home.as_ref().map(|h| h.join(default)))
+        };
+        let sysroot = plan.toolchain.sysroot().map_err(CompileError::Sysroot)?;
+        let commit = plan
+            .toolchain
+            .commit_hash()
+            .unwrap_or_else(|| "unknown".into());
+        let mut pairs = Vec::new();
+        if let Some(cargo_home) = dir("CARGO_HOME", ".cargo") {
+            pairs.push((cargo_home, "/cargo".to_owned()));
+        }
+        if let Some(rustup_home) = dir("RUSTUP_HOME", ".rustup") {
+            pairs.push((rustup_home, "/rustup".to_owned()));
+        }
+        // The name official std builds carry, so std built from source reads the same.
+        pairs.push((
+            sysroot.join("lib/rustlib/src/rust"),
+            format!("/rustc/{commit}"),
+        ));
+        pairs.push((plan.workspace_root.clone(), "/src".to_owned()));
+        pairs.push((plan.target_dir.clone(), "/target".to_owned()));
+        Ok(Remaps { pairs })
+    }
+
+    fn rustc_flags(&self) -> Vec<String> {
+        self.flags("--remap-path-prefix=")
+    }
+
+    /// The same map for C compilers: `-ffile-prefix-map` covers `__FILE__` and debug info.
+    fn c_flags(&self) -> Vec<String> {
+        self.flags("-ffile-prefix-map=")
+    }
+
+    fn flags(&self, option: &str) -> Vec<String> {
+        self.pairs
+            .iter()
+            .map(|(from, to)| format!("{option}{}={to}", from.display()))
+            .collect()
+    }
 }
 
 /// Runs cargo with its progress on our stderr, collecting (target triple, executable) pairs

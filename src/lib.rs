@@ -17,6 +17,7 @@ pub mod digest;
 pub mod env;
 pub mod init;
 pub mod layer;
+pub mod lock;
 pub mod pipeline;
 pub mod plan;
 pub mod platform;

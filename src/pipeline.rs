@@ -67,7 +67,7 @@ fn pull_base(
     };
     tracing::info!("pulling base {reference}");
     registry
-        .pull(reference, &plan.platforms, store)
+        .pull(reference, plan.base_pin.as_ref(), &plan.platforms, store)
         .map_err(|source| BuildError::Base {
             reference: reference.to_string(),
             source,

@@ -63,6 +63,8 @@ pub struct BuildOptions {
     pub target_dir: Option<PathBuf>,
     /// One of several binaries built at once: each image name gets `/BIN` after its repository.
     pub name_per_bin: bool,
+    /// Run cargo with `--offline` (the registry side is `RegistryOptions::offline`).
+    pub offline: bool,
 }
 
 /// Everything later stages need, resolved and checked.
@@ -80,6 +82,9 @@ pub struct Plan {
     pub no_default_features: bool,
     pub platforms: Vec<Platform>,
     pub base: Base,
+    /// The digest the base's tag is pinned to (`stevedore.lock`), once the build has pinned it.
+    #[serde(skip)]
+    pub base_pin: Option<crate::digest::Digest>,
     #[serde(serialize_with = "display_all")]
     pub tags: Vec<Reference>,
     #[serde(skip)]
@@ -94,6 +99,7 @@ pub struct Plan {
     pub created: i64,
     /// Runtime settings and extra files from `[package.metadata.stevedore]`.
     pub image: ImageSettings,
+    pub offline: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -143,7 +149,7 @@ pub enum PlanError {
 pub fn plan(opts: &BuildOptions) -> Result<Plan, PlanError> {
     let manifest = manifest_path(opts.manifest_path.as_deref())?;
     let toolchain = Toolchain::from_name(opts.toolchain.as_deref());
-    let metadata = metadata(&toolchain, &manifest)?;
+    let metadata = metadata(&toolchain, &manifest, opts.offline)?;
     let (package, bin) = select(&metadata, opts)?;
     let workspace_root = metadata.workspace_root.clone().into_std_path_buf();
     let revision = git(&workspace_root, &["rev-parse", "HEAD"]);
@@ -182,6 +188,7 @@ pub fn plan(opts: &BuildOptions) -> Result<Plan, PlanError> {
         no_default_features: opts.no_default_features,
         platforms,
         base,
+        base_pin: None,
         tags,
         has_c_code: compiles_c(&metadata, package),
         source: package.repository.clone(),
@@ -190,6 +197,7 @@ pub fn plan(opts: &BuildOptions) -> Result<Plan, PlanError> {
         image: settings.image,
         workspace_root,
         toolchain,
+        offline: opts.offline,
     })
 }
 
@@ -238,10 +246,13 @@ fn find_manifest_upwards() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-fn metadata(toolchain: &Toolchain, manifest: &Path) -> Result<Metadata, PlanError> {
+fn metadata(toolchain: &Toolchain, manifest: &Path, offline: bool) -> Result<Metadata, PlanError> {
     let mut cmd = toolchain.cargo();
     cmd.args(["metadata", "--format-version", "1", "--manifest-path"])
         .arg(manifest);
+    if offline {
+        cmd.arg("--offline");
+    }
     let json = run_capture(&mut cmd).map_err(|source| PlanError::Metadata {
         manifest: manifest.to_path_buf(),
         source,
@@ -287,7 +298,8 @@ fn select<'m>(
 /// Every binary of the package the options select (for `--all-bins`).
 pub fn binaries(opts: &BuildOptions) -> Result<Vec<String>, PlanError> {
     let manifest = manifest_path(opts.manifest_path.as_deref())?;
-    let metadata = metadata(&Toolchain::from_name(opts.toolchain.as_deref()), &manifest)?;
+    let toolchain = Toolchain::from_name(opts.toolchain.as_deref());
+    let metadata = metadata(&toolchain, &manifest, opts.offline)?;
     let package = select_package(&metadata, opts)?;
     let bins: Vec<String> = bin_names(package).map(str::to_owned).collect();
     match bins.is_empty() {
@@ -296,6 +308,34 @@ pub fn binaries(opts: &BuildOptions) -> Result<Vec<String>, PlanError> {
         }),
         false => Ok(bins),
     }
+}
+
+/// The workspace root and the bases its images build on: the selected package's, or with no
+/// package selected every package with a binary (what `cargo stevedore lock` pins).
+pub fn workspace_bases(opts: &BuildOptions) -> Result<(PathBuf, Vec<Base>), PlanError> {
+    let manifest = manifest_path(opts.manifest_path.as_deref())?;
+    let toolchain = Toolchain::from_name(opts.toolchain.as_deref());
+    let metadata = metadata(&toolchain, &manifest, opts.offline)?;
+    let packages = match &opts.package {
+        Some(_) => vec![select_package(&metadata, opts)?],
+        None => metadata
+            .workspace_packages()
+            .into_iter()
+            .filter(|p| bin_names(p).next().is_some())
+            .collect(),
+    };
+    let root = metadata.workspace_root.clone().into_std_path_buf();
+    // Tags may name the commit; they are not used here, so any commit will do for them.
+    let revision = git(&root, &["rev-parse", "HEAD"]).unwrap_or_else(|| "0".repeat(40));
+    let mut bases: Vec<Base> = Vec::new();
+    for package in packages {
+        let settings = project_settings(&metadata, package, Some(&revision))?;
+        let base = opts.base.clone().or(settings.base).unwrap_or_default();
+        if !bases.contains(&base) {
+            bases.push(base);
+        }
+    }
+    Ok((root, bases))
 }
 
 fn select_package<'m>(

@@ -69,6 +69,16 @@ impl Toolchain {
         Ok(PathBuf::from(out.trim()))
     }
 
+    /// The commit rustc was built from (`rustc -vV`), which names its std sources in official
+    /// builds' paths.
+    pub fn commit_hash(&self) -> Option<String> {
+        let out = run_capture(self.rustc().arg("-vV")).ok()?;
+        out.lines()
+            .find_map(|l| l.strip_prefix("commit-hash: "))
+            .map(|h| h.trim().to_owned())
+            .filter(|h| h != "unknown")
+    }
+
     /// The name to give in `rustup` commands, when there is one.
     pub fn rustup_name(&self) -> Option<&str> {
         match self {

@@ -31,6 +31,7 @@ pub(crate) struct Client {
     http: Http,
     keychain: Keychain,
     insecure: Vec<String>,
+    offline: bool,
     hosts: Mutex<HashMap<String, Host>>,
     tokens: Mutex<HashMap<(String, String), String>>,
 }
@@ -68,6 +69,7 @@ impl Client {
             http: builder.build().map_err(RegistryError::Client)?,
             keychain,
             insecure: opts.insecure.clone(),
+            offline: opts.offline,
             hosts: Mutex::default(),
             tokens: Mutex::default(),
         })
@@ -167,6 +169,12 @@ impl Client {
 
     /// The scheme and auth challenge of a registry, asked once.
     fn host(&self, reference: &Reference) -> Result<Host, RegistryError> {
+        // Every request passes here first: the one place --offline is enforced.
+        if self.offline {
+            return Err(RegistryError::Offline {
+                reference: reference.to_string(),
+            });
+        }
         let key = reference.registry().to_owned();
         if let Some(host) = self.hosts.lock().expect("hosts lock").get(&key) {
             return Ok(host.clone());
@@ -496,6 +504,7 @@ mod tests {
             ca_files: vec![],
             insecure: vec!["reg.lan:5000".into()],
             user_agent: "t".into(),
+            ..RegistryOptions::default()
         };
         let client = Client::new(&opts, Keychain::default()).unwrap();
         assert!(client.allows_http("127.0.0.1:5000"));

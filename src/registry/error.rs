@@ -87,6 +87,13 @@ pub enum RegistryError {
     },
     #[error("the token server {realm} answered without a token")]
     NoToken { realm: String },
+    #[error("{reference} is needed from the registry, but --offline forbids the network")]
+    Offline { reference: String },
+    #[error(
+        "--offline: the cache lacks what the base {reference} needs: {missing}; build once \
+         online with the same base and platforms (or set STEVEDORE_CACHE_DIR to the cache used then)"
+    )]
+    NotCached { reference: String, missing: String },
     #[error("cannot store a blob of {reference}")]
     Store {
         reference: String,

@@ -39,6 +39,8 @@ pub struct RegistryOptions {
     pub ca_files: Vec<PathBuf>,
     /// `host[:port]`s that may be reached over plain HTTP (loopback always may).
     pub insecure: Vec<String>,
+    /// Never touch the network: everything must come from the blob store.
+    pub offline: bool,
     /// Empty means `stevedore/VERSION`.
     pub user_agent: String,
 }
@@ -62,6 +64,7 @@ pub struct BaseImage {
 /// A client for the registries an image build talks to.
 pub struct Registry {
     client: Client,
+    offline: bool,
     progress: Arc<dyn Progress>,
 }
 
@@ -90,6 +93,7 @@ impl Registry {
     pub fn with_keychain(opts: RegistryOptions, keychain: Keychain) -> Result<Self, RegistryError> {
         Ok(Registry {
             client: Client::new(&opts, keychain)?,
+            offline: opts.offline,
             progress: Arc::new(Silent),
         })
     }
@@ -100,28 +104,41 @@ impl Registry {
         self
     }
 
-    /// Resolves `reference` to one image per platform and stores all their blobs in `store`.
+    /// The digest `reference`'s tag names now (of an index or a manifest).
+    pub fn resolve(&self, reference: &Reference) -> Result<Digest, RegistryError> {
+        self.manifest(reference, &reference.identifier(), reference.digest())
+            .map(|(digest, _, _)| digest)
+    }
+
+    /// Resolves `reference` (at `pinned`, when given) to one image per platform and puts all
+    /// their blobs in `store`. What the store already holds intact is not fetched again, so a
+    /// pinned base costs no request on later builds and `--offline` needs none at all.
     pub fn pull(
         &self,
         reference: &Reference,
+        pinned: Option<&Digest>,
         platforms: &[Platform],
         store: &BlobStore,
     ) -> Result<Vec<BaseImage>, RegistryError> {
-        let (top_digest, media_type, bytes) =
-            self.manifest(reference, &reference.identifier(), reference.digest())?;
+        let pinned = pinned.or(reference.digest());
+        if self.offline {
+            let missing = self.missing(reference, pinned, platforms, store)?;
+            if !missing.is_empty() {
+                return Err(RegistryError::NotCached {
+                    reference: reference.to_string(),
+                    missing: missing.join("; "),
+                });
+            }
+        }
+        let (top_digest, media_type, bytes) = self.cached_manifest(reference, pinned, store)?;
         let mut images = Vec::new();
         match media_type.as_str() {
             OCI_INDEX | DOCKER_LIST => {
                 let index: ImageIndex = parse(&bytes, "index", reference)?;
                 for platform in platforms {
-                    let entry = select(&index, platform, reference)?;
-                    let digest =
-                        Digest::try_from(entry.digest()).map_err(|_| RegistryError::MediaType {
-                            reference: reference.to_string(),
-                            media_type: format!("digest {}", entry.digest()),
-                        })?;
+                    let digest = blob_digest(select(&index, platform, reference)?, reference)?;
                     let (_, child_type, child) =
-                        self.manifest(reference, digest.as_str(), Some(&digest))?;
+                        self.cached_manifest(reference, Some(&digest), store)?;
                     if child_type != OCI_MANIFEST && child_type != DOCKER_MANIFEST {
                         return Err(RegistryError::MediaType {
                             reference: reference.to_string(),
@@ -159,6 +176,87 @@ impl Registry {
         }
         self.download_layers(reference, &images, store)?;
         Ok(images)
+    }
+
+    /// A manifest or index from the store when `digest` names one there, else from the
+    /// registry (by digest, or by the reference's tag) and then kept in the store.
+    fn cached_manifest(
+        &self,
+        reference: &Reference,
+        digest: Option<&Digest>,
+        store: &BlobStore,
+    ) -> Result<(Digest, String, Vec<u8>), RegistryError> {
+        if let Some(digest) = digest {
+            if let Some(bytes) = cached(store, digest, reference)? {
+                return Ok((digest.clone(), media_type_of(&bytes, None), bytes));
+            }
+        }
+        let identifier = digest.map_or_else(|| reference.identifier(), ToString::to_string);
+        let fetched = self.manifest(reference, &identifier, digest)?;
+        store
+            .put_bytes(&fetched.2)
+            .map_err(|source| RegistryError::Store {
+                reference: reference.to_string(),
+                source,
+            })?;
+        Ok(fetched)
+    }
+
+    /// Everything a pull of `reference` at `top` would read that the store lacks, in words;
+    /// `--offline` reports all of it at once instead of failing on the first.
+    fn missing(
+        &self,
+        reference: &Reference,
+        top: Option<&Digest>,
+        platforms: &[Platform],
+        store: &BlobStore,
+    ) -> Result<Vec<String>, RegistryError> {
+        let Some(top) = top else {
+            return Err(RegistryError::Offline {
+                reference: reference.to_string(),
+            });
+        };
+        let Some(bytes) = cached(store, top, reference)? else {
+            return Ok(vec![format!("the manifest {top}")]);
+        };
+        let manifests = match media_type_of(&bytes, None).as_str() {
+            OCI_INDEX | DOCKER_LIST => {
+                let index: ImageIndex = parse(&bytes, "index", reference)?;
+                platforms
+                    .iter()
+                    .map(|p| {
+                        Ok((
+                            p.to_string(),
+                            blob_digest(select(&index, p, reference)?, reference)?,
+                        ))
+                    })
+                    .collect::<Result<Vec<_>, RegistryError>>()?
+            }
+            _ => vec![(crate::platform::list(platforms), top.clone())],
+        };
+        let mut missing = Vec::new();
+        for (platform, digest) in manifests {
+            let Some(bytes) = cached(store, &digest, reference)? else {
+                missing.push(format!("the {platform} manifest {digest}"));
+                continue;
+            };
+            let manifest: ImageManifest = parse(&bytes, "manifest", reference)?;
+            let config = blob_digest(manifest.config(), reference)?;
+            if !verified(store, &config, reference)? {
+                missing.push(format!("the {platform} config {config}"));
+            }
+            for (n, layer) in manifest.layers().iter().enumerate() {
+                let digest = blob_digest(layer, reference)?;
+                if !verified(store, &digest, reference)? {
+                    missing.push(format!(
+                        "layer {} of {platform} {digest} ({} bytes)",
+                        n + 1,
+                        layer.size()
+                    ));
+                }
+            }
+        }
+        Ok(missing)
     }
 
     /// The manifest or index `reference` names, checked against its digest:
@@ -210,16 +308,7 @@ impl Registry {
                 });
             }
         }
-        // The body's own mediaType is authoritative; some registries send a generic Content-Type.
-        let media_type = serde_json::from_slice::<serde_json::Value>(&bytes)
-            .ok()
-            .and_then(|v| {
-                v.get("mediaType")
-                    .and_then(|m| m.as_str())
-                    .map(str::to_owned)
-            })
-            .or(content_type)
-            .unwrap_or_default();
+        let media_type = media_type_of(&bytes, content_type);
         Ok((actual, media_type, bytes))
     }
 
@@ -238,7 +327,6 @@ impl Registry {
             reference: reference.to_string(),
             source,
         };
-        store.put_bytes(bytes).map_err(stored)?;
         let config_desc = manifest.config();
         let config_digest = blob_digest(config_desc, reference)?;
         self.fetch_blob(reference, &config_digest, config_desc.size(), store)?;
@@ -275,7 +363,7 @@ impl Registry {
         let mut wanted: Vec<(Digest, u64)> = Vec::new();
         for layer in images.iter().flat_map(|i| &i.layers) {
             let digest = blob_digest(layer, reference)?;
-            if !store.contains(&digest) && !wanted.iter().any(|(d, _)| d == &digest) {
+            if !wanted.iter().any(|(d, _)| d == &digest) && !verified(store, &digest, reference)? {
                 wanted.push((digest, layer.size()));
             }
         }
@@ -302,7 +390,7 @@ impl Registry {
         size: u64,
         store: &BlobStore,
     ) -> Result<(), RegistryError> {
-        if store.contains(digest) {
+        if verified(store, digest, reference)? {
             return Ok(());
         }
         tracing::debug!(
@@ -356,6 +444,57 @@ impl Registry {
             }
         }
     }
+}
+
+/// The body's own mediaType is authoritative; some registries send a generic Content-Type.
+/// OCI documents may leave mediaType out, and a cached one has no Content-Type at all: then
+/// the shape says what it is.
+fn media_type_of(bytes: &[u8], content_type: Option<String>) -> String {
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes) else {
+        return content_type.unwrap_or_default();
+    };
+    let declared = value.get("mediaType").and_then(|m| m.as_str());
+    let shape = match (value.get("manifests"), value.get("config")) {
+        (Some(_), _) => Some(OCI_INDEX),
+        (None, Some(_)) => Some(OCI_MANIFEST),
+        (None, None) => None,
+    };
+    match (declared, content_type, shape) {
+        (Some(declared), _, _) => declared.to_owned(),
+        (None, Some(header), _) => header,
+        (None, None, shape) => shape.unwrap_or_default().to_owned(),
+    }
+}
+
+fn verified(
+    store: &BlobStore,
+    digest: &Digest,
+    reference: &Reference,
+) -> Result<bool, RegistryError> {
+    store
+        .verified(digest)
+        .map_err(|source| RegistryError::Store {
+            reference: reference.to_string(),
+            source,
+        })
+}
+
+/// A manifest from the store, if it is there and intact.
+fn cached(
+    store: &BlobStore,
+    digest: &Digest,
+    reference: &Reference,
+) -> Result<Option<Vec<u8>>, RegistryError> {
+    if !verified(store, digest, reference)? {
+        return Ok(None);
+    }
+    store
+        .read_small(digest)
+        .map(Some)
+        .map_err(|source| RegistryError::Store {
+            reference: reference.to_string(),
+            source,
+        })
 }
 
 fn select<'i>(

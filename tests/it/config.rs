@@ -9,11 +9,11 @@ use stevedore_testbed::{self as testbed, Mode, Registry, Side};
 use crate::util::*;
 
 /// The tests that build share one copy of the project (so std is built once) and take turns.
-static SHARED_PROJECT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+pub static SHARED_PROJECT: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// The `configured` fixture, written where it builds with `@REGISTRY@` filled in and `edit`
 /// applied to its Cargo.toml. A fixed place keeps cargo's std build from source reusable.
-fn configured_project(dir: &Path, registry: &str, edit: impl Fn(String) -> String) -> PathBuf {
+pub fn configured_project(dir: &Path, registry: &str, edit: impl Fn(String) -> String) -> PathBuf {
     let template = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/configured");
     std::fs::create_dir_all(dir.join("src")).unwrap();
     std::fs::create_dir_all(dir.join("static")).unwrap();
@@ -22,6 +22,8 @@ fn configured_project(dir: &Path, registry: &str, edit: impl Fn(String) -> Strin
     }
     let manifest = std::fs::read_to_string(template.join("Cargo.toml")).unwrap();
     let manifest = edit(manifest.replace("@REGISTRY@", registry));
+    // Each test pins its own registry's base afresh.
+    let _ = std::fs::remove_file(dir.join("stevedore.lock"));
     let path = dir.join("Cargo.toml");
     // Only rewrite on change, so cargo sees an unchanged project as unchanged.
     if std::fs::read_to_string(&path).ok().as_deref() != Some(manifest.as_str()) {
@@ -30,7 +32,7 @@ fn configured_project(dir: &Path, registry: &str, edit: impl Fn(String) -> Strin
     path
 }
 
-fn build(manifest: &Path) -> Command {
+pub fn build(manifest: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_cargo-stevedore"));
     cmd.env("PATH", testbed::tool_path_env())
         .env("CARGO_TARGET_DIR", testbed::fixture_target_dir())

@@ -6,6 +6,7 @@ mod config;
 mod errors;
 mod init;
 mod library;
+mod lock;
 mod pull;
 mod push;
 mod util;

@@ -1,0 +1,368 @@
+//! `stevedore.lock`: the base images a workspace builds on, pinned by digest.
+//!
+//! It sits beside Cargo.lock and is committed like it. A base named by tag is resolved once and
+//! the digest is kept, so later builds (and other machines, and `--offline`) use the same bytes
+//! until the user asks for a newer base (`--update-base`, `cargo stevedore lock`).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::digest::Digest;
+use crate::reference::Reference;
+use crate::registry::RegistryError;
+
+pub const FILE_NAME: &str = "stevedore.lock";
+const VERSION: u32 = 1;
+const HEADER: &str = "# Base images pinned by digest. Written by cargo-stevedore; commit it like Cargo.lock.\n\
+                      # Refresh with `cargo stevedore lock` or `cargo stevedore build --update-base`.\n";
+
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error("cannot read {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} is not a stevedore lock file: {message}; fix it or delete it to pin the bases again")]
+    Parse { path: PathBuf, message: String },
+    #[error("{path} has version {found}, but this stevedore reads version {VERSION}: update cargo-stevedore")]
+    Version { path: PathBuf, found: u32 },
+    #[error("cannot write {path}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "the base {reference} is not pinned in {path}, and --locked forbids changing it: \
+         run `cargo stevedore lock` and commit {FILE_NAME}"
+    )]
+    Unpinned { reference: String, path: PathBuf },
+    #[error(
+        "the base {reference} moved: {path} pins {locked}, the registry now has {current}; \
+         --locked forbids changing the lock: run `cargo stevedore lock` (or build with \
+         --update-base) to take the new base, or build without --locked to keep the pinned one"
+    )]
+    Moved {
+        reference: String,
+        path: PathBuf,
+        locked: Digest,
+        current: Digest,
+    },
+    #[error(
+        "the base {reference} is not pinned in {path}, and --offline cannot ask the registry: \
+         build once online (or run `cargo stevedore lock`), or name the base by digest"
+    )]
+    OfflineUnpinned { reference: String, path: PathBuf },
+    #[error("cannot resolve the base {reference} to a digest")]
+    Resolve {
+        reference: String,
+        #[source]
+        source: RegistryError,
+    },
+    #[error("--update-base asks the registry for the newest base, which --offline forbids")]
+    OfflineUpdate,
+}
+
+/// How a build treats the lock.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Policy {
+    /// Resolve tags again and record what they name now (`--update-base`).
+    pub update: bool,
+    /// Fail rather than change the lock; also check a pinned tag still names its digest.
+    pub locked: bool,
+    /// Never ask the registry; everything must be pinned already.
+    pub offline: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct LockedBase {
+    reference: String,
+    digest: Digest,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Document {
+    version: u32,
+    #[serde(default, rename = "base")]
+    bases: Vec<LockedBase>,
+}
+
+/// The lock file's contents, keyed by the base reference as written in the project.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lockfile {
+    path: PathBuf,
+    bases: BTreeMap<String, Digest>,
+    changed: bool,
+}
+
+impl Lockfile {
+    /// The lock of the workspace at `workspace_root` (empty when there is none yet).
+    pub fn load(workspace_root: &Path) -> Result<Self, LockError> {
+        let path = workspace_root.join(FILE_NAME);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(source) => return Err(LockError::Read { path, source }),
+        };
+        let bases = match text.trim().is_empty() {
+            true => BTreeMap::new(),
+            false => parse(&path, &text)?,
+        };
+        Ok(Lockfile {
+            path,
+            bases,
+            changed: false,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// What `base` resolves to under `policy`: the pinned digest, or a fresh one from `resolve`
+    /// (which asks the registry), recorded in the lock.
+    pub fn pin(
+        &mut self,
+        base: &Reference,
+        policy: Policy,
+        resolve: impl FnOnce(&Reference) -> Result<Digest, RegistryError>,
+    ) -> Result<Digest, LockError> {
+        if let Some(digest) = base.digest() {
+            return Ok(digest.clone());
+        }
+        let key = base.to_string();
+        let pinned = self.bases.get(&key).cloned();
+        match (policy.offline, policy.update, pinned.clone()) {
+            (true, true, _) => return Err(LockError::OfflineUpdate),
+            (true, false, None) => {
+                return Err(LockError::OfflineUnpinned {
+                    reference: key,
+                    path: self.path.clone(),
+                })
+            }
+            (true, false, Some(digest)) => return Ok(digest),
+            (false, false, Some(digest)) if !policy.locked => return Ok(digest),
+            _ => {}
+        }
+        let current = resolve(base).map_err(|source| LockError::Resolve {
+            reference: key.clone(),
+            source,
+        })?;
+        if policy.locked {
+            return match pinned {
+                None => Err(LockError::Unpinned {
+                    reference: key,
+                    path: self.path.clone(),
+                }),
+                Some(locked) if locked != current => Err(LockError::Moved {
+                    reference: key,
+                    path: self.path.clone(),
+                    locked,
+                    current,
+                }),
+                Some(locked) => Ok(locked),
+            };
+        }
+        if pinned.as_ref() != Some(&current) {
+            self.bases.insert(key, current.clone());
+            self.changed = true;
+        }
+        Ok(current)
+    }
+
+    /// Keeps only the entries for `references` (what `cargo stevedore lock` found in use).
+    pub fn retain(&mut self, references: &[Reference]) {
+        let keep: Vec<String> = references.iter().map(ToString::to_string).collect();
+        let before = self.bases.len();
+        self.bases.retain(|k, _| keep.contains(k));
+        self.changed |= self.bases.len() != before;
+    }
+
+    pub fn changed(&self) -> bool {
+        self.changed
+    }
+
+    pub fn entries(&self) -> impl Iterator<Item = (&str, &Digest)> {
+        self.bases.iter().map(|(k, v)| (k.as_str(), v))
+    }
+
+    /// Writes the lock if it changed: to a temporary file beside it, then renamed, so a reader
+    /// (or a concurrent build) sees the old file or the new one, never half of one.
+    pub fn save(&mut self) -> Result<(), LockError> {
+        if !self.changed {
+            return Ok(());
+        }
+        let fail = |source| LockError::Write {
+            path: self.path.clone(),
+            source,
+        };
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".stevedore.lock.")
+            .tempfile_in(dir)
+            .map_err(fail)?;
+        tmp.write_all(self.render().as_bytes()).map_err(fail)?;
+        tmp.as_file().sync_data().map_err(fail)?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644))
+            .map_err(fail)?;
+        tmp.persist(&self.path).map_err(|e| fail(e.error))?;
+        self.changed = false;
+        Ok(())
+    }
+
+    fn render(&self) -> String {
+        let document = Document {
+            version: VERSION,
+            bases: self
+                .bases
+                .iter()
+                .map(|(reference, digest)| LockedBase {
+                    reference: reference.clone(),
+                    digest: digest.clone(),
+                })
+                .collect(),
+        };
+        let body = toml::to_string(&document).expect("a lock document always serializes");
+        format!("{HEADER}\n{body}")
+    }
+}
+
+fn parse(path: &Path, text: &str) -> Result<BTreeMap<String, Digest>, LockError> {
+    let document: Document = toml::from_str(text).map_err(|e| LockError::Parse {
+        path: path.to_path_buf(),
+        message: e.message().to_owned(),
+    })?;
+    if document.version != VERSION {
+        return Err(LockError::Version {
+            path: path.to_path_buf(),
+            found: document.version,
+        });
+    }
+    Ok(document
+        .bases
+        .into_iter()
+        .map(|b| (b.reference, b.digest))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn digest(n: u8) -> Digest {
+        Digest::of(&[n])
+    }
+
+    fn base() -> Reference {
+        "registry.example/distroless/static:nonroot"
+            .parse()
+            .unwrap()
+    }
+
+    fn never(_: &Reference) -> Result<Digest, RegistryError> {
+        panic!("the registry must not be asked")
+    }
+
+    fn pin(lock: &mut Lockfile, policy: Policy, now: u8) -> Result<Digest, LockError> {
+        lock.pin(&base(), policy, |_| Ok(digest(now)))
+    }
+
+    #[test]
+    fn pins_once_then_keeps_the_digest_until_updated() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut lock = Lockfile::load(dir.path()).unwrap();
+        assert_eq!(pin(&mut lock, Policy::default(), 1).unwrap(), digest(1));
+        lock.save().unwrap();
+
+        let mut lock = Lockfile::load(dir.path()).unwrap();
+        let kept = lock.pin(&base(), Policy::default(), never).unwrap();
+        assert_eq!(kept, digest(1), "a pinned tag is not resolved again");
+        assert!(!lock.changed());
+
+        let update = Policy {
+            update: true,
+            ..Policy::default()
+        };
+        assert_eq!(pin(&mut lock, update, 2).unwrap(), digest(2));
+        assert!(lock.changed());
+        lock.save().unwrap();
+        let text = std::fs::read_to_string(dir.path().join(FILE_NAME)).unwrap();
+        assert!(text.contains(&digest(2).to_string()), "{text}");
+        assert!(text.contains("reference = \"registry.example/distroless/static:nonroot\""));
+    }
+
+    #[test]
+    fn locked_fails_when_the_tag_moved_or_is_not_pinned() {
+        let dir = tempfile::tempdir().unwrap();
+        let locked = Policy {
+            locked: true,
+            ..Policy::default()
+        };
+        let mut lock = Lockfile::load(dir.path()).unwrap();
+        assert!(matches!(
+            pin(&mut lock, locked, 1),
+            Err(LockError::Unpinned { .. })
+        ));
+        pin(&mut lock, Policy::default(), 1).unwrap();
+        assert_eq!(pin(&mut lock, locked, 1).unwrap(), digest(1));
+        let err = pin(&mut lock, locked, 2).unwrap_err();
+        assert!(matches!(err, LockError::Moved { .. }), "{err}");
+        assert!(err.to_string().contains("cargo stevedore lock"), "{err}");
+        let both = Policy {
+            locked: true,
+            update: true,
+            offline: false,
+        };
+        assert!(matches!(
+            pin(&mut lock, both, 2),
+            Err(LockError::Moved { .. })
+        ));
+    }
+
+    #[test]
+    fn offline_uses_the_pin_or_says_what_is_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let offline = Policy {
+            offline: true,
+            ..Policy::default()
+        };
+        let mut lock = Lockfile::load(dir.path()).unwrap();
+        let err = lock.pin(&base(), offline, never).unwrap_err();
+        assert!(err.to_string().contains("not pinned"), "{err}");
+        pin(&mut lock, Policy::default(), 3).unwrap();
+        assert_eq!(lock.pin(&base(), offline, never).unwrap(), digest(3));
+    }
+
+    #[test]
+    fn a_digest_reference_needs_no_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut lock = Lockfile::load(dir.path()).unwrap();
+        let pinned = base().with_digest(digest(9));
+        let got = lock.pin(&pinned, Policy::default(), never).unwrap();
+        assert_eq!(got, digest(9));
+        assert!(!lock.changed());
+    }
+
+    #[test]
+    fn a_broken_lock_names_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(FILE_NAME),
+            "version = 1\n[[base]]\nreference = 3\n",
+        )
+        .unwrap();
+        let err = Lockfile::load(dir.path()).unwrap_err();
+        assert!(err.to_string().contains(FILE_NAME), "{err}");
+        std::fs::write(dir.path().join(FILE_NAME), "version = 7\n").unwrap();
+        assert!(matches!(
+            Lockfile::load(dir.path()),
+            Err(LockError::Version { found: 7, .. })
+        ));
+    }
+}

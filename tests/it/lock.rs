@@ -1,0 +1,194 @@
+//! `stevedore.lock` and `--offline`: a base named by tag is pinned once and built on until
+//! the user refreshes it, and a pinned build needs no network at all.
+
+use std::path::Path;
+use std::process::Command;
+
+use stevedore_testbed::{self as testbed, Mode, Registry, Side};
+
+use crate::config::{build, configured_project, SHARED_PROJECT};
+use crate::util::*;
+
+fn lock_text(manifest: &Path) -> String {
+    let path = manifest.with_file_name("stevedore.lock");
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The digest a tag names in the registry, as skopeo (not stevedore) reads it.
+fn tag_digest(registry: &Registry, image: &str) -> String {
+    let mut flags: Vec<&str> = vec!["--raw"];
+    let registry_flags = registry.skopeo_flags(Side::Inspect);
+    flags.extend(registry_flags.iter().map(String::as_str));
+    let skopeo = testbed::require_tool("skopeo");
+    let raw = run_ok(
+        Command::new(skopeo)
+            .arg("inspect")
+            .args(&flags)
+            .arg(format!("docker://{image}")),
+    )
+    .stdout;
+    stevedore::digest::Digest::of(&raw).to_string()
+}
+
+/// Points the base's tag at another image: its own amd64 manifest alone, not the index.
+fn move_tag(registry: &Registry, image: &str) {
+    let skopeo = testbed::require_tool("skopeo");
+    let (src, dest) = (
+        registry.skopeo_flags(Side::Src),
+        registry.skopeo_flags(Side::Dest),
+    );
+    run_ok(
+        Command::new(skopeo)
+            .args(["copy", "--override-arch", "amd64", "--override-os", "linux"])
+            .args(&src)
+            .args(&dest)
+            .arg(format!("docker://{image}"))
+            .arg(format!("docker://{image}")),
+    );
+}
+
+#[test]
+fn the_lock_pins_the_base_until_updated_and_locked_fails_when_the_tag_moved() {
+    let registry = Registry::start(Mode::Http);
+    let base = registry.push_base();
+    let index_digest = tag_digest(&registry, &base);
+    let _one_at_a_time = SHARED_PROJECT.lock().unwrap_or_else(|e| e.into_inner());
+    let manifest = configured_project(
+        &testbed::testbed_dir().join("configured-project"),
+        &registry.addr(),
+        |m| m,
+    );
+
+    // --locked with no lock yet changes nothing and says what to run.
+    let err = run_err(build(&manifest).arg("--locked"));
+    assert!(
+        err.contains("not pinned") && err.contains("cargo stevedore lock"),
+        "{err}"
+    );
+    assert!(!manifest.with_file_name("stevedore.lock").exists());
+
+    // The first build pins the tag to what it names now.
+    let first = json(&run_ok(build(&manifest).arg("--json")).stdout);
+    let pinned = format!("reference = \"{base}\"\ndigest = \"{index_digest}\"");
+    assert!(
+        lock_text(&manifest).contains(&pinned),
+        "{}",
+        lock_text(&manifest)
+    );
+    run_ok(build(&manifest).arg("--locked"));
+
+    move_tag(&registry, &base);
+    let moved_digest = tag_digest(&registry, &base);
+    assert_ne!(moved_digest, index_digest, "the tag must have moved");
+
+    // A plain build keeps the pinned base; --locked notices the move and refuses.
+    let again = json(&run_ok(build(&manifest).arg("--json")).stdout);
+    assert_eq!(again["digest"], first["digest"]);
+    assert!(lock_text(&manifest).contains(&pinned));
+    let err = run_err(build(&manifest).arg("--locked"));
+    assert!(
+        err.contains("moved") && err.contains(&index_digest) && err.contains(&moved_digest),
+        "{err}"
+    );
+    let stevedore = env!("CARGO_BIN_EXE_cargo-stevedore");
+    let lock_cmd = || {
+        let mut cmd = Command::new(stevedore);
+        cmd.env("PATH", testbed::tool_path_env())
+            .args(["lock", "--toolchain", "debweb", "--manifest-path"])
+            .arg(&manifest);
+        cmd
+    };
+    run_err(lock_cmd().arg("--locked"));
+    assert!(
+        lock_text(&manifest).contains(&pinned),
+        "--locked must not write"
+    );
+
+    // --update-base (or `cargo stevedore lock`) takes the new base.
+    run_ok(build(&manifest).arg("--update-base"));
+    let updated = format!("reference = \"{base}\"\ndigest = \"{moved_digest}\"");
+    assert!(
+        lock_text(&manifest).contains(&updated),
+        "{}",
+        lock_text(&manifest)
+    );
+    let printed = text(&run_ok(&mut lock_cmd()).stdout);
+    assert_eq!(printed.trim(), format!("{base}@{moved_digest}"));
+    run_ok(lock_cmd().arg("--locked"));
+}
+
+#[test]
+fn offline_builds_from_the_cache_alone_or_says_what_is_missing() {
+    let registry = Registry::start(Mode::Http);
+    let base = registry.push_base();
+    let mut flags = registry.skopeo_flags(Side::Inspect);
+    flags.extend(["--override-arch", "amd64"].map(String::from));
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let base_layers = skopeo_inspect(&flags, &format!("docker://{base}"))["Layers"].clone();
+    let first_layer = base_layers[0]
+        .as_str()
+        .expect("the base has layers")
+        .to_owned();
+    let _one_at_a_time = SHARED_PROJECT.lock().unwrap_or_else(|e| e.into_inner());
+    let manifest = configured_project(
+        &testbed::testbed_dir().join("configured-project"),
+        &registry.addr(),
+        |m| m,
+    );
+    let cache = tempfile::tempdir().unwrap();
+    let online = json(
+        &run_ok(
+            build(&manifest)
+                .env("STEVEDORE_CACHE_DIR", cache.path())
+                .arg("--json"),
+        )
+        .stdout,
+    );
+    drop(registry);
+
+    let offline = json(
+        &run_ok(
+            build(&manifest)
+                .env("STEVEDORE_CACHE_DIR", cache.path())
+                .args(["--offline", "--json"]),
+        )
+        .stdout,
+    );
+    assert_eq!(offline["digest"], online["digest"]);
+
+    // Another cache has none of it: every missing blob is named, and nothing is written.
+    let empty = tempfile::tempdir().unwrap();
+    let out = empty.path().join("out");
+    let err = run_err(
+        build(&manifest)
+            .env("STEVEDORE_CACHE_DIR", empty.path())
+            .arg("--offline")
+            .arg("--output")
+            .arg(format!("oci-layout={}", out.display())),
+    );
+    assert!(
+        err.contains("--offline") && err.contains("the manifest sha256:"),
+        "{err}"
+    );
+    assert!(!out.exists(), "a failed build must write nothing");
+
+    // A corrupt cached layer is found on read, dropped, and named as missing.
+    let victim = cache
+        .path()
+        .join("blobs/sha256")
+        .join(first_layer.trim_start_matches("sha256:"));
+    let mut bytes = std::fs::read(&victim).expect("the online build cached the base's layers");
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&victim, bytes).unwrap();
+    let err = run_err(
+        build(&manifest)
+            .env("STEVEDORE_CACHE_DIR", cache.path())
+            .arg("--offline"),
+    );
+    assert!(
+        err.contains("layer 1 of linux/amd64") && err.contains(&first_layer),
+        "{err}"
+    );
+    assert!(!victim.exists(), "a corrupt blob must leave the cache");
+}
