@@ -9,5 +9,6 @@ mod library;
 mod lock;
 mod pull;
 mod push;
+mod reproducible;
 mod util;
 mod xtask;

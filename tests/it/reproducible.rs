@@ -1,0 +1,175 @@
+//! Bit-identical images: two checkouts of one commit, in different directories, built by
+//! users with different homes and clocks, give the same digests for every platform.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use stevedore_testbed::{self as testbed, Mode, Registry};
+
+use crate::util::*;
+
+const COMMIT_TIME: &str = "1700000000";
+
+/// A git repository holding the example service, committed at a fixed time.
+fn example_repo(dir: &Path) -> PathBuf {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/hello-service");
+    let repo = dir.join("origin");
+    for file in [
+        "Cargo.toml",
+        "Cargo.lock",
+        "build.rs",
+        "src/main.rs",
+        "csrc/checksum.c",
+    ] {
+        let to = repo.join(file);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(example.join(file), to).unwrap();
+    }
+    let git = |args: &[&str]| {
+        run_ok(
+            Command::new("git")
+                .current_dir(&repo)
+                .env("GIT_AUTHOR_DATE", format!("@{COMMIT_TIME} +0000"))
+                .env("GIT_COMMITTER_DATE", format!("@{COMMIT_TIME} +0000"))
+                .args(["-c", "user.name=dev", "-c", "user.email=dev@example.com"])
+                .args(args),
+        )
+    };
+    git(&["init", "-q"]);
+    git(&["add", "-A"]);
+    git(&["commit", "-qm", "hello-service"]);
+    repo
+}
+
+fn clone(repo: &Path, to: &Path) -> PathBuf {
+    std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+    run_ok(Command::new("git").arg("clone").arg("-q").arg(repo).arg(to));
+    to.join("Cargo.toml")
+}
+
+/// Where cargo and rustup keep their state for this machine's user, which the other
+/// "users" share (their homes differ, but the toolchain must be found).
+fn tool_home(var: &str, default: &str) -> PathBuf {
+    std::env::var_os(var)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(default))
+}
+
+/// Builds `manifest` as a user whose home is `home`; returns the --json result.
+fn build_as(manifest: &Path, home: &Path, base: &str, epoch: Option<&str>) -> serde_json::Value {
+    std::fs::create_dir_all(home).unwrap();
+    let layout = home.join("image");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cargo-stevedore"));
+    cmd.env("PATH", testbed::tool_path_env())
+        .env("HOME", home)
+        .env("CARGO_HOME", tool_home("CARGO_HOME", ".cargo"))
+        .env("RUSTUP_HOME", tool_home("RUSTUP_HOME", ".rustup"))
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("STEVEDORE_CACHE_DIR")
+        .env_remove("XDG_CACHE_HOME")
+        .env_remove("SOURCE_DATE_EPOCH")
+        .env_remove("RUSTFLAGS")
+        .args(["build", "--toolchain", "debweb", "--json", "--base", base])
+        .arg("--manifest-path")
+        .arg(manifest)
+        .arg("--output")
+        .arg(format!("oci-layout={}", layout.display()));
+    if let Some(epoch) = epoch {
+        cmd.env("SOURCE_DATE_EPOCH", epoch);
+    }
+    json(&run_ok(&mut cmd).stdout)
+}
+
+fn platform_digests(result: &serde_json::Value) -> Vec<(String, String)> {
+    let mut digests: Vec<(String, String)> = result["images"]
+        .as_array()
+        .expect("images in --json output")
+        .iter()
+        .map(|i| (i["platform"].to_string(), i["digest"].to_string()))
+        .collect();
+    digests.sort();
+    digests
+}
+
+/// The bytes of the binary in the image's top layer, read from the layout.
+fn binary_in_layout(layout: &Path, manifest_digest: &str) -> Vec<u8> {
+    let manifest = layout_json(layout, manifest_digest);
+    let layers = manifest["layers"].as_array().unwrap();
+    let top = layers.last().unwrap()["digest"].as_str().unwrap();
+    let gz = std::fs::File::open(
+        layout
+            .join("blobs/sha256")
+            .join(top.trim_start_matches("sha256:")),
+    )
+    .unwrap();
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(gz));
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        if entry
+            .path()
+            .unwrap()
+            .ends_with("usr/local/bin/hello-service")
+        {
+            let mut bytes = Vec::new();
+            entry.read_to_end(&mut bytes).unwrap();
+            return bytes;
+        }
+    }
+    panic!("no usr/local/bin/hello-service in layer {top}");
+}
+
+#[test]
+fn two_checkouts_two_homes_two_clocks_give_identical_images() {
+    let registry = Registry::start(Mode::Http);
+    let base = registry.push_base();
+    let dir = tempfile::tempdir().unwrap();
+    let repo = example_repo(dir.path());
+    let first = clone(&repo, &dir.path().join("alice/src/hello-service"));
+    let second = clone(&repo, &dir.path().join("ci/workspace/build-7/checkout"));
+
+    // One with SOURCE_DATE_EPOCH unset (the commit's time is used), one with it set.
+    let alice = build_as(&first, &dir.path().join("home-alice"), &base, None);
+    let ci = build_as(
+        &second,
+        &dir.path().join("home-ci"),
+        &base,
+        Some(COMMIT_TIME),
+    );
+
+    let platforms = platform_digests(&alice);
+    assert_eq!(platforms.len(), 2, "{alice:#}");
+    assert_eq!(
+        platforms,
+        platform_digests(&ci),
+        "per-platform digests differ"
+    );
+    assert_eq!(alice["index"], ci["index"], "index digests differ");
+    assert_eq!(alice["digest"], ci["digest"]);
+
+    // The binary names none of the machine's paths: not the checkout, the home, nor the
+    // toolchain's std sources (those read /rustc/COMMIT/, as in official builds).
+    let layout = dir.path().join("home-alice/image");
+    let amd64 = alice["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["platform"] == "linux/amd64")
+        .expect("an amd64 image");
+    let binary = binary_in_layout(&layout, amd64["digest"].as_str().unwrap());
+    let contains = |needle: &str| binary.windows(needle.len()).any(|w| w == needle.as_bytes());
+    for local in [
+        dir.path().to_str().unwrap(),
+        "/lib/rustlib/src/rust",
+        tool_home("CARGO_HOME", ".cargo").to_str().unwrap(),
+    ] {
+        assert!(
+            !contains(local),
+            "the binary contains the local path {local}"
+        );
+    }
+    assert!(
+        contains("/rustc/"),
+        "std paths are remapped to /rustc/COMMIT"
+    );
+}
