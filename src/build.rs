@@ -28,6 +28,7 @@ use crate::progress::Progress;
 use crate::publish::{self, Output, PublishError, PushReport};
 use crate::reference::{Reference, ReferenceError};
 use crate::registry::{Registry, RegistryError, RegistryOptions};
+use crate::verify::{self, Published, Source, Verdict, VerifyError};
 
 /// Why a build stopped; boxed, so results stay small on the happy path.
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +64,16 @@ pub enum ErrorKind {
     Init(#[from] crate::init::InitError),
     #[error(transparent)]
     Lock(#[from] LockError),
+    #[error(transparent)]
+    Verify(VerifyError),
+    #[error(
+        "the rebuilt image {ours} differs from {published} ({theirs}); the differences are above"
+    )]
+    Mismatch {
+        published: String,
+        ours: Digest,
+        theirs: Digest,
+    },
     #[error("--offline cannot be used with --push: pushing needs the registry")]
     PushOffline,
     #[error(
@@ -284,23 +295,12 @@ impl Build {
     /// Builds and writes every output (an OCI layout in `target/stevedore/BIN` when there is
     /// neither an output nor a push), then pushes if asked.
     pub fn run(&self) -> Result<Outcome, Error> {
-        let mut plan = plan::plan(&self.options)?;
-        if self.push && plan.tags.is_empty() {
-            return Err(ErrorKind::PushWithoutTag.into());
-        }
-        if self.push && self.lock.offline {
-            return Err(ErrorKind::PushOffline.into());
-        }
-        check_archive_platforms(&plan, &self.outputs)?;
-        let registry = self.registry_client(&plan.tags)?;
-        let store = BlobStore::open_default()?;
-        let mut lock = Lockfile::load(&plan.workspace_root)?;
-        if let Base::Image(base) = &plan.base {
-            plan.base_pin = Some(lock.pin(base, self.lock, |b| registry.resolve(b))?);
-        }
-        let built = pipeline::build(&plan, &store, &registry)?;
-        lock.save()?;
-
+        let Staged {
+            plan,
+            built,
+            store,
+            registry,
+        } = self.stage()?;
         let outputs = match self.outputs.is_empty() && !self.push {
             true => vec![Output::OciLayout(pipeline::default_layout_dir(&plan))],
             false => self.outputs.clone(),
@@ -341,6 +341,49 @@ impl Build {
         })
     }
 
+    /// Plans, pins the base in `stevedore.lock` and builds every platform into the blob store;
+    /// publishes nothing.
+    pub(crate) fn stage(&self) -> Result<Staged, Error> {
+        let mut plan = plan::plan(&self.options)?;
+        if self.push && plan.tags.is_empty() {
+            return Err(ErrorKind::PushWithoutTag.into());
+        }
+        if self.push && self.lock.offline {
+            return Err(ErrorKind::PushOffline.into());
+        }
+        check_archive_platforms(&plan, &self.outputs)?;
+        let registry = self.registry_client(&plan.tags)?;
+        let store = BlobStore::open_default()?;
+        let mut lock = Lockfile::load(&plan.workspace_root)?;
+        if let Base::Image(base) = &plan.base {
+            plan.base_pin = Some(lock.pin(base, self.lock, |b| registry.resolve(b))?);
+        }
+        let built = pipeline::build(&plan, &store, &registry)?;
+        lock.save()?;
+        Ok(Staged {
+            plan,
+            built,
+            store,
+            registry,
+        })
+    }
+
+    /// Rebuilds for the platforms `published` has and compares digests, naming the first
+    /// difference of each platform that differs. Publishes nothing.
+    pub fn verify(&self, published: &Published) -> Result<Verdict, Error> {
+        let registry = self.registry_client(&[])?;
+        let store = BlobStore::open_default()?;
+        let source = Source {
+            published,
+            registry: &registry,
+            store: &store,
+        };
+        let image = source.image().map_err(ErrorKind::Verify)?;
+        let platforms = image.platforms.iter().map(|(p, _, _)| p.clone());
+        let staged = self.clone().platforms(platforms).stage()?;
+        Ok(verify::compare(&staged.built, &image, &source, &store).map_err(ErrorKind::Verify)?)
+    }
+
     /// Pins the bases of the selected package (or of every package with a binary) in
     /// `stevedore.lock`, resolving their tags again; with [`Build::locked`], fails instead of
     /// changing the lock. Returns each base and its digest.
@@ -376,6 +419,14 @@ impl Build {
             None => registry,
         })
     }
+}
+
+/// A build in the blob store, before anything is published.
+pub(crate) struct Staged {
+    pub plan: Plan,
+    pub built: Built,
+    pub store: BlobStore,
+    pub registry: Registry,
 }
 
 /// Says before compiling for minutes that a docker archive cannot hold an index.

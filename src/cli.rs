@@ -17,6 +17,7 @@ use crate::progress::Progress;
 use crate::publish::{self, Output};
 use crate::reference::Reference;
 use crate::registry::{Registry, RegistryError, RegistryOptions};
+use crate::verify::Published;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -40,6 +41,9 @@ struct Cli {
 enum Command {
     /// Compile the project for musl and build an OCI image of it.
     Build(Box<BuildArgs>),
+    /// Rebuild from the checkout and compare with a published image: exits 0 when the digests
+    /// match, 1 naming the first differing file or field when they do not.
+    Verify(Box<VerifyArgs>),
     /// Pin the base images by digest in stevedore.lock (beside Cargo.lock), resolving their
     /// tags again.
     Lock(LockArgs),
@@ -129,8 +133,9 @@ impl RegistryArgs {
     }
 }
 
+/// What to build: the flags `build` and `verify` share.
 #[derive(Debug, Args)]
-struct BuildArgs {
+struct ProjectArgs {
     /// Path to Cargo.toml (default: the one in the current directory or above).
     #[arg(long, value_name = "PATH")]
     manifest_path: Option<PathBuf>,
@@ -140,9 +145,6 @@ struct BuildArgs {
     /// Binary target to put in the image (needed when the package has several).
     #[arg(long, value_name = "NAME")]
     bin: Option<String>,
-    /// One image per binary of the package (names get `/BIN` after the repository).
-    #[arg(long, conflicts_with = "bin")]
-    all_bins: bool,
     /// Cargo profile to build with.
     #[arg(long, value_name = "NAME", default_value = "release")]
     profile: String,
@@ -155,22 +157,55 @@ struct BuildArgs {
     /// Do not activate the `default` feature.
     #[arg(long)]
     no_default_features: bool,
-    /// Platforms to build for, comma separated: linux/amd64, linux/arm64 (default: the host's).
-    #[arg(long, value_name = "LIST", value_delimiter = ',')]
-    platform: Vec<Platform>,
     /// Base image reference, or `scratch` for none [default: Cargo.toml's
     /// `package.metadata.stevedore.base`, else gcr.io/distroless/static-debian12:nonroot]
     #[arg(long, value_name = "REF|scratch")]
     base: Option<Base>,
-    /// Name for the image (repeatable), e.g. `registry.example.com/app:1.2`.
-    #[arg(short, long, value_name = "REF")]
-    tag: Vec<Reference>,
     /// Rustup toolchain to compile with (default: the cargo running this command).
     #[arg(long, value_name = "NAME")]
     toolchain: Option<String>,
     /// Cargo's target directory (default: what cargo would use).
     #[arg(long, value_name = "DIR")]
     target_dir: Option<PathBuf>,
+}
+
+impl ProjectArgs {
+    fn options(self) -> BuildOptions {
+        BuildOptions {
+            manifest_path: self.manifest_path,
+            package: self.package,
+            bin: self.bin,
+            profile: Some(self.profile),
+            features: self
+                .features
+                .iter()
+                .flat_map(|f| f.split([',', ' ']))
+                .filter(|f| !f.is_empty())
+                .map(String::from)
+                .collect(),
+            all_features: self.all_features,
+            no_default_features: self.no_default_features,
+            base: self.base,
+            toolchain: self.toolchain,
+            target_dir: self.target_dir,
+            ..BuildOptions::default()
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+struct BuildArgs {
+    #[command(flatten)]
+    project: ProjectArgs,
+    /// One image per binary of the package (names get `/BIN` after the repository).
+    #[arg(long, conflicts_with = "bin")]
+    all_bins: bool,
+    /// Platforms to build for, comma separated: linux/amd64, linux/arm64 (default: the host's).
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    platform: Vec<Platform>,
+    /// Name for the image (repeatable), e.g. `registry.example.com/app:1.2`.
+    #[arg(short, long, value_name = "REF")]
+    tag: Vec<Reference>,
     /// Where to write the image (repeatable): oci-layout=DIR or docker-archive=FILE.tar.
     /// Default: oci-layout=target/stevedore/BIN.
     #[arg(short, long, value_name = "KIND=PATH")]
@@ -195,6 +230,20 @@ struct BuildArgs {
     registry: RegistryArgs,
 }
 
+#[derive(Debug, Args)]
+struct VerifyArgs {
+    /// The published image: REGISTRY/REPO:TAG (or @DIGEST), or oci-layout=DIR.
+    #[arg(value_name = "REF|oci-layout=DIR")]
+    published: Published,
+    #[command(flatten)]
+    project: ProjectArgs,
+    /// Rebuild from local caches only; the published image must be a layout then.
+    #[arg(long)]
+    offline: bool,
+    #[command(flatten)]
+    registry: RegistryArgs,
+}
+
 /// Runs the command line with the process's arguments and returns the exit code.
 pub fn main() -> ExitCode {
     let cli = match Cli::try_parse_from(args()) {
@@ -210,6 +259,7 @@ pub fn main() -> ExitCode {
         Command::Index(IndexCommand::Create(args)) => create_index(args),
         Command::Init(args) => init(args),
         Command::Lock(args) => lock(args),
+        Command::Verify(args) => verify(*args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -250,28 +300,9 @@ fn init_logging(verbose: u8, quiet: bool) {
 }
 
 fn build(args: BuildArgs) -> Result<(), Error> {
-    let options = BuildOptions {
-        manifest_path: args.manifest_path,
-        package: args.package,
-        bin: args.bin,
-        profile: Some(args.profile),
-        features: args
-            .features
-            .iter()
-            .flat_map(|f| f.split([',', ' ']))
-            .filter(|f| !f.is_empty())
-            .map(String::from)
-            .collect(),
-        all_features: args.all_features,
-        no_default_features: args.no_default_features,
-        platforms: args.platform,
-        base: args.base,
-        tags: args.tag,
-        toolchain: args.toolchain,
-        target_dir: args.target_dir,
-        name_per_bin: false,
-        offline: false,
-    };
+    let mut options = args.project.options();
+    options.platforms = args.platform;
+    options.tags = args.tag;
     let mut build = Build::from_options(options)
         .with_push(args.push)
         .locked(args.locked)
@@ -340,6 +371,37 @@ fn init(args: InitArgs) -> Result<(), Error> {
     );
     println!("{}", crate::init::XTASK_SNIPPET);
     Ok(())
+}
+
+fn verify(args: VerifyArgs) -> Result<(), Error> {
+    let build = Build::from_options(args.project.options()).offline(args.offline);
+    let build = args.registry.apply(build);
+    let verdict = build.verify(&args.published)?;
+    for p in &verdict.platforms {
+        match (&p.difference, &p.theirs) {
+            (None, _) => println!("{}: identical {}", p.platform, p.ours),
+            (Some(why), Some(theirs)) => println!(
+                "{}: differs (rebuilt {}, published {theirs})\n  {why}",
+                p.platform, p.ours
+            ),
+            (Some(why), None) => println!("{}: {why}", p.platform),
+        }
+    }
+    if let Some(why) = &verdict.top_difference {
+        println!("{why}");
+    }
+    match verdict.matches() {
+        true => {
+            println!("{} matches {}", args.published, verdict.ours);
+            Ok(())
+        }
+        false => Err(crate::build::ErrorKind::Mismatch {
+            published: args.published.to_string(),
+            ours: verdict.ours,
+            theirs: verdict.theirs,
+        }
+        .into()),
+    }
 }
 
 fn lock(args: LockArgs) -> Result<(), Error> {

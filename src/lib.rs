@@ -13,6 +13,7 @@ pub mod cache;
 pub mod cli;
 pub mod compile;
 pub mod config;
+pub mod diff;
 pub mod digest;
 pub mod env;
 pub mod init;
@@ -26,6 +27,7 @@ pub mod publish;
 pub mod reference;
 pub mod registry;
 pub mod toolchain;
+pub mod verify;
 
 pub use build::{Build, Error, Outcome};
 pub use platform::Platform;

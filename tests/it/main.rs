@@ -4,9 +4,9 @@
 mod build;
 mod config;
 mod errors;
+mod hermetic;
 mod init;
 mod library;
-mod lock;
 mod pull;
 mod push;
 mod reproducible;

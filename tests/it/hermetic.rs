@@ -1,5 +1,5 @@
-//! `stevedore.lock` and `--offline`: a base named by tag is pinned once and built on until
-//! the user refreshes it, and a pinned build needs no network at all.
+//! stevedore.lock, `--offline` and `verify`: a base named by tag is pinned once and built on
+//! until the user refreshes it, a pinned build needs no network, and a rebuild is checked.
 
 use std::path::Path;
 use std::process::Command;
@@ -191,4 +191,69 @@ fn offline_builds_from_the_cache_alone_or_says_what_is_missing() {
         "{err}"
     );
     assert!(!victim.exists(), "a corrupt blob must leave the cache");
+}
+
+#[test]
+fn verify_rebuilds_and_names_the_first_differing_file() {
+    let registry = Registry::start(Mode::Http);
+    registry.push_base();
+    let _one_at_a_time = SHARED_PROJECT.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = testbed::testbed_dir().join("configured-project");
+    let manifest = configured_project(&dir, &registry.addr(), |m| m);
+    let out = tempfile::tempdir().unwrap();
+    let layout = out.path().join("image");
+    let built = json(
+        &run_ok(
+            build(&manifest)
+                .args(["--push", "--json", "--output"])
+                .arg(format!("oci-layout={}", layout.display())),
+        )
+        .stdout,
+    );
+    let digest = built["digest"].as_str().unwrap();
+    let pushed = format!("{}/configured/app:2.3.4", registry.addr());
+    // `build`'s command line and environment, with the verb `verify`.
+    let verify = |published: &str| {
+        let template = build(&manifest);
+        let mut cmd = Command::new(template.get_program());
+        cmd.envs(template.get_envs().filter_map(|(k, v)| Some((k, v?))))
+            .arg("verify")
+            .arg(published)
+            .args(template.get_args().skip(1));
+        cmd
+    };
+
+    for published in [format!("oci-layout={}", layout.display()), pushed.clone()] {
+        let printed = text(&run_ok(&mut verify(&published)).stdout);
+        assert!(
+            printed.contains(&format!("linux/amd64: identical {digest}")),
+            "{printed}"
+        );
+    }
+
+    // A change in the source shows as the binary differing, named by its path in the image.
+    let main_rs = dir.join("src/main.rs");
+    let source = std::fs::read_to_string(&main_rs).unwrap();
+    std::fs::write(
+        &main_rs,
+        source.replace("configured args=", "changed args="),
+    )
+    .unwrap();
+    let mut cmd = verify(&pushed);
+    let out = cmd.output().unwrap();
+    std::fs::write(&main_rs, source).unwrap();
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(
+        !out.status.success(),
+        "verify must fail on a difference: {stdout}"
+    );
+    assert!(
+        stdout.contains("linux/amd64: differs")
+            && stdout.contains("(the application): usr/local/bin/configured: content differs"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains(&pushed) && stderr.contains(digest),
+        "{stderr}"
+    );
 }

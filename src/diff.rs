@@ -1,0 +1,874 @@
+//! The first difference between two images: between two layers, or two JSON documents.
+//!
+//! `verify` uses this when a rebuilt image's digest differs from a published one, so the user
+//! learns which file broke reproducibility instead of two digests. Layers stream: entries are
+//! walked in lockstep and each entry's content is hashed as it is read, so a multi-gigabyte
+//! layer costs a few buffers, not its size.
+
+use std::borrow::Cow;
+use std::cmp::Ordering;
+use std::collections::BTreeSet;
+use std::fmt;
+use std::io::{self, Read};
+
+use flate2::read::MultiGzDecoder;
+use serde_json::Value;
+
+use crate::digest::{Digest, HashingWriter};
+
+/// Roughly how many characters of a JSON value a difference shows.
+const EXCERPT_CHARS: usize = 80;
+/// How much of the common start to keep when an excerpt has to skip to the difference.
+const EXCERPT_LEAD: usize = 20;
+
+/// Which image something belongs to: the one just rebuilt, or the published one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Ours,
+    Theirs,
+}
+
+impl Side {
+    fn possessive(self) -> &'static str {
+        match self {
+            Side::Ours => "our",
+            Side::Theirs => "their",
+        }
+    }
+}
+
+impl fmt::Display for Side {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Side::Ours => "ours",
+            Side::Theirs => "theirs",
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DiffError {
+    #[error("cannot read {} layer", .side.possessive())]
+    Layer {
+        side: Side,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{} document is not valid JSON", .side.possessive())]
+    Json {
+        side: Side,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// The first entry of two layers that differs, and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileDifference {
+    /// The path as the tar names it, e.g. `usr/local/bin/hello` (directories end in `/`).
+    pub path: String,
+    pub what: Difference,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Difference {
+    /// At this position only one side has an entry by this path.
+    OnlyIn(Side),
+    EntryType {
+        ours: tar::EntryType,
+        theirs: tar::EntryType,
+    },
+    LinkTarget {
+        ours: Option<String>,
+        theirs: Option<String>,
+    },
+    Content {
+        ours: Content,
+        theirs: Content,
+    },
+    Mode {
+        ours: u32,
+        theirs: u32,
+    },
+    Owner {
+        ours: Owner,
+        theirs: Owner,
+    },
+    /// As the tar records it: seconds, or a PAX value that may carry a fraction.
+    Mtime {
+        ours: String,
+        theirs: String,
+    },
+}
+
+/// What an entry's bytes amount to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Content {
+    pub size: u64,
+    pub digest: Digest,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    pub uid: u64,
+    pub gid: u64,
+    /// User and group names; stevedore writes them empty.
+    pub user: String,
+    pub group: String,
+}
+
+/// Compares two gzip-compressed tar layers entry by entry, in archive order, streaming both
+/// (never holding a layer or a file whole in memory). Returns the first difference, or None if
+/// every entry's header fields that matter and content are equal.
+///
+/// Fields that matter: path, entry type, link target, content, mode, uid/gid and their names,
+/// mtime (PAX values win over the header's, as when unpacking).
+pub fn layers(ours: impl Read, theirs: impl Read) -> Result<Option<FileDifference>, DiffError> {
+    // Multi-member gzip is valid for a layer (parallel compressors write it), so read them all.
+    let mut ours = tar::Archive::new(MultiGzDecoder::new(ours));
+    let mut theirs = tar::Archive::new(MultiGzDecoder::new(theirs));
+    let mut ours = ours.entries().map_err(failed(Side::Ours))?;
+    let mut theirs = theirs.entries().map_err(failed(Side::Theirs))?;
+    loop {
+        let ours = next_entry(&mut ours, Side::Ours)?;
+        let theirs = next_entry(&mut theirs, Side::Theirs)?;
+        let difference = match (ours, theirs) {
+            (None, None) => return Ok(None),
+            (Some(ours), None) => Some(ours.only_in(Side::Ours)),
+            (None, Some(theirs)) => Some(theirs.only_in(Side::Theirs)),
+            (Some(ours), Some(theirs)) => compare(ours, theirs),
+        };
+        if difference.is_some() {
+            return Ok(difference);
+        }
+    }
+}
+
+fn failed(side: Side) -> impl Fn(io::Error) -> DiffError {
+    move |source| DiffError::Layer { side, source }
+}
+
+/// One layer entry reduced to what a comparison needs, its content to a hash.
+struct Entry {
+    path: String,
+    /// The exact path bytes, so unusual names compare exactly and sort as stevedore sorts.
+    key: Vec<u8>,
+    kind: tar::EntryType,
+    link: Option<Vec<u8>>,
+    mode: u32,
+    owner: Owner,
+    mtime: String,
+    content: Content,
+}
+
+impl Entry {
+    fn only_in(self, side: Side) -> FileDifference {
+        FileDifference {
+            path: self.path,
+            what: Difference::OnlyIn(side),
+        }
+    }
+}
+
+fn next_entry<R: Read>(
+    entries: &mut tar::Entries<'_, R>,
+    side: Side,
+) -> Result<Option<Entry>, DiffError> {
+    match entries.next() {
+        None => Ok(None),
+        Some(entry) => entry.and_then(summarize).map(Some).map_err(failed(side)),
+    }
+}
+
+fn summarize<R: Read>(mut entry: tar::Entry<'_, R>) -> io::Result<Entry> {
+    let path = entry.path()?;
+    let key = path.as_os_str().as_encoded_bytes().to_vec();
+    let path = path.to_string_lossy().into_owned();
+    let link = entry.link_name_bytes().map(Cow::into_owned);
+    let pax = Pax::of(&mut entry)?;
+    let header = entry.header();
+    let kind = header.entry_type();
+    let mode = header.mode()?;
+    // The tar crate already puts PAX uid/gid into the header; names and mtime it leaves to us.
+    let owner = Owner {
+        uid: header.uid()?,
+        gid: header.gid()?,
+        user: pax.user.unwrap_or_else(|| lossy(header.username_bytes())),
+        group: pax.group.unwrap_or_else(|| lossy(header.groupname_bytes())),
+    };
+    let mtime = match pax.mtime {
+        Some(mtime) => mtime,
+        None => header.mtime()?.to_string(),
+    };
+    let content = hash(&mut entry)?;
+    Ok(Entry {
+        path,
+        key,
+        kind,
+        link,
+        mode,
+        owner,
+        mtime,
+        content,
+    })
+}
+
+fn lossy(bytes: Option<&[u8]>) -> String {
+    String::from_utf8_lossy(bytes.unwrap_or_default()).into_owned()
+}
+
+/// The PAX records that override header fields the tar crate does not override itself.
+#[derive(Default)]
+struct Pax {
+    mtime: Option<String>,
+    user: Option<String>,
+    group: Option<String>,
+}
+
+impl Pax {
+    fn of<R: Read>(entry: &mut tar::Entry<'_, R>) -> io::Result<Pax> {
+        let mut pax = Pax::default();
+        // A global header's records are its content; reading them here would hide it from
+        // the content comparison.
+        if entry.header().entry_type().is_pax_global_extensions() {
+            return Ok(pax);
+        }
+        let Some(records) = entry.pax_extensions()? else {
+            return Ok(pax);
+        };
+        for record in records {
+            let record = record?;
+            let value = String::from_utf8_lossy(record.value_bytes()).into_owned();
+            match record.key_bytes() {
+                b"mtime" => pax.mtime = Some(value),
+                b"uname" => pax.user = Some(value),
+                b"gname" => pax.group = Some(value),
+                _ => {}
+            }
+        }
+        Ok(pax)
+    }
+}
+
+fn hash(entry: &mut impl Read) -> io::Result<Content> {
+    let mut hashing = HashingWriter::new(io::sink());
+    io::copy(entry, &mut hashing)?;
+    let (_, digest, size) = hashing.finish();
+    Ok(Content { size, digest })
+}
+
+fn compare(ours: Entry, theirs: Entry) -> Option<FileDifference> {
+    // Both sides are sorted the same way, so the path that sorts first is the one the other
+    // side skipped.
+    match ours.key.cmp(&theirs.key) {
+        Ordering::Less => return Some(ours.only_in(Side::Ours)),
+        Ordering::Greater => return Some(theirs.only_in(Side::Theirs)),
+        Ordering::Equal => {}
+    }
+    let what = if ours.kind != theirs.kind {
+        Difference::EntryType {
+            ours: ours.kind,
+            theirs: theirs.kind,
+        }
+    } else if ours.link != theirs.link {
+        Difference::LinkTarget {
+            ours: ours.link.map(|l| lossy(Some(&l))),
+            theirs: theirs.link.map(|l| lossy(Some(&l))),
+        }
+    } else if ours.content != theirs.content {
+        Difference::Content {
+            ours: ours.content,
+            theirs: theirs.content,
+        }
+    } else if ours.mode != theirs.mode {
+        Difference::Mode {
+            ours: ours.mode,
+            theirs: theirs.mode,
+        }
+    } else if ours.owner != theirs.owner {
+        Difference::Owner {
+            ours: ours.owner,
+            theirs: theirs.owner,
+        }
+    } else if ours.mtime != theirs.mtime {
+        Difference::Mtime {
+            ours: ours.mtime,
+            theirs: theirs.mtime,
+        }
+    } else {
+        return None;
+    };
+    Some(FileDifference {
+        path: ours.path,
+        what,
+    })
+}
+
+impl fmt::Display for FileDifference {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.what)
+    }
+}
+
+impl fmt::Display for Difference {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Difference::OnlyIn(side) => write!(f, "only in {side}"),
+            Difference::EntryType { ours, theirs } => write!(
+                f,
+                "entry type differs (ours {}, theirs {})",
+                type_name(*ours),
+                type_name(*theirs)
+            ),
+            Difference::LinkTarget { ours, theirs } => write!(
+                f,
+                "link target differs (ours {}, theirs {})",
+                link_name(ours),
+                link_name(theirs)
+            ),
+            Difference::Content { ours, theirs } => {
+                write!(f, "content differs (ours {ours}, theirs {theirs})")
+            }
+            Difference::Mode { ours, theirs } => {
+                write!(f, "mode differs (ours {ours:04o}, theirs {theirs:04o})")
+            }
+            Difference::Owner { ours, theirs } => {
+                write!(f, "owner differs (ours {ours}, theirs {theirs})")
+            }
+            Difference::Mtime { ours, theirs } => {
+                write!(f, "mtime differs (ours {ours}, theirs {theirs})")
+            }
+        }
+    }
+}
+
+impl fmt::Display for Content {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Twelve hex digits tell two hashes apart; the full digests are in the fields.
+        write!(
+            f,
+            "{} bytes sha256:{}…",
+            self.size,
+            &self.digest.hex()[..12]
+        )
+    }
+}
+
+impl fmt::Display for Owner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "uid {} gid {}", self.uid, self.gid)?;
+        if !self.user.is_empty() || !self.group.is_empty() {
+            write!(f, " ({:?}:{:?})", self.user, self.group)?;
+        }
+        Ok(())
+    }
+}
+
+fn link_name(link: &Option<String>) -> String {
+    match link {
+        Some(target) => format!("{target:?}"),
+        None => "none".to_owned(),
+    }
+}
+
+fn type_name(kind: tar::EntryType) -> String {
+    let name = match kind {
+        tar::EntryType::Regular => "regular file",
+        tar::EntryType::Link => "hard link",
+        tar::EntryType::Symlink => "symlink",
+        tar::EntryType::Char => "character device",
+        tar::EntryType::Block => "block device",
+        tar::EntryType::Directory => "directory",
+        tar::EntryType::Fifo => "fifo",
+        tar::EntryType::Continuous => "contiguous file",
+        tar::EntryType::XGlobalHeader => "PAX global header",
+        tar::EntryType::GNUSparse => "sparse file",
+        _ => return format!("type {:?}", kind.as_byte() as char),
+    };
+    name.to_owned()
+}
+
+/// The first path at which two JSON documents differ, with both values shortened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JsonDifference {
+    /// Like `config.Env[1]`; keys that are not plain words are quoted (`annotations["a.b"]`),
+    /// and the empty path is the whole document.
+    pub path: String,
+    /// Each side's value as compact JSON, shortened to about 80 characters around where the
+    /// two differ; None when that side has nothing at this path.
+    pub ours: Option<String>,
+    pub theirs: Option<String>,
+}
+
+/// Compares two JSON documents (an image config or manifest) and names the first differing
+/// path, e.g. `config.Env[1]` with both values (shortened to ~80 chars each), or None.
+///
+/// The comparison is of values: two documents that differ only in whitespace or key order
+/// are equal here though their digests differ.
+pub fn json(ours: &[u8], theirs: &[u8]) -> Result<Option<JsonDifference>, DiffError> {
+    let ours = parse(ours, Side::Ours)?;
+    let theirs = parse(theirs, Side::Theirs)?;
+    Ok(first_difference(String::new(), Some(&ours), Some(&theirs)))
+}
+
+fn parse(bytes: &[u8], side: Side) -> Result<Value, DiffError> {
+    serde_json::from_slice(bytes).map_err(|source| DiffError::Json { side, source })
+}
+
+fn first_difference(
+    path: String,
+    ours: Option<&Value>,
+    theirs: Option<&Value>,
+) -> Option<JsonDifference> {
+    match (ours, theirs) {
+        (Some(Value::Object(ours)), Some(Value::Object(theirs))) => {
+            let keys: BTreeSet<&String> = ours.keys().chain(theirs.keys()).collect();
+            keys.into_iter().find_map(|key| {
+                first_difference(key_path(&path, key), ours.get(key), theirs.get(key))
+            })
+        }
+        (Some(Value::Array(ours)), Some(Value::Array(theirs))) => {
+            let len = ours.len().max(theirs.len());
+            (0..len)
+                .find_map(|i| first_difference(format!("{path}[{i}]"), ours.get(i), theirs.get(i)))
+        }
+        _ if ours == theirs => None,
+        _ => Some(json_difference(path, ours, theirs)),
+    }
+}
+
+fn key_path(path: &str, key: &str) -> String {
+    let plain = !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    match (plain, path.is_empty()) {
+        (true, true) => key.to_owned(),
+        (true, false) => format!("{path}.{key}"),
+        (false, _) => format!("{path}[{}]", Value::from(key)),
+    }
+}
+
+fn json_difference(path: String, ours: Option<&Value>, theirs: Option<&Value>) -> JsonDifference {
+    let ours = ours.map(Value::to_string);
+    let theirs = theirs.map(Value::to_string);
+    let common = common_prefix_chars(ours.as_deref(), theirs.as_deref());
+    JsonDifference {
+        path,
+        ours: ours.map(|text| excerpt(&text, common)),
+        theirs: theirs.map(|text| excerpt(&text, common)),
+    }
+}
+
+fn common_prefix_chars(ours: Option<&str>, theirs: Option<&str>) -> usize {
+    match (ours, theirs) {
+        (Some(ours), Some(theirs)) => ours
+            .chars()
+            .zip(theirs.chars())
+            .take_while(|(a, b)| a == b)
+            .count(),
+        _ => 0,
+    }
+}
+
+/// At most about `EXCERPT_CHARS` of `text`, skipping ahead so the part after `common` shows:
+/// two long values that share a long start would otherwise look the same.
+fn excerpt(text: &str, common: usize) -> String {
+    let len = text.chars().count();
+    if len <= EXCERPT_CHARS {
+        return text.to_owned();
+    }
+    let start = if common + EXCERPT_LEAD < EXCERPT_CHARS {
+        0
+    } else {
+        common - EXCERPT_LEAD
+    };
+    let mut shown: String = text.chars().skip(start).take(EXCERPT_CHARS).collect();
+    if start + EXCERPT_CHARS < len {
+        shown.push('…');
+    }
+    if start > 0 {
+        shown.insert(0, '…');
+    }
+    shown
+}
+
+impl fmt::Display for JsonDifference {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let path = if self.path.is_empty() {
+            "the document"
+        } else {
+            &self.path
+        };
+        match (&self.ours, &self.theirs) {
+            (Some(ours), Some(theirs)) => write!(f, "{path}: ours {ours}, theirs {theirs}"),
+            (Some(ours), None) => write!(f, "{path}: only in ours ({ours})"),
+            (None, Some(theirs)) => write!(f, "{path}: only in theirs ({theirs})"),
+            (None, None) => write!(f, "{path}: absent on both sides"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::BlobStore;
+    use crate::layer::LayerSpec;
+    use flate2::write::GzEncoder;
+    use flate2::Compression;
+
+    const MTIME: u64 = 1_700_000_000;
+
+    /// A tar.gz of `files` (a path ending in `/` is a directory), every header as stevedore
+    /// writes it unless `tweak` changes it.
+    fn layer(files: &[(&str, &[u8])], tweak: impl Fn(&str, &mut tar::Header)) -> Vec<u8> {
+        let mut tar = tar::Builder::new(GzEncoder::new(Vec::new(), Compression::fast()));
+        for (path, data) in files {
+            let mut header = tar::Header::new_ustar();
+            header.set_entry_type(if path.ends_with('/') {
+                tar::EntryType::Directory
+            } else {
+                tar::EntryType::Regular
+            });
+            header.set_mode(0o644);
+            header.set_uid(0);
+            header.set_gid(0);
+            header.set_mtime(MTIME);
+            header.set_size(data.len() as u64);
+            tweak(path, &mut header);
+            tar.append_data(&mut header, path, *data).unwrap();
+        }
+        tar.into_inner().unwrap().finish().unwrap()
+    }
+
+    fn plain(files: &[(&str, &[u8])]) -> Vec<u8> {
+        layer(files, |_, _| {})
+    }
+
+    fn diff(ours: &[u8], theirs: &[u8]) -> Option<FileDifference> {
+        layers(ours, theirs).unwrap()
+    }
+
+    const FILES: &[(&str, &[u8])] = &[
+        ("etc/", b""),
+        ("etc/motd", b"hello"),
+        ("usr/local/bin/app", b"\x7fELF"),
+    ];
+
+    #[test]
+    fn identical_layers_have_no_difference() {
+        assert_eq!(diff(&plain(FILES), &plain(FILES)), None);
+        assert_eq!(diff(&plain(&[]), &plain(&[])), None);
+    }
+
+    #[test]
+    fn content_difference_names_sizes_and_digests() {
+        let mut changed = FILES.to_vec();
+        changed[1] = ("etc/motd", b"hello!");
+        let found = diff(&plain(FILES), &plain(&changed)).unwrap();
+        let ours = Content {
+            size: 5,
+            digest: Digest::of(b"hello"),
+        };
+        let theirs = Content {
+            size: 6,
+            digest: Digest::of(b"hello!"),
+        };
+        assert_eq!(found.path, "etc/motd");
+        assert_eq!(
+            found.what,
+            Difference::Content {
+                ours: ours.clone(),
+                theirs: theirs.clone()
+            }
+        );
+        assert_eq!(
+            found.to_string(),
+            format!(
+                "etc/motd: content differs (ours 5 bytes sha256:{}…, theirs 6 bytes sha256:{}…)",
+                &ours.digest.hex()[..12],
+                &theirs.digest.hex()[..12]
+            )
+        );
+    }
+
+    #[test]
+    fn same_size_different_bytes_is_a_content_difference() {
+        let mut changed = FILES.to_vec();
+        changed[1] = ("etc/motd", b"HELLO");
+        let found = diff(&plain(FILES), &plain(&changed)).unwrap();
+        assert!(matches!(found.what, Difference::Content { .. }), "{found}");
+    }
+
+    #[test]
+    fn mode_difference() {
+        let theirs = layer(FILES, |path, h| {
+            if path == "usr/local/bin/app" {
+                h.set_mode(0o755);
+            }
+        });
+        let found = diff(&plain(FILES), &theirs).unwrap();
+        assert_eq!(
+            found.to_string(),
+            "usr/local/bin/app: mode differs (ours 0644, theirs 0755)"
+        );
+    }
+
+    #[test]
+    fn mtime_difference_on_the_first_entry() {
+        let theirs = layer(FILES, |_, h| h.set_mtime(MTIME + 1));
+        let found = diff(&plain(FILES), &theirs).unwrap();
+        assert_eq!(
+            found.to_string(),
+            "etc/: mtime differs (ours 1700000000, theirs 1700000001)"
+        );
+    }
+
+    #[test]
+    fn owner_difference() {
+        let theirs = layer(FILES, |path, h| {
+            if path == "etc/motd" {
+                h.set_uid(65532);
+                h.set_username("nonroot").unwrap();
+            }
+        });
+        let found = diff(&plain(FILES), &theirs).unwrap();
+        assert_eq!(
+            found.to_string(),
+            "etc/motd: owner differs (ours uid 0 gid 0, theirs uid 65532 gid 0 (\"nonroot\":\"\"))"
+        );
+    }
+
+    #[test]
+    fn entry_type_and_link_target_differences() {
+        let link = |target: &'static str| {
+            move |path: &str, h: &mut tar::Header| {
+                if path == "etc/motd" {
+                    h.set_entry_type(tar::EntryType::Symlink);
+                    h.set_size(0);
+                    h.set_link_name(target).unwrap();
+                }
+            }
+        };
+        let files = [("etc/motd", &b""[..])];
+        let found = diff(&plain(&files), &layer(&files, link("issue"))).unwrap();
+        assert_eq!(
+            found.to_string(),
+            "etc/motd: entry type differs (ours regular file, theirs symlink)"
+        );
+        let found = diff(
+            &layer(&files, link("issue")),
+            &layer(&files, link("../issue")),
+        )
+        .unwrap();
+        assert_eq!(
+            found.to_string(),
+            "etc/motd: link target differs (ours \"issue\", theirs \"../issue\")"
+        );
+    }
+
+    #[test]
+    fn entry_missing_from_theirs() {
+        let found = diff(&plain(FILES), &plain(&FILES[..2])).unwrap();
+        assert_eq!(found.to_string(), "usr/local/bin/app: only in ours");
+        // At the same position, the path that sorts first is the one the other side lacks.
+        let without_motd = [FILES[0], FILES[2]];
+        let found = diff(&plain(FILES), &plain(&without_motd)).unwrap();
+        assert_eq!(found.path, "etc/motd");
+        assert_eq!(found.what, Difference::OnlyIn(Side::Ours));
+    }
+
+    #[test]
+    fn entry_missing_from_ours() {
+        let found = diff(&plain(&FILES[1..]), &plain(FILES)).unwrap();
+        assert_eq!(found.to_string(), "etc/: only in theirs");
+        let found = diff(&plain(&[]), &plain(FILES)).unwrap();
+        assert_eq!(found.what, Difference::OnlyIn(Side::Theirs));
+    }
+
+    #[test]
+    fn long_names_are_reported_in_full() {
+        let long = format!("usr/share/{}/file", "d".repeat(150));
+        let ours = plain(&[(long.as_str(), b"a")]);
+        let theirs = plain(&[(long.as_str(), b"b")]);
+        assert_eq!(diff(&ours, &theirs).unwrap().path, long);
+    }
+
+    /// A PAX-named entry whose mtime a PAX record may override.
+    fn pax_layer(path: &str, mtime: Option<&str>) -> Vec<u8> {
+        let mut tar = tar::Builder::new(GzEncoder::new(Vec::new(), Compression::fast()));
+        let mut records = vec![("path", path.as_bytes())];
+        records.extend(mtime.map(|m| ("mtime", m.as_bytes())));
+        tar.append_pax_extensions(records).unwrap();
+        let mut header = tar::Header::new_ustar();
+        header.set_path("short").unwrap();
+        header.set_mode(0o644);
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_mtime(MTIME);
+        header.set_size(0);
+        header.set_cksum();
+        tar.append(&header, io::empty()).unwrap();
+        tar.into_inner().unwrap().finish().unwrap()
+    }
+
+    #[test]
+    fn pax_path_and_mtime_win_over_the_header() {
+        let long = format!("opt/{}", "p".repeat(200));
+        assert_eq!(diff(&pax_layer(&long, None), &pax_layer(&long, None)), None);
+        let found = diff(
+            &pax_layer(&long, None),
+            &pax_layer(&long, Some("1700000000.5")),
+        )
+        .unwrap();
+        assert_eq!(
+            found.to_string(),
+            format!("{long}: mtime differs (ours 1700000000, theirs 1700000000.5)")
+        );
+    }
+
+    #[test]
+    fn errors_say_which_side() {
+        let good = plain(FILES);
+        let err = layers(&good[..], &b"not gzip"[..]).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                DiffError::Layer {
+                    side: Side::Theirs,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(err.to_string(), "cannot read their layer");
+        let truncated = &good[..good.len() / 2];
+        let err = layers(truncated, &good[..]).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                DiffError::Layer {
+                    side: Side::Ours,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn finds_the_changed_binary_in_stevedore_layers() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path().join("store")).unwrap();
+        let write = |bytes: &[u8]| {
+            let binary = dir.path().join("app");
+            std::fs::write(&binary, bytes).unwrap();
+            let layer = LayerSpec::application(&binary, "hello")
+                .unwrap()
+                .write(&store, MTIME)
+                .unwrap();
+            store.open_blob(&layer.digest).unwrap()
+        };
+        let ours = write(b"\x7fELF one build");
+        let same = write(b"\x7fELF one build");
+        let theirs = write(b"\x7fELF another build");
+        assert_eq!(layers(ours, same).unwrap(), None);
+        let ours = write(b"\x7fELF one build");
+        let found = layers(ours, theirs).unwrap().unwrap();
+        assert_eq!(found.path, "usr/local/bin/hello");
+        assert!(matches!(found.what, Difference::Content { .. }), "{found}");
+    }
+
+    fn json_diff(ours: &str, theirs: &str) -> Option<JsonDifference> {
+        json(ours.as_bytes(), theirs.as_bytes()).unwrap()
+    }
+
+    const CONFIG: &str = r#"{"architecture":"amd64","config":{"Env":["PATH=/bin","PORT=8080"],
+        "Labels":{"org.opencontainers.image.source":"x"}},"os":"linux"}"#;
+
+    #[test]
+    fn identical_json_has_no_difference() {
+        let reordered = r#"{"os":"linux","config":{"Labels":{"org.opencontainers.image.source":"x"},
+            "Env":["PATH=/bin","PORT=8080"]},"architecture":"amd64"}"#;
+        assert_eq!(json_diff(CONFIG, reordered), None);
+    }
+
+    #[test]
+    fn json_array_element_difference() {
+        let theirs = CONFIG.replace("8080", "9090");
+        let found = json_diff(CONFIG, &theirs).unwrap();
+        assert_eq!(
+            found.to_string(),
+            r#"config.Env[1]: ours "PORT=8080", theirs "PORT=9090""#
+        );
+    }
+
+    #[test]
+    fn json_nested_key_difference() {
+        let theirs = CONFIG.replace(r#"source":"x""#, r#"source":"y""#);
+        let found = json_diff(CONFIG, &theirs).unwrap();
+        assert_eq!(
+            found.to_string(),
+            r#"config.Labels["org.opencontainers.image.source"]: ours "x", theirs "y""#
+        );
+    }
+
+    #[test]
+    fn json_missing_key_on_each_side() {
+        let theirs = CONFIG.replace(r#""os":"linux""#, r#""os":"linux","variant":"v8""#);
+        let found = json_diff(CONFIG, &theirs).unwrap();
+        assert_eq!(found.to_string(), r#"variant: only in theirs ("v8")"#);
+        let found = json_diff(&theirs, CONFIG).unwrap();
+        assert_eq!(found.to_string(), r#"variant: only in ours ("v8")"#);
+    }
+
+    #[test]
+    fn json_array_length_difference() {
+        let theirs = CONFIG.replace(r#""PORT=8080""#, r#""PORT=8080","RUST_LOG=info""#);
+        let found = json_diff(CONFIG, &theirs).unwrap();
+        assert_eq!(found.path, "config.Env[2]");
+        assert_eq!(found.ours, None);
+        assert_eq!(found.theirs.as_deref(), Some(r#""RUST_LOG=info""#));
+    }
+
+    #[test]
+    fn json_type_difference_at_the_root() {
+        let found = json_diff("[1]", "{}").unwrap();
+        assert_eq!(found.to_string(), "the document: ours [1], theirs {}");
+    }
+
+    #[test]
+    fn long_json_values_are_shortened_around_the_difference() {
+        let prefix = "a".repeat(200);
+        let ours = format!(r#"{{"k":"{prefix}-ours-{}"}}"#, "z".repeat(200));
+        let theirs = format!(r#"{{"k":"{prefix}-theirs-{}"}}"#, "z".repeat(200));
+        let found = json_diff(&ours, &theirs).unwrap();
+        let shown_ours = found.ours.unwrap();
+        let shown_theirs = found.theirs.unwrap();
+        assert!(
+            shown_ours.chars().count() <= EXCERPT_CHARS + 2,
+            "{shown_ours}"
+        );
+        assert!(shown_ours.starts_with('…') && shown_ours.ends_with('…'));
+        assert!(shown_ours.contains("-ours-"), "{shown_ours}");
+        assert!(shown_theirs.contains("-theirs-"), "{shown_theirs}");
+    }
+
+    #[test]
+    fn invalid_json_names_its_side() {
+        let err = json(b"{}", b"{").unwrap_err();
+        assert!(matches!(
+            err,
+            DiffError::Json {
+                side: Side::Theirs,
+                ..
+            }
+        ));
+        assert_eq!(err.to_string(), "their document is not valid JSON");
+        let err = json(b"nope", b"{}").unwrap_err();
+        assert!(matches!(
+            err,
+            DiffError::Json {
+                side: Side::Ours,
+                ..
+            }
+        ));
+    }
+}

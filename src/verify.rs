@@ -1,0 +1,413 @@
+//! `cargo stevedore verify`: rebuild from the checkout and compare with a published image,
+//! platform by platform; when they differ, name the first differing file or field.
+
+use std::fmt;
+use std::io::Read;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use serde_json::Value;
+
+use crate::assemble::{Built, Image};
+use crate::cache::{BlobStore, CacheError};
+use crate::diff::{self, DiffError};
+use crate::digest::Digest;
+use crate::platform::{Platform, PlatformError};
+use crate::reference::{Reference, ReferenceError};
+use crate::registry::{Registry, RegistryError};
+
+/// The image to compare with: in a registry, or in an OCI layout on disk.
+#[derive(Debug, Clone)]
+pub enum Published {
+    Registry(Reference),
+    Layout(PathBuf),
+}
+
+impl FromStr for Published {
+    type Err = ReferenceError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.split_once('=') {
+            Some(("oci-layout" | "oci", dir)) => Ok(Published::Layout(dir.into())),
+            _ => s.parse().map(Published::Registry),
+        }
+    }
+}
+
+impl fmt::Display for Published {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Published::Registry(r) => write!(f, "{r}"),
+            Published::Layout(dir) => write!(f, "oci-layout={}", dir.display()),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error("cannot read {what} from {published}")]
+    Layout {
+        what: String,
+        published: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{published} holds {count} images ({names}): verify a layout with one image, or its tag in a registry")]
+    SeveralImages {
+        published: String,
+        count: usize,
+        names: String,
+    },
+    #[error("{what} of {published} is not valid JSON: {message}")]
+    Json {
+        what: String,
+        published: String,
+        message: String,
+    },
+    #[error("{published} has an image for a platform stevedore does not build")]
+    Platform {
+        published: String,
+        #[source]
+        source: PlatformError,
+    },
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+    #[error(transparent)]
+    Diff(#[from] DiffError),
+}
+
+/// The published image, one manifest per platform.
+#[derive(Debug)]
+pub struct PublishedImage {
+    pub digest: Digest,
+    pub bytes: Vec<u8>,
+    pub platforms: Vec<(Platform, Digest, Value)>,
+}
+
+/// How one platform compares.
+#[derive(Debug)]
+pub struct PlatformVerdict {
+    pub platform: Platform,
+    pub ours: Digest,
+    /// None when the published image has no such platform.
+    pub theirs: Option<Digest>,
+    /// The first difference, in words; None when identical.
+    pub difference: Option<String>,
+}
+
+/// The whole comparison: the top digests (index or manifest) and each platform's.
+#[derive(Debug)]
+pub struct Verdict {
+    pub ours: Digest,
+    pub theirs: Digest,
+    pub platforms: Vec<PlatformVerdict>,
+    /// When every platform matches but the top documents differ: where.
+    pub top_difference: Option<String>,
+}
+
+impl Verdict {
+    pub fn matches(&self) -> bool {
+        self.ours == self.theirs
+    }
+}
+
+/// Reads the published side: manifests and blobs by digest, each checked.
+pub struct Source<'a> {
+    pub published: &'a Published,
+    pub registry: &'a Registry,
+    pub store: &'a BlobStore,
+}
+
+impl Source<'_> {
+    /// The top document and, for each platform, its manifest.
+    pub fn image(&self) -> Result<PublishedImage, VerifyError> {
+        let (digest, bytes) = self.top()?;
+        let top = self.json(&bytes, "the image")?;
+        let mut platforms = Vec::new();
+        match top.get("manifests").and_then(Value::as_array) {
+            Some(entries) => {
+                for entry in entries {
+                    let Some(platform) = entry.get("platform").and_then(platform_of) else {
+                        continue; // an attestation or other artifact, not a platform image
+                    };
+                    let platform = platform.map_err(|source| VerifyError::Platform {
+                        published: self.published.to_string(),
+                        source,
+                    })?;
+                    let digest = descriptor_digest(entry, self.published)?;
+                    let manifest = self.manifest(&digest)?;
+                    platforms.push((platform, digest, manifest));
+                }
+            }
+            None => {
+                let config = self.blob_json(top.get("config").unwrap_or(&Value::Null))?;
+                let platform = format!(
+                    "{}/{}",
+                    config["os"].as_str().unwrap_or_default(),
+                    config["architecture"].as_str().unwrap_or_default()
+                );
+                let platform = platform.parse().map_err(|source| VerifyError::Platform {
+                    published: self.published.to_string(),
+                    source,
+                })?;
+                platforms.push((platform, digest.clone(), top));
+            }
+        }
+        Ok(PublishedImage {
+            digest,
+            bytes,
+            platforms,
+        })
+    }
+
+    fn top(&self) -> Result<(Digest, Vec<u8>), VerifyError> {
+        match self.published {
+            Published::Registry(reference) => {
+                let (digest, _, bytes) = self.registry.fetch_manifest(reference)?;
+                Ok((digest, bytes))
+            }
+            Published::Layout(dir) => {
+                let index = std::fs::read(dir.join("index.json")).map_err(|source| {
+                    VerifyError::Layout {
+                        what: "index.json".into(),
+                        published: self.published.to_string(),
+                        source,
+                    }
+                })?;
+                let digest = self.only_image(&self.json(&index, "index.json")?)?;
+                let bytes = self.layout_bytes(&digest)?;
+                Ok((digest, bytes))
+            }
+        }
+    }
+
+    /// The one image a layout's index.json names (under one or more tags).
+    fn only_image(&self, index: &Value) -> Result<Digest, VerifyError> {
+        let mut images: Vec<(Digest, String)> = Vec::new();
+        for entry in index["manifests"].as_array().into_iter().flatten() {
+            if entry.get("artifactType").is_some() {
+                continue; // an SBOM or other referrer
+            }
+            let digest = descriptor_digest(entry, self.published)?;
+            let name = entry["annotations"]["org.opencontainers.image.ref.name"]
+                .as_str()
+                .unwrap_or("(untagged)")
+                .to_owned();
+            if !images.iter().any(|(d, _)| d == &digest) {
+                images.push((digest, name));
+            }
+        }
+        match images.as_slice() {
+            [(digest, _)] => Ok(digest.clone()),
+            _ => Err(VerifyError::SeveralImages {
+                published: self.published.to_string(),
+                count: images.len(),
+                names: images
+                    .iter()
+                    .map(|(_, n)| n.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            }),
+        }
+    }
+
+    fn manifest(&self, digest: &Digest) -> Result<Value, VerifyError> {
+        let bytes = match self.published {
+            Published::Registry(reference) => {
+                self.registry
+                    .fetch_manifest(&reference.with_digest(digest.clone()))?
+                    .2
+            }
+            Published::Layout(_) => self.layout_bytes(digest)?,
+        };
+        self.json(&bytes, &format!("manifest {digest}"))
+    }
+
+    /// A blob as a stream; a registry's goes through the store, verified on the way in.
+    pub fn blob(&self, descriptor: &Value) -> Result<Box<dyn Read>, VerifyError> {
+        let digest = descriptor_digest(descriptor, self.published)?;
+        match self.published {
+            Published::Registry(reference) => {
+                let size = descriptor["size"].as_u64().unwrap_or(0);
+                self.registry
+                    .fetch_blob(reference, &digest, size, self.store)?;
+                Ok(Box::new(self.store.open_blob(&digest)?))
+            }
+            Published::Layout(dir) => {
+                let path = dir.join("blobs/sha256").join(digest.hex());
+                let file = std::fs::File::open(&path).map_err(|source| VerifyError::Layout {
+                    what: format!("blob {digest}"),
+                    published: self.published.to_string(),
+                    source,
+                })?;
+                Ok(Box::new(crate::digest::VerifyingReader::new(
+                    file, digest, None,
+                )))
+            }
+        }
+    }
+
+    fn blob_json(&self, descriptor: &Value) -> Result<Value, VerifyError> {
+        let bytes = self.read_all(descriptor, "the config")?;
+        self.json(&bytes, "the config")
+    }
+
+    fn layout_bytes(&self, digest: &Digest) -> Result<Vec<u8>, VerifyError> {
+        let descriptor = serde_json::json!({ "digest": digest.as_str() });
+        self.read_all(&descriptor, &format!("blob {digest}"))
+    }
+
+    /// A small blob (a config or manifest) whole.
+    fn read_all(&self, descriptor: &Value, what: &str) -> Result<Vec<u8>, VerifyError> {
+        let mut bytes = Vec::new();
+        self.blob(descriptor)?
+            .read_to_end(&mut bytes)
+            .map_err(|source| VerifyError::Layout {
+                what: what.to_owned(),
+                published: self.published.to_string(),
+                source,
+            })?;
+        Ok(bytes)
+    }
+
+    fn json(&self, bytes: &[u8], what: &str) -> Result<Value, VerifyError> {
+        serde_json::from_slice(bytes).map_err(|e| VerifyError::Json {
+            what: what.to_owned(),
+            published: self.published.to_string(),
+            message: e.to_string(),
+        })
+    }
+}
+
+/// Compares what we built with the published image, platform by platform.
+pub fn compare(
+    built: &Built,
+    published: &PublishedImage,
+    source: &Source,
+    store: &BlobStore,
+) -> Result<Verdict, VerifyError> {
+    let mut platforms = Vec::new();
+    for image in &built.images {
+        let theirs = published
+            .platforms
+            .iter()
+            .find(|(p, _, _)| p == &image.platform);
+        let ours = image.manifest_digest();
+        let difference = match theirs {
+            Some((_, digest, _)) if digest == &ours => None,
+            Some((_, _, manifest)) => Some(explain(image, manifest, source, store)?),
+            None => Some("the published image has no such platform".into()),
+        };
+        platforms.push(PlatformVerdict {
+            platform: image.platform.clone(),
+            ours,
+            theirs: theirs.map(|(_, d, _)| d.clone()),
+            difference,
+        });
+    }
+    let ours = built.top_digest();
+    let top_difference = match (
+        ours == published.digest,
+        platforms.iter().all(|p| p.difference.is_none()),
+    ) {
+        (false, true) => {
+            let our_top = store.read_small(&ours)?;
+            Some(match diff::json(&our_top, &published.bytes)? {
+                Some(field) => format!("index: {field}"),
+                None => "index: the same fields, serialized differently".into(),
+            })
+        }
+        _ => None,
+    };
+    Ok(Verdict {
+        ours,
+        theirs: published.digest.clone(),
+        platforms,
+        top_difference,
+    })
+}
+
+/// Compares our image for one platform with the published manifest: the first differing
+/// layer (and the first differing file in it), else the config, else the manifest itself.
+pub fn explain(
+    ours: &Image,
+    theirs: &Value,
+    source: &Source,
+    store: &BlobStore,
+) -> Result<String, VerifyError> {
+    let empty = Vec::new();
+    let their_layers = theirs["layers"].as_array().unwrap_or(&empty);
+    let base_layers = ours.layers.len().saturating_sub(1);
+    for (n, our_layer) in ours.layers.iter().enumerate() {
+        let Some(their_layer) = their_layers.get(n) else {
+            return Ok(format!(
+                "ours has {} layers, the published image {}",
+                ours.layers.len(),
+                their_layers.len()
+            ));
+        };
+        if their_layer["digest"].as_str() == Some(our_layer.digest().as_ref()) {
+            continue;
+        }
+        let which = match n < base_layers {
+            true => format!(
+                "layer {} (from the base: was it built on the base stevedore.lock pins?)",
+                n + 1
+            ),
+            false => format!("layer {} (the application)", n + 1),
+        };
+        let our_digest = Digest::try_from(our_layer.digest()).expect("our digests are sha256");
+        let found = diff::layers(store.open_blob(&our_digest)?, source.blob(their_layer)?)?;
+        return Ok(match found {
+            Some(file) => format!("{which}: {file}"),
+            None => {
+                format!("{which}: the same files, encoded differently (tar headers or compression)")
+            }
+        });
+    }
+    if their_layers.len() > ours.layers.len() {
+        return Ok(format!(
+            "ours has {} layers, the published image {}",
+            ours.layers.len(),
+            their_layers.len()
+        ));
+    }
+    let our_config = Digest::try_from(ours.config.digest()).expect("our digests are sha256");
+    if theirs["config"]["digest"].as_str() != Some(our_config.as_str()) {
+        let their_config = source.read_all(&theirs["config"], "the config")?;
+        let found = diff::json(&store.read_small(&our_config)?, &their_config)?;
+        return Ok(match found {
+            Some(field) => format!("config: {field}"),
+            None => "config: the same fields, serialized differently".into(),
+        });
+    }
+    let ours_bytes = store.read_small(&ours.manifest_digest())?;
+    let theirs_bytes = serde_json::to_vec(theirs).unwrap_or_default();
+    Ok(match diff::json(&ours_bytes, &theirs_bytes)? {
+        Some(field) => format!("manifest: {field}"),
+        None => "manifest: the same fields, serialized differently".into(),
+    })
+}
+
+fn platform_of(value: &Value) -> Option<Result<Platform, PlatformError>> {
+    let os = value["os"].as_str()?;
+    let arch = value["architecture"].as_str()?;
+    if os == "unknown" {
+        return None;
+    }
+    let text = match value["variant"].as_str() {
+        Some(v) => format!("{os}/{arch}/{v}"),
+        None => format!("{os}/{arch}"),
+    };
+    Some(text.parse())
+}
+
+fn descriptor_digest(descriptor: &Value, published: &Published) -> Result<Digest, VerifyError> {
+    let text = descriptor["digest"].as_str().unwrap_or_default();
+    text.parse().map_err(|_| VerifyError::Json {
+        what: format!("descriptor digest `{text}`"),
+        published: published.to_string(),
+        message: "not a sha256 digest".into(),
+    })
+}
