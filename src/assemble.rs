@@ -51,6 +51,82 @@ pub struct Built {
     pub images: Vec<Image>,
     /// The OCI index over `images`; always made, published when more than one platform.
     pub index: Descriptor,
+    /// Artifacts about the images (an SBOM for each), attached to them as OCI 1.1 referrers.
+    pub referrers: Vec<Referrer>,
+}
+
+/// An artifact that refers to an image: its manifest names the image as `subject`.
+#[derive(Debug, Clone)]
+pub struct Referrer {
+    /// The image manifest it is about.
+    pub subject: Descriptor,
+    /// The artifact's manifest; its descriptor carries `artifactType`.
+    pub manifest: Descriptor,
+    /// The empty config and the document, all in the store.
+    pub blobs: Vec<Descriptor>,
+}
+
+impl Referrer {
+    pub fn manifest_digest(&self) -> Digest {
+        Digest::try_from(self.manifest.digest()).expect("assembled manifests have sha256 digests")
+    }
+
+    pub fn subject_digest(&self) -> Digest {
+        Digest::try_from(self.subject.digest()).expect("assembled manifests have sha256 digests")
+    }
+}
+
+/// The OCI 1.1 empty config, `{}`, which an artifact manifest points at.
+const EMPTY_JSON: &[u8] = b"{}";
+
+/// Stores a document of `artifact_type` (already in the store as `document`) and an artifact
+/// manifest that attaches it to `subject`, the way OCI 1.1 attaches SBOMs and signatures.
+pub fn referrer(
+    subject: &Descriptor,
+    artifact_type: &str,
+    document: Descriptor,
+    created: i64,
+    store: &BlobStore,
+) -> Result<Referrer, AssembleError> {
+    let empty_digest = store_blob(store, EMPTY_JSON, "empty config")?;
+    let mut empty = Descriptor::new(
+        MediaType::EmptyJSON,
+        EMPTY_JSON.len() as u64,
+        empty_digest.to_oci(),
+    );
+    empty.set_data(Some("e30=".to_owned()));
+    let mut subject = subject.clone();
+    subject.set_platform(None);
+    let artifact = MediaType::Other(artifact_type.to_owned());
+    let manifest = ImageManifestBuilder::default()
+        .schema_version(2u32)
+        .media_type(MediaType::ImageManifest)
+        .artifact_type(artifact.clone())
+        .config(empty.clone())
+        .layers(vec![document.clone()])
+        .subject(subject.clone())
+        .annotations(HashMap::from([(
+            ANNOTATION_CREATED.to_owned(),
+            rfc3339(created),
+        )]))
+        .build()
+        .map_err(|e| AssembleError::Spec {
+            what: "artifact manifest",
+            message: e.to_string(),
+        })?;
+    let bytes = canonical_json(&manifest);
+    let digest = store_blob(store, &bytes, "artifact manifest")?;
+    let mut descriptor = Descriptor::new(
+        MediaType::ImageManifest,
+        bytes.len() as u64,
+        digest.to_oci(),
+    );
+    descriptor.set_artifact_type(Some(artifact));
+    Ok(Referrer {
+        subject,
+        manifest: descriptor,
+        blobs: vec![empty, document],
+    })
 }
 
 impl Built {

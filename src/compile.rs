@@ -41,7 +41,7 @@ pub enum CompileError {
         crate::env::ZIG
     )]
     NoZig { target: String, why: &'static str },
-    #[error("cannot write the linker wrapper {path}")]
+    #[error("cannot write the wrapper script {path}")]
     Wrapper {
         path: PathBuf,
         #[source]
@@ -101,6 +101,7 @@ pub fn compile(plan: &Plan) -> Result<Vec<Binary>, CompileError> {
         rustflags.push((target, flags));
     }
     set_rustflags(&mut cmd, &rustflags);
+    remaps.wrap_workspace(&mut cmd, &plan.target_dir)?;
     if std == Std::FromSource {
         tracing::info!(
             "using a standard library built from source (rust-src) for {}",
@@ -210,18 +211,7 @@ fn cargo_build(plan: &Plan, targets: &[&str], std: Std) -> Command {
         cmd.args(["--target", target]);
     }
     cmd.args(["--keep-going", "--message-format=json-render-diagnostics"]);
-    if plan.offline {
-        cmd.arg("--offline");
-    }
-    if !plan.features.is_empty() {
-        cmd.arg("--features").arg(plan.features.join(","));
-    }
-    if plan.all_features {
-        cmd.arg("--all-features");
-    }
-    if plan.no_default_features {
-        cmd.arg("--no-default-features");
-    }
+    cmd.args(plan.cargo_flags());
     if std == Std::FromSource {
         // build-std is unstable; RUSTC_BOOTSTRAP lets a stable toolchain use it.
         cmd.arg("-Zbuild-std=std,panic_abort")
@@ -360,10 +350,17 @@ fn toml_string(s: &str) -> String {
 /// Where the build's inputs live on this machine, and the fixed names they get inside the
 /// binary: paths in panic messages and debug info must not depend on where the checkout is,
 /// the user's home or the target dir, or two checkouts of one commit would differ.
+///
+/// The machine's paths (homes, std sources, target dir) go to every crate through rustflags;
+/// they are the same for every project, so std and dependencies built in a shared target dir
+/// stay valid. The workspace's own path goes only to workspace members, through a
+/// `RUSTC_WORKSPACE_WRAPPER`: in rustflags it would make a checkout at a new path rebuild std
+/// and every dependency.
 #[derive(Debug, Clone)]
 struct Remaps {
     /// (local prefix, fixed name); rustc applies the last that matches, so more specific last.
-    pairs: Vec<(PathBuf, String)>,
+    machine: Vec<(PathBuf, String)>,
+    workspace: Vec<(PathBuf, String)>,
 }
 
 impl Remaps {
@@ -380,38 +377,76 @@ impl Remaps {
             .toolchain
             .commit_hash()
             .unwrap_or_else(|| "unknown".into());
-        let mut pairs = Vec::new();
+        let mut machine = Vec::new();
         if let Some(cargo_home) = dir("CARGO_HOME", ".cargo") {
-            pairs.push((cargo_home, "/cargo".to_owned()));
+            machine.push((cargo_home, "/cargo".to_owned()));
         }
         if let Some(rustup_home) = dir("RUSTUP_HOME", ".rustup") {
-            pairs.push((rustup_home, "/rustup".to_owned()));
+            machine.push((rustup_home, "/rustup".to_owned()));
         }
         // The name official std builds carry, so std built from source reads the same.
-        pairs.push((
+        machine.push((
             sysroot.join("lib/rustlib/src/rust"),
             format!("/rustc/{commit}"),
         ));
-        pairs.push((plan.workspace_root.clone(), "/src".to_owned()));
-        pairs.push((plan.target_dir.clone(), "/target".to_owned()));
-        Ok(Remaps { pairs })
+        let target = (plan.target_dir.clone(), "/target".to_owned());
+        machine.push(target.clone());
+        // The target dir again after the workspace: it is often inside it.
+        let workspace = vec![(plan.workspace_root.clone(), "/src".to_owned()), target];
+        Ok(Remaps { machine, workspace })
     }
 
     fn rustc_flags(&self) -> Vec<String> {
-        self.flags("--remap-path-prefix=")
+        flags("--remap-path-prefix=", &self.machine)
     }
 
     /// The same map for C compilers: `-ffile-prefix-map` covers `__FILE__` and debug info.
     fn c_flags(&self) -> Vec<String> {
-        self.flags("-ffile-prefix-map=")
+        let all: Vec<_> = self
+            .machine
+            .iter()
+            .chain(&self.workspace)
+            .cloned()
+            .collect();
+        flags("-ffile-prefix-map=", &all)
     }
 
-    fn flags(&self, option: &str) -> Vec<String> {
-        self.pairs
+    /// Writes the wrapper that gives workspace members their remaps and points cargo at it,
+    /// keeping a wrapper the user set (clippy's, say) in the chain.
+    fn wrap_workspace(&self, cmd: &mut Command, target_dir: &Path) -> Result<(), CompileError> {
+        let workspace = &self.workspace[0].0;
+        let name = crate::digest::Digest::of(workspace.as_os_str().as_encoded_bytes());
+        let path = target_dir
+            .join("stevedore/.rustc-wrapper")
+            .join(&name.hex()[..16]);
+        let chained = std::env::var_os("RUSTC_WORKSPACE_WRAPPER")
+            .filter(|w| !w.is_empty())
+            .map(|w| shell_quote(&w.to_string_lossy()) + " ")
+            .unwrap_or_default();
+        let remaps: Vec<String> = flags("--remap-path-prefix=", &self.workspace)
             .iter()
-            .map(|(from, to)| format!("{option}{}={to}", from.display()))
-            .collect()
+            .map(|f| shell_quote(f))
+            .collect();
+        let script = format!(
+            "#!/bin/sh\n# Written by stevedore: remaps {} out of what rustc writes.\n\
+             exec {chained}\"$@\" {}\n",
+            workspace.display(),
+            remaps.join(" ")
+        );
+        write_executable(&path, &script).map_err(|source| CompileError::Wrapper {
+            path: path.clone(),
+            source,
+        })?;
+        cmd.env("RUSTC_WORKSPACE_WRAPPER", &path);
+        Ok(())
     }
+}
+
+fn flags(option: &str, pairs: &[(PathBuf, String)]) -> Vec<String> {
+    pairs
+        .iter()
+        .map(|(from, to)| format!("{option}{}={to}", from.display()))
+        .collect()
 }
 
 /// Runs cargo with its progress on our stderr, collecting (target triple, executable) pairs

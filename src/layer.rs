@@ -232,7 +232,11 @@ fn clean_path(path: &str) -> Result<String, LayerError> {
     }
 }
 
-/// Mozilla's root certificates as PEM, from the `webpki-root-certs` crate pinned in Cargo.lock,
+/// The crate the CA bundle comes from, pinned exactly in Cargo.toml (a test keeps the two
+/// equal), for the SBOM.
+pub const CA_BUNDLE_CRATE: (&str, &str) = ("webpki-root-certs", "1.0.11");
+
+/// Mozilla's root certificates as PEM, from the `webpki-root-certs` crate pinned in Cargo.toml,
 /// so the bundle depends on stevedore's version and not on the build machine.
 pub fn ca_bundle() -> Vec<u8> {
     let b64 = base64::engine::general_purpose::STANDARD;
@@ -252,6 +256,16 @@ pub fn ca_bundle() -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_ca_bundle_crate_version_is_the_pinned_one() {
+        let manifest = include_str!("../Cargo.toml");
+        let (name, version) = CA_BUNDLE_CRATE;
+        assert!(
+            manifest.contains(&format!("{name} = \"={version}\"")),
+            "Cargo.toml must pin {name} to exactly {version}"
+        );
+    }
 
     fn build(store_dir: &Path, binary: &Path, mtime: u64) -> Layer {
         let store = BlobStore::open(store_dir).unwrap();

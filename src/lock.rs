@@ -120,10 +120,6 @@ impl Lockfile {
         })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// What `base` resolves to under `policy`: the pinned digest, or a fresh one from `resolve`
     /// (which asks the registry), recorded in the lock.
     pub fn pin(
@@ -185,10 +181,6 @@ impl Lockfile {
 
     pub fn changed(&self) -> bool {
         self.changed
-    }
-
-    pub fn entries(&self) -> impl Iterator<Item = (&str, &Digest)> {
-        self.bases.iter().map(|(k, v)| (k.as_str(), v))
     }
 
     /// Writes the lock if it changed: to a temporary file beside it, then renamed, so a reader

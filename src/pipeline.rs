@@ -2,12 +2,17 @@
 
 use std::path::PathBuf;
 
-use crate::assemble::{self, AssembleError, Built};
-use crate::cache::BlobStore;
+use std::collections::HashMap;
+
+use oci_spec::image::{Descriptor, MediaType};
+
+use crate::assemble::{self, AssembleError, Built, Image, Referrer};
+use crate::cache::{BlobStore, CacheError};
 use crate::compile::{self, CompileError};
-use crate::layer::{LayerError, LayerSpec};
-use crate::plan::{Base, Plan};
+use crate::layer::{self, LayerError, LayerSpec};
+use crate::plan::{self, Base, Plan, PlanError};
 use crate::registry::{BaseImage, Registry, RegistryError};
+use crate::sbom::{self, SbomError, SbomInput};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
@@ -23,6 +28,12 @@ pub enum BuildError {
     Layer(#[from] LayerError),
     #[error(transparent)]
     Assemble(#[from] AssembleError),
+    #[error("cannot read the dependency graph for the SBOM")]
+    SbomMetadata(#[from] PlanError),
+    #[error("cannot write the SBOM")]
+    Sbom(#[from] SbomError),
+    #[error(transparent)]
+    Cache(#[from] CacheError),
 }
 
 /// Builds the image for every planned platform. Blobs land in `store`; nothing is published.
@@ -54,7 +65,64 @@ pub fn build(plan: &Plan, store: &BlobStore, registry: &Registry) -> Result<Buil
         )?);
     }
     let index = assemble::index(&images, store)?;
-    Ok(Built { images, index })
+    let referrers = images
+        .iter()
+        .map(|image| {
+            let base = bases.iter().find(|b| b.platform == image.platform);
+            sbom(plan, image, base, store)
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(Built {
+        images,
+        index,
+        referrers,
+    })
+}
+
+/// The image's SPDX SBOM, stored and attached to it as a referrer.
+fn sbom(
+    plan: &Plan,
+    image: &Image,
+    base: Option<&BaseImage>,
+    store: &BlobStore,
+) -> Result<Referrer, BuildError> {
+    let (metadata, root) = plan::target_metadata(plan, image.platform.rust_target())?;
+    let cargo_lock = std::fs::read_to_string(plan.workspace_root.join("Cargo.lock")).ok();
+    let name = plan
+        .tags
+        .first()
+        .map_or_else(|| plan.bin.clone(), |t| t.name());
+    let (ca_crate, ca_version) = layer::CA_BUNDLE_CRATE;
+    let ca_comment = format!("the CA certificates at /{}", layer::CA_BUNDLE_PATH);
+    let document = sbom::spdx_json(&SbomInput {
+        metadata: &metadata,
+        root: &root,
+        bin: &plan.bin,
+        platform: &image.platform,
+        cargo_lock: cargo_lock.as_deref(),
+        base: base.map(|b| (&b.reference, &b.manifest_digest)),
+        image_name: &name,
+        image_digest: &image.manifest_digest(),
+        extra: &[(ca_crate, ca_version, &ca_comment)],
+        created: plan.created,
+    })?;
+    let digest = store.put_bytes(&document)?;
+    let mut descriptor = Descriptor::new(
+        MediaType::Other(sbom::MEDIA_TYPE.to_owned()),
+        document.len() as u64,
+        digest.to_oci(),
+    );
+    descriptor.set_annotations(Some(HashMap::from([(
+        "org.opencontainers.image.title".to_owned(),
+        format!("{}.spdx.json", plan.bin),
+    )])));
+    Ok(assemble::referrer(
+        &image.manifest,
+        sbom::MEDIA_TYPE,
+        descriptor,
+        plan.created,
+        store,
+    )?)
 }
 
 fn pull_base(

@@ -260,6 +260,66 @@ fn metadata(toolchain: &Toolchain, manifest: &Path, offline: bool) -> Result<Met
     cargo_metadata::MetadataCommand::parse(json).map_err(PlanError::MetadataParse)
 }
 
+impl Plan {
+    /// The flags every cargo run of the build shares: features and `--offline`, so the graph
+    /// the SBOM describes is the one compiled.
+    pub fn cargo_flags(&self) -> Vec<String> {
+        let mut flags = Vec::new();
+        if !self.features.is_empty() {
+            flags.extend(["--features".to_owned(), self.features.join(",")]);
+        }
+        let switches = [
+            (self.all_features, "--all-features"),
+            (self.no_default_features, "--no-default-features"),
+            (self.offline, "--offline"),
+        ];
+        flags.extend(
+            switches
+                .iter()
+                .filter(|(on, _)| *on)
+                .map(|(_, f)| (*f).to_owned()),
+        );
+        flags
+    }
+}
+
+/// The dependency graph as resolved for one target with the plan's features (for the SBOM),
+/// and the id of the planned package in it.
+pub fn target_metadata(
+    plan: &Plan,
+    target: &str,
+) -> Result<(Metadata, cargo_metadata::PackageId), PlanError> {
+    let mut cmd = plan.toolchain.cargo();
+    cmd.args([
+        "metadata",
+        "--format-version",
+        "1",
+        "--filter-platform",
+        target,
+    ])
+    .arg("--manifest-path")
+    .arg(&plan.manifest_path);
+    cmd.args(plan.cargo_flags());
+    let json = run_capture(&mut cmd).map_err(|source| PlanError::Metadata {
+        manifest: plan.manifest_path.clone(),
+        source,
+    })?;
+    let metadata =
+        cargo_metadata::MetadataCommand::parse(json).map_err(PlanError::MetadataParse)?;
+    let id = metadata
+        .packages
+        .iter()
+        .find(|p| {
+            p.name.as_str() == plan.package && p.manifest_path.as_std_path() == plan.manifest_path
+        })
+        .map(|p| p.id.clone())
+        .ok_or_else(|| PlanError::NoSuchPackage {
+            name: plan.package.clone(),
+            available: "(cargo metadata changed while building)".into(),
+        })?;
+    Ok((metadata, id))
+}
+
 /// Picks the package and binary the way `cargo run` would, but never guesses between several.
 fn select<'m>(
     metadata: &'m Metadata,

@@ -339,13 +339,16 @@ pub fn explain(
     let empty = Vec::new();
     let their_layers = theirs["layers"].as_array().unwrap_or(&empty);
     let base_layers = ours.layers.len().saturating_sub(1);
+    let counts = || {
+        format!(
+            "ours has {} layers, the published image {}",
+            ours.layers.len(),
+            their_layers.len()
+        )
+    };
     for (n, our_layer) in ours.layers.iter().enumerate() {
         let Some(their_layer) = their_layers.get(n) else {
-            return Ok(format!(
-                "ours has {} layers, the published image {}",
-                ours.layers.len(),
-                their_layers.len()
-            ));
+            return Ok(counts());
         };
         if their_layer["digest"].as_str() == Some(our_layer.digest().as_ref()) {
             continue;
@@ -367,11 +370,7 @@ pub fn explain(
         });
     }
     if their_layers.len() > ours.layers.len() {
-        return Ok(format!(
-            "ours has {} layers, the published image {}",
-            ours.layers.len(),
-            their_layers.len()
-        ));
+        return Ok(counts());
     }
     let our_config = Digest::try_from(ours.config.digest()).expect("our digests are sha256");
     if theirs["config"]["digest"].as_str() != Some(our_config.as_str()) {

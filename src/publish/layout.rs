@@ -69,8 +69,15 @@ fn fill(
             Digest::try_from(built.index.digest()).expect("stored index has a sha256 digest");
         copy_blob(store, &digest, built.index.size(), &blobs)?;
     }
+    for referrer in &built.referrers {
+        for blob in referrer.blobs.iter().chain([&referrer.manifest]) {
+            let digest = Digest::try_from(blob.digest()).expect("stored blobs are sha256");
+            copy_blob(store, &digest, blob.size(), &blobs)?;
+        }
+    }
     write_atomic(&dir.join("oci-layout"), OCI_LAYOUT)?;
-    let index = merged_index(dir, &top, tags)?;
+    let mut index = merged_index(dir, &top, tags)?;
+    add_referrers(&mut index, built);
     // index.json is the commit point: until it is renamed in, the new image is not visible.
     write_atomic(&dir.join("index.json"), &canonical_json(&index))
 }
@@ -117,6 +124,21 @@ fn merged_index(
     }
     index.set_manifests(manifests);
     Ok(index)
+}
+
+/// Lists each image's artifacts (its SBOM) in index.json, where OCI 1.1 tools look for
+/// referrers in a layout: untagged, with their `artifactType`, each once.
+fn add_referrers(index: &mut ImageIndex, built: &Built) {
+    let mut manifests = index.manifests().clone();
+    for referrer in &built.referrers {
+        if !manifests
+            .iter()
+            .any(|m| m.digest() == referrer.manifest.digest())
+        {
+            manifests.push(referrer.manifest.clone());
+        }
+    }
+    index.set_manifests(manifests);
 }
 
 /// The layout names for the tags: their tag part (what `skopeo … oci:DIR:NAME` takes).

@@ -187,7 +187,9 @@ fn link_into(
             }
         }
     }
-    registry.put_manifest(target, digest.as_str(), media_type, bytes)
+    registry
+        .put_manifest(target, digest.as_str(), media_type, bytes)
+        .map(drop)
 }
 
 fn parse<T: serde::de::DeserializeOwned>(

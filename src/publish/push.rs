@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use super::PublishError;
-use crate::assemble::{Built, Image};
+use crate::assemble::{Built, Image, Referrer};
 use crate::cache::BlobStore;
 use crate::digest::Digest;
 use crate::reference::Reference;
@@ -54,6 +54,9 @@ pub fn push(
                 image.manifest.media_type().as_ref(),
             )?;
         }
+        for referrer in &built.referrers {
+            push_referrer(registry, store, repo, referrer, &mut report)?;
+        }
         for tag in tags.iter().filter(|t| t.name() == repo.name()) {
             let identifier = tag
                 .tag()
@@ -73,6 +76,7 @@ pub fn push(
     Ok(report)
 }
 
+/// PUTs a stored manifest; true when the registry indexed its subject (OCI 1.1 referrers).
 fn put(
     registry: &Registry,
     store: &BlobStore,
@@ -80,7 +84,7 @@ fn put(
     identifier: &str,
     digest: &Digest,
     media_type: &str,
-) -> Result<(), PublishError> {
+) -> Result<bool, PublishError> {
     let bytes = store.read_small(digest)?;
     registry
         .put_manifest(repo, identifier, media_type, &bytes)
@@ -88,6 +92,38 @@ fn put(
             reference: repo.name(),
             source,
         })
+}
+
+/// Pushes an artifact (an SBOM) about one of the images. A registry with the referrers API
+/// finds it by its `subject`; for others it is listed under the fallback tag.
+fn push_referrer(
+    registry: &Registry,
+    store: &BlobStore,
+    repo: &Reference,
+    referrer: &Referrer,
+    report: &mut PushReport,
+) -> Result<(), PublishError> {
+    let failed = |source| PublishError::Registry {
+        reference: repo.name(),
+        source,
+    };
+    for blob in &referrer.blobs {
+        let digest = Digest::try_from(blob.digest()).expect("assembled descriptors are sha256");
+        match push_blob(registry, store, repo, &digest, blob.size(), None).map_err(failed)? {
+            Sent::Existing => report.existing += 1,
+            Sent::Mounted => report.mounted += 1,
+            Sent::Uploaded => report.uploaded += 1,
+        }
+    }
+    let digest = referrer.manifest_digest();
+    let media_type = referrer.manifest.media_type().to_string();
+    if put(registry, store, repo, digest.as_str(), &digest, &media_type)? {
+        return Ok(());
+    }
+    let descriptor = serde_json::to_value(&referrer.manifest).expect("a descriptor serialises");
+    registry
+        .add_to_referrers_tag(repo, &referrer.subject_digest(), &descriptor)
+        .map_err(failed)
 }
 
 /// Config and layer blobs of every image, each once.

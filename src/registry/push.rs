@@ -9,7 +9,7 @@ use reqwest::blocking::Body;
 use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, LOCATION};
 
 use super::client::backoff;
-use super::{Registry, RegistryError};
+use super::{Registry, RegistryError, OCI_INDEX};
 use crate::cache::BlobStore;
 use crate::digest::Digest;
 use crate::progress::Counted;
@@ -160,14 +160,16 @@ impl Registry {
         self.client.absolute(repo, location)
     }
 
-    /// PUTs a manifest or index under `identifier` (a tag or its digest).
+    /// PUTs a manifest or index under `identifier` (a tag or its digest). Returns whether the
+    /// registry indexed the manifest's `subject` (the OCI-Subject header of OCI 1.1), which
+    /// registries without the referrers API never say.
     pub fn put_manifest(
         &self,
         repo: &Reference,
         identifier: &str,
         media_type: &str,
         bytes: &[u8],
-    ) -> Result<(), RegistryError> {
+    ) -> Result<bool, RegistryError> {
         let scopes = [repo.scope("pull,push")];
         let expected = Digest::of(bytes);
         let response = self.client.send(
@@ -185,6 +187,7 @@ impl Registry {
             .get("docker-content-digest")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<Digest>().ok());
+        let subject_indexed = response.headers().contains_key("oci-subject");
         match said {
             Some(actual) if actual != expected => Err(RegistryError::DigestMismatch {
                 what: "pushed manifest",
@@ -192,8 +195,49 @@ impl Registry {
                 expected: expected.to_string(),
                 actual: actual.to_string(),
             }),
-            _ => Ok(()),
+            _ => Ok(subject_indexed),
         }
+    }
+
+    /// Lists `referrer` under the OCI 1.1 fallback tag `sha256-<subject hex>`, an index of
+    /// everything that refers to `subject`, for registries without the referrers API.
+    pub fn add_to_referrers_tag(
+        &self,
+        repo: &Reference,
+        subject: &Digest,
+        referrer: &serde_json::Value,
+    ) -> Result<(), RegistryError> {
+        let tag = format!("sha256-{}", subject.hex());
+        let tagged: Reference = format!("{}:{tag}", repo.name())
+            .parse()
+            .expect("a repository name with a valid tag");
+        let mut index = match self.fetch_manifest(&tagged) {
+            Ok((_, _, bytes)) => {
+                serde_json::from_slice(&bytes).map_err(|source| RegistryError::Json {
+                    what: "referrers index",
+                    reference: tagged.to_string(),
+                    source,
+                })?
+            }
+            Err(RegistryError::NotFound { .. }) => serde_json::json!({
+                "schemaVersion": 2,
+                "mediaType": OCI_INDEX,
+                "manifests": [],
+            }),
+            Err(e) => return Err(e),
+        };
+        let Some(manifests) = index["manifests"].as_array_mut() else {
+            return Err(RegistryError::MediaType {
+                reference: tagged.to_string(),
+                media_type: "an index without manifests".into(),
+            });
+        };
+        if manifests.iter().any(|m| m["digest"] == referrer["digest"]) {
+            return Ok(());
+        }
+        manifests.push(referrer.clone());
+        let bytes = serde_json::to_vec(&index).expect("a JSON value serialises");
+        self.put_manifest(repo, &tag, OCI_INDEX, &bytes).map(drop)
     }
 }
 

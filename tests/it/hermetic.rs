@@ -231,6 +231,49 @@ fn verify_rebuilds_and_names_the_first_differing_file() {
         );
     }
 
+    // The pushed image's SBOM hangs off the fallback tag (distribution 2.8 has no referrers
+    // API), as a valid SPDX document about this image.
+    let image_manifest = built["images"][0]["digest"].as_str().unwrap();
+    let fallback = format!(
+        "{}/configured/app:sha256-{}",
+        registry.addr(),
+        image_manifest.trim_start_matches("sha256:")
+    );
+    let mut flags = registry.skopeo_flags(Side::Inspect);
+    flags.push("--raw".into());
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let referrers = skopeo_inspect(&flags, &format!("docker://{fallback}"));
+    let entry = &referrers["manifests"][0];
+    assert_eq!(
+        entry["artifactType"], "application/spdx+json",
+        "{referrers:#}"
+    );
+    let get = |path: String| {
+        run_ok(
+            Command::new(testbed::require_tool("curl"))
+                .args([
+                    "-fsS",
+                    "-H",
+                    "Accept: application/vnd.oci.image.manifest.v1+json",
+                ])
+                .arg(format!("{}/v2/configured/app/{path}", registry.url())),
+        )
+        .stdout
+    };
+    let sbom_manifest = json(&get(format!(
+        "manifests/{}",
+        entry["digest"].as_str().unwrap()
+    )));
+    assert_eq!(sbom_manifest["subject"]["digest"], image_manifest);
+    let document = get(format!(
+        "blobs/{}",
+        sbom_manifest["layers"][0]["digest"].as_str().unwrap()
+    ));
+    let spdx = out.path().join("configured.spdx.json");
+    std::fs::write(&spdx, &document).unwrap();
+    testbed::validate_spdx(&spdx);
+    assert!(text(&document).contains("\"configured\""));
+
     // A change in the source shows as the binary differing, named by its path in the image.
     let main_rs = dir.join("src/main.rs");
     let source = std::fs::read_to_string(&main_rs).unwrap();

@@ -56,8 +56,15 @@ fn tool_home(var: &str, default: &str) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(default))
 }
 
-/// Builds `manifest` as a user whose home is `home`; returns the --json result.
-fn build_as(manifest: &Path, home: &Path, base: &str, epoch: Option<&str>) -> serde_json::Value {
+/// Builds `manifest` as a user whose home is `home`, in `target_dir` (default: the checkout's
+/// own); returns the --json result.
+fn build_as(
+    manifest: &Path,
+    home: &Path,
+    base: &str,
+    epoch: Option<&str>,
+    target_dir: Option<&Path>,
+) -> serde_json::Value {
     std::fs::create_dir_all(home).unwrap();
     let layout = home.join("image");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_cargo-stevedore"));
@@ -77,6 +84,9 @@ fn build_as(manifest: &Path, home: &Path, base: &str, epoch: Option<&str>) -> se
         .arg(format!("oci-layout={}", layout.display()));
     if let Some(epoch) = epoch {
         cmd.env("SOURCE_DATE_EPOCH", epoch);
+    }
+    if let Some(dir) = target_dir {
+        cmd.env("CARGO_TARGET_DIR", dir);
     }
     json(&run_ok(&mut cmd).stdout)
 }
@@ -128,14 +138,13 @@ fn two_checkouts_two_homes_two_clocks_give_identical_images() {
     let first = clone(&repo, &dir.path().join("alice/src/hello-service"));
     let second = clone(&repo, &dir.path().join("ci/workspace/build-7/checkout"));
 
-    // One with SOURCE_DATE_EPOCH unset (the commit's time is used), one with it set.
-    let alice = build_as(&first, &dir.path().join("home-alice"), &base, None);
-    let ci = build_as(
-        &second,
-        &dir.path().join("home-ci"),
-        &base,
-        Some(COMMIT_TIME),
-    );
+    // One with SOURCE_DATE_EPOCH unset (the commit's time is used) in a target dir shared with
+    // other projects (as CI caches are), one with it set in the checkout's own target dir.
+    let shared = testbed::fixture_target_dir();
+    let alice_home = dir.path().join("home-alice");
+    let alice = build_as(&first, &alice_home, &base, None, Some(&shared));
+    let ci_home = dir.path().join("home-ci");
+    let ci = build_as(&second, &ci_home, &base, Some(COMMIT_TIME), None);
 
     let platforms = platform_digests(&alice);
     assert_eq!(platforms.len(), 2, "{alice:#}");
@@ -160,6 +169,7 @@ fn two_checkouts_two_homes_two_clocks_give_identical_images() {
     let contains = |needle: &str| binary.windows(needle.len()).any(|w| w == needle.as_bytes());
     for local in [
         dir.path().to_str().unwrap(),
+        shared.to_str().unwrap(),
         "/lib/rustlib/src/rust",
         tool_home("CARGO_HOME", ".cargo").to_str().unwrap(),
     ] {

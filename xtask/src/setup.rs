@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
 
-use stevedore_testbed::{self as testbed, DEBIAN_PACKAGES, ZIGLANG_VERSION};
+use stevedore_testbed::{self as testbed, DEBIAN_PACKAGES, PYPI_PACKAGES};
 
 use crate::{capture, fail, is_root, run_ok};
 
@@ -13,7 +13,7 @@ pub fn run() {
     let started = Instant::now();
     debian();
     rustup_debweb();
-    zig_venv();
+    python_venv();
     // Everything a test may ask for, checked now so a gap shows up here rather than mid-run.
     testbed::require_all();
     if is_root() {
@@ -148,18 +148,25 @@ fn rustup_debweb() {
     }
 }
 
-/// zig comes from PyPI's `ziglang` (bookworm has no zig package), in a venv of Debian's python3
-/// so no other Python on PATH (pyenv, conda) changes what gets installed.
-fn zig_venv() {
+/// zig (PyPI `ziglang`: bookworm has no zig package) and the SPDX validator come from PyPI,
+/// pinned, in a venv of Debian's python3 so no other Python on PATH (pyenv, conda) changes what
+/// gets installed.
+fn python_venv() {
     let venv = testbed::venv_dir();
     let python = venv.join("bin/python3");
-    let installed = capture(Command::new(&python).args([
-        "-c",
-        "import importlib.metadata as m; print(m.version('ziglang'))",
-    ]));
-    if installed.as_deref().map(str::trim) == Some(ZIGLANG_VERSION) {
+    let wanted: Vec<String> = PYPI_PACKAGES
+        .iter()
+        .map(|(name, version)| format!("{name}=={version}"))
+        .collect();
+    let check = format!(
+        "import importlib.metadata as m; print(' '.join(n + '==' + m.version(n) for n in {:?}))",
+        PYPI_PACKAGES.iter().map(|(n, _)| *n).collect::<Vec<_>>()
+    );
+    let installed = capture(Command::new(&python).args(["-c", &check]));
+    if installed.as_deref().map(str::trim) == Some(wanted.join(" ").as_str()) {
         say(&format!(
-            "ziglang {ZIGLANG_VERSION} already in {}",
+            "{} already in {}",
+            wanted.join(", "),
             venv.display()
         ));
         return;
@@ -181,6 +188,6 @@ fn zig_venv() {
                 "--disable-pip-version-check",
                 "--no-input",
             ])
-            .arg(format!("ziglang=={ZIGLANG_VERSION}")),
+            .args(&wanted),
     );
 }

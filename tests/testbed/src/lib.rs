@@ -31,7 +31,10 @@ pub use registry::{Mode, Registry, Side, PASSWORD, USERNAME};
 pub use run::{run_entrypoint, umoci_unpack, umoci_unpack_platform};
 pub use serve::serve_and_probe;
 pub use token::{TokenFront, TOKEN_SERVICE};
-pub use tools::{require_all, require_tool, run_fails, run_ok, DEBIAN_PACKAGES, ZIGLANG_VERSION};
+pub use tools::{
+    require_all, require_tool, run_fails, run_ok, validate_spdx, DEBIAN_PACKAGES, PYPI_PACKAGES,
+    ZIGLANG_VERSION,
+};
 
 /// Environment variable that moves [`testbed_dir`] (relative paths start at the workspace root).
 pub const TESTBED_DIR_ENV: &str = "STEVEDORE_TESTBED_DIR";

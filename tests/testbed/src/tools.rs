@@ -35,6 +35,10 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
 /// The PyPI `ziglang` version `cargo xtask setup` installs into [`crate::venv_dir`].
 pub const ZIGLANG_VERSION: &str = "0.17.1";
 
+/// PyPI packages `cargo xtask setup` installs into [`crate::venv_dir`], pinned: zig links musl
+/// binaries (bookworm has no zig package); spdx-tools' `pyspdxtools` validates SBOMs.
+pub const PYPI_PACKAGES: &[(&str, &str)] = &[("ziglang", ZIGLANG_VERSION), ("spdx-tools", "0.8.5")];
+
 /// Executables looked up on PATH, and where they come from.
 const TOOLS: &[(&str, &str)] = &[
     ("apt-get", "apt"),
@@ -138,7 +142,7 @@ pub fn require_all() {
     require_venv();
 }
 
-/// Panics unless the venv holds python3 and the ziglang package.
+/// Panics unless the venv holds python3, the ziglang package and pyspdxtools.
 pub(crate) fn require_venv() {
     let venv = crate::venv_dir();
     let python = venv.join("bin/python3");
@@ -148,12 +152,34 @@ pub(crate) fn require_venv() {
         .flatten()
         .flatten()
         .any(|py| py.path().join("site-packages/ziglang").is_dir());
-    if !is_executable(&python) || !has_ziglang {
+    if !is_executable(&python) || !has_ziglang || !is_executable(&venv.join("bin/pyspdxtools")) {
         missing(
-            &format!("the Python venv with PyPI `ziglang` at {}", venv.display()),
+            &format!(
+                "the Python venv with PyPI `ziglang` and `spdx-tools` at {}",
+                venv.display()
+            ),
             Some("none: setup makes it"),
         );
     }
+}
+
+/// Validates an SPDX JSON document (`*.spdx.json`) with the SPDX project's own tool;
+/// panics with its findings when the document is not valid SPDX.
+pub fn validate_spdx(path: &std::path::Path) {
+    require_venv();
+    let validator = crate::venv_dir().join("bin/pyspdxtools");
+    let out = std::process::Command::new(&validator)
+        .arg("-i")
+        .arg(path)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", validator.display()));
+    assert!(
+        out.status.success(),
+        "{} is not valid SPDX:\n{}{}",
+        path.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Default bound for a tool run: long enough for a cold `apt-get download`, short enough that a

@@ -1,0 +1,1083 @@
+//! An SPDX 2.3 JSON SBOM for one platform's image: the image, its base, the crates compiled into
+//! its binary for that platform, and whatever else stevedore put in.
+//!
+//! The document is a function of its input alone (no clock, no paths of this machine, no hash
+//! map order), so rebuilding an image rebuilds a byte-identical SBOM with the same digest.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use cargo_metadata::{DependencyKind, Metadata, Node, NodeDep, Package, PackageId};
+use serde_json::{json, Value};
+
+use crate::assemble::{canonical_json, rfc3339};
+use crate::digest::Digest;
+use crate::platform::Platform;
+use crate::reference::Reference;
+
+pub const MEDIA_TYPE: &str = "application/spdx+json";
+
+const NOASSERTION: &str = "NOASSERTION";
+const CRATES_IO_GIT: &str = "registry+https://github.com/rust-lang/crates.io-index";
+const CRATES_IO_SPARSE: &str = "sparse+https://index.crates.io/";
+
+/// Everything one platform's SBOM is made from.
+#[derive(Debug, Clone, Copy)]
+pub struct SbomInput<'a> {
+    /// `cargo metadata --format-version 1 --filter-platform TRIPLE` (with the build's feature
+    /// flags) output, parsed.
+    pub metadata: &'a Metadata,
+    /// The package whose binary is in the image.
+    pub root: &'a PackageId,
+    pub bin: &'a str,
+    pub platform: &'a Platform,
+    /// Contents of the workspace's Cargo.lock, if any (for SHA256 checksums of registry crates).
+    pub cargo_lock: Option<&'a str>,
+    /// The base image, if not scratch: its reference as the user wrote it and the platform
+    /// manifest digest it resolved to.
+    pub base: Option<(&'a Reference, &'a Digest)>,
+    /// A name for the image this SBOM describes (e.g. `registry.example/app` or the bin name).
+    pub image_name: &'a str,
+    /// The manifest digest of the image this SBOM describes.
+    pub image_digest: &'a Digest,
+    /// Other components stevedore adds to the image: (name, version, comment).
+    pub extra: &'a [(&'a str, &'a str, &'a str)],
+    /// SOURCE_DATE_EPOCH seconds, for `creationInfo.created`.
+    pub created: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SbomError {
+    #[error("cargo metadata has no dependency graph (it must run without --no-deps)")]
+    NoResolve,
+    #[error("package `{0}` is not in cargo metadata's dependency graph")]
+    NotInGraph(String),
+    #[error("package `{0}` is in cargo metadata's dependency graph but not in its package list")]
+    NoPackage(String),
+}
+
+/// The SPDX document for `input`, as compact JSON with sorted keys.
+pub fn spdx_json(input: &SbomInput) -> Result<Vec<u8>, SbomError> {
+    let graph = Graph::walk(input.metadata, input.root)?;
+    let mut doc = Document::default();
+    let image = doc.containers(input);
+    doc.crates(input, &graph, &image);
+    Ok(canonical_json(&doc.finish(input)))
+}
+
+type Relationship = (String, &'static str, String);
+
+/// Packages and relationships as they are added; sorted when finished.
+#[derive(Default)]
+struct Document {
+    ids: Ids,
+    packages: Vec<Value>,
+    relationships: BTreeSet<Relationship>,
+}
+
+impl Document {
+    /// The image, its base and the extras; returns the image's SPDX id.
+    fn containers(&mut self, input: &SbomInput) -> String {
+        let image = self.ids.claim(&["image"]);
+        self.packages.push(image_package(&image, input));
+        self.relate("SPDXRef-DOCUMENT", "DESCRIBES", &image);
+        if let Some((reference, digest)) = input.base {
+            let base = self.ids.claim(&["base-image"]);
+            self.packages
+                .push(base_package(&base, reference, digest, input.platform));
+            self.relate(&image, "DESCENDANT_OF", &base);
+        }
+        for (name, version, comment) in input.extra {
+            let extra = self.ids.claim(&["extra", name, version]);
+            self.packages
+                .push(extra_package(&extra, name, version, comment));
+            self.relate(&image, "CONTAINS", &extra);
+        }
+        image
+    }
+
+    fn crates(&mut self, input: &SbomInput, graph: &Graph, image: &str) {
+        let checksums = input.cargo_lock.map(lock_checksums).unwrap_or_default();
+        let crate_ids = graph.claim_ids(&mut self.ids);
+        for (id, package) in &graph.packages {
+            let purpose = if *id == input.root {
+                "APPLICATION"
+            } else {
+                "LIBRARY"
+            };
+            let checksum = package.source.as_ref().and_then(|source| {
+                checksums.get(&(
+                    package.name.to_string(),
+                    package.version.to_string(),
+                    source.repr.clone(),
+                ))
+            });
+            self.packages
+                .push(crate_package(&crate_ids[id], package, purpose, checksum));
+        }
+        self.relate(image, "CONTAINS", &crate_ids[input.root]);
+        for (from, to, edge) in &graph.edges {
+            let (from, to) = (&crate_ids[from], &crate_ids[to]);
+            match edge {
+                Edge::Normal => self.relate(from, "DEPENDS_ON", to),
+                Edge::Build => self.relate(to, "BUILD_DEPENDENCY_OF", from),
+            }
+        }
+    }
+
+    fn relate(&mut self, element: &str, kind: &'static str, related: &str) {
+        self.relationships
+            .insert((element.to_owned(), kind, related.to_owned()));
+    }
+
+    fn finish(mut self, input: &SbomInput) -> Value {
+        self.packages
+            .sort_by(|a, b| a["SPDXID"].as_str().cmp(&b["SPDXID"].as_str()));
+        let relationships: Vec<Value> = self
+            .relationships
+            .into_iter()
+            .map(|(element, kind, related)| {
+                json!({
+                    "spdxElementId": element,
+                    "relationshipType": kind,
+                    "relatedSpdxElement": related,
+                })
+            })
+            .collect();
+        json!({
+            "spdxVersion": "SPDX-2.3",
+            "dataLicense": "CC0-1.0",
+            "SPDXID": "SPDXRef-DOCUMENT",
+            "name": format!("{}-{}", input.image_name, input.platform),
+            // Unique per image because the digest is; no randomness, so rebuilds match.
+            "documentNamespace": format!(
+                "https://spdx.stevedore.dev/{}/{}",
+                percent_encode(input.bin),
+                input.image_digest.hex()
+            ),
+            "creationInfo": {
+                "created": rfc3339(input.created),
+                "creators": [format!("Tool: cargo-stevedore-{}", env!("CARGO_PKG_VERSION"))],
+            },
+            "packages": self.packages,
+            "relationships": relationships,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Edge {
+    Normal,
+    Build,
+}
+
+/// The crates that go into the root's binary on this platform, and the edges between them.
+#[derive(Default)]
+struct Graph<'m> {
+    packages: BTreeMap<&'m PackageId, &'m Package>,
+    edges: BTreeSet<(&'m PackageId, &'m PackageId, Edge)>,
+}
+
+impl<'m> Graph<'m> {
+    fn walk(metadata: &'m Metadata, root: &'m PackageId) -> Result<Self, SbomError> {
+        let resolve = metadata.resolve.as_ref().ok_or(SbomError::NoResolve)?;
+        let nodes: BTreeMap<&PackageId, &Node> = resolve.nodes.iter().map(|n| (&n.id, n)).collect();
+        let all: BTreeMap<&PackageId, &Package> =
+            metadata.packages.iter().map(|p| (&p.id, p)).collect();
+        let mut graph = Graph::default();
+        let mut pending = vec![root];
+        while let Some(id) = pending.pop() {
+            if graph.packages.contains_key(id) {
+                continue;
+            }
+            let package = all
+                .get(id)
+                .ok_or_else(|| SbomError::NoPackage(id.repr.clone()))?;
+            let node = nodes
+                .get(id)
+                .ok_or_else(|| SbomError::NotInGraph(id.repr.clone()))?;
+            graph.packages.insert(id, package);
+            for dep in &node.deps {
+                let edges = edges(dep);
+                if !edges.is_empty() {
+                    pending.push(&dep.pkg);
+                }
+                graph
+                    .edges
+                    .extend(edges.into_iter().map(|e| (id, &dep.pkg, e)));
+            }
+        }
+        Ok(graph)
+    }
+
+    /// SPDX ids for every crate, claimed in an order that depends on names, versions and
+    /// sources only (a path crate's package id holds this machine's path).
+    fn claim_ids(&self, ids: &mut Ids) -> BTreeMap<&'m PackageId, String> {
+        let mut order: Vec<(&PackageId, &Package)> =
+            self.packages.iter().map(|(i, p)| (*i, *p)).collect();
+        let key = |(id, p): &(&'m PackageId, &'m Package)| {
+            (&p.name, &p.version, p.source.as_ref().map(|s| &s.repr), *id)
+        };
+        order.sort_by(|a, b| key(a).cmp(&key(b)));
+        order
+            .into_iter()
+            .map(|(id, p)| (id, ids.claim(&["crate", &p.name, &p.version.to_string()])))
+            .collect()
+    }
+}
+
+/// How `dep` is used by the crate that depends on it; empty for dev-dependencies, which never
+/// reach the binary.
+fn edges(dep: &NodeDep) -> BTreeSet<Edge> {
+    // Cargo before 1.41 wrote no kinds; listing a dev-dependency too many beats missing a crate.
+    if dep.dep_kinds.is_empty() {
+        return BTreeSet::from([Edge::Normal]);
+    }
+    dep.dep_kinds
+        .iter()
+        .filter_map(|k| match k.kind {
+            DependencyKind::Development => None,
+            DependencyKind::Build => Some(Edge::Build),
+            // A kind newer than this code is more likely code that ships than test code.
+            _ => Some(Edge::Normal),
+        })
+        .collect()
+}
+
+/// Hands out SPDX ids, each unique within the document.
+#[derive(Default)]
+struct Ids(BTreeSet<String>);
+
+impl Ids {
+    fn claim(&mut self, parts: &[&str]) -> String {
+        let base = format!("SPDXRef-{}", spdx_id_chars(&parts.join("-")));
+        let mut id = base.clone();
+        let mut n = 2;
+        while !self.0.insert(id.clone()) {
+            id = format!("{base}-{n}");
+            n += 1;
+        }
+        id
+    }
+}
+
+/// SPDX ids allow only letters, digits, `.` and `-`.
+fn spdx_id_chars(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            'a'..='z' | 'A'..='Z' | '0'..='9' | '.' | '-' => c,
+            _ => '-',
+        })
+        .collect()
+}
+
+/// The fields every package has, with nothing asserted about licenses or copyright.
+fn package(spdx_id: &str, name: &str, version: &str) -> Value {
+    json!({
+        "SPDXID": spdx_id,
+        "name": name,
+        "versionInfo": version,
+        "downloadLocation": NOASSERTION,
+        "filesAnalyzed": false,
+        "licenseConcluded": NOASSERTION,
+        "licenseDeclared": NOASSERTION,
+        "copyrightText": NOASSERTION,
+    })
+}
+
+fn purl_ref(purl: String) -> Value {
+    json!([{
+        "referenceCategory": "PACKAGE-MANAGER",
+        "referenceType": "purl",
+        "referenceLocator": purl,
+    }])
+}
+
+fn image_package(spdx_id: &str, input: &SbomInput) -> Value {
+    let (repository, tag) = split_tag(input.image_name);
+    let mut p = package(spdx_id, input.image_name, input.image_digest.as_str());
+    p["primaryPackagePurpose"] = json!("CONTAINER");
+    p["comment"] = json!(format!("platform {}", input.platform));
+    p["externalRefs"] = purl_ref(oci_purl(
+        repository,
+        tag,
+        input.image_digest,
+        input.platform,
+    ));
+    p
+}
+
+fn base_package(
+    spdx_id: &str,
+    reference: &Reference,
+    digest: &Digest,
+    platform: &Platform,
+) -> Value {
+    let mut p = package(spdx_id, &reference.name(), digest.as_str());
+    p["primaryPackagePurpose"] = json!("CONTAINER");
+    p["comment"] = json!(format!("base image {reference}, platform {platform}"));
+    p["externalRefs"] = purl_ref(oci_purl(
+        &reference.name(),
+        reference.tag(),
+        digest,
+        platform,
+    ));
+    p
+}
+
+fn extra_package(spdx_id: &str, name: &str, version: &str, comment: &str) -> Value {
+    let mut p = package(spdx_id, name, version);
+    p["comment"] = json!(comment);
+    p
+}
+
+fn crate_package(spdx_id: &str, c: &Package, purpose: &str, checksum: Option<&String>) -> Value {
+    let mut p = package(spdx_id, &c.name, &c.version.to_string());
+    p["primaryPackagePurpose"] = json!(purpose);
+    p["downloadLocation"] = json!(download_location(c).unwrap_or_else(|| NOASSERTION.into()));
+    if let Some(license) = c.license.as_deref().and_then(license_expression) {
+        p["licenseDeclared"] = json!(license);
+    }
+    p["externalRefs"] = purl_ref(cargo_purl(c));
+    if let Some(sum) = checksum {
+        p["checksums"] = json!([{ "algorithm": "SHA256", "checksumValue": sum }]);
+    }
+    p
+}
+
+fn is_crates_io(source: &str) -> bool {
+    source == CRATES_IO_GIT || source == CRATES_IO_SPARSE
+}
+
+/// Where the crate's exact source can be fetched from by anyone, if we know.
+fn download_location(c: &Package) -> Option<String> {
+    let source = &c.source.as_ref()?.repr;
+    if is_crates_io(source) {
+        return Some(format!(
+            "https://crates.io/api/v1/crates/{}/{}/download",
+            c.name, c.version
+        ));
+    }
+    // Another registry's download URL is in its index's config.json, which metadata lacks; a
+    // path crate has no public location at all.
+    git_location(source)
+}
+
+/// `git+https://host/repo?branch=x#<commit>` as SPDX writes a VCS location:
+/// `git+https://host/repo@<commit>`. A `file://` repository is on this machine only.
+fn git_location(source: &str) -> Option<String> {
+    let rest = source.strip_prefix("git+")?;
+    let (url, commit) = rest.split_once('#').unwrap_or((rest, ""));
+    let url = url.split_once('?').map_or(url, |(u, _)| u);
+    if url.starts_with("file:") {
+        return None;
+    }
+    Some(match commit {
+        "" => format!("git+{url}"),
+        commit => format!("git+{url}@{commit}"),
+    })
+}
+
+/// `pkg:cargo/NAME@VERSION`, qualified by where the crate came from unless it is crates.io.
+fn cargo_purl(c: &Package) -> String {
+    let purl = format!(
+        "pkg:cargo/{}@{}",
+        c.name,
+        percent_encode(&c.version.to_string())
+    );
+    let Some(source) = c.source.as_ref().map(|s| s.repr.as_str()) else {
+        return purl;
+    };
+    if is_crates_io(source) {
+        return purl;
+    }
+    if let Some(vcs) = git_location(source) {
+        return format!("{purl}?vcs_url={}", percent_encode(&vcs));
+    }
+    match source.split_once('+') {
+        Some(("registry" | "sparse", url)) => {
+            format!("{purl}?repository_url={}", percent_encode(url))
+        }
+        _ => purl,
+    }
+}
+
+/// `name:tag` or `registry/repo:tag` (any `@digest` dropped) as the name and the tag.
+fn split_tag(name: &str) -> (&str, Option<&str>) {
+    let name = name.split_once('@').map_or(name, |(n, _)| n);
+    let last = name.rfind('/').map_or(0, |i| i + 1);
+    match name[last..].find(':') {
+        Some(i) => (&name[..last + i], Some(&name[last + i + 1..])),
+        None => (name, None),
+    }
+}
+
+/// `pkg:oci/NAME@sha256%3AHEX?arch=…&repository_url=…&tag=…` (qualifiers sorted, as purl's
+/// canonical form wants). A name with no `/` is no repository, so it gets no URL.
+fn oci_purl(repository: &str, tag: Option<&str>, digest: &Digest, platform: &Platform) -> String {
+    let name = repository.rsplit('/').next().unwrap_or(repository);
+    let mut purl = format!(
+        "pkg:oci/{}@{}?arch={}",
+        percent_encode(&name.to_lowercase()),
+        percent_encode(digest.as_str()),
+        percent_encode(&platform.architecture)
+    );
+    if repository.contains('/') {
+        purl.push_str(&format!("&repository_url={}", percent_encode(repository)));
+    }
+    if let Some(tag) = tag {
+        purl.push_str(&format!("&tag={}", percent_encode(tag)));
+    }
+    purl
+}
+
+/// Percent-encodes all but unreserved characters and `/`, which purl and URL paths both keep.
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => {
+                out.push(char::from(b))
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// SHA256 checksums of registry crates from Cargo.lock, keyed by (name, version, source).
+///
+/// Cargo.lock is TOML, but `toml` is not a dependency and the file's shape is fixed: `[[package]]`
+/// tables of `key = "string"` lines, where only `dependencies` spans lines (and its lines start
+/// with `"` or `]`). So a line reader finds the four keys. Version 1 lock files, which kept
+/// checksums in a `[metadata]` table, simply give none.
+fn lock_checksums(lock: &str) -> BTreeMap<(String, String, String), String> {
+    let mut sums = BTreeMap::new();
+    let mut entry: Option<BTreeMap<&str, &str>> = None;
+    for line in lock.lines().map(str::trim) {
+        if line.starts_with('[') {
+            finish_lock_entry(entry.take(), &mut sums);
+            entry = (line == "[[package]]").then(BTreeMap::new);
+        } else if let (Some(fields), Some((key, value))) = (entry.as_mut(), line.split_once('=')) {
+            let value = value.trim();
+            if let Some(text) = value.strip_prefix('"').and_then(|v| v.strip_suffix('"')) {
+                fields.insert(key.trim(), text);
+            }
+        }
+    }
+    finish_lock_entry(entry, &mut sums);
+    sums
+}
+
+fn finish_lock_entry(
+    entry: Option<BTreeMap<&str, &str>>,
+    sums: &mut BTreeMap<(String, String, String), String>,
+) {
+    let Some(fields) = entry else { return };
+    let field = |k| fields.get(k).map(|v| (*v).to_owned());
+    if let (Some(name), Some(version), Some(source), Some(sum)) = (
+        field("name"),
+        field("version"),
+        field("source"),
+        field("checksum"),
+    ) {
+        let is_sha256 =
+            sum.len() == 64 && sum.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        if is_sha256 {
+            sums.insert((name, version, source), sum);
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Token {
+    Open,
+    Close,
+    And,
+    Or,
+    With,
+    Id(String),
+}
+
+/// Cargo's `license` field as an SPDX license expression, or `None` when it is not one.
+///
+/// crates.io once accepted `MIT/Apache-2.0` and lowercase operators; both are read as what they
+/// meant. A `LicenseRef-` needs the license text in the document, which we do not have, so
+/// those expressions count as unknown too.
+fn license_expression(raw: &str) -> Option<String> {
+    let text = if raw.contains('/') {
+        // Slashes mixed with operators have no agreed meaning.
+        if tokens(raw)?.iter().any(|t| !matches!(t, Token::Id(_))) {
+            return None;
+        }
+        raw.replace('/', " OR ")
+    } else {
+        raw.to_owned()
+    };
+    let tokens = tokens(&text)?;
+    let mut parser = Parser {
+        tokens: &tokens,
+        pos: 0,
+    };
+    parser.expression()?;
+    (parser.pos == tokens.len()).then(|| render(&tokens))
+}
+
+fn tokens(text: &str) -> Option<Vec<Token>> {
+    let spaced = text.replace('(', " ( ").replace(')', " ) ");
+    spaced.split_whitespace().map(token).collect()
+}
+
+fn token(word: &str) -> Option<Token> {
+    Some(match word {
+        "(" => Token::Open,
+        ")" => Token::Close,
+        w if w.eq_ignore_ascii_case("AND") => Token::And,
+        w if w.eq_ignore_ascii_case("OR") => Token::Or,
+        w if w.eq_ignore_ascii_case("WITH") => Token::With,
+        // Slashes are legacy OR separators, split off later.
+        w if w.contains('/') => Token::Id(w.to_owned()),
+        w => {
+            let id = w.strip_suffix('+').unwrap_or(w);
+            let valid = !id.is_empty()
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
+            let reference = ["LicenseRef-", "DocumentRef-"]
+                .iter()
+                .any(|p| id.len() >= p.len() && id[..p.len()].eq_ignore_ascii_case(p));
+            if !valid || reference {
+                return None;
+            }
+            Token::Id(w.to_owned())
+        }
+    })
+}
+
+/// Recursive descent over SPDX's grammar: OR binds loosest, then AND, then WITH.
+struct Parser<'t> {
+    tokens: &'t [Token],
+    pos: usize,
+}
+
+impl Parser<'_> {
+    fn next_is(&mut self, token: &Token) -> bool {
+        let is = self.tokens.get(self.pos) == Some(token);
+        self.pos += usize::from(is);
+        is
+    }
+
+    fn expression(&mut self) -> Option<()> {
+        self.conjunction()?;
+        while self.next_is(&Token::Or) {
+            self.conjunction()?;
+        }
+        Some(())
+    }
+
+    fn conjunction(&mut self) -> Option<()> {
+        self.term()?;
+        while self.next_is(&Token::And) {
+            self.term()?;
+        }
+        Some(())
+    }
+
+    fn term(&mut self) -> Option<()> {
+        if self.next_is(&Token::Open) {
+            self.expression()?;
+            return self.next_is(&Token::Close).then_some(());
+        }
+        self.id()?;
+        if self.next_is(&Token::With) {
+            self.id()?;
+        }
+        Some(())
+    }
+
+    fn id(&mut self) -> Option<()> {
+        let is_id = matches!(self.tokens.get(self.pos), Some(Token::Id(_)));
+        self.pos += usize::from(is_id);
+        is_id.then_some(())
+    }
+}
+
+fn render(tokens: &[Token]) -> String {
+    let mut out = String::new();
+    let mut after_open = true;
+    for t in tokens {
+        let word = match t {
+            Token::Open => "(",
+            Token::Close => ")",
+            Token::And => "AND",
+            Token::Or => "OR",
+            Token::With => "WITH",
+            Token::Id(id) => id,
+        };
+        if !after_open && *t != Token::Close {
+            out.push(' ');
+        }
+        out.push_str(word);
+        after_open = *t == Token::Open;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::process::Command;
+
+    use super::*;
+
+    const BASE_DIGEST: &str =
+        "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+    const IMAGE_DIGEST: &str =
+        "sha256:2222222222222222222222222222222222222222222222222222222222222222";
+
+    fn metadata(manifest: &Path, extra_args: &[&str]) -> Metadata {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let out = Command::new(cargo)
+            .args(["metadata", "--format-version", "1", "--offline"])
+            .args(["--filter-platform", "x86_64-unknown-linux-musl"])
+            .args(extra_args)
+            .arg("--manifest-path")
+            .arg(manifest)
+            .output()
+            .expect("cargo runs");
+        assert!(
+            out.status.success(),
+            "cargo metadata failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        cargo_metadata::MetadataCommand::parse(String::from_utf8(out.stdout).unwrap()).unwrap()
+    }
+
+    fn root_id(metadata: &Metadata) -> &PackageId {
+        metadata.resolve.as_ref().unwrap().root.as_ref().unwrap()
+    }
+
+    /// The document, parsed, after checking what holds for every document.
+    fn generate(input: &SbomInput) -> Value {
+        let bytes = spdx_json(input).unwrap();
+        assert_eq!(bytes, spdx_json(input).unwrap(), "not deterministic");
+        let doc: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(canonical_json(&doc), bytes, "not canonical JSON");
+        let ids: Vec<&str> = doc["packages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["SPDXID"].as_str().unwrap())
+            .collect();
+        for id in &ids {
+            let rest = id.strip_prefix("SPDXRef-").unwrap();
+            assert!(
+                !rest.is_empty()
+                    && rest
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-'),
+                "bad SPDX id {id}"
+            );
+        }
+        let mut sorted = ids.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(ids, sorted, "package ids unsorted or repeated");
+        let rels = doc["relationships"].as_array().unwrap();
+        for r in rels {
+            for end in [&r["spdxElementId"], &r["relatedSpdxElement"]] {
+                let end = end.as_str().unwrap();
+                assert!(end == "SPDXRef-DOCUMENT" || ids.contains(&end), "{end}");
+            }
+        }
+        let keys: Vec<String> = rels.iter().map(|r| r.to_string()).collect();
+        let mut sorted_keys = keys.clone();
+        sorted_keys.dedup();
+        assert_eq!(keys.len(), sorted_keys.len(), "repeated relationships");
+        doc
+    }
+
+    fn package<'d>(doc: &'d Value, name: &str) -> Option<&'d Value> {
+        doc["packages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+    }
+
+    fn id(doc: &Value, name: &str) -> String {
+        let p = package(doc, name).unwrap_or_else(|| panic!("no package {name}"));
+        p["SPDXID"].as_str().unwrap().to_owned()
+    }
+
+    fn has(doc: &Value, from: &str, kind: &str, to: &str) -> bool {
+        doc["relationships"].as_array().unwrap().iter().any(|r| {
+            r["spdxElementId"] == from
+                && r["relationshipType"] == kind
+                && r["relatedSpdxElement"] == to
+        })
+    }
+
+    fn purl(p: &Value) -> &str {
+        p["externalRefs"][0]["referenceLocator"].as_str().unwrap()
+    }
+
+    #[test]
+    fn hello_service_lists_its_build_dependencies() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/hello-service");
+        let metadata = metadata(&dir.join("Cargo.toml"), &["--locked"]);
+        let lock = std::fs::read_to_string(dir.join("Cargo.lock")).unwrap();
+        let base: Reference = "gcr.io/distroless/static-debian12:nonroot".parse().unwrap();
+        let base_digest: Digest = BASE_DIGEST.parse().unwrap();
+        let image_digest: Digest = IMAGE_DIGEST.parse().unwrap();
+        let input = SbomInput {
+            metadata: &metadata,
+            root: root_id(&metadata),
+            bin: "hello-service",
+            platform: &Platform::linux_amd64(),
+            cargo_lock: Some(&lock),
+            base: Some((&base, &base_digest)),
+            image_name: "registry.example:5000/team/hello-service",
+            image_digest: &image_digest,
+            extra: &[(
+                "webpki-root-certs",
+                "1.0.4",
+                "CA certificates at /etc/ssl/certs/ca-certificates.crt",
+            )],
+            created: 1_700_000_000,
+        };
+        let doc = generate(&input);
+        let bytes = spdx_json(&input).unwrap();
+        let text = String::from_utf8(bytes).unwrap();
+        assert!(
+            !text.contains(env!("CARGO_MANIFEST_DIR")),
+            "a local path leaked"
+        );
+
+        assert_eq!(doc["spdxVersion"], "SPDX-2.3");
+        assert_eq!(doc["creationInfo"]["created"], "2023-11-14T22:13:20Z");
+        assert_eq!(
+            doc["documentNamespace"],
+            format!(
+                "https://spdx.stevedore.dev/hello-service/{}",
+                &IMAGE_DIGEST[7..]
+            )
+        );
+
+        let image = id(&doc, "registry.example:5000/team/hello-service");
+        let root = id(&doc, "hello-service");
+        let cc = id(&doc, "cc");
+        let base = id(&doc, "gcr.io/distroless/static-debian12");
+        assert!(has(&doc, "SPDXRef-DOCUMENT", "DESCRIBES", &image));
+        assert!(has(&doc, &image, "CONTAINS", &root));
+        assert!(has(
+            &doc,
+            &image,
+            "CONTAINS",
+            &id(&doc, "webpki-root-certs")
+        ));
+        assert!(has(&doc, &image, "DESCENDANT_OF", &base));
+        assert!(has(&doc, &cc, "BUILD_DEPENDENCY_OF", &root));
+        assert!(!has(&doc, &root, "DEPENDS_ON", &cc));
+        for dep in ["shlex", "find-msvc-tools"] {
+            assert!(has(&doc, &cc, "DEPENDS_ON", &id(&doc, dep)), "cc → {dep}");
+        }
+
+        let versions = lock_checksums(&lock);
+        for name in ["cc", "shlex", "find-msvc-tools"] {
+            let p = package(&doc, name).unwrap();
+            let version = p["versionInfo"].as_str().unwrap();
+            let sum = &versions[&(
+                name.to_owned(),
+                version.to_owned(),
+                CRATES_IO_GIT.to_owned(),
+            )];
+            assert_eq!(p["checksums"][0]["checksumValue"], *sum);
+            assert_eq!(p["checksums"][0]["algorithm"], "SHA256");
+            assert_eq!(
+                p["downloadLocation"],
+                format!("https://crates.io/api/v1/crates/{name}/{version}/download")
+            );
+            assert_eq!(purl(p), format!("pkg:cargo/{name}@{version}"));
+            assert_eq!(p["licenseDeclared"], "MIT OR Apache-2.0");
+            assert_eq!(p["primaryPackagePurpose"], "LIBRARY");
+        }
+        let root = package(&doc, "hello-service").unwrap();
+        assert_eq!(root["primaryPackagePurpose"], "APPLICATION");
+        assert_eq!(root["downloadLocation"], NOASSERTION);
+        assert_eq!(root["licenseDeclared"], NOASSERTION);
+        assert!(root.get("checksums").is_none());
+
+        let image = package(&doc, "registry.example:5000/team/hello-service").unwrap();
+        assert_eq!(image["primaryPackagePurpose"], "CONTAINER");
+        assert_eq!(
+            purl(image),
+            format!("pkg:oci/hello-service@sha256%3A{}?arch=amd64&repository_url=registry.example%3A5000/team/hello-service", &IMAGE_DIGEST[7..])
+        );
+        let base = package(&doc, "gcr.io/distroless/static-debian12").unwrap();
+        assert_eq!(
+            purl(base),
+            format!("pkg:oci/static-debian12@sha256%3A{}?arch=amd64&repository_url=gcr.io/distroless/static-debian12&tag=nonroot", &BASE_DIGEST[7..])
+        );
+        assert_eq!(doc["packages"].as_array().unwrap().len(), 7);
+    }
+
+    fn write_crate(dir: &Path, name: &str, version: &str, license: &str, rest: &str) {
+        std::fs::create_dir_all(dir.join("src")).unwrap();
+        std::fs::write(dir.join("src/lib.rs"), "").unwrap();
+        let license = match license {
+            "" => String::new(),
+            l => format!("license = \"{l}\"\n"),
+        };
+        let manifest = format!(
+            "[package]\nname = \"{name}\"\nversion = \"{version}\"\nedition = \"2021\"\n{license}\n{rest}\n"
+        );
+        std::fs::write(dir.join("Cargo.toml"), manifest).unwrap();
+    }
+
+    /// A workspace whose root has a dev-, a build- and a Windows-only dependency, and whose
+    /// member `liba` (a workspace member, so cargo resolves its dev-dependencies) has a dev one.
+    fn fixture(dir: &Path) {
+        write_crate(
+            dir,
+            "app",
+            "0.1.0",
+            "MIT/Apache-2.0",
+            r#"[workspace]
+[dependencies]
+liba = { path = "crates/liba" }
+[dev-dependencies]
+devdep = { path = "crates/devdep" }
+[build-dependencies]
+builddep = { path = "crates/builddep" }
+[target.'cfg(windows)'.dependencies]
+winonly = { path = "crates/winonly" }
+"#,
+        );
+        let crates = dir.join("crates");
+        write_crate(
+            &crates.join("liba"),
+            "liba",
+            "1.2.3+build.5",
+            "MIT and (Apache-2.0 or BSD-3-Clause)",
+            "[dev-dependencies]\ndevinner = { path = \"../devinner\" }\n",
+        );
+        write_crate(&crates.join("devdep"), "devdep", "0.1.0", "MIT", "");
+        write_crate(&crates.join("devinner"), "devinner", "0.1.0", "MIT", "");
+        write_crate(&crates.join("winonly"), "winonly", "0.1.0", "MIT", "");
+        write_crate(
+            &crates.join("builddep"),
+            "builddep",
+            "0.2.0",
+            "Apache-2.0 WITH LLVM-exception",
+            "[dependencies]\nbdinner = { path = \"../bdinner\" }\n",
+        );
+        write_crate(
+            &crates.join("bdinner"),
+            "bdinner",
+            "0.3.0",
+            "LicenseRef-Proprietary",
+            "",
+        );
+    }
+
+    #[test]
+    fn dev_and_other_platform_dependencies_stay_out() {
+        let dir = tempfile::tempdir().unwrap();
+        fixture(dir.path());
+        let metadata = metadata(&dir.path().join("Cargo.toml"), &[]);
+        let known: Vec<&str> = metadata.packages.iter().map(|p| p.name.as_str()).collect();
+        for name in ["devdep", "devinner"] {
+            assert!(known.contains(&name), "fixture does not exercise {name}");
+        }
+        let digest: Digest = IMAGE_DIGEST.parse().unwrap();
+        let input = SbomInput {
+            metadata: &metadata,
+            root: root_id(&metadata),
+            bin: "app",
+            platform: &Platform::linux_arm64(),
+            cargo_lock: None,
+            base: None,
+            image_name: "app",
+            image_digest: &digest,
+            extra: &[],
+            created: 0,
+        };
+        let doc = generate(&input);
+        for absent in ["devdep", "devinner", "winonly"] {
+            assert!(package(&doc, absent).is_none(), "{absent} is listed");
+        }
+        let [app, liba, builddep, bdinner] =
+            ["app", "liba", "builddep", "bdinner"].map(|n| id(&doc, n));
+        assert!(has(&doc, &app, "DEPENDS_ON", &liba));
+        assert!(has(&doc, &builddep, "BUILD_DEPENDENCY_OF", &app));
+        assert!(has(&doc, &builddep, "DEPENDS_ON", &bdinner));
+        assert_eq!(doc["packages"].as_array().unwrap().len(), 5);
+        assert_eq!(liba, "SPDXRef-crate-liba-1.2.3-build.5");
+
+        let license = |name| package(&doc, name).unwrap()["licenseDeclared"].clone();
+        assert_eq!(license("app"), "MIT OR Apache-2.0");
+        assert_eq!(license("liba"), "MIT AND (Apache-2.0 OR BSD-3-Clause)");
+        assert_eq!(license("builddep"), "Apache-2.0 WITH LLVM-exception");
+        assert_eq!(license("bdinner"), NOASSERTION);
+        assert_eq!(
+            purl(package(&doc, "liba").unwrap()),
+            "pkg:cargo/liba@1.2.3%2Bbuild.5"
+        );
+        let image = package(&doc, "app").filter(|p| p["primaryPackagePurpose"] == "CONTAINER");
+        assert!(
+            image.is_none(),
+            "the image and the crate share a name, not an entry"
+        );
+        assert!(doc["relationships"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["relationshipType"] != "DESCENDANT_OF"));
+    }
+
+    #[test]
+    fn missing_graph_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        fixture(dir.path());
+        let mut metadata = metadata(&dir.path().join("Cargo.toml"), &[]);
+        let root = root_id(&metadata).clone();
+        let digest: Digest = IMAGE_DIGEST.parse().unwrap();
+        let platform = Platform::linux_amd64();
+        let run = |metadata: &Metadata| {
+            spdx_json(&SbomInput {
+                metadata,
+                root: &root,
+                bin: "app",
+                platform: &platform,
+                cargo_lock: None,
+                base: None,
+                image_name: "app",
+                image_digest: &digest,
+                extra: &[],
+                created: 0,
+            })
+        };
+        metadata.packages.retain(|p| p.name != "bdinner");
+        let err = run(&metadata).unwrap_err();
+        assert!(
+            matches!(&err, SbomError::NoPackage(id) if id.contains("bdinner")),
+            "{err:?}"
+        );
+        metadata.resolve = None;
+        assert!(matches!(run(&metadata), Err(SbomError::NoResolve)));
+    }
+
+    #[test]
+    fn license_expressions() {
+        let cases = [
+            ("MIT", Some("MIT")),
+            ("MIT/Apache-2.0", Some("MIT OR Apache-2.0")),
+            ("MIT / Apache-2.0", Some("MIT OR Apache-2.0")),
+            ("MIT or Apache-2.0", Some("MIT OR Apache-2.0")),
+            (
+                "(MIT OR Apache-2.0) AND Unicode-3.0",
+                Some("(MIT OR Apache-2.0) AND Unicode-3.0"),
+            ),
+            ("GPL-2.0+", Some("GPL-2.0+")),
+            ("((MIT))", Some("((MIT))")),
+            ("", None),
+            ("MIT OR", None),
+            ("(MIT", None),
+            ("MIT)", None),
+            ("MIT Apache-2.0", None),
+            ("MIT/Apache-2.0 AND ISC", None),
+            ("MIT WITH", None),
+            ("WITH MIT", None),
+            ("LicenseRef-Mine", None),
+            ("MIT AND licenseref-x", None),
+            ("Apache 2.0", None),
+            ("MIT, Apache-2.0", None),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(license_expression(raw).as_deref(), want, "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn lock_file_checksums() {
+        let sum = "02f0e023adb368345ce0ca6cdfc0f24a06554468d0e8503e14a0841de79bfa69";
+        let lock = format!(
+            r#"version = 4
+
+[[package]]
+name = "cc"
+version = "1.11.3"
+source = "registry+https://github.com/rust-lang/crates.io-index"
+checksum = "{sum}"
+dependencies = [
+ "shlex",
+]
+
+[[package]]
+name = "local"
+version = "0.1.0"
+
+[[package]]
+name = "bad"
+version = "1.0.0"
+source = "registry+https://github.com/rust-lang/crates.io-index"
+checksum = "not-hex"
+
+[metadata]
+name = "ignored"
+version = "1"
+source = "x"
+checksum = "{sum}"
+"#
+        );
+        let sums = lock_checksums(&lock);
+        assert_eq!(sums.len(), 1, "{sums:?}");
+        let key = (
+            "cc".to_owned(),
+            "1.11.3".to_owned(),
+            CRATES_IO_GIT.to_owned(),
+        );
+        assert_eq!(sums[&key], sum);
+    }
+
+    #[test]
+    fn locations_and_purls() {
+        assert_eq!(
+            git_location("git+https://github.com/a/b?branch=main#0123abc").as_deref(),
+            Some("git+https://github.com/a/b@0123abc")
+        );
+        assert_eq!(git_location("git+file:///tmp/repo#0123abc"), None);
+        assert_eq!(git_location("registry+https://x"), None);
+        assert_eq!(split_tag("app"), ("app", None));
+        assert_eq!(
+            split_tag("host:5000/app:1.0"),
+            ("host:5000/app", Some("1.0"))
+        );
+        assert_eq!(
+            split_tag("host:5000/app@sha256:00"),
+            ("host:5000/app", None)
+        );
+        let digest: Digest = IMAGE_DIGEST.parse().unwrap();
+        assert_eq!(
+            oci_purl("App", None, &digest, &Platform::linux_arm64()),
+            format!("pkg:oci/app@sha256%3A{}?arch=arm64", &IMAGE_DIGEST[7..])
+        );
+    }
+
+    #[test]
+    fn spdx_ids_are_unique_and_clean() {
+        let mut ids = Ids::default();
+        assert_eq!(
+            ids.claim(&["crate", "a_b", "1.0.0+x"]),
+            "SPDXRef-crate-a-b-1.0.0-x"
+        );
+        assert_eq!(
+            ids.claim(&["crate", "a-b", "1.0.0-x"]),
+            "SPDXRef-crate-a-b-1.0.0-x-2"
+        );
+        assert_eq!(
+            ids.claim(&["crate", "a-b", "1.0.0-x"]),
+            "SPDXRef-crate-a-b-1.0.0-x-3"
+        );
+    }
+}
