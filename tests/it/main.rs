@@ -4,6 +4,7 @@
 mod build;
 mod config;
 mod errors;
+mod faults;
 mod hermetic;
 mod init;
 mod library;

@@ -30,7 +30,7 @@ pub use dockerd::Dockerd;
 pub use registry::{Mode, Registry, Side, PASSWORD, USERNAME};
 pub use run::{run_entrypoint, umoci_unpack, umoci_unpack_platform};
 pub use serve::serve_and_probe;
-pub use token::{TokenFront, TOKEN_SERVICE};
+pub use token::{Fault, TokenFront, TOKEN_SERVICE};
 pub use tools::{
     require_all, require_tool, run_fails, run_ok, validate_spdx, DEBIAN_PACKAGES, PYPI_PACKAGES,
     ZIGLANG_VERSION,

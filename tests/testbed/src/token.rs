@@ -1,7 +1,8 @@
 //! A bearer-token front for a plain-HTTP [`Registry`], like Docker Hub or ghcr.io: `/v2/…`
 //! answers 401 with a `Bearer` challenge until the client fetches a token with the right scope
 //! from `/token`; authorised requests are proxied to the real registry. It also records every
-//! request, so tests can count what a client sent.
+//! request, so tests can count what a client sent, and injects faults on request ([`Fault`]):
+//! error statuses, rate limits and bodies cut short, the way flaky networks and registries fail.
 //!
 //! HTTP/1.1 with one request per connection (`Connection: close` both ways): clients reconnect,
 //! and bodies can be relayed as raw bytes, whatever their framing.
@@ -41,10 +42,62 @@ struct State {
     credentials: Option<(String, String)>,
     tokens: Mutex<HashMap<String, Vec<Access>>>,
     requests: Mutex<Vec<(String, String)>>,
+    faults: Mutex<Vec<Fault>>,
     next_token: AtomicU64,
     active: Mutex<usize>,
     idle: Condvar,
     shutdown: AtomicBool,
+}
+
+/// A failure the front injects into the next `times` authorised requests whose method is
+/// `method` and whose path contains `path_contains`.
+#[derive(Clone, Debug)]
+pub struct Fault {
+    method: String,
+    path_contains: String,
+    kind: FaultKind,
+    times: usize,
+}
+
+#[derive(Clone, Debug)]
+enum FaultKind {
+    /// Answer with this status instead of proxying (the request body is read and dropped).
+    Status { code: u16, retry_after: Option<u32> },
+    /// Proxy, but close the connection after this many bytes of the response body.
+    CutBody { after: u64 },
+}
+
+impl Fault {
+    /// Answers `code` (e.g. 500, 503, 429) instead of the registry.
+    pub fn status(method: &str, path_contains: &str, code: u16, times: usize) -> Fault {
+        Fault {
+            method: method.to_owned(),
+            path_contains: path_contains.to_owned(),
+            kind: FaultKind::Status {
+                code,
+                retry_after: None,
+            },
+            times,
+        }
+    }
+
+    /// The status answer carries `Retry-After: SECONDS`.
+    pub fn with_retry_after(mut self, seconds: u32) -> Fault {
+        if let FaultKind::Status { retry_after, .. } = &mut self.kind {
+            *retry_after = Some(seconds);
+        }
+        self
+    }
+
+    /// Relays the registry's answer but hangs up after `after` bytes of its body.
+    pub fn cut_body(method: &str, path_contains: &str, after: u64, times: usize) -> Fault {
+        Fault {
+            method: method.to_owned(),
+            path_contains: path_contains.to_owned(),
+            kind: FaultKind::CutBody { after },
+            times,
+        }
+    }
 }
 
 /// One resource and action, as in the scope `repository:NAME:pull,push`.
@@ -74,6 +127,7 @@ impl TokenFront {
             credentials: credentials.clone(),
             tokens: Mutex::new(HashMap::new()),
             requests: Mutex::new(Vec::new()),
+            faults: Mutex::new(Vec::new()),
             next_token: AtomicU64::new(1),
             active: Mutex::new(0),
             idle: Condvar::new(),
@@ -138,6 +192,26 @@ impl TokenFront {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// Adds a fault; faults are met in the order they were added.
+    pub fn inject(&self, fault: Fault) {
+        self.state
+            .faults
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(fault);
+    }
+
+    /// How many injected failures have not happened yet.
+    pub fn faults_left(&self) -> usize {
+        self.state
+            .faults
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|f| f.times)
+            .sum()
     }
 
     /// Forgets the recorded requests, e.g. between a first and a second push.
@@ -393,7 +467,63 @@ fn handle(client: TcpStream, state: &State) -> io::Result<()> {
         relay_body(&mut reader, &mut io::sink(), head.body()?)?;
         return challenge(&mut writer, state, &required, granted.is_some());
     }
-    forward(state, &head, &method, &target, &mut reader, &mut writer)
+    match take_fault(state, &method, path) {
+        Some(FaultKind::Status { code, retry_after }) => {
+            relay_body(&mut reader, &mut io::sink(), head.body()?)?;
+            let retry_after = retry_after.map(|s| s.to_string());
+            let headers: Vec<(&str, &str)> = retry_after
+                .as_deref()
+                .map(|s| ("Retry-After", s))
+                .into_iter()
+                .collect();
+            respond(
+                &mut writer,
+                &status_line(code),
+                &headers,
+                "injected fault\n",
+            )
+        }
+        Some(FaultKind::CutBody { after }) => forward(
+            state,
+            &head,
+            &method,
+            &target,
+            &mut reader,
+            &mut writer,
+            Some(after),
+        ),
+        None => forward(
+            state,
+            &head,
+            &method,
+            &target,
+            &mut reader,
+            &mut writer,
+            None,
+        ),
+    }
+}
+
+/// The first injected fault that matches, counted down.
+fn take_fault(state: &State, method: &str, path: &str) -> Option<FaultKind> {
+    let mut faults = state.faults.lock().unwrap_or_else(|e| e.into_inner());
+    let fault = faults
+        .iter_mut()
+        .find(|f| f.times > 0 && f.method == method && path.contains(&f.path_contains))?;
+    fault.times -= 1;
+    Some(fault.kind.clone())
+}
+
+fn status_line(code: u16) -> String {
+    let reason = match code {
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "Injected",
+    };
+    format!("{code} {reason}")
 }
 
 /// What a request needs, the way distribution's token auth decides it: pull for reads, pull and
@@ -612,6 +742,7 @@ fn forward(
     target: &str,
     client_reader: &mut BufReader<TcpStream>,
     client_writer: &mut BufWriter<TcpStream>,
+    cut_after: Option<u64>,
 ) -> io::Result<()> {
     let upstream = TcpStream::connect(&state.upstream)?;
     upstream.set_read_timeout(Some(IO_TIMEOUT))?;
@@ -654,9 +785,16 @@ fn forward(
     }
     write!(client_writer, "Connection: close\r\n\r\n")?;
     // We asked for Connection: close, so the registry ends the body by closing: copy to EOF.
-    io::copy(&mut up_reader, client_writer)?;
+    match cut_after {
+        None => io::copy(&mut up_reader, client_writer)?,
+        Some(limit) => io::copy(&mut (&mut up_reader).take(limit), client_writer)?,
+    };
     client_writer.flush()?;
-    client_writer.get_ref().shutdown(std::net::Shutdown::Write)
+    let how = match cut_after {
+        None => std::net::Shutdown::Write,
+        Some(_) => std::net::Shutdown::Both,
+    };
+    client_writer.get_ref().shutdown(how)
 }
 
 #[cfg(test)]
