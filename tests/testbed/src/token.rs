@@ -467,7 +467,7 @@ fn handle(client: TcpStream, state: &State) -> io::Result<()> {
         relay_body(&mut reader, &mut io::sink(), head.body()?)?;
         return challenge(&mut writer, state, &required, granted.is_some());
     }
-    match take_fault(state, &method, path) {
+    let cut_after = match take_fault(state, &method, path) {
         Some(FaultKind::Status { code, retry_after }) => {
             relay_body(&mut reader, &mut io::sink(), head.body()?)?;
             let retry_after = retry_after.map(|s| s.to_string());
@@ -476,32 +476,25 @@ fn handle(client: TcpStream, state: &State) -> io::Result<()> {
                 .map(|s| ("Retry-After", s))
                 .into_iter()
                 .collect();
-            respond(
+            return respond(
                 &mut writer,
                 &status_line(code),
                 &headers,
                 "injected fault\n",
-            )
+            );
         }
-        Some(FaultKind::CutBody { after }) => forward(
-            state,
-            &head,
-            &method,
-            &target,
-            &mut reader,
-            &mut writer,
-            Some(after),
-        ),
-        None => forward(
-            state,
-            &head,
-            &method,
-            &target,
-            &mut reader,
-            &mut writer,
-            None,
-        ),
-    }
+        Some(FaultKind::CutBody { after }) => Some(after),
+        None => None,
+    };
+    forward(
+        state,
+        &head,
+        &method,
+        &target,
+        &mut reader,
+        &mut writer,
+        cut_after,
+    )
 }
 
 /// The first injected fault that matches, counted down.
