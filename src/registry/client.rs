@@ -75,6 +75,11 @@ impl Client {
         })
     }
 
+    /// Whether every request is refused (`--offline`).
+    pub(crate) fn offline(&self) -> bool {
+        self.offline
+    }
+
     /// Sends `GET /v2/<repo>/<path>` (or another method via `build`) with auth and retries.
     /// Any status but success is an error, except those listed in `accept_status`.
     pub(crate) fn send(

@@ -64,7 +64,6 @@ pub struct BaseImage {
 /// A client for the registries an image build talks to.
 pub struct Registry {
     client: Client,
-    offline: bool,
     progress: Arc<dyn Progress>,
 }
 
@@ -93,7 +92,6 @@ impl Registry {
     pub fn with_keychain(opts: RegistryOptions, keychain: Keychain) -> Result<Self, RegistryError> {
         Ok(Registry {
             client: Client::new(&opts, keychain)?,
-            offline: opts.offline,
             progress: Arc::new(Silent),
         })
     }
@@ -121,7 +119,7 @@ impl Registry {
         store: &BlobStore,
     ) -> Result<Vec<BaseImage>, RegistryError> {
         let pinned = pinned.or(reference.digest());
-        if self.offline {
+        if self.client.offline() {
             let missing = self.missing(reference, pinned, platforms, store)?;
             if !missing.is_empty() {
                 return Err(RegistryError::NotCached {

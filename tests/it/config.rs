@@ -32,14 +32,30 @@ pub fn configured_project(dir: &Path, registry: &str, edit: impl Fn(String) -> S
     path
 }
 
+/// The shared copy of the project, configured for `registry`, with the turn to use it.
+pub fn shared_project(registry: &Registry) -> (std::sync::MutexGuard<'static, ()>, PathBuf) {
+    let turn = SHARED_PROJECT.lock().unwrap_or_else(|e| e.into_inner());
+    let manifest = configured_project(
+        &testbed::testbed_dir().join("configured-project"),
+        &registry.addr(),
+        |m| m,
+    );
+    (turn, manifest)
+}
+
 pub fn build(manifest: &Path) -> Command {
+    stevedore("build", manifest)
+}
+
+/// `cargo stevedore VERB` for `manifest`, with the test bed's toolchain, zig and caches.
+pub fn stevedore(verb: &str, manifest: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_cargo-stevedore"));
     cmd.env("PATH", testbed::tool_path_env())
         .env("CARGO_TARGET_DIR", testbed::fixture_target_dir())
         .env("STEVEDORE_CACHE_DIR", testbed::testbed_dir().join("cache"))
         .env("SOURCE_DATE_EPOCH", FIXTURE_EPOCH.to_string())
         .env_remove("STEVEDORE_REPO")
-        .args(["build", "--toolchain", "debweb", "--manifest-path"])
+        .args([verb, "--toolchain", "debweb", "--manifest-path"])
         .arg(manifest);
     cmd
 }
@@ -48,12 +64,7 @@ pub fn build(manifest: &Path) -> Command {
 fn every_setting_from_package_metadata_reaches_the_pushed_image() {
     let registry = Registry::start(Mode::Http);
     registry.push_base();
-    let _one_at_a_time = SHARED_PROJECT.lock().unwrap_or_else(|e| e.into_inner());
-    let manifest = configured_project(
-        &testbed::testbed_dir().join("configured-project"),
-        &registry.addr(),
-        |m| m,
-    );
+    let (_one_at_a_time, manifest) = shared_project(&registry);
     let out = run_ok(build(&manifest).args(["--push", "--json"]));
     let result = json(&out.stdout);
 
@@ -140,12 +151,7 @@ fn every_setting_from_package_metadata_reaches_the_pushed_image() {
 fn flags_and_stevedore_repo_override_the_metadata() {
     let registry = Registry::start(Mode::Http);
     registry.push_base();
-    let _one_at_a_time = SHARED_PROJECT.lock().unwrap_or_else(|e| e.into_inner());
-    let manifest = configured_project(
-        &testbed::testbed_dir().join("configured-project"),
-        &registry.addr(),
-        |m| m,
-    );
+    let (_one_at_a_time, manifest) = shared_project(&registry);
     let elsewhere = format!("{}/elsewhere/app", registry.addr());
     let dir = tempfile::tempdir().unwrap();
     let layout = dir.path().join("o");

@@ -6,7 +6,7 @@ use std::process::Command;
 
 use stevedore_testbed::{self as testbed, Mode, Registry, Side};
 
-use crate::config::{build, configured_project, SHARED_PROJECT};
+use crate::config::{build, shared_project, stevedore};
 use crate::util::*;
 
 fn lock_text(manifest: &Path) -> String {
@@ -52,12 +52,7 @@ fn the_lock_pins_the_base_until_updated_and_locked_fails_when_the_tag_moved() {
     let registry = Registry::start(Mode::Http);
     let base = registry.push_base();
     let index_digest = tag_digest(&registry, &base);
-    let _one_at_a_time = SHARED_PROJECT.lock().unwrap_or_else(|e| e.into_inner());
-    let manifest = configured_project(
-        &testbed::testbed_dir().join("configured-project"),
-        &registry.addr(),
-        |m| m,
-    );
+    let (_one_at_a_time, manifest) = shared_project(&registry);
 
     // --locked with no lock yet changes nothing and says what to run.
     let err = run_err(build(&manifest).arg("--locked"));
@@ -90,14 +85,7 @@ fn the_lock_pins_the_base_until_updated_and_locked_fails_when_the_tag_moved() {
         err.contains("moved") && err.contains(&index_digest) && err.contains(&moved_digest),
         "{err}"
     );
-    let stevedore = env!("CARGO_BIN_EXE_cargo-stevedore");
-    let lock_cmd = || {
-        let mut cmd = Command::new(stevedore);
-        cmd.env("PATH", testbed::tool_path_env())
-            .args(["lock", "--toolchain", "debweb", "--manifest-path"])
-            .arg(&manifest);
-        cmd
-    };
+    let lock_cmd = || stevedore("lock", &manifest);
     run_err(lock_cmd().arg("--locked"));
     assert!(
         lock_text(&manifest).contains(&pinned),
@@ -129,12 +117,7 @@ fn offline_builds_from_the_cache_alone_or_says_what_is_missing() {
         .as_str()
         .expect("the base has layers")
         .to_owned();
-    let _one_at_a_time = SHARED_PROJECT.lock().unwrap_or_else(|e| e.into_inner());
-    let manifest = configured_project(
-        &testbed::testbed_dir().join("configured-project"),
-        &registry.addr(),
-        |m| m,
-    );
+    let (_one_at_a_time, manifest) = shared_project(&registry);
     let cache = tempfile::tempdir().unwrap();
     let online = json(
         &run_ok(
@@ -197,9 +180,7 @@ fn offline_builds_from_the_cache_alone_or_says_what_is_missing() {
 fn verify_rebuilds_and_names_the_first_differing_file() {
     let registry = Registry::start(Mode::Http);
     registry.push_base();
-    let _one_at_a_time = SHARED_PROJECT.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = testbed::testbed_dir().join("configured-project");
-    let manifest = configured_project(&dir, &registry.addr(), |m| m);
+    let (_one_at_a_time, manifest) = shared_project(&registry);
     let out = tempfile::tempdir().unwrap();
     let layout = out.path().join("image");
     let built = json(
@@ -212,14 +193,9 @@ fn verify_rebuilds_and_names_the_first_differing_file() {
     );
     let digest = built["digest"].as_str().unwrap();
     let pushed = format!("{}/configured/app:2.3.4", registry.addr());
-    // `build`'s command line and environment, with the verb `verify`.
     let verify = |published: &str| {
-        let template = build(&manifest);
-        let mut cmd = Command::new(template.get_program());
-        cmd.envs(template.get_envs().filter_map(|(k, v)| Some((k, v?))))
-            .arg("verify")
-            .arg(published)
-            .args(template.get_args().skip(1));
+        let mut cmd = stevedore("verify", &manifest);
+        cmd.arg(published);
         cmd
     };
 
@@ -275,7 +251,7 @@ fn verify_rebuilds_and_names_the_first_differing_file() {
     assert!(text(&document).contains("\"configured\""));
 
     // A change in the source shows as the binary differing, named by its path in the image.
-    let main_rs = dir.join("src/main.rs");
+    let main_rs = manifest.with_file_name("src/main.rs");
     let source = std::fs::read_to_string(&main_rs).unwrap();
     std::fs::write(
         &main_rs,
