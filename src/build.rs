@@ -241,6 +241,13 @@ impl Build {
         self
     }
 
+    /// How long a registry connection may stay silent before the request is given up and
+    /// retried (default 30 s).
+    pub fn registry_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.registry.timeout = Some(timeout);
+        self
+    }
+
     /// Fail instead of changing `stevedore.lock`, and fail when a pinned base tag has moved.
     pub fn locked(mut self, locked: bool) -> Self {
         self.lock.locked = locked;

@@ -109,6 +109,10 @@ struct RegistryArgs {
     /// Registry host[:port] to reach over plain HTTP (loopback registries need no flag).
     #[arg(long, value_name = "HOST")]
     insecure_registry: Vec<String>,
+    /// Seconds a registry connection may stay silent (no answer, no bytes) before the request
+    /// is given up and retried [default: 30].
+    #[arg(long, value_name = "SECONDS", env = crate::env::TIMEOUT, value_parser = clap::value_parser!(u64).range(1..))]
+    timeout: Option<u64>,
 }
 
 impl RegistryArgs {
@@ -119,6 +123,9 @@ impl RegistryArgs {
         for host in self.insecure_registry {
             build = build.insecure_registry(host);
         }
+        if let Some(seconds) = self.timeout {
+            build = build.registry_timeout(std::time::Duration::from_secs(seconds));
+        }
         build
     }
 
@@ -127,6 +134,7 @@ impl RegistryArgs {
         let opts = RegistryOptions {
             ca_files: self.registry_ca,
             insecure: self.insecure_registry,
+            timeout: self.timeout.map(std::time::Duration::from_secs),
             ..RegistryOptions::default()
         };
         Registry::writing_to(opts, [target])

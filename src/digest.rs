@@ -177,8 +177,22 @@ impl<R: Read> VerifyingReader<R> {
     }
 }
 
+/// Content that is not what its digest or size says: the error inside the `io::Error` a
+/// [`VerifyingReader`] fails with, so callers can tell it from a broken transfer by its type.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ContentMismatch(String);
+
+impl ContentMismatch {
+    /// Whether `e` is a failed content check (and not, say, a broken connection or full disk).
+    pub fn is(e: &io::Error) -> bool {
+        e.get_ref()
+            .is_some_and(|inner| inner.is::<ContentMismatch>())
+    }
+}
+
 fn invalid(msg: String) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, msg)
+    io::Error::new(io::ErrorKind::InvalidData, ContentMismatch(msg))
 }
 
 impl<R: Read> Read for VerifyingReader<R> {

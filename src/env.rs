@@ -14,6 +14,9 @@ pub const REGISTRY: &str = "STEVEDORE_REGISTRY";
 /// Default image repository (like ko's KO_DOCKER_REPO): tags become `$STEVEDORE_REPO:TAG`
 /// unless `-t` names the image; wins over `repository` in Cargo.toml.
 pub const REPO: &str = "STEVEDORE_REPO";
+/// Seconds a registry connection may stay silent before a request is given up and retried
+/// (`--timeout`; default 30).
+pub const TIMEOUT: &str = "STEVEDORE_TIMEOUT";
 /// The zig to link musl binaries with, when not `zig` on PATH or `python3 -m ziglang`.
 pub const ZIG: &str = "STEVEDORE_ZIG";
 /// The cargo to run when `--toolchain` is not given (set by cargo for subcommands).

@@ -178,6 +178,7 @@ fn link_into(
                     method: "POST".into(),
                     url: target.name(),
                     status: 202,
+                    code: None,
                     detail: format!(
                         " (the registry would not mount {blob} from {})",
                         source.name()

@@ -1,77 +1,68 @@
-//! The HTTP side of a registry: choosing https or http, authenticating (basic or bearer
-//! tokens, cached per scope), and the one retry loop.
+//! The registry transport, stacked as go-containerregistry stacks it: scheme (ping, once per
+//! registry, `scheme.rs`) → auth (basic, or bearer tokens cached per scope; credentials looked
+//! up once per registry) → retry (one policy, `retry.rs`). Everything above asks [`Client`]
+//! for a request and gets a response with a success status, or a typed error.
 
 use std::collections::HashMap;
 use std::io::Read;
-use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use reqwest::blocking::{Client as Http, RequestBuilder, Response};
-use reqwest::header::{AUTHORIZATION, WWW_AUTHENTICATE};
+use reqwest::header::AUTHORIZATION;
 use reqwest::StatusCode;
 
 use super::auth::{Challenge, Credential, Keychain};
-use super::error::{envelope_detail, status_hint, RegistryError};
+use super::error::{envelope, status_hint, RegistryError};
+use super::retry::{self, Policy};
+use super::scheme::{self, Host};
 use super::RegistryOptions;
 use crate::reference::Reference;
 
-const ATTEMPTS: u32 = 5;
-const MAX_BACKOFF: Duration = Duration::from_secs(8);
+/// Whether a request may be sent again after a transient failure. An upload's PATCH or PUT
+/// may not: the session's state is unknown then, and the upload starts over instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Retry {
+    Yes,
+    No,
+}
 
-/// How to reach one registry, learned from its `/v2/` endpoint once.
-#[derive(Debug, Clone)]
-struct Host {
-    base: String,
-    challenge: Option<Challenge>,
+/// What one try of a request came to, as the retry loop sees it.
+enum Try {
+    Done(Response),
+    /// Failed in a way that may clear up; `Some` when the server said how long to wait.
+    Transient(RegistryError, Option<Duration>),
+    Final(RegistryError),
+    /// Send again at once without counting a try (new credentials were fetched).
+    Again,
 }
 
 /// An authenticated, retrying client for any number of registries.
 pub(crate) struct Client {
     http: Http,
+    idle: Duration,
+    policy: Policy,
     keychain: Keychain,
     insecure: Vec<String>,
     offline: bool,
     hosts: Mutex<HashMap<String, Host>>,
     tokens: Mutex<HashMap<(String, String), String>>,
+    credentials: Mutex<HashMap<String, Option<Credential>>>,
 }
 
 impl Client {
     pub(crate) fn new(opts: &RegistryOptions, keychain: Keychain) -> Result<Self, RegistryError> {
-        let mut builder = Http::builder()
-            .user_agent(match opts.user_agent.as_str() {
-                "" => format!("stevedore/{}", env!("CARGO_PKG_VERSION")),
-                agent => agent.to_owned(),
-            })
-            .connect_timeout(Duration::from_secs(15))
-            .timeout(None::<Duration>);
-        for path in &opts.ca_files {
-            let pem = std::fs::read(path).map_err(|e| RegistryError::Ca {
-                path: path.clone(),
-                message: e.to_string(),
-            })?;
-            let certs =
-                reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| RegistryError::Ca {
-                    path: path.clone(),
-                    message: e.to_string(),
-                })?;
-            if certs.is_empty() {
-                return Err(RegistryError::Ca {
-                    path: path.clone(),
-                    message: "no PEM certificate in it".into(),
-                });
-            }
-            for cert in certs {
-                builder = builder.add_root_certificate(cert);
-            }
-        }
+        let (http, idle) = scheme::http_client(opts)?;
         Ok(Client {
-            http: builder.build().map_err(RegistryError::Client)?,
+            http,
+            idle,
+            policy: Policy::default(),
             keychain,
             insecure: opts.insecure.clone(),
             offline: opts.offline,
             hosts: Mutex::default(),
             tokens: Mutex::default(),
+            credentials: Mutex::default(),
         })
     }
 
@@ -80,8 +71,16 @@ impl Client {
         self.offline
     }
 
-    /// Sends `GET /v2/<repo>/<path>` (or another method via `build`) with auth and retries.
-    /// Any status but success is an error, except those listed in `accept_status`.
+    pub(crate) fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// The bound on a request sending `len` bytes (idle timeout plus time for the bytes).
+    pub(crate) fn upload_timeout(&self, len: u64) -> Duration {
+        scheme::upload_timeout(self.idle, len)
+    }
+
+    /// Sends `GET /v2/<repo>/<path>` (or what `build` makes of the URL) with auth and retries.
     pub(crate) fn send(
         &self,
         reference: &Reference,
@@ -90,7 +89,7 @@ impl Client {
         build: &dyn Fn(&Http, &str) -> RequestBuilder,
     ) -> Result<Response, RegistryError> {
         let url = self.url(reference, path)?;
-        self.send_url(reference, scopes, &url, build)
+        self.send_url(reference, scopes, &url, Retry::Yes, build)
     }
 
     /// `https://HOST/v2/REPO/PATH` for the reference's registry.
@@ -117,59 +116,87 @@ impl Client {
     }
 
     /// Like [`Client::send`], to a full URL (upload sessions live at URLs the registry picks).
+    /// A 401 fetches a new token once (it may have expired mid-push) and sends again.
     pub(crate) fn send_url(
         &self,
         reference: &Reference,
         scopes: &[String],
         url: &str,
+        retry: Retry,
         build: &dyn Fn(&Http, &str) -> RequestBuilder,
     ) -> Result<Response, RegistryError> {
-        let host = self.host(reference)?;
-        let url = url.to_owned();
         let mut refreshed = false;
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let mut request = build(&self.http, &url);
-            if let Some(auth) = self.authorization(reference, &host, scopes, false)? {
-                request = request.header(AUTHORIZATION, sensitive(&auth));
-            }
-            let method = request
-                .try_clone()
-                .and_then(|r| r.build().ok())
-                .map(|r| r.method().to_string())
-                .unwrap_or_default();
-            let response = match request.send() {
-                Ok(r) => r,
-                Err(e) if attempt < ATTEMPTS && is_transient(&e) => {
-                    backoff(attempt, None);
-                    continue;
-                }
-                Err(e) => return Err(connect_error(reference, &url, e)),
+        self.retrying(retry, || {
+            let host = match self.host(reference) {
+                Ok(host) => host,
+                Err(e) => return Try::Final(e),
             };
-            let status = response.status();
-            if status == StatusCode::UNAUTHORIZED && !refreshed {
-                // The scope we hold may be too narrow: ask again with what the registry says.
+            let mut request = build(&self.http, url);
+            match self.authorization(reference, &host, scopes, false) {
+                Ok(Some(auth)) => request = request.header(AUTHORIZATION, sensitive(&auth)),
+                Ok(None) => {}
+                Err(e) => return Try::Final(e),
+            }
+            let method = method_of(&request);
+            let response = match request.send() {
+                Ok(response) => response,
+                Err(e) => return self.send_failure(reference, url, e),
+            };
+            if response.status() == StatusCode::UNAUTHORIZED && !refreshed {
                 refreshed = true;
-                self.forget_tokens(reference);
-                if let Some(challenge) = challenge_of(&response) {
-                    self.remember_challenge(reference, challenge);
-                    let host = self.host(reference)?;
-                    let _ = self.authorization(reference, &host, scopes, true)?;
-                    continue;
+                if let Err(e) = self.reauthorize(reference, scopes, &response) {
+                    return Try::Final(e);
+                }
+                return Try::Again;
+            }
+            judge(reference, &method, url, response)
+        })
+    }
+
+    /// Runs `once` until it is done, fails for good, or the policy gives up.
+    fn retrying(
+        &self,
+        retry: Retry,
+        mut once: impl FnMut() -> Try,
+    ) -> Result<Response, RegistryError> {
+        let mut tries = self.policy.start();
+        loop {
+            match once() {
+                Try::Done(response) => return Ok(response),
+                Try::Again => {}
+                Try::Final(e) => return Err(e),
+                Try::Transient(e, wait) => {
+                    if retry == Retry::No || !tries.wait(wait, &e.to_string()) {
+                        return Err(e);
+                    }
                 }
             }
-            if (status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error())
-                && attempt < ATTEMPTS
-            {
-                backoff(attempt, retry_after(&response));
-                continue;
-            }
-            if status.is_success() {
-                return Ok(response);
-            }
-            return Err(status_error(reference, &method, &url, response));
         }
+    }
+
+    fn send_failure(&self, reference: &Reference, url: &str, e: reqwest::Error) -> Try {
+        let transient = retry::transient(&e);
+        let error = RegistryError::connect(reference.registry(), url, e);
+        if transient {
+            Try::Transient(error, None)
+        } else {
+            Try::Final(error)
+        }
+    }
+
+    /// After a 401: forget the tokens held for the registry and fetch what the challenge asks.
+    fn reauthorize(
+        &self,
+        reference: &Reference,
+        scopes: &[String],
+        response: &Response,
+    ) -> Result<(), RegistryError> {
+        self.forget_tokens(reference);
+        if let Some(challenge) = scheme::challenge_of(response) {
+            self.remember_challenge(reference, challenge);
+        }
+        let host = self.host(reference)?;
+        self.authorization(reference, &host, scopes, true).map(drop)
     }
 
     /// The scheme and auth challenge of a registry, asked once.
@@ -184,47 +211,13 @@ impl Client {
         if let Some(host) = self.hosts.lock().expect("hosts lock").get(&key) {
             return Ok(host.clone());
         }
-        let api = reference.api_host();
-        let https = format!("https://{api}");
-        let host = match self.ping(&https) {
-            Ok((_, challenge)) => Host {
-                base: https,
-                challenge,
-            },
-            Err(e) if self.allows_http(reference.registry()) => {
-                let http = format!("http://{api}");
-                match self.ping(&http) {
-                    // Only a registry's answer counts: a TLS server says 400 to plain HTTP.
-                    Ok((status, challenge))
-                        if status.is_success() || status == StatusCode::UNAUTHORIZED =>
-                    {
-                        Host {
-                            base: http,
-                            challenge,
-                        }
-                    }
-                    _ => return Err(connect_error(reference, &https, e)),
-                }
-            }
-            Err(e) => return Err(connect_error(reference, &https, e)),
-        };
+        let allow_http = scheme::allows_http(reference.registry(), &self.insecure);
+        let host = scheme::discover(&self.http, &self.policy, reference, allow_http)?;
         self.hosts
             .lock()
             .expect("hosts lock")
             .insert(key, host.clone());
         Ok(host)
-    }
-
-    fn ping(&self, base: &str) -> Result<(StatusCode, Option<Challenge>), reqwest::Error> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match self.http.get(format!("{base}/v2/")).send() {
-                Ok(r) => return Ok((r.status(), challenge_of(&r))),
-                Err(e) if attempt < ATTEMPTS && is_transient(&e) => backoff(attempt, None),
-                Err(e) => return Err(e),
-            }
-        }
     }
 
     fn remember_challenge(&self, reference: &Reference, challenge: Challenge) {
@@ -238,19 +231,22 @@ impl Client {
         }
     }
 
-    /// Plain HTTP only for loopback registries and the ones the user named insecure.
-    fn allows_http(&self, registry: &str) -> bool {
-        let host = registry.rsplit_once(':').map_or(registry, |(h, p)| {
-            if p.bytes().all(|b| b.is_ascii_digit()) {
-                h
-            } else {
-                registry
-            }
-        });
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        let loopback =
-            host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
-        loopback || self.insecure.iter().any(|i| i == registry || i == host)
+    /// The registry's credential, looked up once per run (a helper process is not cheap).
+    fn credential(&self, registry: &str) -> Result<Option<Credential>, RegistryError> {
+        if let Some(known) = self
+            .credentials
+            .lock()
+            .expect("credentials lock")
+            .get(registry)
+        {
+            return Ok(known.clone());
+        }
+        let found = self.keychain.resolve(registry)?;
+        self.credentials
+            .lock()
+            .expect("credentials lock")
+            .insert(registry.to_owned(), found.clone());
+        Ok(found)
     }
 
     /// The Authorization header for `scopes` (e.g. `repository:app:pull,push`), if any is needed.
@@ -264,8 +260,7 @@ impl Client {
         match &host.challenge {
             None => Ok(None),
             Some(Challenge::Basic) => Ok(self
-                .keychain
-                .resolve(reference.registry())?
+                .credential(reference.registry())?
                 .map(|c| c.basic_header())),
             Some(Challenge::Bearer { realm, service, .. }) => {
                 let key = (reference.registry().to_owned(), scopes.join(" "));
@@ -274,14 +269,9 @@ impl Client {
                         return Ok(Some(format!("Bearer {token}")));
                     }
                 }
-                let credential = self.keychain.resolve(reference.registry())?;
-                let token = self.fetch_token(
-                    reference,
-                    realm,
-                    service.as_deref(),
-                    scopes,
-                    credential.as_ref(),
-                )?;
+                let credential = self.credential(reference.registry())?;
+                let token =
+                    self.fetch_token(reference, realm, service.as_deref(), scopes, credential)?;
                 self.tokens
                     .lock()
                     .expect("tokens lock")
@@ -304,35 +294,22 @@ impl Client {
         realm: &str,
         service: Option<&str>,
         scopes: &[String],
-        credential: Option<&Credential>,
+        credential: Option<Credential>,
     ) -> Result<String, RegistryError> {
         let mut query: Vec<(&str, &str)> = scopes.iter().map(|s| ("scope", s.as_str())).collect();
         if let Some(service) = service {
             query.push(("service", service));
         }
-        let mut attempt = 0;
-        let response = loop {
-            attempt += 1;
+        let response = self.retrying(Retry::Yes, || {
             let mut request = self.http.get(realm).query(&query);
-            if let Some(c) = credential {
+            if let Some(c) = &credential {
                 request = request.header(AUTHORIZATION, sensitive(&c.basic_header()));
             }
             match request.send() {
-                Ok(r)
-                    if (r.status().is_server_error()
-                        || r.status() == StatusCode::TOO_MANY_REQUESTS)
-                        && attempt < ATTEMPTS =>
-                {
-                    backoff(attempt, retry_after(&r));
-                }
-                Ok(r) => break r,
-                Err(e) if attempt < ATTEMPTS && is_transient(&e) => backoff(attempt, None),
-                Err(e) => return Err(connect_error(reference, realm, e)),
+                Ok(response) => judge(reference, "GET", realm, response),
+                Err(e) => self.send_failure(reference, realm, e),
             }
-        };
-        if !response.status().is_success() {
-            return Err(status_error(reference, "GET", realm, response));
-        }
+        })?;
         #[derive(serde::Deserialize)]
         struct TokenResponse {
             token: Option<String>,
@@ -353,84 +330,50 @@ impl Client {
     }
 }
 
+/// A response as one try's outcome: success, or a status error that is transient when the
+/// status or the registry's error code says the server is busy or failing.
+fn judge(reference: &Reference, method: &str, url: &str, response: Response) -> Try {
+    let status = response.status();
+    if status.is_success() {
+        return Try::Done(response);
+    }
+    let wait = retry::retry_after(response.headers());
+    let body = read_limited(response, 4096, url)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    let (detail, codes) = envelope(&body);
+    let busy = codes
+        .iter()
+        .any(|c| c == "TOOMANYREQUESTS" || c == "UNAVAILABLE");
+    let error = RegistryError::Status {
+        method: method.to_owned(),
+        url: redact(url),
+        status: status.as_u16(),
+        code: codes.into_iter().next(),
+        detail,
+        hint: status_hint(status.as_u16(), reference.registry()),
+    };
+    if retry::transient_status(status) || busy {
+        Try::Transient(error, wait)
+    } else {
+        Try::Final(error)
+    }
+}
+
+fn method_of(request: &RequestBuilder) -> String {
+    request
+        .try_clone()
+        .and_then(|r| r.build().ok())
+        .map(|r| r.method().to_string())
+        .unwrap_or_default()
+}
+
 /// A header value that HTTP libraries keep out of their own debug output.
 fn sensitive(value: &str) -> reqwest::header::HeaderValue {
     let mut value = reqwest::header::HeaderValue::from_str(value)
         .unwrap_or_else(|_| reqwest::header::HeaderValue::from_static("invalid"));
     value.set_sensitive(true);
     value
-}
-
-fn challenge_of(response: &Response) -> Option<Challenge> {
-    if response.status() != StatusCode::UNAUTHORIZED {
-        return None;
-    }
-    response
-        .headers()
-        .get_all(WWW_AUTHENTICATE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(Challenge::parse)
-}
-
-/// Connection failures worth another try; certificate and name-resolution problems are not.
-fn is_transient(e: &reqwest::Error) -> bool {
-    let chain = error_chain(e);
-    let permanent = [
-        "certificate",
-        "dns error",
-        "failed to lookup address",
-        "InvalidCertificate",
-    ];
-    (e.is_connect() || e.is_timeout() || e.is_request() || e.is_body())
-        && !permanent.iter().any(|p| chain.contains(p))
-}
-
-/// An error and its causes on one line, for classifying and for messages.
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}
-
-fn connect_error(reference: &Reference, url: &str, source: reqwest::Error) -> RegistryError {
-    let chain = error_chain(&source);
-    let registry = reference.registry();
-    let hint = if chain.contains("certificate") || chain.contains("InvalidCertificate") {
-        format!("the TLS certificate of {registry} is not trusted: pass --registry-ca FILE (its CA, PEM) or set SSL_CERT_FILE")
-    } else if chain.contains("dns error") || chain.contains("failed to lookup address") {
-        format!("cannot resolve the registry host {registry}: check the image reference")
-    } else {
-        format!(
-            "cannot reach {registry} at {}: is the registry running and reachable?",
-            redact(url)
-        )
-    };
-    RegistryError::Connect { hint, source }
-}
-
-fn status_error(
-    reference: &Reference,
-    method: &str,
-    url: &str,
-    response: Response,
-) -> RegistryError {
-    let status = response.status().as_u16();
-    let body = read_limited(response, 4096, url)
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default();
-    RegistryError::Status {
-        method: method.to_owned(),
-        url: redact(url),
-        status,
-        detail: envelope_detail(&body),
-        hint: status_hint(status, reference.registry()),
-    }
 }
 
 /// A URL without any userinfo or query (upload URLs carry session state, tokens may hide there).
@@ -444,27 +387,6 @@ pub(crate) fn redact(url: &str) -> String {
         }
         Err(_) => url.split('?').next().unwrap_or(url).to_owned(),
     }
-}
-
-fn retry_after(response: &Response) -> Option<Duration> {
-    let secs: u64 = response
-        .headers()
-        .get("retry-after")?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    Some(Duration::from_secs(secs).min(Duration::from_secs(60)))
-}
-
-/// Exponential backoff from 200 ms, capped; the server's Retry-After wins when given.
-pub(crate) fn backoff(attempt: u32, server_says: Option<Duration>) {
-    let wait = server_says.unwrap_or_else(|| {
-        (Duration::from_millis(200) * 2u32.pow(attempt.min(6))).min(MAX_BACKOFF)
-    });
-    tracing::debug!("retrying in {wait:?} (attempt {attempt})");
-    std::thread::sleep(wait);
 }
 
 /// Reads a small body whole, refusing more than `limit` bytes.
@@ -501,21 +423,5 @@ mod tests {
             redact("https://u:p@h/v2/x?state=abc&digest=y"),
             "https://h/v2/x"
         );
-    }
-
-    #[test]
-    fn only_loopback_and_named_hosts_get_http() {
-        let opts = RegistryOptions {
-            ca_files: vec![],
-            insecure: vec!["reg.lan:5000".into()],
-            user_agent: "t".into(),
-            ..RegistryOptions::default()
-        };
-        let client = Client::new(&opts, Keychain::default()).unwrap();
-        assert!(client.allows_http("127.0.0.1:5000"));
-        assert!(client.allows_http("localhost"));
-        assert!(client.allows_http("[::1]:5000"));
-        assert!(client.allows_http("reg.lan:5000"));
-        assert!(!client.allows_http("gcr.io"));
     }
 }

@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use super::client::redact;
+use super::retry::tls_failure;
 use crate::cache::CacheError;
 
 #[derive(Debug, thiserror::Error)]
@@ -16,11 +18,19 @@ pub enum RegistryError {
         #[source]
         source: reqwest::Error,
     },
+    #[error("cannot resolve the registry host {registry}: check the image reference and the machine's DNS")]
+    Resolve {
+        registry: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{method} {url} failed: {status}{detail}{hint}")]
     Status {
         method: String,
         url: String,
         status: u16,
+        /// The first error code of the registry's error envelope, e.g. `BLOB_UNKNOWN`.
+        code: Option<String>,
         detail: String,
         hint: String,
     },
@@ -100,6 +110,41 @@ pub enum RegistryError {
         #[source]
         source: CacheError,
     },
+    #[error(
+        "the download of {digest} from {reference} broke off after {received} of {size} bytes"
+    )]
+    Transfer {
+        reference: String,
+        digest: String,
+        received: u64,
+        size: u64,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl RegistryError {
+    /// A request that got no answer, with what to do about it, decided by the failure's type:
+    /// an untrusted certificate, another TLS failure, or no connection.
+    pub(crate) fn connect(registry: &str, url: &str, source: reqwest::Error) -> RegistryError {
+        let hint = match tls_failure(&source) {
+            Some(rustls::Error::InvalidCertificate(_)) => format!(
+                "the TLS certificate of {registry} is not trusted: pass --registry-ca FILE (its CA, PEM) or set SSL_CERT_FILE"
+            ),
+            Some(_) => format!(
+                "the TLS handshake with {registry} failed: if it is a plain-HTTP registry, pass --insecure-registry {registry}"
+            ),
+            None if source.is_timeout() => format!(
+                "{registry} did not answer in time at {}: it stalled or is overloaded; try again, or raise --timeout (STEVEDORE_TIMEOUT)",
+                redact(url)
+            ),
+            None => format!(
+                "cannot reach {registry} at {}: is the registry running and reachable?",
+                redact(url)
+            ),
+        };
+        RegistryError::Connect { hint, source }
+    }
 }
 
 /// What a user can do about an HTTP status from a registry.
@@ -115,17 +160,27 @@ pub(crate) fn status_hint(status: u16, registry: &str) -> String {
     }
 }
 
-/// The registry's error envelope (`{"errors":[{"code","message"}]}`), shortened for display.
-pub(crate) fn envelope_detail(body: &str) -> String {
-    #[derive(serde::Deserialize)]
-    struct Envelope {
-        errors: Vec<Entry>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Entry {
-        code: Option<String>,
-        message: Option<String>,
-    }
+/// The registry's error envelope (`{"errors":[{"code","message"}]}`), shortened for display,
+/// and its error codes.
+pub(crate) fn envelope(body: &str) -> (String, Vec<String>) {
+    let codes = serde_json::from_str::<Envelope>(body)
+        .map(|env| env.errors.into_iter().filter_map(|e| e.code).collect())
+        .unwrap_or_default();
+    (envelope_detail(body), codes)
+}
+
+#[derive(serde::Deserialize)]
+struct Envelope {
+    errors: Vec<Entry>,
+}
+
+#[derive(serde::Deserialize)]
+struct Entry {
+    code: Option<String>,
+    message: Option<String>,
+}
+
+fn envelope_detail(body: &str) -> String {
     match serde_json::from_str::<Envelope>(body) {
         Ok(env) if !env.errors.is_empty() => {
             let parts: Vec<String> = env

@@ -4,12 +4,18 @@
 //! every byte received is what its digest says.
 
 mod auth;
+mod blob;
 mod client;
 mod error;
 mod push;
+mod retry;
+mod scheme;
+#[cfg(test)]
+mod tests;
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest};
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
@@ -20,9 +26,9 @@ pub use error::RegistryError;
 use crate::cache::BlobStore;
 use crate::digest::Digest;
 use crate::platform::Platform;
-use crate::progress::{Counted, Progress, Silent};
+use crate::progress::{Progress, Silent};
 use crate::reference::Reference;
-use client::{backoff, error_chain, read_limited, Client};
+use client::{read_limited, Client};
 
 pub(crate) const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -43,6 +49,9 @@ pub struct RegistryOptions {
     pub offline: bool,
     /// Empty means `stevedore/VERSION`.
     pub user_agent: String,
+    /// How long a connection may stay silent (no response, no body bytes) before the request
+    /// fails and is retried; `None` means 30 s.
+    pub timeout: Option<Duration>,
 }
 
 /// One platform's image of the base, with its manifest, config and layers in the store.
@@ -377,70 +386,6 @@ impl Registry {
             })?;
         }
         Ok(())
-    }
-
-    /// Streams a blob of `reference`'s repository into the store, verified against its digest
-    /// and size; a transfer that breaks or arrives corrupt is tried again from the start.
-    pub fn fetch_blob(
-        &self,
-        reference: &Reference,
-        digest: &Digest,
-        size: u64,
-        store: &BlobStore,
-    ) -> Result<(), RegistryError> {
-        if verified(store, digest, reference)? {
-            return Ok(());
-        }
-        tracing::debug!(
-            "downloading {digest} ({size} bytes) from {}",
-            reference.name()
-        );
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let response = self
-                .client
-                .send(
-                    reference,
-                    &[reference.scope("pull")],
-                    &format!("blobs/{digest}"),
-                    &|http, url| http.get(url),
-                )
-                .map_err(|e| not_found(e, "blob", &reference.with_digest(digest.clone())))?;
-            self.progress.start("pull", digest, size);
-            let counted = Counted {
-                inner: response,
-                digest: digest.clone(),
-                progress: self.progress.clone(),
-            };
-            let stored = store.put_verified(digest, Some(size), counted);
-            self.progress.finish(digest);
-            match stored {
-                Ok(_) => return Ok(()),
-                Err(e) if attempt < 3 => {
-                    tracing::warn!("download of {digest} failed ({e}); trying again");
-                    backoff(attempt, None);
-                }
-                Err(e) => {
-                    let text = error_chain(&e);
-                    if text.contains("digest mismatch")
-                        || text.contains("bytes, expected")
-                        || text.contains("larger than")
-                    {
-                        return Err(RegistryError::DigestMismatch {
-                            what: "blob",
-                            reference: reference.name(),
-                            expected: digest.to_string(),
-                            actual: text,
-                        });
-                    }
-                    return Err(RegistryError::Store {
-                        reference: reference.to_string(),
-                        source: e,
-                    });
-                }
-            }
-        }
     }
 }
 

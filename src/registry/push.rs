@@ -7,8 +7,10 @@ use std::path::{Path, PathBuf};
 
 use reqwest::blocking::Body;
 use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, LOCATION};
+use reqwest::StatusCode;
 
-use super::client::backoff;
+use super::client::Retry;
+use super::retry;
 use super::{Registry, RegistryError, OCI_INDEX};
 use crate::cache::BlobStore;
 use crate::digest::Digest;
@@ -18,7 +20,6 @@ use crate::reference::Reference;
 /// Blobs up to this size go up in one PUT; larger ones in chunks of [`CHUNK`].
 const MONOLITHIC_LIMIT: u64 = 64 << 20;
 const CHUNK: u64 = 32 << 20;
-const UPLOAD_ATTEMPTS: u32 = 3;
 
 impl Registry {
     /// Whether the repository already has the blob (HEAD).
@@ -51,7 +52,9 @@ impl Registry {
         Ok(response.status().as_u16() == 201)
     }
 
-    /// Uploads a blob from the store, streaming from disk; a broken upload starts over.
+    /// Uploads a blob from the store, streaming from disk. A PATCH or PUT that fails is not
+    /// sent again on the same session (its state is unknown): the session is cancelled and the
+    /// upload starts over on a new one, within the retry policy.
     pub fn upload_blob(
         &self,
         repo: &Reference,
@@ -60,32 +63,37 @@ impl Registry {
         store: &BlobStore,
     ) -> Result<(), RegistryError> {
         let path = store.path(digest);
-        let mut attempt = 0;
+        let mut tries = self.client.policy().start();
         loop {
-            attempt += 1;
             self.progress.start("push", digest, size);
-            let sent = self.upload_once(repo, digest, size, &path);
+            let mut session = None;
+            let sent = self.upload_once(repo, digest, size, &path, &mut session);
             self.progress.finish(digest);
-            match sent {
-                Ok(()) => return Ok(()),
-                Err(e) if attempt < UPLOAD_ATTEMPTS && retryable(&e) => {
-                    tracing::warn!(
-                        "upload of {digest} to {} failed ({e}); starting over",
-                        repo.name()
-                    );
-                    backoff(attempt, None);
-                }
-                Err(e) => return Err(e),
+            let Err(e) = sent else {
+                return Ok(());
+            };
+            if let Some(location) = session {
+                self.cancel_upload(repo, &location);
+            }
+            let what = format!(
+                "the upload of {digest} to {} failed ({e}); starting over on a new session",
+                repo.name()
+            );
+            if !restartable(&e) || !tries.wait(None, &what) {
+                return Err(e);
             }
         }
     }
 
+    /// One upload session: POST, PATCHes for a large blob, the closing PUT. `session` holds
+    /// the upload's URL while it is open, so a failure can cancel it.
     fn upload_once(
         &self,
         repo: &Reference,
         digest: &Digest,
         size: u64,
         path: &Path,
+        session: &mut Option<String>,
     ) -> Result<(), RegistryError> {
         let scopes = [repo.scope("pull,push")];
         let started = self
@@ -94,26 +102,23 @@ impl Registry {
                 http.post(url).header(CONTENT_LENGTH, 0)
             })?;
         let mut location = self.location(repo, &started)?;
+        *session = Some(location.clone());
         let mut offset = 0;
         if size > MONOLITHIC_LIMIT {
             while offset < size {
                 let len = CHUNK.min(size - offset);
                 let range = format!("{offset}-{}", offset + len - 1);
-                let response = self
-                    .client
-                    .send_url(repo, &scopes, &location, &|http, url| {
-                        http.patch(url)
-                            .header(CONTENT_TYPE, "application/octet-stream")
-                            .header(CONTENT_RANGE, range.as_str())
-                            .body(Body::sized(
-                                self.counted(
-                                    digest,
-                                    FileSection::new(path.to_path_buf(), offset, len),
-                                ),
-                                len,
-                            ))
-                    })?;
+                let response =
+                    self.client
+                        .send_url(repo, &scopes, &location, Retry::No, &|http, url| {
+                            http.patch(url)
+                                .timeout(self.client.upload_timeout(len))
+                                .header(CONTENT_TYPE, "application/octet-stream")
+                                .header(CONTENT_RANGE, range.as_str())
+                                .body(self.section(digest, path, offset, len))
+                        })?;
                 location = self.location(repo, &response)?;
+                *session = Some(location.clone());
                 offset += len;
             }
         }
@@ -122,15 +127,36 @@ impl Registry {
             "{location}{}digest={digest}",
             if location.contains('?') { '&' } else { '?' }
         );
-        self.client.send_url(repo, &scopes, &url, &|http, url| {
-            http.put(url)
-                .header(CONTENT_TYPE, "application/octet-stream")
-                .body(Body::sized(
-                    self.counted(digest, FileSection::new(path.to_path_buf(), offset, rest)),
-                    rest,
-                ))
-        })?;
+        self.client
+            .send_url(repo, &scopes, &url, Retry::No, &|http, url| {
+                http.put(url)
+                    .timeout(self.client.upload_timeout(rest))
+                    .header(CONTENT_TYPE, "application/octet-stream")
+                    .body(self.section(digest, path, offset, rest))
+            })?;
+        *session = None;
         Ok(())
+    }
+
+    /// Tells the registry to drop an upload session that failed (best effort: a registry may
+    /// not allow it, and it expires them anyway).
+    fn cancel_upload(&self, repo: &Reference, location: &str) {
+        let scopes = [repo.scope("pull,push")];
+        let cancelled = self
+            .client
+            .send_url(repo, &scopes, location, Retry::No, &|http, url| {
+                http.delete(url)
+            });
+        if let Err(e) = cancelled {
+            tracing::debug!("could not cancel an upload session on {}: {e}", repo.name());
+        }
+    }
+
+    fn section(&self, digest: &Digest, path: &Path, offset: u64, len: u64) -> Body {
+        Body::sized(
+            self.counted(digest, FileSection::new(path.to_path_buf(), offset, len)),
+            len,
+        )
     }
 
     fn counted(&self, digest: &Digest, section: FileSection) -> Counted<FileSection> {
@@ -154,6 +180,7 @@ impl Registry {
                 method: "POST".into(),
                 url: repo.name(),
                 status: response.status().as_u16(),
+                code: None,
                 detail: " (no Location header for the upload)".into(),
                 hint: String::new(),
             })?;
@@ -241,15 +268,17 @@ impl Registry {
     }
 }
 
-fn retryable(e: &RegistryError) -> bool {
-    matches!(
-        e,
-        RegistryError::Connect { .. }
-            | RegistryError::Status {
-                status: 500..=599 | 429 | 408,
-                ..
-            }
-    )
+/// Whether an upload that failed this way may succeed on a new session: the connection broke
+/// or stalled, the registry was busy or failing, or it forgot the session.
+fn restartable(e: &RegistryError) -> bool {
+    match e {
+        RegistryError::Connect { source, .. } => retry::transient(source),
+        RegistryError::Status { status, code, .. } => {
+            StatusCode::from_u16(*status).is_ok_and(retry::transient_status)
+                || code.as_deref() == Some("BLOB_UPLOAD_UNKNOWN")
+        }
+        _ => false,
+    }
 }
 
 /// A byte range of a file, opened on first read so a retried request re-reads from the start.

@@ -95,3 +95,113 @@ fn a_registry_that_keeps_failing_is_a_clear_error_after_a_few_tries() {
         "{tries} tries: retried, but not forever"
     );
 }
+
+/// Runs `cmd` and returns its output and how long it took.
+fn timed(cmd: &mut Command) -> (std::process::Output, std::time::Duration) {
+    let started = std::time::Instant::now();
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    (out, started.elapsed())
+}
+
+#[test]
+fn a_download_that_stalls_half_way_resumes_after_the_idle_timeout() {
+    let front = TokenFront::start(Registry::start(Mode::Http), None);
+    let base = front.push_base();
+    let clean_cache = tempfile::tempdir().unwrap();
+    let clean = json(&run_ok(&mut build_on(&base, clean_cache.path())).stdout);
+
+    // Every blob GET goes silent after 200 bytes once; an idle timeout of 2 s ends each stall.
+    front.inject(Fault::stall_body("GET", "/blobs/", 200, 3));
+    front.clear_requests();
+    let cache = tempfile::tempdir().unwrap();
+    let (out, took) = timed(build_on(&base, cache.path()).env("STEVEDORE_TIMEOUT", "2"));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        took < std::time::Duration::from_secs(60),
+        "bounded: {took:?}"
+    );
+    assert_eq!(front.faults_left(), 0, "every stall happened");
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("resuming"),
+        "the transfer resumed: {stderr}"
+    );
+    assert_eq!(json(&out.stdout)["digest"], clean["digest"]);
+    assert_cache_intact(cache.path());
+}
+
+#[test]
+fn a_push_survives_an_unanswered_upload_a_reset_an_expired_token_and_a_dated_429() {
+    let front = TokenFront::start(Registry::start(Mode::Http), None);
+    let base = front.push_base();
+    // The first blob PUT never gets an answer, the next one is reset; the first manifest PUT
+    // finds its token expired, the next is told to come back at an HTTP date.
+    front.inject(Fault::no_answer("PUT", "/blobs/uploads/", 1));
+    front.inject(Fault::reset("PUT", "/blobs/uploads/", 1));
+    front.inject(Fault::expire_tokens("PUT", "/manifests/", 1));
+    front.inject(Fault::status("PUT", "/manifests/", 429, 1).with_retry_after_date(1));
+    let image = format!("{}/test/stalls:1", front.addr());
+    let cache = tempfile::tempdir().unwrap();
+    let mut push = build_on(&base, cache.path());
+    push.env("STEVEDORE_TIMEOUT", "2")
+        .args(["--push", "-t", &image]);
+    let (out, took) = timed(&mut push);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        took < std::time::Duration::from_secs(90),
+        "bounded: {took:?}"
+    );
+    assert_eq!(front.faults_left(), 0, "every fault happened");
+    let pushed = json(&out.stdout);
+
+    // skopeo reads back every blob, checking each digest: no tag names a missing blob.
+    let copy = tempfile::tempdir().unwrap();
+    run_ok(
+        Command::new(testbed::require_tool("skopeo"))
+            .arg("copy")
+            .args(front.skopeo_flags(Side::Src))
+            .arg(format!("docker://{image}"))
+            .arg(format!("oci:{}:1", copy.path().join("l").display())),
+    );
+    let flags = front.skopeo_flags(Side::Inspect);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    assert_eq!(
+        skopeo_inspect(&flags, &format!("docker://{image}"))["Digest"],
+        pushed["digest"]
+    );
+
+    // A second push finds everything there and uploads nothing.
+    front.clear_requests();
+    run_ok(&mut push);
+    let uploads = front
+        .requests()
+        .iter()
+        .filter(|(m, p)| (m == "PUT" || m == "PATCH") && p.contains("/blobs/uploads/"))
+        .count();
+    assert_eq!(uploads, 0, "a re-run uploads only what is missing");
+}
+
+#[test]
+fn an_unresolvable_registry_is_a_clear_error_without_retries() {
+    let front = TokenFront::start(Registry::start(Mode::Http), None);
+    let base = front.push_base();
+    let cache = tempfile::tempdir().unwrap();
+    let (out, took) = timed(build_on(&base, cache.path()).args([
+        "--push",
+        "-t",
+        "registry.invalid:5000/team/app:1",
+    ]));
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("cannot resolve the registry host registry.invalid:5000"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("trying again"), "not retried: {stderr}");
+    assert!(
+        took < std::time::Duration::from_secs(60),
+        "bounded: {took:?}"
+    );
+}

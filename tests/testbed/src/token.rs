@@ -62,10 +62,34 @@ pub struct Fault {
 #[derive(Clone, Debug)]
 enum FaultKind {
     /// Answer with this status instead of proxying (the request body is read and dropped).
-    Status { code: u16, retry_after: Option<u32> },
+    Status {
+        code: u16,
+        retry_after: Option<RetryAfter>,
+    },
     /// Proxy, but close the connection after this many bytes of the response body.
     CutBody { after: u64 },
+    /// Proxy, but stop sending after this many bytes of the response body and hold the
+    /// connection open, silent, until the client gives up (or [`STALL_LIMIT`] passes).
+    StallBody { after: u64 },
+    /// Read the request, then say nothing until the client gives up.
+    NoAnswer,
+    /// Reset the connection (RST) without reading the request body.
+    Reset,
+    /// Forget every token issued so far and answer 401, as a registry does when a token
+    /// expires mid-push.
+    ExpireTokens,
 }
+
+#[derive(Clone, Copy, Debug)]
+enum RetryAfter {
+    Seconds(u32),
+    /// An HTTP date this many seconds after the answer.
+    Date(u32),
+}
+
+/// The longest a stalled or unanswered connection is held, so a test that forgot its client
+/// still ends.
+const STALL_LIMIT: Duration = Duration::from_secs(60);
 
 impl Fault {
     /// Answers `code` (e.g. 500, 503, 429) instead of the registry.
@@ -84,9 +108,47 @@ impl Fault {
     /// The status answer carries `Retry-After: SECONDS`.
     pub fn with_retry_after(mut self, seconds: u32) -> Fault {
         if let FaultKind::Status { retry_after, .. } = &mut self.kind {
-            *retry_after = Some(seconds);
+            *retry_after = Some(RetryAfter::Seconds(seconds));
         }
         self
+    }
+
+    /// The status answer carries `Retry-After: HTTP-DATE`, `seconds` after the answer.
+    pub fn with_retry_after_date(mut self, seconds: u32) -> Fault {
+        if let FaultKind::Status { retry_after, .. } = &mut self.kind {
+            *retry_after = Some(RetryAfter::Date(seconds));
+        }
+        self
+    }
+
+    /// Relays the registry's answer but goes silent after `after` bytes of its body, holding
+    /// the connection open.
+    pub fn stall_body(method: &str, path_contains: &str, after: u64, times: usize) -> Fault {
+        Fault::new(method, path_contains, FaultKind::StallBody { after }, times)
+    }
+
+    /// Reads the request and never answers.
+    pub fn no_answer(method: &str, path_contains: &str, times: usize) -> Fault {
+        Fault::new(method, path_contains, FaultKind::NoAnswer, times)
+    }
+
+    /// Resets the connection without reading the request's body.
+    pub fn reset(method: &str, path_contains: &str, times: usize) -> Fault {
+        Fault::new(method, path_contains, FaultKind::Reset, times)
+    }
+
+    /// Expires every token issued so far and answers 401 with a fresh challenge.
+    pub fn expire_tokens(method: &str, path_contains: &str, times: usize) -> Fault {
+        Fault::new(method, path_contains, FaultKind::ExpireTokens, times)
+    }
+
+    fn new(method: &str, path_contains: &str, kind: FaultKind, times: usize) -> Fault {
+        Fault {
+            method: method.to_owned(),
+            path_contains: path_contains.to_owned(),
+            kind,
+            times,
+        }
     }
 
     /// Relays the registry's answer but hangs up after `after` bytes of its body.
@@ -467,10 +529,15 @@ fn handle(client: TcpStream, state: &State) -> io::Result<()> {
         relay_body(&mut reader, &mut io::sink(), head.body()?)?;
         return challenge(&mut writer, state, &required, granted.is_some());
     }
-    let cut_after = match take_fault(state, &method, path) {
+    let cut = match take_fault(state, &method, path) {
         Some(FaultKind::Status { code, retry_after }) => {
             relay_body(&mut reader, &mut io::sink(), head.body()?)?;
-            let retry_after = retry_after.map(|s| s.to_string());
+            let retry_after = retry_after.map(|r| match r {
+                RetryAfter::Seconds(s) => s.to_string(),
+                RetryAfter::Date(s) => httpdate::fmt_http_date(
+                    std::time::SystemTime::now() + Duration::from_secs(s.into()),
+                ),
+            });
             let headers: Vec<(&str, &str)> = retry_after
                 .as_deref()
                 .map(|s| ("Retry-After", s))
@@ -483,7 +550,23 @@ fn handle(client: TcpStream, state: &State) -> io::Result<()> {
                 "injected fault\n",
             );
         }
-        Some(FaultKind::CutBody { after }) => Some(after),
+        Some(FaultKind::CutBody { after }) => Some(Cut::Close(after)),
+        Some(FaultKind::StallBody { after }) => Some(Cut::Stall(after)),
+        Some(FaultKind::NoAnswer) => {
+            relay_body(&mut reader, &mut io::sink(), head.body()?)?;
+            writer.flush()?;
+            return hold_until_client_leaves(reader.get_ref());
+        }
+        Some(FaultKind::Reset) => return reset(writer.get_ref()),
+        Some(FaultKind::ExpireTokens) => {
+            relay_body(&mut reader, &mut io::sink(), head.body()?)?;
+            state
+                .tokens
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clear();
+            return challenge(&mut writer, state, &required, true);
+        }
         None => None,
     };
     forward(
@@ -493,8 +576,54 @@ fn handle(client: TcpStream, state: &State) -> io::Result<()> {
         &target,
         &mut reader,
         &mut writer,
-        cut_after,
+        cut,
     )
+}
+
+/// How a relayed response body is cut short.
+#[derive(Clone, Copy)]
+enum Cut {
+    /// Close the connection after this many bytes.
+    Close(u64),
+    /// Go silent after this many bytes, holding the connection.
+    Stall(u64),
+}
+
+/// Holds a connection open and silent until the client closes it (or [`STALL_LIMIT`]).
+fn hold_until_client_leaves(client: &TcpStream) -> io::Result<()> {
+    client.set_read_timeout(Some(STALL_LIMIT))?;
+    let mut buf = [0u8; 4096];
+    let mut reader = client;
+    // Whatever the client still sends is dropped; its close (0 or an error) ends the hold.
+    while let Ok(n) = reader.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Closes a connection with RST: SO_LINGER with a zero timeout makes close() abort it.
+fn reset(client: &TcpStream) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: a valid socket descriptor and a correctly sized linger struct.
+    let rc = unsafe {
+        libc::setsockopt(
+            client.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// The first injected fault that matches, counted down.
@@ -735,7 +864,7 @@ fn forward(
     target: &str,
     client_reader: &mut BufReader<TcpStream>,
     client_writer: &mut BufWriter<TcpStream>,
-    cut_after: Option<u64>,
+    cut: Option<Cut>,
 ) -> io::Result<()> {
     let upstream = TcpStream::connect(&state.upstream)?;
     upstream.set_read_timeout(Some(IO_TIMEOUT))?;
@@ -778,16 +907,18 @@ fn forward(
     }
     write!(client_writer, "Connection: close\r\n\r\n")?;
     // We asked for Connection: close, so the registry ends the body by closing: copy to EOF.
-    match cut_after {
+    match cut {
         None => io::copy(&mut up_reader, client_writer)?,
-        Some(limit) => io::copy(&mut (&mut up_reader).take(limit), client_writer)?,
+        Some(Cut::Close(limit) | Cut::Stall(limit)) => {
+            io::copy(&mut (&mut up_reader).take(limit), client_writer)?
+        }
     };
     client_writer.flush()?;
-    let how = match cut_after {
-        None => std::net::Shutdown::Write,
-        Some(_) => std::net::Shutdown::Both,
-    };
-    client_writer.get_ref().shutdown(how)
+    match cut {
+        None => client_writer.get_ref().shutdown(std::net::Shutdown::Write),
+        Some(Cut::Close(_)) => client_writer.get_ref().shutdown(std::net::Shutdown::Both),
+        Some(Cut::Stall(_)) => hold_until_client_leaves(client_reader.get_ref()),
+    }
 }
 
 #[cfg(test)]
