@@ -365,7 +365,12 @@ impl Build {
         if let Base::Image(base) = &plan.base {
             plan.base_pin = Some(lock.pin(base, self.lock, |b| registry.resolve(b))?);
         }
-        let built = pipeline::build(&plan, &store, &registry)?;
+        let push_to = if self.push {
+            plan.tags.clone()
+        } else {
+            Vec::new()
+        };
+        let built = pipeline::build(&plan, &store, &registry, &push_to)?;
         lock.save()?;
         Ok(Staged {
             plan,

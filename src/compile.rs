@@ -8,6 +8,8 @@
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 
 use cargo_metadata::Message;
 
@@ -55,6 +57,56 @@ pub enum CompileError {
     },
     #[error("cargo failed to build `{bin}` for {platforms}; its messages are above")]
     Failed { bin: String, platforms: String },
+    #[error("the compile was stopped")]
+    Cancelled,
+}
+
+/// Stops a compile from another thread: the base pull or a push check beside it failed, and
+/// the user should hear so now rather than after a minute of compiling.
+#[derive(Debug, Default)]
+pub struct Cancel {
+    /// cargo's process id while it runs; cleared under the lock once it is reaped, so a
+    /// recycled id is never signalled.
+    cargo: Mutex<Option<u32>>,
+    cancelled: AtomicBool,
+}
+
+impl Cancel {
+    /// Stops the compile: cargo is sent SIGTERM, or is never started.
+    pub fn cancel(&self) {
+        let cargo = self.cargo.lock().expect("cancel lock");
+        self.cancelled.store(true, Ordering::SeqCst);
+        if let Some(pid) = *cargo {
+            terminate(pid);
+        }
+    }
+
+    fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::SeqCst)
+    }
+
+    /// Records a started cargo; stops it at once if the compile was cancelled meanwhile.
+    fn started(&self, pid: u32) {
+        let mut cargo = self.cargo.lock().expect("cancel lock");
+        *cargo = Some(pid);
+        if self.is_cancelled() {
+            terminate(pid);
+        }
+    }
+
+    fn ended(&self) {
+        *self.cargo.lock().expect("cancel lock") = None;
+    }
+}
+
+fn terminate(pid: u32) {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return;
+    };
+    // SAFETY: kill(2) with a process id we spawned and have not reaped yet.
+    unsafe {
+        libc::kill(pid, libc::SIGTERM);
+    }
 }
 
 /// How the standard library for a target is obtained.
@@ -66,7 +118,8 @@ enum Std {
 
 /// Compiles `plan.bin` for every planned platform in one cargo run, so cargo schedules all
 /// targets on all cores; `--keep-going` lets a failing target name itself by its missing binary.
-pub fn compile(plan: &Plan) -> Result<Vec<Binary>, CompileError> {
+/// `cancel` stops it from another thread.
+pub fn compile(plan: &Plan, cancel: &Cancel) -> Result<Vec<Binary>, CompileError> {
     let targets: Vec<&str> = plan.platforms.iter().map(Platform::rust_target).collect();
     // -Zbuild-std applies to every target of a run: one target without std means all from source.
     let mut std = Std::Installed;
@@ -108,7 +161,7 @@ pub fn compile(plan: &Plan) -> Result<Vec<Binary>, CompileError> {
             targets.join(", ")
         );
     }
-    let executables = run_cargo(&mut cmd, plan)?;
+    let executables = run_cargo(&mut cmd, plan, cancel)?;
     let missing: Vec<String> = plan
         .platforms
         .iter()
@@ -451,7 +504,14 @@ fn flags(option: &str, pairs: &[(PathBuf, String)]) -> Vec<String> {
 
 /// Runs cargo with its progress on our stderr, collecting (target triple, executable) pairs
 /// from its JSON on stdout. Which targets failed shows as the ones with no executable.
-fn run_cargo(cmd: &mut Command, plan: &Plan) -> Result<Vec<(String, PathBuf)>, CompileError> {
+fn run_cargo(
+    cmd: &mut Command,
+    plan: &Plan,
+    cancel: &Cancel,
+) -> Result<Vec<(String, PathBuf)>, CompileError> {
+    if cancel.is_cancelled() {
+        return Err(CompileError::Cancelled);
+    }
     let command = describe(cmd);
     tracing::debug!("running {command}");
     cmd.stdout(Stdio::piped())
@@ -460,6 +520,7 @@ fn run_cargo(cmd: &mut Command, plan: &Plan) -> Result<Vec<(String, PathBuf)>, C
     let mut child = cmd
         .spawn()
         .map_err(|source| CompileError::Spawn { command, source })?;
+    cancel.started(child.id());
     let stdout = child.stdout.take().expect("stdout is piped");
     let mut executables = Vec::new();
     for message in Message::parse_stream(BufReader::new(stdout)).flatten() {
@@ -481,10 +542,15 @@ fn run_cargo(cmd: &mut Command, plan: &Plan) -> Result<Vec<(String, PathBuf)>, C
             _ => {}
         }
     }
+    // Forgotten before it is reaped: until wait() returns, the id cannot be anyone else's.
+    cancel.ended();
     let status = child.wait().map_err(|source| CompileError::Spawn {
         command: "cargo".into(),
         source,
     })?;
+    if cancel.is_cancelled() {
+        return Err(CompileError::Cancelled);
+    }
     if !status.success() && executables.is_empty() {
         let platforms = crate::platform::list(&plan.platforms);
         return Err(CompileError::Failed {

@@ -8,9 +8,10 @@ use oci_spec::image::{Descriptor, MediaType};
 
 use crate::assemble::{self, AssembleError, Built, Image, Referrer};
 use crate::cache::{BlobStore, CacheError};
-use crate::compile::{self, CompileError};
+use crate::compile::{self, Cancel, CompileError};
 use crate::layer::{self, LayerError, LayerSpec};
 use crate::plan::{self, Base, Plan, PlanError};
+use crate::reference::Reference;
 use crate::registry::{BaseImage, Registry, RegistryError};
 use crate::sbom::{self, SbomError, SbomInput};
 
@@ -21,6 +22,12 @@ pub enum BuildError {
     #[error("cannot pull the base image {reference}")]
     Base {
         reference: String,
+        #[source]
+        source: RegistryError,
+    },
+    #[error("cannot push to {repository} (checked before the compile finished, so nothing was built in vain)")]
+    PushCheck {
+        repository: String,
         #[source]
         source: RegistryError,
     },
@@ -37,15 +44,36 @@ pub enum BuildError {
 }
 
 /// Builds the image for every planned platform. Blobs land in `store`; nothing is published.
-pub fn build(plan: &Plan, store: &BlobStore, registry: &Registry) -> Result<Built, BuildError> {
-    // Pulling the base is network-bound and compiling is CPU-bound: do both at once.
+/// `push_to` are the repositories the image will be pushed to: checked while cargo compiles.
+pub fn build(
+    plan: &Plan,
+    store: &BlobStore,
+    registry: &Registry,
+    push_to: &[Reference],
+) -> Result<Built, BuildError> {
+    // Pulling the base and checking the push targets are network-bound and compiling is
+    // CPU-bound: do both at once, and stop the compile as soon as the network side fails.
+    let cancel = Cancel::default();
     let (bases, binaries) = std::thread::scope(|s| {
-        let pull = s.spawn(|| pull_base(plan, store, registry));
-        let binaries = compile::compile(plan);
-        (pull.join().expect("the base pull does not panic"), binaries)
+        let network = s.spawn(|| {
+            let ready = pull_base(plan, store, registry).and_then(|bases| {
+                check_push(registry, push_to)?;
+                Ok(bases)
+            });
+            if ready.is_err() {
+                cancel.cancel();
+            }
+            ready
+        });
+        let binaries = compile::compile(plan, &cancel);
+        (
+            network.join().expect("the base pull does not panic"),
+            binaries,
+        )
     });
-    let binaries = binaries?;
+    // The network side's failure first: a cancelled compile is its consequence.
     let bases = bases?;
+    let binaries = binaries?;
     let mtime = u64::try_from(plan.created).unwrap_or(0);
     let mut images = Vec::with_capacity(binaries.len());
     for binary in &binaries {
@@ -123,6 +151,26 @@ fn sbom(
         plan.created,
         store,
     )?)
+}
+
+/// Asks each distinct repository to be pushed to for an upload session (then cancels it): the
+/// registry answers, takes the credentials, and allows pushing there.
+fn check_push(registry: &Registry, push_to: &[Reference]) -> Result<(), BuildError> {
+    let mut checked: Vec<String> = Vec::new();
+    for repo in push_to {
+        if checked.contains(&repo.name()) {
+            continue;
+        }
+        tracing::debug!("checking that {} takes a push", repo.name());
+        registry
+            .check_push(repo)
+            .map_err(|source| BuildError::PushCheck {
+                repository: repo.name(),
+                source,
+            })?;
+        checked.push(repo.name());
+    }
+    Ok(())
 }
 
 fn pull_base(

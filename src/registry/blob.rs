@@ -205,7 +205,7 @@ impl Read for Download<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
             if self.response.is_none() {
-                let response = self.open().map_err(|e| io::Error::other(e))?;
+                let response = self.open().map_err(io::Error::other)?;
                 self.response = Some(response);
             }
             match self.read_body(buf) {

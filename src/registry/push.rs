@@ -36,6 +36,21 @@ impl Registry {
         }
     }
 
+    /// Checks that `repo` can be pushed to, before there is anything to push: opens an upload
+    /// session (which needs a reachable registry, accepted credentials and push access) and
+    /// cancels it.
+    pub fn check_push(&self, repo: &Reference) -> Result<(), RegistryError> {
+        let scopes = [repo.scope("pull,push")];
+        let started = self
+            .client
+            .send(repo, &scopes, "blobs/uploads/", &|http, url| {
+                http.post(url).header(CONTENT_LENGTH, 0)
+            })?;
+        let location = self.location(repo, &started)?;
+        self.cancel_upload(repo, &location);
+        Ok(())
+    }
+
     /// Asks the registry to link a blob from another repository on it; `false` if it would not.
     pub fn mount_blob(
         &self,
