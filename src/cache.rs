@@ -50,9 +50,10 @@ impl BlobStore {
         let root = root.into();
         let blobs = root.join("blobs").join("sha256");
         fs::create_dir_all(&blobs).map_err(|source| CacheError::Create {
-            path: blobs,
+            path: blobs.clone(),
             source,
         })?;
+        sweep_temporaries(&blobs);
         Ok(BlobStore { root })
     }
 
@@ -160,10 +161,7 @@ impl BlobStore {
             path: dir.clone(),
             source,
         };
-        let tmp = tempfile::Builder::new()
-            .prefix(".tmp-")
-            .tempfile_in(&dir)
-            .map_err(fail)?;
+        let tmp = locked_temporary(&dir).map_err(fail)?;
         let mut writer = HashingWriter::new(io::BufWriter::new(tmp));
         produce(&mut writer).map_err(fail)?;
         let (buffered, digest, size) = writer.finish();
@@ -173,6 +171,59 @@ impl BlobStore {
         fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o644)).map_err(fail)?;
         tmp.persist(self.path(&digest)).map_err(|e| fail(e.error))?;
         Ok((digest, size))
+    }
+}
+
+/// A new temporary file for a blob, locked (flock) for as long as it is open. A run that dies,
+/// even by SIGKILL, drops its locks, so the next run can tell its leftovers from another live
+/// run's files in progress (`sweep_temporaries`).
+fn locked_temporary(dir: &Path) -> io::Result<tempfile::NamedTempFile> {
+    use std::os::unix::fs::MetadataExt;
+    loop {
+        let tmp = tempfile::Builder::new()
+            .prefix(TEMP_PREFIX)
+            .tempfile_in(dir)?;
+        // Between creating and locking, a sweep may take the file for a dead run's and unlink
+        // it: then it has no links left, and a new one is made.
+        if try_lock(tmp.as_file())? && tmp.as_file().metadata()?.nlink() > 0 {
+            return Ok(tmp);
+        }
+    }
+}
+
+const TEMP_PREFIX: &str = ".tmp-";
+
+/// Removes the temporary files of runs that died: the ones no live process holds locked.
+fn sweep_temporaries(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if !entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
+            continue;
+        }
+        let path = entry.path();
+        let Ok(file) = File::open(&path) else {
+            continue;
+        };
+        // Held while removing, so its writer cannot come back to life in between; a writer that
+        // already renamed its file into place leaves nothing at this path to remove.
+        if try_lock(&file).unwrap_or(false) && fs::remove_file(&path).is_ok() {
+            tracing::debug!("removed {}, left by a run that died", path.display());
+        }
+    }
+}
+
+/// An exclusive flock without waiting: `false` when another open file holds it.
+fn try_lock(file: &File) -> io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock(2) on a descriptor this File owns.
+    match unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } {
+        0 => Ok(true),
+        _ => match io::Error::last_os_error() {
+            e if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
+            e => Err(e),
+        },
     }
 }
 
@@ -209,6 +260,26 @@ mod tests {
             leftovers, 1,
             "a failed write must leave no temporary file behind"
         );
+    }
+
+    #[test]
+    fn open_sweeps_a_dead_runs_temporaries_but_not_a_live_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        let blobs = dir.path().join("blobs/sha256");
+        // A dead run's file: nobody holds its lock.
+        fs::write(blobs.join(".tmp-dead"), b"half a blob").unwrap();
+        // A live run's file, locked as put_with locks it.
+        let live = locked_temporary(&blobs).unwrap();
+        BlobStore::open(dir.path()).unwrap();
+        assert!(
+            !blobs.join(".tmp-dead").exists(),
+            "a dead run's leftover is swept"
+        );
+        assert!(live.path().exists(), "a live run's file is left alone");
+        drop(live);
+        let d = store.put_bytes(b"after the sweep").unwrap();
+        assert!(store.verified(&d).unwrap());
     }
 
     #[test]

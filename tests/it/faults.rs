@@ -2,34 +2,11 @@
 //! tests, in front of the real registry) fails requests with 5xx and 429, and cuts downloads
 //! short; stevedore must ride them out, or give up after a bounded number of tries and say why.
 
-use std::path::Path;
 use std::process::Command;
 
 use stevedore_testbed::{self as testbed, Fault, Mode, Registry, Side, TokenFront};
 
 use crate::util::*;
-
-/// A build of the hello fixture on `base` with the blob cache at `cache`.
-fn build_on(base: &str, cache: &Path) -> Command {
-    let mut cmd = stevedore_build("hello");
-    cmd.env("STEVEDORE_CACHE_DIR", cache)
-        .env("DOCKER_CONFIG", cache.join("no-docker-config"))
-        .args(["--platform", "linux/amd64", "--base", base, "--json"]);
-    cmd
-}
-
-/// Every blob in a cache is what its name says.
-fn assert_cache_intact(cache: &Path) {
-    for entry in std::fs::read_dir(cache.join("blobs/sha256")).unwrap() {
-        let path = entry.unwrap().path();
-        let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        if name.starts_with('.') {
-            panic!("a temporary file was left in the cache: {}", path.display());
-        }
-        let digest = stevedore::digest::Digest::of(&std::fs::read(&path).unwrap());
-        assert_eq!(digest.hex(), name, "corrupt blob in the cache");
-    }
-}
 
 #[test]
 fn a_pull_rides_out_server_errors_rate_limits_and_cut_downloads() {
@@ -94,15 +71,6 @@ fn a_registry_that_keeps_failing_is_a_clear_error_after_a_few_tries() {
         (2..=10).contains(&tries),
         "{tries} tries: retried, but not forever"
     );
-}
-
-/// Runs `cmd` and returns its output and how long it took.
-fn timed(cmd: &mut Command) -> (std::process::Output, std::time::Duration) {
-    let started = std::time::Instant::now();
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    (out, started.elapsed())
 }
 
 #[test]

@@ -3,6 +3,7 @@
 
 mod build;
 mod config;
+mod crash;
 mod errors;
 mod faults;
 mod hermetic;

@@ -85,3 +85,35 @@ pub fn layout_blob(layout: &Path, digest: &str) -> Vec<u8> {
 pub fn layout_json(layout: &Path, digest: &str) -> serde_json::Value {
     json(&layout_blob(layout, digest))
 }
+
+/// A build of the hello fixture for linux/amd64 on `base`, with the blob cache at `cache` and
+/// no docker credentials, printing JSON.
+pub fn build_on(base: &str, cache: &Path) -> Command {
+    let mut cmd = stevedore_build("hello");
+    cmd.env("STEVEDORE_CACHE_DIR", cache)
+        .env("DOCKER_CONFIG", cache.join("no-docker-config"))
+        .args(["--platform", "linux/amd64", "--base", base, "--json"]);
+    cmd
+}
+
+/// Every blob in a cache is what its name says, and no temporary file is left.
+pub fn assert_cache_intact(cache: &Path) {
+    for entry in std::fs::read_dir(cache.join("blobs/sha256")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with('.') {
+            panic!("a temporary file was left in the cache: {}", path.display());
+        }
+        let digest = stevedore::digest::Digest::of(&std::fs::read(&path).unwrap());
+        assert_eq!(digest.hex(), name, "corrupt blob in the cache");
+    }
+}
+
+/// Runs `cmd` and returns its output and how long it took.
+pub fn timed(cmd: &mut Command) -> (Output, std::time::Duration) {
+    let started = std::time::Instant::now();
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    (out, started.elapsed())
+}
