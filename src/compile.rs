@@ -560,3 +560,26 @@ fn run_cargo(
     }
     Ok(executables)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cancel_stops_a_running_process_and_one_not_yet_started() {
+        let mut child = Command::new("sleep").arg("30").spawn().unwrap();
+        let cancel = Cancel::default();
+        cancel.started(child.id());
+        let started = std::time::Instant::now();
+        cancel.cancel();
+        let status = child.wait().unwrap();
+        cancel.ended();
+        assert!(!status.success(), "terminated by the signal");
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+
+        // Cancelled before cargo started: the next process is stopped as soon as it is known.
+        let mut late = Command::new("sleep").arg("30").spawn().unwrap();
+        cancel.started(late.id());
+        assert!(!late.wait().unwrap().success());
+    }
+}

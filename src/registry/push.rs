@@ -156,7 +156,8 @@ impl Registry {
     /// Tells the registry to drop an upload session that failed (best effort: a registry may
     /// not allow it, and it expires them anyway).
     fn cancel_upload(&self, repo: &Reference, location: &str) {
-        let scopes = [repo.scope("pull,push")];
+        // Registries ask for the `delete` action for any DELETE, an upload's included.
+        let scopes = [repo.scope("pull,push,delete")];
         let cancelled = self
             .client
             .send_url(repo, &scopes, location, Retry::No, &|http, url| {

@@ -19,7 +19,13 @@ fn a_pull_rides_out_server_errors_rate_limits_and_cut_downloads() {
     front.inject(Fault::status("GET", "/blobs/", 429, 1).with_retry_after(1));
     front.inject(Fault::cut_body("GET", "/blobs/", 100, 2));
     let cache = tempfile::tempdir().unwrap();
-    let faulty = json(&run_ok(&mut build_on(&base, cache.path())).stdout);
+    let (out, took) = timed(&mut build_on(&base, cache.path()));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        took < std::time::Duration::from_secs(60),
+        "bounded: {took:?}"
+    );
+    let faulty = json(&out.stdout);
 
     assert_eq!(front.faults_left(), 0, "every fault happened");
     assert_eq!(faulty["digest"], clean["digest"]);
@@ -35,7 +41,13 @@ fn a_push_rides_out_server_errors() {
     front.inject(Fault::status("PUT", "/manifests/", 502, 2));
     let image = format!("{}/test/faults:1", front.addr());
     let cache = tempfile::tempdir().unwrap();
-    let pushed = json(&run_ok(build_on(&base, cache.path()).args(["--push", "-t", &image])).stdout);
+    let (out, took) = timed(build_on(&base, cache.path()).args(["--push", "-t", &image]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        took < std::time::Duration::from_secs(60),
+        "bounded: {took:?}"
+    );
+    let pushed = json(&out.stdout);
     assert_eq!(front.faults_left(), 0, "every fault happened");
 
     // skopeo reads back every blob, checking each digest, and gets the same image.
@@ -60,7 +72,13 @@ fn a_registry_that_keeps_failing_is_a_clear_error_after_a_few_tries() {
     front.clear_requests();
     front.inject(Fault::status("GET", "/manifests/", 503, 1000));
     let cache = tempfile::tempdir().unwrap();
-    let err = run_err(&mut build_on(&base, cache.path()));
+    let (out, took) = timed(&mut build_on(&base, cache.path()));
+    assert!(!out.status.success());
+    assert!(
+        took < std::time::Duration::from_secs(150),
+        "within the retry budget: {took:?}"
+    );
+    let err = text(&out.stderr);
     assert!(err.contains("503") && err.contains("server error"), "{err}");
     let tries = front
         .requests()

@@ -4,7 +4,9 @@
 use std::path::Path;
 use std::process::Command;
 
-use stevedore_testbed::{self as testbed, Mode, Registry, Side, TokenFront, PASSWORD, USERNAME};
+use stevedore_testbed::{
+    self as testbed, Fault, Mode, Registry, Side, TokenFront, PASSWORD, USERNAME,
+};
 
 use crate::util::*;
 
@@ -336,7 +338,7 @@ fn a_push_after_a_lost_blob_uploads_only_that_blob() {
 }
 
 #[test]
-fn large_blobs_upload_in_chunks_from_disk() {
+fn large_blobs_upload_in_chunks_from_disk_and_a_failed_patch_starts_a_new_session() {
     use stevedore::cache::BlobStore;
     use stevedore::registry::{Registry as Client, RegistryOptions};
 
@@ -368,7 +370,11 @@ fn large_blobs_upload_in_chunks_from_disk() {
     let repo: stevedore::reference::Reference =
         format!("{}/test/big", front.addr()).parse().unwrap();
     assert!(!client.blob_exists(&repo, &digest).unwrap());
+    // The first chunk's PATCH fails: the session is cancelled and the upload starts over.
+    front.inject(Fault::status("PATCH", "/blobs/uploads/", 500, 1));
+    front.clear_requests();
     client.upload_blob(&repo, &digest, size, &store).unwrap();
+    assert_eq!(front.faults_left(), 0);
     assert!(client.blob_exists(&repo, &digest).unwrap());
 
     // Read back by an independent client and check the content.
@@ -385,10 +391,15 @@ fn large_blobs_upload_in_chunks_from_disk() {
     let bytes = std::fs::read(&back).unwrap();
     assert_eq!(bytes.len() as u64, size);
     assert_eq!(stevedore::digest::Digest::of(&bytes), digest);
-    let patches = front
+    let methods: Vec<String> = front
         .requests()
         .iter()
-        .filter(|(m, _)| m == "PATCH")
-        .count();
-    assert_eq!(patches, 3, "80 MiB goes up as 32 + 32 + 16 MiB chunks");
+        .filter(|(_, p)| p.contains("/blobs/uploads/"))
+        .map(|(m, _)| m.clone())
+        .collect();
+    assert_eq!(
+        methods,
+        ["POST", "PATCH", "DELETE", "POST", "PATCH", "PATCH", "PATCH", "PUT"],
+        "the failed session is cancelled; then 80 MiB goes up as 32 + 32 + 16 MiB chunks"
+    );
 }
