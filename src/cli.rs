@@ -11,11 +11,11 @@ use serde_json::json;
 use crate::build::{Build, Error, ErrorKind, Outcome};
 use crate::cache::BlobStore;
 use crate::digest::Digest;
-use crate::plan::{Base, BuildOptions};
+use crate::plan::BuildOptions;
 use crate::platform::Platform;
 use crate::progress::Progress;
 use crate::publish::{self, Output};
-use crate::reference::Reference;
+use crate::reference::{Base, Reference};
 use crate::registry::{Registry, RegistryError, RegistryOptions};
 use crate::verify::Published;
 

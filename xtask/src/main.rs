@@ -1,6 +1,7 @@
 //! `cargo xtask`: the repository's own tasks, in Rust so they run wherever cargo does.
 
 mod demo;
+mod graph;
 mod image;
 mod setup;
 
@@ -15,7 +16,10 @@ Tasks:
   setup         install what the tests need (Debian packages, the arm64 dpkg architecture,
                 the zig venv, the `debweb` rustup toolchain, the distroless stand-in);
                 does nothing when all of it is there
-  ci            what CI runs: `cargo fmt --check`, `cargo clippy -D warnings`, then `test`
+  ci            what CI runs: `cargo fmt --check`, `cargo clippy -D warnings`, `graph`, then
+                `test`
+  graph         check src/'s module graph: no module imports a later stage or forms a cycle,
+                and ARCHITECTURE.md's map lists each module's rank and imports as they are
   test [ARGS]   setup, then `cargo test --workspace --locked ARGS` (without `--workspace`
                 when ARGS select packages with -p/--package)
   demo          setup, then build the example service for amd64 and arm64 with stevedore,
@@ -39,6 +43,10 @@ fn main() -> ExitCode {
             setup::run();
             test(&[])
         }
+        Some("graph") if args.len() == 1 => match graph::run(&project_root()) {
+            true => ExitCode::SUCCESS,
+            false => ExitCode::FAILURE,
+        },
         Some("test") => {
             require_root(TESTS_NEED_ROOT);
             setup::run();
@@ -90,6 +98,9 @@ fn lint() {
             ])
             .current_dir(&root),
     );
+    if !graph::run(&root) {
+        fail("the module graph breaks ARCHITECTURE.md's rules (above)");
+    }
 }
 
 /// `cargo test --workspace --locked ARGS` with the test bed directory fixed for every test
