@@ -22,11 +22,11 @@ use crate::cache::{BlobStore, CacheError};
 use crate::digest::Digest;
 use crate::lock::{LockError, Lockfile, Policy};
 use crate::pipeline::{self, BuildError};
-use crate::plan::{self, Base, BuildOptions, Plan, PlanError};
+use crate::plan::{self, BuildOptions, Plan, PlanError};
 use crate::platform::Platform;
 use crate::progress::Progress;
 use crate::publish::{self, Output, PublishError, PushReport};
-use crate::reference::{Reference, ReferenceError};
+use crate::reference::{Base, Reference, ReferenceError};
 use crate::registry::{Registry, RegistryError, RegistryOptions};
 use crate::verify::{self, Published, Source, Verdict, VerifyError};
 

@@ -8,14 +8,14 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 
-use crate::build::{Build, Error, Outcome};
+use crate::build::{Build, Error, ErrorKind, Outcome};
 use crate::cache::BlobStore;
 use crate::digest::Digest;
-use crate::plan::{Base, BuildOptions};
+use crate::plan::BuildOptions;
 use crate::platform::Platform;
 use crate::progress::Progress;
 use crate::publish::{self, Output};
-use crate::reference::Reference;
+use crate::reference::{Base, Reference};
 use crate::registry::{Registry, RegistryError, RegistryOptions};
 use crate::verify::Published;
 
@@ -42,7 +42,7 @@ enum Command {
     /// Compile the project for musl and build an OCI image of it.
     Build(Box<BuildArgs>),
     /// Rebuild from the checkout and compare with a published image: exits 0 when the digests
-    /// match, 1 naming the first differing file or field when they do not.
+    /// match, 3 naming the first differing file or field when they do not.
     Verify(Box<VerifyArgs>),
     /// Pin the base images by digest in stevedore.lock (beside Cargo.lock), resolving their
     /// tags again.
@@ -252,13 +252,46 @@ struct VerifyArgs {
     registry: RegistryArgs,
 }
 
+/// The process's exit status. Scripts branch on these numbers: they never change meaning, and
+/// README's "Exit codes" table lists them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Exit {
+    /// Done (for `verify`: the rebuilt image is the published one).
+    Success = 0,
+    /// Stopped by an error; the message says what and how to fix it.
+    Failure = 1,
+    /// The command line was wrong (unknown flag, missing or malformed value); nothing ran.
+    Usage = 2,
+    /// `verify` rebuilt an image that differs from the published one.
+    Differs = 3,
+}
+
+impl Exit {
+    fn of(error: &Error) -> Exit {
+        match error.kind() {
+            ErrorKind::Mismatch { .. } => Exit::Differs,
+            _ => Exit::Failure,
+        }
+    }
+}
+
+impl From<Exit> for ExitCode {
+    fn from(exit: Exit) -> ExitCode {
+        ExitCode::from(exit as u8)
+    }
+}
+
 /// Runs the command line with the process's arguments and returns the exit code.
 pub fn main() -> ExitCode {
     let cli = match Cli::try_parse_from(args()) {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+            // `--help` and `--version` come this way too, and are no mistake.
+            return match e.use_stderr() {
+                true => Exit::Usage.into(),
+                false => Exit::Success.into(),
+            };
         }
     };
     init_logging(cli.verbose, cli.quiet);
@@ -270,10 +303,10 @@ pub fn main() -> ExitCode {
         Command::Verify(args) => verify(*args),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => Exit::Success.into(),
         Err(e) => {
             report(&e);
-            ExitCode::FAILURE
+            Exit::of(&e).into()
         }
     }
 }
@@ -403,7 +436,7 @@ fn verify(args: VerifyArgs) -> Result<(), Error> {
             println!("{} matches {}", args.published, verdict.ours);
             Ok(())
         }
-        false => Err(crate::build::ErrorKind::Mismatch {
+        false => Err(ErrorKind::Mismatch {
             published: args.published.to_string(),
             ours: verdict.ours,
             theirs: verdict.theirs,
@@ -433,7 +466,7 @@ fn create_index(args: IndexCreateArgs) -> Result<(), Error> {
     let registry = args.registry.client(&args.target)?;
     let store = BlobStore::open_default()?;
     let pushed = publish::create_index(&args.target, &args.from, &registry, &store)
-        .map_err(crate::build::ErrorKind::Push)?;
+        .map_err(ErrorKind::Push)?;
     println!("{pushed}");
     Ok(())
 }

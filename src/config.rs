@@ -9,9 +9,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::plan::Base;
 use crate::platform::Platform;
-use crate::reference::Reference;
+use crate::reference::{Base, Reference};
 
 /// The table as written; every key optional.
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -19,6 +19,7 @@ pub mod env;
 pub mod init;
 pub mod layer;
 pub mod lock;
+pub mod oci;
 pub mod pipeline;
 pub mod plan;
 pub mod platform;

@@ -12,7 +12,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
 use crate::reference::Reference;
-use crate::registry::RegistryError;
 
 pub const FILE_NAME: &str = "stevedore.lock";
 const VERSION: u32 = 1;
@@ -61,8 +60,9 @@ pub enum LockError {
     #[error("cannot resolve the base {reference} to a digest")]
     Resolve {
         reference: String,
+        /// Whatever asked the registry (the lock knows no transport, only that it failed).
         #[source]
-        source: RegistryError,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     #[error("--update-base asks the registry for the newest base, which --offline forbids")]
     OfflineUpdate,
@@ -122,12 +122,15 @@ impl Lockfile {
 
     /// What `base` resolves to under `policy`: the pinned digest, or a fresh one from `resolve`
     /// (which asks the registry), recorded in the lock.
-    pub fn pin(
+    pub fn pin<E>(
         &mut self,
         base: &Reference,
         policy: Policy,
-        resolve: impl FnOnce(&Reference) -> Result<Digest, RegistryError>,
-    ) -> Result<Digest, LockError> {
+        resolve: impl FnOnce(&Reference) -> Result<Digest, E>,
+    ) -> Result<Digest, LockError>
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
         if let Some(digest) = base.digest() {
             return Ok(digest.clone());
         }
@@ -147,7 +150,7 @@ impl Lockfile {
         }
         let current = resolve(base).map_err(|source| LockError::Resolve {
             reference: key.clone(),
-            source,
+            source: Box::new(source),
         })?;
         if policy.locked {
             return match pinned {
@@ -257,12 +260,12 @@ mod tests {
             .unwrap()
     }
 
-    fn never(_: &Reference) -> Result<Digest, RegistryError> {
+    fn never(_: &Reference) -> Result<Digest, std::io::Error> {
         panic!("the registry must not be asked")
     }
 
     fn pin(lock: &mut Lockfile, policy: Policy, now: u8) -> Result<Digest, LockError> {
-        lock.pin(&base(), policy, |_| Ok(digest(now)))
+        lock.pin(&base(), policy, |_| Ok::<_, std::io::Error>(digest(now)))
     }
 
     #[test]
@@ -338,6 +341,18 @@ mod tests {
         let pinned = base().with_digest(digest(9));
         let got = lock.pin(&pinned, Policy::default(), never).unwrap();
         assert_eq!(got, digest(9));
+        assert!(!lock.changed());
+    }
+
+    #[test]
+    fn a_failed_resolve_names_the_base_and_keeps_the_cause() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut lock = Lockfile::load(dir.path()).unwrap();
+        let down = |_: &Reference| Err(std::io::Error::other("registry down"));
+        let err = lock.pin(&base(), Policy::default(), down).unwrap_err();
+        assert!(err.to_string().contains(&base().to_string()), "{err}");
+        let cause = std::error::Error::source(&err).map(ToString::to_string);
+        assert_eq!(cause.as_deref(), Some("registry down"));
         assert!(!lock.changed());
     }
 

@@ -10,9 +10,12 @@ use crate::assemble::{self, AssembleError, Built, Image, Referrer};
 use crate::cache::{BlobStore, CacheError};
 use crate::compile::{self, Cancel, CompileError};
 use crate::layer::{self, LayerError, LayerSpec};
-use crate::plan::{self, Base, Plan, PlanError};
+use crate::oci::media::SPDX_JSON;
+use crate::oci::BaseImage;
+use crate::plan::{self, Plan, PlanError};
+use crate::reference::Base;
 use crate::reference::Reference;
-use crate::registry::{BaseImage, Registry, RegistryError};
+use crate::registry::{Registry, RegistryError};
 use crate::sbom::{self, SbomError, SbomInput};
 
 #[derive(Debug, thiserror::Error)]
@@ -136,7 +139,7 @@ fn sbom(
     })?;
     let digest = store.put_bytes(&document)?;
     let mut descriptor = Descriptor::new(
-        MediaType::Other(sbom::MEDIA_TYPE.to_owned()),
+        MediaType::Other(SPDX_JSON.to_owned()),
         document.len() as u64,
         digest.to_oci(),
     );
@@ -146,7 +149,7 @@ fn sbom(
     )])));
     Ok(assemble::referrer(
         &image.manifest,
-        sbom::MEDIA_TYPE,
+        SPDX_JSON,
         descriptor,
         plan.created,
         store,

@@ -3,7 +3,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::str::FromStr;
 
 use cargo_metadata::{Metadata, Package, TargetKind};
 use serde::Serialize;
@@ -11,36 +10,8 @@ use serde::Serialize;
 use crate::config::{self, ConfigError, ImageSettings, Settings, Sources};
 use crate::env;
 use crate::platform::{Platform, PlatformError};
-use crate::reference::{Reference, ReferenceError};
+use crate::reference::{Base, Reference, ReferenceError};
 use crate::toolchain::{run_capture, Toolchain, ToolchainError};
-
-/// The base of the image: a registry image, or nothing at all.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Base {
-    Scratch,
-    Image(#[serde(serialize_with = "crate::plan::display")] Reference),
-}
-
-pub const DEFAULT_BASE: &str = "gcr.io/distroless/static-debian12:nonroot";
-
-impl FromStr for Base {
-    type Err = ReferenceError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "scratch" => Ok(Base::Scratch),
-            _ => s.parse().map(Base::Image),
-        }
-    }
-}
-
-impl Default for Base {
-    fn default() -> Self {
-        DEFAULT_BASE
-            .parse()
-            .expect("the default base is a valid reference")
-    }
-}
 
 /// What the user asked for, before anything is looked up.
 #[derive(Debug, Clone, Default)]
@@ -515,13 +486,6 @@ fn source_date_epoch(workspace: &Path) -> Result<i64, PlanError> {
 fn git(dir: &Path, args: &[&str]) -> Option<String> {
     let out = run_capture(Command::new("git").arg("-C").arg(dir).args(args)).ok()?;
     Some(out.trim().to_owned()).filter(|s| !s.is_empty())
-}
-
-pub(crate) fn display<T: std::fmt::Display, S: serde::Serializer>(
-    v: &T,
-    s: S,
-) -> Result<S::Ok, S::Error> {
-    s.collect_str(v)
 }
 
 fn display_all<S: serde::Serializer>(v: &[Reference], s: S) -> Result<S::Ok, S::Error> {

@@ -230,6 +230,38 @@ impl fmt::Display for Reference {
     }
 }
 
+/// The base of the image: a registry image, or nothing at all.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Base {
+    Scratch,
+    Image(#[serde(serialize_with = "display")] Reference),
+}
+
+pub const DEFAULT_BASE: &str = "gcr.io/distroless/static-debian12:nonroot";
+
+impl FromStr for Base {
+    type Err = ReferenceError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "scratch" => Ok(Base::Scratch),
+            _ => s.parse().map(Base::Image),
+        }
+    }
+}
+
+impl Default for Base {
+    fn default() -> Self {
+        DEFAULT_BASE
+            .parse()
+            .expect("the default base is a valid reference")
+    }
+}
+
+fn display<S: serde::Serializer>(reference: &Reference, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(reference)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,12 +9,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use cargo_metadata::{DependencyKind, Metadata, Node, NodeDep, Package, PackageId};
 use serde_json::{json, Value};
 
-use crate::assemble::{canonical_json, rfc3339};
 use crate::digest::Digest;
+use crate::oci::{canonical_json, rfc3339};
 use crate::platform::Platform;
 use crate::reference::Reference;
-
-pub const MEDIA_TYPE: &str = "application/spdx+json";
 
 const NOASSERTION: &str = "NOASSERTION";
 const CRATES_IO_GIT: &str = "registry+https://github.com/rust-lang/crates.io-index";

@@ -8,9 +8,11 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::{image_blobs, io_err, parent_dir, PublishError};
-use crate::assemble::{canonical_json, Built};
+use crate::assemble::Built;
 use crate::cache::BlobStore;
 use crate::digest::Digest;
+use crate::oci::canonical_json;
+use crate::oci::media::OCI_INDEX;
 use crate::reference::Reference;
 
 #[derive(Serialize)]
@@ -62,7 +64,7 @@ pub fn write_archive(
     }));
     let index = serde_json::json!({
         "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "mediaType": OCI_INDEX,
         "manifests": [index_entry],
     });
     append(&mut tar, "index.json", &canonical_json(&index), mtime).map_err(io_err(file))?;

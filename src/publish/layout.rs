@@ -9,9 +9,10 @@ use std::path::Path;
 use oci_spec::image::{Descriptor, ImageIndex, MediaType};
 
 use super::{image_blobs, io_err, parent_dir, PublishError};
-use crate::assemble::{canonical_json, Built};
+use crate::assemble::Built;
 use crate::cache::BlobStore;
 use crate::digest::Digest;
+use crate::oci::canonical_json;
 use crate::reference::Reference;
 
 const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;

@@ -9,13 +9,10 @@ use super::PublishError;
 use crate::assemble::index_document;
 use crate::cache::BlobStore;
 use crate::digest::Digest;
+use crate::oci::media::{DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST};
 use crate::platform::Platform;
 use crate::reference::Reference;
 use crate::registry::{Registry, RegistryError};
-
-const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 
 #[derive(Debug, thiserror::Error)]
 pub enum MergeError {

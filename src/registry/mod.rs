@@ -22,18 +22,17 @@ use reqwest::header::{ACCEPT, CONTENT_TYPE};
 
 pub use auth::{Challenge, Credential, Keychain};
 pub use error::RegistryError;
+// The value a pull returns lives in the shared vocabulary, so assembly needs no registry.
+pub use crate::oci::BaseImage;
 
 use crate::cache::BlobStore;
 use crate::digest::Digest;
+pub(crate) use crate::oci::media::{DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST};
 use crate::platform::Platform;
 use crate::progress::{Progress, Silent};
 use crate::reference::Reference;
 use client::{read_limited, Client};
 
-pub(crate) const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
-const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 const MAX_MANIFEST: u64 = 4 << 20;
 /// Blob downloads at once: enough to hide latency, few enough to be kind to the registry.
 const PARALLEL_BLOBS: usize = 3;
@@ -52,22 +51,6 @@ pub struct RegistryOptions {
     /// How long a connection may stay silent (no response, no body bytes) before the request
     /// fails and is retried; `None` means 30 s.
     pub timeout: Option<Duration>,
-}
-
-/// One platform's image of the base, with its manifest, config and layers in the store.
-#[derive(Debug, Clone)]
-pub struct BaseImage {
-    pub platform: Platform,
-    /// The reference as the user gave it.
-    pub reference: Reference,
-    /// The index the platform was chosen from, when the reference named one.
-    pub index_digest: Option<Digest>,
-    pub manifest_digest: Digest,
-    pub manifest: ImageManifest,
-    pub config: ImageConfiguration,
-    pub config_digest: Digest,
-    pub config_size: u64,
-    pub layers: Vec<Descriptor>,
 }
 
 /// A client for the registries an image build talks to.

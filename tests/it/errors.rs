@@ -1,22 +1,28 @@
-//! Bad input: each mistake ends with a non-zero exit, one clear message that says what is
-//! wrong and how to fix it, and no output left behind.
+//! Bad input: each mistake ends with its exit code (2 for a command line clap rejects, 1 for
+//! the rest), one clear message that says what is wrong and how to fix it, and no output left
+//! behind.
 
 use std::path::Path;
 
 use crate::util::*;
 
-/// Runs a build that must fail into a fresh directory; checks nothing was written there.
-fn fails_cleanly(fixture_name: &str, args: &[&str]) -> String {
+const FAILURE: i32 = 1;
+const USAGE: i32 = 2;
+
+/// Runs a build that must exit with `code` into a fresh directory; checks nothing was written
+/// there.
+fn fails_cleanly(fixture_name: &str, args: &[&str], code: i32) -> String {
     let dir = tempfile::tempdir().unwrap();
     let layout = dir.path().join("out");
     let archive = dir.path().join("out.tar");
-    let stderr = run_err(
+    let stderr = run_exit(
         stevedore_build(fixture_name)
             .args(args)
             .arg("--output")
             .arg(format!("oci-layout={}", layout.display()))
             .arg("--output")
             .arg(format!("docker-archive={}", archive.display())),
+        code,
     );
     let left: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
@@ -38,7 +44,7 @@ fn assert_one_error(stderr: &str) {
 
 #[test]
 fn unknown_bin_names_the_available_ones() {
-    let err = fails_cleanly("hello", &["--base", "scratch", "--bin", "nope"]);
+    let err = fails_cleanly("hello", &["--base", "scratch", "--bin", "nope"], FAILURE);
     assert_one_error(&err);
     assert!(
         err.contains("no binary named `nope`") && err.contains("hello"),
@@ -48,7 +54,7 @@ fn unknown_bin_names_the_available_ones() {
 
 #[test]
 fn several_bins_without_bin_asks_for_one() {
-    let err = fails_cleanly("multibin", &["--base", "scratch"]);
+    let err = fails_cleanly("multibin", &["--base", "scratch"], FAILURE);
     assert_one_error(&err);
     assert!(
         err.contains("several binaries") && err.contains("one, two") && err.contains("--bin"),
@@ -57,31 +63,42 @@ fn several_bins_without_bin_asks_for_one() {
 }
 
 #[test]
+fn an_unknown_flag_is_a_usage_error() {
+    let err = fails_cleanly("hello", &["--no-such-flag"], USAGE);
+    assert_one_error(&err);
+    assert!(err.contains("--no-such-flag"), "{err}");
+}
+
+#[test]
 fn unknown_platform_is_rejected() {
-    let err = fails_cleanly("hello", &["--platform", "linux/s390x"]);
+    let err = fails_cleanly("hello", &["--platform", "linux/s390x"], USAGE);
     assert_one_error(&err);
     assert!(
         err.contains("linux/s390x") && err.contains("linux/amd64"),
         "{err}"
     );
-    let err = fails_cleanly("hello", &["--platform", "amd64"]);
+    let err = fails_cleanly("hello", &["--platform", "amd64"], USAGE);
     assert_one_error(&err);
     assert!(err.contains("OS/ARCH"), "{err}");
 }
 
 #[test]
 fn bad_references_are_rejected() {
-    let err = fails_cleanly("hello", &["--base", "Not A Reference"]);
+    let err = fails_cleanly("hello", &["--base", "Not A Reference"], USAGE);
     assert_one_error(&err);
     assert!(err.contains("Not A Reference"), "{err}");
-    let err = fails_cleanly("hello", &["--base", "scratch", "-t", "UPPER/case:tag"]);
+    let err = fails_cleanly(
+        "hello",
+        &["--base", "scratch", "-t", "UPPER/case:tag"],
+        USAGE,
+    );
     assert_one_error(&err);
     assert!(err.contains("UPPER/case:tag"), "{err}");
 }
 
 #[test]
 fn missing_manifest_says_where_it_looked() {
-    let err = fails_cleanly("does-not-exist", &["--base", "scratch"]);
+    let err = fails_cleanly("does-not-exist", &["--base", "scratch"], FAILURE);
     assert_one_error(&err);
     assert!(
         err.contains("no Cargo.toml") && err.contains("--manifest-path"),
@@ -92,7 +109,7 @@ fn missing_manifest_says_where_it_looked() {
 
 #[test]
 fn compile_error_fails_the_build() {
-    let err = fails_cleanly("broken", &["--base", "scratch"]);
+    let err = fails_cleanly("broken", &["--base", "scratch"], FAILURE);
     assert!(
         err.contains("mismatched types"),
         "cargo's own diagnostics are shown:\n{err}"
@@ -112,7 +129,7 @@ fn compile_error_fails_the_build() {
 fn a_platform_that_fails_to_compile_is_named() {
     // Only a layout: a docker archive of two platforms is refused before compiling.
     let dir = tempfile::tempdir().unwrap();
-    let err = run_err(
+    let err = run_exit(
         stevedore_build("hello")
             .args([
                 "--base",
@@ -124,6 +141,7 @@ fn a_platform_that_fails_to_compile_is_named() {
             ])
             .arg("--output")
             .arg(format!("oci-layout={}", dir.path().join("out").display())),
+        FAILURE,
     );
     assert!(!dir.path().join("out").exists(), "nothing written");
     assert!(
@@ -153,9 +171,10 @@ fn a_toolchain_without_the_target_std_says_how_to_add_it() {
     cmd.args(args)
         .env("PATH", stevedore_testbed::tool_path_env());
     let dir = tempfile::tempdir().unwrap();
-    let err = run_err(
+    let err = run_exit(
         cmd.args(["--base", "scratch", "--output"])
             .arg(format!("oci-layout={}", dir.path().join("out").display())),
+        FAILURE,
     );
     assert_one_error(&err);
     assert!(

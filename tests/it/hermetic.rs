@@ -262,9 +262,10 @@ fn verify_rebuilds_and_names_the_first_differing_file() {
     let out = cmd.output().unwrap();
     std::fs::write(&main_rs, source).unwrap();
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
-    assert!(
-        !out.status.success(),
-        "verify must fail on a difference: {stdout}"
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "verify exits 3 on a difference (README's exit codes):\n{stdout}\n{stderr}"
     );
     assert!(
         stdout.contains("linux/amd64: differs")

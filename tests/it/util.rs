@@ -62,6 +62,21 @@ pub fn run_err(cmd: &mut Command) -> String {
     text(&out.stderr)
 }
 
+/// Runs a command that must exit with `code` (README's "Exit codes"), returning its stderr.
+pub fn run_exit(cmd: &mut Command, code: i32) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "{cmd:?} should exit {code}:\n--- stdout\n{}\n--- stderr\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stderr)
+}
+
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }

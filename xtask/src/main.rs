@@ -1,6 +1,7 @@
 //! `cargo xtask`: the repository's own tasks, in Rust so they run wherever cargo does.
 
 mod demo;
+mod graph;
 mod image;
 mod setup;
 
@@ -15,6 +16,10 @@ Tasks:
   setup         install what the tests need (Debian packages, the arm64 dpkg architecture,
                 the zig venv, the `debweb` rustup toolchain, the distroless stand-in);
                 does nothing when all of it is there
+  ci            what CI runs: `cargo fmt --check`, `cargo clippy -D warnings`, `graph`, then
+                `test`
+  graph         check src/'s module graph: no module imports a later stage or forms a cycle,
+                and ARCHITECTURE.md's map lists each module's rank and imports as they are
   test [ARGS]   setup, then `cargo test --workspace --locked ARGS` (without `--workspace`
                 when ARGS select packages with -p/--package)
   demo          setup, then build the example service for amd64 and arm64 with stevedore,
@@ -32,10 +37,18 @@ fn main() -> ExitCode {
             setup::run();
             ExitCode::SUCCESS
         }
+        Some("ci") if args.len() == 1 => {
+            require_root(TESTS_NEED_ROOT);
+            lint();
+            setup::run();
+            test(&[])
+        }
+        Some("graph") if args.len() == 1 => match graph::run(&project_root()) {
+            true => ExitCode::SUCCESS,
+            false => ExitCode::FAILURE,
+        },
         Some("test") => {
-            require_root(
-                "the tests chroot into image root filesystems, set file owners and start dockerd",
-            );
+            require_root(TESTS_NEED_ROOT);
             setup::run();
             test(&args[1..])
         }
@@ -57,6 +70,36 @@ fn main() -> ExitCode {
             );
             ExitCode::from(2)
         }
+    }
+}
+
+const TESTS_NEED_ROOT: &str =
+    "the tests chroot into image root filesystems, set file owners and start dockerd";
+
+/// The checks that need no test bed, first, because they fail in seconds rather than minutes.
+fn lint() {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let root = project_root();
+    run_ok(
+        Command::new(&cargo)
+            .args(["fmt", "--all", "--check"])
+            .current_dir(&root),
+    );
+    run_ok(
+        Command::new(&cargo)
+            .args([
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--locked",
+                "--",
+                "-D",
+                "warnings",
+            ])
+            .current_dir(&root),
+    );
+    if !graph::run(&root) {
+        fail("the module graph breaks ARCHITECTURE.md's rules (above)");
     }
 }
 

@@ -1,0 +1,12 @@
+//! Media types, each written once. oci-spec's `MediaType` covers the OCI ones inside documents;
+//! these strings are for what it lacks (Docker's types, SPDX) and for HTTP `Accept` and
+//! `Content-Type` headers.
+
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+/// A gzipped layer of a Docker schema 2 image; the same bytes as an OCI gzip layer.
+pub const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+/// An SPDX SBOM in JSON, the `artifactType` of the SBOM referrer.
+pub const SPDX_JSON: &str = "application/spdx+json";
