@@ -48,7 +48,8 @@ pub struct Keychain {
     env_override: Option<Credential>,
     /// Registries the environment's credential is for; `None` means every registry.
     env_registries: Option<Vec<String>>,
-    docker_config: Option<PathBuf>,
+    /// Credential files in the order they are asked, podman's before docker's.
+    files: Vec<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -77,10 +78,6 @@ impl Keychain {
             (Some(username), Some(secret)) => Some(Credential { username, secret }),
             _ => None,
         };
-        let docker_config = std::env::var_os("DOCKER_CONFIG")
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docker")))
-            .map(|dir| dir.join("config.json"));
         let env_registries = var(env::REGISTRY).map(|list| {
             list.split(',')
                 .map(|r| r.trim().to_owned())
@@ -90,7 +87,7 @@ impl Keychain {
         Keychain {
             env_override,
             env_registries,
-            docker_config,
+            files: credential_files(|name| std::env::var_os(name).filter(|v| !v.is_empty())),
         }
     }
 
@@ -113,31 +110,62 @@ impl Keychain {
                 return Ok(Some(cred.clone()));
             }
         }
-        let Some(path) = &self.docker_config else {
-            return Ok(None);
-        };
-        let config: DockerConfig = match std::fs::read(path) {
-            Ok(bytes) => {
-                serde_json::from_slice(&bytes).map_err(|source| RegistryError::DockerConfig {
-                    path: path.clone(),
-                    source,
-                })?
-            }
-            Err(_) => return Ok(None),
-        };
-        let keys = config_keys(registry);
-        if let Some(helper) = keys.iter().find_map(|k| config.cred_helpers.get(k)) {
-            return run_helper(helper, registry);
-        }
-        if let Some(entry) = keys.iter().find_map(|k| config.auths.get(k)) {
-            if let Some(cred) = entry_credential(entry) {
-                return Ok(Some(cred));
+        for path in &self.files {
+            if let Some(found) = from_file(path, registry)? {
+                return Ok(Some(found));
             }
         }
-        match &config.creds_store {
-            Some(store) => run_helper(store, registry),
-            None => Ok(None),
+        Ok(None)
+    }
+}
+
+/// The credential files in the order containers-auth.json(5) reads them, then docker's:
+/// `$REGISTRY_AUTH_FILE` (or else `$XDG_RUNTIME_DIR/containers/auth.json`),
+/// `${XDG_CONFIG_HOME:-~/.config}/containers/auth.json`, then `$DOCKER_CONFIG/config.json` (or
+/// `~/.docker/config.json`). All share docker's format: `auths`, `credHelpers`, `credsStore`.
+fn credential_files(var: impl Fn(&str) -> Option<std::ffi::OsString>) -> Vec<PathBuf> {
+    let home = var("HOME").map(PathBuf::from);
+    let podman_primary = var("REGISTRY_AUTH_FILE")
+        .map(PathBuf::from)
+        .or_else(|| var("XDG_RUNTIME_DIR").map(|d| PathBuf::from(d).join("containers/auth.json")));
+    let podman_config = var("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .or_else(|| home.as_ref().map(|h| h.join(".config")))
+        .map(|d| d.join("containers/auth.json"));
+    let docker = var("DOCKER_CONFIG")
+        .map(PathBuf::from)
+        .or_else(|| home.as_ref().map(|h| h.join(".docker")))
+        .map(|d| d.join("config.json"));
+    [podman_primary, podman_config, docker]
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+/// The credential one file holds for `registry`: a helper named for it, its `auths` entry, or
+/// the file's default helper. A file that does not exist holds none.
+fn from_file(path: &PathBuf, registry: &str) -> Result<Option<Credential>, RegistryError> {
+    let config: DockerConfig = match std::fs::read(path) {
+        Ok(bytes) => {
+            serde_json::from_slice(&bytes).map_err(|source| RegistryError::DockerConfig {
+                path: path.clone(),
+                source,
+            })?
         }
+        Err(_) => return Ok(None),
+    };
+    let keys = config_keys(registry);
+    if let Some(helper) = keys.iter().find_map(|k| config.cred_helpers.get(k)) {
+        return run_helper(helper, registry);
+    }
+    if let Some(entry) = keys.iter().find_map(|k| config.auths.get(k)) {
+        if let Some(cred) = entry_credential(entry) {
+            return Ok(Some(cred));
+        }
+    }
+    match &config.creds_store {
+        Some(store) => run_helper(store, registry),
+        None => Ok(None),
     }
 }
 
@@ -319,6 +347,79 @@ mod tests {
     }
 
     #[test]
+    fn podman_files_come_before_dockers_in_containers_auth_json_order() {
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                vars.iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| std::ffi::OsString::from(v))
+            }
+        };
+        let all = credential_files(env(&[
+            ("HOME", "/h"),
+            ("REGISTRY_AUTH_FILE", "/override.json"),
+            ("XDG_RUNTIME_DIR", "/run/user/1"),
+            ("XDG_CONFIG_HOME", "/cfg"),
+            ("DOCKER_CONFIG", "/dc"),
+        ]));
+        let all: Vec<&str> = all.iter().map(|p| p.to_str().unwrap()).collect();
+        assert_eq!(
+            all,
+            [
+                "/override.json",
+                "/cfg/containers/auth.json",
+                "/dc/config.json"
+            ]
+        );
+        let defaults = credential_files(env(&[("HOME", "/h"), ("XDG_RUNTIME_DIR", "/run/user/1")]));
+        let defaults: Vec<&str> = defaults.iter().map(|p| p.to_str().unwrap()).collect();
+        assert_eq!(
+            defaults,
+            [
+                "/run/user/1/containers/auth.json",
+                "/h/.config/containers/auth.json",
+                "/h/.docker/config.json"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_first_file_with_a_credential_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let podman = dir.path().join("auth.json");
+        let docker = dir.path().join("config.json");
+        let entry = |user: &str| {
+            let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:pw"));
+            format!(r#"{{"auths":{{"reg.example:5000":{{"auth":"{auth}"}}}}}}"#)
+        };
+        std::fs::write(&podman, entry("from-podman")).unwrap();
+        std::fs::write(&docker, entry("from-docker")).unwrap();
+        let keychain = |files: Vec<PathBuf>| Keychain {
+            env_override: None,
+            env_registries: None,
+            files,
+        };
+        let both = keychain(vec![
+            dir.path().join("missing.json"),
+            podman,
+            docker.clone(),
+        ]);
+        assert_eq!(
+            both.resolve("reg.example:5000").unwrap().unwrap().username,
+            "from-podman"
+        );
+        let docker_only = keychain(vec![docker]);
+        assert_eq!(
+            docker_only
+                .resolve("reg.example:5000")
+                .unwrap()
+                .unwrap()
+                .username,
+            "from-docker"
+        );
+    }
+
+    #[test]
     fn debug_redacts_the_secret() {
         let c = Credential {
             username: "u".into(),
@@ -336,7 +437,7 @@ mod tests {
         let mut keychain = Keychain {
             env_override: None,
             env_registries: None,
-            docker_config: Some(path),
+            files: vec![path],
         };
         let hub = keychain.resolve("docker.io").unwrap().unwrap();
         assert_eq!(

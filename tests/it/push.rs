@@ -131,6 +131,42 @@ fn pushes_with_basic_auth_and_rejects_wrong_credentials() {
 }
 
 #[test]
+fn pushes_with_credentials_from_a_podman_auth_file_alone() {
+    let registry = Registry::start(Mode::BasicAuth);
+    let base = registry.push_base();
+    let image = format!("{}/test/hello:podman-auth", registry.addr());
+    let ca = registry.ca_cert().unwrap().display().to_string();
+    // What `podman login` writes, at REGISTRY_AUTH_FILE; docker's config is empty.
+    let dir = tempfile::tempdir().unwrap();
+    let auth_file = dir.path().join("auth.json");
+    let auth = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(format!("{USERNAME}:{PASSWORD}"))
+    };
+    std::fs::write(
+        &auth_file,
+        format!(
+            r#"{{"auths":{{"{}":{{"auth":"{auth}"}}}}}}"#,
+            registry.addr()
+        ),
+    )
+    .unwrap();
+    let no_docker = dir.path().join("no-docker");
+    let auth_file = auth_file.display().to_string();
+    let no_docker = no_docker.display().to_string();
+    let env = [
+        ("REGISTRY_AUTH_FILE", auth_file.as_str()),
+        ("DOCKER_CONFIG", no_docker.as_str()),
+    ];
+    let result = push(&base, &image, &["--registry-ca", &ca], &env);
+    check_pushed(
+        &result,
+        &image,
+        &inspect(registry.skopeo_flags(Side::Inspect), &image),
+    );
+}
+
+#[test]
 fn pushes_through_a_bearer_token_front_and_skips_present_blobs() {
     let front = TokenFront::start(Registry::start(Mode::Http), None);
     let base = front.push_base();
