@@ -214,13 +214,18 @@ struct BuildArgs {
     /// Name for the image (repeatable), e.g. `registry.example.com/app:1.2`.
     #[arg(short, long, value_name = "REF")]
     tag: Vec<Reference>,
-    /// Where to write the image (repeatable): oci-layout=DIR or docker-archive=FILE.tar.
+    /// Where to write the image (repeatable): oci-layout=DIR, oci-archive=FILE.tar (every
+    /// platform) or docker-archive=FILE.tar (one platform).
     /// Default: oci-layout=target/stevedore/BIN.
     #[arg(short, long, value_name = "KIND=PATH")]
     output: Vec<Output>,
     /// Push the image to the registry of each --tag (the last line printed is REPO@DIGEST).
     #[arg(long)]
     push: bool,
+    /// After pushing, write every reference pushed to FILE, one per line, by digest: the image
+    /// (or index), each platform's manifest, the SBOMs.
+    #[arg(long, value_name = "FILE", requires = "push")]
+    image_refs: Option<PathBuf>,
     /// Print the result as JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -360,6 +365,17 @@ fn build(args: BuildArgs) -> Result<(), Error> {
         true => build.run_all_bins()?,
         false => vec![build.run()?],
     };
+    if let Some(path) = &args.image_refs {
+        let refs: Vec<Reference> = outcomes
+            .iter()
+            .filter_map(|o| o.push.as_ref())
+            .flat_map(|r| r.refs.iter().cloned())
+            .collect();
+        crate::publish::write_refs(path, &refs).map_err(|source| ErrorKind::Publish {
+            output: format!("--image-refs {}", path.display()),
+            source,
+        })?;
+    }
     if args.json {
         let results: Vec<_> = outcomes.iter().map(outcome_json).collect();
         match (args.all_bins, results.as_slice()) {

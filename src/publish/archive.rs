@@ -78,6 +78,72 @@ pub fn write_archive(
             .collect(),
     };
     append(&mut tar, "manifest.json", &canonical_json(&[entry]), mtime).map_err(io_err(file))?;
+    finish(tar, file)
+}
+
+/// Writes `built` as an OCI layout in one tar (`oci-archive=FILE`): every platform under the
+/// index, as `skopeo copy --all oci-archive:FILE`, `podman load` and containerd's
+/// `ctr images import` read it. Entries are sorted and dated 0, so equal builds give equal files.
+///
+/// Its `index.json` names the image alone: podman (containers/image) refuses to load an
+/// archive whose index lists more than one manifest, so the SBOM referrers, which a layout
+/// lists there, stay out of the archive (they are in layouts and pushed images).
+pub fn write_oci_archive(
+    file: &Path,
+    built: &Built,
+    tags: &[Reference],
+    store: &BlobStore,
+) -> Result<(), PublishError> {
+    let parent = parent_dir(file)?;
+    let staging = tempfile::Builder::new()
+        .prefix(".stevedore-oci-archive-")
+        .tempdir_in(&parent)
+        .map_err(io_err(file))?;
+    let layout = staging.path().join("layout");
+    let image_alone = Built {
+        referrers: Vec::new(),
+        ..built.clone()
+    };
+    super::write_layout(&layout, &image_alone, tags, store)?;
+    let tmp = tempfile::Builder::new()
+        .prefix(".stevedore-archive-")
+        .tempfile_in(&parent)
+        .map_err(io_err(file))?;
+    let mut tar = tar::Builder::new(BufWriter::new(tmp));
+    for dir in ["blobs/", "blobs/sha256/"] {
+        let mut header = header(0, 0);
+        header.set_entry_type(tar::EntryType::Directory);
+        header.set_mode(0o755);
+        tar.append_data(&mut header, dir, io::empty())
+            .map_err(io_err(file))?;
+    }
+    for name in layout_files(&layout).map_err(io_err(file))? {
+        let source = File::open(layout.join(&name)).map_err(io_err(file))?;
+        let size = source.metadata().map_err(io_err(file))?.len();
+        let mut header = header(size, 0);
+        tar.append_data(&mut header, &name, source)
+            .map_err(io_err(file))?;
+    }
+    finish(tar, file)
+}
+
+/// The files of a layout, relative to it and sorted: `blobs/sha256/…`, `index.json`,
+/// `oci-layout`.
+fn layout_files(layout: &Path) -> io::Result<Vec<String>> {
+    let mut names = vec!["index.json".to_owned(), "oci-layout".to_owned()];
+    for entry in std::fs::read_dir(layout.join("blobs/sha256"))? {
+        let name = entry?.file_name().to_string_lossy().into_owned();
+        names.push(format!("blobs/sha256/{name}"));
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// Ends the tar, makes its file readable by all and renames it into place.
+fn finish(
+    tar: tar::Builder<BufWriter<tempfile::NamedTempFile>>,
+    file: &Path,
+) -> Result<(), PublishError> {
     let tmp = tar
         .into_inner()
         .and_then(|w| w.into_inner().map_err(io::IntoInnerError::into_error))

@@ -20,7 +20,7 @@ use crate::cache::{BlobStore, CacheError};
 use crate::digest::Digest;
 use crate::reference::Reference;
 
-pub use archive::write_archive;
+pub use archive::{write_archive, write_oci_archive};
 pub use layout::write_layout;
 pub use merge::{create_index, MergeError};
 pub use push::{push, PushReport};
@@ -32,11 +32,13 @@ pub enum Output {
     OciLayout(PathBuf),
     /// A tarball for `docker load` / `podman load` (`docker-archive=FILE`).
     DockerArchive(PathBuf),
+    /// An OCI layout in one tar, every platform included (`oci-archive=FILE`).
+    OciArchive(PathBuf),
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum OutputSyntaxError {
-    #[error("`{0}` is not an output: write oci-layout=DIR or docker-archive=FILE.tar")]
+    #[error("`{0}` is not an output: write oci-layout=DIR, oci-archive=FILE.tar or docker-archive=FILE.tar")]
     Syntax(String),
 }
 
@@ -51,6 +53,7 @@ impl FromStr for Output {
         match kind {
             "oci-layout" | "oci" => Ok(Output::OciLayout(PathBuf::from(path))),
             "docker-archive" => Ok(Output::DockerArchive(PathBuf::from(path))),
+            "oci-archive" => Ok(Output::OciArchive(PathBuf::from(path))),
             _ => Err(OutputSyntaxError::Syntax(s.to_owned())),
         }
     }
@@ -61,19 +64,23 @@ impl Output {
     pub fn for_bin(&self, bin: &str) -> Output {
         match self {
             Output::OciLayout(dir) => Output::OciLayout(dir.join(bin)),
-            Output::DockerArchive(file) => {
-                let stem = file
-                    .file_stem()
-                    .map(|s| s.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                let ext = file
-                    .extension()
-                    .map(|e| format!(".{}", e.to_string_lossy()))
-                    .unwrap_or_default();
-                Output::DockerArchive(file.with_file_name(format!("{stem}-{bin}{ext}")))
-            }
+            Output::DockerArchive(file) => Output::DockerArchive(file_for_bin(file, bin)),
+            Output::OciArchive(file) => Output::OciArchive(file_for_bin(file, bin)),
         }
     }
+}
+
+/// `FILE-BIN.EXT` for `FILE.EXT`.
+fn file_for_bin(file: &Path, bin: &str) -> PathBuf {
+    let stem = file
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let ext = file
+        .extension()
+        .map(|e| format!(".{}", e.to_string_lossy()))
+        .unwrap_or_default();
+    file.with_file_name(format!("{stem}-{bin}{ext}"))
 }
 
 impl fmt::Display for Output {
@@ -81,6 +88,7 @@ impl fmt::Display for Output {
         match self {
             Output::OciLayout(p) => write!(f, "oci-layout={}", p.display()),
             Output::DockerArchive(p) => write!(f, "docker-archive={}", p.display()),
+            Output::OciArchive(p) => write!(f, "oci-archive={}", p.display()),
         }
     }
 }
@@ -128,7 +136,29 @@ pub fn publish(
     match output {
         Output::OciLayout(dir) => write_layout(dir, built, tags, store),
         Output::DockerArchive(file) => write_archive(file, built, tags, store),
+        Output::OciArchive(file) => write_oci_archive(file, built, tags, store),
     }
+}
+
+/// Writes `refs`, one per line, to `path` (replaced whole by rename): the hand-off to a later
+/// CI step that signs or deploys by digest.
+pub fn write_refs(path: &Path, refs: &[Reference]) -> Result<(), PublishError> {
+    let mut text = String::new();
+    for reference in refs {
+        text.push_str(&reference.to_string());
+        text.push('\n');
+    }
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".stevedore-refs-")
+        .tempfile_in(parent_dir(path)?)
+        .map_err(io_err(path))?;
+    io::Write::write_all(&mut tmp, text.as_bytes()).map_err(io_err(path))?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o644)).map_err(io_err(path))?;
+    }
+    tmp.persist(path).map_err(|e| io_err(path)(e.error))?;
+    Ok(())
 }
 
 /// Every blob an image names, config and layers, with the manifest first.

@@ -20,6 +20,9 @@ const PARALLEL_UPLOADS: usize = 3;
 pub struct PushReport {
     /// `REPO@sha256:…` of the pushed image (index when several platforms).
     pub pushed: Vec<Reference>,
+    /// Everything pushed, by digest: per repository the image (or index), each platform's
+    /// manifest when there are several, then each referrer (SBOMs). What `--image-refs` lists.
+    pub refs: Vec<Reference>,
     pub uploaded: usize,
     pub mounted: usize,
     pub existing: usize,
@@ -72,6 +75,17 @@ pub fn push(
             )?;
         }
         report.pushed.push(repo.with_digest(top_digest.clone()));
+        report.refs.push(repo.with_digest(top_digest.clone()));
+        if built.images.len() > 1 {
+            for image in &built.images {
+                report.refs.push(repo.with_digest(image.manifest_digest()));
+            }
+        }
+        for referrer in &built.referrers {
+            report
+                .refs
+                .push(repo.with_digest(referrer.manifest_digest()));
+        }
     }
     Ok(report)
 }

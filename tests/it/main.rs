@@ -4,6 +4,7 @@
 mod build;
 mod config;
 mod crash;
+mod deploy;
 mod errors;
 mod faults;
 mod hermetic;

@@ -1,0 +1,124 @@
+//! Hand-offs to what comes after a build: digests for the next CI step (`--image-refs`) and
+//! every platform in one file (`oci-archive`), checked with skopeo and podman.
+
+use std::process::Command;
+
+use stevedore_testbed::{self as testbed, Mode, Registry};
+
+use crate::util::*;
+
+#[test]
+fn image_refs_lists_the_index_each_manifest_and_the_sboms_by_digest() {
+    let registry = Registry::start(Mode::Http);
+    let base = registry.push_base();
+    let image = format!("{}/test/refs:1", registry.addr());
+    let dir = tempfile::tempdir().unwrap();
+    let refs_file = dir.path().join("refs.txt");
+    let out = run_ok(
+        stevedore_build("hello")
+            .args(["--base", &base, "--platform", "linux/amd64,linux/arm64"])
+            .args(["-t", &image, "--push", "--json", "--image-refs"])
+            .arg(&refs_file),
+    );
+    let result = json(&out.stdout);
+    let listed = std::fs::read_to_string(&refs_file).unwrap();
+    let lines: Vec<&str> = listed.lines().collect();
+    let repo = format!("{}/test/refs", registry.addr());
+    assert_eq!(lines.len(), 5, "index, two manifests, two SBOMs: {listed}");
+    assert_eq!(
+        lines[0],
+        format!("{repo}@{}", result["digest"].as_str().unwrap())
+    );
+    for (line, image) in lines[1..3].iter().zip(result["images"].as_array().unwrap()) {
+        assert_eq!(
+            *line,
+            format!("{repo}@{}", image["digest"].as_str().unwrap())
+        );
+    }
+    // Every line names what the registry holds under that digest.
+    for line in &lines {
+        let raw = run_ok(
+            Command::new(testbed::require_tool("skopeo"))
+                .args(["inspect", "--raw", "--tls-verify=false"])
+                .arg(format!("docker://{line}")),
+        )
+        .stdout;
+        let digest = stevedore::digest::Digest::of(&raw);
+        assert!(line.ends_with(digest.as_str()), "{line} holds {digest}");
+    }
+    let sboms = lines[3..]
+        .iter()
+        .map(|l| {
+            let raw = Command::new(testbed::require_tool("skopeo"))
+                .args(["inspect", "--raw", "--tls-verify=false"])
+                .arg(format!("docker://{l}"))
+                .output()
+                .unwrap()
+                .stdout;
+            json(&raw)["artifactType"].clone()
+        })
+        .collect::<Vec<_>>();
+    assert!(
+        sboms.iter().all(|t| t == "application/spdx+json"),
+        "{sboms:?}"
+    );
+}
+
+#[test]
+fn a_two_platform_oci_archive_opens_in_skopeo_and_loads_in_podman() {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("hello.tar");
+    let registry = Registry::start(Mode::Http);
+    let base = registry.push_base();
+    let out = run_ok(
+        stevedore_build("hello")
+            .args([
+                "--base",
+                &base,
+                "--platform",
+                "linux/amd64,linux/arm64",
+                "--json",
+            ])
+            .arg("-o")
+            .arg(format!("oci-archive={}", archive.display())),
+    );
+    let index = json(&out.stdout)["digest"].clone();
+
+    // skopeo copies every platform out of it, checking each digest on the way.
+    let copied = dir.path().join("copied");
+    run_ok(
+        Command::new(testbed::require_tool("skopeo"))
+            .args(["copy", "--all"])
+            .arg(format!("oci-archive:{}:latest", archive.display()))
+            .arg(format!("oci:{}:latest", copied.display())),
+    );
+    let copied_index = json(&std::fs::read(copied.join("index.json")).unwrap());
+    assert_eq!(copied_index["manifests"][0]["digest"], index);
+    let raw_index = json(&layout_blob(&copied, index.as_str().unwrap()));
+    assert_eq!(raw_index["manifests"].as_array().unwrap().len(), 2);
+
+    // podman loads it into its own store and knows the image's config.
+    let store = dir.path().join("podman");
+    let podman = |args: &[&str]| {
+        let mut cmd = Command::new(testbed::require_tool("podman"));
+        cmd.arg("--storage-driver=vfs")
+            .arg("--root")
+            .arg(store.join("root"))
+            .arg("--runroot")
+            .arg(store.join("run"))
+            .args(args);
+        cmd
+    };
+    let loaded = run_ok(&mut podman(&["load", "-i", archive.to_str().unwrap()]));
+    let said = text(&loaded.stdout);
+    assert!(said.contains("Loaded image"), "{said}");
+    let name = said
+        .lines()
+        .find_map(|l| l.strip_prefix("Loaded image: "))
+        .unwrap_or_else(|| panic!("podman names what it loaded: {said}"))
+        .trim()
+        .to_owned();
+    let inspected = json(&run_ok(&mut podman(&["image", "inspect", &name])).stdout);
+    let entrypoint = &inspected[0]["Config"]["Entrypoint"];
+    assert_eq!(entrypoint[0], "/usr/local/bin/hello", "{inspected:#}");
+}
