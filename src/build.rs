@@ -25,7 +25,7 @@ use crate::pipeline::{self, BuildError};
 use crate::plan::{self, BuildOptions, Plan, PlanError};
 use crate::platform::Platform;
 use crate::progress::Progress;
-use crate::publish::{self, Output, PublishError, PushReport};
+use crate::publish::{self, Engine, Loaded, Output, PublishError, PushReport};
 use crate::reference::{Base, Reference, ReferenceError};
 use crate::registry::{Registry, RegistryError, RegistryOptions};
 use crate::verify::{self, Published, Source, Verdict, VerifyError};
@@ -110,6 +110,7 @@ pub struct Build {
     options: BuildOptions,
     outputs: Vec<Output>,
     push: bool,
+    load: Option<Engine>,
     registry: RegistryOptions,
     lock: Policy,
     progress: Option<Arc<dyn Progress>>,
@@ -125,6 +126,8 @@ pub struct Outcome {
     pub outputs: Vec<Output>,
     /// What the push did, when there was one.
     pub push: Option<PushReport>,
+    /// Which engine the image was loaded into, and which platform, with `--load`.
+    pub loaded: Option<Loaded>,
 }
 
 impl Outcome {
@@ -229,6 +232,12 @@ impl Build {
         self
     }
 
+    /// Also load the image (the host's platform) into a local engine when the build runs.
+    pub fn load_into(mut self, engine: Engine) -> Self {
+        self.load = Some(engine);
+        self
+    }
+
     /// Trust an extra CA (PEM) for registries.
     pub fn registry_ca(mut self, path: impl Into<PathBuf>) -> Self {
         self.registry.ca_files.push(path.into());
@@ -308,7 +317,7 @@ impl Build {
             store,
             registry,
         } = self.stage()?;
-        let outputs = match self.outputs.is_empty() && !self.push {
+        let outputs = match self.outputs.is_empty() && !self.push && self.load.is_none() {
             true => vec![Output::OciLayout(pipeline::default_layout_dir(&plan))],
             false => self.outputs.clone(),
         };
@@ -339,12 +348,29 @@ impl Build {
             }
             false => None,
         };
+        let loaded = match self.load {
+            Some(engine) => Some(
+                publish::load(
+                    engine,
+                    &built,
+                    &tags,
+                    &store,
+                    &pipeline::default_layout_dir(&plan),
+                )
+                .map_err(|source| ErrorKind::Publish {
+                    output: "--load".into(),
+                    source,
+                })?,
+            ),
+            None => None,
+        };
         Ok(Outcome {
             plan,
             built,
             tags,
             outputs,
             push,
+            loaded,
         })
     }
 

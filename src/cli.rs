@@ -222,6 +222,10 @@ struct BuildArgs {
     /// Push the image to the registry of each --tag (the last line printed is REPO@DIGEST).
     #[arg(long)]
     push: bool,
+    /// Load the image (the host's platform) into a local engine: docker or podman [default:
+    /// docker if its daemon answers, else podman]. It is named by the first tag.
+    #[arg(long, value_name = "ENGINE", num_args = 0..=1, default_missing_value = "auto")]
+    load: Option<crate::publish::Engine>,
     /// After pushing, write every reference pushed to FILE, one per line, by digest: the image
     /// (or index), each platform's manifest, the SBOMs.
     #[arg(long, value_name = "FILE", requires = "push")]
@@ -357,6 +361,9 @@ fn build(args: BuildArgs) -> Result<(), Error> {
     for output in args.output {
         build = build.output(output);
     }
+    if let Some(engine) = args.load {
+        build = build.load_into(engine);
+    }
     build = args.registry.apply(build);
     if let Some(bars) = Bars::for_terminal(args.json) {
         build = build.progress(bars);
@@ -388,6 +395,14 @@ fn build(args: BuildArgs) -> Result<(), Error> {
         for output in &outcome.outputs {
             println!("{output}@{}", outcome.digest());
         }
+        if let Some(loaded) = &outcome.loaded {
+            println!(
+                "{}:{} ({})",
+                loaded.engine.name(),
+                loaded.name,
+                loaded.platform
+            );
+        }
         for reference in outcome.pushed() {
             println!("{reference}");
         }
@@ -416,6 +431,7 @@ fn outcome_json(outcome: &Outcome) -> serde_json::Value {
         "outputs": outcome.outputs.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "pushed": outcome.pushed().iter().map(ToString::to_string).collect::<Vec<_>>(),
         "push": outcome.push.as_ref().map(|r| json!({"uploaded": r.uploaded, "mounted": r.mounted, "existing": r.existing})),
+        "loaded": outcome.loaded.as_ref().map(|l| json!({"engine": l.engine.name(), "name": l.name.to_string(), "platform": l.platform.to_string()})),
     })
 }
 

@@ -6,6 +6,7 @@
 
 mod archive;
 mod layout;
+mod load;
 mod merge;
 mod push;
 
@@ -22,6 +23,7 @@ use crate::reference::Reference;
 
 pub use archive::{write_archive, write_oci_archive};
 pub use layout::write_layout;
+pub use load::{load, Engine, Loaded};
 pub use merge::{create_index, MergeError};
 pub use push::{push, PushReport};
 
@@ -119,6 +121,16 @@ pub enum PublishError {
         reference: String,
         #[source]
         source: crate::registry::RegistryError,
+    },
+    #[error(
+        "--load found no container engine: neither a docker daemon answers nor is podman \
+         installed; start docker, install podman, or write an archive with --output"
+    )]
+    NoEngine,
+    #[error("`{engine} load` failed: {message}")]
+    Engine {
+        engine: &'static str,
+        message: String,
     },
     #[error(transparent)]
     Merge(#[from] MergeError),

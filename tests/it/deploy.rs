@@ -122,3 +122,79 @@ fn a_two_platform_oci_archive_opens_in_skopeo_and_loads_in_podman() {
     let entrypoint = &inspected[0]["Config"]["Entrypoint"];
     assert_eq!(entrypoint[0], "/usr/local/bin/hello", "{inspected:#}");
 }
+
+#[test]
+fn load_podman_puts_the_image_in_podmans_store_and_its_entrypoint_runs_as_nonroot() {
+    let registry = Registry::start(Mode::Http);
+    let base = registry.push_base();
+    // podman's own store in a temporary directory (vfs: no overlay mounts needed).
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("storage.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "[storage]\ndriver = \"vfs\"\ngraphroot = \"{0}/root\"\nrunroot = \"{0}/run\"\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let podman = |args: &[&str]| {
+        let mut cmd = Command::new(testbed::require_tool("podman"));
+        cmd.env("CONTAINERS_STORAGE_CONF", &conf).args(args);
+        cmd
+    };
+    let name = "localhost/test/loaded:1";
+    let out = run_ok(
+        stevedore_build("hello")
+            .env("CONTAINERS_STORAGE_CONF", &conf)
+            .args(["--base", &base, "--platform", "linux/amd64,linux/arm64"])
+            .args(["-t", name, "--load", "podman", "--json"]),
+    );
+    let result = json(&out.stdout);
+    assert_eq!(result["loaded"]["engine"], "podman");
+    assert_eq!(
+        result["loaded"]["platform"], "linux/amd64",
+        "the host's of two"
+    );
+    assert!(
+        result["outputs"].as_array().unwrap().is_empty(),
+        "no layout unless asked"
+    );
+
+    let inspected = json(&run_ok(&mut podman(&["image", "inspect", name])).stdout);
+    let config = &inspected[0]["Config"];
+    assert_eq!(
+        config["Entrypoint"][0], "/usr/local/bin/hello",
+        "{inspected:#}"
+    );
+    assert_eq!(inspected[0]["Architecture"], "amd64");
+    let amd64 = &result["images"][0]["digest"];
+    assert_eq!(&inspected[0]["Digest"], amd64, "the amd64 image, unchanged");
+
+    // The entrypoint, run from podman's mount of the image as its user.
+    let mounted = text(&run_ok(&mut podman(&["image", "mount", name])).stdout);
+    let rootfs = mounted.trim().to_owned();
+    let bundle = dir.path().join("bundle");
+    std::fs::create_dir_all(&bundle).unwrap();
+    let user = config["User"].as_str().unwrap_or_default();
+    let (uid, gid) = user.split_once(':').unwrap_or((user, user));
+    let (uid, gid): (u64, u64) = match (uid.parse(), gid.parse()) {
+        (Ok(u), Ok(g)) => (u, g),
+        _ => panic!("a numeric user: {config:#}"),
+    };
+    let spec = serde_json::json!({
+        "process": {
+            "args": config["Entrypoint"],
+            "env": config["Env"],
+            "cwd": config["WorkingDir"].as_str().filter(|w| !w.is_empty()).unwrap_or("/"),
+            "user": {"uid": uid, "gid": gid},
+        },
+        "root": {"path": rootfs},
+    });
+    std::fs::write(bundle.join("config.json"), spec.to_string()).unwrap();
+    let ran = testbed::run_entrypoint(&bundle, &[]);
+    run_ok(&mut podman(&["image", "unmount", name]));
+    let printed = text(&ran.stdout);
+    assert!(ran.status.success(), "{printed}{}", text(&ran.stderr));
+    assert!(printed.contains("uid=65532 gid=65532"), "{printed}");
+}
