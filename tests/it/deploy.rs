@@ -198,3 +198,29 @@ fn load_podman_puts_the_image_in_podmans_store_and_its_entrypoint_runs_as_nonroo
     assert!(ran.status.success(), "{printed}{}", text(&ran.stderr));
     assert!(printed.contains("uid=65532 gid=65532"), "{printed}");
 }
+
+#[test]
+fn load_docker_puts_the_image_in_the_engine_and_docker_run_works() {
+    let registry = Registry::start(Mode::Http);
+    let base = registry.push_base();
+    let dockerd = testbed::Dockerd::start(&[]);
+    let name = "stevedore-test/hello:loaded";
+    let out = run_ok(
+        stevedore_build("hello")
+            .env("DOCKER_HOST", dockerd.host())
+            .env("DOCKER_CONFIG", dockerd.cli_config_dir())
+            .args(["--base", &base, "-t", name, "--load", "--json"]),
+    );
+    assert_eq!(
+        json(&out.stdout)["loaded"]["engine"],
+        "docker",
+        "a docker daemon that answers is chosen by default"
+    );
+    let ran = run_ok(
+        dockerd
+            .docker()
+            .args(["run", "--rm", "--network", "none", name, "x"]),
+    );
+    let printed = text(&ran.stdout);
+    assert!(printed.contains("uid=65532 gid=65532"), "{printed}");
+}
