@@ -20,8 +20,11 @@ const PARALLEL_UPLOADS: usize = 3;
 pub struct PushReport {
     /// `REPO@sha256:…` of the pushed image (index when several platforms).
     pub pushed: Vec<Reference>,
+    /// Blobs uploaded.
     pub uploaded: usize,
+    /// Blobs mounted from the base's repository instead of uploaded.
     pub mounted: usize,
+    /// Blobs the registry already had.
     pub existing: usize,
 }
 

@@ -201,10 +201,7 @@ fn multi_platform_push_gives_an_index_whose_arm64_image_runs_under_qemu() {
     assert_eq!(platforms, ["linux/amd64/null", "linux/arm64/v8"]);
     assert_eq!(
         result["digest"],
-        format!(
-            "sha256:{}",
-            stevedore::digest::Digest::of(&raw.stdout).hex()
-        )
+        format!("sha256:{}", stevedore::Digest::of(&raw.stdout).hex())
     );
 
     for (arch, uname) in [("arm64", "aarch64"), ("amd64", "x86_64")] {
@@ -359,8 +356,7 @@ fn large_blobs_upload_in_chunks_from_disk() {
         ..Default::default()
     })
     .unwrap();
-    let repo: stevedore::reference::Reference =
-        format!("{}/test/big", front.addr()).parse().unwrap();
+    let repo: stevedore::Reference = format!("{}/test/big", front.addr()).parse().unwrap();
     assert!(!client.blob_exists(&repo, &digest).unwrap());
     client.upload_blob(&repo, &digest, size, &store).unwrap();
     assert!(client.blob_exists(&repo, &digest).unwrap());
@@ -378,7 +374,7 @@ fn large_blobs_upload_in_chunks_from_disk() {
     );
     let bytes = std::fs::read(&back).unwrap();
     assert_eq!(bytes.len() as u64, size);
-    assert_eq!(stevedore::digest::Digest::of(&bytes), digest);
+    assert_eq!(stevedore::Digest::of(&bytes), digest);
     let patches = front
         .requests()
         .iter()
