@@ -30,8 +30,11 @@ pub const ANNOTATION_TITLE: &str = "org.opencontainers.image.title";
 /// One platform's finished image, all of whose blobs are in the store.
 #[derive(Debug, Clone)]
 pub struct Image {
+    /// The platform it runs on.
     pub platform: Platform,
+    /// Its manifest.
     pub manifest: Descriptor,
+    /// Its config.
     pub config: Descriptor,
     /// Base layers first, then ours.
     pub layers: Vec<Descriptor>,
@@ -40,6 +43,7 @@ pub struct Image {
 }
 
 impl Image {
+    /// The manifest's digest: the image's name by content.
     pub fn manifest_digest(&self) -> Digest {
         Digest::try_from(self.manifest.digest()).expect("assembled manifests have sha256 digests")
     }
@@ -48,6 +52,7 @@ impl Image {
 /// What a build produced: one image per platform, and an index when there are several.
 #[derive(Debug, Clone)]
 pub struct Built {
+    /// One image per platform, in the plan's order.
     pub images: Vec<Image>,
     /// The OCI index over `images`; always made, published when more than one platform.
     pub index: Descriptor,
@@ -67,10 +72,12 @@ pub struct Referrer {
 }
 
 impl Referrer {
+    /// The artifact manifest's digest.
     pub fn manifest_digest(&self) -> Digest {
         Digest::try_from(self.manifest.digest()).expect("assembled manifests have sha256 digests")
     }
 
+    /// The digest of the image manifest it is about.
     pub fn subject_digest(&self) -> Digest {
         Digest::try_from(self.subject.digest()).expect("assembled manifests have sha256 digests")
     }

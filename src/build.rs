@@ -36,6 +36,7 @@ use crate::verify::{self, Published, Source, Verdict, VerifyError};
 pub struct Error(Box<ErrorKind>);
 
 impl Error {
+    /// What kind of failure it is, to tell them apart in code.
     pub fn kind(&self) -> &ErrorKind {
         &self.0
     }
@@ -50,42 +51,60 @@ impl<E: Into<ErrorKind>> From<E> for Error {
 /// Everything that can stop a build, each with the context to fix it.
 #[derive(Debug, thiserror::Error)]
 pub enum ErrorKind {
+    /// The project or the options are wrong (see [`PlanError`]).
     #[error(transparent)]
     Plan(#[from] PlanError),
+    /// Compiling, layering, pulling the base or assembling failed.
     #[error(transparent)]
     Build(#[from] BuildError),
+    /// A registry refused or failed.
     #[error(transparent)]
     Registry(#[from] RegistryError),
+    /// The blob store failed.
     #[error(transparent)]
     Cache(#[from] CacheError),
+    /// A tag or base is not an image reference.
     #[error(transparent)]
     Reference(#[from] ReferenceError),
+    /// `cargo stevedore init` cannot add its table.
     #[error(transparent)]
     Init(#[from] crate::init::InitError),
+    /// `stevedore.lock` cannot be read, written or kept as it is.
     #[error(transparent)]
     Lock(#[from] LockError),
+    /// The published image cannot be read or compared.
     #[error(transparent)]
     Verify(VerifyError),
+    /// `verify`: the rebuild differs from the published image.
     #[error(
         "the rebuilt image {ours} differs from {published} ({theirs}); the differences are above"
     )]
     Mismatch {
+        /// The published image as given.
         published: String,
+        /// The rebuild's top digest.
         ours: Digest,
+        /// The published image's top digest.
         theirs: Digest,
     },
+    /// `--offline` and `--push` together.
     #[error("--offline cannot be used with --push: pushing needs the registry")]
     PushOffline,
+    /// `--push` with no name to push to.
     #[error(
         "pushing needs to know where: name the image with -t REGISTRY/REPOSITORY:TAG, \
          STEVEDORE_REPO, or `repository` in [package.metadata.stevedore]"
     )]
     PushWithoutTag,
+    /// The push (or `index create`) failed.
     #[error(transparent)]
     Push(PublishError),
+    /// An output could not be written.
     #[error("cannot write {output}")]
     Publish {
+        /// The output, as `KIND=PATH`.
         output: String,
+        /// Why.
         #[source]
         source: PublishError,
     },
@@ -119,10 +138,13 @@ pub struct Build {
 /// What a finished build produced.
 #[derive(Debug)]
 pub struct Outcome {
+    /// What was built, resolved from the options and the project.
     pub plan: Plan,
+    /// The images, their index and referrers, all in the blob store.
     pub built: Built,
     /// The names the image was given (the tags, or `BIN:latest`).
     pub tags: Vec<Reference>,
+    /// Where the image was written.
     pub outputs: Vec<Output>,
     /// What the push did, when there was one.
     pub push: Option<PushReport>,
@@ -168,21 +190,25 @@ impl Build {
         }
     }
 
+    /// The workspace member to build (`-p`).
     pub fn package(mut self, name: impl Into<String>) -> Self {
         self.options.package = Some(name.into());
         self
     }
 
+    /// The binary to put into the image (`--bin`).
     pub fn bin(mut self, name: impl Into<String>) -> Self {
         self.options.bin = Some(name.into());
         self
     }
 
+    /// The cargo profile (default `release`).
     pub fn profile(mut self, name: impl Into<String>) -> Self {
         self.options.profile = Some(name.into());
         self
     }
 
+    /// Features to activate, added to those already given.
     pub fn features<S: Into<String>>(mut self, features: impl IntoIterator<Item = S>) -> Self {
         self.options
             .features

@@ -182,10 +182,6 @@ impl Lockfile {
         self.changed |= self.bases.len() != before;
     }
 
-    pub fn changed(&self) -> bool {
-        self.changed
-    }
-
     /// Writes the lock if it changed: to a temporary file beside it, then renamed, so a reader
     /// (or a concurrent build) sees the old file or the new one, never half of one.
     pub fn save(&mut self) -> Result<(), LockError> {
@@ -278,14 +274,14 @@ mod tests {
         let mut lock = Lockfile::load(dir.path()).unwrap();
         let kept = lock.pin(&base(), Policy::default(), never).unwrap();
         assert_eq!(kept, digest(1), "a pinned tag is not resolved again");
-        assert!(!lock.changed());
+        assert!(!lock.changed);
 
         let update = Policy {
             update: true,
             ..Policy::default()
         };
         assert_eq!(pin(&mut lock, update, 2).unwrap(), digest(2));
-        assert!(lock.changed());
+        assert!(lock.changed);
         lock.save().unwrap();
         let text = std::fs::read_to_string(dir.path().join(FILE_NAME)).unwrap();
         assert!(text.contains(&digest(2).to_string()), "{text}");
@@ -341,7 +337,7 @@ mod tests {
         let pinned = base().with_digest(digest(9));
         let got = lock.pin(&pinned, Policy::default(), never).unwrap();
         assert_eq!(got, digest(9));
-        assert!(!lock.changed());
+        assert!(!lock.changed);
     }
 
     #[test]
@@ -353,7 +349,7 @@ mod tests {
         assert!(err.to_string().contains(&base().to_string()), "{err}");
         let cause = std::error::Error::source(&err).map(ToString::to_string);
         assert_eq!(cause.as_deref(), Some("registry down"));
-        assert!(!lock.changed());
+        assert!(!lock.changed);
     }
 
     #[test]

@@ -1,3 +1,3 @@
 fn main() -> std::process::ExitCode {
-    stevedore::cli::main()
+    stevedore::cli_main()
 }

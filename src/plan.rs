@@ -16,19 +16,28 @@ use crate::toolchain::{run_capture, Toolchain, ToolchainError};
 /// What the user asked for, before anything is looked up.
 #[derive(Debug, Clone, Default)]
 pub struct BuildOptions {
+    /// The project's Cargo.toml; `None` looks in the current directory and above.
     pub manifest_path: Option<PathBuf>,
+    /// Which workspace member (`-p`); `None`: the root package, else the only one with binaries.
     pub package: Option<String>,
+    /// Which binary goes into the image; `None`: the only one, or `default-run`.
     pub bin: Option<String>,
     /// Cargo profile; `release` when `None`.
     pub profile: Option<String>,
+    /// Features to activate, as for `cargo build --features`.
     pub features: Vec<String>,
+    /// `cargo build --all-features`.
     pub all_features: bool,
+    /// `cargo build --no-default-features`.
     pub no_default_features: bool,
     /// Empty means the host's platform.
     pub platforms: Vec<Platform>,
     /// `None`: from the project's settings, else the distroless default.
     pub base: Option<Base>,
+    /// Names for the image; empty: from the project's settings or `STEVEDORE_REPO`, else
+    /// `BIN:latest`.
     pub tags: Vec<Reference>,
+    /// Rustup toolchain to compile with; `None`: the cargo running stevedore.
     pub toolchain: Option<String>,
     /// Cargo's target directory (default: what cargo would use).
     pub target_dir: Option<PathBuf>,
@@ -41,23 +50,37 @@ pub struct BuildOptions {
 /// Everything later stages need, resolved and checked.
 #[derive(Debug, Clone, Serialize)]
 pub struct Plan {
+    /// The package's Cargo.toml.
     pub manifest_path: PathBuf,
+    /// The workspace's root directory, where Cargo.lock and `stevedore.lock` are.
     pub workspace_root: PathBuf,
+    /// Cargo's target directory.
     pub target_dir: PathBuf,
+    /// The package's name.
     pub package: String,
+    /// The package's version.
     pub version: String,
+    /// The binary that goes into the image.
     pub bin: String,
+    /// The cargo profile it is compiled with.
     pub profile: String,
+    /// Features to activate.
     pub features: Vec<String>,
+    /// `--all-features`.
     pub all_features: bool,
+    /// `--no-default-features`.
     pub no_default_features: bool,
+    /// One image per platform, in this order.
     pub platforms: Vec<Platform>,
+    /// The image to build on, or `scratch`.
     pub base: Base,
     /// The digest the base's tag is pinned to (`stevedore.lock`), once the build has pinned it.
     #[serde(skip)]
     pub base_pin: Option<crate::digest::Digest>,
+    /// The names the image is given.
     #[serde(serialize_with = "display_all")]
     pub tags: Vec<Reference>,
+    /// The cargo and rustc that compile it.
     #[serde(skip)]
     pub toolchain: Toolchain,
     /// Whether some dependency compiles C code (so linking needs a C cross toolchain).
@@ -70,48 +93,90 @@ pub struct Plan {
     pub created: i64,
     /// Runtime settings and extra files from `[package.metadata.stevedore]`.
     pub image: ImageSettings,
+    /// Run cargo with `--offline`.
     pub offline: bool,
 }
 
+/// Why a plan cannot be made: the project, its settings or the options are wrong.
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
+    /// The manifest path names no file.
     #[error(
         "no Cargo.toml at {0}: run in a Cargo project or pass --manifest-path PATH/Cargo.toml"
     )]
     NoManifest(PathBuf),
+    /// `cargo metadata` could not run or failed.
     #[error("`cargo metadata` failed for {manifest}")]
     Metadata {
+        /// The Cargo.toml it ran on.
         manifest: PathBuf,
+        /// Why.
         #[source]
         source: ToolchainError,
     },
+    /// `cargo metadata` printed something that is not its JSON.
     #[error("cannot read the output of `cargo metadata`")]
     MetadataParse(#[source] cargo_metadata::Error),
     #[error("the workspace has no package `{name}`; its packages are: {available}")]
-    NoSuchPackage { name: String, available: String },
+    /// `-p NAME` names no member of the workspace.
+    NoSuchPackage {
+        /// The name asked for.
+        name: String,
+        /// The workspace's packages, comma separated.
+        available: String,
+    },
     #[error("package `{package}` has no binary named `{bin}`; its binaries are: {available}")]
+    /// `--bin NAME` names no binary of the package.
     NoSuchBin {
+        /// The package.
         package: String,
+        /// The binary asked for.
         bin: String,
+        /// The package's binaries, comma separated.
         available: String,
     },
     #[error("package `{package}` has no binary target; stevedore packages one binary per image")]
-    NoBins { package: String },
+    /// The package has no binary target.
+    NoBins {
+        /// The package.
+        package: String,
+    },
     #[error("{what} has several binaries ({available}): choose one with --bin NAME")]
-    SeveralBins { what: String, available: String },
+    /// Several binaries and no `--bin` to choose one.
+    SeveralBins {
+        /// The package (or workspace) that has them.
+        what: String,
+        /// Its binaries, comma separated.
+        available: String,
+    },
     #[error("no package in the workspace has a binary named `{bin}`")]
-    BinNotInWorkspace { bin: String },
+    /// `--bin NAME` without `-p` names no binary of any member.
+    BinNotInWorkspace {
+        /// The binary asked for.
+        bin: String,
+    },
     #[error("the workspace has several packages with binaries ({available}): choose one with -p/--package NAME")]
-    SeveralPackages { available: String },
+    /// Several members have binaries and no `-p` chooses one.
+    SeveralPackages {
+        /// Those members, comma separated.
+        available: String,
+    },
     #[error(
         "{} is `{value}`, not a whole number of seconds since 1970",
         env::SOURCE_DATE_EPOCH
     )]
-    SourceDateEpoch { value: String },
+    /// `SOURCE_DATE_EPOCH` is not a number of seconds.
+    SourceDateEpoch {
+        /// Its value.
+        value: String,
+    },
+    /// A platform is malformed or not supported.
     #[error(transparent)]
     Platform(#[from] PlatformError),
+    /// `[package.metadata.stevedore]` (or the workspace's) has a wrong key or value.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// A tag or base is not an image reference.
     #[error(transparent)]
     Reference(#[from] ReferenceError),
 }
@@ -198,7 +263,7 @@ fn project_settings(
 }
 
 /// The Cargo.toml to use: the given one (or its directory's), else the nearest above.
-pub fn manifest_path(given: Option<&Path>) -> Result<PathBuf, PlanError> {
+pub(crate) fn manifest_path(given: Option<&Path>) -> Result<PathBuf, PlanError> {
     let path = match given {
         Some(p) if p.is_dir() => p.join("Cargo.toml"),
         Some(p) => p.to_path_buf(),
@@ -234,7 +299,7 @@ fn metadata(toolchain: &Toolchain, manifest: &Path, offline: bool) -> Result<Met
 impl Plan {
     /// The flags every cargo run of the build shares: features and `--offline`, so the graph
     /// the SBOM describes is the one compiled.
-    pub fn cargo_flags(&self) -> Vec<String> {
+    pub(crate) fn cargo_flags(&self) -> Vec<String> {
         let mut flags = Vec::new();
         if !self.features.is_empty() {
             flags.extend(["--features".to_owned(), self.features.join(",")]);
@@ -256,7 +321,7 @@ impl Plan {
 
 /// The dependency graph as resolved for one target with the plan's features (for the SBOM),
 /// and the id of the planned package in it.
-pub fn target_metadata(
+pub(crate) fn target_metadata(
     plan: &Plan,
     target: &str,
 ) -> Result<(Metadata, cargo_metadata::PackageId), PlanError> {
@@ -327,7 +392,7 @@ fn select<'m>(
 }
 
 /// Every binary of the package the options select (for `--all-bins`).
-pub fn binaries(opts: &BuildOptions) -> Result<Vec<String>, PlanError> {
+pub(crate) fn binaries(opts: &BuildOptions) -> Result<Vec<String>, PlanError> {
     let manifest = manifest_path(opts.manifest_path.as_deref())?;
     let toolchain = Toolchain::from_name(opts.toolchain.as_deref());
     let metadata = metadata(&toolchain, &manifest, opts.offline)?;
@@ -343,7 +408,7 @@ pub fn binaries(opts: &BuildOptions) -> Result<Vec<String>, PlanError> {
 
 /// The workspace root and the bases its images build on: the selected package's, or with no
 /// package selected every package with a binary (what `cargo stevedore lock` pins).
-pub fn workspace_bases(opts: &BuildOptions) -> Result<(PathBuf, Vec<Base>), PlanError> {
+pub(crate) fn workspace_bases(opts: &BuildOptions) -> Result<(PathBuf, Vec<Base>), PlanError> {
     let manifest = manifest_path(opts.manifest_path.as_deref())?;
     let toolchain = Toolchain::from_name(opts.toolchain.as_deref());
     let metadata = metadata(&toolchain, &manifest, opts.offline)?;

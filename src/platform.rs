@@ -6,8 +6,11 @@ use std::str::FromStr;
 /// An OCI platform: operating system, CPU architecture and optional variant.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Platform {
+    /// `linux`.
     pub os: String,
+    /// `amd64` or `arm64`, as OCI names them.
     pub architecture: String,
+    /// `v8` for arm64; none for amd64.
     pub variant: Option<String>,
 }
 
@@ -22,6 +25,7 @@ pub enum PlatformError {
 }
 
 impl Platform {
+    /// `linux/amd64`.
     pub fn linux_amd64() -> Self {
         Platform {
             os: "linux".into(),
@@ -30,6 +34,7 @@ impl Platform {
         }
     }
 
+    /// `linux/arm64/v8`.
     pub fn linux_arm64() -> Self {
         Platform {
             os: "linux".into(),
@@ -67,6 +72,7 @@ impl Platform {
             && normalise(variant) == normalise(self.variant.as_deref())
     }
 
+    /// The same platform as oci-spec's type, for descriptors and configs.
     pub fn to_oci(&self) -> oci_spec::image::Platform {
         let mut p = oci_spec::image::Platform::default();
         p.set_os(self.os.as_str().into());

@@ -28,18 +28,22 @@ pub struct ReferenceError {
 }
 
 impl Reference {
+    /// The registry's host (and port), e.g. `docker.io` or `localhost:5000`.
     pub fn registry(&self) -> &str {
         &self.registry
     }
 
+    /// The repository within the registry, e.g. `library/alpine`.
     pub fn repository(&self) -> &str {
         &self.repository
     }
 
+    /// The tag, when the reference has one.
     pub fn tag(&self) -> Option<&str> {
         self.tag.as_deref()
     }
 
+    /// The digest, when the reference pins one.
     pub fn digest(&self) -> Option<&Digest> {
         self.digest.as_ref()
     }
@@ -234,10 +238,13 @@ impl fmt::Display for Reference {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Base {
+    /// No base: the image holds stevedore's layer alone.
     Scratch,
+    /// A registry image, built on for each platform.
     Image(#[serde(serialize_with = "display")] Reference),
 }
 
+/// The base when neither a flag nor Cargo.toml names one.
 pub const DEFAULT_BASE: &str = "gcr.io/distroless/static-debian12:nonroot";
 
 impl FromStr for Base {

@@ -19,7 +19,9 @@ use crate::registry::{Registry, RegistryError};
 /// The image to compare with: in a registry, or in an OCI layout on disk.
 #[derive(Debug, Clone)]
 pub enum Published {
+    /// `REGISTRY/REPO:TAG` or `@DIGEST`.
     Registry(Reference),
+    /// `oci-layout=DIR`, holding one image.
     Layout(PathBuf),
 }
 
@@ -42,44 +44,63 @@ impl fmt::Display for Published {
     }
 }
 
+/// Why the published image could not be read or compared.
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {
+    /// The registry refused or failed.
     #[error(transparent)]
     Registry(#[from] RegistryError),
+    /// A file of the layout cannot be read.
     #[error("cannot read {what} from {published}")]
     Layout {
+        /// Which document or blob.
         what: String,
+        /// The published image.
         published: String,
+        /// Why.
         #[source]
         source: std::io::Error,
     },
     #[error("{published} holds {count} images ({names}): verify a layout with one image, or its tag in a registry")]
+    /// The layout holds more than one image, so which to compare is unclear.
     SeveralImages {
+        /// The published image.
         published: String,
+        /// How many images it holds.
         count: usize,
+        /// Their names, comma separated.
         names: String,
     },
     #[error("{what} of {published} is not valid JSON: {message}")]
+    /// A document of the published image is not the JSON it should be.
     Json {
+        /// Which document.
         what: String,
+        /// The published image.
         published: String,
+        /// The parser's complaint.
         message: String,
     },
     #[error("{published} has an image for a platform stevedore does not build")]
+    /// The published image names a platform stevedore cannot rebuild.
     Platform {
+        /// The published image.
         published: String,
+        /// Which platform, and why not.
         #[source]
         source: PlatformError,
     },
+    /// The blob store failed.
     #[error(transparent)]
     Cache(#[from] CacheError),
+    /// Reading a layer or document while looking for the difference failed.
     #[error(transparent)]
     Diff(#[from] DiffError),
 }
 
 /// The published image, one manifest per platform.
 #[derive(Debug)]
-pub struct PublishedImage {
+pub(crate) struct PublishedImage {
     pub digest: Digest,
     pub bytes: Vec<u8>,
     pub platforms: Vec<(Platform, Digest, Value)>,
@@ -88,7 +109,9 @@ pub struct PublishedImage {
 /// How one platform compares.
 #[derive(Debug)]
 pub struct PlatformVerdict {
+    /// The platform.
     pub platform: Platform,
+    /// The rebuilt image's manifest digest.
     pub ours: Digest,
     /// None when the published image has no such platform.
     pub theirs: Option<Digest>,
@@ -99,21 +122,25 @@ pub struct PlatformVerdict {
 /// The whole comparison: the top digests (index or manifest) and each platform's.
 #[derive(Debug)]
 pub struct Verdict {
+    /// The rebuilt image's top digest.
     pub ours: Digest,
+    /// The published image's top digest.
     pub theirs: Digest,
+    /// Each platform's comparison.
     pub platforms: Vec<PlatformVerdict>,
     /// When every platform matches but the top documents differ: where.
     pub top_difference: Option<String>,
 }
 
 impl Verdict {
+    /// Whether the rebuild is the published image, byte for byte.
     pub fn matches(&self) -> bool {
         self.ours == self.theirs
     }
 }
 
 /// Reads the published side: manifests and blobs by digest, each checked.
-pub struct Source<'a> {
+pub(crate) struct Source<'a> {
     pub published: &'a Published,
     pub registry: &'a Registry,
     pub store: &'a BlobStore,
@@ -281,7 +308,7 @@ impl Source<'_> {
 }
 
 /// Compares what we built with the published image, platform by platform.
-pub fn compare(
+pub(crate) fn compare(
     built: &Built,
     published: &PublishedImage,
     source: &Source,
@@ -330,7 +357,7 @@ pub fn compare(
 
 /// Compares our image for one platform with the published manifest: the first differing
 /// layer (and the first differing file in it), else the config, else the manifest itself.
-pub fn explain(
+pub(crate) fn explain(
     ours: &Image,
     theirs: &Value,
     source: &Source,

@@ -9,15 +9,22 @@ use crate::reference::Reference;
 /// One platform's image of the base, with its manifest, config and layers in the store.
 #[derive(Debug, Clone)]
 pub struct BaseImage {
+    /// The platform chosen from the base's index (or the manifest's own).
     pub platform: Platform,
     /// The reference as the user gave it.
     pub reference: Reference,
     /// The index the platform was chosen from, when the reference named one.
     pub index_digest: Option<Digest>,
+    /// The platform's manifest, by digest.
     pub manifest_digest: Digest,
+    /// The platform's manifest.
     pub manifest: ImageManifest,
+    /// Its config, which the image's config starts from.
     pub config: ImageConfiguration,
+    /// The config's digest.
     pub config_digest: Digest,
+    /// The config's size in bytes.
     pub config_size: u64,
+    /// Its layers, which the image's layers start with.
     pub layers: Vec<Descriptor>,
 }

@@ -18,7 +18,9 @@ pub enum Engine {
     /// Docker when its daemon answers, else podman.
     #[default]
     Auto,
+    /// The docker daemon `docker` talks to (`DOCKER_HOST`).
     Docker,
+    /// podman's store: the user's own when podman runs rootless.
     Podman,
 }
 
@@ -81,7 +83,9 @@ impl Engine {
 /// What `--load` did.
 #[derive(Debug, Clone)]
 pub struct Loaded {
+    /// The engine it went into.
     pub engine: Engine,
+    /// Whose image it was: the host's, when the build had several.
     pub platform: Platform,
     /// The name the engine knows the image by.
     pub name: Reference,

@@ -14,31 +14,47 @@ use crate::platform::Platform;
 use crate::reference::Reference;
 use crate::registry::{Registry, RegistryError};
 
+/// Why `index create` cannot make one index of the images given.
 #[derive(Debug, thiserror::Error)]
 pub enum MergeError {
+    /// An image is on another registry than the index.
     #[error("{source_ref} is on {source_registry}, but the index goes to {target_registry}: index create links images within one registry")]
     OtherRegistry {
+        /// The image.
         source_ref: String,
+        /// Its registry.
         source_registry: String,
+        /// The index's registry.
         target_registry: String,
     },
     #[error("{reference} is a `{media_type}`, not a single-platform image manifest")]
+    /// A reference names an index or something else, not one platform's manifest.
     NotAnImage {
+        /// The reference.
         reference: String,
+        /// What it names.
         media_type: String,
     },
     #[error(
         "{reference} and {other} are both {platform} images: an index holds one image per platform"
     )]
+    /// Two images are for the same platform.
     SamePlatform {
+        /// One image.
         reference: String,
+        /// The other.
         other: String,
+        /// Their platform.
         platform: String,
     },
     #[error("{what} of {reference} cannot be read")]
+    /// A manifest or config is not the JSON it should be.
     Json {
+        /// Which document.
         what: &'static str,
+        /// The image.
         reference: String,
+        /// The parser's complaint.
         #[source]
         source: serde_json::Error,
     },

@@ -21,11 +21,13 @@ use crate::cache::{BlobStore, CacheError};
 use crate::digest::Digest;
 use crate::reference::Reference;
 
-pub use archive::{write_archive, write_oci_archive};
-pub use layout::write_layout;
-pub use load::{load, Engine, Loaded};
+pub(crate) use archive::{write_archive, write_oci_archive};
+pub(crate) use layout::write_layout;
+pub(crate) use load::load;
+pub use load::{Engine, Loaded};
 pub use merge::{create_index, MergeError};
-pub use push::{push, PushReport};
+pub(crate) use push::push;
+pub use push::PushReport;
 
 /// Where a build goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,8 +40,10 @@ pub enum Output {
     OciArchive(PathBuf),
 }
 
+/// An `--output` that is neither `oci-layout=DIR` nor `docker-archive=FILE`.
 #[derive(Debug, thiserror::Error)]
 pub enum OutputSyntaxError {
+    /// Not `KIND=PATH` with a kind stevedore writes; holds the text given.
     #[error("`{0}` is not an output: write oci-layout=DIR, oci-archive=FILE.tar or docker-archive=FILE.tar")]
     Syntax(String),
 }
@@ -95,19 +99,30 @@ impl fmt::Display for Output {
     }
 }
 
+/// Why an output could not be written or a push failed.
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
+    /// The layout directory exists with something else in it.
     #[error("{path} exists and is not an OCI image layout (no `oci-layout` file): remove it or choose another directory")]
-    NotALayout { path: PathBuf },
+    NotALayout {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// Writing a file failed.
     #[error("cannot write {path}")]
     Io {
+        /// The file.
         path: PathBuf,
+        /// Why.
         #[source]
         source: io::Error,
     },
     #[error("{path} holds an index.json that cannot be read as an OCI index")]
+    /// An existing layout's `index.json` is not an OCI index.
     BadIndex {
+        /// The file.
         path: PathBuf,
+        /// The parser's complaint.
         #[source]
         source: serde_json::Error,
     },
@@ -115,31 +130,46 @@ pub enum PublishError {
         "a docker archive holds one platform's image, and this build has {count} ({platforms}): \
          pass --platform with one of them, or use --output oci-layout=DIR for all"
     )]
-    ArchiveMultiPlatform { count: usize, platforms: String },
+    /// A docker archive was asked of a multi-platform build.
+    ArchiveMultiPlatform {
+        /// How many platforms the build has.
+        count: usize,
+        /// They, comma separated.
+        platforms: String,
+    },
+    /// The registry refused or failed.
     #[error("cannot push to {reference}")]
     Registry {
+        /// Where the push went.
         reference: String,
+        /// Why.
         #[source]
         source: crate::registry::RegistryError,
     },
+    /// `--load` found neither a docker daemon that answers nor podman.
     #[error(
         "--load found no container engine: neither a docker daemon answers nor is podman \
          installed; start docker, install podman, or write an archive with --output"
     )]
     NoEngine,
+    /// The engine's `load` command failed; `message` is what it said.
     #[error("`{engine} load` failed: {message}")]
     Engine {
+        /// `docker` or `podman`.
         engine: &'static str,
+        /// The engine's error output.
         message: String,
     },
+    /// `index create` cannot merge the images given.
     #[error(transparent)]
     Merge(#[from] MergeError),
+    /// The blob store failed.
     #[error(transparent)]
     Store(#[from] CacheError),
 }
 
 /// Writes `built` to `output`, naming it with `tags`.
-pub fn publish(
+pub(crate) fn publish(
     built: &Built,
     output: &Output,
     tags: &[Reference],

@@ -23,8 +23,11 @@ pub struct PushReport {
     /// Everything pushed, by digest: per repository the image (or index), each platform's
     /// manifest when there are several, then each referrer (SBOMs). What `--image-refs` lists.
     pub refs: Vec<Reference>,
+    /// Blobs uploaded.
     pub uploaded: usize,
+    /// Blobs mounted from the base's repository instead of uploaded.
     pub mounted: usize,
+    /// Blobs the registry already had.
     pub existing: usize,
 }
 

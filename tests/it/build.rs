@@ -71,7 +71,7 @@ fn oci_layout_on_distroless_runs_as_nonroot() {
         printed.contains("panic_caught=true c_says=ahoy"),
         "{printed}"
     );
-    let bundle_len = stevedore::layer::ca_bundle().len();
+    let bundle_len = stevedore::ca_bundle().len();
     assert!(
         printed.contains(&format!("cabundle_bytes={bundle_len}")),
         "{printed}"
@@ -179,10 +179,7 @@ fn check_app_layer(blob: &[u8], diff_id: &str) {
     flate2::read::GzDecoder::new(blob)
         .read_to_end(&mut tar_bytes)
         .unwrap();
-    assert_eq!(
-        stevedore::digest::Digest::of(&tar_bytes).to_string(),
-        diff_id
-    );
+    assert_eq!(stevedore::Digest::of(&tar_bytes).to_string(), diff_id);
 
     let mut archive = tar::Archive::new(tar_bytes.as_slice());
     let mut seen = Vec::new();

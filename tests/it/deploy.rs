@@ -43,7 +43,7 @@ fn image_refs_lists_the_index_each_manifest_and_the_sboms_by_digest() {
                 .arg(format!("docker://{line}")),
         )
         .stdout;
-        let digest = stevedore::digest::Digest::of(&raw);
+        let digest = stevedore::Digest::of(&raw);
         assert!(line.ends_with(digest.as_str()), "{line} holds {digest}");
     }
     let sboms = lines[3..]

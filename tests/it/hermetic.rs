@@ -27,7 +27,7 @@ fn tag_digest(registry: &Registry, image: &str) -> String {
             .arg(format!("docker://{image}")),
     )
     .stdout;
-    stevedore::digest::Digest::of(&raw).to_string()
+    stevedore::Digest::of(&raw).to_string()
 }
 
 /// Points the base's tag at another image: its own amd64 manifest alone, not the index.

@@ -75,7 +75,7 @@ fn library_examples_build_a_layout_and_push() {
         .arg(format!("docker://{image}"));
     let raw = run_ok(&mut inspect).stdout;
     assert_eq!(
-        stevedore::digest::Digest::of(&raw).to_string(),
+        stevedore::Digest::of(&raw).to_string(),
         digest,
         "the index stevedore reported is the one in the registry"
     );

@@ -245,10 +245,7 @@ fn multi_platform_push_gives_an_index_whose_arm64_image_runs_under_qemu() {
     assert_eq!(platforms, ["linux/amd64/null", "linux/arm64/v8"]);
     assert_eq!(
         result["digest"],
-        format!(
-            "sha256:{}",
-            stevedore::digest::Digest::of(&raw.stdout).hex()
-        )
+        format!("sha256:{}", stevedore::Digest::of(&raw.stdout).hex())
     );
 
     for (arch, uname) in [("arm64", "aarch64"), ("amd64", "x86_64")] {
@@ -403,8 +400,7 @@ fn large_blobs_upload_in_chunks_from_disk_and_a_failed_patch_starts_a_new_sessio
         ..Default::default()
     })
     .unwrap();
-    let repo: stevedore::reference::Reference =
-        format!("{}/test/big", front.addr()).parse().unwrap();
+    let repo: stevedore::Reference = format!("{}/test/big", front.addr()).parse().unwrap();
     assert!(!client.blob_exists(&repo, &digest).unwrap());
     // The first chunk's PATCH fails: the session is cancelled and the upload starts over.
     front.inject(Fault::status("PATCH", "/blobs/uploads/", 500, 1));
@@ -426,7 +422,7 @@ fn large_blobs_upload_in_chunks_from_disk_and_a_failed_patch_starts_a_new_sessio
     );
     let bytes = std::fs::read(&back).unwrap();
     assert_eq!(bytes.len() as u64, size);
-    assert_eq!(stevedore::digest::Digest::of(&bytes), digest);
+    assert_eq!(stevedore::Digest::of(&bytes), digest);
     let methods: Vec<String> = front
         .requests()
         .iter()

@@ -119,7 +119,7 @@ pub fn assert_cache_intact(cache: &Path) {
         if name.starts_with('.') {
             panic!("a temporary file was left in the cache: {}", path.display());
         }
-        let digest = stevedore::digest::Digest::of(&std::fs::read(&path).unwrap());
+        let digest = stevedore::Digest::of(&std::fs::read(&path).unwrap());
         assert_eq!(digest.hex(), name, "corrupt blob in the cache");
     }
 }

@@ -1,4 +1,4 @@
-//! `cargo xtask graph`: the module graph of `src/`, checked against ARCHITECTURE.md's map.
+//! The module graph of `src/`, checked against ARCHITECTURE.md's map (by `cargo xtask tidy`).
 //!
 //! An edge is a `crate::MODULE` path in a top-level module's files (`use` lines, grouped
 //! `use crate::{a, b::C}` included, and paths written inline). The map gives every top-level
@@ -273,7 +273,7 @@ fn read_dir(dir: &Path) -> Result<Vec<PathBuf>, String> {
 }
 
 /// `path` itself when it is a file, else every `.rs` file under it.
-fn rust_files(path: &Path) -> Result<Vec<PathBuf>, String> {
+pub fn rust_files(path: &Path) -> Result<Vec<PathBuf>, String> {
     if !path.is_dir() {
         return Ok(vec![path.to_path_buf()]);
     }

@@ -4,6 +4,7 @@ mod demo;
 mod graph;
 mod image;
 mod setup;
+mod tidy;
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
@@ -16,10 +17,11 @@ Tasks:
   setup         install what the tests need (Debian packages, the arm64 dpkg architecture,
                 the zig venv, the `debweb` rustup toolchain, the distroless stand-in);
                 does nothing when all of it is there
-  ci            what CI runs: `cargo fmt --check`, `cargo clippy -D warnings`, `graph`, then
+  ci            what CI runs: `cargo fmt --check`, `cargo clippy -D warnings`, `tidy`, then
                 `test`
-  graph         check src/'s module graph: no module imports a later stage or forms a cycle,
-                and ARCHITECTURE.md's map lists each module's rank and imports as they are
+  tidy          check src/'s shape: no module imports a later stage or forms a cycle,
+                ARCHITECTURE.md's map lists each module's rank and imports as they are, and
+                no file has more than 500 lines of code
   test [ARGS]   setup, then `cargo test --workspace --locked ARGS` (without `--workspace`
                 when ARGS select packages with -p/--package)
   demo          setup, then build the example service for amd64 and arm64 with stevedore,
@@ -43,7 +45,7 @@ fn main() -> ExitCode {
             setup::run();
             test(&[])
         }
-        Some("graph") if args.len() == 1 => match graph::run(&project_root()) {
+        Some("tidy") if args.len() == 1 => match tidy::run(&project_root()) {
             true => ExitCode::SUCCESS,
             false => ExitCode::FAILURE,
         },
@@ -98,8 +100,8 @@ fn lint() {
             ])
             .current_dir(&root),
     );
-    if !graph::run(&root) {
-        fail("the module graph breaks ARCHITECTURE.md's rules (above)");
+    if !tidy::run(&root) {
+        fail("src/ breaks ARCHITECTURE.md's rules (above)");
     }
 }
 

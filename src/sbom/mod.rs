@@ -6,8 +6,16 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use cargo_metadata::{DependencyKind, Metadata, Node, NodeDep, Package, PackageId};
+mod graph;
+mod license;
+mod sources;
+
+use cargo_metadata::{Metadata, Package, PackageId};
 use serde_json::{json, Value};
+
+use graph::{Edge, Graph};
+use license::license_expression;
+use sources::{cargo_purl, download_location, lock_checksums, oci_purl, percent_encode, split_tag};
 
 use crate::digest::Digest;
 use crate::oci::{canonical_json, rfc3339};
@@ -15,9 +23,6 @@ use crate::platform::Platform;
 use crate::reference::Reference;
 
 const NOASSERTION: &str = "NOASSERTION";
-const CRATES_IO_GIT: &str = "registry+https://github.com/rust-lang/crates.io-index";
-const CRATES_IO_SPARSE: &str = "sparse+https://index.crates.io/";
-
 /// Everything one platform's SBOM is made from.
 #[derive(Debug, Clone, Copy)]
 pub struct SbomInput<'a> {
@@ -95,7 +100,7 @@ impl Document {
 
     fn crates(&mut self, input: &SbomInput, graph: &Graph, image: &str) {
         let checksums = input.cargo_lock.map(lock_checksums).unwrap_or_default();
-        let crate_ids = graph.claim_ids(&mut self.ids);
+        let crate_ids = claim_crate_ids(graph, &mut self.ids);
         for (id, package) in &graph.packages {
             let purpose = if *id == input.root {
                 "APPLICATION"
@@ -162,82 +167,18 @@ impl Document {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Edge {
-    Normal,
-    Build,
-}
-
-/// The crates that go into the root's binary on this platform, and the edges between them.
-#[derive(Default)]
-struct Graph<'m> {
-    packages: BTreeMap<&'m PackageId, &'m Package>,
-    edges: BTreeSet<(&'m PackageId, &'m PackageId, Edge)>,
-}
-
-impl<'m> Graph<'m> {
-    fn walk(metadata: &'m Metadata, root: &'m PackageId) -> Result<Self, SbomError> {
-        let resolve = metadata.resolve.as_ref().ok_or(SbomError::NoResolve)?;
-        let nodes: BTreeMap<&PackageId, &Node> = resolve.nodes.iter().map(|n| (&n.id, n)).collect();
-        let all: BTreeMap<&PackageId, &Package> =
-            metadata.packages.iter().map(|p| (&p.id, p)).collect();
-        let mut graph = Graph::default();
-        let mut pending = vec![root];
-        while let Some(id) = pending.pop() {
-            if graph.packages.contains_key(id) {
-                continue;
-            }
-            let package = all
-                .get(id)
-                .ok_or_else(|| SbomError::NoPackage(id.repr.clone()))?;
-            let node = nodes
-                .get(id)
-                .ok_or_else(|| SbomError::NotInGraph(id.repr.clone()))?;
-            graph.packages.insert(id, package);
-            for dep in &node.deps {
-                let edges = edges(dep);
-                if !edges.is_empty() {
-                    pending.push(&dep.pkg);
-                }
-                graph
-                    .edges
-                    .extend(edges.into_iter().map(|e| (id, &dep.pkg, e)));
-            }
-        }
-        Ok(graph)
-    }
-
-    /// SPDX ids for every crate, claimed in an order that depends on names, versions and
-    /// sources only (a path crate's package id holds this machine's path).
-    fn claim_ids(&self, ids: &mut Ids) -> BTreeMap<&'m PackageId, String> {
-        let mut order: Vec<(&PackageId, &Package)> =
-            self.packages.iter().map(|(i, p)| (*i, *p)).collect();
-        let key = |(id, p): &(&'m PackageId, &'m Package)| {
-            (&p.name, &p.version, p.source.as_ref().map(|s| &s.repr), *id)
-        };
-        order.sort_by(|a, b| key(a).cmp(&key(b)));
-        order
-            .into_iter()
-            .map(|(id, p)| (id, ids.claim(&["crate", &p.name, &p.version.to_string()])))
-            .collect()
-    }
-}
-
-/// How `dep` is used by the crate that depends on it; empty for dev-dependencies, which never
-/// reach the binary.
-fn edges(dep: &NodeDep) -> BTreeSet<Edge> {
-    // Cargo before 1.41 wrote no kinds; listing a dev-dependency too many beats missing a crate.
-    if dep.dep_kinds.is_empty() {
-        return BTreeSet::from([Edge::Normal]);
-    }
-    dep.dep_kinds
-        .iter()
-        .filter_map(|k| match k.kind {
-            DependencyKind::Development => None,
-            DependencyKind::Build => Some(Edge::Build),
-            // A kind newer than this code is more likely code that ships than test code.
-            _ => Some(Edge::Normal),
-        })
+/// SPDX ids for every crate, claimed in an order that depends on names, versions and
+/// sources only (a path crate's package id holds this machine's path).
+fn claim_crate_ids<'m>(graph: &Graph<'m>, ids: &mut Ids) -> BTreeMap<&'m PackageId, String> {
+    let mut order: Vec<(&PackageId, &Package)> =
+        graph.packages.iter().map(|(i, p)| (*i, *p)).collect();
+    let key = |(id, p): &(&'m PackageId, &'m Package)| {
+        (&p.name, &p.version, p.source.as_ref().map(|s| &s.repr), *id)
+    };
+    order.sort_by(|a, b| key(a).cmp(&key(b)));
+    order
+        .into_iter()
+        .map(|(id, p)| (id, ids.claim(&["crate", &p.name, &p.version.to_string()])))
         .collect()
 }
 
@@ -342,289 +283,12 @@ fn crate_package(spdx_id: &str, c: &Package, purpose: &str, checksum: Option<&St
     p
 }
 
-fn is_crates_io(source: &str) -> bool {
-    source == CRATES_IO_GIT || source == CRATES_IO_SPARSE
-}
-
-/// Where the crate's exact source can be fetched from by anyone, if we know.
-fn download_location(c: &Package) -> Option<String> {
-    let source = &c.source.as_ref()?.repr;
-    if is_crates_io(source) {
-        return Some(format!(
-            "https://crates.io/api/v1/crates/{}/{}/download",
-            c.name, c.version
-        ));
-    }
-    // Another registry's download URL is in its index's config.json, which metadata lacks; a
-    // path crate has no public location at all.
-    git_location(source)
-}
-
-/// `git+https://host/repo?branch=x#<commit>` as SPDX writes a VCS location:
-/// `git+https://host/repo@<commit>`. A `file://` repository is on this machine only.
-fn git_location(source: &str) -> Option<String> {
-    let rest = source.strip_prefix("git+")?;
-    let (url, commit) = rest.split_once('#').unwrap_or((rest, ""));
-    let url = url.split_once('?').map_or(url, |(u, _)| u);
-    if url.starts_with("file:") {
-        return None;
-    }
-    Some(match commit {
-        "" => format!("git+{url}"),
-        commit => format!("git+{url}@{commit}"),
-    })
-}
-
-/// `pkg:cargo/NAME@VERSION`, qualified by where the crate came from unless it is crates.io.
-fn cargo_purl(c: &Package) -> String {
-    let purl = format!(
-        "pkg:cargo/{}@{}",
-        c.name,
-        percent_encode(&c.version.to_string())
-    );
-    let Some(source) = c.source.as_ref().map(|s| s.repr.as_str()) else {
-        return purl;
-    };
-    if is_crates_io(source) {
-        return purl;
-    }
-    if let Some(vcs) = git_location(source) {
-        return format!("{purl}?vcs_url={}", percent_encode(&vcs));
-    }
-    match source.split_once('+') {
-        Some(("registry" | "sparse", url)) => {
-            format!("{purl}?repository_url={}", percent_encode(url))
-        }
-        _ => purl,
-    }
-}
-
-/// `name:tag` or `registry/repo:tag` (any `@digest` dropped) as the name and the tag.
-fn split_tag(name: &str) -> (&str, Option<&str>) {
-    let name = name.split_once('@').map_or(name, |(n, _)| n);
-    let last = name.rfind('/').map_or(0, |i| i + 1);
-    match name[last..].find(':') {
-        Some(i) => (&name[..last + i], Some(&name[last + i + 1..])),
-        None => (name, None),
-    }
-}
-
-/// `pkg:oci/NAME@sha256%3AHEX?arch=…&repository_url=…&tag=…` (qualifiers sorted, as purl's
-/// canonical form wants). A name with no `/` is no repository, so it gets no URL.
-fn oci_purl(repository: &str, tag: Option<&str>, digest: &Digest, platform: &Platform) -> String {
-    let name = repository.rsplit('/').next().unwrap_or(repository);
-    let mut purl = format!(
-        "pkg:oci/{}@{}?arch={}",
-        percent_encode(&name.to_lowercase()),
-        percent_encode(digest.as_str()),
-        percent_encode(&platform.architecture)
-    );
-    if repository.contains('/') {
-        purl.push_str(&format!("&repository_url={}", percent_encode(repository)));
-    }
-    if let Some(tag) = tag {
-        purl.push_str(&format!("&tag={}", percent_encode(tag)));
-    }
-    purl
-}
-
-/// Percent-encodes all but unreserved characters and `/`, which purl and URL paths both keep.
-fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => {
-                out.push(char::from(b))
-            }
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
-}
-
-/// SHA256 checksums of registry crates from Cargo.lock, keyed by (name, version, source).
-///
-/// Cargo.lock is TOML, but `toml` is not a dependency and the file's shape is fixed: `[[package]]`
-/// tables of `key = "string"` lines, where only `dependencies` spans lines (and its lines start
-/// with `"` or `]`). So a line reader finds the four keys. Version 1 lock files, which kept
-/// checksums in a `[metadata]` table, simply give none.
-fn lock_checksums(lock: &str) -> BTreeMap<(String, String, String), String> {
-    let mut sums = BTreeMap::new();
-    let mut entry: Option<BTreeMap<&str, &str>> = None;
-    for line in lock.lines().map(str::trim) {
-        if line.starts_with('[') {
-            finish_lock_entry(entry.take(), &mut sums);
-            entry = (line == "[[package]]").then(BTreeMap::new);
-        } else if let (Some(fields), Some((key, value))) = (entry.as_mut(), line.split_once('=')) {
-            let value = value.trim();
-            if let Some(text) = value.strip_prefix('"').and_then(|v| v.strip_suffix('"')) {
-                fields.insert(key.trim(), text);
-            }
-        }
-    }
-    finish_lock_entry(entry, &mut sums);
-    sums
-}
-
-fn finish_lock_entry(
-    entry: Option<BTreeMap<&str, &str>>,
-    sums: &mut BTreeMap<(String, String, String), String>,
-) {
-    let Some(fields) = entry else { return };
-    let field = |k| fields.get(k).map(|v| (*v).to_owned());
-    if let (Some(name), Some(version), Some(source), Some(sum)) = (
-        field("name"),
-        field("version"),
-        field("source"),
-        field("checksum"),
-    ) {
-        let is_sha256 =
-            sum.len() == 64 && sum.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-        if is_sha256 {
-            sums.insert((name, version, source), sum);
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Token {
-    Open,
-    Close,
-    And,
-    Or,
-    With,
-    Id(String),
-}
-
-/// Cargo's `license` field as an SPDX license expression, or `None` when it is not one.
-///
-/// crates.io once accepted `MIT/Apache-2.0` and lowercase operators; both are read as what they
-/// meant. A `LicenseRef-` needs the license text in the document, which we do not have, so
-/// those expressions count as unknown too.
-fn license_expression(raw: &str) -> Option<String> {
-    let text = if raw.contains('/') {
-        // Slashes mixed with operators have no agreed meaning.
-        if tokens(raw)?.iter().any(|t| !matches!(t, Token::Id(_))) {
-            return None;
-        }
-        raw.replace('/', " OR ")
-    } else {
-        raw.to_owned()
-    };
-    let tokens = tokens(&text)?;
-    let mut parser = Parser {
-        tokens: &tokens,
-        pos: 0,
-    };
-    parser.expression()?;
-    (parser.pos == tokens.len()).then(|| render(&tokens))
-}
-
-fn tokens(text: &str) -> Option<Vec<Token>> {
-    let spaced = text.replace('(', " ( ").replace(')', " ) ");
-    spaced.split_whitespace().map(token).collect()
-}
-
-fn token(word: &str) -> Option<Token> {
-    Some(match word {
-        "(" => Token::Open,
-        ")" => Token::Close,
-        w if w.eq_ignore_ascii_case("AND") => Token::And,
-        w if w.eq_ignore_ascii_case("OR") => Token::Or,
-        w if w.eq_ignore_ascii_case("WITH") => Token::With,
-        // Slashes are legacy OR separators, split off later.
-        w if w.contains('/') => Token::Id(w.to_owned()),
-        w => {
-            let id = w.strip_suffix('+').unwrap_or(w);
-            let valid = !id.is_empty()
-                && id
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
-            let reference = ["LicenseRef-", "DocumentRef-"]
-                .iter()
-                .any(|p| id.len() >= p.len() && id[..p.len()].eq_ignore_ascii_case(p));
-            if !valid || reference {
-                return None;
-            }
-            Token::Id(w.to_owned())
-        }
-    })
-}
-
-/// Recursive descent over SPDX's grammar: OR binds loosest, then AND, then WITH.
-struct Parser<'t> {
-    tokens: &'t [Token],
-    pos: usize,
-}
-
-impl Parser<'_> {
-    fn next_is(&mut self, token: &Token) -> bool {
-        let is = self.tokens.get(self.pos) == Some(token);
-        self.pos += usize::from(is);
-        is
-    }
-
-    fn expression(&mut self) -> Option<()> {
-        self.conjunction()?;
-        while self.next_is(&Token::Or) {
-            self.conjunction()?;
-        }
-        Some(())
-    }
-
-    fn conjunction(&mut self) -> Option<()> {
-        self.term()?;
-        while self.next_is(&Token::And) {
-            self.term()?;
-        }
-        Some(())
-    }
-
-    fn term(&mut self) -> Option<()> {
-        if self.next_is(&Token::Open) {
-            self.expression()?;
-            return self.next_is(&Token::Close).then_some(());
-        }
-        self.id()?;
-        if self.next_is(&Token::With) {
-            self.id()?;
-        }
-        Some(())
-    }
-
-    fn id(&mut self) -> Option<()> {
-        let is_id = matches!(self.tokens.get(self.pos), Some(Token::Id(_)));
-        self.pos += usize::from(is_id);
-        is_id.then_some(())
-    }
-}
-
-fn render(tokens: &[Token]) -> String {
-    let mut out = String::new();
-    let mut after_open = true;
-    for t in tokens {
-        let word = match t {
-            Token::Open => "(",
-            Token::Close => ")",
-            Token::And => "AND",
-            Token::Or => "OR",
-            Token::With => "WITH",
-            Token::Id(id) => id,
-        };
-        if !after_open && *t != Token::Close {
-            out.push(' ');
-        }
-        out.push_str(word);
-        after_open = *t == Token::Open;
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use std::path::Path;
     use std::process::Command;
 
+    use super::sources::CRATES_IO_GIT;
     use super::*;
 
     const BASE_DIGEST: &str =
@@ -963,103 +627,6 @@ winonly = { path = "crates/winonly" }
         );
         metadata.resolve = None;
         assert!(matches!(run(&metadata), Err(SbomError::NoResolve)));
-    }
-
-    #[test]
-    fn license_expressions() {
-        let cases = [
-            ("MIT", Some("MIT")),
-            ("MIT/Apache-2.0", Some("MIT OR Apache-2.0")),
-            ("MIT / Apache-2.0", Some("MIT OR Apache-2.0")),
-            ("MIT or Apache-2.0", Some("MIT OR Apache-2.0")),
-            (
-                "(MIT OR Apache-2.0) AND Unicode-3.0",
-                Some("(MIT OR Apache-2.0) AND Unicode-3.0"),
-            ),
-            ("GPL-2.0+", Some("GPL-2.0+")),
-            ("((MIT))", Some("((MIT))")),
-            ("", None),
-            ("MIT OR", None),
-            ("(MIT", None),
-            ("MIT)", None),
-            ("MIT Apache-2.0", None),
-            ("MIT/Apache-2.0 AND ISC", None),
-            ("MIT WITH", None),
-            ("WITH MIT", None),
-            ("LicenseRef-Mine", None),
-            ("MIT AND licenseref-x", None),
-            ("Apache 2.0", None),
-            ("MIT, Apache-2.0", None),
-        ];
-        for (raw, want) in cases {
-            assert_eq!(license_expression(raw).as_deref(), want, "{raw:?}");
-        }
-    }
-
-    #[test]
-    fn lock_file_checksums() {
-        let sum = "02f0e023adb368345ce0ca6cdfc0f24a06554468d0e8503e14a0841de79bfa69";
-        let lock = format!(
-            r#"version = 4
-
-[[package]]
-name = "cc"
-version = "1.11.3"
-source = "registry+https://github.com/rust-lang/crates.io-index"
-checksum = "{sum}"
-dependencies = [
- "shlex",
-]
-
-[[package]]
-name = "local"
-version = "0.1.0"
-
-[[package]]
-name = "bad"
-version = "1.0.0"
-source = "registry+https://github.com/rust-lang/crates.io-index"
-checksum = "not-hex"
-
-[metadata]
-name = "ignored"
-version = "1"
-source = "x"
-checksum = "{sum}"
-"#
-        );
-        let sums = lock_checksums(&lock);
-        assert_eq!(sums.len(), 1, "{sums:?}");
-        let key = (
-            "cc".to_owned(),
-            "1.11.3".to_owned(),
-            CRATES_IO_GIT.to_owned(),
-        );
-        assert_eq!(sums[&key], sum);
-    }
-
-    #[test]
-    fn locations_and_purls() {
-        assert_eq!(
-            git_location("git+https://github.com/a/b?branch=main#0123abc").as_deref(),
-            Some("git+https://github.com/a/b@0123abc")
-        );
-        assert_eq!(git_location("git+file:///tmp/repo#0123abc"), None);
-        assert_eq!(git_location("registry+https://x"), None);
-        assert_eq!(split_tag("app"), ("app", None));
-        assert_eq!(
-            split_tag("host:5000/app:1.0"),
-            ("host:5000/app", Some("1.0"))
-        );
-        assert_eq!(
-            split_tag("host:5000/app@sha256:00"),
-            ("host:5000/app", None)
-        );
-        let digest: Digest = IMAGE_DIGEST.parse().unwrap();
-        assert_eq!(
-            oci_purl("App", None, &digest, &Platform::linux_arm64()),
-            format!("pkg:oci/app@sha256%3A{}?arch=arm64", &IMAGE_DIGEST[7..])
-        );
     }
 
     #[test]

@@ -1,5 +1,7 @@
-//! The command line: clap definitions, turning flags into library options, and the one place
-//! that reports errors to the user.
+//! The command line: clap definitions, turning flags into library options, and printing
+//! results; `report.rs` is the one place that reports errors and picks the exit code.
+
+mod report;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -10,14 +12,13 @@ use serde_json::json;
 
 use crate::build::{Build, Error, ErrorKind, Outcome};
 use crate::cache::BlobStore;
-use crate::digest::Digest;
 use crate::plan::BuildOptions;
 use crate::platform::Platform;
-use crate::progress::Progress;
 use crate::publish::{self, Output};
 use crate::reference::{Base, Reference};
 use crate::registry::{Registry, RegistryError, RegistryOptions};
 use crate::verify::Published;
+use report::{init_logging, report, Bars, Exit};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -261,35 +262,6 @@ struct VerifyArgs {
     registry: RegistryArgs,
 }
 
-/// The process's exit status. Scripts branch on these numbers: they never change meaning, and
-/// README's "Exit codes" table lists them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Exit {
-    /// Done (for `verify`: the rebuilt image is the published one).
-    Success = 0,
-    /// Stopped by an error; the message says what and how to fix it.
-    Failure = 1,
-    /// The command line was wrong (unknown flag, missing or malformed value); nothing ran.
-    Usage = 2,
-    /// `verify` rebuilt an image that differs from the published one.
-    Differs = 3,
-}
-
-impl Exit {
-    fn of(error: &Error) -> Exit {
-        match error.kind() {
-            ErrorKind::Mismatch { .. } => Exit::Differs,
-            _ => Exit::Failure,
-        }
-    }
-}
-
-impl From<Exit> for ExitCode {
-    fn from(exit: Exit) -> ExitCode {
-        ExitCode::from(exit as u8)
-    }
-}
-
 /// Runs the command line with the process's arguments and returns the exit code.
 pub fn main() -> ExitCode {
     let cli = match Cli::try_parse_from(args()) {
@@ -327,26 +299,6 @@ fn args() -> Vec<OsString> {
         args.remove(1);
     }
     args
-}
-
-fn init_logging(verbose: u8, quiet: bool) {
-    let level = match (quiet, verbose) {
-        (true, _) => "warn",
-        (false, 0) => "info",
-        (false, 1) => "debug",
-        _ => "trace",
-    };
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_env("STEVEDORE_LOG").unwrap_or_else(|_| {
-            tracing_subscriber::EnvFilter::new(format!("stevedore={level},cargo_stevedore={level}"))
-        });
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .without_time()
-        .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
 }
 
 fn build(args: BuildArgs) -> Result<(), Error> {
@@ -501,56 +453,4 @@ fn create_index(args: IndexCreateArgs) -> Result<(), Error> {
         .map_err(ErrorKind::Push)?;
     println!("{pushed}");
     Ok(())
-}
-
-/// Transfer bars on the terminal, one per blob in flight.
-struct Bars {
-    multi: indicatif::MultiProgress,
-    bars: std::sync::Mutex<std::collections::HashMap<Digest, indicatif::ProgressBar>>,
-}
-
-impl Bars {
-    /// Bars when a person watches stdout; otherwise the log's one line per blob is enough.
-    fn for_terminal(json: bool) -> Option<std::sync::Arc<dyn Progress>> {
-        let watched = std::io::IsTerminal::is_terminal(&std::io::stdout()) && !json;
-        watched.then(|| {
-            std::sync::Arc::new(Bars {
-                multi: indicatif::MultiProgress::new(),
-                bars: Default::default(),
-            }) as std::sync::Arc<dyn Progress>
-        })
-    }
-}
-
-impl Progress for Bars {
-    fn start(&self, verb: &'static str, digest: &Digest, total: u64) {
-        let bar = self.multi.add(indicatif::ProgressBar::new(total));
-        let style = indicatif::ProgressStyle::with_template(
-            "{prefix} {bar:30} {bytes}/{total_bytes} {bytes_per_sec}",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
-        bar.set_style(style);
-        bar.set_prefix(format!("{verb} {}", &digest.hex()[..12]));
-        self.bars
-            .lock()
-            .expect("bars lock")
-            .insert(digest.clone(), bar);
-    }
-
-    fn advance(&self, digest: &Digest, bytes: u64) {
-        if let Some(bar) = self.bars.lock().expect("bars lock").get(digest) {
-            bar.inc(bytes);
-        }
-    }
-
-    fn finish(&self, digest: &Digest) {
-        if let Some(bar) = self.bars.lock().expect("bars lock").remove(digest) {
-            bar.finish_and_clear();
-        }
-    }
-}
-
-/// Prints an error and its causes once, the way the user reads them.
-fn report(error: &Error) {
-    eprintln!("{}", error.report());
 }

@@ -1,0 +1,110 @@
+//! What the user sees besides results: the error report, the exit code, logs and transfer
+//! bars on stderr.
+
+use std::process::ExitCode;
+
+use crate::build::{Error, ErrorKind};
+use crate::digest::Digest;
+use crate::progress::Progress;
+
+/// The process's exit status. Scripts branch on these numbers: they never change meaning, and
+/// README's "Exit codes" table lists them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Exit {
+    /// Done (for `verify`: the rebuilt image is the published one).
+    Success = 0,
+    /// Stopped by an error; the message says what and how to fix it.
+    Failure = 1,
+    /// The command line was wrong (unknown flag, missing or malformed value); nothing ran.
+    Usage = 2,
+    /// `verify` rebuilt an image that differs from the published one.
+    Differs = 3,
+}
+
+impl Exit {
+    pub(super) fn of(error: &Error) -> Exit {
+        match error.kind() {
+            ErrorKind::Mismatch { .. } => Exit::Differs,
+            _ => Exit::Failure,
+        }
+    }
+}
+
+impl From<Exit> for ExitCode {
+    fn from(exit: Exit) -> ExitCode {
+        ExitCode::from(exit as u8)
+    }
+}
+
+/// Logs to stderr at the level `-v` or `-q` asks for, unless `STEVEDORE_LOG` sets a filter.
+pub(super) fn init_logging(verbose: u8, quiet: bool) {
+    let level = match (quiet, verbose) {
+        (true, _) => "warn",
+        (false, 0) => "info",
+        (false, 1) => "debug",
+        _ => "trace",
+    };
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("STEVEDORE_LOG").unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new(format!("stevedore={level},cargo_stevedore={level}"))
+        });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
+/// Transfer bars on the terminal, one per blob in flight.
+pub(super) struct Bars {
+    multi: indicatif::MultiProgress,
+    bars: std::sync::Mutex<std::collections::HashMap<Digest, indicatif::ProgressBar>>,
+}
+
+impl Bars {
+    /// Bars when a person watches stdout; otherwise the log's one line per blob is enough.
+    pub(super) fn for_terminal(json: bool) -> Option<std::sync::Arc<dyn Progress>> {
+        let watched = std::io::IsTerminal::is_terminal(&std::io::stdout()) && !json;
+        watched.then(|| {
+            std::sync::Arc::new(Bars {
+                multi: indicatif::MultiProgress::new(),
+                bars: Default::default(),
+            }) as std::sync::Arc<dyn Progress>
+        })
+    }
+}
+
+impl Progress for Bars {
+    fn start(&self, verb: &'static str, digest: &Digest, total: u64) {
+        let bar = self.multi.add(indicatif::ProgressBar::new(total));
+        let style = indicatif::ProgressStyle::with_template(
+            "{prefix} {bar:30} {bytes}/{total_bytes} {bytes_per_sec}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+        bar.set_style(style);
+        bar.set_prefix(format!("{verb} {}", &digest.hex()[..12]));
+        self.bars
+            .lock()
+            .expect("bars lock")
+            .insert(digest.clone(), bar);
+    }
+
+    fn advance(&self, digest: &Digest, bytes: u64) {
+        if let Some(bar) = self.bars.lock().expect("bars lock").get(digest) {
+            bar.inc(bytes);
+        }
+    }
+
+    fn finish(&self, digest: &Digest) {
+        if let Some(bar) = self.bars.lock().expect("bars lock").remove(digest) {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// Prints an error and its causes once, the way the user reads them.
+pub(super) fn report(error: &Error) {
+    eprintln!("{}", error.report());
+}

@@ -1,0 +1,74 @@
+//! The dependency graph an SBOM describes, read from `cargo metadata`'s resolve: the crates
+//! compiled into the root's binary (or its build scripts) on one platform, and how each uses
+//! the next.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use cargo_metadata::{DependencyKind, Metadata, Node, NodeDep, Package, PackageId};
+
+use super::SbomError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum Edge {
+    Normal,
+    Build,
+}
+
+/// The crates that go into the root's binary on this platform, and the edges between them.
+#[derive(Default)]
+pub(super) struct Graph<'m> {
+    pub(super) packages: BTreeMap<&'m PackageId, &'m Package>,
+    pub(super) edges: BTreeSet<(&'m PackageId, &'m PackageId, Edge)>,
+}
+
+impl<'m> Graph<'m> {
+    /// Walks cargo's resolve from `root`, leaving out dev-dependencies.
+    pub(super) fn walk(metadata: &'m Metadata, root: &'m PackageId) -> Result<Self, SbomError> {
+        let resolve = metadata.resolve.as_ref().ok_or(SbomError::NoResolve)?;
+        let nodes: BTreeMap<&PackageId, &Node> = resolve.nodes.iter().map(|n| (&n.id, n)).collect();
+        let all: BTreeMap<&PackageId, &Package> =
+            metadata.packages.iter().map(|p| (&p.id, p)).collect();
+        let mut graph = Graph::default();
+        let mut pending = vec![root];
+        while let Some(id) = pending.pop() {
+            if graph.packages.contains_key(id) {
+                continue;
+            }
+            let package = all
+                .get(id)
+                .ok_or_else(|| SbomError::NoPackage(id.repr.clone()))?;
+            let node = nodes
+                .get(id)
+                .ok_or_else(|| SbomError::NotInGraph(id.repr.clone()))?;
+            graph.packages.insert(id, package);
+            for dep in &node.deps {
+                let edges = edges(dep);
+                if !edges.is_empty() {
+                    pending.push(&dep.pkg);
+                }
+                graph
+                    .edges
+                    .extend(edges.into_iter().map(|e| (id, &dep.pkg, e)));
+            }
+        }
+        Ok(graph)
+    }
+}
+
+/// How `dep` is used by the crate that depends on it; empty for dev-dependencies, which never
+/// reach the binary.
+fn edges(dep: &NodeDep) -> BTreeSet<Edge> {
+    // Cargo before 1.41 wrote no kinds; listing a dev-dependency too many beats missing a crate.
+    if dep.dep_kinds.is_empty() {
+        return BTreeSet::from([Edge::Normal]);
+    }
+    dep.dep_kinds
+        .iter()
+        .filter_map(|k| match k.kind {
+            DependencyKind::Development => None,
+            DependencyKind::Build => Some(Edge::Build),
+            // A kind newer than this code is more likely code that ships than test code.
+            _ => Some(Edge::Normal),
+        })
+        .collect()
+}
