@@ -40,15 +40,20 @@ impl Registry {
     /// session (which needs a reachable registry, accepted credentials and push access) and
     /// cancels it.
     pub fn check_push(&self, repo: &Reference) -> Result<(), RegistryError> {
+        let location = self.start_upload(repo)?;
+        self.cancel_upload(repo, &location);
+        Ok(())
+    }
+
+    /// Opens an upload session (POST) and returns its URL.
+    fn start_upload(&self, repo: &Reference) -> Result<String, RegistryError> {
         let scopes = [repo.scope("pull,push")];
         let started = self
             .client
             .send(repo, &scopes, "blobs/uploads/", &|http, url| {
                 http.post(url).header(CONTENT_LENGTH, 0)
             })?;
-        let location = self.location(repo, &started)?;
-        self.cancel_upload(repo, &location);
-        Ok(())
+        self.location(repo, &started)
     }
 
     /// Asks the registry to link a blob from another repository on it; `false` if it would not.
@@ -111,12 +116,7 @@ impl Registry {
         session: &mut Option<String>,
     ) -> Result<(), RegistryError> {
         let scopes = [repo.scope("pull,push")];
-        let started = self
-            .client
-            .send(repo, &scopes, "blobs/uploads/", &|http, url| {
-                http.post(url).header(CONTENT_LENGTH, 0)
-            })?;
-        let mut location = self.location(repo, &started)?;
+        let mut location = self.start_upload(repo)?;
         *session = Some(location.clone());
         let mut offset = 0;
         if size > MONOLITHIC_LIMIT {

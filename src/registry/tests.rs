@@ -233,65 +233,59 @@ fn a_plain_http_registry_costs_one_tls_try_and_no_retry() {
     );
 }
 
-#[test]
-fn a_download_cut_part_way_resumes_with_range() {
+/// Serves `bytes` broken off after `at` bytes (`first` says how), then the rest as a 206 when
+/// asked with Range; returns the Range headers of the two blob GETs and how long it took.
+fn resumed_download(
+    first: impl FnOnce(Vec<u8>, usize) -> Reply,
+    at: usize,
+    timeout: Duration,
+) -> (Vec<Option<String>>, Duration) {
     let (bytes, digest) = blob();
-    let rest = bytes[4000..].to_vec();
+    let rest = bytes[at..].to_vec();
+    let range = format!("bytes {at}-{}/{}", bytes.len() - 1, bytes.len());
     let server = Server::start(vec![
         ok(),
-        Reply::Cut(200, vec![], bytes.clone(), 4000),
-        Reply::Full(
-            206,
-            vec![("Content-Range", "bytes 4000-9999/10000".into())],
-            rest,
-        ),
-    ]);
-    let store_dir = tempfile::tempdir().unwrap();
-    let store = BlobStore::open(store_dir.path()).unwrap();
-    client(Duration::from_secs(5))
-        .fetch_blob(&repo(&server), &digest, bytes.len() as u64, &store)
-        .unwrap();
-    assert_eq!(std::fs::read(store.path(&digest)).unwrap(), bytes);
-    let seen = server.seen();
-    let gets: Vec<&Seen> = seen
-        .iter()
-        .filter(|s| s.method == "GET" && s.target.contains("/blobs/"))
-        .collect();
-    assert_eq!(gets.len(), 2);
-    assert_eq!(gets[0].header("range"), None);
-    assert_eq!(gets[1].header("range"), Some("bytes=4000-"));
-}
-
-#[test]
-fn a_stalled_download_times_out_and_resumes() {
-    let (bytes, digest) = blob();
-    let rest = bytes[6000..].to_vec();
-    let server = Server::start(vec![
-        ok(),
-        Reply::Stall(200, vec![], bytes.clone(), 6000),
-        Reply::Full(
-            206,
-            vec![("Content-Range", "bytes 6000-9999/10000".into())],
-            rest,
-        ),
+        first(bytes.clone(), at),
+        Reply::Full(206, vec![("Content-Range", range)], rest),
     ]);
     let store_dir = tempfile::tempdir().unwrap();
     let store = BlobStore::open(store_dir.path()).unwrap();
     let started = std::time::Instant::now();
-    client(Duration::from_secs(1))
+    client(timeout)
         .fetch_blob(&repo(&server), &digest, bytes.len() as u64, &store)
         .unwrap();
-    assert!(
-        started.elapsed() < Duration::from_secs(10),
-        "the stall ended with the idle timeout"
-    );
+    let took = started.elapsed();
     assert_eq!(std::fs::read(store.path(&digest)).unwrap(), bytes);
-    let ranges: Vec<Option<String>> = server
+    let ranges = server
         .seen()
         .iter()
-        .filter(|s| s.target.contains("/blobs/"))
+        .filter(|s| s.method == "GET" && s.target.contains("/blobs/"))
         .map(|s| s.header("range").map(str::to_owned))
         .collect();
+    (ranges, took)
+}
+
+#[test]
+fn a_download_cut_part_way_resumes_with_range() {
+    let (ranges, _) = resumed_download(
+        |bytes, at| Reply::Cut(200, vec![], bytes, at),
+        4000,
+        Duration::from_secs(5),
+    );
+    assert_eq!(ranges, [None, Some("bytes=4000-".to_owned())]);
+}
+
+#[test]
+fn a_stalled_download_times_out_and_resumes() {
+    let (ranges, took) = resumed_download(
+        |bytes, at| Reply::Stall(200, vec![], bytes, at),
+        6000,
+        Duration::from_secs(1),
+    );
+    assert!(
+        took < Duration::from_secs(10),
+        "the stall ended with the idle timeout: {took:?}"
+    );
     assert_eq!(ranges, [None, Some("bytes=6000-".to_owned())]);
 }
 

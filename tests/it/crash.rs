@@ -2,10 +2,10 @@
 //! at any point leaves nothing the next run trips over, and runs at once do not disturb each
 //! other.
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use stevedore_testbed::{self as testbed, Fault, Mode, Registry, Side, TokenFront};
+use stevedore_testbed::{Fault, Mode, Registry, TokenFront};
 
 use crate::util::*;
 
@@ -19,21 +19,6 @@ fn wait_for_requests(front: &TokenFront, count: usize, child: &mut std::process:
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-/// skopeo reads every blob of `image` back, checking each digest, and names its digest.
-fn read_back(front: &TokenFront, image: &str) -> serde_json::Value {
-    let copy = tempfile::tempdir().unwrap();
-    run_ok(
-        Command::new(testbed::require_tool("skopeo"))
-            .arg("copy")
-            .args(front.skopeo_flags(Side::Src))
-            .arg(format!("docker://{image}"))
-            .arg(format!("oci:{}:1", copy.path().join("l").display())),
-    );
-    let flags = front.skopeo_flags(Side::Inspect);
-    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    skopeo_inspect(&flags, &format!("docker://{image}"))["Digest"].clone()
 }
 
 #[test]

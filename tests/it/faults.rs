@@ -2,9 +2,7 @@
 //! tests, in front of the real registry) fails requests with 5xx and 429, and cuts downloads
 //! short; stevedore must ride them out, or give up after a bounded number of tries and say why.
 
-use std::process::Command;
-
-use stevedore_testbed::{self as testbed, Fault, Mode, Registry, Side, TokenFront};
+use stevedore_testbed::{Fault, Mode, Registry, TokenFront};
 
 use crate::util::*;
 
@@ -51,18 +49,7 @@ fn a_push_rides_out_server_errors() {
     assert_eq!(front.faults_left(), 0, "every fault happened");
 
     // skopeo reads back every blob, checking each digest, and gets the same image.
-    let out = tempfile::tempdir().unwrap();
-    run_ok(
-        Command::new(testbed::require_tool("skopeo"))
-            .arg("copy")
-            .args(front.skopeo_flags(Side::Src))
-            .arg(format!("docker://{image}"))
-            .arg(format!("oci:{}:1", out.path().join("l").display())),
-    );
-    let flags = front.skopeo_flags(Side::Inspect);
-    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let inspected = skopeo_inspect(&flags, &format!("docker://{image}"));
-    assert_eq!(inspected["Digest"], pushed["digest"]);
+    assert_eq!(read_back(&front, &image), pushed["digest"]);
 }
 
 #[test]
@@ -143,20 +130,7 @@ fn a_push_survives_an_unanswered_upload_a_reset_an_expired_token_and_a_dated_429
     let pushed = json(&out.stdout);
 
     // skopeo reads back every blob, checking each digest: no tag names a missing blob.
-    let copy = tempfile::tempdir().unwrap();
-    run_ok(
-        Command::new(testbed::require_tool("skopeo"))
-            .arg("copy")
-            .args(front.skopeo_flags(Side::Src))
-            .arg(format!("docker://{image}"))
-            .arg(format!("oci:{}:1", copy.path().join("l").display())),
-    );
-    let flags = front.skopeo_flags(Side::Inspect);
-    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    assert_eq!(
-        skopeo_inspect(&flags, &format!("docker://{image}"))["Digest"],
-        pushed["digest"]
-    );
+    assert_eq!(read_back(&front, &image), pushed["digest"]);
 
     // A second push finds everything there and uploads nothing.
     front.clear_requests();

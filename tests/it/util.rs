@@ -132,3 +132,19 @@ pub fn timed(cmd: &mut Command) -> (Output, std::time::Duration) {
         .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
     (out, started.elapsed())
 }
+
+/// skopeo copies `image` out of the token front's registry, checking every blob's digest on
+/// the way, and names its digest.
+pub fn read_back(front: &testbed::TokenFront, image: &str) -> serde_json::Value {
+    let copy = tempfile::tempdir().unwrap();
+    run_ok(
+        Command::new(testbed::require_tool("skopeo"))
+            .arg("copy")
+            .args(front.skopeo_flags(testbed::Side::Src))
+            .arg(format!("docker://{image}"))
+            .arg(format!("oci:{}:1", copy.path().join("l").display())),
+    );
+    let flags = front.skopeo_flags(testbed::Side::Inspect);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    skopeo_inspect(&flags, &format!("docker://{image}"))["Digest"].clone()
+}
