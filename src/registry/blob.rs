@@ -102,7 +102,13 @@ struct Download<'a> {
     /// Bytes of the current body to throw away: it restarted at 0 but these are already had.
     skip: u64,
     tries: Attempts,
+    /// Bytes received since the last failure: a transfer that makes progress gets its tries
+    /// back, so a long download on a flaky link is not given up for old failures.
+    since_failure: u64,
 }
+
+/// Progress that earns a download its tries back.
+const PROGRESS: u64 = 1 << 20;
 
 impl<'a> Download<'a> {
     fn new(
@@ -121,6 +127,7 @@ impl<'a> Download<'a> {
             received: 0,
             skip: 0,
             tries: client.policy().start(),
+            since_failure: 0,
         })
     }
 
@@ -211,10 +218,15 @@ impl Read for Download<'_> {
             match self.read_body(buf) {
                 Ok(n) => {
                     self.received += n as u64;
+                    self.since_failure += n as u64;
                     return Ok(n);
                 }
                 Err(e) if retry::transient_read(&e) => {
                     self.response = None;
+                    if self.since_failure >= PROGRESS {
+                        self.tries = self.client.policy().start();
+                    }
+                    self.since_failure = 0;
                     let what = format!(
                         "the download of {} broke off at byte {} ({e})",
                         self.digest, self.received

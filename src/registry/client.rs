@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use reqwest::blocking::{Client as Http, RequestBuilder, Response};
-use reqwest::header::AUTHORIZATION;
+use reqwest::header::{HeaderMap, AUTHORIZATION};
 use reqwest::StatusCode;
 
 use super::auth::{Challenge, Credential, Keychain};
@@ -90,6 +90,29 @@ impl Client {
     ) -> Result<Response, RegistryError> {
         let url = self.url(reference, path)?;
         self.send_url(reference, scopes, &url, Retry::Yes, build)
+    }
+
+    /// Like [`Client::send`], and reads the body whole (at most `limit` bytes): for manifests
+    /// and other small documents. A body that breaks off is asked for again.
+    pub(crate) fn fetch_small(
+        &self,
+        reference: &Reference,
+        scopes: &[String],
+        path: &str,
+        limit: u64,
+        build: &dyn Fn(&Http, &str) -> RequestBuilder,
+    ) -> Result<(HeaderMap, Vec<u8>), RegistryError> {
+        let url = self.url(reference, path)?;
+        let mut tries = self.policy.start();
+        loop {
+            let response = self.send_url(reference, scopes, &url, Retry::Yes, build)?;
+            let headers = response.headers().clone();
+            match read_limited(response, limit, &url) {
+                Ok(body) => return Ok((headers, body)),
+                Err(e) if broken_body(&e) && tries.wait(None, &e.to_string()) => {}
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// `https://HOST/v2/REPO/PATH` for the reference's registry.
@@ -328,6 +351,11 @@ impl Client {
                 realm: realm.into(),
             })
     }
+}
+
+/// Whether reading a body failed in a way another try may not.
+fn broken_body(e: &RegistryError) -> bool {
+    matches!(e, RegistryError::Body { source, .. } if retry::transient_read(source))
 }
 
 /// A response as one try's outcome: success, or a status error that is transient when the

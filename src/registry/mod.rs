@@ -31,7 +31,7 @@ pub(crate) use crate::oci::media::{DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_
 use crate::platform::Platform;
 use crate::progress::{Progress, Silent};
 use crate::reference::Reference;
-use client::{read_limited, Client};
+use client::Client;
 
 const MAX_MANIFEST: u64 = 4 << 20;
 /// Blob downloads at once: enough to hide latency, few enough to be kind to the registry.
@@ -266,27 +266,24 @@ impl Registry {
         expected: Option<&Digest>,
     ) -> Result<(Digest, String, Vec<u8>), RegistryError> {
         let accept = [OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST].join(", ");
-        let response = self
+        let (headers, bytes) = self
             .client
-            .send(
+            .fetch_small(
                 reference,
                 &[reference.scope("pull")],
                 &format!("manifests/{identifier}"),
+                MAX_MANIFEST,
                 &|http, url| http.get(url).header(ACCEPT, &accept),
             )
             .map_err(|e| not_found(e, "image", reference))?;
-        let header_digest = response
-            .headers()
+        let header_digest = headers
             .get("docker-content-digest")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<Digest>().ok());
-        let content_type = response
-            .headers()
+        let content_type = headers
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(|v| v.split(';').next().unwrap_or(v).trim().to_owned());
-        let url = format!("{reference} manifest {identifier}");
-        let bytes = read_limited(response, MAX_MANIFEST, &url)?;
         let actual = Digest::of(&bytes);
         for wanted in expected.into_iter().chain(header_digest.as_ref()) {
             if wanted != &actual {

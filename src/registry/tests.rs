@@ -437,3 +437,25 @@ fn a_busy_registry_is_waited_for_as_its_retry_after_says() {
     );
     assert_eq!(server.finish().len(), 4, "TLS, ping, 429, 200");
 }
+
+#[test]
+fn a_manifest_whose_body_breaks_off_is_asked_for_again() {
+    let manifest = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855","size":0},"layers":[]}"#.to_vec();
+    let server = Server::start(vec![
+        ok(),
+        Reply::Cut(200, vec![], manifest.clone(), 20),
+        Reply::Full(200, vec![], manifest.clone()),
+    ]);
+    let tagged: Reference = format!("{}/test/app:1", server.addr).parse().unwrap();
+    let (digest, _, bytes) = client(Duration::from_secs(5))
+        .fetch_manifest(&tagged)
+        .unwrap();
+    assert_eq!(bytes, manifest);
+    assert_eq!(digest, Digest::of(&manifest));
+    let lines = server.finish();
+    assert_eq!(
+        lines.iter().filter(|l| l.contains("/manifests/1")).count(),
+        2,
+        "{lines:?}"
+    );
+}
