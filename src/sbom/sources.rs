@@ -118,46 +118,33 @@ pub(super) fn percent_encode(s: &str) -> String {
 
 /// SHA256 checksums of registry crates from Cargo.lock, keyed by (name, version, source).
 ///
-/// Cargo.lock is TOML, but `toml` is not a dependency and the file's shape is fixed: `[[package]]`
-/// tables of `key = "string"` lines, where only `dependencies` spans lines (and its lines start
-/// with `"` or `]`). So a line reader finds the four keys. Version 1 lock files, which kept
-/// checksums in a `[metadata]` table, simply give none.
+/// Version 1 lock files, which kept checksums in a `[metadata]` table, simply give none. A lock
+/// that is not TOML gives none either: cargo, which ran before us, accepts no such file.
 pub(super) fn lock_checksums(lock: &str) -> BTreeMap<(String, String, String), String> {
-    let mut sums = BTreeMap::new();
-    let mut entry: Option<BTreeMap<&str, &str>> = None;
-    for line in lock.lines().map(str::trim) {
-        if line.starts_with('[') {
-            finish_lock_entry(entry.take(), &mut sums);
-            entry = (line == "[[package]]").then(BTreeMap::new);
-        } else if let (Some(fields), Some((key, value))) = (entry.as_mut(), line.split_once('=')) {
-            let value = value.trim();
-            if let Some(text) = value.strip_prefix('"').and_then(|v| v.strip_suffix('"')) {
-                fields.insert(key.trim(), text);
-            }
-        }
+    #[derive(serde::Deserialize)]
+    struct Lock {
+        #[serde(default)]
+        package: Vec<Locked>,
     }
-    finish_lock_entry(entry, &mut sums);
-    sums
-}
-
-fn finish_lock_entry(
-    entry: Option<BTreeMap<&str, &str>>,
-    sums: &mut BTreeMap<(String, String, String), String>,
-) {
-    let Some(fields) = entry else { return };
-    let field = |k| fields.get(k).map(|v| (*v).to_owned());
-    if let (Some(name), Some(version), Some(source), Some(sum)) = (
-        field("name"),
-        field("version"),
-        field("source"),
-        field("checksum"),
-    ) {
-        let is_sha256 =
-            sum.len() == 64 && sum.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-        if is_sha256 {
-            sums.insert((name, version, source), sum);
-        }
+    #[derive(serde::Deserialize)]
+    struct Locked {
+        name: String,
+        version: String,
+        source: Option<String>,
+        checksum: Option<String>,
     }
+    let Ok(lock) = toml::from_str::<Lock>(lock) else {
+        return BTreeMap::new();
+    };
+    let is_sha256 =
+        |sum: &str| sum.len() == 64 && sum.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    lock.package
+        .into_iter()
+        .filter_map(|p| {
+            let (source, sum) = (p.source?, p.checksum?);
+            is_sha256(&sum).then_some(((p.name, p.version, source), sum))
+        })
+        .collect()
 }
 
 #[cfg(test)]
