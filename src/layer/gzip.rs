@@ -318,7 +318,9 @@ mod tests {
         names.sort();
         let mut code = Vec::with_capacity(len);
         for name in names {
-            let Ok(bytes) = std::fs::read(&name) else { continue };
+            let Ok(bytes) = std::fs::read(&name) else {
+                continue;
+            };
             if bytes.starts_with(b"\x7fELF") {
                 code.extend_from_slice(&bytes[..bytes.len().min(len - code.len())]);
             }
