@@ -38,15 +38,17 @@ const QUICK: Size = Size {
 #[derive(serde::Serialize)]
 struct Row {
     name: String,
-    /// Seconds, or `None` for a row that only reports.
-    stevedore: Option<Stat>,
+    /// Seconds.
+    stevedore: Stat,
     baseline_name: String,
-    baseline: Option<Stat>,
+    baseline: Stat,
     /// How the two compare, as the targets state it.
     comparison: String,
     target: String,
-    /// Largest peak RSS of the stevedore runs, MiB.
-    peak_rss_mib: Option<f64>,
+    /// Largest peak RSS of the stevedore process itself over the runs, MiB.
+    peak_rss_mib: f64,
+    /// Largest peak RSS of any process in a run (cargo, rustc, the linker), MiB.
+    tree_peak_rss_mib: f64,
     note: String,
 }
 
@@ -83,6 +85,7 @@ pub fn run(args: &[String]) -> ExitCode {
         base,
         target_dir: dir.join("target"),
         cache_dir: dir.join("stevedore-cache"),
+        ceiling: dir.clone(),
     };
     rows.push(repush(size, &stevedore, &input, &dir, &logs));
     rows.extend(example(size, &stevedore, &dir, &logs));
@@ -123,7 +126,7 @@ fn packaging(size: &Size, bins: &Path, input: &Path, dir: &Path, logs: &Path) ->
     let xtask = bins.join("xtask");
     let scratch = dir.join("package");
     let mut ours = Vec::new();
-    let mut rss = 0;
+    let mut rss = Peaks::default();
     let mut digests = Vec::new();
     let mut gzip = Vec::new();
     let mut limit = Vec::new();
@@ -135,7 +138,7 @@ fn packaging(size: &Size, bins: &Path, input: &Path, dir: &Path, logs: &Path) ->
             &logs.join(format!("package-{i}.log")),
         );
         ours.push(run.secs);
-        rss = rss.max(run.max_rss_kib);
+        rss.add(&run);
         digests.push(digest);
         gzip.push(package::gzip_sha256sum(input, &logs.join("gzip.log")).secs);
         limit.push(package::limit(&xtask, input, &logs.join("limit.log")));
@@ -150,12 +153,13 @@ fn packaging(size: &Size, bins: &Path, input: &Path, dir: &Path, logs: &Path) ->
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     Row {
         name: format!("package {} MB into a fresh store", size.input / 1_000_000),
-        stevedore: Some(ours),
-        baseline_name: "gzip -6 | sha256sum".into(),
-        baseline: Some(gzip),
+        stevedore: (ours),
+        baseline_name: "gzip -6 \\| sha256sum".into(),
+        baseline: (gzip),
         comparison: format!("{:.2}x", ours.median / gzip.median),
         target: "<= 0.3x".into(),
-        peak_rss_mib: Some(mib(rss)),
+        peak_rss_mib: mib(rss.own),
+        tree_peak_rss_mib: mib(rss.tree),
         note: format!(
             "{cores}-core chunked-deflate limit {:.2} s = {:.2}x; layer {}",
             limit.median,
@@ -186,7 +190,8 @@ fn repush(size: &Size, stevedore: &push::Stevedore, input: &Path, dir: &Path, lo
         &format!("{registry}/bapp:warm"),
         &logs.join("buildah-warm.log"),
     );
-    let (mut ours, mut theirs, mut rss, mut uploads) = (Vec::new(), Vec::new(), 0, 0);
+    let (mut ours, mut theirs, mut rss, mut uploads) =
+        (Vec::new(), Vec::new(), Peaks::default(), 0);
     let mut digests = Vec::new();
     for i in 0..size.runs {
         let pushed = stevedore.push(
@@ -196,7 +201,7 @@ fn repush(size: &Size, stevedore: &push::Stevedore, input: &Path, dir: &Path, lo
         );
         digests.push(pushed.digest);
         ours.push(pushed.run.secs);
-        rss = rss.max(pushed.run.max_rss_kib);
+        rss.add(&pushed.run);
         uploads += pushed.uploaded;
         let image = format!("{registry}/bapp:r{i}");
         theirs.push(
@@ -216,12 +221,13 @@ fn repush(size: &Size, stevedore: &push::Stevedore, input: &Path, dir: &Path, lo
             "re-push unchanged {} MB binary, new tag",
             size.input / 1_000_000
         ),
-        stevedore: Some(ours),
+        stevedore: (ours),
         baseline_name: "buildah from/copy/commit/push (warm)".into(),
-        baseline: Some(theirs),
+        baseline: (theirs),
         comparison: format!("{:.1}x faster", theirs.median / ours.median),
         target: ">= 5x faster".into(),
-        peak_rss_mib: Some(mib(rss)),
+        peak_rss_mib: mib(rss.own),
+        tree_peak_rss_mib: mib(rss.tree),
         note: format!(
             "{uploads} blob uploads in {} runs (build+push, cargo no-op included); {}",
             size.runs,
@@ -244,7 +250,8 @@ fn example(size: &Size, stevedore: &push::Stevedore, dir: &Path, logs: &Path) ->
     hello::cargo_build(&manifest, &cargo_target, &logs.join("cargo-warm.log"));
     stevedore.push(&manifest, &tag("warm"), &logs.join("hello-warm.log"));
 
-    let (mut noop, mut cargo_noop, mut noop_rss, mut noop_uploads) = (Vec::new(), Vec::new(), 0, 0);
+    let (mut noop, mut cargo_noop, mut noop_rss, mut noop_uploads) =
+        (Vec::new(), Vec::new(), Peaks::default(), 0);
     let mut noop_digests = Vec::new();
     for i in 0..size.runs {
         cargo_noop
@@ -255,11 +262,12 @@ fn example(size: &Size, stevedore: &push::Stevedore, dir: &Path, logs: &Path) ->
             &logs.join(format!("hello-noop-{i}.log")),
         );
         noop.push(pushed.run.secs);
-        noop_rss = noop_rss.max(pushed.run.max_rss_kib);
+        noop_rss.add(&pushed.run);
         noop_uploads += pushed.uploaded;
         noop_digests.push(pushed.digest);
     }
-    let (mut edit, mut cargo_edit, mut edit_rss, mut edit_uploads) = (Vec::new(), Vec::new(), 0, 0);
+    let (mut edit, mut cargo_edit, mut edit_rss, mut edit_uploads) =
+        (Vec::new(), Vec::new(), Peaks::default(), 0);
     for i in 0..size.runs {
         hello::edit(&manifest, i + 1);
         cargo_edit
@@ -270,7 +278,7 @@ fn example(size: &Size, stevedore: &push::Stevedore, dir: &Path, logs: &Path) ->
             &logs.join(format!("hello-edit-{i}.log")),
         );
         edit.push(pushed.run.secs);
-        edit_rss = edit_rss.max(pushed.run.max_rss_kib);
+        edit_rss.add(&pushed.run);
         edit_uploads += pushed.uploaded;
     }
     let delta = |ours: Stat, theirs: Stat| format!("{:+.2} s", ours.median - theirs.median);
@@ -279,12 +287,13 @@ fn example(size: &Size, stevedore: &push::Stevedore, dir: &Path, logs: &Path) ->
     vec![
         Row {
             name: "no-op build+push, hello-service".into(),
-            stevedore: Some(noop),
+            stevedore: (noop),
             baseline_name: "cargo build --release (no-op)".into(),
-            baseline: Some(cargo_noop),
+            baseline: (cargo_noop),
             comparison: delta(noop, cargo_noop),
             target: "<= +0.15 s, 0 uploads".into(),
-            peak_rss_mib: Some(mib(noop_rss)),
+            peak_rss_mib: mib(noop_rss.own),
+        tree_peak_rss_mib: mib(noop_rss.tree),
             note: format!(
                 "{noop_uploads} blob uploads in {} runs; {}",
                 size.runs,
@@ -293,12 +302,13 @@ fn example(size: &Size, stevedore: &push::Stevedore, dir: &Path, logs: &Path) ->
         },
         Row {
             name: "one-line change build+push, hello-service".into(),
-            stevedore: Some(edit),
+            stevedore: (edit),
             baseline_name: "cargo build --release (one line)".into(),
-            baseline: Some(cargo_edit),
+            baseline: (cargo_edit),
             comparison: delta(edit, cargo_edit),
             target: "<= +0.3 s".into(),
-            peak_rss_mib: Some(mib(edit_rss)),
+            peak_rss_mib: mib(edit_rss.own),
+        tree_peak_rss_mib: mib(edit_rss.tree),
             note: format!(
                 "{edit_uploads} blob uploads in {} runs; stevedore links a musl binary with zig, cargo a host one",
                 size.runs
@@ -317,29 +327,42 @@ fn same(digests: &[String]) -> String {
     }
 }
 
+/// The largest peaks over a row's stevedore runs, KiB.
+#[derive(Default)]
+struct Peaks {
+    own: u64,
+    tree: u64,
+}
+
+impl Peaks {
+    fn add(&mut self, run: &measure::Run) {
+        self.own = self.own.max(run.own_peak_kib);
+        self.tree = self.tree.max(run.max_rss_kib);
+    }
+}
+
 fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
 
 fn print_table(rows: &[Row], mb: u64, load: &str) {
-    let secs = |s: &Option<Stat>| s.map_or("-".to_owned(), |s| format!("{:.3} s", s.median));
     println!(
         "\nstevedore bench ({mb} MB input; median of runs; {}; load average {load} at start)\n",
         machine()
     );
-    println!("| benchmark | stevedore | baseline | baseline time | comparison | target | peak RSS | note |");
+    println!("| benchmark | stevedore | baseline | baseline time | comparison | target | peak RSS (stevedore / with children) | note |");
     println!("|---|---|---|---|---|---|---|---|");
     for r in rows {
         println!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {:.3} s | {} | {:.3} s | {} | {} | {:.1} / {:.1} MiB | {} |",
             r.name,
-            secs(&r.stevedore),
+            r.stevedore.median,
             r.baseline_name,
-            secs(&r.baseline),
+            r.baseline.median,
             r.comparison,
             r.target,
-            r.peak_rss_mib
-                .map_or("-".to_owned(), |m| format!("{m:.1} MiB")),
+            r.peak_rss_mib,
+            r.tree_peak_rss_mib,
             r.note
         );
     }

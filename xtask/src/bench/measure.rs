@@ -14,6 +14,9 @@ pub struct Run {
     /// `ru_maxrss` from `wait4`: the largest resident set of the child or of any descendant it
     /// waited for (so a build's figure includes cargo's when cargo was the larger).
     pub max_rss_kib: u64,
+    /// The child's own peak (`VmHWM`), read from /proc while it runs: what stevedore itself
+    /// holds, without cargo, rustc or the linker.
+    pub own_peak_kib: u64,
     pub stdout: Vec<u8>,
 }
 
@@ -31,12 +34,14 @@ pub fn run(cmd: &mut Command, log: &Path) -> Run {
     let mut child = cmd
         .spawn()
         .unwrap_or_else(|e| fail(&format!("cannot run `{}`: {e}", show(cmd))));
+    let watcher = watch_peak(child.id());
     let mut stdout = Vec::new();
     // Read before waiting: a child blocked on a full pipe would never exit.
     if let Some(mut out) = child.stdout.take() {
         let _ = out.read_to_end(&mut stdout);
     }
     let (status, max_rss_kib) = wait4(child.id());
+    let own_peak_kib = watcher.join().expect("the watcher does not panic");
     let secs = started.elapsed().as_secs_f64();
     if status != 0 {
         let tail = std::fs::read_to_string(log).unwrap_or_default();
@@ -52,8 +57,31 @@ pub fn run(cmd: &mut Command, log: &Path) -> Run {
     Run {
         secs,
         max_rss_kib,
+        own_peak_kib,
         stdout,
     }
+}
+
+/// Polls `/proc/PID/status` for `VmHWM` (a high-water mark, so only its last value matters)
+/// until the process is gone or reaped; returns the last value seen, in KiB.
+fn watch_peak(pid: u32) -> std::thread::JoinHandle<u64> {
+    std::thread::spawn(move || {
+        let path = format!("/proc/{pid}/status");
+        let mut peak = 0;
+        while let Ok(status) = std::fs::read_to_string(&path) {
+            let hwm = status.lines().find_map(|l| {
+                let kib = l.strip_prefix("VmHWM:")?.trim().strip_suffix("kB")?;
+                kib.trim().parse::<u64>().ok()
+            });
+            // A zombie has no memory left to report: keep the last live value.
+            match hwm {
+                Some(kib) => peak = peak.max(kib),
+                None => break,
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        peak
+    })
 }
 
 /// Reaps `pid` with `wait4`, which (unlike `Child::wait`) also returns its resource usage.
@@ -124,6 +152,7 @@ mod tests {
         assert_eq!(r.stdout, b"hi\n");
         assert!(r.secs >= 0.2, "{} s", r.secs);
         assert!(r.max_rss_kib > 0);
+        assert!(r.own_peak_kib > 0 && r.own_peak_kib <= r.max_rss_kib);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -19,6 +19,8 @@ pub struct Stevedore {
     /// Shared by every project the bench builds: the musl std is compiled once.
     pub target_dir: PathBuf,
     pub cache_dir: PathBuf,
+    /// Where git stops looking for a repository above the projects.
+    pub ceiling: PathBuf,
 }
 
 /// What one `cargo stevedore build --push` reported.
@@ -36,6 +38,9 @@ impl Stevedore {
             .env("CARGO_TARGET_DIR", &self.target_dir)
             .env("STEVEDORE_CACHE_DIR", &self.cache_dir)
             .env("SOURCE_DATE_EPOCH", EPOCH)
+            // The bench's projects sit inside this repository's checkout; without a ceiling
+            // its HEAD (which moves) would become their revision and change every digest.
+            .env("GIT_CEILING_DIRECTORIES", &self.ceiling)
             .env_remove("RUSTFLAGS")
             .env_remove("RUSTUP_TOOLCHAIN")
             .args([
