@@ -153,9 +153,9 @@ fn packaging(size: &Size, bins: &Path, input: &Path, dir: &Path, logs: &Path) ->
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     Row {
         name: format!("package {} MB into a fresh store", size.input / 1_000_000),
-        stevedore: (ours),
+        stevedore: ours,
         baseline_name: "gzip -6 \\| sha256sum".into(),
-        baseline: (gzip),
+        baseline: gzip,
         comparison: format!("{:.2}x", ours.median / gzip.median),
         target: "<= 0.3x".into(),
         peak_rss_mib: mib(rss.own),
@@ -221,9 +221,9 @@ fn repush(size: &Size, stevedore: &push::Stevedore, input: &Path, dir: &Path, lo
             "re-push unchanged {} MB binary, new tag",
             size.input / 1_000_000
         ),
-        stevedore: (ours),
+        stevedore: ours,
         baseline_name: "buildah from/copy/commit/push (warm)".into(),
-        baseline: (theirs),
+        baseline: theirs,
         comparison: format!("{:.1}x faster", theirs.median / ours.median),
         target: ">= 5x faster".into(),
         peak_rss_mib: mib(rss.own),
@@ -281,15 +281,33 @@ fn example(size: &Size, stevedore: &push::Stevedore, dir: &Path, logs: &Path) ->
         edit_rss.add(&pushed.run);
         edit_uploads += pushed.uploaded;
     }
+    let (mut bump, mut cargo_bump, mut bump_rss, mut bump_uploads) =
+        (Vec::new(), Vec::new(), Peaks::default(), 0);
+    for i in 0..size.runs {
+        // Starts from the example's own version, so the first run is a change too.
+        let version = hello::CC_VERSIONS[i % 2];
+        hello::bump(&manifest, version, &logs.join("cargo-update.log"));
+        cargo_bump
+            .push(hello::cargo_build(&manifest, &cargo_target, &logs.join("cargo-bump.log")).secs);
+        let pushed = stevedore.push(
+            &manifest,
+            &tag(&format!("b{i}")),
+            &logs.join(format!("hello-bump-{i}.log")),
+        );
+        bump.push(pushed.run.secs);
+        bump_rss.add(&pushed.run);
+        bump_uploads += pushed.uploaded;
+    }
     let delta = |ours: Stat, theirs: Stat| format!("{:+.2} s", ours.median - theirs.median);
     let (noop, cargo_noop) = (Stat::of(&noop), Stat::of(&cargo_noop));
     let (edit, cargo_edit) = (Stat::of(&edit), Stat::of(&cargo_edit));
+    let (bump, cargo_bump) = (Stat::of(&bump), Stat::of(&cargo_bump));
     vec![
         Row {
             name: "no-op build+push, hello-service".into(),
-            stevedore: (noop),
+            stevedore: noop,
             baseline_name: "cargo build --release (no-op)".into(),
-            baseline: (cargo_noop),
+            baseline: cargo_noop,
             comparison: delta(noop, cargo_noop),
             target: "<= +0.15 s, 0 uploads".into(),
             peak_rss_mib: mib(noop_rss.own),
@@ -302,15 +320,31 @@ fn example(size: &Size, stevedore: &push::Stevedore, dir: &Path, logs: &Path) ->
         },
         Row {
             name: "one-line change build+push, hello-service".into(),
-            stevedore: (edit),
+            stevedore: edit,
             baseline_name: "cargo build --release (one line)".into(),
-            baseline: (cargo_edit),
+            baseline: cargo_edit,
             comparison: delta(edit, cargo_edit),
             target: "<= +0.3 s".into(),
             peak_rss_mib: mib(edit_rss.own),
         tree_peak_rss_mib: mib(edit_rss.tree),
             note: format!(
                 "{edit_uploads} blob uploads in {} runs; stevedore links a musl binary with zig, cargo a host one",
+                size.runs
+            ),
+        },
+        Row {
+            name: "Cargo.lock bump (cc) build+push, hello-service".into(),
+            stevedore: bump,
+            baseline_name: "cargo build --release (same bump)".into(),
+            baseline: cargo_bump,
+            comparison: delta(bump, cargo_bump),
+            target: "<= +0.5 s".into(),
+            peak_rss_mib: mib(bump_rss.own),
+            tree_peak_rss_mib: mib(bump_rss.tree),
+            note: format!(
+                "cc {} <-> {}; {bump_uploads} blob uploads in {} runs; stevedore compiles the C code with zig for musl",
+                hello::CC_VERSIONS[0],
+                hello::CC_VERSIONS[1],
                 size.runs
             ),
         },

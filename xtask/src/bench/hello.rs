@@ -54,6 +54,29 @@ pub fn edit(manifest: &Path, n: usize) {
         .unwrap_or_else(|e| fail(&format!("cannot write {}: {e}", main.display())));
 }
 
+/// Two versions of the example's one dependency; the lock bump moves between them.
+pub const CC_VERSIONS: [&str; 2] = ["1.11.2", "1.11.3"];
+
+/// Pins the copy's `cc` to `version` in its Cargo.lock (a lock-only change, as a Dependabot
+/// bump is).
+pub fn bump(manifest: &Path, version: &str, log: &Path) {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    measure::run(
+        Command::new(cargo)
+            .args([
+                "update",
+                "--quiet",
+                "-p",
+                "cc",
+                "--precise",
+                version,
+                "--manifest-path",
+            ])
+            .arg(manifest),
+        log,
+    );
+}
+
 /// `cargo build --release` of the copy for the host, in its own target dir: what a developer
 /// waits for without any image.
 pub fn cargo_build(manifest: &Path, target_dir: &Path, log: &Path) -> Run {
