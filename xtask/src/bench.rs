@@ -286,7 +286,13 @@ fn example(size: &Size, stevedore: &push::Stevedore, dir: &Path, logs: &Path) ->
     for i in 0..size.runs {
         // Starts from the example's own version, so the first run is a change too.
         let version = hello::CC_VERSIONS[i % 2];
-        hello::bump(&manifest, version, &logs.join("cargo-update.log"));
+        let target_dirs = [cargo_target.as_path(), stevedore.target_dir.as_path()];
+        hello::bump(
+            &manifest,
+            version,
+            &target_dirs,
+            &logs.join("cargo-update.log"),
+        );
         cargo_bump
             .push(hello::cargo_build(&manifest, &cargo_target, &logs.join("cargo-bump.log")).secs);
         let pushed = stevedore.push(
@@ -342,7 +348,7 @@ fn example(size: &Size, stevedore: &push::Stevedore, dir: &Path, logs: &Path) ->
             peak_rss_mib: mib(bump_rss.own),
             tree_peak_rss_mib: mib(bump_rss.tree),
             note: format!(
-                "cc {} <-> {}; {bump_uploads} blob uploads in {} runs; stevedore compiles the C code with zig for musl",
+                "cc {} <-> {}, built cc removed first; {bump_uploads} blob uploads in {} runs; stevedore compiles the C code with zig for musl",
                 hello::CC_VERSIONS[0],
                 hello::CC_VERSIONS[1],
                 size.runs

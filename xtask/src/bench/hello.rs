@@ -58,23 +58,27 @@ pub fn edit(manifest: &Path, n: usize) {
 pub const CC_VERSIONS: [&str; 2] = ["1.11.2", "1.11.3"];
 
 /// Pins the copy's `cc` to `version` in its Cargo.lock (a lock-only change, as a Dependabot
-/// bump is).
-pub fn bump(manifest: &Path, version: &str, log: &Path) {
+/// bump is), and removes every built `cc` from `target_dirs`: cargo keeps the artifacts of both
+/// versions, so moving back and forth would otherwise rebuild nothing, unlike a bump to a
+/// version never built before.
+pub fn bump(manifest: &Path, version: &str, target_dirs: &[&Path], log: &Path) {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    measure::run(
-        Command::new(cargo)
-            .args([
-                "update",
-                "--quiet",
-                "-p",
-                "cc",
-                "--precise",
-                version,
-                "--manifest-path",
-            ])
-            .arg(manifest),
-        log,
-    );
+    let mut update = Command::new(&cargo);
+    update
+        .args(["update", "--quiet", "-p", "cc", "--precise", version])
+        .arg("--manifest-path")
+        .arg(manifest);
+    measure::run(&mut update, log);
+    for dir in target_dirs {
+        let mut clean = Command::new(&cargo);
+        clean
+            .args(["clean", "--quiet", "--release", "-p", "cc"])
+            .arg("--manifest-path")
+            .arg(manifest)
+            .arg("--target-dir")
+            .arg(dir);
+        measure::run(&mut clean, log);
+    }
 }
 
 /// `cargo build --release` of the copy for the host, in its own target dir: what a developer
