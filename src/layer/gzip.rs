@@ -208,7 +208,12 @@ fn work(queue: &Mutex<Receiver<Job>>, done: &mpsc::Sender<Done>) {
         let Ok(job) = job else { return };
         let mut crc = Crc::new();
         crc.update(&job.data);
-        let compressed = deflate_chunk(&job.data, &job.dictionary, job.last);
+        // A panic must still answer for its chunk: the writer waits for every chunk in order,
+        // and the other workers would keep the channel open while it waited for ever.
+        let compressed = std::panic::catch_unwind(|| {
+            deflate_chunk(&job.data, &job.dictionary, job.last)
+        })
+        .unwrap_or_else(|_| Err(io::Error::other("a gzip worker panicked")));
         let result = Done {
             seq: job.seq,
             compressed,
