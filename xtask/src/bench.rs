@@ -170,7 +170,9 @@ fn packaging(size: &Size, bins: &Path, input: &Path, dir: &Path, logs: &Path) ->
 }
 
 fn repush(size: &Size, stevedore: &push::Stevedore, input: &Path, dir: &Path, logs: &Path) -> Row {
-    let manifest = push::big_project(&dir.join("big"), input);
+    // One project per size, so alternating full and quick runs does not recompile it.
+    let name = format!("big{}mb", size.input / 1_000_000);
+    let manifest = push::big_project(&dir.join(&name), input, &name);
     let registry = stevedore
         .base
         .split('/')
@@ -183,7 +185,7 @@ fn repush(size: &Size, stevedore: &push::Stevedore, input: &Path, dir: &Path, lo
         &format!("{registry}/big:warm"),
         &logs.join("big-warm.log"),
     );
-    let binary = push::built_binary(&stevedore.target_dir, "bigbin");
+    let binary = push::built_binary(&stevedore.target_dir, &name);
     buildah.push(
         &stevedore.base,
         &binary,

@@ -75,8 +75,9 @@ impl Stevedore {
 }
 
 /// A Cargo project whose binary carries `blob` (via `include_bytes!`), so the image's layer
-/// is as large as the blob and made of its bytes. Returns the manifest path.
-pub fn big_project(dir: &Path, blob: &Path) -> PathBuf {
+/// is as large as the blob and made of its bytes; its package and binary are `name`. Returns
+/// the manifest path.
+pub fn big_project(dir: &Path, blob: &Path, name: &str) -> PathBuf {
     let src = dir.join("src");
     std::fs::create_dir_all(&src)
         .unwrap_or_else(|e| fail(&format!("cannot create {}: {e}", src.display())));
@@ -88,18 +89,19 @@ pub fn big_project(dir: &Path, blob: &Path) -> PathBuf {
     let files = [
         (
             dir.join("Cargo.toml"),
-            "[package]\nname = \"bigbin\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[workspace]\n",
+            format!("[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[workspace]\n"),
         ),
         (
             src.join("main.rs"),
             "// The blob keeps the binary as large as the bench's input.\n\
              static BLOB: &[u8] = include_bytes!(\"../blob.bin\");\n\
-             fn main() {\n    println!(\"{}\", std::hint::black_box(BLOB).len());\n}\n",
+             fn main() {\n    println!(\"{}\", std::hint::black_box(BLOB).len());\n}\n"
+                .to_owned(),
         ),
     ];
     for (path, text) in files {
         // Rewriting an identical file would still make cargo rebuild (mtime).
-        if std::fs::read_to_string(&path).ok().as_deref() != Some(text) {
+        if std::fs::read_to_string(&path).ok() != Some(text.clone()) {
             std::fs::write(&path, text)
                 .unwrap_or_else(|e| fail(&format!("cannot write {}: {e}", path.display())));
         }
