@@ -210,10 +210,9 @@ fn work(queue: &Mutex<Receiver<Job>>, done: &mpsc::Sender<Done>) {
         crc.update(&job.data);
         // A panic must still answer for its chunk: the writer waits for every chunk in order,
         // and the other workers would keep the channel open while it waited for ever.
-        let compressed = std::panic::catch_unwind(|| {
-            deflate_chunk(&job.data, &job.dictionary, job.last)
-        })
-        .unwrap_or_else(|_| Err(io::Error::other("a gzip worker panicked")));
+        let compressed =
+            std::panic::catch_unwind(|| deflate_chunk(&job.data, &job.dictionary, job.last))
+                .unwrap_or_else(|_| Err(io::Error::other("a gzip worker panicked")));
         let result = Done {
             seq: job.seq,
             compressed,
