@@ -72,6 +72,11 @@ impl BlobStore {
         self.root.join("blobs").join("sha256").join(digest.hex())
     }
 
+    /// The size of the stored blob, if it is here.
+    pub fn size(&self, digest: &Digest) -> Option<u64> {
+        fs::metadata(self.path(digest)).ok().map(|m| m.len())
+    }
+
     pub fn contains(&self, digest: &Digest) -> bool {
         self.path(digest).is_file()
     }
@@ -147,6 +152,34 @@ impl BlobStore {
             self.put_with(digest.as_str(), |w| w.write_all(bytes))?;
         }
         Ok(digest)
+    }
+
+    /// A small record filed under `bucket/name` (see [`BlobStore::put_record`]), or `None` when
+    /// there is none or it cannot be read: a record only saves work, so losing one is harmless.
+    pub fn record(&self, bucket: &str, name: &str) -> Option<Vec<u8>> {
+        fs::read(self.root.join(bucket).join(name)).ok()
+    }
+
+    /// Files a small record that names blobs by something other than their own digest (a layer
+    /// by the digest of its uncompressed tar), as `<root>/<bucket>/<name>`. Written like a blob,
+    /// through a temporary file renamed into place, so a reader sees a whole record or none and
+    /// concurrent writers of the same record leave one of their identical copies.
+    pub fn put_record(&self, bucket: &str, name: &str, bytes: &[u8]) -> Result<(), CacheError> {
+        let dir = self.root.join(bucket);
+        let fail = |source| CacheError::Write {
+            what: format!("record {bucket}/{name}"),
+            path: dir.clone(),
+            source,
+        };
+        fs::create_dir_all(&dir).map_err(fail)?;
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".tmp-")
+            .tempfile_in(&dir)
+            .map_err(fail)?;
+        tmp.write_all(bytes).map_err(fail)?;
+        tmp.as_file().sync_data().map_err(fail)?;
+        tmp.persist(dir.join(name)).map_err(|e| fail(e.error))?;
+        Ok(())
     }
 
     /// Stores whatever `produce` writes, naming it by the digest of those bytes.
@@ -280,6 +313,23 @@ mod tests {
         drop(live);
         let d = store.put_bytes(b"after the sweep").unwrap();
         assert!(store.verified(&d).unwrap());
+    }
+
+    #[test]
+    fn records_are_whole_or_absent() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        assert_eq!(store.record("layers-v1", "a.json"), None);
+        store.put_record("layers-v1", "a.json", b"{}").unwrap();
+        store
+            .put_record("layers-v1", "a.json", b"{\"x\":1}")
+            .unwrap();
+        assert_eq!(store.record("layers-v1", "a.json").unwrap(), b"{\"x\":1}");
+        let names: Vec<_> = fs::read_dir(dir.path().join("layers-v1"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["a.json"], "no temporary file may stay behind");
     }
 
     #[test]

@@ -1,7 +1,10 @@
 //! Stage 3: the application layer, a deterministic tar.gz written straight into the blob store.
 //!
 //! Bytes flow tar → hash (diff_id) → gzip → hash (digest) → temporary file → rename, in one
-//! pass: the layer is never held in memory and never read back to learn its digests.
+//! pass: the layer is never held in memory and never read back to learn its digests. Gzip runs
+//! on every core ([`gzip`]) with output that does not depend on the number of cores.
+
+mod gzip;
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -9,7 +12,6 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
-use flate2::{Compression, GzBuilder};
 
 use crate::cache::{BlobStore, CacheError};
 use crate::digest::{Digest, HashingWriter};
@@ -26,8 +28,12 @@ const PASSWD: &str = "root:x:0:0:root:/root:/sbin/nologin\n\
     nonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n";
 const GROUP: &str = "root:x:0:\nnobody:x:65534:\nnonroot:x:65532:\n";
 
+/// The version of how stevedore turns a layer's tar into a blob (compression, chunking,
+/// level). Layer records are kept per version: bump it with any change to those bytes.
+pub const FORMAT_VERSION: u32 = 1;
+
 /// A layer blob in the store, with the two digests an image needs.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Layer {
     /// Digest of the compressed blob (what manifests name).
     pub digest: Digest,
@@ -46,6 +52,8 @@ pub enum LayerError {
     },
     #[error("`{0}` cannot be a path in the image: use a relative path of plain components")]
     BadPath(String),
+    #[error("cannot make the layer's tar")]
+    Tar(#[source] io::Error),
     #[error(transparent)]
     Store(#[from] CacheError),
 }
@@ -84,6 +92,7 @@ impl LayerSpec {
         Ok(spec)
     }
 
+    /// Adds the file at `source` as `path` (relative, root-owned) with `mode`.
     pub fn file(&mut self, path: &str, source: &Path, mode: u32) -> Result<(), LayerError> {
         self.insert(
             path,
@@ -95,6 +104,7 @@ impl LayerSpec {
         )
     }
 
+    /// Adds `bytes` as the file `path` (relative, root-owned) with `mode`.
     pub fn bytes(&mut self, path: &str, bytes: Vec<u8>, mode: u32) -> Result<(), LayerError> {
         self.insert(
             path,
@@ -106,6 +116,7 @@ impl LayerSpec {
         )
     }
 
+    /// Adds the directory `path` with `mode`, owned by `uid` (and the same gid).
     pub fn dir(&mut self, path: &str, mode: u32, uid: u64) -> Result<(), LayerError> {
         self.insert(
             path,
@@ -138,30 +149,44 @@ impl LayerSpec {
         Ok(())
     }
 
-    /// Writes the layer into `store`, every entry stamped with `mtime`.
+    /// Writes the layer into `store`, every entry stamped with `mtime`, unless the store already
+    /// holds it: then the cost is one pass of hashing (the tar's digest, which covers every byte
+    /// and setting of the layer) and no compression.
     pub fn write(&self, store: &BlobStore, mtime: u64) -> Result<Layer, LayerError> {
+        let diff_id = self.diff_id(mtime)?;
+        if let Some(layer) = cached(store, &diff_id)? {
+            tracing::info!("layer cache hit: {diff_id} is {}", layer.digest);
+            return Ok(layer);
+        }
+        let layer = self.compress(store, mtime)?;
+        // The sources may have changed since they were hashed: file what was written.
+        remember(store, &layer)?;
+        Ok(layer)
+    }
+
+    /// The digest of the layer's tar, without compressing or storing anything.
+    fn diff_id(&self, mtime: u64) -> Result<Digest, LayerError> {
+        let mut unreadable = None;
+        let hashed = (|| {
+            let mut tar = tar::Builder::new(HashingWriter::new(io::sink()));
+            self.append_all(&mut tar, mtime, &mut unreadable)?;
+            let (_, digest, _) = tar.into_inner()?.finish();
+            Ok(digest)
+        })();
+        hashed.map_err(|e| unreadable.unwrap_or(LayerError::Tar(e)))
+    }
+
+    /// Writes the layer's tar.gz into `store`.
+    fn compress(&self, store: &BlobStore, mtime: u64) -> Result<Layer, LayerError> {
         let mut diff_id = None;
         let mut unreadable = None;
         let stored = store.put_with("application layer", |out| {
-            let gz = GzBuilder::new()
-                .mtime(0)
-                .operating_system(255)
-                .write(out, Compression::new(6));
+            let gz = gzip::GzipWriter::new(out, threads())?;
             let mut tar = tar::Builder::new(HashingWriter::new(gz));
-            for (path, entry) in &self.entries {
-                append(&mut tar, path, entry, mtime).map_err(|e| match e {
-                    AppendError::Io(e) => e,
-                    AppendError::Source(path, source) => {
-                        let summary = io::Error::new(source.kind(), source.to_string());
-                        unreadable = Some(LayerError::Source { path, source });
-                        summary
-                    }
-                })?;
-            }
+            self.append_all(&mut tar, mtime, &mut unreadable)?;
             let (gz, uncompressed, _) = tar.into_inner()?.finish();
             diff_id = Some(uncompressed);
-            gz.finish()?;
-            Ok(())
+            gz.finish().map(drop)
         });
         // A source file that cannot be read is the user's problem; say which one.
         let (digest, size) = stored.map_err(|e| unreadable.unwrap_or(e.into()))?;
@@ -172,6 +197,64 @@ impl LayerSpec {
             diff_id,
         })
     }
+
+    /// Appends every entry in path order. A source file that cannot be read goes to
+    /// `unreadable` (with its path) and ends the tar with a summary error.
+    fn append_all<W: Write>(
+        &self,
+        tar: &mut tar::Builder<W>,
+        mtime: u64,
+        unreadable: &mut Option<LayerError>,
+    ) -> io::Result<()> {
+        for (path, entry) in &self.entries {
+            append(tar, path, entry, mtime).map_err(|e| match e {
+                AppendError::Io(e) => e,
+                AppendError::Source(path, source) => {
+                    let summary = io::Error::new(source.kind(), source.to_string());
+                    *unreadable = Some(LayerError::Source { path, source });
+                    summary
+                }
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// Where layer records live in the store: one per diff_id, naming the compressed blob. The
+/// bucket carries [`FORMAT_VERSION`], so a new compression format never reuses old blobs.
+fn bucket() -> String {
+    format!("layers-v{FORMAT_VERSION}")
+}
+
+fn record_name(diff_id: &Digest) -> String {
+    format!("{}.gzip.json", diff_id.hex())
+}
+
+/// The layer the store already holds for `diff_id`: its record names a blob that is there and
+/// intact (a corrupt one is removed and the layer made again).
+fn cached(store: &BlobStore, diff_id: &Digest) -> Result<Option<Layer>, LayerError> {
+    let Some(bytes) = store.record(&bucket(), &record_name(diff_id)) else {
+        return Ok(None);
+    };
+    let Ok(layer) = serde_json::from_slice::<Layer>(&bytes) else {
+        tracing::warn!("ignoring an unreadable layer record for {diff_id}");
+        return Ok(None);
+    };
+    let intact = &layer.diff_id == diff_id
+        && store.size(&layer.digest) == Some(layer.size)
+        && store.verified(&layer.digest)?;
+    Ok(intact.then_some(layer))
+}
+
+fn remember(store: &BlobStore, layer: &Layer) -> Result<(), LayerError> {
+    let record = serde_json::to_vec(layer).expect("a layer serializes");
+    store.put_record(&bucket(), &record_name(&layer.diff_id), &record)?;
+    Ok(())
+}
+
+/// One compression worker per core; the bytes are the same whatever this returns.
+fn threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 enum AppendError {
@@ -285,6 +368,55 @@ mod tests {
         assert_eq!(a, b);
         let later = build(&dir.path().join("c"), &binary, 1_700_000_001);
         assert_ne!(a.diff_id, later.diff_id, "mtime is part of the layer");
+    }
+
+    fn inode(path: &Path) -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(path).unwrap().ino()
+    }
+
+    #[test]
+    fn a_second_build_of_the_same_binary_is_a_cache_hit() {
+        let dir = tempfile::tempdir().unwrap();
+        let binary = dir.path().join("app");
+        std::fs::write(&binary, b"\x7fELF version 1").unwrap();
+        let store_dir = dir.path().join("store");
+        let first = build(&store_dir, &binary, 1_700_000_000);
+        let store = BlobStore::open(&store_dir).unwrap();
+        let blob = store.path(&first.digest);
+        let written = inode(&blob);
+
+        let again = build(&store_dir, &binary, 1_700_000_000);
+        assert_eq!(again, first);
+        // Compressing again would have renamed a new file into place.
+        assert_eq!(inode(&blob), written, "the layer was compressed again");
+
+        std::fs::write(&binary, b"\x7fELF version 2").unwrap();
+        let changed = build(&store_dir, &binary, 1_700_000_000);
+        assert_ne!(changed.diff_id, first.diff_id);
+        assert_ne!(changed.digest, first.digest);
+    }
+
+    #[test]
+    fn a_corrupt_cached_layer_is_made_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let binary = dir.path().join("app");
+        std::fs::write(&binary, b"\x7fELF").unwrap();
+        let store_dir = dir.path().join("store");
+        let first = build(&store_dir, &binary, 0);
+        let blob = BlobStore::open(&store_dir).unwrap().path(&first.digest);
+        let mut bytes = std::fs::read(&blob).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        std::fs::write(&blob, bytes).unwrap();
+
+        let again = build(&store_dir, &binary, 0);
+        assert_eq!(again, first);
+        assert_eq!(
+            Digest::of(&std::fs::read(&blob).unwrap()),
+            first.digest,
+            "the corrupt blob must be replaced by a good one"
+        );
     }
 
     #[test]

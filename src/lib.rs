@@ -49,6 +49,10 @@ pub use platform::Platform;
 pub use publish::Output;
 pub use reference::{Base, Reference};
 
+/// The layer writer, for `cargo xtask bench`'s packaging measurement. Not library API.
+#[doc(hidden)]
+pub use layer::LayerSpec;
+
 /// The `cargo-stevedore` command line, for its `main`: runs with the process's arguments and
 /// returns the exit code (README's "Exit codes"). Not library API.
 #[doc(hidden)]

@@ -1,5 +1,6 @@
 //! `cargo xtask`: the repository's own tasks, in Rust so they run wherever cargo does.
 
+mod bench;
 mod demo;
 mod graph;
 mod image;
@@ -29,6 +30,10 @@ Tasks:
   image [--push] [--base REF] [--toolchain NAME] [--target-dir DIR] [--registry-ca FILE]
                 build examples/hello-service with the stevedore library (amd64 + arm64) and
                 push it to $STEVEDORE_REPO, or write it to target/image/hello-service
+  bench [--quick] [--json FILE] [--bins DIR]
+                time packaging, re-pushing and rebuilding with stevedore against gzip,
+                buildah and cargo on this machine (root: it starts a registry and buildah);
+                prints a table, writes JSON (default target/testbed/bench/bench.json)
   help          this text
 ";
 
@@ -61,6 +66,22 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Some("image") => image::run(&args[1..]),
+        Some("bench") => {
+            require_root(
+                "the bench pushes the distroless stand-in (built as root) and runs buildah",
+            );
+            setup::run();
+            bench::run(&args[1..])
+        }
+        // The bench runs these as children, so their time and memory are theirs alone.
+        Some("bench-package") => {
+            bench::package_child(&args[1..]);
+            ExitCode::SUCCESS
+        }
+        Some("bench-limit") => {
+            bench::limit_child(&args[1..]);
+            ExitCode::SUCCESS
+        }
         None | Some("help" | "-h" | "--help") => {
             print!("{HELP}");
             ExitCode::SUCCESS

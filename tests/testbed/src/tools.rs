@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 /// ones (with `--no-install-recommends`).
 pub const DEBIAN_PACKAGES: &[&str] = &[
     "apache2-utils",
+    "buildah",
     "ca-certificates",
     "cargo-web",
     "curl",
@@ -43,6 +44,7 @@ pub const PYPI_PACKAGES: &[(&str, &str)] = &[("ziglang", ZIGLANG_VERSION), ("spd
 /// Executables looked up on PATH, and where they come from.
 const TOOLS: &[(&str, &str)] = &[
     ("apt-get", "apt"),
+    ("buildah", "buildah"),
     ("chroot", "coreutils"),
     ("curl", "curl"),
     ("docker-registry", "docker-registry"),

@@ -1,0 +1,428 @@
+//! `cargo xtask bench [--quick] [--json FILE]`: how fast stevedore packages, pushes and
+//! rebuilds, each against what a user would otherwise run, on this machine. Prints one table
+//! and writes the figures as JSON. See BENCHMARKS.md for what each row means.
+
+mod hello;
+mod measure;
+mod package;
+mod push;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+use measure::Stat;
+
+use crate::{fail, project_root, run_ok};
+
+pub const USAGE: &str = "cargo xtask bench [--quick] [--json FILE] [--bins DIR]";
+
+/// How much work one bench run does.
+struct Size {
+    /// Bytes of machine code packaged and pushed.
+    input: u64,
+    /// Timed runs per row (after one untimed warm-up where a row needs one).
+    runs: usize,
+}
+
+const FULL: Size = Size {
+    input: 100_000_000,
+    runs: 3,
+};
+/// Small enough for CI once the bench's musl std is built (the first run builds it).
+const QUICK: Size = Size {
+    input: 10_000_000,
+    runs: 1,
+};
+
+/// One line of the table.
+#[derive(serde::Serialize)]
+struct Row {
+    name: String,
+    /// Seconds.
+    stevedore: Stat,
+    baseline_name: String,
+    baseline: Stat,
+    /// How the two compare, as the issue's targets state it.
+    comparison: String,
+    target: String,
+    /// Largest peak RSS of the stevedore process itself over the runs, MiB.
+    peak_rss_mib: f64,
+    /// Largest peak RSS of any process in a run (cargo, rustc, the linker), MiB.
+    tree_peak_rss_mib: f64,
+    note: String,
+}
+
+pub fn run(args: &[String]) -> ExitCode {
+    let mut size = &FULL;
+    let mut json_path = None;
+    let mut bins = None;
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        match arg.as_str() {
+            "--quick" => size = &QUICK,
+            "--json" => json_path = rest.next().map(PathBuf::from),
+            // Release binaries built elsewhere (e.g. from an older commit, for a before/after).
+            "--bins" => bins = rest.next().map(PathBuf::from),
+            _ => fail(&format!("unknown argument {arg}\nusage: {USAGE}")),
+        }
+    }
+    let dir = stevedore_testbed::testbed_dir().join("bench");
+    let json_path = json_path.unwrap_or_else(|| dir.join("bench.json"));
+    let logs = dir.join("logs");
+    std::fs::create_dir_all(&logs)
+        .unwrap_or_else(|e| fail(&format!("cannot create {}: {e}", logs.display())));
+    let bins = bins.unwrap_or_else(release_binaries);
+    let input = package::input(&dir, size.input);
+    let mb = size.input / 1_000_000;
+    // Other work on the machine slows every row; the table says how busy it was.
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load = load.split_whitespace().next().unwrap_or("?").to_owned();
+
+    let mut rows = vec![packaging(size, &bins, &input, &dir, &logs)];
+    let (_registry, base) = push::registry();
+    let stevedore = push::Stevedore {
+        exe: bins.join("cargo-stevedore"),
+        base,
+        target_dir: dir.join("target"),
+        cache_dir: dir.join("stevedore-cache"),
+        ceiling: dir.clone(),
+    };
+    rows.push(repush(size, &stevedore, &input, &dir, &logs));
+    rows.extend(example(size, &stevedore, &dir, &logs));
+
+    print_table(&rows, mb, &load);
+    let json = serde_json::json!({
+        "machine": machine(),
+        "load_average_at_start": load,
+        "input_bytes": size.input,
+        "runs": size.runs,
+        "rows": rows,
+    });
+    std::fs::write(
+        &json_path,
+        serde_json::to_vec_pretty(&json).expect("rows serialize"),
+    )
+    .unwrap_or_else(|e| fail(&format!("cannot write {}: {e}", json_path.display())));
+    eprintln!("bench: figures written to {}", json_path.display());
+    ExitCode::SUCCESS
+}
+
+/// Builds cargo-stevedore and xtask in release mode (what users run) and returns their dir.
+fn release_binaries() -> PathBuf {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    run_ok(
+        Command::new(cargo)
+            .args(["build", "--release", "--locked", "--quiet"])
+            .args(["-p", "cargo-stevedore", "-p", "xtask"])
+            .current_dir(project_root()),
+    );
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| project_root().join("target"));
+    project_root().join(target).join("release")
+}
+
+fn packaging(size: &Size, bins: &Path, input: &Path, dir: &Path, logs: &Path) -> Row {
+    let xtask = bins.join("xtask");
+    let scratch = dir.join("package");
+    let mut ours = Vec::new();
+    let mut rss = Peaks::default();
+    let mut digests = Vec::new();
+    let mut gzip = Vec::new();
+    let mut limit = Vec::new();
+    for i in 0..size.runs {
+        let (run, digest) = package::package(
+            &xtask,
+            input,
+            &scratch,
+            &logs.join(format!("package-{i}.log")),
+        );
+        ours.push(run.secs);
+        rss.add(&run);
+        digests.push(digest);
+        gzip.push(package::gzip_sha256sum(input, &logs.join("gzip.log")).secs);
+        limit.push(package::limit(&xtask, input, &logs.join("limit.log")));
+    }
+    digests.dedup();
+    if digests.len() != 1 {
+        fail(&format!(
+            "packaging the same input gave different digests: {digests:?}"
+        ));
+    }
+    let (ours, gzip, limit) = (Stat::of(&ours), Stat::of(&gzip), Stat::of(&limit));
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    Row {
+        name: format!("package {} MB into a fresh store", size.input / 1_000_000),
+        stevedore: ours,
+        baseline_name: "gzip -6 \\| sha256sum".into(),
+        baseline: gzip,
+        comparison: format!("{:.2}x", ours.median / gzip.median),
+        target: "<= 0.3x".into(),
+        peak_rss_mib: mib(rss.own),
+        tree_peak_rss_mib: mib(rss.tree),
+        note: format!(
+            "{cores}-core chunked-deflate limit {:.2} s = {:.2}x; layer {}",
+            limit.median,
+            limit.median / gzip.median,
+            digests[0]
+        ),
+    }
+}
+
+fn repush(size: &Size, stevedore: &push::Stevedore, input: &Path, dir: &Path, logs: &Path) -> Row {
+    // One project per size, so alternating full and quick runs does not recompile it.
+    let name = format!("big{}mb", size.input / 1_000_000);
+    let manifest = push::big_project(&dir.join(&name), input, &name);
+    let registry = stevedore
+        .base
+        .split('/')
+        .next()
+        .expect("a reference has a registry");
+    let buildah = push::Buildah::new(&dir.join("buildah"));
+    // Warm-up: compile (and the first stevedore push); buildah pulls the base into its store.
+    stevedore.push(
+        &manifest,
+        &format!("{registry}/big:warm"),
+        &logs.join("big-warm.log"),
+    );
+    let binary = push::built_binary(&stevedore.target_dir, &name);
+    buildah.push(
+        &stevedore.base,
+        &binary,
+        &format!("{registry}/bapp:warm"),
+        &logs.join("buildah-warm.log"),
+    );
+    let (mut ours, mut theirs, mut rss, mut uploads) =
+        (Vec::new(), Vec::new(), Peaks::default(), 0);
+    let mut digests = Vec::new();
+    for i in 0..size.runs {
+        let pushed = stevedore.push(
+            &manifest,
+            &format!("{registry}/big:r{i}"),
+            &logs.join(format!("big-{i}.log")),
+        );
+        digests.push(pushed.digest);
+        ours.push(pushed.run.secs);
+        rss.add(&pushed.run);
+        uploads += pushed.uploaded;
+        let image = format!("{registry}/bapp:r{i}");
+        theirs.push(
+            buildah
+                .push(
+                    &stevedore.base,
+                    &binary,
+                    &image,
+                    &logs.join(format!("buildah-{i}.log")),
+                )
+                .secs,
+        );
+    }
+    let (ours, theirs) = (Stat::of(&ours), Stat::of(&theirs));
+    Row {
+        name: format!(
+            "re-push unchanged {} MB binary, new tag",
+            size.input / 1_000_000
+        ),
+        stevedore: ours,
+        baseline_name: "buildah from/copy/commit/push (warm)".into(),
+        baseline: theirs,
+        comparison: format!("{:.1}x faster", theirs.median / ours.median),
+        target: ">= 5x faster".into(),
+        peak_rss_mib: mib(rss.own),
+        tree_peak_rss_mib: mib(rss.tree),
+        note: format!(
+            "{uploads} blob uploads in {} runs (build+push, cargo no-op included); {}",
+            size.runs,
+            same(&digests)
+        ),
+    }
+}
+
+fn example(size: &Size, stevedore: &push::Stevedore, dir: &Path, logs: &Path) -> Vec<Row> {
+    let manifest = hello::copy(&dir.join("hello"));
+    let registry = stevedore
+        .base
+        .split('/')
+        .next()
+        .expect("a reference has a registry");
+    let cargo_target = dir.join("cargo-target");
+    let tag = |name: &str| format!("{registry}/hello:{name}");
+    // Warm-up: both builders compile everything once.
+    hello::edit(&manifest, 0);
+    hello::cargo_build(&manifest, &cargo_target, &logs.join("cargo-warm.log"));
+    stevedore.push(&manifest, &tag("warm"), &logs.join("hello-warm.log"));
+
+    let (mut noop, mut cargo_noop, mut noop_rss, mut noop_uploads) =
+        (Vec::new(), Vec::new(), Peaks::default(), 0);
+    let mut noop_digests = Vec::new();
+    for i in 0..size.runs {
+        cargo_noop
+            .push(hello::cargo_build(&manifest, &cargo_target, &logs.join("cargo-noop.log")).secs);
+        let pushed = stevedore.push(
+            &manifest,
+            &tag(&format!("n{i}")),
+            &logs.join(format!("hello-noop-{i}.log")),
+        );
+        noop.push(pushed.run.secs);
+        noop_rss.add(&pushed.run);
+        noop_uploads += pushed.uploaded;
+        noop_digests.push(pushed.digest);
+    }
+    let (mut edit, mut cargo_edit, mut edit_rss, mut edit_uploads) =
+        (Vec::new(), Vec::new(), Peaks::default(), 0);
+    for i in 0..size.runs {
+        hello::edit(&manifest, i + 1);
+        cargo_edit
+            .push(hello::cargo_build(&manifest, &cargo_target, &logs.join("cargo-edit.log")).secs);
+        let pushed = stevedore.push(
+            &manifest,
+            &tag(&format!("e{i}")),
+            &logs.join(format!("hello-edit-{i}.log")),
+        );
+        edit.push(pushed.run.secs);
+        edit_rss.add(&pushed.run);
+        edit_uploads += pushed.uploaded;
+    }
+    let (mut bump, mut cargo_bump, mut bump_rss, mut bump_uploads) =
+        (Vec::new(), Vec::new(), Peaks::default(), 0);
+    for i in 0..size.runs {
+        // Starts from the example's own version, so the first run is a change too.
+        let version = hello::CC_VERSIONS[i % 2];
+        let target_dirs = [cargo_target.as_path(), stevedore.target_dir.as_path()];
+        hello::bump(
+            &manifest,
+            version,
+            &target_dirs,
+            &logs.join("cargo-update.log"),
+        );
+        cargo_bump
+            .push(hello::cargo_build(&manifest, &cargo_target, &logs.join("cargo-bump.log")).secs);
+        let pushed = stevedore.push(
+            &manifest,
+            &tag(&format!("b{i}")),
+            &logs.join(format!("hello-bump-{i}.log")),
+        );
+        bump.push(pushed.run.secs);
+        bump_rss.add(&pushed.run);
+        bump_uploads += pushed.uploaded;
+    }
+    let delta = |ours: Stat, theirs: Stat| format!("{:+.2} s", ours.median - theirs.median);
+    let (noop, cargo_noop) = (Stat::of(&noop), Stat::of(&cargo_noop));
+    let (edit, cargo_edit) = (Stat::of(&edit), Stat::of(&cargo_edit));
+    let (bump, cargo_bump) = (Stat::of(&bump), Stat::of(&cargo_bump));
+    vec![
+        Row {
+            name: "no-op build+push, hello-service".into(),
+            stevedore: noop,
+            baseline_name: "cargo build --release (no-op)".into(),
+            baseline: cargo_noop,
+            comparison: delta(noop, cargo_noop),
+            target: "<= +0.15 s, 0 uploads".into(),
+            peak_rss_mib: mib(noop_rss.own),
+        tree_peak_rss_mib: mib(noop_rss.tree),
+            note: format!(
+                "{noop_uploads} blob uploads in {} runs; {}",
+                size.runs,
+                same(&noop_digests)
+            ),
+        },
+        Row {
+            name: "one-line change build+push, hello-service".into(),
+            stevedore: edit,
+            baseline_name: "cargo build --release (one line)".into(),
+            baseline: cargo_edit,
+            comparison: delta(edit, cargo_edit),
+            target: "<= +0.3 s".into(),
+            peak_rss_mib: mib(edit_rss.own),
+        tree_peak_rss_mib: mib(edit_rss.tree),
+            note: format!(
+                "{edit_uploads} blob uploads in {} runs; stevedore links a musl binary with zig, cargo a host one",
+                size.runs
+            ),
+        },
+        Row {
+            name: "Cargo.lock bump (cc) build+push, hello-service".into(),
+            stevedore: bump,
+            baseline_name: "cargo build --release (same bump)".into(),
+            baseline: cargo_bump,
+            comparison: delta(bump, cargo_bump),
+            target: "<= +0.5 s".into(),
+            peak_rss_mib: mib(bump_rss.own),
+            tree_peak_rss_mib: mib(bump_rss.tree),
+            note: format!(
+                "cc {} <-> {}, built cc removed first; {bump_uploads} blob uploads in {} runs; stevedore compiles the C code with zig for musl",
+                hello::CC_VERSIONS[0],
+                hello::CC_VERSIONS[1],
+                size.runs
+            ),
+        },
+    ]
+}
+
+/// Whether every run gave one digest, as an unchanged input must.
+fn same(digests: &[String]) -> String {
+    let mut unique = digests.to_vec();
+    unique.dedup();
+    match unique.as_slice() {
+        [one] => format!("digest unchanged {}", &one[..one.len().min(19)]),
+        _ => format!("DIGESTS DIFFER: {unique:?}"),
+    }
+}
+
+/// The largest peaks over a row's stevedore runs, KiB.
+#[derive(Default)]
+struct Peaks {
+    own: u64,
+    tree: u64,
+}
+
+impl Peaks {
+    fn add(&mut self, run: &measure::Run) {
+        self.own = self.own.max(run.own_peak_kib);
+        self.tree = self.tree.max(run.max_rss_kib);
+    }
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+fn print_table(rows: &[Row], mb: u64, load: &str) {
+    println!(
+        "\nstevedore bench ({mb} MB input; median of runs; {}; load average {load} at start)\n",
+        machine()
+    );
+    println!("| benchmark | stevedore | baseline | baseline time | comparison | target | peak RSS (stevedore / with children) | note |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for r in rows {
+        println!(
+            "| {} | {:.3} s | {} | {:.3} s | {} | {} | {:.1} / {:.1} MiB | {} |",
+            r.name,
+            r.stevedore.median,
+            r.baseline_name,
+            r.baseline.median,
+            r.comparison,
+            r.target,
+            r.peak_rss_mib,
+            r.tree_peak_rss_mib,
+            r.note
+        );
+    }
+}
+
+/// A one-line description of the machine: cores and OS.
+fn machine() -> String {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let os = std::fs::read_to_string("/etc/os-release")
+        .ok()
+        .and_then(|t| {
+            t.lines().find_map(|l| {
+                l.strip_prefix("PRETTY_NAME=")
+                    .map(|v| v.trim_matches('"').to_owned())
+            })
+        })
+        .unwrap_or_else(|| "unknown OS".into());
+    format!("{cores} cores, {os}")
+}
+
+pub use package::{child as package_child, limit_child};

@@ -1,0 +1,96 @@
+//! The example service: a no-op build+push and a one-line change, against cargo's own no-op
+//! and one-line builds of the same project.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use super::measure::{self, Run};
+use crate::{fail, project_root};
+
+const FILES: [&str; 5] = [
+    "Cargo.toml",
+    "Cargo.lock",
+    "build.rs",
+    "src/main.rs",
+    "csrc/checksum.c",
+];
+
+/// The line the one-line change edits (in src/main.rs).
+const LINE: &str = r#"_ => format!("hello from {} ({})\n", std::env::consts::ARCH, path),"#;
+
+/// A private copy of examples/hello-service in `dir`, so edits never touch the repository.
+/// Returns its manifest path.
+pub fn copy(dir: &Path) -> PathBuf {
+    let example = project_root().join("examples/hello-service");
+    for file in FILES {
+        let (from, to) = (example.join(file), dir.join(file));
+        std::fs::create_dir_all(to.parent().expect("files have parents"))
+            .unwrap_or_else(|e| fail(&format!("cannot create {}: {e}", to.display())));
+        let same = std::fs::read(&from).ok() == std::fs::read(&to).ok();
+        if !same {
+            std::fs::copy(&from, &to)
+                .unwrap_or_else(|e| fail(&format!("cannot copy {}: {e}", from.display())));
+        }
+    }
+    dir.join("Cargo.toml")
+}
+
+/// Changes one line of the copy's src/main.rs so the binary differs for each `n`.
+pub fn edit(manifest: &Path, n: usize) {
+    let main = manifest.with_file_name("src/main.rs");
+    let original =
+        std::fs::read_to_string(project_root().join("examples/hello-service/src/main.rs"))
+            .unwrap_or_else(|e| fail(&format!("cannot read the example's main.rs: {e}")));
+    if !original.contains(LINE) {
+        fail(&format!(
+            "examples/hello-service/src/main.rs no longer has the line the bench edits: {LINE}"
+        ));
+    }
+    let edited = original.replace(
+        LINE,
+        &LINE.replace("hello from", &format!("hello ({n}) from")),
+    );
+    std::fs::write(&main, edited)
+        .unwrap_or_else(|e| fail(&format!("cannot write {}: {e}", main.display())));
+}
+
+/// Two versions of the example's one dependency; the lock bump moves between them.
+pub const CC_VERSIONS: [&str; 2] = ["1.11.2", "1.11.3"];
+
+/// Pins the copy's `cc` to `version` in its Cargo.lock (a lock-only change, as a Dependabot
+/// bump is), and removes every built `cc` from `target_dirs`: cargo keeps the artifacts of both
+/// versions, so moving back and forth would otherwise rebuild nothing, unlike a bump to a
+/// version never built before.
+pub fn bump(manifest: &Path, version: &str, target_dirs: &[&Path], log: &Path) {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut update = Command::new(&cargo);
+    update
+        .args(["update", "--quiet", "-p", "cc", "--precise", version])
+        .arg("--manifest-path")
+        .arg(manifest);
+    measure::run(&mut update, log);
+    for dir in target_dirs {
+        let mut clean = Command::new(&cargo);
+        clean
+            .args(["clean", "--quiet", "--release", "-p", "cc"])
+            .arg("--manifest-path")
+            .arg(manifest)
+            .arg("--target-dir")
+            .arg(dir);
+        measure::run(&mut clean, log);
+    }
+}
+
+/// `cargo build --release` of the copy for the host, in its own target dir: what a developer
+/// waits for without any image.
+pub fn cargo_build(manifest: &Path, target_dir: &Path, log: &Path) -> Run {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    measure::run(
+        Command::new(cargo)
+            .args(["build", "--release", "--quiet", "--manifest-path"])
+            .arg(manifest)
+            .env("CARGO_TARGET_DIR", target_dir)
+            .env_remove("RUSTFLAGS"),
+        log,
+    )
+}
