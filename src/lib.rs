@@ -16,6 +16,10 @@ pub mod config;
 pub mod diff;
 pub mod digest;
 pub mod env;
+// Entry points for the fuzz targets in fuzz/; cargo-fuzz builds with `--cfg fuzzing`.
+#[cfg(any(fuzzing, test))]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod init;
 pub mod layer;
 pub mod lock;

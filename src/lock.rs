@@ -109,9 +109,14 @@ impl Lockfile {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
             Err(source) => return Err(LockError::Read { path, source }),
         };
+        Self::from_text(path, &text)
+    }
+
+    /// The lock whose file at `path` holds `text` (empty or blank: nothing pinned yet).
+    pub(crate) fn from_text(path: PathBuf, text: &str) -> Result<Self, LockError> {
         let bases = match text.trim().is_empty() {
             true => BTreeMap::new(),
-            false => parse(&path, &text)?,
+            false => parse(&path, text)?,
         };
         Ok(Lockfile {
             path,
@@ -208,7 +213,7 @@ impl Lockfile {
         Ok(())
     }
 
-    fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         let document = Document {
             version: VERSION,
             bases: self

@@ -20,6 +20,8 @@ use std::time::Duration;
 use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest};
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 
+#[cfg(any(fuzzing, test))]
+pub(crate) use auth::{config_answer, ConfigAnswer};
 pub use auth::{Challenge, Credential, Keychain};
 pub use error::RegistryError;
 
@@ -31,9 +33,9 @@ use crate::reference::Reference;
 use client::{read_limited, Client};
 
 pub(crate) const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
-const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub(crate) const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub(crate) const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+pub(crate) const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 const MAX_MANIFEST: u64 = 4 << 20;
 /// Blob downloads at once: enough to hide latency, few enough to be kind to the registry.
 const PARALLEL_BLOBS: usize = 3;
@@ -392,7 +394,7 @@ impl Registry {
 /// The body's own mediaType is authoritative; some registries send a generic Content-Type.
 /// OCI documents may leave mediaType out, and a cached one has no Content-Type at all: then
 /// the shape says what it is.
-fn media_type_of(bytes: &[u8], content_type: Option<String>) -> String {
+pub(crate) fn media_type_of(bytes: &[u8], content_type: Option<String>) -> String {
     let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes) else {
         return content_type.unwrap_or_default();
     };
@@ -440,7 +442,7 @@ fn cached(
         })
 }
 
-fn select<'i>(
+pub(crate) fn select<'i>(
     index: &'i ImageIndex,
     platform: &Platform,
     reference: &Reference,
@@ -472,14 +474,17 @@ fn select<'i>(
     })
 }
 
-fn blob_digest(desc: &Descriptor, reference: &Reference) -> Result<Digest, RegistryError> {
+pub(crate) fn blob_digest(
+    desc: &Descriptor,
+    reference: &Reference,
+) -> Result<Digest, RegistryError> {
     Digest::try_from(desc.digest()).map_err(|_| RegistryError::MediaType {
         reference: reference.to_string(),
         media_type: format!("a non-sha256 digest {}", desc.digest()),
     })
 }
 
-fn parse<T: serde::de::DeserializeOwned>(
+pub(crate) fn parse<T: serde::de::DeserializeOwned>(
     bytes: &[u8],
     what: &'static str,
     reference: &Reference,
