@@ -350,7 +350,8 @@ mod tests {
     #[test]
     fn seeds_pass_their_targets() {
         let seeds = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds");
-        let targets: [(&str, fn(&[u8])); 6] = [
+        type Target = fn(&[u8]);
+        let targets: [(&str, Target); 6] = [
             ("reference", reference),
             ("challenge", challenge),
             ("lock", lock),

@@ -1,6 +1,7 @@
 //! `cargo xtask`: the repository's own tasks, in Rust so they run wherever cargo does.
 
 mod demo;
+mod fuzz;
 mod image;
 mod setup;
 
@@ -22,6 +23,9 @@ Tasks:
   image [--push] [--base REF] [--toolchain NAME] [--target-dir DIR] [--registry-ca FILE]
                 build examples/hello-service with the stevedore library (amd64 + arm64) and
                 push it to $STEVEDORE_REPO, or write it to target/image/hello-service
+  fuzz [SECONDS] build the cargo-fuzz targets in fuzz/ (nightly, installing it, cargo-fuzz and
+                g++ when missing) and run each for SECONDS (default 20) on fuzz/corpus/TARGET
+                and the seeds in fuzz/seeds/TARGET; fails naming the target and crash file
   help          this text
 ";
 
@@ -46,6 +50,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Some("image") => image::run(&args[1..]),
+        Some("fuzz") => fuzz::main(&args[1..]),
         None | Some("help" | "-h" | "--help") => {
             print!("{HELP}");
             ExitCode::SUCCESS
