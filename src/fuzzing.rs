@@ -41,6 +41,24 @@ pub fn reference(data: &[u8]) {
         "{text:?}: its name names another repository"
     );
     child(text, &parsed);
+    without_port(text, &parsed);
+}
+
+/// A port is optional: the registry without it is still that registry (when docker would still
+/// read the first component as a host, i.e. it has a `.`, is `localhost` or is an IPv6 address).
+fn without_port(text: &str, parsed: &Reference) {
+    let Some((host, port)) = parsed.registry().rsplit_once(':') else {
+        return;
+    };
+    let still_a_host = host.contains('.') || host == "localhost" || host.ends_with(']');
+    if !port.bytes().all(|b| b.is_ascii_digit()) || !still_a_host {
+        return;
+    }
+    let portless = format!("{host}/{}", parsed.repository());
+    let again: Reference = portless
+        .parse()
+        .unwrap_or_else(|e| panic!("{text:?} parsed, but not without its port: {e}"));
+    assert_eq!(again.registry(), host, "{text:?} without its port");
 }
 
 fn round_trip(text: &str, parsed: &Reference) {
