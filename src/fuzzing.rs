@@ -9,6 +9,7 @@
 //! replay the committed seeds so it keeps compiling and the seeds keep passing with plain
 //! `cargo test`; the public API of a normal build does not change.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
@@ -160,6 +161,33 @@ pub fn lock(data: &[u8]) {
     });
     assert_eq!(again, lock, "{text:?} written as {written:?}");
     assert_eq!(again.render(), written, "{text:?}: writing is not stable");
+    // Every pin read is written back: of two pins of one reference, one would vanish unseen.
+    assert_eq!(
+        pins(text),
+        pins(&written),
+        "{text:?} written as {written:?}"
+    );
+}
+
+/// The (reference, digest) pairs of a lock file's `[[base]]` tables, read as plain TOML.
+fn pins(text: &str) -> BTreeSet<(String, String)> {
+    // A blank file (by `str::trim`, which knows more spaces than TOML) is an empty lock.
+    if text.trim().is_empty() {
+        return BTreeSet::new();
+    }
+    let document: toml::Table = toml::from_str(text).expect("the lock file is TOML");
+    let field = |base: &toml::Value, key: &str| {
+        base.get(key)
+            .and_then(toml::Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let bases = document.get("base").and_then(toml::Value::as_array);
+    bases
+        .into_iter()
+        .flatten()
+        .map(|base| (field(base, "reference"), field(base, "digest")))
+        .collect()
 }
 
 /// `[package.metadata.stevedore]` and `[workspace.metadata.stevedore]` as cargo metadata hands

@@ -241,11 +241,19 @@ fn parse(path: &Path, text: &str) -> Result<BTreeMap<String, Digest>, LockError>
             found: document.version,
         });
     }
-    Ok(document
-        .bases
-        .into_iter()
-        .map(|b| (b.reference, b.digest))
-        .collect())
+    let mut bases = BTreeMap::new();
+    for LockedBase { reference, digest } in document.bases {
+        // Two pins of one base (a merge that kept both sides) leave the build's base to
+        // chance, and writing the lock back would drop one without a word.
+        if let Some(other) = bases.get(&reference).filter(|&d| d != &digest) {
+            return Err(LockError::Parse {
+                path: path.to_path_buf(),
+                message: format!("{reference} is pinned twice, to {other} and to {digest}"),
+            });
+        }
+        bases.insert(reference, digest);
+    }
+    Ok(bases)
 }
 
 #[cfg(test)]
@@ -344,6 +352,27 @@ mod tests {
         let got = lock.pin(&pinned, Policy::default(), never).unwrap();
         assert_eq!(got, digest(9));
         assert!(!lock.changed());
+    }
+
+    /// A property of the `lock` fuzz target (every pin read is written back): the second of two
+    /// pins of one base used to replace the first silently.
+    #[test]
+    fn a_base_pinned_twice_is_an_error() {
+        let entry = |n| {
+            format!(
+                "[[base]]\nreference = \"a.io/b:c\"\ndigest = \"{}\"\n",
+                digest(n)
+            )
+        };
+        let conflicting = format!("version = 1\n{}{}", entry(1), entry(2));
+        let err = Lockfile::from_text(FILE_NAME.into(), &conflicting).unwrap_err();
+        assert!(
+            err.to_string().contains("a.io/b:c is pinned twice"),
+            "{err}"
+        );
+        let repeated = format!("version = 1\n{}{}", entry(1), entry(1));
+        let lock = Lockfile::from_text(FILE_NAME.into(), &repeated).unwrap();
+        assert_eq!(lock.bases.len(), 1, "the same pin twice is one pin");
     }
 
     #[test]
