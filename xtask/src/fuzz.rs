@@ -83,6 +83,23 @@ fn cargo_fuzz(root: &Path, args: &[&str]) -> Command {
         .env_remove("RUSTC")
         .env_remove("RUSTDOC")
         .env_remove("CARGO_TARGET_DIR");
+    // What `cargo run` set for xtask itself. Build scripts (ring's) track some of these, so
+    // leaving them would make every build from xtask differ from one by hand, and rebuild.
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        let from_cargo_run = ["CARGO_PKG_", "CARGO_MANIFEST_"]
+            .iter()
+            .any(|p| name.starts_with(p))
+            || [
+                "CARGO_CRATE_NAME",
+                "CARGO_BIN_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+            ]
+            .contains(&&*name);
+        if from_cargo_run {
+            cmd.env_remove(&*name);
+        }
+    }
     cmd
 }
 
