@@ -198,7 +198,7 @@ fn run_target(root: &Path, target: &str, seconds: u64) -> Result<(), String> {
         say(&format!("{target}: {}", summary(&log_text)));
         return Ok(());
     }
-    eprintln!("{}", tail(&log_text, 40));
+    eprintln!("{}", what_happened(&log_text));
     let crashes: Vec<PathBuf> = files(&artifacts)
         .into_iter()
         .filter(|f| !before.contains(f))
@@ -228,7 +228,18 @@ fn summary(log: &str) -> &str {
         .unwrap_or("finished")
 }
 
-fn tail(text: &str, lines: usize) -> String {
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
+/// The part of a failed run's log that says what went wrong: the panic message (or libFuzzer's
+/// error: a timeout, out of memory) and the start of its backtrace, else the log's end.
+fn what_happened(log: &str) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    let start = lines
+        .iter()
+        .position(|l| l.contains("panicked at") || l.contains("ERROR: libFuzzer"))
+        .unwrap_or(lines.len().saturating_sub(40));
+    lines[start..]
+        .iter()
+        .take(40)
+        .copied()
+        .collect::<Vec<_>>()
+        .join("\n")
 }
