@@ -16,6 +16,10 @@
 // get their docs there, and these two `allow`s go when that lands.
 #[allow(missing_docs)]
 pub mod cache;
+// Entry points for the fuzz targets in fuzz/; cargo-fuzz builds with `--cfg fuzzing`.
+#[cfg(any(fuzzing, test))]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod plan;
 pub mod progress;
 pub mod publish;

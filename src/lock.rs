@@ -109,9 +109,14 @@ impl Lockfile {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
             Err(source) => return Err(LockError::Read { path, source }),
         };
+        Self::from_text(path, &text)
+    }
+
+    /// The lock whose file at `path` holds `text` (empty or blank: nothing pinned yet).
+    pub(crate) fn from_text(path: PathBuf, text: &str) -> Result<Self, LockError> {
         let bases = match text.trim().is_empty() {
             true => BTreeMap::new(),
-            false => parse(&path, &text)?,
+            false => parse(&path, text)?,
         };
         Ok(Lockfile {
             path,
@@ -207,7 +212,7 @@ impl Lockfile {
         Ok(())
     }
 
-    fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         let document = Document {
             version: VERSION,
             bases: self
@@ -235,11 +240,19 @@ fn parse(path: &Path, text: &str) -> Result<BTreeMap<String, Digest>, LockError>
             found: document.version,
         });
     }
-    Ok(document
-        .bases
-        .into_iter()
-        .map(|b| (b.reference, b.digest))
-        .collect())
+    let mut bases = BTreeMap::new();
+    for LockedBase { reference, digest } in document.bases {
+        // Two pins of one base (a merge that kept both sides) leave the build's base to
+        // chance, and writing the lock back would drop one without a word.
+        if let Some(other) = bases.get(&reference).filter(|&d| d != &digest) {
+            return Err(LockError::Parse {
+                path: path.to_path_buf(),
+                message: format!("{reference} is pinned twice, to {other} and to {digest}"),
+            });
+        }
+        bases.insert(reference, digest);
+    }
+    Ok(bases)
 }
 
 #[cfg(test)]
@@ -350,6 +363,27 @@ mod tests {
         let cause = std::error::Error::source(&err).map(ToString::to_string);
         assert_eq!(cause.as_deref(), Some("registry down"));
         assert!(!lock.changed);
+    }
+
+    /// A property of the `lock` fuzz target (every pin read is written back): the second of two
+    /// pins of one base used to replace the first silently.
+    #[test]
+    fn a_base_pinned_twice_is_an_error() {
+        let entry = |n| {
+            format!(
+                "[[base]]\nreference = \"a.io/b:c\"\ndigest = \"{}\"\n",
+                digest(n)
+            )
+        };
+        let conflicting = format!("version = 1\n{}{}", entry(1), entry(2));
+        let err = Lockfile::from_text(FILE_NAME.into(), &conflicting).unwrap_err();
+        assert!(
+            err.to_string().contains("a.io/b:c is pinned twice"),
+            "{err}"
+        );
+        let repeated = format!("version = 1\n{}{}", entry(1), entry(1));
+        let lock = Lockfile::from_text(FILE_NAME.into(), &repeated).unwrap();
+        assert_eq!(lock.bases.len(), 1, "the same pin twice is one pin");
     }
 
     #[test]

@@ -161,11 +161,8 @@ fn split_registry(name: &str) -> (&str, &str) {
     }
 }
 
-fn valid_registry(host: &str) -> bool {
-    let (host, port) = match host.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => (h, Some(p)),
-        _ => (host, None),
-    };
+fn valid_registry(registry: &str) -> bool {
+    let (host, port) = split_port(registry);
     let port_ok =
         port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()));
     let host_ok = if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
@@ -182,6 +179,22 @@ fn valid_registry(host: &str) -> bool {
             })
     };
     port_ok && host_ok
+}
+
+/// `host[:port]` split. A bracketed IPv6 address holds colons of its own, so its port can only
+/// follow the `]`.
+fn split_port(registry: &str) -> (&str, Option<&str>) {
+    let host_end = match registry.starts_with('[') {
+        true => registry.find(']').map_or(registry.len(), |i| i + 1),
+        false => registry.find(':').unwrap_or(registry.len()),
+    };
+    let (host, rest) = registry.split_at(host_end);
+    match rest.strip_prefix(':') {
+        Some(port) => (host, Some(port)),
+        None if rest.is_empty() => (host, None),
+        // Something after `]` other than a port: not a host, and rejected as one.
+        None => (registry, None),
+    }
 }
 
 /// One path component: `[a-z0-9]+` joined by `.`, `_`, `__` or runs of `-`.
@@ -328,6 +341,25 @@ mod tests {
             "alpine".parse::<Reference>().unwrap().to_string(),
             "docker.io/library/alpine:latest"
         );
+    }
+
+    /// Found by the `reference` fuzz target: `[::1]:5000/app` parsed but `[::1]/app` did not,
+    /// because the port was split at the last `:`, inside the IPv6 address.
+    #[test]
+    fn ipv6_registries_need_no_port() {
+        let r: Reference = "[::1]/app:1".parse().unwrap();
+        assert_eq!((r.registry(), r.repository()), ("[::1]", "app"));
+        let r: Reference = "[fd00::5]:5000/a/b".parse().unwrap();
+        assert_eq!(r.registry(), "[fd00::5]:5000");
+        for bad in [
+            "[::1]x/app",
+            "[::1]:/app",
+            "[::1/app",
+            "[nothost]/app",
+            "[::1]:5:0/app",
+        ] {
+            assert!(bad.parse::<Reference>().is_err(), "{bad:?} parsed");
+        }
     }
 
     #[test]

@@ -145,28 +145,55 @@ fn credential_files(var: impl Fn(&str) -> Option<std::ffi::OsString>) -> Vec<Pat
 /// The credential one file holds for `registry`: a helper named for it, its `auths` entry, or
 /// the file's default helper. A file that does not exist holds none.
 fn from_file(path: &PathBuf, registry: &str) -> Result<Option<Credential>, RegistryError> {
-    let config: DockerConfig = match std::fs::read(path) {
-        Ok(bytes) => {
-            serde_json::from_slice(&bytes).map_err(|source| RegistryError::DockerConfig {
-                path: path.clone(),
-                source,
-            })?
-        }
-        Err(_) => return Ok(None),
+    let Ok(bytes) = std::fs::read(path) else {
+        return Ok(None);
     };
+    let answer = config_answer(&bytes, registry).map_err(|source| RegistryError::DockerConfig {
+        path: path.clone(),
+        source,
+    })?;
+    match answer {
+        ConfigAnswer::Helper(helper) => run_helper(&helper, registry),
+        ConfigAnswer::Found(cred) => Ok(Some(cred)),
+        ConfigAnswer::Nothing => Ok(None),
+    }
+}
+
+/// What docker's config.json says about one registry's credential.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ConfigAnswer {
+    /// Ask `docker-credential-HELPER`.
+    Helper(String),
+    Found(Credential),
+    Nothing,
+}
+
+/// Reads config.json's bytes for `registry`, without running anything: kept apart from
+/// [`Keychain::resolve`] so the parsing can be tested (and fuzzed) on bytes alone.
+pub(crate) fn config_answer(
+    bytes: &[u8],
+    registry: &str,
+) -> Result<ConfigAnswer, serde_json::Error> {
+    let config: DockerConfig = serde_json::from_slice(bytes)?;
     let keys = config_keys(registry);
-    if let Some(helper) = keys.iter().find_map(|k| config.cred_helpers.get(k)) {
-        return run_helper(helper, registry);
+    // docker reads an empty helper name (`"credsStore": ""`, which some installers leave
+    // behind) as no helper; there is no `docker-credential-` program to run.
+    let named = |helper: &&String| !helper.is_empty();
+    if let Some(helper) = keys
+        .iter()
+        .find_map(|k| config.cred_helpers.get(k).filter(named))
+    {
+        return Ok(ConfigAnswer::Helper(helper.clone()));
     }
     if let Some(entry) = keys.iter().find_map(|k| config.auths.get(k)) {
         if let Some(cred) = entry_credential(entry) {
-            return Ok(Some(cred));
+            return Ok(ConfigAnswer::Found(cred));
         }
     }
-    match &config.creds_store {
-        Some(store) => run_helper(store, registry),
-        None => Ok(None),
-    }
+    Ok(match config.creds_store.as_ref().filter(named) {
+        Some(store) => ConfigAnswer::Helper(store.clone()),
+        None => ConfigAnswer::Nothing,
+    })
 }
 
 /// The keys docker writes for a registry in config.json.
@@ -304,9 +331,7 @@ fn parse_params(s: &str) -> HashMap<String, String> {
         rest = &rest[eq + 1..];
         let value;
         if let Some(quoted) = rest.strip_prefix('"') {
-            let end = quoted.find('"').unwrap_or(quoted.len());
-            value = quoted[..end].to_owned();
-            rest = quoted.get(end + 1..).unwrap_or("");
+            (value, rest) = quoted_string(quoted);
         } else {
             let end = rest.find(',').unwrap_or(rest.len());
             value = rest[..end].trim().to_owned();
@@ -316,6 +341,22 @@ fn parse_params(s: &str) -> HashMap<String, String> {
         rest = rest.trim_start().trim_start_matches(',');
     }
     out
+}
+
+/// A quoted string's value, its opening quote already gone, and what follows its closing quote.
+/// `\` escapes the next character (RFC 9110 §5.6.4), so a realm or scope may hold `"`; an
+/// unclosed string runs to the end of the header.
+fn quoted_string(s: &str) -> (String, &str) {
+    let mut value = String::new();
+    let mut chars = s.char_indices();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '"' => return (value, &s[i + 1..]),
+            '\\' => value.extend(chars.next().map(|(_, escaped)| escaped)),
+            c => value.push(c),
+        }
+    }
+    (value, "")
 }
 
 #[cfg(test)]
@@ -343,6 +384,32 @@ mod tests {
             Challenge::parse("Bearer service=x"),
             None,
             "a bearer challenge needs a realm"
+        );
+    }
+
+    /// Found by the `challenge` fuzz target: a quoted value holding an escaped quote was cut at
+    /// it, so the realm became `https://a\` and the rest leaked into other parameters.
+    #[test]
+    fn quoted_values_unescape() {
+        let c = Challenge::parse(
+            r#"Bearer realm="https://a\"b\\c",service="s",scope="repository:x:pull""#,
+        );
+        assert_eq!(
+            c,
+            Some(Challenge::Bearer {
+                realm: r#"https://a"b\c"#.into(),
+                service: Some("s".into()),
+                scope: Some("repository:x:pull".into()),
+            })
+        );
+        let unclosed = Challenge::parse(r#"Bearer realm="https://a\"#);
+        assert_eq!(
+            unclosed,
+            Some(Challenge::Bearer {
+                realm: "https://a".into(),
+                service: None,
+                scope: None,
+            })
         );
     }
 
@@ -426,6 +493,24 @@ mod tests {
             secret: "hunter2".into(),
         };
         assert!(!format!("{c:?}").contains("hunter2"));
+    }
+
+    /// Found by the `docker_config` fuzz target: `"credsStore": ""` made every lookup run a
+    /// program named `docker-credential-` and fail the build, where docker uses `auths`.
+    #[test]
+    fn an_empty_helper_name_is_no_helper() {
+        let config = br#"{"auths":{"ghcr.io":{"username":"u","password":"p"}},"credsStore":"","credHelpers":{"ghcr.io":""}}"#;
+        assert_eq!(
+            config_answer(config, "ghcr.io").unwrap(),
+            ConfigAnswer::Found(Credential {
+                username: "u".into(),
+                secret: "p".into(),
+            })
+        );
+        assert_eq!(
+            config_answer(config, "docker.io").unwrap(),
+            ConfigAnswer::Nothing
+        );
     }
 
     #[test]

@@ -20,6 +20,8 @@ use std::time::Duration;
 use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest};
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 
+#[cfg(any(fuzzing, test))]
+pub(crate) use auth::{config_answer, ConfigAnswer};
 pub use auth::{Challenge, Credential, Keychain};
 pub use error::RegistryError;
 // The value a pull returns lives in the shared vocabulary, so assembly needs no registry.
@@ -372,7 +374,7 @@ impl Registry {
 /// The body's own mediaType is authoritative; some registries send a generic Content-Type.
 /// OCI documents may leave mediaType out, and a cached one has no Content-Type at all: then
 /// the shape says what it is.
-fn media_type_of(bytes: &[u8], content_type: Option<String>) -> String {
+pub(crate) fn media_type_of(bytes: &[u8], content_type: Option<String>) -> String {
     let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes) else {
         return content_type.unwrap_or_default();
     };
@@ -420,7 +422,7 @@ fn cached(
         })
 }
 
-fn select<'i>(
+pub(crate) fn select<'i>(
     index: &'i ImageIndex,
     platform: &Platform,
     reference: &Reference,
@@ -452,14 +454,17 @@ fn select<'i>(
     })
 }
 
-fn blob_digest(desc: &Descriptor, reference: &Reference) -> Result<Digest, RegistryError> {
+pub(crate) fn blob_digest(
+    desc: &Descriptor,
+    reference: &Reference,
+) -> Result<Digest, RegistryError> {
     Digest::try_from(desc.digest()).map_err(|_| RegistryError::MediaType {
         reference: reference.to_string(),
         media_type: format!("a non-sha256 digest {}", desc.digest()),
     })
 }
 
-fn parse<T: serde::de::DeserializeOwned>(
+pub(crate) fn parse<T: serde::de::DeserializeOwned>(
     bytes: &[u8],
     what: &'static str,
     reference: &Reference,

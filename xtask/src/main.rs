@@ -2,6 +2,7 @@
 
 mod bench;
 mod demo;
+mod fuzz;
 mod graph;
 mod image;
 mod setup;
@@ -19,7 +20,7 @@ Tasks:
                 the zig venv, the `debweb` rustup toolchain, the distroless stand-in);
                 does nothing when all of it is there
   ci            what CI runs: `cargo fmt --check`, `cargo clippy -D warnings`, `tidy`, then
-                `test`
+                `test`, then `fuzz 15`
   tidy          check src/'s shape: no module imports a later stage or forms a cycle,
                 ARCHITECTURE.md's map lists each module's rank and imports as they are, and
                 no file has more than 500 lines of code
@@ -34,8 +35,14 @@ Tasks:
                 time packaging, re-pushing and rebuilding with stevedore against gzip,
                 buildah and cargo on this machine (root: it starts a registry and buildah);
                 prints a table, writes JSON (default target/testbed/bench/bench.json)
+  fuzz [SECONDS] build the cargo-fuzz targets in fuzz/ (nightly, installing it, cargo-fuzz and
+                g++ when missing) and run each for SECONDS (default 20) on fuzz/corpus/TARGET
+                and the seeds in fuzz/seeds/TARGET; fails naming the target and crash file
   help          this text
 ";
+
+/// Seconds each fuzz target runs in `cargo xtask ci`.
+const CI_FUZZ_SECONDS: u64 = 15;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -48,7 +55,16 @@ fn main() -> ExitCode {
             require_root(TESTS_NEED_ROOT);
             lint();
             setup::run();
-            test(&[])
+            let tested = test(&[]);
+            if tested != ExitCode::SUCCESS {
+                return tested;
+            }
+            // A short run of every fuzz target: enough to catch a parser that now panics on
+            // the seeds or on what the fuzzer finds quickly.
+            match fuzz::run(CI_FUZZ_SECONDS) {
+                true => ExitCode::SUCCESS,
+                false => ExitCode::FAILURE,
+            }
         }
         Some("tidy") if args.len() == 1 => match tidy::run(&project_root()) {
             true => ExitCode::SUCCESS,
@@ -82,6 +98,7 @@ fn main() -> ExitCode {
             bench::limit_child(&args[1..]);
             ExitCode::SUCCESS
         }
+        Some("fuzz") => fuzz::main(&args[1..]),
         None | Some("help" | "-h" | "--help") => {
             print!("{HELP}");
             ExitCode::SUCCESS
