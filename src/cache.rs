@@ -12,27 +12,40 @@ use std::path::{Path, PathBuf};
 use crate::digest::{Digest, HashingWriter, VerifyingReader};
 use crate::env;
 
+/// What can go wrong with the blob store.
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
+    /// Neither the cache variable nor HOME says where the cache is.
     #[error("cannot find a cache directory: set {} or HOME", env::CACHE_DIR)]
     NoCacheDir,
+    /// The cache directory cannot be made.
     #[error("cannot use cache directory {path}")]
     Create {
+        /// The directory.
         path: PathBuf,
+        /// The file system's error.
         #[source]
         source: io::Error,
     },
+    /// A blob (or record) could not be written, or its content did not check out.
     #[error("cannot write blob {what} into the cache at {path}")]
     Write {
+        /// What was being stored: a digest, or a name for it.
         what: String,
+        /// The directory written to.
         path: PathBuf,
+        /// The error of the write, or of the stream written (a failed digest check included).
         #[source]
         source: io::Error,
     },
+    /// A stored blob could not be read.
     #[error("cannot read blob {digest} from the cache at {path}")]
     Read {
+        /// The blob.
         digest: Digest,
+        /// Where it should be.
         path: PathBuf,
+        /// The file system's error.
         #[source]
         source: io::Error,
     },
@@ -63,6 +76,7 @@ impl BlobStore {
         Self::open(default_root().ok_or(CacheError::NoCacheDir)?)
     }
 
+    /// The store's directory.
     pub fn root(&self) -> &Path {
         &self.root
     }
@@ -77,6 +91,7 @@ impl BlobStore {
         fs::metadata(self.path(digest)).ok().map(|m| m.len())
     }
 
+    /// Whether a blob of this digest is stored (unchecked: see [`BlobStore::verified`]).
     pub fn contains(&self, digest: &Digest) -> bool {
         self.path(digest).is_file()
     }
@@ -111,6 +126,7 @@ impl BlobStore {
         Ok(false)
     }
 
+    /// Opens a stored blob for reading.
     pub fn open_blob(&self, digest: &Digest) -> Result<File, CacheError> {
         let path = self.path(digest);
         File::open(&path).map_err(|source| CacheError::Read {

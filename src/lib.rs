@@ -12,9 +12,6 @@
 #![allow(clippy::result_large_err)]
 #![warn(missing_docs)]
 
-// src/cache.rs and src/registry/ are being rewritten (issues 15 and 16); their public items
-// get their docs there, and these two `allow`s go when that lands.
-#[allow(missing_docs)]
 pub mod cache;
 // Entry points for the fuzz targets in fuzz/; cargo-fuzz builds with `--cfg fuzzing`.
 #[cfg(any(fuzzing, test))]
@@ -23,7 +20,6 @@ pub mod fuzzing;
 pub mod plan;
 pub mod progress;
 pub mod publish;
-#[allow(missing_docs)]
 pub mod registry;
 pub mod verify;
 

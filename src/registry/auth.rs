@@ -19,7 +19,9 @@ use crate::env;
 /// A username and a secret (password or token) for one registry.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Credential {
+    /// The user name (`<token>` for an identity token).
     pub username: String,
+    /// The password or token; never printed.
     pub secret: String,
 }
 
@@ -292,15 +294,22 @@ fn run_helper(helper: &str, registry: &str) -> Result<Option<Credential>, Regist
 /// A parsed `WWW-Authenticate` header.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Challenge {
+    /// HTTP basic auth with the registry's credential.
     Basic,
+    /// A token from `realm`, asked for with the registry's credential.
     Bearer {
+        /// The token server's URL.
         realm: String,
+        /// The `service` to name when asking for a token.
         service: Option<String>,
+        /// The scope the registry said it needs, if it said.
         scope: Option<String>,
     },
 }
 
 impl Challenge {
+    /// Reads a `WWW-Authenticate` header value; `None` for schemes other than basic and
+    /// bearer, and for a bearer challenge without a realm.
     pub fn parse(header: &str) -> Option<Challenge> {
         let (scheme, params) = header.trim().split_once(' ').unwrap_or((header.trim(), ""));
         match scheme.to_ascii_lowercase().as_str() {

@@ -6,118 +6,203 @@ use super::client::redact;
 use super::retry::tls_failure;
 use crate::cache::CacheError;
 
+/// What can go wrong talking to a registry; each message says where and what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
+    /// A `--registry-ca` file that cannot be read or holds no certificate.
     #[error("cannot read the CA certificate {path}: {message}")]
-    Ca { path: PathBuf, message: String },
+    Ca {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// The HTTP client could not be set up (its TLS configuration).
     #[error("cannot set up the HTTP client")]
-    Client(#[source] reqwest::Error),
+    Client(
+        /// The HTTP library's error.
+        #[source]
+        reqwest::Error,
+    ),
+    /// A request got no answer: no connection, a TLS failure, or a stall past the timeout.
     #[error("{hint}")]
     Connect {
+        /// What happened and what to do, in words.
         hint: String,
+        /// The underlying failure.
         #[source]
         source: reqwest::Error,
     },
+    /// The registry's host name does not resolve.
     #[error("cannot resolve the registry host {registry}: check the image reference and the machine's DNS")]
     Resolve {
+        /// The registry, as written in the reference.
         registry: String,
+        /// The underlying failure.
         #[source]
         source: std::io::Error,
     },
+    /// The registry answered with an error status (after the retries the policy allows).
     #[error("{method} {url} failed: {status}{detail}{hint}")]
     Status {
+        /// The HTTP method.
         method: String,
+        /// The URL, without credentials or query.
         url: String,
+        /// The HTTP status code.
         status: u16,
         /// The first error code of the registry's error envelope, e.g. `BLOB_UNKNOWN`.
         code: Option<String>,
+        /// The registry's error message, if it sent one.
         detail: String,
+        /// What happened and what to do, in words.
         hint: String,
     },
+    /// The registry does not have the manifest or blob asked for.
     #[error("{what} not found: {reference} (check the name and tag, e.g. with `skopeo list-tags docker://{name}`)")]
     NotFound {
+        /// What was asked for (e.g. `manifest`, `blob`).
         what: &'static str,
+        /// The image reference or repository.
         reference: String,
+        /// The repository name.
         name: String,
     },
+    /// Content whose digest is not the one asked for (a blob is fetched once more first).
     #[error("{what} {reference} has digest {actual}, expected {expected}: the registry returned other content than asked for")]
     DigestMismatch {
+        /// What was asked for (e.g. `manifest`, `blob`).
         what: &'static str,
+        /// The image reference or repository.
         reference: String,
+        /// The digest asked for.
         expected: String,
+        /// The digest, or the failed check, of what arrived.
         actual: String,
     },
+    /// A manifest of a kind stevedore does not read.
     #[error("{reference} has media type `{media_type}`, which is not an OCI or Docker v2 image manifest or index")]
     MediaType {
+        /// The image reference or repository.
         reference: String,
+        /// The media type found.
         media_type: String,
     },
+    /// The base's index has no image for a requested platform.
     #[error("{reference} has no image for {wanted}; it has: {available}")]
     NoPlatform {
+        /// The image reference or repository.
         reference: String,
+        /// The platform asked for.
         wanted: String,
+        /// The platforms the index has.
         available: String,
     },
+    /// A single-platform base, and another platform asked for.
     #[error("{reference} is a single {found} image, but {wanted} was asked for: use a multi-platform base or --platform {found}")]
     PlatformMismatch {
+        /// The image reference or repository.
         reference: String,
+        /// The platform asked for.
         wanted: String,
+        /// The platform the image is for.
         found: String,
     },
+    /// A document that does not parse as its media type says.
     #[error("{what} of {reference} is not valid JSON for its media type")]
     Json {
+        /// What was asked for (e.g. `manifest`, `blob`).
         what: &'static str,
+        /// The image reference or repository.
         reference: String,
+        /// The underlying failure.
         #[source]
         source: serde_json::Error,
     },
+    /// A response body that could not be read.
     #[error("cannot read the body of {url}")]
     Body {
+        /// The URL, without credentials or query.
         url: String,
+        /// The underlying failure.
         #[source]
         source: std::io::Error,
     },
+    /// A document larger than stevedore accepts.
     #[error("{what} of {reference} is larger than {limit} bytes")]
     TooLarge {
+        /// What was asked for (e.g. `manifest`, `blob`).
         what: &'static str,
+        /// The image reference or repository.
         reference: String,
+        /// The limit, in bytes.
         limit: u64,
     },
+    /// A `docker-credential-*` helper failed.
     #[error("credential helper `{helper}` failed for {registry}: {message}")]
     CredentialHelper {
+        /// The helper's name (after `docker-credential-`).
         helper: String,
+        /// The registry, as written in the reference.
         registry: String,
+        /// What went wrong.
         message: String,
     },
+    /// A credentials file (docker's config.json, podman's auth.json) that is not valid JSON.
     #[error("cannot read docker credentials from {path}")]
     DockerConfig {
+        /// The file.
         path: PathBuf,
+        /// The underlying failure.
         #[source]
         source: serde_json::Error,
     },
+    /// The token server answered without a token.
     #[error("the token server {realm} answered without a token")]
-    NoToken { realm: String },
+    NoToken {
+        /// The token server's URL.
+        realm: String,
+    },
+    /// `--offline` forbids a request that was needed.
     #[error("{reference} is needed from the registry, but --offline forbids the network")]
-    Offline { reference: String },
+    Offline {
+        /// The image reference or repository.
+        reference: String,
+    },
+    /// `--offline`, and the cache lacks parts of the base.
     #[error(
         "--offline: the cache lacks what the base {reference} needs: {missing}; build once \
          online with the same base and platforms (or set STEVEDORE_CACHE_DIR to the cache used then)"
     )]
-    NotCached { reference: String, missing: String },
+    NotCached {
+        /// The image reference or repository.
+        reference: String,
+        /// Everything the cache lacks, in words.
+        missing: String,
+    },
+    /// The blob store could not keep what was fetched.
     #[error("cannot store a blob of {reference}")]
     Store {
+        /// The image reference or repository.
         reference: String,
+        /// The underlying failure.
         #[source]
         source: CacheError,
     },
+    /// A blob download that broke off and could not be resumed within the retry policy.
     #[error(
         "the download of {digest} from {reference} broke off after {received} of {size} bytes"
     )]
     Transfer {
+        /// The image reference or repository.
         reference: String,
+        /// The blob's digest.
         digest: String,
+        /// Bytes received before it broke off.
         received: u64,
+        /// The blob's size.
         size: u64,
+        /// The underlying failure.
         #[source]
         source: std::io::Error,
     },

@@ -62,6 +62,8 @@ pub struct Registry {
 }
 
 impl Registry {
+    /// A client with the user's keychain (the environment's credential, then podman's and
+    /// docker's credential files), offered to every registry.
     pub fn new(opts: RegistryOptions) -> Result<Self, RegistryError> {
         Self::with_keychain(opts, Keychain::from_env())
     }
@@ -83,6 +85,7 @@ impl Registry {
         Self::with_keychain(opts, keychain)
     }
 
+    /// A client that takes its credentials from `keychain`.
     pub fn with_keychain(opts: RegistryOptions, keychain: Keychain) -> Result<Self, RegistryError> {
         Ok(Registry {
             client: Client::new(&opts, keychain)?,
