@@ -252,6 +252,12 @@ impl Build {
         self
     }
 
+    /// Name the image `$STEVEDORE_REPO` itself instead of `$STEVEDORE_REPO/BIN`.
+    pub fn bare(mut self, bare: bool) -> Self {
+        self.options.bare = bare;
+        self
+    }
+
     /// Also push to the tags' registries when the build runs.
     pub fn with_push(mut self, push: bool) -> Self {
         self.push = push;

@@ -43,6 +43,8 @@ pub struct BuildOptions {
     pub target_dir: Option<PathBuf>,
     /// One of several binaries built at once: each image name gets `/BIN` after its repository.
     pub name_per_bin: bool,
+    /// Name the image `$STEVEDORE_REPO` itself rather than `$STEVEDORE_REPO/BIN`.
+    pub bare: bool,
     /// Run cargo with `--offline` (the registry side is `RegistryOptions::offline`).
     pub offline: bool,
 }
@@ -189,7 +191,18 @@ pub fn plan(opts: &BuildOptions) -> Result<Plan, PlanError> {
     let (package, bin) = select(&metadata, opts)?;
     let workspace_root = metadata.workspace_root.clone().into_std_path_buf();
     let revision = git(&workspace_root, &["rev-parse", "HEAD"]);
-    let settings = project_settings(&metadata, package, revision.as_deref())?;
+    let repo_prefix = std::env::var(env::REPO).ok().filter(|r| !r.is_empty());
+    // Like KO_DOCKER_REPO: a prefix that one CI variable can give every service of a workspace.
+    let repository_override = repo_prefix.as_ref().map(|prefix| match opts.bare {
+        true => prefix.clone(),
+        false => format!("{}/{bin}", prefix.trim_end_matches('/')),
+    });
+    let settings = project_settings(
+        &metadata,
+        package,
+        revision.as_deref(),
+        repository_override.as_deref(),
+    )?;
     // Flags first, then the project's settings, then defaults.
     let platforms = match (opts.platforms.is_empty(), settings.platforms.is_empty()) {
         (false, _) => dedup(&opts.platforms),
@@ -202,7 +215,9 @@ pub fn plan(opts: &BuildOptions) -> Result<Plan, PlanError> {
     } else {
         opts.tags.clone()
     };
-    let tags = match opts.name_per_bin {
+    // `$STEVEDORE_REPO/BIN` names are per binary already.
+    let named_per_bin = opts.tags.is_empty() && repo_prefix.is_some() && !opts.bare;
+    let tags = match opts.name_per_bin && !named_per_bin {
         true => tags
             .iter()
             .map(|t| t.child(&bin))
@@ -241,12 +256,12 @@ fn project_settings(
     metadata: &Metadata,
     package: &Package,
     revision: Option<&str>,
+    repository_override: Option<&str>,
 ) -> Result<Settings, ConfigError> {
     let workspace_manifest = metadata
         .workspace_root
         .join("Cargo.toml")
         .into_std_path_buf();
-    let repository_override = std::env::var(env::REPO).ok().filter(|r| !r.is_empty());
     config::settings(&Sources {
         package: package
             .metadata
@@ -258,7 +273,7 @@ fn project_settings(
             .map(|v| (v, workspace_manifest.as_path())),
         version: &package.version.to_string(),
         revision,
-        repository_override: repository_override.as_deref(),
+        repository_override,
     })
 }
 
@@ -425,7 +440,7 @@ pub(crate) fn workspace_bases(opts: &BuildOptions) -> Result<(PathBuf, Vec<Base>
     let revision = git(&root, &["rev-parse", "HEAD"]).unwrap_or_else(|| "0".repeat(40));
     let mut bases: Vec<Base> = Vec::new();
     for package in packages {
-        let settings = project_settings(&metadata, package, Some(&revision))?;
+        let settings = project_settings(&metadata, package, Some(&revision), None)?;
         let base = opts.base.clone().or(settings.base).unwrap_or_default();
         if !bases.contains(&base) {
             bases.push(base);

@@ -215,6 +215,9 @@ struct BuildArgs {
     /// Name for the image (repeatable), e.g. `registry.example.com/app:1.2`.
     #[arg(short, long, value_name = "REF")]
     tag: Vec<Reference>,
+    /// Name the image `$STEVEDORE_REPO` itself, not `$STEVEDORE_REPO/BIN`.
+    #[arg(long)]
+    bare: bool,
     /// Where to write the image (repeatable): oci-layout=DIR, oci-archive=FILE.tar (every
     /// platform) or docker-archive=FILE.tar (one platform).
     /// Default: oci-layout=target/stevedore/BIN.
@@ -307,6 +310,7 @@ fn build(args: BuildArgs) -> Result<(), Error> {
     options.tags = args.tag;
     let mut build = Build::from_options(options)
         .with_push(args.push)
+        .bare(args.bare)
         .locked(args.locked)
         .update_base(args.update_base)
         .offline(args.offline);

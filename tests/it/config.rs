@@ -162,10 +162,25 @@ fn flags_and_stevedore_repo_override_the_metadata() {
             .env("STEVEDORE_REPO", &elsewhere),
     );
     let result = json(&out.stdout);
+    let bin = result["bin"].as_str().unwrap();
     assert_eq!(
         result["tags"][0],
+        format!("{elsewhere}/{bin}:2.3.4"),
+        "STEVEDORE_REPO, a prefix, wins over `repository`"
+    );
+    let bare = json(
+        &run_ok(
+            build(&manifest)
+                .args(["--json", "--bare", "--base", "scratch", "--output"])
+                .arg(format!("oci-layout={}", dir.path().join("bare").display()))
+                .env("STEVEDORE_REPO", &elsewhere),
+        )
+        .stdout,
+    );
+    assert_eq!(
+        bare["tags"][0],
         format!("{elsewhere}:2.3.4"),
-        "STEVEDORE_REPO wins over `repository`"
+        "--bare names STEVEDORE_REPO itself"
     );
     let config = skopeo_inspect(&["--config"], &format!("oci:{}:2.3.4", layout.display()));
     assert_eq!(

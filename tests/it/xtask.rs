@@ -11,7 +11,9 @@ use crate::util::*;
 fn xtask_image_pushes_the_example_service_and_it_serves() {
     let registry = Registry::start(Mode::Http);
     let base = registry.push_base();
-    let repo = format!("{}/xtask/hello-service", registry.addr());
+    // STEVEDORE_REPO is a prefix: the image goes to PREFIX/BIN.
+    let prefix = format!("{}/xtask", registry.addr());
+    let repo = format!("{prefix}/hello-service");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let out = run_ok(
         Command::new(cargo)
@@ -28,7 +30,7 @@ fn xtask_image_pushes_the_example_service_and_it_serves() {
             ])
             .arg(testbed::fixture_target_dir())
             .env("PATH", testbed::tool_path_env())
-            .env("STEVEDORE_REPO", &repo)
+            .env("STEVEDORE_REPO", &prefix)
             .env("STEVEDORE_CACHE_DIR", testbed::testbed_dir().join("cache")),
     );
     let printed = text(&out.stdout);

@@ -1,7 +1,7 @@
 //! `cargo xtask image`: builds `examples/hello-service` with the stevedore library, as a
 //! project's own xtask would, and pushes it or writes it to `target/image/hello-service`.
 //! Platforms and tags come from the example's `[package.metadata.stevedore]`; the repository
-//! from `STEVEDORE_REPO`.
+//! is `$STEVEDORE_REPO/hello-service`.
 
 use std::process::ExitCode;
 
