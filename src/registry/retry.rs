@@ -127,14 +127,17 @@ fn io_kind(e: &(dyn StdError + 'static)) -> Option<io::ErrorKind> {
 
 /// The TLS library's error behind a failure, if the failure is one of TLS.
 pub(crate) fn tls_failure<'e>(e: &'e (dyn StdError + 'static)) -> Option<&'e rustls::Error> {
-    causes(e).find_map(|c| {
-        c.downcast_ref::<rustls::Error>().or_else(|| {
-            // io::Error::source skips the error it wraps: look inside it.
-            c.downcast_ref::<io::Error>()
-                .and_then(io::Error::get_ref)
-                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-        })
-    })
+    causes(e).find_map(rustls_in)
+}
+
+/// The rustls error an error is, or wraps in (possibly nested) `io::Error`s: the TLS stack
+/// wraps it twice, and `io::Error::source` skips what it wraps, so the chain alone misses it.
+fn rustls_in<'e>(e: &'e (dyn StdError + 'static)) -> Option<&'e rustls::Error> {
+    if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+        return Some(tls);
+    }
+    let inner: &(dyn StdError + 'static) = e.downcast_ref::<io::Error>()?.get_ref()?;
+    rustls_in(inner)
 }
 
 /// An error and every error under it.
@@ -225,7 +228,12 @@ mod tests {
     fn tls_failures_are_found_inside_io_errors() {
         let tls = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
         let wrapped = io::Error::new(io::ErrorKind::InvalidData, tls);
-        assert!(tls_failure(&wrapped).is_some());
+        // As reqwest's stack hands it over: an io::Error around an io::Error around it.
+        let twice = io::Error::new(io::ErrorKind::InvalidData, wrapped);
+        assert!(matches!(
+            tls_failure(&twice),
+            Some(rustls::Error::InvalidCertificate(_))
+        ));
         assert!(tls_failure(&io::Error::from(io::ErrorKind::InvalidData)).is_none());
     }
 
