@@ -30,7 +30,7 @@ pub const TABLE: &str = r#"
 # Every key is optional; `cargo stevedore build` flags override them. Shown: the defaults.
 # base = "gcr.io/distroless/static-debian12:nonroot"  # or "scratch"
 # platforms = ["linux/amd64"]                          # default: the host's
-# repository = "ghcr.io/you/app"                       # STEVEDORE_REPO overrides it
+# repository = "ghcr.io/you/app"                       # $STEVEDORE_REPO/BIN overrides it
 # tags = ["latest"]                                    # also "{version}", "{git_sha}"
 # args = []                                            # the image's Cmd
 # env = { RUST_LOG = "info" }

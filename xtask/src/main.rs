@@ -30,7 +30,7 @@ Tasks:
                 push it to a local registry, pull it back and run it
   image [--push] [--base REF] [--toolchain NAME] [--target-dir DIR] [--registry-ca FILE]
                 build examples/hello-service with the stevedore library (amd64 + arm64) and
-                push it to $STEVEDORE_REPO, or write it to target/image/hello-service
+                push it to $STEVEDORE_REPO/hello-service, or write it to target/image/hello-service
   bench [--quick] [--json FILE] [--bins DIR]
                 time packaging, re-pushing and rebuilding with stevedore against gzip,
                 buildah and cargo on this machine (root: it starts a registry and buildah);
