@@ -191,7 +191,7 @@ pub fn assemble(
         None => Vec::new(),
     };
     layers.push(Descriptor::new(
-        MediaType::ImageLayerGzip,
+        layer.compression.media_type(),
         layer.size,
         layer.digest.to_oci(),
     ));

@@ -21,6 +21,7 @@ use crate::assemble::Built;
 use crate::cache::{BlobStore, CacheError};
 use crate::digest::Digest;
 use crate::lock::{LockError, Lockfile, Policy};
+use crate::oci::Compression;
 use crate::pipeline::{self, BuildError};
 use crate::plan::{self, BuildOptions, Plan, PlanError};
 use crate::platform::Platform;
@@ -252,6 +253,13 @@ impl Build {
         self
     }
 
+    /// Compress the application layer this way (default: Cargo.toml's `compression`, else
+    /// gzip).
+    pub fn compression(mut self, compression: Compression) -> Self {
+        self.options.compression = Some(compression);
+        self
+    }
+
     /// Name the image `$STEVEDORE_REPO` itself instead of `$STEVEDORE_REPO/BIN`.
     pub fn bare(mut self, bare: bool) -> Self {
         self.options.bare = bare;
@@ -417,6 +425,7 @@ impl Build {
             return Err(ErrorKind::PushOffline.into());
         }
         check_archive_platforms(&draft, &self.outputs)?;
+        self.check_docker_compression(&draft)?;
         let registry = self.registry_client(&draft.tags)?;
         let store = BlobStore::open_default()?;
         let mut lock = Lockfile::load(&draft.workspace_root)?;
@@ -499,6 +508,27 @@ pub(crate) struct Staged {
     pub built: Built,
     pub store: BlobStore,
     pub registry: Registry,
+}
+
+impl Build {
+    /// Says before compiling that docker archives (also how `--load` hands an image over) hold
+    /// gzip layers only: docker before 23 cannot read zstd.
+    fn check_docker_compression(&self, plan: &Plan) -> Result<(), Error> {
+        let archive = self
+            .outputs
+            .iter()
+            .any(|o| matches!(o, Output::DockerArchive(_)));
+        let output = match (archive, &self.load) {
+            _ if plan.compression == Compression::Gzip => return Ok(()),
+            (true, _) => "the docker archive",
+            (false, Some(_)) => "--load",
+            (false, None) => return Ok(()),
+        };
+        Err(Error::from(ErrorKind::Publish {
+            output: output.into(),
+            source: PublishError::DockerNeedsGzip,
+        }))
+    }
 }
 
 /// Says before compiling for minutes that a docker archive cannot hold an index.

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::oci::Compression;
 use crate::platform::Platform;
 use crate::reference::{Base, Reference};
 
@@ -26,6 +27,7 @@ struct Table {
     labels: Option<BTreeMap<String, String>>,
     user: Option<String>,
     files: Option<Vec<FileEntry>>,
+    compression: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -72,6 +74,8 @@ pub struct Settings {
     /// Image names from `repository` and `tags`, placeholders filled in.
     pub tags: Vec<Reference>,
     pub image: ImageSettings,
+    /// How the application layer is compressed.
+    pub compression: Option<Compression>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -142,6 +146,13 @@ pub fn settings(sources: &Sources) -> Result<Settings, ConfigError> {
             origin(&|t| t.platforms.is_some()).error(&format!("platforms[{i}]"), e)
         })?);
     }
+    let compression = match &merged.compression {
+        Some(c) => Some(
+            c.parse::<Compression>()
+                .map_err(|e| origin(&|t| t.compression.is_some()).error("compression", e))?,
+        ),
+        None => None,
+    };
     let tags = image_names(
         &merged,
         sources,
@@ -168,6 +179,7 @@ pub fn settings(sources: &Sources) -> Result<Settings, ConfigError> {
         platforms,
         tags,
         image,
+        compression,
     })
 }
 
@@ -220,6 +232,7 @@ fn merge(workspace: Option<&Table>, package: Option<&Table>) -> Table {
         labels: p.labels.or(w.labels),
         user: p.user.or(w.user),
         files: p.files.or(w.files),
+        compression: p.compression.or(w.compression),
     }
 }
 

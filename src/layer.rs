@@ -5,6 +5,7 @@
 //! on every core ([`gzip`]) with output that does not depend on the number of cores.
 
 mod gzip;
+mod zst;
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -15,6 +16,7 @@ use base64::Engine as _;
 
 use crate::cache::{BlobStore, CacheError};
 use crate::digest::{Digest, HashingWriter};
+use crate::oci::Compression;
 
 /// The nonroot user distroless defines, and the default user of every image.
 pub const NONROOT_UID: u64 = 65532;
@@ -40,6 +42,9 @@ pub struct Layer {
     pub size: u64,
     /// Digest of the uncompressed tar (what the config's rootfs names).
     pub diff_id: Digest,
+    /// How the blob is compressed (records written before zstd existed are gzip).
+    #[serde(default)]
+    pub compression: Compression,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -152,13 +157,18 @@ impl LayerSpec {
     /// Writes the layer into `store`, every entry stamped with `mtime`, unless the store already
     /// holds it: then the cost is one pass of hashing (the tar's digest, which covers every byte
     /// and setting of the layer) and no compression.
-    pub fn write(&self, store: &BlobStore, mtime: u64) -> Result<Layer, LayerError> {
+    pub fn write(
+        &self,
+        store: &BlobStore,
+        mtime: u64,
+        compression: Compression,
+    ) -> Result<Layer, LayerError> {
         let diff_id = self.diff_id(mtime)?;
-        if let Some(layer) = cached(store, &diff_id)? {
+        if let Some(layer) = cached(store, &diff_id, compression)? {
             tracing::info!("layer cache hit: {diff_id} is {}", layer.digest);
             return Ok(layer);
         }
-        let layer = self.compress(store, mtime)?;
+        let layer = self.compress(store, mtime, compression)?;
         // The sources may have changed since they were hashed: file what was written.
         remember(store, &layer)?;
         Ok(layer)
@@ -176,17 +186,35 @@ impl LayerSpec {
         hashed.map_err(|e| unreadable.unwrap_or(LayerError::Tar(e)))
     }
 
-    /// Writes the layer's tar.gz into `store`.
-    fn compress(&self, store: &BlobStore, mtime: u64) -> Result<Layer, LayerError> {
+    /// Writes the layer's compressed tar into `store`.
+    fn compress(
+        &self,
+        store: &BlobStore,
+        mtime: u64,
+        compression: Compression,
+    ) -> Result<Layer, LayerError> {
         let mut diff_id = None;
         let mut unreadable = None;
         let stored = store.put_with("application layer", |out| {
-            let gz = gzip::GzipWriter::new(out, threads())?;
-            let mut tar = tar::Builder::new(HashingWriter::new(gz));
-            self.append_all(&mut tar, mtime, &mut unreadable)?;
-            let (gz, uncompressed, _) = tar.into_inner()?.finish();
-            diff_id = Some(uncompressed);
-            gz.finish().map(drop)
+            let mut tar_through = |compressor: &mut dyn Write| {
+                let mut tar = tar::Builder::new(HashingWriter::new(compressor));
+                self.append_all(&mut tar, mtime, &mut unreadable)?;
+                let (_, uncompressed, _) = tar.into_inner()?.finish();
+                diff_id = Some(uncompressed);
+                Ok::<_, io::Error>(())
+            };
+            match compression {
+                Compression::Gzip => {
+                    let mut gz = gzip::GzipWriter::new(out, threads())?;
+                    tar_through(&mut gz)?;
+                    gz.finish().map(drop)
+                }
+                Compression::Zstd => {
+                    let mut zst = zst::writer(out, threads())?;
+                    tar_through(&mut zst)?;
+                    zst.finish().map(drop)
+                }
+            }
         });
         // A source file that cannot be read is the user's problem; say which one.
         let (digest, size) = stored.map_err(|e| unreadable.unwrap_or(e.into()))?;
@@ -195,6 +223,7 @@ impl LayerSpec {
             digest,
             size,
             diff_id,
+            compression,
         })
     }
 
@@ -226,14 +255,18 @@ fn bucket() -> String {
     format!("layers-v{FORMAT_VERSION}")
 }
 
-fn record_name(diff_id: &Digest) -> String {
-    format!("{}.gzip.json", diff_id.hex())
+fn record_name(diff_id: &Digest, compression: Compression) -> String {
+    format!("{}.{compression}.json", diff_id.hex())
 }
 
 /// The layer the store already holds for `diff_id`: its record names a blob that is there and
 /// intact (a corrupt one is removed and the layer made again).
-fn cached(store: &BlobStore, diff_id: &Digest) -> Result<Option<Layer>, LayerError> {
-    let Some(bytes) = store.record(&bucket(), &record_name(diff_id)) else {
+fn cached(
+    store: &BlobStore,
+    diff_id: &Digest,
+    compression: Compression,
+) -> Result<Option<Layer>, LayerError> {
+    let Some(bytes) = store.record(&bucket(), &record_name(diff_id, compression)) else {
         return Ok(None);
     };
     let Ok(layer) = serde_json::from_slice::<Layer>(&bytes) else {
@@ -241,6 +274,7 @@ fn cached(store: &BlobStore, diff_id: &Digest) -> Result<Option<Layer>, LayerErr
         return Ok(None);
     };
     let intact = &layer.diff_id == diff_id
+        && layer.compression == compression
         && store.size(&layer.digest) == Some(layer.size)
         && store.verified(&layer.digest)?;
     Ok(intact.then_some(layer))
@@ -248,7 +282,11 @@ fn cached(store: &BlobStore, diff_id: &Digest) -> Result<Option<Layer>, LayerErr
 
 fn remember(store: &BlobStore, layer: &Layer) -> Result<(), LayerError> {
     let record = serde_json::to_vec(layer).expect("a layer serializes");
-    store.put_record(&bucket(), &record_name(&layer.diff_id), &record)?;
+    store.put_record(
+        &bucket(),
+        &record_name(&layer.diff_id, layer.compression),
+        &record,
+    )?;
     Ok(())
 }
 
@@ -354,7 +392,7 @@ mod tests {
         let store = BlobStore::open(store_dir).unwrap();
         LayerSpec::application(binary, "app")
             .unwrap()
-            .write(&store, mtime)
+            .write(&store, mtime, Compression::Gzip)
             .unwrap()
     }
 

@@ -45,6 +45,7 @@ pub use assemble::{Built, Image, Referrer};
 pub use build::{Build, Error, ErrorKind, Outcome};
 pub use digest::Digest;
 pub use layer::ca_bundle;
+pub use oci::Compression;
 pub use platform::Platform;
 pub use publish::Output;
 pub use reference::{Base, Reference};

@@ -84,7 +84,7 @@ pub fn build(
         for file in &plan.image.files {
             spec.file(&file.dst, &file.src, file.mode)?;
         }
-        let layer = spec.write(store, mtime)?;
+        let layer = spec.write(store, mtime, plan.compression)?;
         let base = bases.iter().find(|b| b.platform == binary.platform);
         tracing::info!("assembling {} image for {}", plan.bin, binary.platform);
         images.push(assemble::assemble(

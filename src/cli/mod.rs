@@ -12,6 +12,7 @@ use serde_json::json;
 
 use crate::build::{Build, Error, ErrorKind, Outcome};
 use crate::cache::BlobStore;
+use crate::oci::Compression;
 use crate::plan::BuildOptions;
 use crate::platform::Platform;
 use crate::publish::{self, Output};
@@ -176,6 +177,11 @@ struct ProjectArgs {
     /// Cargo's target directory (default: what cargo would use).
     #[arg(long, value_name = "DIR")]
     target_dir: Option<PathBuf>,
+    /// How to compress the application layer: gzip (read by every engine) or zstd (smaller,
+    /// faster; docker 23+, podman, containerd 1.5+) [default: Cargo.toml's `compression`, else
+    /// gzip].
+    #[arg(long, value_name = "gzip|zstd")]
+    compression: Option<Compression>,
 }
 
 impl ProjectArgs {
@@ -197,6 +203,7 @@ impl ProjectArgs {
             base: self.base,
             toolchain: self.toolchain,
             target_dir: self.target_dir,
+            compression: self.compression,
             ..BuildOptions::default()
         }
     }

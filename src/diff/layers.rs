@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::fmt;
-use std::io::{self, Read};
+use std::io::{self, BufRead, Read};
 
 use flate2::read::MultiGzDecoder;
 
@@ -66,16 +66,15 @@ pub struct Owner {
     pub group: String,
 }
 
-/// Compares two gzip-compressed tar layers entry by entry, in archive order, streaming both
+/// Compares two compressed (gzip or zstd) tar layers entry by entry, in archive order, streaming both
 /// (never holding a layer or a file whole in memory). Returns the first difference, or None if
 /// every entry's header fields that matter and content are equal.
 ///
 /// Fields that matter: path, entry type, link target, content, mode, uid/gid and their names,
 /// mtime (PAX values win over the header's, as when unpacking).
 pub fn layers(ours: impl Read, theirs: impl Read) -> Result<Option<FileDifference>, DiffError> {
-    // Multi-member gzip is valid for a layer (parallel compressors write it), so read them all.
-    let mut ours = tar::Archive::new(MultiGzDecoder::new(ours));
-    let mut theirs = tar::Archive::new(MultiGzDecoder::new(theirs));
+    let mut ours = tar::Archive::new(decompress(ours).map_err(failed(Side::Ours))?);
+    let mut theirs = tar::Archive::new(decompress(theirs).map_err(failed(Side::Theirs))?);
     let mut ours = ours.entries().map_err(failed(Side::Ours))?;
     let mut theirs = theirs.entries().map_err(failed(Side::Theirs))?;
     loop {
@@ -91,6 +90,19 @@ pub fn layers(ours: impl Read, theirs: impl Read) -> Result<Option<FileDifferenc
             return Ok(difference);
         }
     }
+}
+
+/// The layer's tar, whichever way it is compressed: the magic number says (a layer's media
+/// type may be Docker's or missing, its bytes never lie).
+fn decompress<'r>(layer: impl Read + 'r) -> io::Result<Box<dyn Read + 'r>> {
+    const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+    let mut layer = io::BufReader::new(layer);
+    let is_zstd = layer.fill_buf()?.starts_with(&ZSTD_MAGIC);
+    Ok(match is_zstd {
+        true => Box::new(zstd::stream::read::Decoder::with_buffer(layer)?),
+        // Multi-member gzip is valid for a layer (parallel compressors write it): read all.
+        false => Box::new(MultiGzDecoder::new(layer)),
+    })
 }
 
 fn failed(side: Side) -> impl Fn(io::Error) -> DiffError {
@@ -593,7 +605,7 @@ mod tests {
             std::fs::write(&binary, bytes).unwrap();
             let layer = LayerSpec::application(&binary, "hello")
                 .unwrap()
-                .write(&store, MTIME)
+                .write(&store, MTIME, crate::oci::Compression::Gzip)
                 .unwrap();
             store.open_blob(&layer.digest).unwrap()
         };

@@ -16,6 +16,7 @@ pub(crate) use cargo::{manifest_path, target_cfg};
 use crate::config::{self, ConfigError, ImageSettings, Settings, Sources};
 use crate::digest::Digest;
 use crate::env;
+use crate::oci::Compression;
 use crate::platform::{Platform, PlatformError};
 use crate::reference::{Base, Reference, ReferenceError};
 use crate::toolchain::{Toolchain, ToolchainError};
@@ -54,6 +55,8 @@ pub struct BuildOptions {
     pub bare: bool,
     /// Run cargo with `--offline` (the registry side is `RegistryOptions::offline`).
     pub offline: bool,
+    /// How the application layer is compressed; `None`: from the settings, else gzip.
+    pub compression: Option<Compression>,
 }
 
 /// Everything later stages need, resolved and checked.
@@ -104,6 +107,8 @@ pub struct Plan {
     pub image: ImageSettings,
     /// Run cargo with `--offline`.
     pub offline: bool,
+    /// How the application layer is compressed.
+    pub compression: Compression,
     /// `cargo metadata` of the workspace, resolved with the build's features for every
     /// platform; the SBOM keeps each platform's part of it (see [`target_cfg`]).
     #[serde(skip)]
@@ -313,6 +318,10 @@ pub fn plan(opts: &BuildOptions) -> Result<Draft, PlanError> {
         workspace_root,
         toolchain,
         offline: opts.offline,
+        compression: opts
+            .compression
+            .or(settings.compression)
+            .unwrap_or_default(),
         package_id: package.id.clone(),
         graph: Arc::new(graph.unwrap_or(metadata)),
     }))

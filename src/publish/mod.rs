@@ -126,6 +126,13 @@ pub enum PublishError {
         #[source]
         source: serde_json::Error,
     },
+    /// A docker archive (or `--load`) was asked of a build with zstd layers.
+    #[error(
+        "docker archives (and --load, which hands the image over as one) hold gzip layers: \
+         docker before 23 cannot read zstd. Build with --compression gzip for them, or use \
+         --output oci-archive=FILE (podman load, skopeo) or --push"
+    )]
+    DockerNeedsGzip,
     #[error(
         "a docker archive holds one platform's image, and this build has {count} ({platforms}): \
          pass --platform with one of them, or use --output oci-layout=DIR for all"

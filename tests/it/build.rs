@@ -217,6 +217,61 @@ fn scratch_base_gives_a_working_image() {
     assert_eq!(config["rootfs"]["diff_ids"].as_array().unwrap().len(), 1);
 }
 
+/// A zstd layer is read by a decoder stevedore does not share (skopeo's, converting it to
+/// gzip), gives back the very tar the config's diff_id names (umoci checks it when unpacking)
+/// and runs; a docker archive of it is refused before anything compiles.
+#[test]
+fn zstd_layers_are_read_by_skopeo_and_umoci_and_docker_archives_refuse_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("zstd");
+    run_ok(
+        stevedore_build("hello")
+            .args(["--base", "scratch", "--compression", "zstd", "--output"])
+            .arg(format!("oci-layout={}", layout.display())),
+    );
+    let manifest = skopeo_inspect(&["--raw"], &format!("oci:{}:latest", layout.display()));
+    let top = &manifest["layers"][0];
+    assert_eq!(
+        top["mediaType"], "application/vnd.oci.image.layer.v1.tar+zstd",
+        "{manifest}"
+    );
+    let blob = layout_blob(&layout, top["digest"].as_str().unwrap());
+    assert!(
+        blob.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]),
+        "not a zstd frame"
+    );
+
+    let gzipped = dir.path().join("gzip");
+    run_ok(
+        Command::new(testbed::require_tool("skopeo"))
+            .args(["copy", "--quiet", "--dest-compress-format", "gzip"])
+            .arg(format!("oci:{}:latest", layout.display()))
+            .arg(format!("oci:{}:x", gzipped.display())),
+    );
+    let converted = skopeo_inspect(&["--raw"], &format!("oci:{}:x", gzipped.display()));
+    assert_eq!(
+        converted["layers"][0]["mediaType"],
+        "application/vnd.oci.image.layer.v1.tar+gzip"
+    );
+    let printed = run_layout(&gzipped, "x", None, &[]);
+    assert!(printed.contains("uid=65532 gid=65532"), "{printed}");
+
+    let archive = dir.path().join("hello.tar");
+    let stderr = run_exit(
+        stevedore_build("hello")
+            .args(["--base", "scratch", "--compression", "zstd", "-t", "x/y:1"])
+            .arg("--output")
+            .arg(format!("docker-archive={}", archive.display())),
+        1,
+    );
+    assert!(stderr.contains("--compression gzip"), "{stderr}");
+    assert!(
+        !stderr.contains("Compiling"),
+        "refused only after compiling: {stderr}"
+    );
+    assert!(!archive.exists());
+}
+
 #[test]
 fn docker_archive_loads_and_runs_in_docker() {
     let registry = Registry::start(Mode::Http);

@@ -62,16 +62,19 @@ pub fn input(dir: &Path, size: u64) -> PathBuf {
     path
 }
 
-/// `xtask bench-package INPUT STORE`, run by the bench as a child so its time and peak memory
-/// are the packaging's alone: the layer `stevedore build` makes for a binary, through the
-/// library. Prints the layer's digest.
+/// `xtask bench-package INPUT STORE gzip|zstd`, run by the bench as a child so its time and
+/// peak memory are the packaging's alone: the layer `stevedore build` makes for a binary,
+/// through the library. Prints the layer's digest.
 pub fn child(args: &[String]) {
-    let [input, store] = args else {
-        fail("usage: xtask bench-package INPUT STORE_DIR");
+    let [input, store, compression] = args else {
+        fail("usage: xtask bench-package INPUT STORE_DIR gzip|zstd");
     };
+    let compression: stevedore::Compression = compression
+        .parse()
+        .unwrap_or_else(|e| fail(&format!("{e}")));
     let store = BlobStore::open(store).unwrap_or_else(|e| fail(&e.to_string()));
     let layer = LayerSpec::application(Path::new(input), "app")
-        .and_then(|spec| spec.write(&store, 0))
+        .and_then(|spec| spec.write(&store, 0, compression))
         .unwrap_or_else(|e| fail(&format!("packaging failed: {e}")));
     println!("{} {} {}", layer.digest, layer.size, layer.diff_id);
 }
@@ -128,15 +131,23 @@ fn deflate_chunk(chunk: &[u8], out: &mut Vec<u8>) -> usize {
     }
 }
 
-/// Times one packaging into a fresh store under `scratch`; returns the run and the digest.
-pub fn package(xtask: &Path, input: &Path, scratch: &Path, log: &Path) -> (Run, String) {
+/// Times one packaging (`compression`: gzip or zstd) into a fresh store under `scratch`;
+/// returns the run and the digest.
+pub fn package(
+    xtask: &Path,
+    input: &Path,
+    scratch: &Path,
+    compression: &str,
+    log: &Path,
+) -> (Run, String) {
     let store = scratch.join("store");
     let _ = std::fs::remove_dir_all(&store);
     let run = measure::run(
         Command::new(xtask)
             .arg("bench-package")
             .arg(input)
-            .arg(&store),
+            .arg(&store)
+            .arg(compression),
         log,
     );
     let digest = String::from_utf8_lossy(&run.stdout)
