@@ -96,6 +96,52 @@ pub enum ErrorKind {
          STEVEDORE_REPO, or `repository` in [package.metadata.stevedore]"
     )]
     PushWithoutTag,
+    /// `resolve`: a YAML file or directory cannot be read.
+    #[error("cannot read {}: pass a YAML file, a directory of them, or `-` for stdin", path.display())]
+    ReadYaml {
+        /// The path given with `-f`.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// `resolve`: a value starts with `stevedore://` but names nothing stevedore can build.
+    #[error("in {}", path.display())]
+    BadReference {
+        /// The file it is in (`-` for stdin).
+        path: PathBuf,
+        /// The value and its line.
+        #[source]
+        source: crate::resolve::BadReference,
+    },
+    /// `resolve` with `-t` and several references: every image would get the same name.
+    #[error(
+        "-t names one image, but the YAML references {count}: name them with STEVEDORE_REPO \
+         (each image goes to $STEVEDORE_REPO/BIN) or `repository` in each package's \
+         [package.metadata.stevedore], not -t"
+    )]
+    TagForSeveral {
+        /// How many distinct references there are.
+        count: usize,
+    },
+    /// `resolve`: some references could not be built or pushed; each is named with its error.
+    #[error("{}", failures_report(failures))]
+    Resolve {
+        /// Each reference that failed, as written, and why.
+        failures: Vec<(String, Error)>,
+    },
+    /// `apply`: kubectl could not be started.
+    #[error(
+        "cannot run `{program}`: install kubectl (Debian: `apt-get install kubernetes-client`) \
+         or put it on PATH"
+    )]
+    Kubectl {
+        /// The program looked for.
+        program: String,
+        /// Why it could not start.
+        #[source]
+        source: std::io::Error,
+    },
     /// The push (or `index create`) failed.
     #[error(transparent)]
     Push(PublishError),
@@ -108,6 +154,23 @@ pub enum ErrorKind {
         #[source]
         source: PublishError,
     },
+}
+
+/// One paragraph per failed reference, each with its causes.
+fn failures_report(failures: &[(String, Error)]) -> String {
+    let mut text = format!(
+        "{} reference{} could not be resolved, so nothing was written:",
+        failures.len(),
+        if failures.len() == 1 { "" } else { "s" }
+    );
+    for (reference, error) in failures {
+        let report = error
+            .report()
+            .replacen("error: ", "", 1)
+            .replace('\n', "\n    ");
+        text.push_str(&format!("\n  {reference}: {report}"));
+    }
+    text
 }
 
 impl Error {
@@ -416,13 +479,16 @@ impl Build {
         if self.push && self.lock.offline {
             return Err(ErrorKind::PushOffline.into());
         }
-        check_archive_platforms(&plan, &self.outputs)?;
         let registry = self.registry_client(&plan.tags)?;
         let store = BlobStore::open_default()?;
         let mut lock = Lockfile::load(&plan.workspace_root)?;
         if let Base::Image(base) = &plan.base {
             plan.base_pin = Some(lock.pin(base, self.lock, |b| registry.resolve(b))?);
         }
+        if self.options.all_platforms {
+            plan.platforms = all_platforms(&plan, &registry, &store)?;
+        }
+        check_archive_platforms(&plan, &self.outputs)?;
         let push_to = if self.push {
             plan.tags.clone()
         } else {
@@ -497,6 +563,37 @@ pub(crate) struct Staged {
     pub built: Built,
     pub store: BlobStore,
     pub registry: Registry,
+}
+
+/// `--platform all`: what the base's index has that stevedore builds, warning about the rest;
+/// `scratch` has every platform, and a base that is one image (no index) gives the host's.
+fn all_platforms(
+    plan: &Plan,
+    registry: &Registry,
+    store: &BlobStore,
+) -> Result<Vec<Platform>, Error> {
+    let Base::Image(base) = &plan.base else {
+        return Ok(vec![Platform::linux_amd64(), Platform::linux_arm64()]);
+    };
+    let Some(listed) = registry.index_platforms(base, plan.base_pin.as_ref(), store)? else {
+        tracing::warn!("--platform all: the base {base} is one image, not an index: building for the host's platform only");
+        return Ok(vec![Platform::host().map_err(PlanError::Platform)?]);
+    };
+    let (ours, skipped) = crate::platform::buildable(&listed);
+    if !skipped.is_empty() {
+        tracing::warn!(
+            "--platform all: skipping {} of the base {base}: stevedore builds only linux/amd64 and linux/arm64",
+            skipped.join(", ")
+        );
+    }
+    match ours.is_empty() {
+        true => Err(PlanError::NoBuildablePlatform {
+            base: base.to_string(),
+            listed: skipped.join(", "),
+        }
+        .into()),
+        false => Ok(ours),
+    }
 }
 
 /// Says before compiling for minutes that a docker archive cannot hold an index.

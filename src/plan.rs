@@ -32,6 +32,9 @@ pub struct BuildOptions {
     pub no_default_features: bool,
     /// Empty means the host's platform.
     pub platforms: Vec<Platform>,
+    /// `--platform all`: every platform of the base's index that stevedore builds (decided
+    /// once the base is resolved; `platforms` is then ignored).
+    pub all_platforms: bool,
     /// `None`: from the project's settings, else the distroless default.
     pub base: Option<Base>,
     /// Names for the image; empty: from the project's settings or `STEVEDORE_REPO`, else
@@ -175,6 +178,17 @@ pub enum PlanError {
     /// A platform is malformed or not supported.
     #[error(transparent)]
     Platform(#[from] PlatformError),
+    /// `--platform all` on a base whose index has no platform stevedore builds.
+    #[error(
+        "--platform all: the base {base} has none of the platforms stevedore builds (it has \
+         {listed}); use a base with linux/amd64 or linux/arm64, or `--base scratch`"
+    )]
+    NoBuildablePlatform {
+        /// The base.
+        base: String,
+        /// What its index lists.
+        listed: String,
+    },
     /// `[package.metadata.stevedore]` (or the workspace's) has a wrong key or value.
     #[error(transparent)]
     Config(#[from] ConfigError),
