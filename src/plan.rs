@@ -7,7 +7,7 @@ use std::process::Command;
 use cargo_metadata::{Metadata, Package, TargetKind};
 use serde::Serialize;
 
-use crate::config::{self, ConfigError, ImageSettings, Settings, Sources};
+use crate::config::{self, ConfigError, ImageFlags, ImageSettings, Settings, Sources};
 use crate::env;
 use crate::platform::{Platform, PlatformError};
 use crate::reference::{Base, Reference, ReferenceError};
@@ -50,6 +50,8 @@ pub struct BuildOptions {
     pub bare: bool,
     /// Run cargo with `--offline` (the registry side is `RegistryOptions::offline`).
     pub offline: bool,
+    /// Image settings given as flags, over Cargo.toml's.
+    pub image: ImageFlags,
 }
 
 /// Everything later stages need, resolved and checked.
@@ -259,7 +261,7 @@ pub fn plan(opts: &BuildOptions) -> Result<Plan, PlanError> {
         source: package.repository.clone(),
         revision,
         created: source_date_epoch(&workspace_root)?,
-        image: settings.image,
+        image: settings.image.with_flags(&opts.image),
         workspace_root,
         toolchain,
         offline: opts.offline,

@@ -228,6 +228,61 @@ struct ImageArgs {
     /// Resolve the base's tag again and pin what it names now in stevedore.lock.
     #[arg(long)]
     update_base: bool,
+    #[command(flatten)]
+    settings: SettingsArgs,
+}
+
+/// Image settings as flags; each beats the same setting in Cargo.toml (README "Configuration").
+#[derive(Debug, Clone, Args)]
+struct SettingsArgs {
+    /// A label in the image config, KEY=VALUE (repeatable; added to Cargo.toml's `labels`).
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = key_value)]
+    labels: Vec<(String, String)>,
+    /// An annotation on the manifest, KEY=VALUE (repeatable; added to Cargo.toml's
+    /// `annotations`).
+    #[arg(long = "annotation", value_name = "KEY=VALUE", value_parser = key_value)]
+    annotations: Vec<(String, String)>,
+    /// An environment variable, KEY=VALUE (repeatable; added to Cargo.toml's `env`).
+    #[arg(long = "env", value_name = "KEY=VALUE", value_parser = key_value)]
+    env: Vec<(String, String)>,
+    /// The user the entrypoint runs as, UID[:GID] (replaces Cargo.toml's `user`).
+    #[arg(long, value_name = "UID[:GID]")]
+    user: Option<String>,
+    /// A TCP port the service listens on (repeatable; replaces Cargo.toml's `ports`).
+    #[arg(long = "port", value_name = "PORT")]
+    ports: Vec<u16>,
+    /// An argument after the entrypoint, the image's Cmd (repeatable; replaces Cargo.toml's
+    /// `args`).
+    #[arg(long = "arg", value_name = "ARG", allow_hyphen_values = true)]
+    args: Vec<String>,
+    /// The health check's command, 'PROGRAM ARG…' split on blanks and run without a shell
+    /// (replaces Cargo.toml's `healthcheck.cmd`, keeping its timings).
+    #[arg(long, value_name = "'PROGRAM ARG…'")]
+    healthcheck: Option<String>,
+}
+
+impl SettingsArgs {
+    fn flags(&self) -> crate::config::ImageFlags {
+        crate::config::ImageFlags {
+            labels: self.labels.iter().cloned().collect(),
+            annotations: self.annotations.iter().cloned().collect(),
+            env: self.env.iter().cloned().collect(),
+            user: self.user.clone(),
+            ports: self.ports.clone(),
+            args: self.args.clone(),
+            healthcheck: self
+                .healthcheck
+                .as_ref()
+                .map(|c| c.split_whitespace().map(String::from).collect()),
+        }
+    }
+}
+
+fn key_value(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+        _ => Err(format!("`{text}` is not KEY=VALUE")),
+    }
 }
 
 impl ImageArgs {
@@ -243,6 +298,7 @@ impl ImageArgs {
             })
             .collect();
         options.tags = self.tag.clone();
+        options.image = self.settings.flags();
         Build::from_options(options)
             .bare(self.bare)
             .locked(self.locked)

@@ -247,3 +247,111 @@ fn platform_all_builds_every_platform_of_the_stand_in_base() {
     let index = layout_json(&dir.path().join("all"), result["digest"].as_str().unwrap());
     assert_eq!(index["manifests"].as_array().unwrap().len(), 2, "{index:#}");
 }
+
+/// The image settings as flags, and the health check as docker's `Healthcheck` field.
+const SETTINGS_FLAGS: &[&str] = &[
+    "--label",
+    "team=payments",
+    "--annotation",
+    "com.example.ticket=OPS-1",
+    "--env",
+    "RUST_LOG=debug",
+    "--user",
+    "1000:1000",
+    "--port",
+    "8080",
+    "--arg",
+    "serve",
+    "--arg",
+    "--fast",
+    "--healthcheck",
+    "/usr/local/bin/hello health",
+];
+
+#[test]
+fn settings_flags_and_the_healthcheck_land_in_the_config() {
+    let registry = Registry::start(Mode::Http);
+    let base = registry.push_base();
+    let image = format!("{}/test/settings:1", registry.addr());
+    run_ok(
+        stevedore_build("hello")
+            .args([
+                "--base",
+                &base,
+                "--platform",
+                "linux/amd64",
+                "-t",
+                &image,
+                "--push",
+            ])
+            .args(SETTINGS_FLAGS),
+    );
+    let config = skopeo_inspect(
+        &["--config", "--tls-verify=false"],
+        &format!("docker://{image}"),
+    );
+    let runtime = &config["config"];
+    assert_eq!(runtime["Labels"]["team"], "payments", "{config:#}");
+    assert!(
+        runtime["Env"]
+            .as_array()
+            .unwrap()
+            .contains(&"RUST_LOG=debug".into()),
+        "{config:#}"
+    );
+    assert_eq!(runtime["User"], "1000:1000");
+    assert!(
+        runtime["ExposedPorts"].get("8080/tcp").is_some(),
+        "{config:#}"
+    );
+    assert_eq!(runtime["Cmd"], serde_json::json!(["serve", "--fast"]));
+    assert_eq!(
+        runtime["Healthcheck"],
+        serde_json::json!({"Test": ["CMD", "/usr/local/bin/hello", "health"]}),
+        "no timings given: the engine's defaults"
+    );
+    let manifest = skopeo_inspect(
+        &["--raw", "--tls-verify=false"],
+        &format!("docker://{image}"),
+    );
+    assert_eq!(manifest["annotations"]["com.example.ticket"], "OPS-1");
+}
+
+/// podman keeps docker's `Healthcheck` for images in docker's format, which is how `--load
+/// podman` hands the image over (a docker archive), so `podman image inspect` shows it.
+#[test]
+fn load_podman_keeps_the_healthcheck() {
+    let registry = Registry::start(Mode::Http);
+    let base = registry.push_base();
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("storage.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "[storage]\ndriver = \"vfs\"\ngraphroot = \"{0}/root\"\nrunroot = \"{0}/run\"\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let name = "localhost/test/health:1";
+    run_ok(
+        stevedore_build("hello")
+            .env("CONTAINERS_STORAGE_CONF", &conf)
+            .args(["--base", &base, "-t", name, "--load", "podman"])
+            .args(SETTINGS_FLAGS),
+    );
+    let inspected = json(
+        &run_ok(
+            Command::new(testbed::require_tool("podman"))
+                .env("CONTAINERS_STORAGE_CONF", &conf)
+                .args(["image", "inspect", name]),
+        )
+        .stdout,
+    );
+    let test = &inspected[0]["Healthcheck"]["Test"];
+    assert_eq!(
+        *test,
+        serde_json::json!(["CMD", "/usr/local/bin/hello", "health"]),
+        "{inspected:#}"
+    );
+}
