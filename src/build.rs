@@ -472,23 +472,29 @@ impl Build {
     /// Plans, pins the base in `stevedore.lock` and builds every platform into the blob store;
     /// publishes nothing.
     pub(crate) fn stage(&self) -> Result<Staged, Error> {
-        let mut plan = plan::plan(&self.options)?;
-        if self.push && plan.tags.is_empty() {
+        let draft = plan::plan(&self.options)?;
+        if self.push && draft.tags.is_empty() {
             return Err(ErrorKind::PushWithoutTag.into());
         }
         if self.push && self.lock.offline {
             return Err(ErrorKind::PushOffline.into());
         }
-        let registry = self.registry_client(&plan.tags)?;
+        let registry = self.registry_client(&draft.tags)?;
         let store = BlobStore::open_default()?;
-        let mut lock = Lockfile::load(&plan.workspace_root)?;
-        if let Base::Image(base) = &plan.base {
-            plan.base_pin = Some(lock.pin(base, self.lock, |b| registry.resolve(b))?);
-        }
-        if self.options.all_platforms {
-            plan.platforms = all_platforms(&plan, &registry, &store)?;
-        }
-        check_archive_platforms(&plan, &self.outputs)?;
+        let mut lock = Lockfile::load(&draft.workspace_root)?;
+        let base_pin = match &draft.base {
+            Base::Image(base) => Some(lock.pin(base, self.lock, |b| registry.resolve(b))?),
+            Base::Scratch => None,
+        };
+        let draft = match self.options.all_platforms {
+            true => {
+                let platforms = all_platforms(&draft, base_pin.as_ref(), &registry, &store)?;
+                draft.with_platforms(platforms)
+            }
+            false => draft,
+        };
+        check_archive_platforms(&draft, &self.outputs)?;
+        let plan = draft.pinned(base_pin);
         let push_to = if self.push {
             plan.tags.clone()
         } else {
@@ -569,13 +575,14 @@ pub(crate) struct Staged {
 /// `scratch` has every platform, and a base that is one image (no index) gives the host's.
 fn all_platforms(
     plan: &Plan,
+    pin: Option<&Digest>,
     registry: &Registry,
     store: &BlobStore,
 ) -> Result<Vec<Platform>, Error> {
     let Base::Image(base) = &plan.base else {
         return Ok(vec![Platform::linux_amd64(), Platform::linux_arm64()]);
     };
-    let Some(listed) = registry.index_platforms(base, plan.base_pin.as_ref(), store)? else {
+    let Some(listed) = registry.index_platforms(base, pin, store)? else {
         tracing::warn!("--platform all: the base {base} is one image, not an index: building for the host's platform only");
         return Ok(vec![Platform::host().map_err(PlanError::Platform)?]);
     };
