@@ -286,8 +286,10 @@ fn settings_flags_and_the_healthcheck_land_in_the_config() {
             ])
             .args(SETTINGS_FLAGS),
     );
+    // `--raw`: without it skopeo re-encodes the config as OCI's type, which has no
+    // Healthcheck.
     let config = skopeo_inspect(
-        &["--config", "--tls-verify=false"],
+        &["--config", "--raw", "--tls-verify=false"],
         &format!("docker://{image}"),
     );
     let runtime = &config["config"];
@@ -317,10 +319,11 @@ fn settings_flags_and_the_healthcheck_land_in_the_config() {
     assert_eq!(manifest["annotations"]["com.example.ticket"], "OPS-1");
 }
 
-/// podman keeps docker's `Healthcheck` for images in docker's format, which is how `--load
-/// podman` hands the image over (a docker archive), so `podman image inspect` shows it.
+/// podman stores what `podman load` takes as an OCI image, and `podman image inspect` shows
+/// docker's `Healthcheck` only for images in docker's format: for ours it shows none, though
+/// the config in podman's store still holds it (docker shows and runs it).
 #[test]
-fn load_podman_keeps_the_healthcheck() {
+fn load_podman_keeps_the_healthcheck_in_the_config_which_podman_inspect_does_not_show() {
     let registry = Registry::start(Mode::Http);
     let base = registry.push_base();
     let dir = tempfile::tempdir().unwrap();
@@ -348,10 +351,19 @@ fn load_podman_keeps_the_healthcheck() {
         )
         .stdout,
     );
-    let test = &inspected[0]["Healthcheck"]["Test"];
     assert_eq!(
-        *test,
-        serde_json::json!(["CMD", "/usr/local/bin/hello", "health"]),
+        inspected[0]["ManifestType"], "application/vnd.oci.image.manifest.v1+json",
         "{inspected:#}"
+    );
+    assert!(inspected[0]["Healthcheck"].is_null(), "{inspected:#}");
+    let store = format!(
+        "containers-storage:[vfs@{0}/root+{0}/run]{name}",
+        dir.path().display()
+    );
+    let config = skopeo_inspect(&["--config", "--raw"], &store);
+    assert_eq!(
+        config["config"]["Healthcheck"],
+        serde_json::json!({"Test": ["CMD", "/usr/local/bin/hello", "health"]}),
+        "{config:#}"
     );
 }
