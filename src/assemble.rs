@@ -174,7 +174,17 @@ pub fn assemble(
     store: &BlobStore,
 ) -> Result<Image, AssembleError> {
     let config = config(plan, platform, base, layer)?;
-    let config_bytes = canonical_json(&config);
+    let config_bytes = match &plan.image.healthcheck {
+        // oci-spec's config has no Healthcheck (docker's field); without one the bytes are
+        // exactly as before, so existing images keep their digests.
+        None => canonical_json(&config),
+        Some(check) => {
+            let mut value = serde_json::to_value(&config).expect("a config serialises");
+            value["config"]["Healthcheck"] =
+                serde_json::to_value(check).expect("a health check serialises");
+            canonical_json(&value)
+        }
+    };
     let config_digest = store_blob(store, &config_bytes, "config")?;
     let config_desc = Descriptor::new(
         MediaType::ImageConfig,
@@ -369,6 +379,7 @@ fn image_labels(plan: &Plan) -> BTreeMap<String, String> {
 
 fn annotations(plan: &Plan, base: Option<&BaseImage>) -> BTreeMap<String, String> {
     let mut annotations = image_labels(plan);
+    annotations.extend(plan.image.annotations.clone());
     annotations.insert(ANNOTATION_CREATED.to_owned(), rfc3339(plan.created));
     if let Some(base) = base {
         annotations.insert(ANNOTATION_BASE_NAME.to_owned(), base.reference.to_string());

@@ -27,7 +27,21 @@ struct Table {
     labels: Option<BTreeMap<String, String>>,
     user: Option<String>,
     files: Option<Vec<FileEntry>>,
+    annotations: Option<BTreeMap<String, String>>,
     compression: Option<String>,
+    healthcheck: Option<HealthcheckEntry>,
+}
+
+/// `healthcheck = { cmd = [...], interval = "30s", timeout = "5s", start-period = "10s",
+/// retries = 3 }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct HealthcheckEntry {
+    cmd: Vec<String>,
+    interval: Option<String>,
+    timeout: Option<String>,
+    start_period: Option<String>,
+    retries: Option<u32>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -56,6 +70,125 @@ pub struct ImageSettings {
     pub labels: BTreeMap<String, String>,
     pub user: Option<String>,
     pub files: Vec<ExtraFile>,
+    /// Manifest annotations beside the ones stevedore writes.
+    pub annotations: BTreeMap<String, String>,
+    /// Docker's `Healthcheck`, which docker and podman run; `None` writes no field at all, so
+    /// images without one keep their digests.
+    pub healthcheck: Option<Healthcheck>,
+}
+
+/// A health check as docker's image config holds it: durations in nanoseconds, 0 for the
+/// engine's default.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Healthcheck {
+    /// `["CMD", program, args…]` (exec form, no shell).
+    pub test: Vec<String>,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub interval: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub timeout: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub start_period: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub retries: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// Image settings given as flags (`--label`, `--env`, …): they beat Cargo.toml's. Maps add to
+/// the settings' entries (a flag's value wins for its key); the others replace the setting.
+#[derive(Debug, Clone, Default)]
+pub struct ImageFlags {
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    pub env: BTreeMap<String, String>,
+    pub user: Option<String>,
+    /// Empty: not given.
+    pub ports: Vec<u16>,
+    /// Empty: not given.
+    pub args: Vec<String>,
+    /// `--healthcheck 'PROGRAM ARG…'`: the command (split on blanks); the timings stay those of
+    /// Cargo.toml's `healthcheck`, if any.
+    pub healthcheck: Option<Vec<String>>,
+}
+
+impl ImageSettings {
+    /// These settings with `flags` applied over them.
+    pub fn with_flags(mut self, flags: &ImageFlags) -> ImageSettings {
+        self.labels.extend(flags.labels.clone());
+        self.annotations.extend(flags.annotations.clone());
+        self.env.extend(flags.env.clone());
+        if flags.user.is_some() {
+            self.user = flags.user.clone();
+        }
+        if !flags.ports.is_empty() {
+            self.ports = flags.ports.clone();
+        }
+        if !flags.args.is_empty() {
+            self.args = Some(flags.args.clone());
+        }
+        if let Some(cmd) = &flags.healthcheck {
+            let mut check = self.healthcheck.take().unwrap_or_default();
+            check.test = exec_form(cmd.clone());
+            self.healthcheck = Some(check);
+        }
+        self
+    }
+}
+
+fn exec_form(cmd: Vec<String>) -> Vec<String> {
+    std::iter::once("CMD".to_owned()).chain(cmd).collect()
+}
+
+/// `30s`, `1m30s`, `500ms`, `2h` → nanoseconds.
+pub fn parse_duration(text: &str) -> Result<u64, String> {
+    let bad = || format!("`{text}` is not a duration: write it like 30s, 1m30s, 500ms or 2h");
+    let (mut total, mut rest) = (0u64, text.trim());
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        let number: u64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let unit_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
+        let unit = match &rest[..unit_len] {
+            "ms" => 1_000_000,
+            "s" => 1_000_000_000,
+            "m" => 60_000_000_000,
+            "h" => 3_600_000_000_000,
+            _ => return Err(bad()),
+        };
+        rest = &rest[unit_len..];
+        total = number
+            .checked_mul(unit)
+            .and_then(|n| total.checked_add(n))
+            .ok_or_else(bad)?;
+    }
+    Ok(total)
+}
+
+fn healthcheck(entry: &HealthcheckEntry) -> Result<Healthcheck, (String, String)> {
+    if entry.cmd.is_empty() {
+        return Err((
+            "healthcheck.cmd".into(),
+            "the command is empty: give the program and its arguments, e.g. [\"/usr/local/bin/app\", \"--health\"]".into(),
+        ));
+    }
+    let duration = |key: &str, value: &Option<String>| match value {
+        None => Ok(0),
+        Some(v) => parse_duration(v).map_err(|e| (format!("healthcheck.{key}"), e)),
+    };
+    Ok(Healthcheck {
+        test: exec_form(entry.cmd.clone()),
+        interval: duration("interval", &entry.interval)?,
+        timeout: duration("timeout", &entry.timeout)?,
+        start_period: duration("start-period", &entry.start_period)?,
+        retries: entry.retries.unwrap_or(0).into(),
+    })
 }
 
 /// A file copied into the application layer.
@@ -173,6 +306,13 @@ pub fn settings(sources: &Sources) -> Result<Settings, ConfigError> {
         labels: merged.labels.clone().unwrap_or_default(),
         user: merged.user.clone(),
         files,
+        annotations: merged.annotations.clone().unwrap_or_default(),
+        healthcheck: match &merged.healthcheck {
+            Some(entry) => Some(healthcheck(entry).map_err(|(key, message)| {
+                origin(&|t| t.healthcheck.is_some()).error(&key, message)
+            })?),
+            None => None,
+        },
     };
     Ok(Settings {
         base,
@@ -233,6 +373,8 @@ fn merge(workspace: Option<&Table>, package: Option<&Table>) -> Table {
         user: p.user.or(w.user),
         files: p.files.or(w.files),
         compression: p.compression.or(w.compression),
+        annotations: p.annotations.or(w.annotations),
+        healthcheck: p.healthcheck.or(w.healthcheck),
     }
 }
 
@@ -339,6 +481,51 @@ mod tests {
             tags,
             ["ghcr.io/me/app:1.2.3", "ghcr.io/me/app:0123456789ab"]
         );
+    }
+
+    #[test]
+    fn healthcheck_durations_are_nanoseconds_and_flags_win() {
+        let package = json!({"healthcheck": {"cmd": ["/app", "--health"], "interval": "1m30s",
+                             "timeout": "500ms", "retries": 3}, "env": {"A": "1", "B": "2"},
+                             "ports": [80]});
+        let s = settings(&sources(&package, None)).unwrap();
+        let check = s.image.healthcheck.clone().unwrap();
+        assert_eq!(check.test, ["CMD", "/app", "--health"]);
+        assert_eq!(
+            (check.interval, check.timeout),
+            (90_000_000_000, 500_000_000)
+        );
+        assert_eq!((check.start_period, check.retries), (0, 3));
+        let json = serde_json::to_value(&check).unwrap();
+        assert_eq!(
+            json,
+            json!({"Test": ["CMD", "/app", "--health"], "Interval": 90_000_000_000u64,
+                   "Timeout": 500_000_000, "Retries": 3})
+        );
+        let flags = ImageFlags {
+            env: BTreeMap::from([("B".into(), "flag".into())]),
+            ports: vec![8080],
+            healthcheck: Some(vec!["/app".into(), "ping".into()]),
+            ..ImageFlags::default()
+        };
+        let image = s.image.with_flags(&flags);
+        assert_eq!(image.env["A"], "1");
+        assert_eq!(image.env["B"], "flag");
+        assert_eq!(image.ports, [8080]);
+        let check = image.healthcheck.unwrap();
+        assert_eq!(check.test, ["CMD", "/app", "ping"]);
+        assert_eq!(check.retries, 3, "the timings stay");
+        let err = settings(&sources(
+            &json!({"healthcheck": {"cmd": ["/a"], "interval": "30"}}),
+            None,
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("`healthcheck.interval`") && err.contains("not a duration"),
+            "{err}"
+        );
+        assert!(parse_duration("2h").is_ok() && parse_duration("1x").is_err());
     }
 
     #[test]

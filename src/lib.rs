@@ -38,6 +38,7 @@ mod oci;
 mod pipeline;
 mod platform;
 mod reference;
+mod resolve;
 mod sbom;
 mod toolchain;
 

@@ -117,6 +117,31 @@ pub fn list<'a>(platforms: impl IntoIterator<Item = &'a Platform>) -> String {
         .join(", ")
 }
 
+/// `--platform all`: of the platforms an index lists, those stevedore builds (in the index's
+/// order, each once) and the others, written out for a warning. Entries for no platform
+/// (`unknown/unknown`, which BuildKit gives its attestations) are neither.
+pub fn buildable(listed: &[oci_spec::image::Platform]) -> (Vec<Platform>, Vec<String>) {
+    let (mut ours, mut skipped) = (Vec::new(), Vec::new());
+    for p in listed {
+        let (os, arch) = (p.os().to_string(), p.architecture().to_string());
+        if os == "unknown" || arch == "unknown" {
+            continue;
+        }
+        let known = [Platform::linux_amd64(), Platform::linux_arm64()]
+            .into_iter()
+            .find(|ours| ours.matches(&os, &arch, p.variant().as_deref()));
+        match known {
+            Some(platform) if !ours.contains(&platform) => ours.push(platform),
+            Some(_) => {}
+            None => skipped.push(match p.variant() {
+                Some(v) => format!("{os}/{arch}/{v}"),
+                None => format!("{os}/{arch}"),
+            }),
+        }
+    }
+    (ours, skipped)
+}
+
 impl serde::Serialize for Platform {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(self)
@@ -149,6 +174,28 @@ mod tests {
             Platform::linux_arm64().rust_target(),
             "aarch64-unknown-linux-musl"
         );
+    }
+
+    #[test]
+    fn all_keeps_what_stevedore_builds_and_names_the_rest() {
+        let p = |os: &str, arch: &str, variant: Option<&str>| {
+            let mut p = oci_spec::image::Platform::default();
+            p.set_os(os.into());
+            p.set_architecture(arch.into());
+            p.set_variant(variant.map(str::to_owned));
+            p
+        };
+        let listed = [
+            p("linux", "arm", Some("v7")),
+            p("linux", "arm64", Some("v8")),
+            p("unknown", "unknown", None),
+            p("linux", "amd64", None),
+            p("linux", "s390x", None),
+            p("linux", "amd64", None),
+        ];
+        let (ours, skipped) = buildable(&listed);
+        assert_eq!(ours, [Platform::linux_arm64(), Platform::linux_amd64()]);
+        assert_eq!(skipped, ["linux/arm/v7", "linux/s390x"]);
     }
 
     #[test]

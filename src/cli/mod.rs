@@ -2,6 +2,7 @@
 //! results; `report.rs` is the one place that reports errors and picks the exit code.
 
 mod report;
+mod resolve;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -46,6 +47,11 @@ enum Command {
     /// Rebuild from the checkout and compare with a published image: exits 0 when the digests
     /// match, 3 naming the first differing file or field when they do not.
     Verify(Box<VerifyArgs>),
+    /// Build and push every `stevedore://PACKAGE[/BIN]` in Kubernetes YAML and print the YAML
+    /// with `REPO@sha256:…` in their place, every other byte as it was.
+    Resolve(Box<resolve::ResolveArgs>),
+    /// `resolve`, then `kubectl apply -f -` the result (kubectl's exit code is ours).
+    Apply(Box<resolve::ApplyArgs>),
     /// Pin the base images by digest in stevedore.lock (beside Cargo.lock), resolving their
     /// tags again.
     Lock(LockArgs),
@@ -103,7 +109,7 @@ struct IndexCreateArgs {
     registry: RegistryArgs,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 struct RegistryArgs {
     /// Extra CA certificate (PEM) to trust for registries (repeatable).
     #[arg(long, value_name = "FILE")]
@@ -209,6 +215,122 @@ impl ProjectArgs {
     }
 }
 
+/// How the image is made and named: the flags `build`, `resolve` and `apply` share.
+#[derive(Debug, Args)]
+struct ImageArgs {
+    /// Platforms to build for, comma separated: linux/amd64, linux/arm64, or `all` (every
+    /// platform of the base's index that stevedore builds) [default: the host's].
+    #[arg(long, value_name = "LIST|all", value_delimiter = ',')]
+    platform: Vec<PlatformArg>,
+    /// Name for the image (repeatable), e.g. `registry.example.com/app:1.2`.
+    #[arg(short, long, value_name = "REF")]
+    tag: Vec<Reference>,
+    /// Name the image `$STEVEDORE_REPO` itself, not `$STEVEDORE_REPO/BIN`.
+    #[arg(long)]
+    bare: bool,
+    /// Change nothing in stevedore.lock: fail if the base is not pinned there, or if its tag
+    /// now names another digest in the registry.
+    #[arg(long)]
+    locked: bool,
+    /// Resolve the base's tag again and pin what it names now in stevedore.lock.
+    #[arg(long)]
+    update_base: bool,
+    #[command(flatten)]
+    settings: SettingsArgs,
+}
+
+/// Image settings as flags; each beats the same setting in Cargo.toml (README "Configuration").
+#[derive(Debug, Clone, Args)]
+struct SettingsArgs {
+    /// A label in the image config, KEY=VALUE (repeatable; added to Cargo.toml's `labels`).
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = key_value)]
+    labels: Vec<(String, String)>,
+    /// An annotation on the manifest, KEY=VALUE (repeatable; added to Cargo.toml's
+    /// `annotations`).
+    #[arg(long = "annotation", value_name = "KEY=VALUE", value_parser = key_value)]
+    annotations: Vec<(String, String)>,
+    /// An environment variable, KEY=VALUE (repeatable; added to Cargo.toml's `env`).
+    #[arg(long = "env", value_name = "KEY=VALUE", value_parser = key_value)]
+    env: Vec<(String, String)>,
+    /// The user the entrypoint runs as, UID[:GID] (replaces Cargo.toml's `user`).
+    #[arg(long, value_name = "UID[:GID]")]
+    user: Option<String>,
+    /// A TCP port the service listens on (repeatable; replaces Cargo.toml's `ports`).
+    #[arg(long = "port", value_name = "PORT")]
+    ports: Vec<u16>,
+    /// An argument after the entrypoint, the image's Cmd (repeatable; replaces Cargo.toml's
+    /// `args`).
+    #[arg(long = "arg", value_name = "ARG", allow_hyphen_values = true)]
+    args: Vec<String>,
+    /// The health check's command, 'PROGRAM ARG…' split on blanks and run without a shell
+    /// (replaces Cargo.toml's `healthcheck.cmd`, keeping its timings).
+    #[arg(long, value_name = "'PROGRAM ARG…'")]
+    healthcheck: Option<String>,
+}
+
+impl SettingsArgs {
+    fn flags(&self) -> crate::config::ImageFlags {
+        crate::config::ImageFlags {
+            labels: self.labels.iter().cloned().collect(),
+            annotations: self.annotations.iter().cloned().collect(),
+            env: self.env.iter().cloned().collect(),
+            user: self.user.clone(),
+            ports: self.ports.clone(),
+            args: self.args.clone(),
+            healthcheck: self
+                .healthcheck
+                .as_ref()
+                .map(|c| c.split_whitespace().map(String::from).collect()),
+        }
+    }
+}
+
+fn key_value(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+        _ => Err(format!("`{text}` is not KEY=VALUE")),
+    }
+}
+
+impl ImageArgs {
+    /// A build of `options` with these flags applied.
+    fn build(&self, mut options: BuildOptions) -> Build {
+        options.all_platforms = self.platform.contains(&PlatformArg::All);
+        options.platforms = self
+            .platform
+            .iter()
+            .filter_map(|p| match p {
+                PlatformArg::One(p) => Some(p.clone()),
+                PlatformArg::All => None,
+            })
+            .collect();
+        options.tags = self.tag.clone();
+        options.image = self.settings.flags();
+        Build::from_options(options)
+            .bare(self.bare)
+            .locked(self.locked)
+            .update_base(self.update_base)
+    }
+}
+
+/// A `--platform` value: one platform, or `all`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum PlatformArg {
+    All,
+    One(Platform),
+}
+
+impl std::str::FromStr for PlatformArg {
+    type Err = crate::platform::PlatformError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "all" => Ok(PlatformArg::All),
+            one => one.parse().map(PlatformArg::One),
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 struct BuildArgs {
     #[command(flatten)]
@@ -216,15 +338,8 @@ struct BuildArgs {
     /// One image per binary of the package (names get `/BIN` after the repository).
     #[arg(long, conflicts_with = "bin")]
     all_bins: bool,
-    /// Platforms to build for, comma separated: linux/amd64, linux/arm64 (default: the host's).
-    #[arg(long, value_name = "LIST", value_delimiter = ',')]
-    platform: Vec<Platform>,
-    /// Name for the image (repeatable), e.g. `registry.example.com/app:1.2`.
-    #[arg(short, long, value_name = "REF")]
-    tag: Vec<Reference>,
-    /// Name the image `$STEVEDORE_REPO` itself, not `$STEVEDORE_REPO/BIN`.
-    #[arg(long)]
-    bare: bool,
+    #[command(flatten)]
+    image: ImageArgs,
     /// Where to write the image (repeatable): oci-layout=DIR, oci-archive=FILE.tar (every
     /// platform) or docker-archive=FILE.tar (one platform).
     /// Default: oci-layout=target/stevedore/BIN.
@@ -244,15 +359,8 @@ struct BuildArgs {
     /// Print the result as JSON on stdout.
     #[arg(long)]
     json: bool,
-    /// Change nothing in stevedore.lock: fail if the base is not pinned there, or if its tag
-    /// now names another digest in the registry.
-    #[arg(long)]
-    locked: bool,
-    /// Resolve the base's tag again and pin what it names now in stevedore.lock.
-    #[arg(long, conflicts_with = "offline")]
-    update_base: bool,
     /// Use only local caches (cargo's and stevedore's): no network. The base must be pinned.
-    #[arg(long, conflicts_with = "push")]
+    #[arg(long, conflicts_with_all = ["push", "update_base"])]
     offline: bool,
     #[command(flatten)]
     registry: RegistryArgs,
@@ -292,6 +400,11 @@ pub fn main() -> ExitCode {
         Command::Init(args) => init(args),
         Command::Lock(args) => lock(args),
         Command::Verify(args) => verify(*args),
+        Command::Resolve(args) => resolve::resolve(*args),
+        Command::Apply(args) => match resolve::apply(*args) {
+            Ok(code) => return code,
+            Err(e) => Err(e),
+        },
     };
     match result {
         Ok(()) => Exit::Success.into(),
@@ -312,14 +425,10 @@ fn args() -> Vec<OsString> {
 }
 
 fn build(args: BuildArgs) -> Result<(), Error> {
-    let mut options = args.project.options();
-    options.platforms = args.platform;
-    options.tags = args.tag;
-    let mut build = Build::from_options(options)
+    let mut build = args
+        .image
+        .build(args.project.options())
         .with_push(args.push)
-        .bare(args.bare)
-        .locked(args.locked)
-        .update_base(args.update_base)
         .offline(args.offline);
     for output in args.output {
         build = build.output(output);

@@ -13,7 +13,7 @@ mod cargo;
 use cargo::{cargo_flags, compiles_c, git, offline_flag, run_metadata, source_date_epoch};
 pub(crate) use cargo::{manifest_path, target_cfg};
 
-use crate::config::{self, ConfigError, ImageSettings, Settings, Sources};
+use crate::config::{self, ConfigError, ImageFlags, ImageSettings, Settings, Sources};
 use crate::digest::Digest;
 use crate::env;
 use crate::oci::Compression;
@@ -40,6 +40,9 @@ pub struct BuildOptions {
     pub no_default_features: bool,
     /// Empty means the host's platform.
     pub platforms: Vec<Platform>,
+    /// `--platform all`: every platform of the base's index that stevedore builds (decided
+    /// once the base is resolved; `platforms` is then ignored).
+    pub all_platforms: bool,
     /// `None`: from the project's settings, else the distroless default.
     pub base: Option<Base>,
     /// Names for the image; empty: from the project's settings or `STEVEDORE_REPO`, else
@@ -57,6 +60,8 @@ pub struct BuildOptions {
     pub offline: bool,
     /// How the application layer is compressed; `None`: from the settings, else gzip.
     pub compression: Option<Compression>,
+    /// Image settings given as flags, over Cargo.toml's.
+    pub image: ImageFlags,
 }
 
 /// Everything later stages need, resolved and checked.
@@ -211,6 +216,17 @@ pub enum PlanError {
     /// A platform is malformed or not supported.
     #[error(transparent)]
     Platform(#[from] PlatformError),
+    /// `--platform all` on a base whose index has no platform stevedore builds.
+    #[error(
+        "--platform all: the base {base} has none of the platforms stevedore builds (it has \
+         {listed}); use a base with linux/amd64 or linux/arm64, or `--base scratch`"
+    )]
+    NoBuildablePlatform {
+        /// The base.
+        base: String,
+        /// What its index lists.
+        listed: String,
+    },
     /// `[package.metadata.stevedore]` (or the workspace's) has a wrong key or value.
     #[error(transparent)]
     Config(#[from] ConfigError),
@@ -229,6 +245,15 @@ impl Draft {
     /// The plan, with the base's tag pinned to `base_pin` (`None` for `scratch`).
     pub fn pinned(self, base_pin: Option<Digest>) -> Plan {
         Plan { base_pin, ..self.0 }
+    }
+
+    /// The draft for these platforms instead (`--platform all`, once the base's index is
+    /// read); the graph already covers every platform.
+    pub fn with_platforms(self, platforms: Vec<Platform>) -> Draft {
+        Draft(Plan {
+            platforms,
+            ..self.0
+        })
     }
 }
 
@@ -314,7 +339,7 @@ pub fn plan(opts: &BuildOptions) -> Result<Draft, PlanError> {
         source: package.repository.clone(),
         revision,
         created: source_date_epoch(&workspace_root)?,
-        image: settings.image,
+        image: settings.image.with_flags(&opts.image),
         workspace_root,
         toolchain,
         offline: opts.offline,

@@ -254,6 +254,30 @@ impl Registry {
         Ok(missing)
     }
 
+    /// The platforms `reference`'s index lists (at `pinned`, when given), as written there;
+    /// `None` when it names a single image rather than an index. The index is kept in `store`,
+    /// so the pull that follows reads it from there.
+    pub fn index_platforms(
+        &self,
+        reference: &Reference,
+        pinned: Option<&Digest>,
+        store: &BlobStore,
+    ) -> Result<Option<Vec<oci_spec::image::Platform>>, RegistryError> {
+        let (_, media_type, bytes) =
+            self.cached_manifest(reference, pinned.or(reference.digest()), store)?;
+        match media_type.as_str() {
+            OCI_INDEX | DOCKER_LIST => {
+                let index: ImageIndex = parse(&bytes, "index", reference)?;
+                let platforms = index
+                    .manifests()
+                    .iter()
+                    .filter_map(|m| m.platform().clone());
+                Ok(Some(platforms.collect()))
+            }
+            _ => Ok(None),
+        }
+    }
+
     /// The manifest or index `reference` names, checked against its digest:
     /// (digest, media type, bytes).
     pub fn fetch_manifest(

@@ -224,3 +224,146 @@ fn load_docker_puts_the_image_in_the_engine_and_docker_run_works() {
     let printed = text(&ran.stdout);
     assert!(printed.contains("uid=65532 gid=65532"), "{printed}");
 }
+
+#[test]
+fn platform_all_builds_every_platform_of_the_stand_in_base() {
+    let registry = Registry::start(Mode::Http);
+    let base = registry.push_base();
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_ok(
+        stevedore_build("hello")
+            .args(["--base", &base, "--platform", "all", "--json", "-o"])
+            .arg(format!("oci-layout={}", dir.path().join("all").display())),
+    );
+    let result = json(&out.stdout);
+    let mut built: Vec<&str> = result["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["platform"].as_str().unwrap())
+        .collect();
+    built.sort();
+    assert_eq!(built, ["linux/amd64", "linux/arm64/v8"], "{result:#}");
+    let index = layout_json(&dir.path().join("all"), result["digest"].as_str().unwrap());
+    assert_eq!(index["manifests"].as_array().unwrap().len(), 2, "{index:#}");
+}
+
+/// The image settings as flags, and the health check as docker's `Healthcheck` field.
+const SETTINGS_FLAGS: &[&str] = &[
+    "--label",
+    "team=payments",
+    "--annotation",
+    "com.example.ticket=OPS-1",
+    "--env",
+    "RUST_LOG=debug",
+    "--user",
+    "1000:1000",
+    "--port",
+    "8080",
+    "--arg",
+    "serve",
+    "--arg",
+    "--fast",
+    "--healthcheck",
+    "/usr/local/bin/hello health",
+];
+
+#[test]
+fn settings_flags_and_the_healthcheck_land_in_the_config() {
+    let registry = Registry::start(Mode::Http);
+    let base = registry.push_base();
+    let image = format!("{}/test/settings:1", registry.addr());
+    run_ok(
+        stevedore_build("hello")
+            .args([
+                "--base",
+                &base,
+                "--platform",
+                "linux/amd64",
+                "-t",
+                &image,
+                "--push",
+            ])
+            .args(SETTINGS_FLAGS),
+    );
+    // `--raw`: without it skopeo re-encodes the config as OCI's type, which has no
+    // Healthcheck.
+    let config = skopeo_inspect(
+        &["--config", "--raw", "--tls-verify=false"],
+        &format!("docker://{image}"),
+    );
+    let runtime = &config["config"];
+    assert_eq!(runtime["Labels"]["team"], "payments", "{config:#}");
+    assert!(
+        runtime["Env"]
+            .as_array()
+            .unwrap()
+            .contains(&"RUST_LOG=debug".into()),
+        "{config:#}"
+    );
+    assert_eq!(runtime["User"], "1000:1000");
+    assert!(
+        runtime["ExposedPorts"].get("8080/tcp").is_some(),
+        "{config:#}"
+    );
+    assert_eq!(runtime["Cmd"], serde_json::json!(["serve", "--fast"]));
+    assert_eq!(
+        runtime["Healthcheck"],
+        serde_json::json!({"Test": ["CMD", "/usr/local/bin/hello", "health"]}),
+        "no timings given: the engine's defaults"
+    );
+    let manifest = skopeo_inspect(
+        &["--raw", "--tls-verify=false"],
+        &format!("docker://{image}"),
+    );
+    assert_eq!(manifest["annotations"]["com.example.ticket"], "OPS-1");
+}
+
+/// podman stores what `podman load` takes as an OCI image, and `podman image inspect` shows
+/// docker's `Healthcheck` only for images in docker's format: for ours it shows none, though
+/// the config in podman's store still holds it (docker shows and runs it).
+#[test]
+fn load_podman_keeps_the_healthcheck_in_the_config_which_podman_inspect_does_not_show() {
+    let registry = Registry::start(Mode::Http);
+    let base = registry.push_base();
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("storage.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "[storage]\ndriver = \"vfs\"\ngraphroot = \"{0}/root\"\nrunroot = \"{0}/run\"\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let name = "localhost/test/health:1";
+    run_ok(
+        stevedore_build("hello")
+            .env("CONTAINERS_STORAGE_CONF", &conf)
+            .args(["--base", &base, "-t", name, "--load", "podman"])
+            .args(SETTINGS_FLAGS),
+    );
+    let inspected = json(
+        &run_ok(
+            Command::new(testbed::require_tool("podman"))
+                .env("CONTAINERS_STORAGE_CONF", &conf)
+                .args(["image", "inspect", name]),
+        )
+        .stdout,
+    );
+    assert_eq!(
+        inspected[0]["ManifestType"], "application/vnd.oci.image.manifest.v1+json",
+        "{inspected:#}"
+    );
+    assert!(inspected[0]["Healthcheck"].is_null(), "{inspected:#}");
+    let store = format!(
+        "containers-storage:[vfs@{0}/root+{0}/run]{name}",
+        dir.path().display()
+    );
+    let config = skopeo_inspect(&["--config", "--raw"], &store);
+    assert_eq!(
+        config["config"]["Healthcheck"],
+        serde_json::json!({"Test": ["CMD", "/usr/local/bin/hello", "health"]}),
+        "{config:#}"
+    );
+}

@@ -14,6 +14,8 @@
 //! # }
 //! ```
 
+mod checks;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -30,6 +32,7 @@ use crate::publish::{self, Engine, Loaded, Output, PublishError, PushReport};
 use crate::reference::{Base, Reference, ReferenceError};
 use crate::registry::{Registry, RegistryError, RegistryOptions};
 use crate::verify::{self, Published, Source, Verdict, VerifyError};
+use checks::{all_platforms, check_archive_platforms};
 
 /// Why a build stopped; boxed, so results stay small on the happy path.
 #[derive(Debug, thiserror::Error)]
@@ -97,6 +100,52 @@ pub enum ErrorKind {
          STEVEDORE_REPO, or `repository` in [package.metadata.stevedore]"
     )]
     PushWithoutTag,
+    /// `resolve`: a YAML file or directory cannot be read.
+    #[error("cannot read {}: pass a YAML file, a directory of them, or `-` for stdin", path.display())]
+    ReadYaml {
+        /// The path given with `-f`.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// `resolve`: a value starts with `stevedore://` but names nothing stevedore can build.
+    #[error("in {}", path.display())]
+    BadReference {
+        /// The file it is in (`-` for stdin).
+        path: PathBuf,
+        /// The value and its line.
+        #[source]
+        source: crate::resolve::BadReference,
+    },
+    /// `resolve` with `-t` and several references: every image would get the same name.
+    #[error(
+        "-t names one image, but the YAML references {count}: name them with STEVEDORE_REPO \
+         (each image goes to $STEVEDORE_REPO/BIN) or `repository` in each package's \
+         [package.metadata.stevedore], not -t"
+    )]
+    TagForSeveral {
+        /// How many distinct references there are.
+        count: usize,
+    },
+    /// `resolve`: some references could not be built or pushed; each is named with its error.
+    #[error("{}", failures_report(failures))]
+    Resolve {
+        /// Each reference that failed, as written, and why.
+        failures: Vec<(String, Error)>,
+    },
+    /// `apply`: kubectl could not be started.
+    #[error(
+        "cannot run `{program}`: install kubectl (Debian: `apt-get install kubernetes-client`) \
+         or put it on PATH"
+    )]
+    Kubectl {
+        /// The program looked for.
+        program: String,
+        /// Why it could not start.
+        #[source]
+        source: std::io::Error,
+    },
     /// The push (or `index create`) failed.
     #[error(transparent)]
     Push(PublishError),
@@ -109,6 +158,23 @@ pub enum ErrorKind {
         #[source]
         source: PublishError,
     },
+}
+
+/// One paragraph per failed reference, each with its causes.
+fn failures_report(failures: &[(String, Error)]) -> String {
+    let mut text = format!(
+        "{} reference{} could not be resolved, so nothing was written:",
+        failures.len(),
+        if failures.len() == 1 { "" } else { "s" }
+    );
+    for (reference, error) in failures {
+        let report = error
+            .report()
+            .replacen("error: ", "", 1)
+            .replace('\n', "\n    ");
+        text.push_str(&format!("\n  {reference}: {report}"));
+    }
+    text
 }
 
 impl Error {
@@ -424,7 +490,6 @@ impl Build {
         if self.push && self.lock.offline {
             return Err(ErrorKind::PushOffline.into());
         }
-        check_archive_platforms(&draft, &self.outputs)?;
         self.check_docker_compression(&draft)?;
         let registry = self.registry_client(&draft.tags)?;
         let store = BlobStore::open_default()?;
@@ -433,6 +498,14 @@ impl Build {
             Base::Image(base) => Some(lock.pin(base, self.lock, |b| registry.resolve(b))?),
             Base::Scratch => None,
         };
+        let draft = match self.options.all_platforms {
+            true => {
+                let platforms = all_platforms(&draft, base_pin.as_ref(), &registry, &store)?;
+                draft.with_platforms(platforms)
+            }
+            false => draft,
+        };
+        check_archive_platforms(&draft, &self.outputs)?;
         let plan = draft.pinned(base_pin);
         let push_to = if self.push {
             plan.tags.clone()
@@ -508,47 +581,6 @@ pub(crate) struct Staged {
     pub built: Built,
     pub store: BlobStore,
     pub registry: Registry,
-}
-
-impl Build {
-    /// Says before compiling that docker archives (also how `--load` hands an image over) hold
-    /// gzip layers only: docker before 23 cannot read zstd.
-    fn check_docker_compression(&self, plan: &Plan) -> Result<(), Error> {
-        let archive = self
-            .outputs
-            .iter()
-            .any(|o| matches!(o, Output::DockerArchive(_)));
-        let output = match (archive, &self.load) {
-            _ if plan.compression == Compression::Gzip => return Ok(()),
-            (true, _) => "the docker archive",
-            (false, Some(_)) => "--load",
-            (false, None) => return Ok(()),
-        };
-        Err(Error::from(ErrorKind::Publish {
-            output: output.into(),
-            source: PublishError::DockerNeedsGzip,
-        }))
-    }
-}
-
-/// Says before compiling for minutes that a docker archive cannot hold an index.
-fn check_archive_platforms(plan: &Plan, outputs: &[Output]) -> Result<(), Error> {
-    if plan.platforms.len() > 1
-        && outputs
-            .iter()
-            .any(|o| matches!(o, Output::DockerArchive(_)))
-    {
-        let platforms = crate::platform::list(&plan.platforms);
-        let source = PublishError::ArchiveMultiPlatform {
-            count: plan.platforms.len(),
-            platforms,
-        };
-        return Err(Error::from(ErrorKind::Publish {
-            output: "the docker archive".into(),
-            source,
-        }));
-    }
-    Ok(())
 }
 
 /// The tags to name the image with: the user's, or `BIN:latest`.

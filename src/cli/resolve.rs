@@ -1,0 +1,229 @@
+//! `cargo stevedore resolve` and `apply`: build and push every `stevedore://` reference in
+//! Kubernetes YAML, then print the YAML with digests in their place, or hand it to kubectl.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use clap::Args;
+
+use super::{ImageArgs, ProjectArgs, RegistryArgs};
+use crate::build::{Error, ErrorKind};
+use crate::reference::Reference;
+use crate::resolve::{self, Found, Target};
+
+/// Builds running at once at most: each runs cargo on every core already, so more would only
+/// queue on cargo's lock of the target dir while holding memory.
+const MAX_CONCURRENT_BUILDS: usize = 4;
+
+#[derive(Debug, Args)]
+pub(super) struct ResolveArgs {
+    /// A YAML file, a directory (every *.yaml and *.yml under it, in path order), or `-` for
+    /// stdin (repeatable).
+    #[arg(short = 'f', long = "filename", value_name = "PATH", required = true)]
+    files: Vec<PathBuf>,
+    /// What `stevedore://` means: `-p` is the package of a reference that names none,
+    /// `--bin` its binary.
+    #[command(flatten)]
+    project: ProjectArgs,
+    #[command(flatten)]
+    image: ImageArgs,
+    #[command(flatten)]
+    registry: RegistryArgs,
+}
+
+#[derive(Debug, Args)]
+pub(super) struct ApplyArgs {
+    #[command(flatten)]
+    resolve: ResolveArgs,
+    /// Arguments for `kubectl apply -f -`, after `--` (e.g. `-- -n prod --dry-run=server`).
+    #[arg(last = true, value_name = "KUBECTL ARGS")]
+    kubectl: Vec<OsString>,
+}
+
+/// Prints the resolved YAML, or nothing if any reference failed.
+pub(super) fn resolve(args: ResolveArgs) -> Result<(), Error> {
+    let yaml = resolved(args)?;
+    let mut stdout = std::io::stdout().lock();
+    // A closed pipe (`| head`) is the reader's choice, not a failure worth a report.
+    let _ = stdout
+        .write_all(yaml.as_bytes())
+        .and_then(|()| stdout.flush());
+    Ok(())
+}
+
+/// Resolves, then runs `kubectl apply -f - ARGS` on the result; kubectl's exit code is ours.
+pub(super) fn apply(args: ApplyArgs) -> Result<ExitCode, Error> {
+    let yaml = resolved(args.resolve)?;
+    let program = "kubectl";
+    let kubectl_error = |source| ErrorKind::Kubectl {
+        program: program.to_owned(),
+        source,
+    };
+    let mut child = Command::new(program)
+        .args(["apply", "-f", "-"])
+        .args(&args.kubectl)
+        .stdin(Stdio::piped())
+        .spawn()
+        .map_err(kubectl_error)?;
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    // kubectl may exit before reading everything (a bad flag); its exit code says why.
+    let _ = stdin.write_all(yaml.as_bytes());
+    drop(stdin);
+    let status = child.wait().map_err(kubectl_error)?;
+    let code = status.code().map_or(1, |c| c.clamp(0, 255) as u8);
+    Ok(ExitCode::from(code))
+}
+
+/// The inputs with every reference replaced, in the order given.
+fn resolved(args: ResolveArgs) -> Result<String, Error> {
+    let inputs = read_inputs(&args.files)?;
+    let mut found = Vec::new();
+    for (path, text) in &inputs {
+        let refs = resolve::find(text).map_err(|source| ErrorKind::BadReference {
+            path: path.clone(),
+            source,
+        })?;
+        found.push(refs);
+    }
+    let mut targets: Vec<Target> = found.iter().flatten().map(|f| f.target.clone()).collect();
+    targets.sort();
+    targets.dedup();
+    if targets.len() > 1 && !args.image.tag.is_empty() {
+        return Err(ErrorKind::TagForSeveral {
+            count: targets.len(),
+        }
+        .into());
+    }
+    let pushed = build_all(&targets, args)?;
+    let documents: Vec<String> = inputs
+        .iter()
+        .zip(&found)
+        .map(|((_, text), refs): (&(PathBuf, String), &Vec<Found>)| {
+            resolve::replace(text, refs, |t| pushed[t].to_string())
+        })
+        .collect();
+    Ok(join(documents))
+}
+
+/// One input as it was; several joined as separate YAML documents, as kubectl reads them.
+fn join(documents: Vec<String>) -> String {
+    let mut out = String::new();
+    for (i, doc) in documents.iter().enumerate() {
+        if i > 0 {
+            if !out.is_empty() && !out.ends_with('\n') {
+                out.push('\n');
+            }
+            out.push_str("---\n");
+        }
+        out.push_str(doc);
+    }
+    out
+}
+
+/// Every file the paths name, read whole (YAML manifests are small): files as given, the YAML
+/// files under a directory in path order, `-` as stdin.
+fn read_inputs(paths: &[PathBuf]) -> Result<Vec<(PathBuf, String)>, Error> {
+    let mut inputs = Vec::new();
+    for path in paths {
+        let read_error = |source| ErrorKind::ReadYaml {
+            path: path.clone(),
+            source,
+        };
+        if path.as_os_str() == "-" {
+            let mut text = String::new();
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .map_err(read_error)?;
+            inputs.push((path.clone(), text));
+        } else if path.is_dir() {
+            let mut files = Vec::new();
+            yaml_files(path, &mut files).map_err(read_error)?;
+            files.sort();
+            for file in files {
+                let text =
+                    std::fs::read_to_string(&file).map_err(|source| ErrorKind::ReadYaml {
+                        path: file.clone(),
+                        source,
+                    })?;
+                inputs.push((file, text));
+            }
+        } else {
+            inputs.push((
+                path.clone(),
+                std::fs::read_to_string(path).map_err(read_error)?,
+            ));
+        }
+    }
+    Ok(inputs)
+}
+
+fn yaml_files(dir: &Path, files: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            yaml_files(&path, files)?;
+        } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+            files.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// Builds and pushes each target once, a few at a time; fails naming every target that failed.
+fn build_all(targets: &[Target], args: ResolveArgs) -> Result<BTreeMap<Target, Reference>, Error> {
+    let defaults = args.project.options();
+    let next = AtomicUsize::new(0);
+    let results = Mutex::new(BTreeMap::new());
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, MAX_CONCURRENT_BUILDS)
+        .min(targets.len());
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| {
+                while let Some(target) = targets.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    let mut options = defaults.clone();
+                    if target.package.is_some() {
+                        options.package = target.package.clone();
+                        options.bin = None;
+                    }
+                    options.bin = target.bin.clone().or(options.bin);
+                    let build = args.registry.clone().apply(args.image.build(options));
+                    let result = build.with_push(true).run().map(|outcome| {
+                        outcome
+                            .pushed()
+                            .first()
+                            .cloned()
+                            .expect("a push names what it pushed")
+                    });
+                    if let Ok(pushed) = &result {
+                        tracing::info!("{target} is {pushed}");
+                    }
+                    results
+                        .lock()
+                        .expect("results lock")
+                        .insert(target.clone(), result);
+                }
+            });
+        }
+    });
+    let mut pushed = BTreeMap::new();
+    let mut failures = Vec::new();
+    for (target, result) in results.into_inner().expect("results lock") {
+        match result {
+            Ok(reference) => {
+                pushed.insert(target, reference);
+            }
+            Err(e) => failures.push((target.to_string(), e)),
+        }
+    }
+    match failures.is_empty() {
+        true => Ok(pushed),
+        false => Err(ErrorKind::Resolve { failures }.into()),
+    }
+}
