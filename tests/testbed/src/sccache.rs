@@ -25,7 +25,7 @@ impl Sccache {
             dir: dir.to_path_buf(),
             port: crate::util::free_port(),
         };
-        run_ok(&mut sccache.command().arg("--start-server"));
+        run_ok(sccache.command().arg("--start-server"));
         sccache
     }
 
