@@ -276,7 +276,8 @@ fn try_lock(file: &File) -> io::Result<bool> {
     }
 }
 
-fn default_root() -> Option<PathBuf> {
+/// The user's cache directory (see [`BlobStore::open_default`]), if one can be named.
+pub(crate) fn default_root() -> Option<PathBuf> {
     let from_env = |name| {
         std::env::var_os(name)
             .filter(|v| !v.is_empty())

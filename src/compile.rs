@@ -17,6 +17,10 @@ use crate::plan::Plan;
 use crate::platform::Platform;
 use crate::toolchain::{describe, run_capture, Toolchain, ToolchainError};
 
+mod remap;
+
+use remap::Remaps;
+
 /// A compiled executable for one platform.
 #[derive(Debug, Clone)]
 pub struct Binary {
@@ -130,6 +134,7 @@ pub fn compile(plan: &Plan, cancel: &Cancel) -> Result<Vec<Binary>, CompileError
     }
     let mut cmd = cargo_build(plan, &targets, std);
     let remaps = Remaps::for_plan(plan)?;
+    let tools = tools_dir(plan);
     let mut rustflags: Vec<(&str, Vec<String>)> = Vec::new();
     let mut zig = None;
     for platform in &plan.platforms {
@@ -143,10 +148,7 @@ pub fn compile(plan: &Plan, cancel: &Cancel) -> Result<Vec<Binary>, CompileError
                 })?);
             }
             let zig = zig.as_deref().expect("found above");
-            // In the target dir, at a fixed path: cargo rebuilds std whenever the linker path
-            // changes, and the target dir is where that std lives.
-            let wrappers =
-                write_zig_wrappers(&plan.target_dir.join("stevedore").join(".zig"), target, zig)?;
+            let wrappers = write_zig_wrappers(&tools, target, zig)?;
             link_with(&mut cmd, target, &wrappers, &remaps);
             // zig brings musl's C runtime and libunwind; rustc's own copies would clash.
             flags.push("-Clink-self-contained=no".into());
@@ -155,6 +157,7 @@ pub fn compile(plan: &Plan, cancel: &Cancel) -> Result<Vec<Binary>, CompileError
     }
     set_rustflags(&mut cmd, &rustflags);
     remaps.wrap_workspace(&mut cmd, &plan.target_dir)?;
+    remaps.shim_rustc(&mut cmd, &tools, plan)?;
     if std == Std::FromSource {
         tracing::info!(
             "using a standard library built from source (rust-src) for {}",
@@ -249,9 +252,15 @@ fn zig_reason(std: Std, platform: &Platform, has_c_code: bool) -> Option<&'stati
 
 fn cargo_build(plan: &Plan, targets: &[&str], std: Std) -> Command {
     let mut cmd = plan.toolchain.cargo();
+    // The target dir as a flag, never in the environment: rustc inherits cargo's environment
+    // and compile caches hash its `CARGO_*` variables, so a per-checkout CARGO_TARGET_DIR
+    // there would make every crate miss.
     cmd.arg("build")
         .arg("--manifest-path")
-        .arg(&plan.manifest_path);
+        .arg(&plan.manifest_path)
+        .arg("--target-dir")
+        .arg(&plan.target_dir)
+        .env_remove("CARGO_TARGET_DIR");
     cmd.args([
         "--package",
         &plan.package,
@@ -290,18 +299,33 @@ fn find_zig() -> Option<Vec<String>> {
     Some(vec![exe.trim().to_owned(), "-m".into(), "ziglang".into()])
 }
 
+/// Where the helper scripts cargo runs (zig wrappers, the rustc shim) live: in stevedore's
+/// cache, at paths named by their content. Cargo rebuilds everything, std included, when the
+/// linker's path changes, and compile caches hash it, so the path must not depend on the
+/// target dir or the checkout.
+fn tools_dir(plan: &Plan) -> PathBuf {
+    crate::cache::default_root()
+        .map(|root| root.join("tools"))
+        .unwrap_or_else(|| plan.target_dir.join("stevedore"))
+}
+
+/// A directory name for scripts, from their content.
+fn content_name(prefix: &str, scripts: &[&str]) -> String {
+    let digest = crate::digest::Digest::of(scripts.concat().as_bytes());
+    format!("{prefix}-{}", &digest.hex()[..16])
+}
+
 struct ZigWrappers {
     cc: PathBuf,
     ar: PathBuf,
 }
 
-/// Writes `cc` and `ar` scripts that run zig for `target` into `dir/TARGET/`.
+/// Writes `cc` and `ar` scripts that run zig for `target` into `dir/TARGET-HASH/`.
 fn write_zig_wrappers(
     dir: &Path,
     target: &str,
     zig: &[String],
 ) -> Result<ZigWrappers, CompileError> {
-    let dir = dir.join(target);
     let zig_triple = format!("{}-linux-musl", target.split('-').next().unwrap_or(target));
     let zig_cmd = zig
         .iter()
@@ -315,6 +339,7 @@ fn write_zig_wrappers(
          exec {zig_cmd} cc -target {zig_triple} \"$@\"\n"
     );
     let ar = format!("#!/bin/sh\n# Written by stevedore.\nexec {zig_cmd} ar \"$@\"\n");
+    let dir = dir.join(content_name(target, &[&cc, &ar]));
     let wrappers = ZigWrappers {
         cc: dir.join("cc"),
         ar: dir.join("ar"),
@@ -398,108 +423,6 @@ fn set_rustflags(cmd: &mut Command, per_target: &[(&str, Vec<String>)]) {
 /// A TOML basic string: JSON's string escapes are a subset of TOML's.
 fn toml_string(s: &str) -> String {
     serde_json::Value::String(s.to_owned()).to_string()
-}
-
-/// Where the build's inputs live on this machine, and the fixed names they get inside the
-/// binary: paths in panic messages and debug info must not depend on where the checkout is,
-/// the user's home or the target dir, or two checkouts of one commit would differ.
-///
-/// The machine's paths (homes, std sources, target dir) go to every crate through rustflags;
-/// they are the same for every project, so std and dependencies built in a shared target dir
-/// stay valid. The workspace's own path goes only to workspace members, through a
-/// `RUSTC_WORKSPACE_WRAPPER`: in rustflags it would make a checkout at a new path rebuild std
-/// and every dependency.
-#[derive(Debug, Clone)]
-struct Remaps {
-    /// (local prefix, fixed name); rustc applies the last that matches, so more specific last.
-    machine: Vec<(PathBuf, String)>,
-    workspace: Vec<(PathBuf, String)>,
-}
-
-impl Remaps {
-    fn for_plan(plan: &Plan) -> Result<Self, CompileError> {
-        let home = std::env::var_os("HOME").map(PathBuf::from);
-        let dir = |var: &str, default: &str| {
-            std::env::var_os(var)
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from)
-                .or_else(|| home.as_ref().map(|h| h.join(default)))
-        };
-        let sysroot = plan.toolchain.sysroot().map_err(CompileError::Sysroot)?;
-        let commit = plan
-            .toolchain
-            .commit_hash()
-            .unwrap_or_else(|| "unknown".into());
-        let mut machine = Vec::new();
-        if let Some(cargo_home) = dir("CARGO_HOME", ".cargo") {
-            machine.push((cargo_home, "/cargo".to_owned()));
-        }
-        if let Some(rustup_home) = dir("RUSTUP_HOME", ".rustup") {
-            machine.push((rustup_home, "/rustup".to_owned()));
-        }
-        // The name official std builds carry, so std built from source reads the same.
-        machine.push((
-            sysroot.join("lib/rustlib/src/rust"),
-            format!("/rustc/{commit}"),
-        ));
-        let target = (plan.target_dir.clone(), "/target".to_owned());
-        machine.push(target.clone());
-        // The target dir again after the workspace: it is often inside it.
-        let workspace = vec![(plan.workspace_root.clone(), "/src".to_owned()), target];
-        Ok(Remaps { machine, workspace })
-    }
-
-    fn rustc_flags(&self) -> Vec<String> {
-        flags("--remap-path-prefix=", &self.machine)
-    }
-
-    /// The same map for C compilers: `-ffile-prefix-map` covers `__FILE__` and debug info.
-    fn c_flags(&self) -> Vec<String> {
-        let all: Vec<_> = self
-            .machine
-            .iter()
-            .chain(&self.workspace)
-            .cloned()
-            .collect();
-        flags("-ffile-prefix-map=", &all)
-    }
-
-    /// Writes the wrapper that gives workspace members their remaps and points cargo at it,
-    /// keeping a wrapper the user set (clippy's, say) in the chain.
-    fn wrap_workspace(&self, cmd: &mut Command, target_dir: &Path) -> Result<(), CompileError> {
-        let workspace = &self.workspace[0].0;
-        let name = crate::digest::Digest::of(workspace.as_os_str().as_encoded_bytes());
-        let path = target_dir
-            .join("stevedore/.rustc-wrapper")
-            .join(&name.hex()[..16]);
-        let chained = std::env::var_os("RUSTC_WORKSPACE_WRAPPER")
-            .filter(|w| !w.is_empty())
-            .map(|w| shell_quote(&w.to_string_lossy()) + " ")
-            .unwrap_or_default();
-        let remaps: Vec<String> = flags("--remap-path-prefix=", &self.workspace)
-            .iter()
-            .map(|f| shell_quote(f))
-            .collect();
-        let script = format!(
-            "#!/bin/sh\n# Written by stevedore: remaps {} out of what rustc writes.\n\
-             exec {chained}\"$@\" {}\n",
-            workspace.display(),
-            remaps.join(" ")
-        );
-        write_executable(&path, &script).map_err(|source| CompileError::Wrapper {
-            path: path.clone(),
-            source,
-        })?;
-        cmd.env("RUSTC_WORKSPACE_WRAPPER", &path);
-        Ok(())
-    }
-}
-
-fn flags(option: &str, pairs: &[(PathBuf, String)]) -> Vec<String> {
-    pairs
-        .iter()
-        .map(|(from, to)| format!("{option}{}={to}", from.display()))
-        .collect()
 }
 
 /// Runs cargo with its progress on our stderr, collecting (target triple, executable) pairs

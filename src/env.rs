@@ -21,3 +21,7 @@ pub const TIMEOUT: &str = "STEVEDORE_TIMEOUT";
 pub const ZIG: &str = "STEVEDORE_ZIG";
 /// The cargo to run when `--toolchain` is not given (set by cargo for subcommands).
 pub const CARGO: &str = "CARGO";
+/// Set by stevedore for the cargo it runs, never by users: the target dir that its `rustc`
+/// shim remaps to `/target`. Passed in the environment rather than in flags so compile caches
+/// (sccache), which hash flags and `CARGO_*` variables, give hits across target dirs.
+pub const REMAP_TARGET_DIR: &str = "STEVEDORE_REMAP_TARGET_DIR";

@@ -7,6 +7,7 @@ mod crash;
 mod deploy;
 mod errors;
 mod faults;
+mod fleet;
 mod hermetic;
 mod init;
 mod library;

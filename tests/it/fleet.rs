@@ -1,0 +1,240 @@
+//! Fleet scale: a compile cache shared by checkouts at different paths (sccache, as CI runners
+//! share one), and the CI examples' per-arch jobs merged into one index.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use stevedore_testbed::{self as testbed, Mode, Registry, Sccache};
+
+use crate::util::*;
+
+/// Copies a fixture's sources (not its target dir) to `to`; returns the copy's manifest.
+fn copy_fixture(name: &str, to: &Path) -> PathBuf {
+    let from = fixture(name);
+    let from = from.parent().unwrap();
+    std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+    run_ok(Command::new("cp").arg("-r").arg(from).arg(to));
+    let _ = std::fs::remove_dir_all(to.join("target"));
+    to.join("Cargo.toml")
+}
+
+/// `cargo stevedore build` of `manifest` for both platforms (std from source), as a CI runner
+/// would run it: its own CARGO_TARGET_DIR, the user's sccache settings, printing JSON.
+fn runner_build(manifest: &Path, target_dir: &Path, base: &str) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cargo-stevedore"));
+    cmd.env("PATH", testbed::tool_path_env())
+        .env("CARGO_TARGET_DIR", target_dir)
+        .env("STEVEDORE_CACHE_DIR", testbed::testbed_dir().join("cache"))
+        .env("SOURCE_DATE_EPOCH", FIXTURE_EPOCH.to_string())
+        .env_remove("RUSTFLAGS")
+        .env_remove("RUSTC_WRAPPER")
+        .args(["stevedore", "build", "--toolchain", "debweb", "--json"])
+        .args(["--platform", "linux/amd64,linux/arm64", "--base", base])
+        .arg("--manifest-path")
+        .arg(manifest);
+    cmd
+}
+
+/// Rust compiles sccache counted as (hits, misses).
+fn rust_counts(stats: &serde_json::Value) -> (u64, u64) {
+    let count = |what: &str| stats["stats"][what]["counts"]["Rust"].as_u64().unwrap_or(0);
+    (count("cache_hits"), count("cache_misses"))
+}
+
+#[test]
+fn sccache_hits_every_dependency_from_a_second_checkout_and_the_digests_match() {
+    let registry = Registry::start(Mode::Http);
+    let base = registry.push_base();
+    let dir = tempfile::tempdir().unwrap();
+    let sccache = Sccache::start(&dir.path().join("sccache"));
+
+    // Runner one: RUSTC_WRAPPER in the environment.
+    let first = copy_fixture("hello", &dir.path().join("runner-1/checkout"));
+    let mut build = runner_build(&first, &dir.path().join("runner-1/target"), &base);
+    build
+        .envs(sccache.env())
+        .env("RUSTC_WRAPPER", sccache.wrapper());
+    let one = json(&run_ok(&mut build).stdout);
+    let (hits, compiled) = rust_counts(&sccache.stats());
+    assert!(
+        compiled > 0,
+        "the first build compiles through sccache: {hits} hits, {compiled} misses"
+    );
+
+    // Runner two: another path, another target dir, and the wrapper from cargo's config
+    // (`build.rustc-wrapper`), read from the directory cargo runs in.
+    sccache.zero_stats();
+    let second = copy_fixture("hello", &dir.path().join("ci/build-7/checkout"));
+    let checkout = second.parent().unwrap();
+    std::fs::create_dir_all(checkout.join(".cargo")).unwrap();
+    std::fs::write(
+        checkout.join(".cargo/config.toml"),
+        format!(
+            "[build]\nrustc-wrapper = {:?}\n",
+            sccache.wrapper().display().to_string()
+        ),
+    )
+    .unwrap();
+    let mut build = runner_build(&second, &dir.path().join("ci/target-7"), &base);
+    build.envs(sccache.env()).current_dir(checkout);
+    let two = json(&run_ok(&mut build).stdout);
+    let stats = sccache.stats();
+    let (hits, misses) = rust_counts(&stats);
+    eprintln!(
+        "second checkout: {hits} Rust cache hits, {misses} misses (first compiled {compiled})"
+    );
+    assert_eq!(
+        (hits, misses),
+        (compiled, 0),
+        "every crate the first build compiled through sccache hits from the second checkout: {stats:#}"
+    );
+
+    assert_eq!(one["index"], two["index"], "the index digests differ");
+    assert_eq!(one["images"], two["images"], "the platform digests differ");
+}
+
+fn example(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples/ci")
+        .join(name)
+}
+
+/// A YAML file as JSON, read by PyYAML (in the test bed's venv) so no YAML crate is needed.
+fn yaml(path: &Path) -> serde_json::Value {
+    let python = testbed::venv_dir().join("bin/python3");
+    let script = "import sys, json, yaml; json.dump(yaml.safe_load(open(sys.argv[1])), sys.stdout)";
+    json(&run_ok(Command::new(python).args(["-c", script]).arg(path)).stdout)
+}
+
+/// The `cargo stevedore …` lines of some shell scripts, in order.
+fn stevedore_lines<'a>(scripts: impl Iterator<Item = &'a str>) -> Vec<String> {
+    scripts
+        .flat_map(str::lines)
+        .map(str::trim)
+        .filter(|l| l.starts_with("cargo stevedore "))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The commands the GitHub workflow's jobs run, job by job, in the order of its jobs.
+fn github_commands() -> Vec<String> {
+    let workflow = yaml(&example("github-actions.yml"));
+    let jobs = workflow["jobs"].as_object().expect("jobs");
+    stevedore_lines(
+        jobs.values()
+            .flat_map(|job| job["steps"].as_array().expect("steps"))
+            .filter_map(|step| step["run"].as_str()),
+    )
+}
+
+/// The commands the GitLab pipeline's jobs run (`script` of every job, in file order).
+fn gitlab_commands() -> Vec<String> {
+    let pipeline = yaml(&example("gitlab-ci.yml"));
+    let jobs = pipeline.as_object().expect("a mapping of jobs");
+    stevedore_lines(
+        jobs.values()
+            .filter_map(|job| job["script"].as_array())
+            .flatten()
+            .filter_map(|line| line.as_str()),
+    )
+}
+
+#[test]
+fn ci_examples_pass_actionlint_and_name_the_same_commands() {
+    testbed::tool_path_env(); // panics unless the venv, with actionlint, is there
+    let actionlint = testbed::venv_dir().join("bin/actionlint");
+    run_ok(Command::new(&actionlint).arg(example("github-actions.yml")));
+
+    let github = github_commands();
+    assert_eq!(
+        github,
+        gitlab_commands(),
+        "the two CI examples run different commands"
+    );
+    assert_eq!(
+        github.len(),
+        2,
+        "a build per runner, then the merge: {github:?}"
+    );
+    assert!(github[0].contains("--platform \"linux/$ARCH\"") && github[0].contains("--push"));
+    assert!(github[1].starts_with("cargo stevedore index create"));
+}
+
+/// Runs an example's command as a CI job would: `sh -c`, in `checkout`, with the job's
+/// variables, stevedore on PATH as `cargo stevedore`, and the runner's own target dir and cache.
+fn run_job(command: &str, checkout: &Path, runner: &Path, vars: &[(&str, &str)]) -> Vec<u8> {
+    let bin = Path::new(env!("CARGO_BIN_EXE_cargo-stevedore"))
+        .parent()
+        .unwrap();
+    let mut path = vec![bin.to_path_buf()];
+    path.extend(std::env::split_paths(&testbed::tool_path_env()));
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(command)
+        .current_dir(checkout)
+        .env("PATH", std::env::join_paths(path).unwrap())
+        // The runner's Rust: the test bed's toolchain with rust-src, picked the rustup way.
+        .env("RUSTUP_TOOLCHAIN", "debweb")
+        .env("CARGO_TARGET_DIR", runner.join("target"))
+        .env("STEVEDORE_CACHE_DIR", runner.join("cache"))
+        .env("DOCKER_CONFIG", runner.join("no-docker-config"))
+        .env("SOURCE_DATE_EPOCH", FIXTURE_EPOCH.to_string())
+        .env_remove("RUSTFLAGS")
+        .env_remove("RUSTC_WRAPPER")
+        .envs(vars.iter().copied());
+    run_ok(&mut cmd).stdout
+}
+
+#[test]
+fn ci_example_jobs_merge_into_the_index_a_single_build_makes() {
+    let registry = Registry::start(Mode::Http);
+    let base = registry.push_base();
+    let repo = format!("{}/fleet/hello", registry.addr());
+    let sha = "0123456789abcdef";
+    let dir = tempfile::tempdir().unwrap();
+    let checkout = |name: &str| {
+        let manifest = copy_fixture("hello", &dir.path().join(name).join("checkout"));
+        let mut toml = std::fs::read_to_string(&manifest).unwrap();
+        toml.push_str(&format!(
+            "\n[package.metadata.stevedore]\nbase = \"{base}\"\n"
+        ));
+        std::fs::write(&manifest, toml).unwrap();
+        manifest.parent().unwrap().to_path_buf()
+    };
+    let commands = github_commands();
+    let (build, merge) = (&commands[0], &commands[1]);
+
+    for arch in ["amd64", "arm64"] {
+        let runner = dir.path().join(format!("runner-{arch}"));
+        let checkout = checkout(&format!("runner-{arch}"));
+        let vars = [("ARCH", arch), ("REPO", repo.as_str()), ("SHA", sha)];
+        run_job(build, &checkout, &runner, &vars);
+    }
+    let runner = dir.path().join("runner-index");
+    std::fs::create_dir_all(&runner).unwrap();
+    run_job(merge, &runner, &runner, &[("REPO", &repo), ("SHA", sha)]);
+    let merged = run_ok(Command::new(testbed::require_tool("skopeo")).args([
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{repo}:{sha}"),
+    ]))
+    .stdout;
+
+    // The single build shares the fixtures' warm target dir: only the runners need their own.
+    let single = checkout("single");
+    let target = testbed::fixture_target_dir();
+    let out = run_job(
+        "cargo stevedore build --platform linux/amd64,linux/arm64 -t \"$REPO:single\" --push --json",
+        &single,
+        &dir.path().join("single"),
+        &[("REPO", &repo), ("CARGO_TARGET_DIR", target.to_str().unwrap())],
+    );
+    let single = json(&out);
+    assert_eq!(
+        stevedore::Digest::of(&merged).to_string(),
+        single["index"].as_str().expect("index digest"),
+        "the merged index differs from the single build's: {}",
+        text(&merged)
+    );
+}
