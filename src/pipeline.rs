@@ -125,6 +125,10 @@ fn sbom(
         .map_or_else(|| plan.bin.clone(), |t| t.name());
     let (ca_crate, ca_version) = layer::CA_BUNDLE_CRATE;
     let ca_comment = format!("the CA certificates at /{}", layer::CA_BUNDLE_PATH);
+    let base_contents = match base {
+        Some(base) => sbom::read_base(store, &base.layers)?,
+        None => sbom::BaseContents::default(),
+    };
     let document = sbom::spdx_json(&SbomInput {
         metadata: &metadata,
         root: &root,
@@ -132,6 +136,7 @@ fn sbom(
         platform: &image.platform,
         cargo_lock: cargo_lock.as_deref(),
         base: base.map(|b| (&b.reference, &b.manifest_digest)),
+        base_contents: &base_contents,
         image_name: &name,
         image_digest: &image.manifest_digest(),
         extra: &[(ca_crate, ca_version, &ca_comment)],
