@@ -13,9 +13,11 @@ use std::sync::Mutex;
 
 use cargo_metadata::Message;
 
-use crate::plan::Plan;
+use crate::plan::{Plan, TargetResolve};
 use crate::platform::Platform;
 use crate::toolchain::{describe, run_capture, Toolchain, ToolchainError};
+
+mod auditable;
 
 /// A compiled executable for one platform.
 #[derive(Debug, Clone)]
@@ -59,6 +61,17 @@ pub enum CompileError {
     Failed { bin: String, platforms: String },
     #[error("the compile was stopped")]
     Cancelled,
+    #[error("no dependency graph was resolved for {0}, so its binary cannot list its crates")]
+    NoResolve(String),
+    #[error(
+        "cannot embed the dependency list in a binary for {0}: only x86_64 and aarch64 are \
+         supported; build with --no-auditable"
+    )]
+    AuditableArch(String),
+    #[error("cargo metadata has no dependency graph (it must run without --no-deps)")]
+    NoGraph,
+    #[error("package `{0}` is not in cargo metadata's dependency graph")]
+    NotInGraph(String),
 }
 
 /// Stops a compile from another thread: the base pull or a push check beside it failed, and
@@ -118,8 +131,13 @@ enum Std {
 
 /// Compiles `plan.bin` for every planned platform in one cargo run, so cargo schedules all
 /// targets on all cores; `--keep-going` lets a failing target name itself by its missing binary.
-/// `cancel` stops it from another thread.
-pub fn compile(plan: &Plan, cancel: &Cancel) -> Result<Vec<Binary>, CompileError> {
+/// `cancel` stops it from another thread. `resolves` (one per platform) are the dependency
+/// lists the binaries embed, unless the plan turns that off.
+pub fn compile(
+    plan: &Plan,
+    resolves: &[TargetResolve],
+    cancel: &Cancel,
+) -> Result<Vec<Binary>, CompileError> {
     let targets: Vec<&str> = plan.platforms.iter().map(Platform::rust_target).collect();
     // -Zbuild-std applies to every target of a run: one target without std means all from source.
     let mut std = Std::Installed;
@@ -154,7 +172,8 @@ pub fn compile(plan: &Plan, cancel: &Cancel) -> Result<Vec<Binary>, CompileError
         rustflags.push((target, flags));
     }
     set_rustflags(&mut cmd, &rustflags);
-    remaps.wrap_workspace(&mut cmd, &plan.target_dir)?;
+    let links = auditable::Links::write(plan, resolves)?;
+    remaps.wrap_workspace(&mut cmd, plan, &links)?;
     if std == Std::FromSource {
         tracing::info!(
             "using a standard library built from source (rust-src) for {}",
@@ -464,12 +483,22 @@ impl Remaps {
         flags("-ffile-prefix-map=", &all)
     }
 
-    /// Writes the wrapper that gives workspace members their remaps and points cargo at it,
-    /// keeping a wrapper the user set (clippy's, say) in the chain.
-    fn wrap_workspace(&self, cmd: &mut Command, target_dir: &Path) -> Result<(), CompileError> {
+    /// Writes the wrapper that gives workspace members their remaps (and the planned binary
+    /// its dependency list, `links`) and points cargo at it, keeping a wrapper the user set
+    /// (clippy's, say) in the chain.
+    fn wrap_workspace(
+        &self,
+        cmd: &mut Command,
+        plan: &Plan,
+        links: &auditable::Links,
+    ) -> Result<(), CompileError> {
         let workspace = &self.workspace[0].0;
-        let name = crate::digest::Digest::of(workspace.as_os_str().as_encoded_bytes());
-        let path = target_dir
+        // cargo hashes the wrapper's path into workspace members: a new path relinks them.
+        let mut key = workspace.as_os_str().as_encoded_bytes().to_vec();
+        key.extend(links.key().as_bytes());
+        let name = crate::digest::Digest::of(&key);
+        let path = plan
+            .target_dir
             .join("stevedore/.rustc-wrapper")
             .join(&name.hex()[..16]);
         let chained = std::env::var_os("RUSTC_WORKSPACE_WRAPPER")
@@ -482,8 +511,9 @@ impl Remaps {
             .collect();
         let script = format!(
             "#!/bin/sh\n# Written by stevedore: remaps {} out of what rustc writes.\n\
-             exec {chained}\"$@\" {}\n",
+             {}exec {chained}\"$@\" {}\n",
             workspace.display(),
+            links.script(&plan.package, &plan.bin),
             remaps.join(" ")
         );
         write_executable(&path, &script).map_err(|source| CompileError::Wrapper {

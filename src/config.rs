@@ -26,6 +26,7 @@ struct Table {
     labels: Option<BTreeMap<String, String>>,
     user: Option<String>,
     files: Option<Vec<FileEntry>>,
+    auditable: Option<bool>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -72,6 +73,8 @@ pub struct Settings {
     /// Image names from `repository` and `tags`, placeholders filled in.
     pub tags: Vec<Reference>,
     pub image: ImageSettings,
+    /// `auditable = false`: embed no dependency list in the binary.
+    pub auditable: Option<bool>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -168,6 +171,7 @@ pub fn settings(sources: &Sources) -> Result<Settings, ConfigError> {
         platforms,
         tags,
         image,
+        auditable: merged.auditable,
     })
 }
 
@@ -220,6 +224,7 @@ fn merge(workspace: Option<&Table>, package: Option<&Table>) -> Table {
         labels: p.labels.or(w.labels),
         user: p.user.or(w.user),
         files: p.files.or(w.files),
+        auditable: p.auditable.or(w.auditable),
     }
 }
 
@@ -325,6 +330,24 @@ mod tests {
         assert_eq!(
             tags,
             ["ghcr.io/me/app:1.2.3", "ghcr.io/me/app:0123456789ab"]
+        );
+    }
+
+    #[test]
+    fn auditable_is_a_boolean_the_package_can_turn_off() {
+        let on = settings(&sources(&json!({}), None)).unwrap();
+        assert_eq!(on.auditable, None, "unset: the default (on) is the plan's");
+        let off = json!({"auditable": false});
+        let s = settings(&sources(&json!({}), Some(&off))).unwrap();
+        assert_eq!(s.auditable, Some(false), "from the workspace");
+        let s = settings(&sources(&json!({"auditable": true}), Some(&off))).unwrap();
+        assert_eq!(s.auditable, Some(true), "the package wins");
+        let err = settings(&sources(&json!({"auditable": "no"}), None))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("auditable") && err.contains("boolean"),
+            "{err}"
         );
     }
 

@@ -12,7 +12,7 @@ use crate::compile::{self, Cancel, CompileError};
 use crate::layer::{self, LayerError, LayerSpec};
 use crate::oci::media::SPDX_JSON;
 use crate::oci::BaseImage;
-use crate::plan::{self, Plan, PlanError};
+use crate::plan::{self, Plan, PlanError, TargetResolve};
 use crate::reference::Base;
 use crate::reference::Reference;
 use crate::registry::{Registry, RegistryError};
@@ -38,7 +38,7 @@ pub enum BuildError {
     Layer(#[from] LayerError),
     #[error(transparent)]
     Assemble(#[from] AssembleError),
-    #[error("cannot read the dependency graph for the SBOM")]
+    #[error("cannot resolve the dependency graph the binary embeds and the SBOM lists")]
     SbomMetadata(#[from] PlanError),
     #[error("cannot write the SBOM")]
     Sbom(#[from] SbomError),
@@ -56,6 +56,12 @@ pub fn build(
 ) -> Result<Built, BuildError> {
     // Pulling the base and checking the push targets are network-bound and compiling is
     // CPU-bound: do both at once, and stop the compile as soon as the network side fails.
+    // One resolve per platform, for the dependency list the binary embeds and for the SBOM.
+    let resolves = plan
+        .platforms
+        .iter()
+        .map(|p| plan::target_metadata(plan, p))
+        .collect::<Result<Vec<_>, _>>()?;
     let cancel = Cancel::default();
     let (bases, binaries) = std::thread::scope(|s| {
         let network = s.spawn(|| {
@@ -68,7 +74,7 @@ pub fn build(
             }
             ready
         });
-        let binaries = compile::compile(plan, &cancel);
+        let binaries = compile::compile(plan, &resolves, &cancel);
         (
             network.join().expect("the base pull does not panic"),
             binaries,
@@ -100,7 +106,11 @@ pub fn build(
         .iter()
         .map(|image| {
             let base = bases.iter().find(|b| b.platform == image.platform);
-            sbom(plan, image, base, store)
+            let resolve = resolves
+                .iter()
+                .find(|r| r.platform == image.platform)
+                .expect("one resolve per planned platform");
+            sbom(plan, resolve, image, base, store)
         })
         .collect::<Result<_, _>>()?;
     Ok(Built {
@@ -113,11 +123,11 @@ pub fn build(
 /// The image's SPDX SBOM, stored and attached to it as a referrer.
 fn sbom(
     plan: &Plan,
+    resolve: &TargetResolve,
     image: &Image,
     base: Option<&BaseImage>,
     store: &BlobStore,
 ) -> Result<Referrer, BuildError> {
-    let (metadata, root) = plan::target_metadata(plan, image.platform.rust_target())?;
     let cargo_lock = std::fs::read_to_string(plan.workspace_root.join("Cargo.lock")).ok();
     let name = plan
         .tags
@@ -130,8 +140,8 @@ fn sbom(
         None => sbom::BaseContents::default(),
     };
     let document = sbom::spdx_json(&SbomInput {
-        metadata: &metadata,
-        root: &root,
+        metadata: &resolve.metadata,
+        root: &resolve.root,
         bin: &plan.bin,
         platform: &image.platform,
         cargo_lock: cargo_lock.as_deref(),

@@ -47,6 +47,8 @@ pub struct BuildOptions {
     pub bare: bool,
     /// Run cargo with `--offline` (the registry side is `RegistryOptions::offline`).
     pub offline: bool,
+    /// `--no-auditable`: embed no dependency list in the binary.
+    pub no_auditable: bool,
 }
 
 /// Everything later stages need, resolved and checked.
@@ -97,6 +99,8 @@ pub struct Plan {
     pub image: ImageSettings,
     /// Run cargo with `--offline`.
     pub offline: bool,
+    /// Embed the dependency list in the binary, as cargo-auditable does (`.dep-v0`).
+    pub auditable: bool,
 }
 
 /// Why a plan cannot be made: the project, its settings or the options are wrong.
@@ -249,6 +253,7 @@ pub fn plan(opts: &BuildOptions) -> Result<Plan, PlanError> {
         workspace_root,
         toolchain,
         offline: opts.offline,
+        auditable: !opts.no_auditable && settings.auditable.unwrap_or(true),
     })
 }
 
@@ -334,12 +339,24 @@ impl Plan {
     }
 }
 
-/// The dependency graph as resolved for one target with the plan's features (for the SBOM),
-/// and the id of the planned package in it.
+/// The dependency graph cargo resolves for one platform with the plan's features, and the id
+/// of the planned package in it: what the binary embeds and the SBOM lists.
+#[derive(Debug, Clone)]
+pub struct TargetResolve {
+    /// The platform resolved for (`--filter-platform` its Rust target).
+    pub platform: Platform,
+    /// `cargo metadata`'s output, parsed.
+    pub metadata: Metadata,
+    /// The planned package's id in it.
+    pub root: cargo_metadata::PackageId,
+}
+
+/// Runs `cargo metadata --filter-platform` for `platform` (once per platform and build).
 pub(crate) fn target_metadata(
     plan: &Plan,
-    target: &str,
-) -> Result<(Metadata, cargo_metadata::PackageId), PlanError> {
+    platform: &Platform,
+) -> Result<TargetResolve, PlanError> {
+    let target = platform.rust_target();
     let mut cmd = plan.toolchain.cargo();
     cmd.args([
         "metadata",
@@ -368,7 +385,11 @@ pub(crate) fn target_metadata(
             name: plan.package.clone(),
             available: "(cargo metadata changed while building)".into(),
         })?;
-    Ok((metadata, id))
+    Ok(TargetResolve {
+        platform: platform.clone(),
+        metadata,
+        root: id,
+    })
 }
 
 /// Picks the package and binary the way `cargo run` would, but never guesses between several.

@@ -176,6 +176,11 @@ struct ProjectArgs {
     /// Cargo's target directory (default: what cargo would use).
     #[arg(long, value_name = "DIR")]
     target_dir: Option<PathBuf>,
+    /// Embed no dependency list in the binary (the `.dep-v0` section scanners read, as
+    /// cargo-auditable writes it) [default: embed it, unless Cargo.toml's
+    /// `package.metadata.stevedore.auditable` is false]
+    #[arg(long)]
+    no_auditable: bool,
 }
 
 impl ProjectArgs {
@@ -197,6 +202,7 @@ impl ProjectArgs {
             base: self.base,
             toolchain: self.toolchain,
             target_dir: self.target_dir,
+            no_auditable: self.no_auditable,
             ..BuildOptions::default()
         }
     }

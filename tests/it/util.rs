@@ -16,6 +16,11 @@ pub fn fixture(name: &str) -> PathBuf {
 
 /// `cargo stevedore build` for a fixture, with the test bed's toolchain, zig and caches.
 pub fn stevedore_build(fixture_name: &str) -> Command {
+    stevedore_build_manifest(&fixture(fixture_name))
+}
+
+/// `cargo stevedore build` of any project, set up as [`stevedore_build`] sets up a fixture's.
+pub fn stevedore_build_manifest(manifest: &Path) -> Command {
     testbed::require_tool("rustup");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_cargo-stevedore"));
     cmd.env("PATH", testbed::tool_path_env())
@@ -30,7 +35,7 @@ pub fn stevedore_build(fixture_name: &str) -> Command {
             "debweb",
             "--manifest-path",
         ])
-        .arg(fixture(fixture_name));
+        .arg(manifest);
     cmd
 }
 

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 /// ones (with `--no-install-recommends`).
 pub const DEBIAN_PACKAGES: &[&str] = &[
     "apache2-utils",
+    "binutils",
     "buildah",
     "ca-certificates",
     "cargo-web",
@@ -41,6 +42,28 @@ pub const ZIGLANG_VERSION: &str = "0.17.1";
 /// binaries (bookworm has no zig package); spdx-tools' `pyspdxtools` validates SBOMs.
 pub const PYPI_PACKAGES: &[(&str, &str)] = &[("ziglang", ZIGLANG_VERSION), ("spdx-tools", "0.8.5")];
 
+/// crates.io tools `cargo xtask setup` installs with `cargo install --locked` into
+/// [`crate_tools_dir`], pinned: (crate, version, executable). `rust-audit-info` is the
+/// cargo-auditable project's reader of the `.dep-v0` section, a check written elsewhere.
+pub const CRATE_TOOLS: &[(&str, &str, &str)] = &[("rust-audit-info", "0.5.4", "rust-audit-info")];
+
+/// The `cargo install --root` of [`CRATE_TOOLS`]: the test bed's own, not the user's.
+pub fn crate_tools_dir() -> PathBuf {
+    crate::testbed_dir().join("crate-tools")
+}
+
+/// A [`CRATE_TOOLS`] executable, or a panic naming `cargo xtask setup`.
+pub fn require_crate_tool(name: &str) -> PathBuf {
+    let path = crate_tools_dir().join("bin").join(name);
+    if !is_executable(&path) {
+        missing(
+            &path.display().to_string(),
+            Some("none: `cargo xtask setup` installs it from crates.io"),
+        );
+    }
+    path
+}
+
 /// Executables looked up on PATH, and where they come from.
 const TOOLS: &[(&str, &str)] = &[
     ("apt-get", "apt"),
@@ -59,6 +82,7 @@ const TOOLS: &[(&str, &str)] = &[
     ("openssl", "openssl"),
     ("podman", "podman"),
     ("qemu-aarch64-static", "qemu-user-static"),
+    ("readelf", "binutils"),
     ("runc", "runc"),
     ("lld-22", "lld-22"),
     (
@@ -144,6 +168,9 @@ pub fn require_all() {
         );
     }
     require_venv();
+    for (_, _, bin) in CRATE_TOOLS {
+        require_crate_tool(bin);
+    }
 }
 
 /// Panics unless the venv holds python3, the ziglang package and pyspdxtools.
