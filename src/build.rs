@@ -409,20 +409,22 @@ impl Build {
     /// Plans, pins the base in `stevedore.lock` and builds every platform into the blob store;
     /// publishes nothing.
     pub(crate) fn stage(&self) -> Result<Staged, Error> {
-        let mut plan = plan::plan(&self.options)?;
-        if self.push && plan.tags.is_empty() {
+        let draft = plan::plan(&self.options)?;
+        if self.push && draft.tags.is_empty() {
             return Err(ErrorKind::PushWithoutTag.into());
         }
         if self.push && self.lock.offline {
             return Err(ErrorKind::PushOffline.into());
         }
-        check_archive_platforms(&plan, &self.outputs)?;
-        let registry = self.registry_client(&plan.tags)?;
+        check_archive_platforms(&draft, &self.outputs)?;
+        let registry = self.registry_client(&draft.tags)?;
         let store = BlobStore::open_default()?;
-        let mut lock = Lockfile::load(&plan.workspace_root)?;
-        if let Base::Image(base) = &plan.base {
-            plan.base_pin = Some(lock.pin(base, self.lock, |b| registry.resolve(b))?);
-        }
+        let mut lock = Lockfile::load(&draft.workspace_root)?;
+        let base_pin = match &draft.base {
+            Base::Image(base) => Some(lock.pin(base, self.lock, |b| registry.resolve(b))?),
+            Base::Scratch => None,
+        };
+        let plan = draft.pinned(base_pin);
         let push_to = if self.push {
             plan.tags.clone()
         } else {

@@ -11,9 +11,10 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
+use cargo_metadata::cargo_platform::Cfg;
 use cargo_metadata::Message;
 
-use crate::plan::{Plan, TargetResolve};
+use crate::plan::Plan;
 use crate::platform::Platform;
 use crate::toolchain::{describe, run_capture, Toolchain, ToolchainError};
 
@@ -61,17 +62,8 @@ pub enum CompileError {
     Failed { bin: String, platforms: String },
     #[error("the compile was stopped")]
     Cancelled,
-    #[error("no dependency graph was resolved for {0}, so its binary cannot list its crates")]
-    NoResolve(String),
-    #[error(
-        "cannot embed the dependency list in a binary for {0}: only x86_64 and aarch64 are \
-         supported; build with --no-auditable"
-    )]
-    AuditableArch(String),
-    #[error("cargo metadata has no dependency graph (it must run without --no-deps)")]
-    NoGraph,
-    #[error("package `{0}` is not in cargo metadata's dependency graph")]
-    NotInGraph(String),
+    #[error(transparent)]
+    Auditable(#[from] auditable::AuditableError),
 }
 
 /// Stops a compile from another thread: the base pull or a push check beside it failed, and
@@ -131,11 +123,12 @@ enum Std {
 
 /// Compiles `plan.bin` for every planned platform in one cargo run, so cargo schedules all
 /// targets on all cores; `--keep-going` lets a failing target name itself by its missing binary.
-/// `cancel` stops it from another thread. `resolves` (one per platform) are the dependency
-/// lists the binaries embed, unless the plan turns that off.
+/// `cancel` stops it from another thread. `cfgs` (the `cfg` values of each planned platform,
+/// index for index) pick the part of the plan's graph each binary lists, unless the plan turns
+/// that off.
 pub fn compile(
     plan: &Plan,
-    resolves: &[TargetResolve],
+    cfgs: &[Vec<Cfg>],
     cancel: &Cancel,
 ) -> Result<Vec<Binary>, CompileError> {
     let targets: Vec<&str> = plan.platforms.iter().map(Platform::rust_target).collect();
@@ -172,7 +165,7 @@ pub fn compile(
         rustflags.push((target, flags));
     }
     set_rustflags(&mut cmd, &rustflags);
-    let links = auditable::Links::write(plan, resolves)?;
+    let links = auditable::Links::write(plan, cfgs)?;
     remaps.wrap_workspace(&mut cmd, plan, &links)?;
     if std == Std::FromSource {
         tracing::info!(

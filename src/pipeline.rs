@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use std::collections::HashMap;
 
+use cargo_metadata::cargo_platform::Cfg;
 use oci_spec::image::{Descriptor, MediaType};
 
 use crate::assemble::{self, AssembleError, Built, Image, Referrer};
@@ -12,7 +13,7 @@ use crate::compile::{self, Cancel, CompileError};
 use crate::layer::{self, LayerError, LayerSpec};
 use crate::oci::media::SPDX_JSON;
 use crate::oci::BaseImage;
-use crate::plan::{self, Plan, PlanError, TargetResolve};
+use crate::plan::{self, Plan, PlanError};
 use crate::reference::Base;
 use crate::reference::Reference;
 use crate::registry::{Registry, RegistryError};
@@ -38,7 +39,7 @@ pub enum BuildError {
     Layer(#[from] LayerError),
     #[error(transparent)]
     Assemble(#[from] AssembleError),
-    #[error("cannot resolve the dependency graph the binary embeds and the SBOM lists")]
+    #[error("cannot read the target's cfg, which picks the dependencies the binary embeds and the SBOM lists")]
     SbomMetadata(#[from] PlanError),
     #[error("cannot write the SBOM")]
     Sbom(#[from] SbomError),
@@ -56,11 +57,12 @@ pub fn build(
 ) -> Result<Built, BuildError> {
     // Pulling the base and checking the push targets are network-bound and compiling is
     // CPU-bound: do both at once, and stop the compile as soon as the network side fails.
-    // One resolve per platform, for the dependency list the binary embeds and for the SBOM.
-    let resolves = plan
+    // Each platform's cfg picks its part of the plan's dependency graph, for the list the
+    // binary embeds and for the SBOM (index for index with `plan.platforms`).
+    let cfgs = plan
         .platforms
         .iter()
-        .map(|p| plan::target_metadata(plan, p))
+        .map(|p| plan::target_cfg(plan, p.rust_target()))
         .collect::<Result<Vec<_>, _>>()?;
     let cancel = Cancel::default();
     let (bases, binaries) = std::thread::scope(|s| {
@@ -74,7 +76,7 @@ pub fn build(
             }
             ready
         });
-        let binaries = compile::compile(plan, &resolves, &cancel);
+        let binaries = compile::compile(plan, &cfgs, &cancel);
         (
             network.join().expect("the base pull does not panic"),
             binaries,
@@ -106,11 +108,13 @@ pub fn build(
         .iter()
         .map(|image| {
             let base = bases.iter().find(|b| b.platform == image.platform);
-            let resolve = resolves
+            let cfg = plan
+                .platforms
                 .iter()
-                .find(|r| r.platform == image.platform)
-                .expect("one resolve per planned platform");
-            sbom(plan, resolve, image, base, store)
+                .position(|p| *p == image.platform)
+                .map(|i| &cfgs[i][..])
+                .expect("one image per planned platform");
+            sbom(plan, cfg, image, base, store)
         })
         .collect::<Result<_, _>>()?;
     Ok(Built {
@@ -123,11 +127,12 @@ pub fn build(
 /// The image's SPDX SBOM, stored and attached to it as a referrer.
 fn sbom(
     plan: &Plan,
-    resolve: &TargetResolve,
+    cfg: &[Cfg],
     image: &Image,
     base: Option<&BaseImage>,
     store: &BlobStore,
 ) -> Result<Referrer, BuildError> {
+    let target = image.platform.rust_target();
     let cargo_lock = std::fs::read_to_string(plan.workspace_root.join("Cargo.lock")).ok();
     let name = plan
         .tags
@@ -140,8 +145,10 @@ fn sbom(
         None => sbom::BaseContents::default(),
     };
     let document = sbom::spdx_json(&SbomInput {
-        metadata: &resolve.metadata,
-        root: &resolve.root,
+        metadata: &plan.graph,
+        root: &plan.package_id,
+        target,
+        cfg,
         bin: &plan.bin,
         platform: &image.platform,
         cargo_lock: cargo_lock.as_deref(),

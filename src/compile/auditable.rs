@@ -13,13 +13,30 @@ use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use cargo_metadata::cargo_platform::Cfg;
 use cargo_metadata::{DependencyKind, Metadata, Package, PackageId, TargetKind};
 use serde::Serialize;
 
 use crate::digest::Digest;
-use crate::plan::{Plan, TargetResolve};
+use crate::plan::Plan;
 
 use super::{shell_quote, CompileError};
+
+/// Why the dependency list cannot be embedded.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditableError {
+    #[error("no cfg values were read for {0}, so its binary cannot list its crates")]
+    NoCfg(String),
+    #[error(
+        "cannot embed the dependency list in a binary for {0}: only x86_64 and aarch64 are \
+         supported; build with --no-auditable"
+    )]
+    Arch(String),
+    #[error("cargo metadata has no dependency graph (it must run without --no-deps)")]
+    NoGraph,
+    #[error("package `{0}` is not in cargo metadata's dependency graph")]
+    NotInGraph(String),
+}
 
 /// The symbol linkers are told to keep (`-u`), so `--gc-sections` leaves the section alone.
 const SYMBOL: &str = "AUDITABLE_VERSION_INFO";
@@ -32,22 +49,22 @@ pub(super) struct Links {
 }
 
 impl Links {
-    /// Writes one object per planned platform into `TARGET_DIR/stevedore/.auditable/`.
-    pub(super) fn write(plan: &Plan, resolves: &[TargetResolve]) -> Result<Self, CompileError> {
+    /// Writes one object per planned platform into `TARGET_DIR/stevedore/.auditable/`; `cfgs`
+    /// are the platforms' `cfg` values, index for index.
+    pub(super) fn write(plan: &Plan, cfgs: &[Vec<Cfg>]) -> Result<Self, CompileError> {
         if !plan.auditable {
             return Ok(Links::default());
         }
         let dir = plan.target_dir.join("stevedore/.auditable");
         let mut objects = Vec::new();
-        for platform in &plan.platforms {
+        for (i, platform) in plan.platforms.iter().enumerate() {
             let target = platform.rust_target();
-            let resolve = resolves
-                .iter()
-                .find(|r| r.platform == *platform)
-                .ok_or_else(|| CompileError::NoResolve(target.to_owned()))?;
-            let json = dependency_json(&resolve.metadata, &resolve.root)?;
+            let cfg = cfgs
+                .get(i)
+                .ok_or_else(|| AuditableError::NoCfg(target.to_owned()))?;
+            let json = dependency_json(&plan.graph, &plan.package_id, (target, cfg))?;
             let object = elf_object(target, &compress(&json))
-                .ok_or_else(|| CompileError::AuditableArch(target.to_owned()))?;
+                .ok_or_else(|| AuditableError::Arch(target.to_owned()))?;
             let path = dir.join(format!("{}.o", &Digest::of(&object).hex()[..32]));
             write_file(&path, &object).map_err(|source| CompileError::Wrapper {
                 path: path.clone(),
@@ -144,13 +161,15 @@ impl Kind {
     }
 }
 
-/// The strongest way a resolve edge uses its crate; `None` for dev-only edges.
-fn edge_kind(dep: &cargo_metadata::NodeDep) -> Option<Kind> {
+/// The strongest way a resolve edge uses its crate on `target` (its name and `cfg`); `None`
+/// for dev-only edges and those of other platforms, as `cargo metadata --filter-platform`.
+fn edge_kind(dep: &cargo_metadata::NodeDep, (name, cfg): (&str, &[Cfg])) -> Option<Kind> {
     if dep.dep_kinds.is_empty() {
         return Some(Kind::Runtime);
     }
     dep.dep_kinds
         .iter()
+        .filter(|k| k.target.as_ref().is_none_or(|p| p.matches(name, cfg)))
         .filter_map(|k| match k.kind {
             DependencyKind::Development => None,
             DependencyKind::Build => Some(Kind::Build),
@@ -159,12 +178,13 @@ fn edge_kind(dep: &cargo_metadata::NodeDep) -> Option<Kind> {
         .max()
 }
 
-/// The auditable-serde JSON for the crates `root`'s binary is built from.
+/// The auditable-serde JSON for the crates `root`'s binary is built from on `target`.
 pub(crate) fn dependency_json(
     metadata: &Metadata,
     root: &PackageId,
-) -> Result<Vec<u8>, CompileError> {
-    let resolve = metadata.resolve.as_ref().ok_or(CompileError::NoGraph)?;
+    target: (&str, &[Cfg]),
+) -> Result<Vec<u8>, AuditableError> {
+    let resolve = metadata.resolve.as_ref().ok_or(AuditableError::NoGraph)?;
     let nodes: BTreeMap<&PackageId, &cargo_metadata::Node> =
         resolve.nodes.iter().map(|n| (&n.id, n)).collect();
     let packages: BTreeMap<&PackageId, &Package> =
@@ -183,10 +203,10 @@ pub(crate) fn dependency_json(
     while let Some(id) = pending.pop() {
         let node = nodes
             .get(id)
-            .ok_or_else(|| CompileError::NotInGraph(id.repr.clone()))?;
+            .ok_or_else(|| AuditableError::NotInGraph(id.repr.clone()))?;
         let parent = kinds[id];
         for dep in &node.deps {
-            let Some(mut kind) = edge_kind(dep) else {
+            let Some(mut kind) = edge_kind(dep, target) else {
                 continue;
             };
             kind = kind.min(parent);
@@ -205,7 +225,7 @@ pub(crate) fn dependency_json(
             packages
                 .get(id)
                 .copied()
-                .ok_or_else(|| CompileError::NotInGraph(id.repr.clone()))
+                .ok_or_else(|| AuditableError::NotInGraph(id.repr.clone()))
         })
         .collect::<Result<_, _>>()?;
     // Names, versions and sources only: a path crate's id holds this machine's path.
@@ -226,7 +246,7 @@ pub(crate) fn dependency_json(
             let deps: BTreeSet<usize> = nodes[&p.id]
                 .deps
                 .iter()
-                .filter(|d| edge_kind(d).is_some())
+                .filter(|d| edge_kind(d, target).is_some())
                 .filter_map(|d| index.get(&d.pkg).copied())
                 .collect();
             AuditPackage {
@@ -374,7 +394,6 @@ mod tests {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let out = Command::new(cargo)
             .args(["metadata", "--format-version", "1", "--offline", "--locked"])
-            .args(["--filter-platform", "aarch64-unknown-linux-musl"])
             .arg("--manifest-path")
             .arg(dir.join("Cargo.toml"))
             .output()
@@ -393,8 +412,22 @@ mod tests {
     #[test]
     fn dependency_list_in_auditable_serde_form() {
         let (metadata, root) = hello_service();
-        let json = dependency_json(&metadata, &root).unwrap();
-        assert_eq!(json, dependency_json(&metadata, &root).unwrap());
+        let target = "aarch64-unknown-linux-musl";
+        let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+        let out = Command::new(rustc)
+            .args(["--print", "cfg", "--target", target])
+            .output()
+            .expect("rustc runs");
+        let cfg: Vec<Cfg> = String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| l.parse().unwrap())
+            .collect();
+        let json = dependency_json(&metadata, &root, (target, &cfg)).unwrap();
+        assert_eq!(
+            json,
+            dependency_json(&metadata, &root, (target, &cfg)).unwrap()
+        );
         let doc: serde_json::Value = serde_json::from_slice(&json).unwrap();
         assert_eq!(doc["format"], 1);
         let packages = doc["packages"].as_array().unwrap();
