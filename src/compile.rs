@@ -11,12 +11,14 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
+use cargo_metadata::cargo_platform::Cfg;
 use cargo_metadata::Message;
 
 use crate::plan::Plan;
 use crate::platform::Platform;
 use crate::toolchain::{describe, run_capture, Toolchain, ToolchainError};
 
+mod auditable;
 mod remap;
 
 use remap::Remaps;
@@ -63,6 +65,8 @@ pub enum CompileError {
     Failed { bin: String, platforms: String },
     #[error("the compile was stopped")]
     Cancelled,
+    #[error(transparent)]
+    Auditable(#[from] auditable::AuditableError),
 }
 
 /// Stops a compile from another thread: the base pull or a push check beside it failed, and
@@ -122,8 +126,14 @@ enum Std {
 
 /// Compiles `plan.bin` for every planned platform in one cargo run, so cargo schedules all
 /// targets on all cores; `--keep-going` lets a failing target name itself by its missing binary.
-/// `cancel` stops it from another thread.
-pub fn compile(plan: &Plan, cancel: &Cancel) -> Result<Vec<Binary>, CompileError> {
+/// `cancel` stops it from another thread. `cfgs` (the `cfg` values of each planned platform,
+/// index for index) pick the part of the plan's graph each binary lists, unless the plan turns
+/// that off.
+pub fn compile(
+    plan: &Plan,
+    cfgs: &[Vec<Cfg>],
+    cancel: &Cancel,
+) -> Result<Vec<Binary>, CompileError> {
     let targets: Vec<&str> = plan.platforms.iter().map(Platform::rust_target).collect();
     // -Zbuild-std applies to every target of a run: one target without std means all from source.
     let mut std = Std::Installed;
@@ -156,7 +166,8 @@ pub fn compile(plan: &Plan, cancel: &Cancel) -> Result<Vec<Binary>, CompileError
         rustflags.push((target, flags));
     }
     set_rustflags(&mut cmd, &rustflags);
-    remaps.wrap_workspace(&mut cmd, &plan.target_dir)?;
+    let links = auditable::Links::write(plan, cfgs)?;
+    remaps.wrap_workspace(&mut cmd, plan, &links)?;
     remaps.shim_rustc(&mut cmd, &tools, plan)?;
     if std == Std::FromSource {
         tracing::info!(

@@ -29,6 +29,7 @@ struct Table {
     files: Option<Vec<FileEntry>>,
     annotations: Option<BTreeMap<String, String>>,
     compression: Option<String>,
+    auditable: Option<bool>,
     healthcheck: Option<HealthcheckEntry>,
 }
 
@@ -209,6 +210,8 @@ pub struct Settings {
     pub image: ImageSettings,
     /// How the application layer is compressed.
     pub compression: Option<Compression>,
+    /// `auditable = false`: embed no dependency list in the binary.
+    pub auditable: Option<bool>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -320,6 +323,7 @@ pub fn settings(sources: &Sources) -> Result<Settings, ConfigError> {
         tags,
         image,
         compression,
+        auditable: merged.auditable,
     })
 }
 
@@ -375,6 +379,7 @@ fn merge(workspace: Option<&Table>, package: Option<&Table>) -> Table {
         compression: p.compression.or(w.compression),
         annotations: p.annotations.or(w.annotations),
         healthcheck: p.healthcheck.or(w.healthcheck),
+        auditable: p.auditable.or(w.auditable),
     }
 }
 
@@ -526,6 +531,24 @@ mod tests {
             "{err}"
         );
         assert!(parse_duration("2h").is_ok() && parse_duration("1x").is_err());
+    }
+
+    #[test]
+    fn auditable_is_a_boolean_the_package_can_turn_off() {
+        let on = settings(&sources(&json!({}), None)).unwrap();
+        assert_eq!(on.auditable, None, "unset: the default (on) is the plan's");
+        let off = json!({"auditable": false});
+        let s = settings(&sources(&json!({}), Some(&off))).unwrap();
+        assert_eq!(s.auditable, Some(false), "from the workspace");
+        let s = settings(&sources(&json!({"auditable": true}), Some(&off))).unwrap();
+        assert_eq!(s.auditable, Some(true), "the package wins");
+        let err = settings(&sources(&json!({"auditable": "no"}), None))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("auditable") && err.contains("boolean"),
+            "{err}"
+        );
     }
 
     #[test]

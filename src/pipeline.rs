@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use std::collections::HashMap;
 
+use cargo_metadata::cargo_platform::Cfg;
 use oci_spec::image::{Descriptor, MediaType};
 
 use crate::assemble::{self, AssembleError, Built, Image, Referrer};
@@ -38,7 +39,7 @@ pub enum BuildError {
     Layer(#[from] LayerError),
     #[error(transparent)]
     Assemble(#[from] AssembleError),
-    #[error("cannot read the dependency graph for the SBOM")]
+    #[error("cannot read the target's cfg, which picks the dependencies the binary embeds and the SBOM lists")]
     SbomMetadata(#[from] PlanError),
     #[error("cannot write the SBOM")]
     Sbom(#[from] SbomError),
@@ -56,6 +57,13 @@ pub fn build(
 ) -> Result<Built, BuildError> {
     // Pulling the base and checking the push targets are network-bound and compiling is
     // CPU-bound: do both at once, and stop the compile as soon as the network side fails.
+    // Each platform's cfg picks its part of the plan's dependency graph, for the list the
+    // binary embeds and for the SBOM (index for index with `plan.platforms`).
+    let cfgs = plan
+        .platforms
+        .iter()
+        .map(|p| plan::target_cfg(plan, p.rust_target()))
+        .collect::<Result<Vec<_>, _>>()?;
     let cancel = Cancel::default();
     let (bases, binaries) = std::thread::scope(|s| {
         let network = s.spawn(|| {
@@ -68,7 +76,7 @@ pub fn build(
             }
             ready
         });
-        let binaries = compile::compile(plan, &cancel);
+        let binaries = compile::compile(plan, &cfgs, &cancel);
         (
             network.join().expect("the base pull does not panic"),
             binaries,
@@ -100,7 +108,13 @@ pub fn build(
         .iter()
         .map(|image| {
             let base = bases.iter().find(|b| b.platform == image.platform);
-            sbom(plan, image, base, store)
+            let cfg = plan
+                .platforms
+                .iter()
+                .position(|p| *p == image.platform)
+                .map(|i| &cfgs[i][..])
+                .expect("one image per planned platform");
+            sbom(plan, cfg, image, base, store)
         })
         .collect::<Result<_, _>>()?;
     Ok(Built {
@@ -113,12 +127,12 @@ pub fn build(
 /// The image's SPDX SBOM, stored and attached to it as a referrer.
 fn sbom(
     plan: &Plan,
+    cfg: &[Cfg],
     image: &Image,
     base: Option<&BaseImage>,
     store: &BlobStore,
 ) -> Result<Referrer, BuildError> {
     let target = image.platform.rust_target();
-    let cfg = plan::target_cfg(plan, target)?;
     let cargo_lock = std::fs::read_to_string(plan.workspace_root.join("Cargo.lock")).ok();
     let name = plan
         .tags
@@ -126,15 +140,20 @@ fn sbom(
         .map_or_else(|| plan.bin.clone(), |t| t.name());
     let (ca_crate, ca_version) = layer::CA_BUNDLE_CRATE;
     let ca_comment = format!("the CA certificates at /{}", layer::CA_BUNDLE_PATH);
+    let base_contents = match base {
+        Some(base) => sbom::read_base(store, &base.layers)?,
+        None => sbom::BaseContents::default(),
+    };
     let document = sbom::spdx_json(&SbomInput {
         metadata: &plan.graph,
         root: &plan.package_id,
         target,
-        cfg: &cfg,
+        cfg,
         bin: &plan.bin,
         platform: &image.platform,
         cargo_lock: cargo_lock.as_deref(),
         base: base.map(|b| (&b.reference, &b.manifest_digest)),
+        base_contents: &base_contents,
         image_name: &name,
         image_digest: &image.manifest_digest(),
         extra: &[(ca_crate, ca_version, &ca_comment)],

@@ -188,6 +188,11 @@ struct ProjectArgs {
     /// gzip].
     #[arg(long, value_name = "gzip|zstd")]
     compression: Option<Compression>,
+    /// Embed no dependency list in the binary (the `.dep-v0` section scanners read, as
+    /// cargo-auditable writes it) [default: embed it, unless Cargo.toml's
+    /// `package.metadata.stevedore.auditable` is false]
+    #[arg(long)]
+    no_auditable: bool,
 }
 
 impl ProjectArgs {
@@ -210,6 +215,7 @@ impl ProjectArgs {
             toolchain: self.toolchain,
             target_dir: self.target_dir,
             compression: self.compression,
+            no_auditable: self.no_auditable,
             ..BuildOptions::default()
         }
     }

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::{content_name, shell_quote, write_executable, CompileError};
+use super::{auditable, content_name, shell_quote, write_executable, CompileError};
 use crate::plan::Plan;
 
 /// Where the build's inputs live on this machine, and the fixed names they get inside the
@@ -84,11 +84,16 @@ impl Remaps {
     pub(super) fn wrap_workspace(
         &self,
         cmd: &mut Command,
-        target_dir: &Path,
+        plan: &Plan,
+        links: &auditable::Links,
     ) -> Result<(), CompileError> {
         let workspace = &self.workspace[0].0;
-        let name = crate::digest::Digest::of(workspace.as_os_str().as_encoded_bytes());
-        let path = target_dir
+        // cargo hashes the wrapper's path into workspace members: a new path relinks them.
+        let mut key = workspace.as_os_str().as_encoded_bytes().to_vec();
+        key.extend(links.key().as_bytes());
+        let name = crate::digest::Digest::of(&key);
+        let path = plan
+            .target_dir
             .join("stevedore/.rustc-wrapper")
             .join(&name.hex()[..16]);
         let chained = std::env::var_os("RUSTC_WORKSPACE_WRAPPER")
@@ -101,8 +106,9 @@ impl Remaps {
             .collect();
         let script = format!(
             "#!/bin/sh\n# Written by stevedore: remaps {} out of what rustc writes.\n\
-             exec {chained}\"$@\" {}\n",
+             {}exec {chained}\"$@\" {}\n",
             workspace.display(),
+            links.script(&plan.package, &plan.bin),
             remaps.join(" ")
         );
         write_executable(&path, &script).map_err(|source| CompileError::Wrapper {

@@ -62,6 +62,8 @@ pub struct BuildOptions {
     pub compression: Option<Compression>,
     /// Image settings given as flags, over Cargo.toml's.
     pub image: ImageFlags,
+    /// `--no-auditable`: embed no dependency list in the binary.
+    pub no_auditable: bool,
 }
 
 /// Everything later stages need, resolved and checked.
@@ -114,6 +116,8 @@ pub struct Plan {
     pub offline: bool,
     /// How the application layer is compressed.
     pub compression: Compression,
+    /// Embed the dependency list in the binary, as cargo-auditable does (`.dep-v0`).
+    pub auditable: bool,
     /// `cargo metadata` of the workspace, resolved with the build's features for every
     /// platform; the SBOM keeps each platform's part of it (see [`target_cfg`]).
     #[serde(skip)]
@@ -347,6 +351,7 @@ pub fn plan(opts: &BuildOptions) -> Result<Draft, PlanError> {
             .compression
             .or(settings.compression)
             .unwrap_or_default(),
+        auditable: !opts.no_auditable && settings.auditable.unwrap_or(true),
         package_id: package.id.clone(),
         graph: Arc::new(graph.unwrap_or(metadata)),
     }))

@@ -1,14 +1,20 @@
-//! An SPDX 2.3 JSON SBOM for one platform's image: the image, its base, the crates compiled into
-//! its binary for that platform, and whatever else stevedore put in.
+//! An SPDX 2.3 JSON SBOM for one platform's image: the image, its base and the Debian packages
+//! the base's dpkg recorded, the crates compiled into its binary for that platform, and whatever
+//! else stevedore put in.
 //!
 //! The document is a function of its input alone (no clock, no paths of this machine, no hash
 //! map order), so rebuilding an image rebuilds a byte-identical SBOM with the same digest.
 
 use std::collections::{BTreeMap, BTreeSet};
 
+mod base;
+mod debian;
 mod graph;
 mod license;
 mod sources;
+
+pub use base::{read_base, BaseContents};
+pub use debian::{DebPackage, OsRelease};
 
 use cargo_metadata::cargo_platform::Cfg;
 use cargo_metadata::{Metadata, Package, PackageId};
@@ -18,6 +24,7 @@ use graph::{Edge, Graph};
 use license::license_expression;
 use sources::{cargo_purl, download_location, lock_checksums, oci_purl, percent_encode, split_tag};
 
+use crate::cache::CacheError;
 use crate::digest::Digest;
 use crate::oci::{canonical_json, rfc3339};
 use crate::platform::Platform;
@@ -42,6 +49,8 @@ pub struct SbomInput<'a> {
     /// The base image, if not scratch: its reference as the user wrote it and the platform
     /// manifest digest it resolved to.
     pub base: Option<(&'a Reference, &'a Digest)>,
+    /// What the base's layers hold (Debian packages), listed as the base's contents.
+    pub base_contents: &'a BaseContents,
     /// A name for the image this SBOM describes (e.g. `registry.example/app` or the bin name).
     pub image_name: &'a str,
     /// The manifest digest of the image this SBOM describes.
@@ -60,6 +69,16 @@ pub enum SbomError {
     NotInGraph(String),
     #[error("package `{0}` is in cargo metadata's dependency graph but not in its package list")]
     NoPackage(String),
+    #[error("the base layer digest {0} is not a sha256 digest")]
+    BadDigest(String),
+    #[error("cannot read the base layer {digest} to list its Debian packages")]
+    Layer {
+        digest: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Cache(#[from] CacheError),
 }
 
 /// The SPDX document for `input`, as compact JSON with sorted keys.
@@ -92,6 +111,15 @@ impl Document {
             self.packages
                 .push(base_package(&base, reference, digest, input.platform));
             self.relate(&image, "DESCENDANT_OF", &base);
+            let contents = input.base_contents;
+            for deb in &contents.packages {
+                let id = self
+                    .ids
+                    .claim(&["deb", &deb.name, &deb.version, &deb.architecture]);
+                self.packages
+                    .push(deb_package(&id, deb, contents.os.as_ref()));
+                self.relate(&base, "CONTAINS", &id);
+            }
         }
         for (name, version, comment) in input.extra {
             let extra = self.ids.claim(&["extra", name, version]);
@@ -273,6 +301,23 @@ fn extra_package(spdx_id: &str, name: &str, version: &str, comment: &str) -> Val
     p
 }
 
+fn deb_package(spdx_id: &str, deb: &DebPackage, os: Option<&OsRelease>) -> Value {
+    let mut p = package(spdx_id, &deb.name, &deb.version);
+    p["primaryPackagePurpose"] = json!("LIBRARY");
+    p["comment"] = json!(format!(
+        "Debian package in the base image, architecture {}",
+        deb.architecture
+    ));
+    if let Some(maintainer) = &deb.maintainer {
+        p["supplier"] = json!(debian::supplier(maintainer));
+    }
+    if let Some(license) = &deb.license {
+        p["licenseDeclared"] = json!(license);
+    }
+    p["externalRefs"] = purl_ref(debian::deb_purl(deb, os));
+    p
+}
+
 fn crate_package(spdx_id: &str, c: &Package, purpose: &str, checksum: Option<&String>) -> Value {
     let mut p = package(spdx_id, &c.name, &c.version.to_string());
     p["primaryPackagePurpose"] = json!(purpose);
@@ -405,6 +450,22 @@ mod tests {
         p["externalRefs"][0]["referenceLocator"].as_str().unwrap()
     }
 
+    fn debian_base() -> BaseContents {
+        BaseContents {
+            os: Some(OsRelease {
+                id: "debian".into(),
+                version_id: Some("12".into()),
+            }),
+            packages: vec![DebPackage {
+                name: "ca-certificates".into(),
+                version: "20250419~deb12u2".into(),
+                architecture: "all".into(),
+                maintainer: Some("Julien Cristau <jcristau@debian.org>".into()),
+                license: Some("GPL-2.0-or-later AND MPL-2.0".into()),
+            }],
+        }
+    }
+
     #[test]
     fn hello_service_lists_its_build_dependencies() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/hello-service");
@@ -423,6 +484,7 @@ mod tests {
             platform: &Platform::linux_amd64(),
             cargo_lock: Some(&lock),
             base: Some((&base, &base_digest)),
+            base_contents: &debian_base(),
             image_name: "registry.example:5000/team/hello-service",
             image_digest: &image_digest,
             extra: &[(
@@ -505,7 +567,20 @@ mod tests {
             purl(base),
             format!("pkg:oci/static-debian12@sha256%3A{}?arch=amd64&repository_url=gcr.io/distroless/static-debian12&tag=nonroot", &BASE_DIGEST[7..])
         );
-        assert_eq!(doc["packages"].as_array().unwrap().len(), 7);
+        let deb = package(&doc, "ca-certificates").unwrap();
+        let base = id(&doc, "gcr.io/distroless/static-debian12");
+        assert!(has(&doc, &base, "CONTAINS", &id(&doc, "ca-certificates")));
+        assert_eq!(
+            purl(deb),
+            "pkg:deb/debian/ca-certificates@20250419~deb12u2?arch=all&distro=debian-12"
+        );
+        assert_eq!(deb["versionInfo"], "20250419~deb12u2");
+        assert_eq!(deb["licenseDeclared"], "GPL-2.0-or-later AND MPL-2.0");
+        assert_eq!(
+            deb["supplier"],
+            "Person: Julien Cristau (jcristau@debian.org)"
+        );
+        assert_eq!(doc["packages"].as_array().unwrap().len(), 8);
     }
 
     fn write_crate(dir: &Path, name: &str, version: &str, license: &str, rest: &str) {
@@ -587,6 +662,7 @@ winonly = { path = "crates/winonly" }
             platform: &Platform::linux_arm64(),
             cargo_lock: None,
             base: None,
+            base_contents: &BaseContents::default(),
             image_name: "app",
             image_digest: &digest,
             extra: &[],
@@ -682,6 +758,7 @@ winonly = { path = "crates/winonly" }
                 platform: &platform,
                 cargo_lock: None,
                 base: None,
+                base_contents: &BaseContents::default(),
                 image_name: "app",
                 image_digest: &digest,
                 extra: &[],

@@ -1,6 +1,7 @@
 //! Integration tests: the real `cargo-stevedore` binary against the real test bed
 //! (a distribution registry, the distroless stand-in, skopeo, umoci, docker).
 
+mod audit;
 mod build;
 mod config;
 mod crash;

@@ -19,8 +19,19 @@ pub fn stevedore_build(fixture_name: &str) -> Command {
     stevedore("build", fixture_name)
 }
 
+/// `cargo stevedore build` of any project, set up as [`stevedore_build`] sets up a fixture's.
+pub fn stevedore_build_manifest(manifest: &Path) -> Command {
+    stevedore_on("build", manifest)
+}
+
 /// `cargo stevedore SUBCOMMAND` (one that builds) for a fixture, set up as [`stevedore_build`].
 pub fn stevedore(subcommand: &str, fixture_name: &str) -> Command {
+    stevedore_on(subcommand, &fixture(fixture_name))
+}
+
+/// `cargo stevedore SUBCOMMAND` (one that builds) of any project, with the test bed's
+/// toolchain, zig and caches.
+pub fn stevedore_on(subcommand: &str, manifest: &Path) -> Command {
     testbed::require_tool("rustup");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_cargo-stevedore"));
     cmd.env("PATH", testbed::tool_path_env())
@@ -35,7 +46,7 @@ pub fn stevedore(subcommand: &str, fixture_name: &str) -> Command {
             "debweb",
             "--manifest-path",
         ])
-        .arg(fixture(fixture_name));
+        .arg(manifest);
     cmd
 }
 

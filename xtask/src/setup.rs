@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
 
-use stevedore_testbed::{self as testbed, DEBIAN_PACKAGES, PYPI_PACKAGES};
+use stevedore_testbed::{self as testbed, CRATE_TOOLS, DEBIAN_PACKAGES, PYPI_PACKAGES};
 
 use crate::{capture, fail, is_root, run_ok};
 
@@ -14,6 +14,7 @@ pub fn run() {
     debian();
     rustup_debweb();
     python_venv();
+    crate_tools();
     // Everything a test may ask for, checked now so a gap shows up here rather than mid-run.
     testbed::require_all();
     if is_root() {
@@ -145,6 +146,27 @@ fn rustup_debweb() {
         say("rustup toolchain debweb already linked");
     } else {
         run_ok(Command::new("rustup").args(["toolchain", "link", "debweb", "/usr"]));
+    }
+}
+
+/// Readers written elsewhere (`rust-audit-info`), from crates.io with their own lock files,
+/// into the test bed's own `cargo install --root`, never the user's ~/.cargo/bin.
+fn crate_tools() {
+    let root = testbed::crate_tools_dir();
+    let record = std::fs::read_to_string(root.join(".crates.toml")).unwrap_or_default();
+    for (name, version, bin) in CRATE_TOOLS {
+        if record.contains(&format!("\"{name} {version} ")) && root.join("bin").join(bin).is_file()
+        {
+            say(&format!("{name} {version} already in {}", root.display()));
+            continue;
+        }
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        run_ok(
+            Command::new(cargo)
+                .args(["install", "--locked", "--version", version, "--root"])
+                .arg(&root)
+                .arg(name),
+        );
     }
 }
 

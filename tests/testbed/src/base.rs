@@ -1,7 +1,8 @@
 //! A stand-in for `gcr.io/distroless/static-debian12`, built from Debian packages with umoci.
 //!
 //! Like distroless: the files of `base-files`, `netbase`, `tzdata` and `ca-certificates` (no
-//! shell, no package manager), a CA bundle, `/etc/passwd` and `/etc/group` with `nonroot` (65532),
+//! shell, no package manager) with their dpkg records in `/var/lib/dpkg/status.d/` (`NAME` and
+//! `NAME.md5sums`) and copyright files in `/usr/share/doc/NAME/`, a CA bundle, `/etc/passwd` and `/etc/group` with `nonroot` (65532),
 //! `/home/nonroot` (65532, 0700), `/tmp` (1777). `:latest` runs as 0 in `/`, `:nonroot` as 65532 in
 //! `/home/nonroot`; both tags are OCI indexes for linux/amd64 and linux/arm64/v8.
 
@@ -175,10 +176,28 @@ fn make_rootfs(root: &Path, arch: &str, debs: &Path) {
     for package in PACKAGES {
         let deb = deb(debs, package, arch);
         run_ok(Command::new(&dpkg_deb).arg("-x").arg(&deb).arg(root));
-        // Per-package status files, as distroless ships them, so scanners see what is inside.
+        // Per-package status files, as distroless ships them, so scanners (and stevedore's
+        // SBOM) see what is inside: the control paragraph as `status.d/NAME` and the package's
+        // file checksums as `status.d/NAME.md5sums`; its copyright file came with `-x` above.
         mkdir(&status_d, 0o755);
         let control = run_ok(Command::new(&dpkg_deb).arg("-f").arg(&deb));
         write(&status_d.join(package), &control.stdout, 0o644);
+        let md5sums = run_ok(
+            Command::new(&dpkg_deb)
+                .arg("--info")
+                .arg(&deb)
+                .arg("md5sums"),
+        );
+        assert!(
+            !md5sums.stdout.is_empty(),
+            "{} has no md5sums control file",
+            deb.display()
+        );
+        write(
+            &status_d.join(format!("{package}.md5sums")),
+            &md5sums.stdout,
+            0o644,
+        );
     }
     // update-ca-certificates never runs (no maintainer scripts), so its tool is dead weight and
     // the bundle is made here the way it would make it.

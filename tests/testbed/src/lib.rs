@@ -35,8 +35,8 @@ pub use sccache::Sccache;
 pub use serve::serve_and_probe;
 pub use token::{Fault, TokenFront, TOKEN_SERVICE};
 pub use tools::{
-    require_all, require_tool, run_fails, run_ok, validate_spdx, DEBIAN_PACKAGES, PYPI_PACKAGES,
-    ZIGLANG_VERSION,
+    crate_tools_dir, require_all, require_crate_tool, require_tool, run_fails, run_ok,
+    validate_spdx, CRATE_TOOLS, DEBIAN_PACKAGES, PYPI_PACKAGES, ZIGLANG_VERSION,
 };
 
 /// Environment variable that moves [`testbed_dir`] (relative paths start at the workspace root).

