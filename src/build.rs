@@ -18,6 +18,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::assemble::Built;
+use crate::attest::{self, keys::KeyError, Attest, AttestError, SigningKey};
 use crate::cache::{BlobStore, CacheError};
 use crate::digest::Digest;
 use crate::lock::{LockError, Lockfile, Policy};
@@ -72,6 +73,12 @@ pub enum ErrorKind {
     /// `stevedore.lock` cannot be read, written or kept as it is.
     #[error(transparent)]
     Lock(#[from] LockError),
+    /// The signing key cannot be read, decrypted or used.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// Signatures or provenance cannot be made.
+    #[error(transparent)]
+    Attest(#[from] AttestError),
     /// The published image cannot be read or compared.
     #[error(transparent)]
     Verify(VerifyError),
@@ -133,6 +140,7 @@ pub struct Build {
     registry: RegistryOptions,
     lock: Policy,
     progress: Option<Arc<dyn Progress>>,
+    no_provenance: bool,
 }
 
 /// What a finished build produced.
@@ -309,6 +317,20 @@ impl Build {
         self
     }
 
+    /// Sign the image (cosign's `.sig` tags) and its provenance with the EC P-256 key at `path`
+    /// (PKCS#8 PEM, encrypted PKCS#8, or a cosign.key; the password from
+    /// `STEVEDORE_SIGN_PASSWORD` or `COSIGN_PASSWORD`).
+    pub fn sign_key(mut self, path: impl Into<PathBuf>) -> Self {
+        self.options.sign_key = Some(path.into());
+        self
+    }
+
+    /// Attach SLSA provenance (on by default).
+    pub fn provenance(mut self, on: bool) -> Self {
+        self.no_provenance = !on;
+        self
+    }
+
     /// Report blob transfers to `progress`.
     pub fn progress(mut self, progress: Arc<dyn Progress>) -> Self {
         self.progress = Some(progress);
@@ -348,7 +370,7 @@ impl Build {
             built,
             store,
             registry,
-        } = self.stage()?;
+        } = self.stage(true)?;
         let outputs = match self.outputs.is_empty() && !self.push && self.load.is_none() {
             true => vec![Output::OciLayout(pipeline::default_layout_dir(&plan))],
             false => self.outputs.clone(),
@@ -406,10 +428,15 @@ impl Build {
         })
     }
 
-    /// Plans, pins the base in `stevedore.lock` and builds every platform into the blob store;
-    /// publishes nothing.
-    pub(crate) fn stage(&self) -> Result<Staged, Error> {
+    /// Plans, pins the base in `stevedore.lock` and builds every platform into the blob store,
+    /// signed and attested when `attest`; publishes nothing.
+    pub(crate) fn stage(&self, attest: bool) -> Result<Staged, Error> {
         let mut plan = plan::plan(&self.options)?;
+        // The key is read (and decrypted) before the compile, so a wrong password costs seconds.
+        let key = match (&plan.sign_key, attest) {
+            (Some(path), true) => Some(SigningKey::load(path)?),
+            _ => None,
+        };
         if self.push && plan.tags.is_empty() {
             return Err(ErrorKind::PushWithoutTag.into());
         }
@@ -428,7 +455,19 @@ impl Build {
         } else {
             Vec::new()
         };
-        let built = pipeline::build(&plan, &store, &registry, &push_to)?;
+        let mut built = pipeline::build(&plan, &store, &registry, &push_to)?;
+        if attest {
+            let how = Attest {
+                key: key.as_ref(),
+                provenance: !self.no_provenance,
+            };
+            let repositories = repositories(&default_tags(&plan));
+            let toolchain = attest::Toolchain {
+                release: plan.toolchain.release(),
+                commit: plan.toolchain.commit_hash(),
+            };
+            attest::attest(&plan, &mut built, how, &repositories, &toolchain, &store)?;
+        }
         lock.save()?;
         Ok(Staged {
             plan,
@@ -450,7 +489,7 @@ impl Build {
         };
         let image = source.image().map_err(ErrorKind::Verify)?;
         let platforms = image.platforms.iter().map(|(p, _, _)| p.clone());
-        let staged = self.clone().platforms(platforms).stage()?;
+        let staged = self.clone().platforms(platforms).stage(false)?;
         Ok(verify::compare(&staged.built, &image, &source, &store).map_err(ErrorKind::Verify)?)
     }
 
@@ -517,6 +556,17 @@ fn check_archive_platforms(plan: &Plan, outputs: &[Output]) -> Result<(), Error>
         }));
     }
     Ok(())
+}
+
+/// Each repository (`REGISTRY/REPOSITORY`) the tags name, once, in their order.
+fn repositories(tags: &[Reference]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for tag in tags {
+        if !out.contains(&tag.name()) {
+            out.push(tag.name());
+        }
+    }
+    out
 }
 
 /// The tags to name the image with: the user's, or `BIN:latest`.

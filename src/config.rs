@@ -26,6 +26,9 @@ struct Table {
     labels: Option<BTreeMap<String, String>>,
     user: Option<String>,
     files: Option<Vec<FileEntry>>,
+    /// The signing key's path, relative to the Cargo.toml that names it.
+    #[serde(rename = "sign-key")]
+    sign_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -72,6 +75,8 @@ pub struct Settings {
     /// Image names from `repository` and `tags`, placeholders filled in.
     pub tags: Vec<Reference>,
     pub image: ImageSettings,
+    /// `sign-key`, resolved against the directory of the Cargo.toml that names it.
+    pub sign_key: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -163,11 +168,16 @@ pub fn settings(sources: &Sources) -> Result<Settings, ConfigError> {
         user: merged.user.clone(),
         files,
     };
+    let sign_key = merged.sign_key.as_ref().map(|key| {
+        let file = origin(&|t| t.sign_key.is_some()).file;
+        file.parent().unwrap_or(Path::new(".")).join(key)
+    });
     Ok(Settings {
         base,
         platforms,
         tags,
         image,
+        sign_key,
     })
 }
 
@@ -220,6 +230,7 @@ fn merge(workspace: Option<&Table>, package: Option<&Table>) -> Table {
         labels: p.labels.or(w.labels),
         user: p.user.or(w.user),
         files: p.files.or(w.files),
+        sign_key: p.sign_key.or(w.sign_key),
     }
 }
 

@@ -21,3 +21,9 @@ pub const TIMEOUT: &str = "STEVEDORE_TIMEOUT";
 pub const ZIG: &str = "STEVEDORE_ZIG";
 /// The cargo to run when `--toolchain` is not given (set by cargo for subcommands).
 pub const CARGO: &str = "CARGO";
+/// The signing key file (`--sign-key`): EC P-256 PKCS#8 PEM, encrypted PKCS#8, or a cosign.key.
+pub const SIGN_KEY: &str = "STEVEDORE_SIGN_KEY";
+/// The password of an encrypted signing key.
+pub const SIGN_PASSWORD: &str = "STEVEDORE_SIGN_PASSWORD";
+/// cosign's variable for the same password, read when `STEVEDORE_SIGN_PASSWORD` is not set.
+pub const COSIGN_PASSWORD: &str = "COSIGN_PASSWORD";

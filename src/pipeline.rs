@@ -107,6 +107,7 @@ pub fn build(
         images,
         index,
         referrers,
+        tagged: Vec::new(),
     })
 }
 

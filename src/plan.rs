@@ -47,6 +47,8 @@ pub struct BuildOptions {
     pub bare: bool,
     /// Run cargo with `--offline` (the registry side is `RegistryOptions::offline`).
     pub offline: bool,
+    /// The key to sign with (`--sign-key`, `STEVEDORE_SIGN_KEY`); beats Cargo.toml's `sign-key`.
+    pub sign_key: Option<PathBuf>,
 }
 
 /// Everything later stages need, resolved and checked.
@@ -97,6 +99,8 @@ pub struct Plan {
     pub image: ImageSettings,
     /// Run cargo with `--offline`.
     pub offline: bool,
+    /// The key to sign the image with, if any.
+    pub sign_key: Option<PathBuf>,
 }
 
 /// Why a plan cannot be made: the project, its settings or the options are wrong.
@@ -249,6 +253,7 @@ pub fn plan(opts: &BuildOptions) -> Result<Plan, PlanError> {
         workspace_root,
         toolchain,
         offline: opts.offline,
+        sign_key: opts.sign_key.clone().or(settings.sign_key),
     })
 }
 

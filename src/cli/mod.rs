@@ -230,8 +230,16 @@ struct BuildArgs {
     /// docker if its daemon answers, else podman]. It is named by the first tag.
     #[arg(long, value_name = "ENGINE", num_args = 0..=1, default_missing_value = "auto")]
     load: Option<crate::publish::Engine>,
+    /// Sign the image and its provenance with this EC P-256 key: PKCS#8 PEM (`openssl
+    /// genpkey`), encrypted PKCS#8, or a cosign.key; the password from STEVEDORE_SIGN_PASSWORD
+    /// or COSIGN_PASSWORD [default: `sign-key` in Cargo.toml]
+    #[arg(long, value_name = "FILE", env = crate::env::SIGN_KEY)]
+    sign_key: Option<PathBuf>,
+    /// Attach no SLSA provenance (it is attached by default).
+    #[arg(long)]
+    no_provenance: bool,
     /// After pushing, write every reference pushed to FILE, one per line, by digest: the image
-    /// (or index), each platform's manifest, the SBOMs.
+    /// (or index), each platform's manifest, the SBOMs, the provenance, the signatures.
     #[arg(long, value_name = "FILE", requires = "push")]
     image_refs: Option<PathBuf>,
     /// Print the result as JSON on stdout.
@@ -308,7 +316,9 @@ fn build(args: BuildArgs) -> Result<(), Error> {
     let mut options = args.project.options();
     options.platforms = args.platform;
     options.tags = args.tag;
+    options.sign_key = args.sign_key;
     let mut build = Build::from_options(options)
+        .provenance(!args.no_provenance)
         .with_push(args.push)
         .bare(args.bare)
         .locked(args.locked)

@@ -38,8 +38,15 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
 pub const ZIGLANG_VERSION: &str = "0.17.1";
 
 /// PyPI packages `cargo xtask setup` installs into [`crate::venv_dir`], pinned: zig links musl
-/// binaries (bookworm has no zig package); spdx-tools' `pyspdxtools` validates SBOMs.
-pub const PYPI_PACKAGES: &[(&str, &str)] = &[("ziglang", ZIGLANG_VERSION), ("spdx-tools", "0.8.5")];
+/// binaries (bookworm has no zig package); spdx-tools' `pyspdxtools` validates SBOMs;
+/// securesystemslib (the in-toto project's DSSE library, with `cryptography` for its ECDSA
+/// verifier) checks the provenance envelope.
+pub const PYPI_PACKAGES: &[(&str, &str)] = &[
+    ("ziglang", ZIGLANG_VERSION),
+    ("spdx-tools", "0.8.5"),
+    ("securesystemslib", "1.6.0"),
+    ("cryptography", "50.0.2"),
+];
 
 /// Executables looked up on PATH, and where they come from.
 const TOOLS: &[(&str, &str)] = &[
