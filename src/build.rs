@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::assemble::Built;
-use crate::attest::{self, keys::KeyError, Attest, AttestError, SigningKey};
+use crate::attest::{self, keys::KeyError, Attest, AttestError, PublicKey, SigningKey};
 use crate::cache::{BlobStore, CacheError};
 use crate::digest::Digest;
 use crate::lock::{LockError, Lockfile, Policy};
@@ -94,6 +94,14 @@ pub enum ErrorKind {
         /// The published image's top digest.
         theirs: Digest,
     },
+    /// `verify --key`: the rebuild matches, but a signature or the provenance does not hold.
+    #[error(
+        "{published} is not signed as it should be with the key given; the findings are above"
+    )]
+    Unsigned {
+        /// The published image as given.
+        published: String,
+    },
     /// `--offline` and `--push` together.
     #[error("--offline cannot be used with --push: pushing needs the registry")]
     PushOffline,
@@ -141,6 +149,7 @@ pub struct Build {
     lock: Policy,
     progress: Option<Arc<dyn Progress>>,
     no_provenance: bool,
+    verify_key: Option<PathBuf>,
 }
 
 /// What a finished build produced.
@@ -331,6 +340,13 @@ impl Build {
         self
     }
 
+    /// `verify` also checks the published image's signatures and provenance with this EC
+    /// P-256 public key (PEM).
+    pub fn verify_key(mut self, path: impl Into<PathBuf>) -> Self {
+        self.verify_key = Some(path.into());
+        self
+    }
+
     /// Report blob transfers to `progress`.
     pub fn progress(mut self, progress: Arc<dyn Progress>) -> Self {
         self.progress = Some(progress);
@@ -480,6 +496,11 @@ impl Build {
     /// Rebuilds for the platforms `published` has and compares digests, naming the first
     /// difference of each platform that differs. Publishes nothing.
     pub fn verify(&self, published: &Published) -> Result<Verdict, Error> {
+        let key = self
+            .verify_key
+            .as_deref()
+            .map(PublicKey::load)
+            .transpose()?;
         let registry = self.registry_client(&[])?;
         let store = BlobStore::open_default()?;
         let source = Source {
@@ -488,9 +509,18 @@ impl Build {
             store: &store,
         };
         let image = source.image().map_err(ErrorKind::Verify)?;
+        let signatures = match &key {
+            Some(key) => {
+                verify::check_signatures(&source, &image, key).map_err(ErrorKind::Verify)?
+            }
+            None => Vec::new(),
+        };
         let platforms = image.platforms.iter().map(|(p, _, _)| p.clone());
         let staged = self.clone().platforms(platforms).stage(false)?;
-        Ok(verify::compare(&staged.built, &image, &source, &store).map_err(ErrorKind::Verify)?)
+        let mut verdict =
+            verify::compare(&staged.built, &image, &source, &store).map_err(ErrorKind::Verify)?;
+        verdict.signatures = signatures;
+        Ok(verdict)
     }
 
     /// Pins the bases of the selected package (or of every package with a binary) in

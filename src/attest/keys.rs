@@ -208,6 +208,37 @@ impl SigningKey {
     }
 }
 
+/// An EC P-256 public key (`PUBLIC KEY` PEM, what `openssl pkey -pubout` and `cosign
+/// generate-key-pair` write), to check signatures with.
+#[derive(Debug, Clone)]
+pub struct PublicKey {
+    key: p256::ecdsa::VerifyingKey,
+}
+
+impl PublicKey {
+    /// Reads the public key at `path`.
+    pub fn load(path: &Path) -> Result<PublicKey, KeyError> {
+        use p256::pkcs8::DecodePublicKey;
+        let text = std::fs::read_to_string(path).map_err(|source| KeyError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        p256::ecdsa::VerifyingKey::from_public_key_pem(&text)
+            .map(|key| PublicKey { key })
+            .map_err(|_| KeyError::Curve {
+                path: path.to_path_buf(),
+                found: "something other than an EC P-256 `PUBLIC KEY` PEM".into(),
+            })
+    }
+
+    /// Whether `der` (an ASN.1 DER ECDSA-SHA256 signature) signs `message`.
+    pub fn verifies(&self, message: &[u8], der: &[u8]) -> bool {
+        use p256::ecdsa::signature::Verifier as _;
+        p256::ecdsa::Signature::from_der(der)
+            .is_ok_and(|sig| self.key.verify(message, &sig).is_ok())
+    }
+}
+
 /// Key bytes that are wiped when dropped.
 fn zeroizing(bytes: Vec<u8>) -> pkcs8::der::zeroize::Zeroizing<Vec<u8>> {
     pkcs8::der::zeroize::Zeroizing::new(bytes)

@@ -4,10 +4,10 @@
 //! Everything here is deterministic: ECDSA signatures use RFC 6979 nonces, the provenance
 //! takes its times from `SOURCE_DATE_EPOCH`, so equal inputs give equal digests.
 
-mod cosign;
-mod dsse;
+pub mod cosign;
+pub mod dsse;
 pub mod keys;
-mod provenance;
+pub mod provenance;
 
 use std::collections::HashMap;
 
@@ -17,7 +17,7 @@ use crate::assemble::{self, AssembleError, Built};
 use crate::cache::{BlobStore, CacheError};
 use crate::oci::media::{DSSE_ENVELOPE, IN_TOTO};
 use crate::plan::Plan;
-pub use keys::SigningKey;
+pub use keys::{PublicKey, SigningKey};
 pub use provenance::Toolchain;
 
 /// Why signatures or provenance cannot be made.

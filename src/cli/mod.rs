@@ -269,6 +269,10 @@ struct VerifyArgs {
     /// Rebuild from local caches only; the published image must be a layout then.
     #[arg(long)]
     offline: bool,
+    /// Also check the image's cosign signatures (the index and each platform's manifest) and
+    /// its signed provenance's subject with this EC P-256 public key (PEM).
+    #[arg(long, value_name = "PUB.pem")]
+    key: Option<PathBuf>,
     #[command(flatten)]
     registry: RegistryArgs,
 }
@@ -413,9 +417,16 @@ fn init(args: InitArgs) -> Result<(), Error> {
 }
 
 fn verify(args: VerifyArgs) -> Result<(), Error> {
-    let build = Build::from_options(args.project.options()).offline(args.offline);
+    let mut build = Build::from_options(args.project.options()).offline(args.offline);
+    if let Some(key) = args.key {
+        build = build.verify_key(key);
+    }
     let build = args.registry.apply(build);
     let verdict = build.verify(&args.published)?;
+    for finding in &verdict.signatures {
+        let mark = if finding.ok { "ok" } else { "FAILED" };
+        println!("signature {mark}: {}", finding.message);
+    }
     for p in &verdict.platforms {
         match (&p.difference, &p.theirs) {
             (None, _) => println!("{}: identical {}", p.platform, p.ours),
@@ -434,6 +445,10 @@ fn verify(args: VerifyArgs) -> Result<(), Error> {
             println!("{} matches {}", args.published, verdict.ours);
             Ok(())
         }
+        false if verdict.ours == verdict.theirs => Err(ErrorKind::Unsigned {
+            published: args.published.to_string(),
+        }
+        .into()),
         false => Err(ErrorKind::Mismatch {
             published: args.published.to_string(),
             ours: verdict.ours,

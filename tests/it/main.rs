@@ -13,5 +13,6 @@ mod library;
 mod pull;
 mod push;
 mod reproducible;
+mod sign;
 mod util;
 mod xtask;

@@ -16,6 +16,11 @@ pub fn fixture(name: &str) -> PathBuf {
 
 /// `cargo stevedore build` for a fixture, with the test bed's toolchain, zig and caches.
 pub fn stevedore_build(fixture_name: &str) -> Command {
+    stevedore_command("build", fixture_name)
+}
+
+/// `cargo stevedore SUBCOMMAND` (`build`, `verify`) for a fixture, set up as for a build.
+pub fn stevedore_command(subcommand: &str, fixture_name: &str) -> Command {
     testbed::require_tool("rustup");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_cargo-stevedore"));
     cmd.env("PATH", testbed::tool_path_env())
@@ -25,7 +30,7 @@ pub fn stevedore_build(fixture_name: &str) -> Command {
         .env_remove("RUSTFLAGS")
         .args([
             "stevedore",
-            "build",
+            subcommand,
             "--toolchain",
             "debweb",
             "--manifest-path",
