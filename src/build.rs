@@ -447,25 +447,27 @@ impl Build {
     /// Plans, pins the base in `stevedore.lock` and builds every platform into the blob store,
     /// signed and attested when `attest`; publishes nothing.
     pub(crate) fn stage(&self, attest: bool) -> Result<Staged, Error> {
-        let mut plan = plan::plan(&self.options)?;
+        let draft = plan::plan(&self.options)?;
         // The key is read (and decrypted) before the compile, so a wrong password costs seconds.
-        let key = match (&plan.sign_key, attest) {
+        let key = match (&draft.sign_key, attest) {
             (Some(path), true) => Some(SigningKey::load(path)?),
             _ => None,
         };
-        if self.push && plan.tags.is_empty() {
+        if self.push && draft.tags.is_empty() {
             return Err(ErrorKind::PushWithoutTag.into());
         }
         if self.push && self.lock.offline {
             return Err(ErrorKind::PushOffline.into());
         }
-        check_archive_platforms(&plan, &self.outputs)?;
-        let registry = self.registry_client(&plan.tags)?;
+        check_archive_platforms(&draft, &self.outputs)?;
+        let registry = self.registry_client(&draft.tags)?;
         let store = BlobStore::open_default()?;
-        let mut lock = Lockfile::load(&plan.workspace_root)?;
-        if let Base::Image(base) = &plan.base {
-            plan.base_pin = Some(lock.pin(base, self.lock, |b| registry.resolve(b))?);
-        }
+        let mut lock = Lockfile::load(&draft.workspace_root)?;
+        let base_pin = match &draft.base {
+            Base::Image(base) => Some(lock.pin(base, self.lock, |b| registry.resolve(b))?),
+            Base::Scratch => None,
+        };
+        let plan = draft.pinned(base_pin);
         let push_to = if self.push {
             plan.tags.clone()
         } else {

@@ -118,7 +118,8 @@ fn sbom(
     base: Option<&BaseImage>,
     store: &BlobStore,
 ) -> Result<Referrer, BuildError> {
-    let (metadata, root) = plan::target_metadata(plan, image.platform.rust_target())?;
+    let target = image.platform.rust_target();
+    let cfg = plan::target_cfg(plan, target)?;
     let cargo_lock = std::fs::read_to_string(plan.workspace_root.join("Cargo.lock")).ok();
     let name = plan
         .tags
@@ -127,8 +128,10 @@ fn sbom(
     let (ca_crate, ca_version) = layer::CA_BUNDLE_CRATE;
     let ca_comment = format!("the CA certificates at /{}", layer::CA_BUNDLE_PATH);
     let document = sbom::spdx_json(&SbomInput {
-        metadata: &metadata,
-        root: &root,
+        metadata: &plan.graph,
+        root: &plan.package_id,
+        target,
+        cfg: &cfg,
         bin: &plan.bin,
         platform: &image.platform,
         cargo_lock: cargo_lock.as_deref(),

@@ -3,17 +3,30 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::{Arc, OnceLock};
 
 use crate::env;
 
 /// How to start cargo and rustc for the project being built.
+#[derive(Debug, Clone)]
+pub struct Toolchain {
+    which: Which,
+    /// The sysroot and `rustc -vV`, asked once per run: every `rustup run` costs a process
+    /// start and rustup's own work, and a build asks several stages' worth of questions.
+    sysroot: Arc<OnceLock<PathBuf>>,
+    version: Arc<OnceLock<String>>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Toolchain {
+enum Which {
     /// A rustup toolchain by name (`--toolchain debweb`), run through `rustup run NAME`.
     Rustup(String),
     /// Whatever `$CARGO` (set by cargo for its subcommands) or `cargo` on PATH is.
     Ambient,
 }
+
+/// Where a sysroot keeps its rustc.
+const RUSTC: &str = "bin/rustc";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ToolchainError {
@@ -29,21 +42,26 @@ pub enum ToolchainError {
 
 impl Toolchain {
     pub fn from_name(name: Option<&str>) -> Self {
-        match name {
-            Some(name) => Toolchain::Rustup(name.to_owned()),
-            None => Toolchain::Ambient,
+        let which = match name {
+            Some(name) => Which::Rustup(name.to_owned()),
+            None => Which::Ambient,
+        };
+        Toolchain {
+            which,
+            sysroot: Arc::default(),
+            version: Arc::default(),
         }
     }
 
     /// A `cargo` command for this toolchain.
     pub fn cargo(&self) -> Command {
-        match self {
-            Toolchain::Rustup(name) => {
+        match &self.which {
+            Which::Rustup(name) => {
                 let mut cmd = Command::new("rustup");
                 cmd.args(["run", name, "cargo"]);
                 cmd
             }
-            Toolchain::Ambient => Command::new(
+            Which::Ambient => Command::new(
                 std::env::var_os(env::CARGO).unwrap_or_else(|| OsString::from("cargo")),
             ),
         }
@@ -51,13 +69,17 @@ impl Toolchain {
 
     /// A `rustc` command for this toolchain, the same one cargo will pick.
     pub fn rustc(&self) -> Command {
-        match self {
-            Toolchain::Rustup(name) => {
+        match &self.which {
+            // A rustup toolchain's rustc is its sysroot's, once that is known: no rustup run.
+            Which::Rustup(_) if self.sysroot.get().is_some_and(|s| s.join(RUSTC).is_file()) => {
+                Command::new(self.sysroot.get().expect("checked").join(RUSTC))
+            }
+            Which::Rustup(name) => {
                 let mut cmd = Command::new("rustup");
                 cmd.args(["run", name, "rustc"]);
                 cmd
             }
-            Toolchain::Ambient => {
+            Which::Ambient => {
                 Command::new(std::env::var_os("RUSTC").unwrap_or_else(|| OsString::from("rustc")))
             }
         }
@@ -65,14 +87,26 @@ impl Toolchain {
 
     /// The toolchain's sysroot, where the standard library of each installed target lives.
     pub fn sysroot(&self) -> Result<PathBuf, ToolchainError> {
+        if let Some(sysroot) = self.sysroot.get() {
+            return Ok(sysroot.clone());
+        }
         let out = run_capture(self.rustc().args(["--print", "sysroot"]))?;
-        Ok(PathBuf::from(out.trim()))
+        Ok(self
+            .sysroot
+            .get_or_init(|| PathBuf::from(out.trim()))
+            .clone())
     }
 
     /// The commit rustc was built from (`rustc -vV`), which names its std sources in official
     /// builds' paths.
     pub fn commit_hash(&self) -> Option<String> {
-        let out = run_capture(self.rustc().arg("-vV")).ok()?;
+        let out = match self.version.get() {
+            Some(out) => out,
+            None => {
+                let out = run_capture(self.rustc().arg("-vV")).ok()?;
+                self.version.get_or_init(|| out)
+            }
+        };
         out.lines()
             .find_map(|l| l.strip_prefix("commit-hash: "))
             .map(|h| h.trim().to_owned())
@@ -89,9 +123,9 @@ impl Toolchain {
 
     /// The name to give in `rustup` commands, when there is one.
     pub fn rustup_name(&self) -> Option<&str> {
-        match self {
-            Toolchain::Rustup(name) => Some(name),
-            Toolchain::Ambient => None,
+        match &self.which {
+            Which::Rustup(name) => Some(name),
+            Which::Ambient => None,
         }
     }
 }

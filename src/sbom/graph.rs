@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use cargo_metadata::cargo_platform::Cfg;
 use cargo_metadata::{DependencyKind, Metadata, Node, NodeDep, Package, PackageId};
 
 use super::SbomError;
@@ -22,8 +23,13 @@ pub(super) struct Graph<'m> {
 }
 
 impl<'m> Graph<'m> {
-    /// Walks cargo's resolve from `root`, leaving out dev-dependencies.
-    pub(super) fn walk(metadata: &'m Metadata, root: &'m PackageId) -> Result<Self, SbomError> {
+    /// Walks cargo's resolve from `root`, leaving out dev-dependencies and dependencies of
+    /// other platforms than `target` (its name and `cfg` values).
+    pub(super) fn walk(
+        metadata: &'m Metadata,
+        root: &'m PackageId,
+        target: (&str, &[Cfg]),
+    ) -> Result<Self, SbomError> {
         let resolve = metadata.resolve.as_ref().ok_or(SbomError::NoResolve)?;
         let nodes: BTreeMap<&PackageId, &Node> = resolve.nodes.iter().map(|n| (&n.id, n)).collect();
         let all: BTreeMap<&PackageId, &Package> =
@@ -42,7 +48,7 @@ impl<'m> Graph<'m> {
                 .ok_or_else(|| SbomError::NotInGraph(id.repr.clone()))?;
             graph.packages.insert(id, package);
             for dep in &node.deps {
-                let edges = edges(dep);
+                let edges = edges(dep, target);
                 if !edges.is_empty() {
                     pending.push(&dep.pkg);
                 }
@@ -55,15 +61,17 @@ impl<'m> Graph<'m> {
     }
 }
 
-/// How `dep` is used by the crate that depends on it; empty for dev-dependencies, which never
-/// reach the binary.
-fn edges(dep: &NodeDep) -> BTreeSet<Edge> {
+/// How `dep` is used by the crate that depends on it on `target`; empty for dev-dependencies,
+/// which never reach the binary, and for dependencies of other platforms. Like cargo's
+/// `--filter-platform`, a platform-specific build-dependency is matched against the target too.
+fn edges(dep: &NodeDep, (name, cfg): (&str, &[Cfg])) -> BTreeSet<Edge> {
     // Cargo before 1.41 wrote no kinds; listing a dev-dependency too many beats missing a crate.
     if dep.dep_kinds.is_empty() {
         return BTreeSet::from([Edge::Normal]);
     }
     dep.dep_kinds
         .iter()
+        .filter(|k| k.target.as_ref().is_none_or(|p| p.matches(name, cfg)))
         .filter_map(|k| match k.kind {
             DependencyKind::Development => None,
             DependencyKind::Build => Some(Edge::Build),

@@ -10,6 +10,7 @@ mod graph;
 mod license;
 mod sources;
 
+use cargo_metadata::cargo_platform::Cfg;
 use cargo_metadata::{Metadata, Package, PackageId};
 use serde_json::{json, Value};
 
@@ -26,11 +27,14 @@ const NOASSERTION: &str = "NOASSERTION";
 /// Everything one platform's SBOM is made from.
 #[derive(Debug, Clone, Copy)]
 pub struct SbomInput<'a> {
-    /// `cargo metadata --format-version 1 --filter-platform TRIPLE` (with the build's feature
-    /// flags) output, parsed.
+    /// `cargo metadata --format-version 1` (with the build's feature flags) output, parsed.
     pub metadata: &'a Metadata,
     /// The package whose binary is in the image.
     pub root: &'a PackageId,
+    /// The Rust target the binary is compiled for.
+    pub target: &'a str,
+    /// Its `cfg` values: only dependencies whose platform matches them are in the binary.
+    pub cfg: &'a [Cfg],
     pub bin: &'a str,
     pub platform: &'a Platform,
     /// Contents of the workspace's Cargo.lock, if any (for SHA256 checksums of registry crates).
@@ -60,7 +64,7 @@ pub enum SbomError {
 
 /// The SPDX document for `input`, as compact JSON with sorted keys.
 pub fn spdx_json(input: &SbomInput) -> Result<Vec<u8>, SbomError> {
-    let graph = Graph::walk(input.metadata, input.root)?;
+    let graph = Graph::walk(input.metadata, input.root, (input.target, input.cfg))?;
     let mut doc = Document::default();
     let image = doc.containers(input);
     doc.crates(input, &graph, &image);
@@ -297,11 +301,14 @@ mod tests {
         "sha256:2222222222222222222222222222222222222222222222222222222222222222";
 
     fn metadata(manifest: &Path, extra_args: &[&str]) -> Metadata {
+        metadata_of(manifest, &[&["--offline"], extra_args].concat())
+    }
+
+    fn metadata_of(manifest: &Path, args: &[&str]) -> Metadata {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let out = Command::new(cargo)
-            .args(["metadata", "--format-version", "1", "--offline"])
-            .args(["--filter-platform", "x86_64-unknown-linux-musl"])
-            .args(extra_args)
+            .args(["metadata", "--format-version", "1"])
+            .args(args)
             .arg("--manifest-path")
             .arg(manifest)
             .output()
@@ -312,6 +319,21 @@ mod tests {
             String::from_utf8_lossy(&out.stderr)
         );
         cargo_metadata::MetadataCommand::parse(String::from_utf8(out.stdout).unwrap()).unwrap()
+    }
+
+    const AMD64: &str = "x86_64-unknown-linux-musl";
+    const ARM64: &str = "aarch64-unknown-linux-musl";
+
+    /// `rustc --print cfg --target TARGET`, as the plan asks it.
+    fn cfg(target: &str) -> Vec<Cfg> {
+        let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+        let out = Command::new(rustc)
+            .args(["--print", "cfg", "--target", target])
+            .output()
+            .expect("rustc runs");
+        assert!(out.status.success(), "rustc --print cfg failed");
+        let text = String::from_utf8(out.stdout).unwrap();
+        text.lines().map(|l| l.parse().unwrap()).collect()
     }
 
     fn root_id(metadata: &Metadata) -> &PackageId {
@@ -391,9 +413,12 @@ mod tests {
         let base: Reference = "gcr.io/distroless/static-debian12:nonroot".parse().unwrap();
         let base_digest: Digest = BASE_DIGEST.parse().unwrap();
         let image_digest: Digest = IMAGE_DIGEST.parse().unwrap();
+        let cfg = cfg(AMD64);
         let input = SbomInput {
             metadata: &metadata,
             root: root_id(&metadata),
+            target: AMD64,
+            cfg: &cfg,
             bin: "hello-service",
             platform: &Platform::linux_amd64(),
             cargo_lock: Some(&lock),
@@ -552,9 +577,12 @@ winonly = { path = "crates/winonly" }
             assert!(known.contains(&name), "fixture does not exercise {name}");
         }
         let digest: Digest = IMAGE_DIGEST.parse().unwrap();
+        let cfg = cfg(ARM64);
         let input = SbomInput {
             metadata: &metadata,
             root: root_id(&metadata),
+            target: ARM64,
+            cfg: &cfg,
             bin: "app",
             platform: &Platform::linux_arm64(),
             cargo_lock: None,
@@ -597,6 +625,44 @@ winonly = { path = "crates/winonly" }
             .all(|r| r["relationshipType"] != "DESCENDANT_OF"));
     }
 
+    /// The plan runs `cargo metadata` once for every platform and the SBOM keeps one
+    /// platform's part by its cfg values: the crates and edges must be those cargo's own
+    /// `--filter-platform` gives, on a real dependency tree with platform-specific crates.
+    #[test]
+    fn filtering_by_cfg_matches_cargo_filter_platform() {
+        // stevedore's own tree: reqwest, rustls, ring, tokio, with cfg(windows), cfg(target_arch)
+        // and cfg(target_os) dependencies.
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
+        // Not offline: every platform's crates must be known, Windows' too (crates.io is
+        // reachable wherever the tests run; cargo caches what it fetched).
+        let all = metadata_of(&manifest, &["--locked"]);
+        for target in [AMD64, ARM64] {
+            let cfg = cfg(target);
+            let ours = Graph::walk(&all, root_id(&all), (target, &cfg)).unwrap();
+            let cargos_metadata =
+                metadata_of(&manifest, &["--locked", "--filter-platform", target]);
+            // cargo's filtered graph keeps each edge's cfg, so walking it filters nothing more.
+            let cargos =
+                Graph::walk(&cargos_metadata, root_id(&cargos_metadata), (target, &cfg)).unwrap();
+            let names = |g: &Graph| -> Vec<String> {
+                g.packages.keys().map(|id| id.repr.clone()).collect()
+            };
+            let edges = |g: &Graph| -> Vec<(String, String, Edge)> {
+                g.edges
+                    .iter()
+                    .map(|(a, b, e)| (a.repr.clone(), b.repr.clone(), *e))
+                    .collect()
+            };
+            assert_eq!(names(&ours), names(&cargos), "{target}: crates differ");
+            assert_eq!(edges(&ours), edges(&cargos), "{target}: edges differ");
+            let windows = all.packages.iter().any(|p| p.name.starts_with("windows"));
+            assert!(
+                windows && !names(&ours).iter().any(|n| n.contains("windows")),
+                "{target}: the example must have (and drop) Windows-only crates"
+            );
+        }
+    }
+
     #[test]
     fn missing_graph_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
@@ -605,10 +671,13 @@ winonly = { path = "crates/winonly" }
         let root = root_id(&metadata).clone();
         let digest: Digest = IMAGE_DIGEST.parse().unwrap();
         let platform = Platform::linux_amd64();
+        let cfg = cfg(AMD64);
         let run = |metadata: &Metadata| {
             spdx_json(&SbomInput {
                 metadata,
                 root: &root,
+                target: AMD64,
+                cfg: &cfg,
                 bin: "app",
                 platform: &platform,
                 cargo_lock: None,

@@ -122,15 +122,9 @@ fn every_setting_from_package_metadata_reaches_the_pushed_image() {
 
     // The extra file is in the image with its mode, and Cmd/Env reach the program.
     let dir = tempfile::tempdir().unwrap();
-    let layout = dir.path().join("layout");
-    let mut copy = Command::new(testbed::require_tool("skopeo"));
-    copy.arg("copy")
-        .args(registry.skopeo_flags(Side::Src))
-        .arg(format!("docker://{repo}:2.3.4"))
-        .arg(format!("oci:{}:x", layout.display()));
-    run_ok(&mut copy);
-    let bundle = dir.path().join("bundle");
-    testbed::umoci_unpack(&layout, "x", &bundle);
+    let flags = registry.skopeo_flags(Side::Src);
+    let layout = pull_layout(&flags, &format!("{repo}:2.3.4"), None, dir.path());
+    let bundle = unpack(&layout, "x", None, dir.path());
     let motd = bundle.join("rootfs/etc/motd");
     assert_eq!(std::fs::read_to_string(&motd).unwrap(), "welcome aboard\n");
     assert_eq!(
@@ -138,12 +132,10 @@ fn every_setting_from_package_metadata_reaches_the_pushed_image() {
             & 0o7777,
         0o600
     );
-    let ran = testbed::run_entrypoint(&bundle, &[]);
+    let printed = run_bundle(&bundle, &[]);
     assert!(
-        text(&ran.stdout)
-            .contains(r#"configured args=["serve", "--verbose"] GREETING=Some("ahoy")"#),
-        "{}",
-        text(&ran.stdout)
+        printed.contains(r#"configured args=["serve", "--verbose"] GREETING=Some("ahoy")"#),
+        "{printed}"
     );
 }
 

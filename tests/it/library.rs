@@ -52,14 +52,8 @@ fn library_examples_build_a_layout_and_push() {
         printed.starts_with(&format!("{}@sha256:", layout.display())),
         "{printed}"
     );
-    let bundle = dir.path().join("bundle");
-    testbed::umoci_unpack(&layout, "latest", &bundle);
-    let ran = testbed::run_entrypoint(&bundle, &[]);
-    assert!(
-        text(&ran.stdout).contains("uid=65532 gid=65532"),
-        "{}",
-        text(&ran.stdout)
-    );
+    let printed = run_layout(&layout, "latest", None, &[]);
+    assert!(printed.contains("uid=65532 gid=65532"), "{printed}");
 
     let image = format!("{}/library/hello:1", registry.addr());
     let out = run_ok(example("push").arg(fixture("hello")).arg(&image).arg(&base));

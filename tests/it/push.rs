@@ -1,7 +1,6 @@
 //! `--push` against the real registry in every mode: what stevedore pushes reads back with
 //! skopeo under the same digest, runs, and a second push uploads nothing.
 
-use std::path::Path;
 use std::process::Command;
 
 use stevedore_testbed::{
@@ -58,21 +57,14 @@ fn pushes_over_http_and_the_image_runs() {
 
     // What anyone pulls back runs as the nonroot user.
     let pulled = tempfile::tempdir().unwrap();
-    let layout = pulled.path().join("layout");
-    let mut copy = Command::new(testbed::require_tool("skopeo"));
-    copy.arg("copy")
-        .args(registry.skopeo_flags(Side::Src))
-        .arg(format!("docker://{image}"))
-        .arg(format!("oci:{}:1", layout.display()));
-    run_ok(&mut copy);
-    let bundle = pulled.path().join("bundle");
-    testbed::umoci_unpack(&layout, "1", &bundle);
-    let out = testbed::run_entrypoint(&bundle, &[]);
-    assert!(
-        text(&out.stdout).contains("uid=65532 gid=65532"),
-        "{}",
-        text(&out.stdout)
+    let layout = pull_layout(
+        &registry.skopeo_flags(Side::Src),
+        &image,
+        None,
+        pulled.path(),
     );
+    let printed = run_layout(&layout, "x", None, &[]);
+    assert!(printed.contains("uid=65532 gid=65532"), "{printed}");
 
     // Same image again: every blob is found in place.
     let second = push(&base, &image, &[], &[]);
@@ -250,17 +242,9 @@ fn multi_platform_push_gives_an_index_whose_arm64_image_runs_under_qemu() {
 
     for (arch, uname) in [("arm64", "aarch64"), ("amd64", "x86_64")] {
         let dir = tempfile::tempdir().unwrap();
-        let layout = dir.path().join("layout");
-        run_ok(
-            Command::new(testbed::require_tool("skopeo"))
-                .args(["copy", "--src-tls-verify=false", "--override-arch", arch])
-                .arg(format!("docker://{image}"))
-                .arg(format!("oci:{}:x", layout.display())),
-        );
-        let bundle = dir.path().join("bundle");
-        testbed::umoci_unpack(Path::new(&layout), "x", &bundle);
-        let out = testbed::run_entrypoint(&bundle, &[]);
-        let printed = text(&out.stdout);
+        let flags = ["--src-tls-verify=false".to_owned()];
+        let layout = pull_layout(&flags, &image, Some(arch), dir.path());
+        let printed = run_layout(&layout, "x", None, &[]);
         assert!(
             printed.contains(&format!("hello arch={uname} uid=65532"))
                 && printed.contains("c_says=ahoy"),

@@ -96,6 +96,54 @@ pub fn skopeo_inspect(flags: &[&str], image: &str) -> serde_json::Value {
     json(&run_ok(Command::new(skopeo).arg("inspect").args(flags).arg(image)).stdout)
 }
 
+/// skopeo copies `image` (the `arch` image of an index, when given) from the registry into a
+/// new OCI layout `dir/layout`, tagged `x`, checking every blob's digest on the way.
+pub fn pull_layout(src_flags: &[String], image: &str, arch: Option<&str>, dir: &Path) -> PathBuf {
+    let layout = dir.join("layout");
+    let mut copy = Command::new(testbed::require_tool("skopeo"));
+    copy.args(["copy", "--quiet"]).args(src_flags);
+    if let Some(arch) = arch {
+        copy.args(["--override-os", "linux", "--override-arch", arch]);
+    }
+    run_ok(
+        copy.arg(format!("docker://{image}"))
+            .arg(format!("oci:{}:x", layout.display())),
+    );
+    layout
+}
+
+/// umoci unpacks `tag` of an OCI layout (the `arch` image of an index, when given) into the
+/// bundle `dir/bundle` and returns it.
+pub fn unpack(layout: &Path, tag: &str, arch: Option<&str>, dir: &Path) -> PathBuf {
+    let bundle = dir.join("bundle");
+    match arch {
+        Some(arch) => testbed::umoci_unpack_platform(layout, tag, arch, &bundle),
+        None => testbed::umoci_unpack(layout, tag, &bundle),
+    }
+    bundle
+}
+
+/// Runs a bundle's entrypoint as its image config says (user, env, args; arm64 under qemu)
+/// and returns what it printed, panicking with its output if it failed.
+pub fn run_bundle(bundle: &Path, args: &[&str]) -> String {
+    let out = testbed::run_entrypoint(bundle, args);
+    assert!(
+        out.status.success(),
+        "the entrypoint failed ({}):\n--- stdout\n{}\n--- stderr\n{}",
+        out.status,
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+/// The check every image gets: unpacked from `layout` with umoci and its entrypoint run;
+/// returns what it printed.
+pub fn run_layout(layout: &Path, tag: &str, arch: Option<&str>, args: &[&str]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    run_bundle(&unpack(layout, tag, arch, dir.path()), args)
+}
+
 /// Reads a blob of an OCI layout by digest.
 pub fn layout_blob(layout: &Path, digest: &str) -> Vec<u8> {
     let hex = digest.strip_prefix("sha256:").expect("sha256 digest");

@@ -56,15 +56,9 @@ fn xtask_image_pushes_the_example_service_and_it_serves() {
 
     for arch in ["amd64", "arm64"] {
         let dir = tempfile::tempdir().unwrap();
-        let layout = dir.path().join("layout");
-        let mut copy = Command::new(testbed::require_tool("skopeo"));
-        copy.args(["copy", "--override-arch", arch])
-            .args(registry.skopeo_flags(Side::Src))
-            .arg(format!("docker://{repo}:latest"))
-            .arg(format!("oci:{}:x", layout.display()));
-        run_ok(&mut copy);
-        let bundle = dir.path().join("bundle");
-        testbed::umoci_unpack(&layout, "x", &bundle);
+        let flags = registry.skopeo_flags(Side::Src);
+        let layout = pull_layout(&flags, &format!("{repo}:latest"), Some(arch), dir.path());
+        let bundle = unpack(&layout, "x", None, dir.path());
         let (log, health) = testbed::serve_and_probe(
             &bundle.join("rootfs"),
             arch,

@@ -107,8 +107,19 @@ fn cargo_fuzz(root: &Path, args: &[&str]) -> Command {
 /// instrumented builds share nothing with the workspace's.
 fn cargo_fuzz_build(root: &Path, subcommand: &str) -> Command {
     let mut cmd = cargo_fuzz(root, &[subcommand]);
-    cmd.args(BUILD_FLAGS).arg("--target-dir=fuzz/target");
+    cmd.args(BUILD_FLAGS)
+        .arg("--target-dir")
+        .arg(fuzz_target_dir(root));
     cmd
+}
+
+/// `$CARGO_TARGET_DIR/fuzz` when a target dir is set (CI keeps one between runs, so the cold
+/// instrumented build of every dependency happens once per machine), else `fuzz/target`.
+fn fuzz_target_dir(root: &Path) -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR").filter(|d| !d.is_empty()) {
+        Some(dir) => root.join(dir).join("fuzz"),
+        None => root.join("fuzz/target"),
+    }
 }
 
 fn cargo_home() -> PathBuf {
@@ -169,7 +180,10 @@ fn targets(root: &Path) -> Vec<String> {
 fn run_target(root: &Path, target: &str, seconds: u64) -> Result<(), String> {
     let corpus = root.join("fuzz/corpus").join(target);
     let artifacts = root.join("fuzz/artifacts").join(target);
-    let log_path = root.join("fuzz/target").join(format!("{target}.log"));
+    let log_dir = fuzz_target_dir(root);
+    std::fs::create_dir_all(&log_dir)
+        .map_err(|e| format!("{target}: {}: {e}", log_dir.display()))?;
+    let log_path = log_dir.join(format!("{target}.log"));
     for dir in [&corpus, &artifacts] {
         std::fs::create_dir_all(dir).map_err(|e| format!("{target}: {}: {e}", dir.display()))?;
     }

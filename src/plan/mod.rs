@@ -1,17 +1,24 @@
 //! Stage 1: turn the user's options and `cargo metadata` into a [`Plan`]: which package and
 //! binary to build, for which platforms, on which base. No side effects beyond reading.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 
-use cargo_metadata::{Metadata, Package, TargetKind};
+use std::sync::Arc;
+
+use cargo_metadata::{Metadata, Package, PackageId, TargetKind};
 use serde::Serialize;
 
+mod cargo;
+
+use cargo::{cargo_flags, compiles_c, git, offline_flag, run_metadata, source_date_epoch};
+pub(crate) use cargo::{manifest_path, target_cfg};
+
 use crate::config::{self, ConfigError, ImageSettings, Settings, Sources};
+use crate::digest::Digest;
 use crate::env;
 use crate::platform::{Platform, PlatformError};
 use crate::reference::{Base, Reference, ReferenceError};
-use crate::toolchain::{run_capture, Toolchain, ToolchainError};
+use crate::toolchain::{Toolchain, ToolchainError};
 
 /// What the user asked for, before anything is looked up.
 #[derive(Debug, Clone, Default)]
@@ -78,9 +85,9 @@ pub struct Plan {
     pub platforms: Vec<Platform>,
     /// The image to build on, or `scratch`.
     pub base: Base,
-    /// The digest the base's tag is pinned to (`stevedore.lock`), once the build has pinned it.
+    /// The digest the base's tag is pinned to in `stevedore.lock` (`None` for `scratch`).
     #[serde(skip)]
-    pub base_pin: Option<crate::digest::Digest>,
+    pub base_pin: Option<Digest>,
     /// The names the image is given.
     #[serde(serialize_with = "display_all")]
     pub tags: Vec<Reference>,
@@ -101,6 +108,13 @@ pub struct Plan {
     pub offline: bool,
     /// The key to sign the image with, if any.
     pub sign_key: Option<PathBuf>,
+    /// `cargo metadata` of the workspace, resolved with the build's features for every
+    /// platform; the SBOM keeps each platform's part of it (see [`target_cfg`]).
+    #[serde(skip)]
+    pub(crate) graph: Arc<Metadata>,
+    /// The planned package's id in [`Plan::graph`].
+    #[serde(skip)]
+    pub(crate) package_id: PackageId,
 }
 
 /// Why a plan cannot be made: the project, its settings or the options are wrong.
@@ -119,6 +133,23 @@ pub enum PlanError {
         /// Why.
         #[source]
         source: ToolchainError,
+    },
+    /// `rustc --print cfg` failed for a target.
+    #[error("cannot ask rustc for the cfg values of {target}")]
+    TargetCfg {
+        /// The Rust target.
+        target: String,
+        /// Why rustc failed.
+        #[source]
+        source: ToolchainError,
+    },
+    /// `rustc --print cfg` printed a line that is not a cfg value.
+    #[error("`rustc --print cfg --target {target}` printed `{line}`, which is not a cfg value")]
+    TargetCfgLine {
+        /// The Rust target.
+        target: String,
+        /// The line.
+        line: String,
     },
     /// `cargo metadata` printed something that is not its JSON.
     #[error("cannot read the output of `cargo metadata`")]
@@ -187,12 +218,45 @@ pub enum PlanError {
     Reference(#[from] ReferenceError),
 }
 
-/// Resolves the options against the project on disk.
-pub fn plan(opts: &BuildOptions) -> Result<Plan, PlanError> {
+/// A plan before its base is pinned: everything but [`Plan::base_pin`], readable through
+/// `Deref`. Pinning reads `stevedore.lock` and may ask the registry, both later stages than
+/// this one, so the caller pins and [`Draft::pinned`] makes the finished, immutable [`Plan`].
+#[derive(Debug, Clone)]
+pub struct Draft(Plan);
+
+impl Draft {
+    /// The plan, with the base's tag pinned to `base_pin` (`None` for `scratch`).
+    pub fn pinned(self, base_pin: Option<Digest>) -> Plan {
+        Plan { base_pin, ..self.0 }
+    }
+}
+
+impl std::ops::Deref for Draft {
+    type Target = Plan;
+
+    fn deref(&self) -> &Plan {
+        &self.0
+    }
+}
+
+/// Resolves the options against the project on disk; the caller pins the base.
+pub fn plan(opts: &BuildOptions) -> Result<Draft, PlanError> {
     let manifest = manifest_path(opts.manifest_path.as_deref())?;
     let toolchain = Toolchain::from_name(opts.toolchain.as_deref());
-    let metadata = metadata(&toolchain, &manifest, opts.offline)?;
+    let metadata = run_metadata(&toolchain, &manifest, &offline_flag(opts.offline))?;
     let (package, bin) = select(&metadata, opts)?;
+    let flags = cargo_flags(opts);
+    // Features change the resolved graph, and `--features` applies to the package of the
+    // manifest cargo is given, which is only now known: resolve again for it. Without feature
+    // flags the first answer is already the build's graph (one `cargo metadata` per build).
+    let graph = match flags == offline_flag(opts.offline) {
+        true => None,
+        false => Some(run_metadata(
+            &toolchain,
+            package.manifest_path.as_std_path(),
+            &flags,
+        )?),
+    };
     let workspace_root = metadata.workspace_root.clone().into_std_path_buf();
     let revision = git(&workspace_root, &["rev-parse", "HEAD"]);
     let repo_prefix = std::env::var(env::REPO).ok().filter(|r| !r.is_empty());
@@ -228,7 +292,7 @@ pub fn plan(opts: &BuildOptions) -> Result<Plan, PlanError> {
             .collect::<Result<_, _>>()?,
         false => tags,
     };
-    Ok(Plan {
+    Ok(Draft(Plan {
         manifest_path: package.manifest_path.clone().into_std_path_buf(),
         target_dir: opts
             .target_dir
@@ -254,7 +318,9 @@ pub fn plan(opts: &BuildOptions) -> Result<Plan, PlanError> {
         toolchain,
         offline: opts.offline,
         sign_key: opts.sign_key.clone().or(settings.sign_key),
-    })
+        package_id: package.id.clone(),
+        graph: Arc::new(graph.unwrap_or(metadata)),
+    }))
 }
 
 fn project_settings(
@@ -280,100 +346,6 @@ fn project_settings(
         revision,
         repository_override,
     })
-}
-
-/// The Cargo.toml to use: the given one (or its directory's), else the nearest above.
-pub(crate) fn manifest_path(given: Option<&Path>) -> Result<PathBuf, PlanError> {
-    let path = match given {
-        Some(p) if p.is_dir() => p.join("Cargo.toml"),
-        Some(p) => p.to_path_buf(),
-        None => find_manifest_upwards().unwrap_or_else(|| PathBuf::from("Cargo.toml")),
-    };
-    if !path.is_file() {
-        return Err(PlanError::NoManifest(path));
-    }
-    Ok(path)
-}
-
-fn find_manifest_upwards() -> Option<PathBuf> {
-    let cwd = std::env::current_dir().ok()?;
-    cwd.ancestors()
-        .map(|d| d.join("Cargo.toml"))
-        .find(|p| p.is_file())
-}
-
-fn metadata(toolchain: &Toolchain, manifest: &Path, offline: bool) -> Result<Metadata, PlanError> {
-    let mut cmd = toolchain.cargo();
-    cmd.args(["metadata", "--format-version", "1", "--manifest-path"])
-        .arg(manifest);
-    if offline {
-        cmd.arg("--offline");
-    }
-    let json = run_capture(&mut cmd).map_err(|source| PlanError::Metadata {
-        manifest: manifest.to_path_buf(),
-        source,
-    })?;
-    cargo_metadata::MetadataCommand::parse(json).map_err(PlanError::MetadataParse)
-}
-
-impl Plan {
-    /// The flags every cargo run of the build shares: features and `--offline`, so the graph
-    /// the SBOM describes is the one compiled.
-    pub(crate) fn cargo_flags(&self) -> Vec<String> {
-        let mut flags = Vec::new();
-        if !self.features.is_empty() {
-            flags.extend(["--features".to_owned(), self.features.join(",")]);
-        }
-        let switches = [
-            (self.all_features, "--all-features"),
-            (self.no_default_features, "--no-default-features"),
-            (self.offline, "--offline"),
-        ];
-        flags.extend(
-            switches
-                .iter()
-                .filter(|(on, _)| *on)
-                .map(|(_, f)| (*f).to_owned()),
-        );
-        flags
-    }
-}
-
-/// The dependency graph as resolved for one target with the plan's features (for the SBOM),
-/// and the id of the planned package in it.
-pub(crate) fn target_metadata(
-    plan: &Plan,
-    target: &str,
-) -> Result<(Metadata, cargo_metadata::PackageId), PlanError> {
-    let mut cmd = plan.toolchain.cargo();
-    cmd.args([
-        "metadata",
-        "--format-version",
-        "1",
-        "--filter-platform",
-        target,
-    ])
-    .arg("--manifest-path")
-    .arg(&plan.manifest_path);
-    cmd.args(plan.cargo_flags());
-    let json = run_capture(&mut cmd).map_err(|source| PlanError::Metadata {
-        manifest: plan.manifest_path.clone(),
-        source,
-    })?;
-    let metadata =
-        cargo_metadata::MetadataCommand::parse(json).map_err(PlanError::MetadataParse)?;
-    let id = metadata
-        .packages
-        .iter()
-        .find(|p| {
-            p.name.as_str() == plan.package && p.manifest_path.as_std_path() == plan.manifest_path
-        })
-        .map(|p| p.id.clone())
-        .ok_or_else(|| PlanError::NoSuchPackage {
-            name: plan.package.clone(),
-            available: "(cargo metadata changed while building)".into(),
-        })?;
-    Ok((metadata, id))
 }
 
 /// Picks the package and binary the way `cargo run` would, but never guesses between several.
@@ -415,7 +387,7 @@ fn select<'m>(
 pub(crate) fn binaries(opts: &BuildOptions) -> Result<Vec<String>, PlanError> {
     let manifest = manifest_path(opts.manifest_path.as_deref())?;
     let toolchain = Toolchain::from_name(opts.toolchain.as_deref());
-    let metadata = metadata(&toolchain, &manifest, opts.offline)?;
+    let metadata = run_metadata(&toolchain, &manifest, &offline_flag(opts.offline))?;
     let package = select_package(&metadata, opts)?;
     let bins: Vec<String> = bin_names(package).map(str::to_owned).collect();
     match bins.is_empty() {
@@ -431,7 +403,7 @@ pub(crate) fn binaries(opts: &BuildOptions) -> Result<Vec<String>, PlanError> {
 pub(crate) fn workspace_bases(opts: &BuildOptions) -> Result<(PathBuf, Vec<Base>), PlanError> {
     let manifest = manifest_path(opts.manifest_path.as_deref())?;
     let toolchain = Toolchain::from_name(opts.toolchain.as_deref());
-    let metadata = metadata(&toolchain, &manifest, opts.offline)?;
+    let metadata = run_metadata(&toolchain, &manifest, &offline_flag(opts.offline))?;
     let packages = match &opts.package {
         Some(_) => vec![select_package(&metadata, opts)?],
         None => metadata
@@ -527,50 +499,6 @@ fn dedup(platforms: &[Platform]) -> Vec<Platform> {
         }
     }
     out
-}
-
-/// Whether `package` depends, at any depth, on a crate that drives a C compiler.
-fn compiles_c(metadata: &Metadata, package: &Package) -> bool {
-    const C_BUILDERS: [&str; 2] = ["cc", "cmake"];
-    let Some(resolve) = &metadata.resolve else {
-        return false;
-    };
-    let mut seen = std::collections::HashSet::new();
-    let mut stack = vec![&package.id];
-    while let Some(id) = stack.pop() {
-        if !seen.insert(id) {
-            continue;
-        }
-        if metadata
-            .packages
-            .iter()
-            .any(|p| &p.id == id && C_BUILDERS.contains(&p.name.as_str()))
-        {
-            return true;
-        }
-        if let Some(node) = resolve.nodes.iter().find(|n| &n.id == id) {
-            stack.extend(node.deps.iter().map(|d| &d.pkg));
-        }
-    }
-    false
-}
-
-/// `SOURCE_DATE_EPOCH` if set, else the last commit's time, else 0: never the clock.
-fn source_date_epoch(workspace: &Path) -> Result<i64, PlanError> {
-    if let Ok(value) = std::env::var(env::SOURCE_DATE_EPOCH) {
-        return value
-            .trim()
-            .parse()
-            .map_err(|_| PlanError::SourceDateEpoch { value });
-    }
-    Ok(git(workspace, &["log", "-1", "--format=%ct"])
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0))
-}
-
-fn git(dir: &Path, args: &[&str]) -> Option<String> {
-    let out = run_capture(Command::new("git").arg("-C").arg(dir).args(args)).ok()?;
-    Some(out.trim().to_owned()).filter(|s| !s.is_empty())
 }
 
 fn display_all<S: serde::Serializer>(v: &[Reference], s: S) -> Result<S::Ok, S::Error> {

@@ -1,0 +1,158 @@
+//! What the plan asks cargo, rustc and git: `cargo metadata` (once per build), the flags every
+//! cargo run shares, a target's `cfg` values, whether C is compiled, and the commit's time.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use cargo_metadata::cargo_platform::Cfg;
+use cargo_metadata::{Metadata, Package};
+
+use super::{BuildOptions, Plan, PlanError};
+use crate::env;
+use crate::toolchain::{run_capture, Toolchain};
+
+/// The Cargo.toml to use: the given one (or its directory's), else the nearest above.
+pub(crate) fn manifest_path(given: Option<&Path>) -> Result<PathBuf, PlanError> {
+    let path = match given {
+        Some(p) if p.is_dir() => p.join("Cargo.toml"),
+        Some(p) => p.to_path_buf(),
+        None => find_manifest_upwards().unwrap_or_else(|| PathBuf::from("Cargo.toml")),
+    };
+    if !path.is_file() {
+        return Err(PlanError::NoManifest(path));
+    }
+    Ok(path)
+}
+
+fn find_manifest_upwards() -> Option<PathBuf> {
+    let cwd = std::env::current_dir().ok()?;
+    cwd.ancestors()
+        .map(|d| d.join("Cargo.toml"))
+        .find(|p| p.is_file())
+}
+
+pub(super) fn run_metadata(
+    toolchain: &Toolchain,
+    manifest: &Path,
+    flags: &[String],
+) -> Result<Metadata, PlanError> {
+    let mut cmd = toolchain.cargo();
+    cmd.args(["metadata", "--format-version", "1", "--manifest-path"])
+        .arg(manifest)
+        .args(flags);
+    let json = run_capture(&mut cmd).map_err(|source| PlanError::Metadata {
+        manifest: manifest.to_path_buf(),
+        source,
+    })?;
+    cargo_metadata::MetadataCommand::parse(json).map_err(PlanError::MetadataParse)
+}
+
+impl Plan {
+    /// The flags every cargo run of the build shares: features and `--offline`, so the graph
+    /// the SBOM describes is the one compiled.
+    pub(crate) fn cargo_flags(&self) -> Vec<String> {
+        flags(
+            &self.features,
+            self.all_features,
+            self.no_default_features,
+            self.offline,
+        )
+    }
+}
+
+pub(super) fn cargo_flags(opts: &BuildOptions) -> Vec<String> {
+    flags(
+        &opts.features,
+        opts.all_features,
+        opts.no_default_features,
+        opts.offline,
+    )
+}
+
+pub(super) fn offline_flag(offline: bool) -> Vec<String> {
+    flags(&[], false, false, offline)
+}
+
+fn flags(features: &[String], all: bool, no_default: bool, offline: bool) -> Vec<String> {
+    let mut flags = Vec::new();
+    if !features.is_empty() {
+        flags.extend(["--features".to_owned(), features.join(",")]);
+    }
+    let switches = [
+        (all, "--all-features"),
+        (no_default, "--no-default-features"),
+        (offline, "--offline"),
+    ];
+    flags.extend(
+        switches
+            .iter()
+            .filter(|(on, _)| *on)
+            .map(|(_, f)| (*f).to_owned()),
+    );
+    flags
+}
+
+/// The `cfg` values of a Rust target (`rustc --print cfg --target T`), which decide which
+/// `[target.'cfg(..)'.dependencies]` of [`Plan::graph`] are compiled for it: the filter
+/// `cargo metadata --filter-platform` applies, without running cargo again per platform.
+pub(crate) fn target_cfg(plan: &Plan, target: &str) -> Result<Vec<Cfg>, PlanError> {
+    let mut cmd = plan.toolchain.rustc();
+    cmd.args(["--print", "cfg", "--target", target]);
+    let text = run_capture(&mut cmd).map_err(|source| PlanError::TargetCfg {
+        target: target.to_owned(),
+        source,
+    })?;
+    text.lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| {
+            line.parse().map_err(|_| PlanError::TargetCfgLine {
+                target: target.to_owned(),
+                line: line.to_owned(),
+            })
+        })
+        .collect()
+}
+
+/// Whether `package` depends, at any depth, on a crate that drives a C compiler.
+pub(super) fn compiles_c(metadata: &Metadata, package: &Package) -> bool {
+    const C_BUILDERS: [&str; 2] = ["cc", "cmake"];
+    let Some(resolve) = &metadata.resolve else {
+        return false;
+    };
+    let mut seen = std::collections::HashSet::new();
+    let mut stack = vec![&package.id];
+    while let Some(id) = stack.pop() {
+        if !seen.insert(id) {
+            continue;
+        }
+        if metadata
+            .packages
+            .iter()
+            .any(|p| &p.id == id && C_BUILDERS.contains(&p.name.as_str()))
+        {
+            return true;
+        }
+        if let Some(node) = resolve.nodes.iter().find(|n| &n.id == id) {
+            stack.extend(node.deps.iter().map(|d| &d.pkg));
+        }
+    }
+    false
+}
+
+/// `SOURCE_DATE_EPOCH` if set, else the last commit's time, else 0: never the clock.
+pub(super) fn source_date_epoch(workspace: &Path) -> Result<i64, PlanError> {
+    if let Ok(value) = std::env::var(env::SOURCE_DATE_EPOCH) {
+        return value
+            .trim()
+            .parse()
+            .map_err(|_| PlanError::SourceDateEpoch { value });
+    }
+    Ok(git(workspace, &["log", "-1", "--format=%ct"])
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0))
+}
+
+pub(super) fn git(dir: &Path, args: &[&str]) -> Option<String> {
+    let out = run_capture(Command::new("git").arg("-C").arg(dir).args(args)).ok()?;
+    Some(out.trim().to_owned()).filter(|s| !s.is_empty())
+}
