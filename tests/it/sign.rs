@@ -366,7 +366,9 @@ from securesystemslib.dsse import Envelope
 from securesystemslib.signer import SSlibKey
 envelope = Envelope.from_dict(json.load(open(sys.argv[1])))
 public = serialization.load_pem_public_key(open(sys.argv[2], "rb").read())
-key = SSlibKey.from_crypto(public, keyid="", scheme="ecdsa-sha2-nistp256")
+found = SSlibKey.from_crypto(public, scheme="ecdsa-sha2-nistp256")
+# from_crypto computes a keyid for an empty one; the envelope's keyid is "" (as cosign's).
+key = SSlibKey("", found.keytype, found.scheme, found.keyval)
 accepted = envelope.verify([key], 1)
 print("verified", len(accepted))
 "#;
