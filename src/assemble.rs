@@ -56,8 +56,32 @@ pub struct Built {
     pub images: Vec<Image>,
     /// The OCI index over `images`; always made, published when more than one platform.
     pub index: Descriptor,
-    /// Artifacts about the images (an SBOM for each), attached to them as OCI 1.1 referrers.
+    /// Artifacts about the images (an SBOM for each, the provenance of the whole), attached to
+    /// them as OCI 1.1 referrers.
     pub referrers: Vec<Referrer>,
+    /// Manifests found by a tag of their own beside the image: cosign's `sha256-<hex>.sig`
+    /// signatures and `.att` attestations, one set per repository.
+    pub tagged: Vec<Tagged>,
+}
+
+/// A manifest published under a tag derived from what it is about (cosign's scheme).
+#[derive(Debug, Clone)]
+pub struct Tagged {
+    /// The repository (`REGISTRY/REPOSITORY`) it belongs to: its payload names it.
+    pub repository: String,
+    /// Its tag, e.g. `sha256-<hex>.sig`.
+    pub tag: String,
+    /// Its manifest.
+    pub manifest: Descriptor,
+    /// Its config and layers, all in the store.
+    pub blobs: Vec<Descriptor>,
+}
+
+impl Tagged {
+    /// The manifest's digest.
+    pub fn manifest_digest(&self) -> Digest {
+        Digest::try_from(self.manifest.digest()).expect("assembled manifests have sha256 digests")
+    }
 }
 
 /// An artifact that refers to an image: its manifest names the image as `subject`.

@@ -30,6 +30,9 @@ struct Table {
     annotations: Option<BTreeMap<String, String>>,
     compression: Option<String>,
     auditable: Option<bool>,
+    /// The signing key's path, relative to the Cargo.toml that names it.
+    #[serde(rename = "sign-key")]
+    sign_key: Option<PathBuf>,
     healthcheck: Option<HealthcheckEntry>,
 }
 
@@ -212,6 +215,8 @@ pub struct Settings {
     pub compression: Option<Compression>,
     /// `auditable = false`: embed no dependency list in the binary.
     pub auditable: Option<bool>,
+    /// `sign-key`, resolved against the directory of the Cargo.toml that names it.
+    pub sign_key: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -317,6 +322,10 @@ pub fn settings(sources: &Sources) -> Result<Settings, ConfigError> {
             None => None,
         },
     };
+    let sign_key = merged.sign_key.as_ref().map(|key| {
+        let file = origin(&|t| t.sign_key.is_some()).file;
+        file.parent().unwrap_or(Path::new(".")).join(key)
+    });
     Ok(Settings {
         base,
         platforms,
@@ -324,6 +333,7 @@ pub fn settings(sources: &Sources) -> Result<Settings, ConfigError> {
         image,
         compression,
         auditable: merged.auditable,
+        sign_key,
     })
 }
 
@@ -380,6 +390,7 @@ fn merge(workspace: Option<&Table>, package: Option<&Table>) -> Table {
         annotations: p.annotations.or(w.annotations),
         healthcheck: p.healthcheck.or(w.healthcheck),
         auditable: p.auditable.or(w.auditable),
+        sign_key: p.sign_key.or(w.sign_key),
     }
 }
 

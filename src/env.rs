@@ -25,3 +25,9 @@ pub const CARGO: &str = "CARGO";
 /// shim remaps to `/target`. Passed in the environment rather than in flags so compile caches
 /// (sccache), which hash flags and `CARGO_*` variables, give hits across target dirs.
 pub const REMAP_TARGET_DIR: &str = "STEVEDORE_REMAP_TARGET_DIR";
+/// The signing key file (`--sign-key`): EC P-256 PKCS#8 PEM, encrypted PKCS#8, or a cosign.key.
+pub const SIGN_KEY: &str = "STEVEDORE_SIGN_KEY";
+/// The password of an encrypted signing key.
+pub const SIGN_PASSWORD: &str = "STEVEDORE_SIGN_PASSWORD";
+/// cosign's variable for the same password, read when `STEVEDORE_SIGN_PASSWORD` is not set.
+pub const COSIGN_PASSWORD: &str = "COSIGN_PASSWORD";

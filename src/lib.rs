@@ -24,6 +24,7 @@ pub mod registry;
 pub mod verify;
 
 mod assemble;
+mod attest;
 mod build;
 mod cli;
 mod compile;

@@ -121,6 +121,7 @@ pub fn build(
         images,
         index,
         referrers,
+        tagged: Vec::new(),
     })
 }
 

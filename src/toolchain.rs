@@ -113,6 +113,14 @@ impl Toolchain {
             .filter(|h| h != "unknown")
     }
 
+    /// rustc's release (`1.95.0`), from `rustc -vV`, for the provenance.
+    pub fn release(&self) -> Option<String> {
+        let out = run_capture(self.rustc().arg("-vV")).ok()?;
+        out.lines()
+            .find_map(|l| l.strip_prefix("release: "))
+            .map(|h| h.trim().to_owned())
+    }
+
     /// The name to give in `rustup` commands, when there is one.
     pub fn rustup_name(&self) -> Option<&str> {
         match &self.which {

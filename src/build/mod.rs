@@ -15,11 +15,13 @@
 //! ```
 
 mod checks;
+mod names;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::assemble::Built;
+use crate::attest::{self, keys::KeyError, Attest, AttestError, PublicKey, SigningKey};
 use crate::cache::{BlobStore, CacheError};
 use crate::digest::Digest;
 use crate::lock::{LockError, Lockfile, Policy};
@@ -33,6 +35,7 @@ use crate::reference::{Base, Reference, ReferenceError};
 use crate::registry::{Registry, RegistryError, RegistryOptions};
 use crate::verify::{self, Published, Source, Verdict, VerifyError};
 use checks::{all_platforms, check_archive_platforms};
+use names::{default_tags, repositories};
 
 /// Why a build stopped; boxed, so results stay small on the happy path.
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +79,12 @@ pub enum ErrorKind {
     /// `stevedore.lock` cannot be read, written or kept as it is.
     #[error(transparent)]
     Lock(#[from] LockError),
+    /// The signing key cannot be read, decrypted or used.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// Signatures or provenance cannot be made.
+    #[error(transparent)]
+    Attest(#[from] AttestError),
     /// The published image cannot be read or compared.
     #[error(transparent)]
     Verify(VerifyError),
@@ -90,6 +99,14 @@ pub enum ErrorKind {
         ours: Digest,
         /// The published image's top digest.
         theirs: Digest,
+    },
+    /// `verify --key`: the rebuild matches, but a signature or the provenance does not hold.
+    #[error(
+        "{published} is not signed as it should be with the key given; the findings are above"
+    )]
+    Unsigned {
+        /// The published image as given.
+        published: String,
     },
     /// `--offline` and `--push` together.
     #[error("--offline cannot be used with --push: pushing needs the registry")]
@@ -200,6 +217,8 @@ pub struct Build {
     registry: RegistryOptions,
     lock: Policy,
     progress: Option<Arc<dyn Progress>>,
+    no_provenance: bool,
+    verify_key: Option<PathBuf>,
 }
 
 /// What a finished build produced.
@@ -383,6 +402,27 @@ impl Build {
         self
     }
 
+    /// Sign the image (cosign's `.sig` tags) and its provenance with the EC P-256 key at `path`
+    /// (PKCS#8 PEM, encrypted PKCS#8, or a cosign.key; the password from
+    /// `STEVEDORE_SIGN_PASSWORD` or `COSIGN_PASSWORD`).
+    pub fn sign_key(mut self, path: impl Into<PathBuf>) -> Self {
+        self.options.sign_key = Some(path.into());
+        self
+    }
+
+    /// Attach SLSA provenance (on by default).
+    pub fn provenance(mut self, on: bool) -> Self {
+        self.no_provenance = !on;
+        self
+    }
+
+    /// `verify` also checks the published image's signatures and provenance with this EC
+    /// P-256 public key (PEM).
+    pub fn verify_key(mut self, path: impl Into<PathBuf>) -> Self {
+        self.verify_key = Some(path.into());
+        self
+    }
+
     /// Report blob transfers to `progress`.
     pub fn progress(mut self, progress: Arc<dyn Progress>) -> Self {
         self.progress = Some(progress);
@@ -422,7 +462,7 @@ impl Build {
             built,
             store,
             registry,
-        } = self.stage()?;
+        } = self.stage(true)?;
         let outputs = match self.outputs.is_empty() && !self.push && self.load.is_none() {
             true => vec![Output::OciLayout(pipeline::default_layout_dir(&plan))],
             false => self.outputs.clone(),
@@ -480,10 +520,15 @@ impl Build {
         })
     }
 
-    /// Plans, pins the base in `stevedore.lock` and builds every platform into the blob store;
-    /// publishes nothing.
-    pub(crate) fn stage(&self) -> Result<Staged, Error> {
+    /// Plans, pins the base in `stevedore.lock` and builds every platform into the blob store,
+    /// signed and attested when `attest`; publishes nothing.
+    pub(crate) fn stage(&self, attest: bool) -> Result<Staged, Error> {
         let draft = plan::plan(&self.options)?;
+        // The key is read (and decrypted) before the compile, so a wrong password costs seconds.
+        let key = match (&draft.sign_key, attest) {
+            (Some(path), true) => Some(SigningKey::load(path)?),
+            _ => None,
+        };
         if self.push && draft.tags.is_empty() {
             return Err(ErrorKind::PushWithoutTag.into());
         }
@@ -512,7 +557,19 @@ impl Build {
         } else {
             Vec::new()
         };
-        let built = pipeline::build(&plan, &store, &registry, &push_to)?;
+        let mut built = pipeline::build(&plan, &store, &registry, &push_to)?;
+        if attest {
+            let how = Attest {
+                key: key.as_ref(),
+                provenance: !self.no_provenance,
+            };
+            let repositories = repositories(&default_tags(&plan));
+            let toolchain = attest::Toolchain {
+                release: plan.toolchain.release(),
+                commit: plan.toolchain.commit_hash(),
+            };
+            attest::attest(&plan, &mut built, how, &repositories, &toolchain, &store)?;
+        }
         lock.save()?;
         Ok(Staged {
             plan,
@@ -525,6 +582,11 @@ impl Build {
     /// Rebuilds for the platforms `published` has and compares digests, naming the first
     /// difference of each platform that differs. Publishes nothing.
     pub fn verify(&self, published: &Published) -> Result<Verdict, Error> {
+        let key = self
+            .verify_key
+            .as_deref()
+            .map(PublicKey::load)
+            .transpose()?;
         let registry = self.registry_client(&[])?;
         let store = BlobStore::open_default()?;
         let source = Source {
@@ -533,9 +595,18 @@ impl Build {
             store: &store,
         };
         let image = source.image().map_err(ErrorKind::Verify)?;
+        let signatures = match &key {
+            Some(key) => {
+                verify::check_signatures(&source, &image, key).map_err(ErrorKind::Verify)?
+            }
+            None => Vec::new(),
+        };
         let platforms = image.platforms.iter().map(|(p, _, _)| p.clone());
-        let staged = self.clone().platforms(platforms).stage()?;
-        Ok(verify::compare(&staged.built, &image, &source, &store).map_err(ErrorKind::Verify)?)
+        let staged = self.clone().platforms(platforms).stage(false)?;
+        let mut verdict =
+            verify::compare(&staged.built, &image, &source, &store).map_err(ErrorKind::Verify)?;
+        verdict.signatures = signatures;
+        Ok(verdict)
     }
 
     /// Pins the bases of the selected package (or of every package with a binary) in
@@ -581,15 +652,4 @@ pub(crate) struct Staged {
     pub built: Built,
     pub store: BlobStore,
     pub registry: Registry,
-}
-
-/// The tags to name the image with: the user's, or `BIN:latest`.
-fn default_tags(plan: &Plan) -> Vec<Reference> {
-    if !plan.tags.is_empty() {
-        return plan.tags.clone();
-    }
-    format!("{}:latest", plan.bin.to_lowercase())
-        .parse()
-        .map(|r| vec![r])
-        .unwrap_or_default()
 }

@@ -241,6 +241,14 @@ struct ImageArgs {
     /// Resolve the base's tag again and pin what it names now in stevedore.lock.
     #[arg(long)]
     update_base: bool,
+    /// Sign the image and its provenance with this EC P-256 key: PKCS#8 PEM (`openssl
+    /// genpkey`), encrypted PKCS#8, or a cosign.key; the password from STEVEDORE_SIGN_PASSWORD
+    /// or COSIGN_PASSWORD [default: `sign-key` in Cargo.toml]
+    #[arg(long, value_name = "FILE", env = crate::env::SIGN_KEY)]
+    sign_key: Option<PathBuf>,
+    /// Attach no SLSA provenance (it is attached by default).
+    #[arg(long)]
+    no_provenance: bool,
     #[command(flatten)]
     settings: SettingsArgs,
 }
@@ -312,7 +320,9 @@ impl ImageArgs {
             .collect();
         options.tags = self.tag.clone();
         options.image = self.settings.flags();
+        options.sign_key = self.sign_key.clone();
         Build::from_options(options)
+            .provenance(!self.no_provenance)
             .bare(self.bare)
             .locked(self.locked)
             .update_base(self.update_base)
@@ -359,7 +369,7 @@ struct BuildArgs {
     #[arg(long, value_name = "ENGINE", num_args = 0..=1, default_missing_value = "auto")]
     load: Option<crate::publish::Engine>,
     /// After pushing, write every reference pushed to FILE, one per line, by digest: the image
-    /// (or index), each platform's manifest, the SBOMs.
+    /// (or index), each platform's manifest, the SBOMs, the provenance, the signatures.
     #[arg(long, value_name = "FILE", requires = "push")]
     image_refs: Option<PathBuf>,
     /// Print the result as JSON on stdout.
@@ -382,6 +392,10 @@ struct VerifyArgs {
     /// Rebuild from local caches only; the published image must be a layout then.
     #[arg(long)]
     offline: bool,
+    /// Also check the image's cosign signatures (the index and each platform's manifest) and
+    /// its signed provenance's subject with this EC P-256 public key (PEM).
+    #[arg(long, value_name = "PUB.pem")]
+    key: Option<PathBuf>,
     #[command(flatten)]
     registry: RegistryArgs,
 }
@@ -525,9 +539,16 @@ fn init(args: InitArgs) -> Result<(), Error> {
 }
 
 fn verify(args: VerifyArgs) -> Result<(), Error> {
-    let build = Build::from_options(args.project.options()).offline(args.offline);
+    let mut build = Build::from_options(args.project.options()).offline(args.offline);
+    if let Some(key) = args.key {
+        build = build.verify_key(key);
+    }
     let build = args.registry.apply(build);
     let verdict = build.verify(&args.published)?;
+    for finding in &verdict.signatures {
+        let mark = if finding.ok { "ok" } else { "FAILED" };
+        println!("signature {mark}: {}", finding.message);
+    }
     for p in &verdict.platforms {
         match (&p.difference, &p.theirs) {
             (None, _) => println!("{}: identical {}", p.platform, p.ours),
@@ -546,6 +567,10 @@ fn verify(args: VerifyArgs) -> Result<(), Error> {
             println!("{} matches {}", args.published, verdict.ours);
             Ok(())
         }
+        false if verdict.ours == verdict.theirs => Err(ErrorKind::Unsigned {
+            published: args.published.to_string(),
+        }
+        .into()),
         false => Err(ErrorKind::Mismatch {
             published: args.published.to_string(),
             ours: verdict.ours,

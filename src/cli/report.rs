@@ -24,7 +24,7 @@ pub(super) enum Exit {
 impl Exit {
     pub(super) fn of(error: &Error) -> Exit {
         match error.kind() {
-            ErrorKind::Mismatch { .. } => Exit::Differs,
+            ErrorKind::Mismatch { .. } | ErrorKind::Unsigned { .. } => Exit::Differs,
             _ => Exit::Failure,
         }
     }

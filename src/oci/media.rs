@@ -10,3 +10,9 @@ pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.
 pub const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
 /// An SPDX SBOM in JSON, the `artifactType` of the SBOM referrer.
 pub const SPDX_JSON: &str = "application/spdx+json";
+/// cosign's simple-signing payload, the layer of a `.sig` manifest.
+pub const SIMPLE_SIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
+/// A DSSE envelope (the provenance referrer's layer, and a cosign `.att` layer).
+pub const DSSE_ENVELOPE: &str = "application/vnd.dsse.envelope.v1+json";
+/// An in-toto statement: the DSSE payload type, and the provenance referrer's `artifactType`.
+pub const IN_TOTO: &str = "application/vnd.in-toto+json";

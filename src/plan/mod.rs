@@ -64,6 +64,8 @@ pub struct BuildOptions {
     pub image: ImageFlags,
     /// `--no-auditable`: embed no dependency list in the binary.
     pub no_auditable: bool,
+    /// The key to sign with (`--sign-key`, `STEVEDORE_SIGN_KEY`); beats Cargo.toml's `sign-key`.
+    pub sign_key: Option<PathBuf>,
 }
 
 /// Everything later stages need, resolved and checked.
@@ -118,6 +120,8 @@ pub struct Plan {
     pub compression: Compression,
     /// Embed the dependency list in the binary, as cargo-auditable does (`.dep-v0`).
     pub auditable: bool,
+    /// The key to sign the image with, if any.
+    pub sign_key: Option<PathBuf>,
     /// `cargo metadata` of the workspace, resolved with the build's features for every
     /// platform; the SBOM keeps each platform's part of it (see [`target_cfg`]).
     #[serde(skip)]
@@ -352,6 +356,7 @@ pub fn plan(opts: &BuildOptions) -> Result<Draft, PlanError> {
             .or(settings.compression)
             .unwrap_or_default(),
         auditable: !opts.no_auditable && settings.auditable.unwrap_or(true),
+        sign_key: opts.sign_key.clone().or(settings.sign_key),
         package_id: package.id.clone(),
         graph: Arc::new(graph.unwrap_or(metadata)),
     }))

@@ -86,8 +86,9 @@ pub fn write_archive(
 /// `ctr images import` read it. Entries are sorted and dated 0, so equal builds give equal files.
 ///
 /// Its `index.json` names the image alone: podman (containers/image) refuses to load an
-/// archive whose index lists more than one manifest, so the SBOM referrers, which a layout
-/// lists there, stay out of the archive (they are in layouts and pushed images).
+/// archive whose index lists more than one manifest, so the referrers (SBOMs, provenance) and
+/// cosign's signatures, which a layout lists there, stay out of the archive (they are in
+/// layouts and pushed images).
 pub fn write_oci_archive(
     file: &Path,
     built: &Built,
@@ -102,6 +103,7 @@ pub fn write_oci_archive(
     let layout = staging.path().join("layout");
     let image_alone = Built {
         referrers: Vec::new(),
+        tagged: Vec::new(),
         ..built.clone()
     };
     super::write_layout(&layout, &image_alone, tags, store)?;

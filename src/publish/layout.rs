@@ -76,9 +76,16 @@ fn fill(
             copy_blob(store, &digest, blob.size(), &blobs)?;
         }
     }
+    for tagged in &built.tagged {
+        for blob in tagged.blobs.iter().chain([&tagged.manifest]) {
+            let digest = Digest::try_from(blob.digest()).expect("stored blobs are sha256");
+            copy_blob(store, &digest, blob.size(), &blobs)?;
+        }
+    }
     write_atomic(&dir.join("oci-layout"), OCI_LAYOUT)?;
     let mut index = merged_index(dir, &top, tags)?;
     add_referrers(&mut index, built);
+    add_tagged(&mut index, built);
     // index.json is the commit point: until it is renamed in, the new image is not visible.
     write_atomic(&dir.join("index.json"), &canonical_json(&index))
 }
@@ -138,6 +145,39 @@ fn add_referrers(index: &mut ImageIndex, built: &Built) {
         {
             manifests.push(referrer.manifest.clone());
         }
+    }
+    index.set_manifests(manifests);
+}
+
+/// Lists cosign's signatures and attestations under their `sha256-<hex>.sig`/`.att` names, as
+/// `cosign save` does, replacing entries of the same name.
+/// A layout names entries by tag alone, so only the first repository's set goes in.
+fn add_tagged(index: &mut ImageIndex, built: &Built) {
+    let first = built.tagged.first().map(|t| t.repository.as_str());
+    let tagged: Vec<_> = built
+        .tagged
+        .iter()
+        .filter(|t| Some(t.repository.as_str()) == first)
+        .collect();
+    let name_of = |d: &Descriptor| {
+        d.annotations()
+            .as_ref()
+            .and_then(|a| a.get(REF_NAME))
+            .cloned()
+    };
+    let mut manifests: Vec<Descriptor> = index
+        .manifests()
+        .iter()
+        .filter(|d| name_of(d).is_none_or(|n| !tagged.iter().any(|t| t.tag == n)))
+        .cloned()
+        .collect();
+    for tagged in tagged {
+        let mut entry = tagged.manifest.clone();
+        entry.set_annotations(Some(HashMap::from([(
+            REF_NAME.to_owned(),
+            tagged.tag.clone(),
+        )])));
+        manifests.push(entry);
     }
     index.set_manifests(manifests);
 }

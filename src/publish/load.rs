@@ -123,6 +123,7 @@ pub fn load(
     let one = Built {
         images: vec![image.clone()],
         referrers: Vec::new(),
+        tagged: Vec::new(),
         ..built.clone()
     };
     let dir = tempfile::Builder::new()

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use super::PublishError;
-use crate::assemble::{Built, Image, Referrer};
+use crate::assemble::{Built, Image, Referrer, Tagged};
 use crate::cache::BlobStore;
 use crate::digest::Digest;
 use crate::reference::Reference;
@@ -21,7 +21,8 @@ pub struct PushReport {
     /// `REPO@sha256:…` of the pushed image (index when several platforms).
     pub pushed: Vec<Reference>,
     /// Everything pushed, by digest: per repository the image (or index), each platform's
-    /// manifest when there are several, then each referrer (SBOMs). What `--image-refs` lists.
+    /// manifest when there are several, then each referrer (SBOMs, provenance), then cosign's
+    /// signatures and attestations. What `--image-refs` lists.
     pub refs: Vec<Reference>,
     /// Blobs uploaded.
     pub uploaded: usize,
@@ -77,6 +78,10 @@ pub fn push(
                 top.media_type().as_ref(),
             )?;
         }
+        // After the tags: a signature names a digest the registry already serves.
+        for tagged in built.tagged.iter().filter(|t| t.repository == repo.name()) {
+            push_tagged(registry, store, repo, tagged, &mut report)?;
+        }
         report.pushed.push(repo.with_digest(top_digest.clone()));
         report.refs.push(repo.with_digest(top_digest.clone()));
         if built.images.len() > 1 {
@@ -88,6 +93,9 @@ pub fn push(
             report
                 .refs
                 .push(repo.with_digest(referrer.manifest_digest()));
+        }
+        for tagged in built.tagged.iter().filter(|t| t.repository == repo.name()) {
+            report.refs.push(repo.with_digest(tagged.manifest_digest()));
         }
     }
     Ok(report)
@@ -141,6 +149,35 @@ fn push_referrer(
     registry
         .add_to_referrers_tag(repo, &referrer.subject_digest(), &descriptor)
         .map_err(failed)
+}
+
+/// Pushes a cosign signature or attestation under its `sha256-<hex>.sig`/`.att` tag.
+fn push_tagged(
+    registry: &Registry,
+    store: &BlobStore,
+    repo: &Reference,
+    tagged: &Tagged,
+    report: &mut PushReport,
+) -> Result<(), PublishError> {
+    for blob in &tagged.blobs {
+        let digest = Digest::try_from(blob.digest()).expect("assembled descriptors are sha256");
+        let sent =
+            push_blob(registry, store, repo, &digest, blob.size(), None).map_err(|source| {
+                PublishError::Registry {
+                    reference: repo.name(),
+                    source,
+                }
+            })?;
+        match sent {
+            Sent::Existing => report.existing += 1,
+            Sent::Mounted => report.mounted += 1,
+            Sent::Uploaded => report.uploaded += 1,
+        }
+    }
+    let digest = tagged.manifest_digest();
+    let media_type = tagged.manifest.media_type().to_string();
+    put(registry, store, repo, &tagged.tag, &digest, &media_type)?;
+    Ok(())
 }
 
 /// Config and layer blobs of every image, each once.

@@ -8,7 +8,7 @@ use stevedore_testbed::{self as testbed, Mode, Registry};
 use crate::util::*;
 
 #[test]
-fn image_refs_lists_the_index_each_manifest_and_the_sboms_by_digest() {
+fn image_refs_lists_the_index_each_manifest_the_sboms_and_the_provenance_by_digest() {
     let registry = Registry::start(Mode::Http);
     let base = registry.push_base();
     let image = format!("{}/test/refs:1", registry.addr());
@@ -24,7 +24,11 @@ fn image_refs_lists_the_index_each_manifest_and_the_sboms_by_digest() {
     let listed = std::fs::read_to_string(&refs_file).unwrap();
     let lines: Vec<&str> = listed.lines().collect();
     let repo = format!("{}/test/refs", registry.addr());
-    assert_eq!(lines.len(), 5, "index, two manifests, two SBOMs: {listed}");
+    assert_eq!(
+        lines.len(),
+        6,
+        "index, two manifests, two SBOMs, the provenance: {listed}"
+    );
     assert_eq!(
         lines[0],
         format!("{repo}@{}", result["digest"].as_str().unwrap())
@@ -46,7 +50,7 @@ fn image_refs_lists_the_index_each_manifest_and_the_sboms_by_digest() {
         let digest = stevedore::Digest::of(&raw);
         assert!(line.ends_with(digest.as_str()), "{line} holds {digest}");
     }
-    let sboms = lines[3..]
+    let artifacts = lines[3..]
         .iter()
         .map(|l| {
             let raw = Command::new(testbed::require_tool("skopeo"))
@@ -58,9 +62,14 @@ fn image_refs_lists_the_index_each_manifest_and_the_sboms_by_digest() {
             json(&raw)["artifactType"].clone()
         })
         .collect::<Vec<_>>();
-    assert!(
-        sboms.iter().all(|t| t == "application/spdx+json"),
-        "{sboms:?}"
+    assert_eq!(
+        artifacts,
+        [
+            "application/spdx+json",
+            "application/spdx+json",
+            "application/vnd.in-toto+json"
+        ],
+        "{artifacts:?}"
     );
 }
 

@@ -16,5 +16,6 @@ mod pull;
 mod push;
 mod reproducible;
 mod resolve;
+mod sign;
 mod util;
 mod xtask;

@@ -125,6 +125,24 @@ fn binary_in_layout(layout: &Path, manifest_digest: &str) -> Vec<u8> {
     panic!("no usr/local/bin/hello-service in layer {top}");
 }
 
+/// The in-toto statement inside the provenance referrer a layout lists.
+fn provenance_statement(layout: &Path) -> Vec<u8> {
+    use base64::Engine as _;
+    let index = json(&std::fs::read(layout.join("index.json")).unwrap());
+    let entry = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["artifactType"] == "application/vnd.in-toto+json")
+        .unwrap_or_else(|| panic!("no provenance in {index:#}"))
+        .clone();
+    let artifact = layout_json(layout, entry["digest"].as_str().unwrap());
+    let envelope = layout_json(layout, artifact["layers"][0]["digest"].as_str().unwrap());
+    base64::engine::general_purpose::STANDARD
+        .decode(envelope["payload"].as_str().unwrap())
+        .unwrap()
+}
+
 #[test]
 fn two_checkouts_two_homes_two_clocks_give_identical_images() {
     let registry = Registry::start(Mode::Http);
@@ -154,6 +172,25 @@ fn two_checkouts_two_homes_two_clocks_give_identical_images() {
     );
     assert_eq!(alice["index"], ci["index"], "index digests differ");
     assert_eq!(alice["digest"], ci["digest"]);
+
+    // The provenance statement is byte-identical too: it takes nothing from the clock, the
+    // home or the checkout's path, and its subject is the index.
+    let alice_statement = provenance_statement(&alice_home.join("image"));
+    assert_eq!(
+        alice_statement,
+        provenance_statement(&ci_home.join("image")),
+        "provenance statements differ"
+    );
+    let statement = text(&alice_statement);
+    assert!(
+        !statement.contains(dir.path().to_str().unwrap()),
+        "{statement}"
+    );
+    let subject = &json(&alice_statement)["subject"][0]["digest"]["sha256"];
+    assert_eq!(
+        format!("sha256:{}", subject.as_str().unwrap()),
+        alice["digest"].as_str().unwrap()
+    );
 
     // The binary names none of the machine's paths: not the checkout, the home, nor the
     // toolchain's std sources (those read /rustc/COMMIT/, as in official builds).

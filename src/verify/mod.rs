@@ -8,6 +8,11 @@ use std::str::FromStr;
 
 use serde_json::Value;
 
+mod signatures;
+
+pub(crate) use signatures::check as check_signatures;
+pub use signatures::Finding;
+
 use crate::assemble::{Built, Image};
 use crate::cache::{BlobStore, CacheError};
 use crate::diff::{self, DiffError};
@@ -130,12 +135,15 @@ pub struct Verdict {
     pub platforms: Vec<PlatformVerdict>,
     /// When every platform matches but the top documents differ: where.
     pub top_difference: Option<String>,
+    /// With a public key: each signature and the provenance, checked.
+    pub signatures: Vec<Finding>,
 }
 
 impl Verdict {
-    /// Whether the rebuild is the published image, byte for byte.
+    /// Whether the rebuild is the published image, byte for byte, and every signature checked
+    /// holds.
     pub fn matches(&self) -> bool {
-        self.ours == self.theirs
+        self.ours == self.theirs && self.signatures.iter().all(|f| f.ok)
     }
 }
 
@@ -213,8 +221,8 @@ impl Source<'_> {
     fn only_image(&self, index: &Value) -> Result<Digest, VerifyError> {
         let mut images: Vec<(Digest, String)> = Vec::new();
         for entry in index["manifests"].as_array().into_iter().flatten() {
-            if entry.get("artifactType").is_some() {
-                continue; // an SBOM or other referrer
+            if entry.get("artifactType").is_some() || is_cosign_tag(entry) {
+                continue; // an SBOM or other referrer, a signature or attestation
             }
             let digest = descriptor_digest(entry, self.published)?;
             let name = entry["annotations"]["org.opencontainers.image.ref.name"]
@@ -273,6 +281,47 @@ impl Source<'_> {
                 )))
             }
         }
+    }
+
+    /// The manifest a cosign tag (`sha256-<hex>.sig`) or referrers tag names, if there is one:
+    /// in a registry by the tag, in a layout by its `ref.name`.
+    pub fn tagged(&self, tag: &str) -> Result<Option<Value>, VerifyError> {
+        let bytes = match self.published {
+            Published::Registry(reference) => {
+                let tagged: Reference = format!("{}:{tag}", reference.name())
+                    .parse()
+                    .expect("a repository and a cosign tag make a reference");
+                match self.registry.fetch_manifest(&tagged) {
+                    Ok((_, _, bytes)) => bytes,
+                    Err(RegistryError::NotFound { .. }) => return Ok(None),
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Published::Layout(dir) => {
+                let index = std::fs::read(dir.join("index.json")).unwrap_or_default();
+                let index = self.json(&index, "index.json")?;
+                let entry = index["manifests"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag);
+                match entry {
+                    Some(entry) => self.read_all(entry, tag)?,
+                    None => return Ok(None),
+                }
+            }
+        };
+        self.json(&bytes, tag).map(Some)
+    }
+
+    /// The manifest a descriptor names.
+    pub fn manifest_of(&self, descriptor: &Value) -> Result<Value, VerifyError> {
+        self.manifest(&descriptor_digest(descriptor, self.published)?)
+    }
+
+    /// A small blob (a payload, an envelope) whole.
+    pub fn small_blob(&self, descriptor: &Value, what: &str) -> Result<Vec<u8>, VerifyError> {
+        self.read_all(descriptor, what)
     }
 
     fn blob_json(&self, descriptor: &Value) -> Result<Value, VerifyError> {
@@ -352,6 +401,7 @@ pub(crate) fn compare(
         theirs: published.digest.clone(),
         platforms,
         top_difference,
+        signatures: Vec::new(),
     })
 }
 
@@ -414,6 +464,13 @@ pub(crate) fn explain(
         Some(field) => format!("manifest: {field}"),
         None => "manifest: the same fields, serialized differently".into(),
     })
+}
+
+/// Whether a layout entry is cosign's `sha256-<hex>.sig` or `.att`.
+fn is_cosign_tag(entry: &Value) -> bool {
+    entry["annotations"]["org.opencontainers.image.ref.name"]
+        .as_str()
+        .is_some_and(|n| n.starts_with("sha256-") && (n.ends_with(".sig") || n.ends_with(".att")))
 }
 
 fn platform_of(value: &Value) -> Option<Result<Platform, PlatformError>> {
