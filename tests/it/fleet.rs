@@ -205,7 +205,11 @@ fn ci_example_jobs_merge_into_the_index_a_single_build_makes() {
     let (build, merge) = (&commands[0], &commands[1]);
 
     for arch in ["amd64", "arm64"] {
-        let runner = dir.path().join(format!("runner-{arch}"));
+        // Each runner keeps its own target dir and cache, as a CI runner's cache step would:
+        // in the test bed, so musl std is built from source in them once per machine.
+        let runner = testbed::testbed_dir()
+            .join("fleet")
+            .join(format!("runner-{arch}"));
         let checkout = checkout(&format!("runner-{arch}"));
         let vars = [("ARCH", arch), ("REPO", repo.as_str()), ("SHA", sha)];
         run_job(build, &checkout, &runner, &vars);
