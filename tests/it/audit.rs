@@ -3,7 +3,6 @@
 //! SBOM's Debian packages of the base, checked against the .debs the base was made from.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -36,29 +35,9 @@ fn locked_versions(manifest: &Path) -> BTreeMap<String, String> {
 
 /// The file at `path` in the image's top layer (ours), written to `dir`.
 fn file_from_top_layer(layout: &Path, manifest_digest: &str, path: &str, dir: &Path) -> PathBuf {
-    let manifest = layout_json(layout, manifest_digest);
-    let top = manifest["layers"].as_array().unwrap().last().unwrap()["digest"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let gz = std::fs::File::open(
-        layout
-            .join("blobs/sha256")
-            .join(top.trim_start_matches("sha256:")),
-    )
-    .unwrap();
-    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(gz));
-    for entry in archive.entries().unwrap() {
-        let mut entry = entry.unwrap();
-        if entry.path().unwrap().ends_with(path) {
-            let mut bytes = Vec::new();
-            entry.read_to_end(&mut bytes).unwrap();
-            let out = dir.join(manifest_digest.trim_start_matches("sha256:"));
-            std::fs::write(&out, bytes).unwrap();
-            return out;
-        }
-    }
-    panic!("no {path} in layer {top}");
+    let out = dir.join(manifest_digest.trim_start_matches("sha256:"));
+    std::fs::write(&out, file_in_top_layer(layout, manifest_digest, path)).unwrap();
+    out
 }
 
 fn section_names(binary: &Path) -> String {

@@ -136,17 +136,8 @@ fn a_two_platform_oci_archive_opens_in_skopeo_and_loads_in_podman() {
 fn load_podman_puts_the_image_in_podmans_store_and_its_entrypoint_runs_as_nonroot() {
     let registry = Registry::start(Mode::Http);
     let base = registry.push_base();
-    // podman's own store in a temporary directory (vfs: no overlay mounts needed).
     let dir = tempfile::tempdir().unwrap();
-    let conf = dir.path().join("storage.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "[storage]\ndriver = \"vfs\"\ngraphroot = \"{0}/root\"\nrunroot = \"{0}/run\"\n",
-            dir.path().display()
-        ),
-    )
-    .unwrap();
+    let conf = podman_store(dir.path());
     let podman = |args: &[&str]| {
         let mut cmd = Command::new(testbed::require_tool("podman"));
         cmd.env("CONTAINERS_STORAGE_CONF", &conf).args(args);
@@ -336,15 +327,7 @@ fn load_podman_keeps_the_healthcheck_in_the_config_which_podman_inspect_does_not
     let registry = Registry::start(Mode::Http);
     let base = registry.push_base();
     let dir = tempfile::tempdir().unwrap();
-    let conf = dir.path().join("storage.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "[storage]\ndriver = \"vfs\"\ngraphroot = \"{0}/root\"\nrunroot = \"{0}/run\"\n",
-            dir.path().display()
-        ),
-    )
-    .unwrap();
+    let conf = podman_store(dir.path());
     let name = "localhost/test/health:1";
     run_ok(
         stevedore_build("hello")

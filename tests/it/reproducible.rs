@@ -1,7 +1,6 @@
 //! Bit-identical images: two checkouts of one commit, in different directories, built by
 //! users with different homes and clocks, give the same digests for every platform.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -98,33 +97,6 @@ fn platform_digests(result: &serde_json::Value) -> Vec<(String, String)> {
     digests
 }
 
-/// The bytes of the binary in the image's top layer, read from the layout.
-fn binary_in_layout(layout: &Path, manifest_digest: &str) -> Vec<u8> {
-    let manifest = layout_json(layout, manifest_digest);
-    let layers = manifest["layers"].as_array().unwrap();
-    let top = layers.last().unwrap()["digest"].as_str().unwrap();
-    let gz = std::fs::File::open(
-        layout
-            .join("blobs/sha256")
-            .join(top.trim_start_matches("sha256:")),
-    )
-    .unwrap();
-    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(gz));
-    for entry in archive.entries().unwrap() {
-        let mut entry = entry.unwrap();
-        if entry
-            .path()
-            .unwrap()
-            .ends_with("usr/local/bin/hello-service")
-        {
-            let mut bytes = Vec::new();
-            entry.read_to_end(&mut bytes).unwrap();
-            return bytes;
-        }
-    }
-    panic!("no usr/local/bin/hello-service in layer {top}");
-}
-
 /// The in-toto statement inside the provenance referrer a layout lists.
 fn provenance_statement(layout: &Path) -> Vec<u8> {
     use base64::Engine as _;
@@ -201,7 +173,11 @@ fn two_checkouts_two_homes_two_clocks_give_identical_images() {
         .iter()
         .find(|i| i["platform"] == "linux/amd64")
         .expect("an amd64 image");
-    let binary = binary_in_layout(&layout, amd64["digest"].as_str().unwrap());
+    let binary = file_in_top_layer(
+        &layout,
+        amd64["digest"].as_str().unwrap(),
+        "usr/local/bin/hello-service",
+    );
     let contains = |needle: &str| binary.windows(needle.len()).any(|w| w == needle.as_bytes());
     for local in [
         dir.path().to_str().unwrap(),

@@ -155,6 +155,44 @@ pub fn run_layout(layout: &Path, tag: &str, arch: Option<&str>, args: &[&str]) -
     run_bundle(&unpack(layout, tag, arch, dir.path()), args)
 }
 
+/// The bytes of the file whose path ends with `path` in the top layer (stevedore's) of the
+/// image `manifest_digest` in an OCI layout.
+pub fn file_in_top_layer(layout: &Path, manifest_digest: &str, path: &str) -> Vec<u8> {
+    use std::io::Read;
+    let manifest = layout_json(layout, manifest_digest);
+    let top = manifest["layers"].as_array().unwrap().last().unwrap()["digest"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let hex = top.trim_start_matches("sha256:");
+    let gz = std::fs::File::open(layout.join("blobs/sha256").join(hex)).unwrap();
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(gz));
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        if entry.path().unwrap().ends_with(path) {
+            let mut bytes = Vec::new();
+            entry.read_to_end(&mut bytes).unwrap();
+            return bytes;
+        }
+    }
+    panic!("no {path} in layer {top}");
+}
+
+/// A podman store of its own in `dir` (vfs: no overlay mounts needed): the
+/// `CONTAINERS_STORAGE_CONF` file to give podman and stevedore.
+pub fn podman_store(dir: &Path) -> PathBuf {
+    let conf = dir.join("storage.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "[storage]\ndriver = \"vfs\"\ngraphroot = \"{0}/root\"\nrunroot = \"{0}/run\"\n",
+            dir.display()
+        ),
+    )
+    .unwrap();
+    conf
+}
+
 /// Reads a blob of an OCI layout by digest.
 pub fn layout_blob(layout: &Path, digest: &str) -> Vec<u8> {
     let hex = digest.strip_prefix("sha256:").expect("sha256 digest");
