@@ -32,13 +32,32 @@ fn oci_layout_on_distroless_runs_as_nonroot() {
     let result = json(&out.stdout);
     let manifest_digest = result["digest"].as_str().expect("digest in --json output");
 
-    // Independent readers accept the layout. oci-image-tool predates OCI 1.1 and rejects the
-    // SBOM's empty config, so it checks the image by its name; pyspdxtools checks the SBOM.
+    // Independent readers accept the layout. oci-image-tool predates OCI 1.1: it rejects the
+    // SBOM's empty config, and with more than one untagged entry (the SBOM and the provenance)
+    // it calls any name "not unique". So it checks the image alone, in a layout that links
+    // the same blobs and lists only the named image; pyspdxtools checks the SBOM.
+    let image_only = out_dir.path().join("image-only");
+    std::fs::create_dir_all(image_only.join("blobs/sha256")).unwrap();
+    for blob in std::fs::read_dir(layout.join("blobs/sha256")).unwrap() {
+        let blob = blob.unwrap().path();
+        let linked = image_only
+            .join("blobs/sha256")
+            .join(blob.file_name().unwrap());
+        std::fs::hard_link(&blob, linked).unwrap();
+    }
+    std::fs::copy(layout.join("oci-layout"), image_only.join("oci-layout")).unwrap();
+    let mut index = json(&std::fs::read(layout.join("index.json")).unwrap());
+    index["manifests"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|m| m["annotations"]["org.opencontainers.image.ref.name"] == "1.0");
+    assert_eq!(index["manifests"].as_array().unwrap().len(), 1, "{index}");
+    std::fs::write(image_only.join("index.json"), index.to_string()).unwrap();
     let validate = testbed::require_tool("oci-image-tool");
     run_ok(
         Command::new(validate)
             .args(["validate", "--type", "image", "--ref", "name=1.0"])
-            .arg(&layout),
+            .arg(&image_only),
     );
     let inspected = skopeo_inspect(&[], &format!("oci:{}:1.0", layout.display()));
     assert_eq!(inspected["Digest"], manifest_digest);
