@@ -314,9 +314,18 @@ fn find_zig() -> Option<Vec<String>> {
 /// cache, at paths named by their content. Cargo rebuilds everything, std included, when the
 /// linker's path changes, and compile caches hash it, so the path must not depend on the
 /// target dir or the checkout.
+/// Where the generated scripts go (`STEVEDORE_TOOLS_DIR`). Not under `STEVEDORE_CACHE_DIR`:
+/// a build with another blob cache (a test's, a CI job's) would name another linker and
+/// `rustc`, and cargo would rebuild std and every crate for it.
 fn tools_dir(plan: &Plan) -> PathBuf {
-    crate::cache::default_root()
-        .map(|root| root.join("tools"))
+    let from_env = |name| {
+        std::env::var_os(name)
+            .filter(|v: &std::ffi::OsString| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    from_env(crate::env::TOOLS_DIR)
+        .or_else(|| from_env("XDG_CACHE_HOME").map(|p| p.join("stevedore/tools")))
+        .or_else(|| from_env("HOME").map(|p| p.join(".cache/stevedore/tools")))
         .unwrap_or_else(|| plan.target_dir.join("stevedore"))
 }
 

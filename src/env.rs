@@ -2,6 +2,10 @@
 
 /// Root of the blob cache (default: `$XDG_CACHE_HOME/stevedore` or `~/.cache/stevedore`).
 pub const CACHE_DIR: &str = "STEVEDORE_CACHE_DIR";
+/// Where the scripts cargo runs for stevedore live (zig wrappers, the `rustc` shim), default
+/// `~/.cache/stevedore/tools` whatever `STEVEDORE_CACHE_DIR` says: their paths are part of what
+/// cargo and sccache key on, so they must not move when the blob cache does.
+pub const TOOLS_DIR: &str = "STEVEDORE_TOOLS_DIR";
 /// Timestamp (seconds since the epoch) for every file and the image's `created`.
 pub const SOURCE_DATE_EPOCH: &str = "SOURCE_DATE_EPOCH";
 /// Username for the registry, overriding docker config (for CI).
