@@ -161,19 +161,14 @@ impl Kind {
     }
 }
 
-/// The strongest way a resolve edge uses its crate on `target` (its name and `cfg`); `None`
-/// for dev-only edges and those of other platforms, as `cargo metadata --filter-platform`.
-fn edge_kind(dep: &cargo_metadata::NodeDep, (name, cfg): (&str, &[Cfg])) -> Option<Kind> {
-    if dep.dep_kinds.is_empty() {
-        return Some(Kind::Runtime);
-    }
-    dep.dep_kinds
-        .iter()
-        .filter(|k| k.target.as_ref().is_none_or(|p| p.matches(name, cfg)))
-        .filter_map(|k| match k.kind {
-            DependencyKind::Development => None,
-            DependencyKind::Build => Some(Kind::Build),
-            _ => Some(Kind::Runtime),
+/// The strongest way a resolve edge uses its crate on `target`; `None` when it is not used
+/// there (see [`crate::plan::uses_on`]).
+fn edge_kind(dep: &cargo_metadata::NodeDep, target: (&str, &[Cfg])) -> Option<Kind> {
+    crate::plan::uses_on(dep, target)
+        .into_iter()
+        .map(|kind| match kind {
+            DependencyKind::Build => Kind::Build,
+            _ => Kind::Runtime,
         })
         .max()
 }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use cargo_metadata::cargo_platform::Cfg;
-use cargo_metadata::{Metadata, Package};
+use cargo_metadata::{DependencyKind, Metadata, NodeDep, Package};
 
 use super::{BuildOptions, Plan, PlanError};
 use crate::env;
@@ -155,4 +155,20 @@ pub(super) fn source_date_epoch(workspace: &Path) -> Result<i64, PlanError> {
 pub(super) fn git(dir: &Path, args: &[&str]) -> Option<String> {
     let out = run_capture(Command::new("git").arg("-C").arg(dir).args(args)).ok()?;
     Some(out.trim().to_owned()).filter(|s| !s.is_empty())
+}
+
+/// How `dep` is used on `target` (its name and `cfg`), as `cargo metadata --filter-platform`
+/// keeps it: uses on other platforms and dev-dependency uses dropped (they never reach the
+/// binary; a platform-specific build-dependency is matched against the target too). No kinds at
+/// all (cargo before 1.41) counts as a normal use: a crate too many beats one missing.
+pub(crate) fn uses_on(dep: &NodeDep, (name, cfg): (&str, &[Cfg])) -> Vec<DependencyKind> {
+    if dep.dep_kinds.is_empty() {
+        return vec![DependencyKind::Normal];
+    }
+    dep.dep_kinds
+        .iter()
+        .filter(|k| k.target.as_ref().is_none_or(|p| p.matches(name, cfg)))
+        .map(|k| k.kind)
+        .filter(|k| *k != DependencyKind::Development)
+        .collect()
 }

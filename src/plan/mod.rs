@@ -11,7 +11,7 @@ use serde::Serialize;
 mod cargo;
 
 use cargo::{cargo_flags, compiles_c, git, offline_flag, run_metadata, source_date_epoch};
-pub(crate) use cargo::{manifest_path, target_cfg};
+pub(crate) use cargo::{manifest_path, target_cfg, uses_on};
 
 use crate::config::{self, ConfigError, ImageFlags, ImageSettings, Settings, Sources};
 use crate::digest::Digest;

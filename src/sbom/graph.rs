@@ -8,6 +8,7 @@ use cargo_metadata::cargo_platform::Cfg;
 use cargo_metadata::{DependencyKind, Metadata, Node, NodeDep, Package, PackageId};
 
 use super::SbomError;
+use crate::plan::uses_on;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(super) enum Edge {
@@ -61,22 +62,14 @@ impl<'m> Graph<'m> {
     }
 }
 
-/// How `dep` is used by the crate that depends on it on `target`; empty for dev-dependencies,
-/// which never reach the binary, and for dependencies of other platforms. Like cargo's
-/// `--filter-platform`, a platform-specific build-dependency is matched against the target too.
-fn edges(dep: &NodeDep, (name, cfg): (&str, &[Cfg])) -> BTreeSet<Edge> {
-    // Cargo before 1.41 wrote no kinds; listing a dev-dependency too many beats missing a crate.
-    if dep.dep_kinds.is_empty() {
-        return BTreeSet::from([Edge::Normal]);
-    }
-    dep.dep_kinds
-        .iter()
-        .filter(|k| k.target.as_ref().is_none_or(|p| p.matches(name, cfg)))
-        .filter_map(|k| match k.kind {
-            DependencyKind::Development => None,
-            DependencyKind::Build => Some(Edge::Build),
+/// How `dep` is used by the crate that depends on it on `target` (see [`uses_on`]).
+fn edges(dep: &NodeDep, target: (&str, &[Cfg])) -> BTreeSet<Edge> {
+    uses_on(dep, target)
+        .into_iter()
+        .map(|kind| match kind {
+            DependencyKind::Build => Edge::Build,
             // A kind newer than this code is more likely code that ships than test code.
-            _ => Some(Edge::Normal),
+            _ => Edge::Normal,
         })
         .collect()
 }
