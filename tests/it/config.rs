@@ -40,7 +40,44 @@ pub fn shared_project(registry: &Registry) -> (std::sync::MutexGuard<'static, ()
         &registry.addr(),
         |m| m,
     );
+    commit_once(manifest.parent().unwrap());
     (turn, manifest)
+}
+
+/// Makes `dir` a git checkout with one commit of fixed author and date, unless it is one
+/// already: `{git_sha}` and the provenance need a commit, and the test bed may live outside
+/// any repository (CI keeps it in a cache directory).
+fn commit_once(dir: &Path) {
+    if dir.join(".git").exists() {
+        return;
+    }
+    let git = |args: &[&str]| {
+        let status = Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .env("GIT_AUTHOR_NAME", "stevedore tests")
+            .env("GIT_AUTHOR_EMAIL", "tests@stevedore.invalid")
+            .env("GIT_COMMITTER_NAME", "stevedore tests")
+            .env("GIT_COMMITTER_EMAIL", "tests@stevedore.invalid")
+            .env("GIT_AUTHOR_DATE", "2024-01-01T00:00:00Z")
+            .env("GIT_COMMITTER_DATE", "2024-01-01T00:00:00Z")
+            .status()
+            .expect("git must be installed for the tests");
+        assert!(status.success(), "git {args:?} failed in {}", dir.display());
+    };
+    git(&["init", "-q"]);
+    git(&["add", "Cargo.toml", "Cargo.lock", "src", "static"]);
+    git(&["commit", "-q", "-m", "configured fixture"]);
+}
+
+/// The commit `{git_sha}` names for the project of `manifest`.
+pub fn head_of(manifest: &Path) -> String {
+    let rev = Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .current_dir(manifest.parent().unwrap())
+        .output()
+        .unwrap();
+    text(&rev.stdout).trim().to_owned()
 }
 
 pub fn build(manifest: &Path) -> Command {
@@ -68,12 +105,7 @@ fn every_setting_from_package_metadata_reaches_the_pushed_image() {
     let out = run_ok(build(&manifest).args(["--push", "--json"]));
     let result = json(&out.stdout);
 
-    let rev = Command::new("git")
-        .args(["rev-parse", "HEAD"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .unwrap();
-    let sha = text(&rev.stdout).trim()[..12].to_owned();
+    let sha = head_of(&manifest)[..12].to_owned();
     let repo = format!("{}/configured/app", registry.addr());
     let tags: Vec<&str> = result["tags"]
         .as_array()
