@@ -4,15 +4,17 @@
 //! whitespace), so the same inputs give the same bytes and therefore the same digests.
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
 
 use oci_spec::image::{
     Descriptor, History, ImageConfiguration, ImageIndex, ImageManifestBuilder, MediaType,
 };
 
+use crate::build_id::BuildId;
 use crate::cache::{BlobStore, CacheError};
 use crate::digest::Digest;
 use crate::layer::{Layer, BIN_DIR, CA_BUNDLE_PATH, NONROOT_UID};
-use crate::oci::media::DOCKER_LAYER_GZIP;
+use crate::oci::media::{ANNOTATION_BUILD_ID, DEBUGINFO, DEBUGINFO_ELF, DOCKER_LAYER_GZIP};
 use crate::oci::{canonical_json, rfc3339, BaseImage};
 use crate::plan::Plan;
 use crate::platform::Platform;
@@ -158,6 +160,36 @@ pub fn referrer(
         manifest: descriptor,
         blobs: vec![empty, document],
     })
+}
+
+/// Stores a platform executable's `.debug` file (streamed from `path`) and a referrer that
+/// attaches it to the image (`subject`), its layer annotated with the build-id.
+pub fn debuginfo_referrer(
+    subject: &Descriptor,
+    path: &Path,
+    build_id: &BuildId,
+    bin: &str,
+    created: i64,
+    store: &BlobStore,
+) -> Result<Referrer, AssembleError> {
+    let (digest, size) = store
+        .put_with("debug file", |w| {
+            std::io::copy(&mut std::fs::File::open(path)?, w).map(drop)
+        })
+        .map_err(|source| AssembleError::Store {
+            what: "debug file",
+            source,
+        })?;
+    let mut layer = Descriptor::new(
+        MediaType::Other(DEBUGINFO_ELF.to_owned()),
+        size,
+        digest.to_oci(),
+    );
+    layer.set_annotations(Some(HashMap::from([
+        (ANNOTATION_BUILD_ID.to_owned(), build_id.to_string()),
+        (ANNOTATION_TITLE.to_owned(), format!("{bin}.debug")),
+    ])));
+    referrer(subject, DEBUGINFO, layer, created, store)
 }
 
 impl Built {

@@ -19,7 +19,10 @@ use crate::platform::Platform;
 use crate::toolchain::{describe, run_capture, Toolchain, ToolchainError};
 
 mod auditable;
+mod debuginfo;
 mod remap;
+
+pub use debuginfo::{DebugFile, DebuginfoError};
 
 use remap::Remaps;
 
@@ -27,7 +30,10 @@ use remap::Remaps;
 #[derive(Debug, Clone)]
 pub struct Binary {
     pub platform: Platform,
+    /// The executable for the image (stripped when its symbols were split off).
     pub path: PathBuf,
+    /// With `--split-debuginfo`: its symbols, split off.
+    pub debug: Option<DebugFile>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +73,8 @@ pub enum CompileError {
     Cancelled,
     #[error(transparent)]
     Auditable(#[from] auditable::AuditableError),
+    #[error(transparent)]
+    Debuginfo(#[from] DebuginfoError),
 }
 
 /// Stops a compile from another thread: the base pull or a push check beside it failed, and
@@ -188,20 +196,33 @@ pub fn compile(
             platforms: missing.join(", "),
         });
     }
-    Ok(plan
-        .platforms
+    plan.platforms
         .iter()
         .map(|p| {
             let path = executables
                 .iter()
                 .find(|(t, _)| t == p.rust_target())
-                .map(|(_, path)| path.clone());
-            Binary {
-                platform: p.clone(),
-                path: path.expect("checked above"),
+                .map(|(_, path)| path.clone())
+                .expect("checked above");
+            if !plan.split_debuginfo {
+                return Ok(Binary {
+                    platform: p.clone(),
+                    path,
+                    debug: None,
+                });
             }
+            let dir = plan
+                .target_dir
+                .join("stevedore/.debuginfo")
+                .join(p.rust_target());
+            let (path, debug) = debuginfo::split(&path, &dir, &plan.bin)?;
+            Ok(Binary {
+                platform: p.clone(),
+                path,
+                debug: Some(debug),
+            })
         })
-        .collect())
+        .collect()
 }
 
 fn find_std(toolchain: &Toolchain, target: &str) -> Result<Std, CompileError> {

@@ -30,6 +30,8 @@ struct Table {
     annotations: Option<BTreeMap<String, String>>,
     compression: Option<String>,
     auditable: Option<bool>,
+    #[serde(rename = "split-debuginfo")]
+    split_debuginfo: Option<bool>,
     /// The signing key's path, relative to the Cargo.toml that names it.
     #[serde(rename = "sign-key")]
     sign_key: Option<PathBuf>,
@@ -215,6 +217,8 @@ pub struct Settings {
     pub compression: Option<Compression>,
     /// `auditable = false`: embed no dependency list in the binary.
     pub auditable: Option<bool>,
+    /// `split-debuginfo = true`: strip the binary, ship its DWARF as a referrer.
+    pub split_debuginfo: Option<bool>,
     /// `sign-key`, resolved against the directory of the Cargo.toml that names it.
     pub sign_key: Option<PathBuf>,
 }
@@ -333,6 +337,7 @@ pub fn settings(sources: &Sources) -> Result<Settings, ConfigError> {
         image,
         compression,
         auditable: merged.auditable,
+        split_debuginfo: merged.split_debuginfo,
         sign_key,
     })
 }
@@ -390,6 +395,7 @@ fn merge(workspace: Option<&Table>, package: Option<&Table>) -> Table {
         annotations: p.annotations.or(w.annotations),
         healthcheck: p.healthcheck.or(w.healthcheck),
         auditable: p.auditable.or(w.auditable),
+        split_debuginfo: p.split_debuginfo.or(w.split_debuginfo),
         sign_key: p.sign_key.or(w.sign_key),
     }
 }
@@ -542,6 +548,29 @@ mod tests {
             "{err}"
         );
         assert!(parse_duration("2h").is_ok() && parse_duration("1x").is_err());
+    }
+
+    #[test]
+    fn split_debuginfo_is_a_boolean_the_package_wins_on() {
+        assert_eq!(
+            settings(&sources(&json!({}), None))
+                .unwrap()
+                .split_debuginfo,
+            None
+        );
+        let on = json!({"split-debuginfo": true});
+        let s = settings(&sources(&json!({}), Some(&on))).unwrap();
+        assert_eq!(s.split_debuginfo, Some(true), "from the workspace");
+        let off = json!({"split-debuginfo": false});
+        let s = settings(&sources(&off, Some(&on))).unwrap();
+        assert_eq!(s.split_debuginfo, Some(false), "the package wins");
+        let err = settings(&sources(&json!({"split_debuginfo": true}), None))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("split_debuginfo"),
+            "the key is spelt with a dash: {err}"
+        );
     }
 
     #[test]

@@ -26,6 +26,7 @@ pub mod verify;
 mod assemble;
 mod attest;
 mod build;
+mod build_id;
 mod cli;
 mod compile;
 mod config;

@@ -104,7 +104,7 @@ pub fn build(
         )?);
     }
     let index = assemble::index(&images, store)?;
-    let referrers = images
+    let mut referrers: Vec<Referrer> = images
         .iter()
         .map(|image| {
             let base = bases.iter().find(|b| b.platform == image.platform);
@@ -117,6 +117,19 @@ pub fn build(
             sbom(plan, cfg, image, base, store)
         })
         .collect::<Result<_, _>>()?;
+    // With --split-debuginfo, each image's symbols, after the SBOMs.
+    for (image, binary) in images.iter().zip(&binaries) {
+        if let Some(debug) = &binary.debug {
+            referrers.push(assemble::debuginfo_referrer(
+                &image.manifest,
+                &debug.path,
+                &debug.build_id,
+                &plan.bin,
+                plan.created,
+                store,
+            )?);
+        }
+    }
     Ok(Built {
         images,
         index,

@@ -15,6 +15,7 @@
 //! ```
 
 mod checks;
+mod debuginfo;
 mod names;
 
 use std::path::PathBuf;

@@ -1,6 +1,7 @@
 //! The command line: clap definitions, turning flags into library options, and printing
 //! results; `report.rs` is the one place that reports errors and picks the exit code.
 
+mod debuginfo;
 mod report;
 mod resolve;
 
@@ -57,6 +58,10 @@ enum Command {
     Lock(LockArgs),
     /// Add a commented [package.metadata.stevedore] table to Cargo.toml and print an xtask snippet.
     Init(InitArgs),
+    /// Fetch the debug symbols of an image built with --split-debuginfo (every platform's
+    /// `.debug` file) into a `.build-id/xx/yyyy.debug` tree for gdb's `debug-file-directory`.
+    /// Exits 4 when the image has none.
+    Debuginfo(debuginfo::DebuginfoArgs),
     /// Work with multi-platform indexes in a registry.
     #[command(subcommand)]
     Index(IndexCommand),
@@ -193,6 +198,11 @@ struct ProjectArgs {
     /// `package.metadata.stevedore.auditable` is false]
     #[arg(long)]
     no_auditable: bool,
+    /// Ship the binary stripped and its DWARF apart: a `.debug` file named by the binary's GNU
+    /// build-id, attached to each platform's image as a referrer (`cargo stevedore debuginfo`
+    /// fetches them) [default: Cargo.toml's `split-debuginfo`, else off]
+    #[arg(long)]
+    split_debuginfo: bool,
 }
 
 impl ProjectArgs {
@@ -216,6 +226,7 @@ impl ProjectArgs {
             target_dir: self.target_dir,
             compression: self.compression,
             no_auditable: self.no_auditable,
+            split_debuginfo: self.split_debuginfo,
             ..BuildOptions::default()
         }
     }
@@ -420,6 +431,7 @@ pub fn main() -> ExitCode {
         Command::Init(args) => init(args),
         Command::Lock(args) => lock(args),
         Command::Verify(args) => verify(*args),
+        Command::Debuginfo(args) => debuginfo::run(args),
         Command::Resolve(args) => resolve::resolve(*args),
         Command::Apply(args) => match resolve::apply(*args) {
             Ok(code) => return code,

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use crate::build::{Error, ErrorKind};
 use crate::digest::Digest;
 use crate::progress::Progress;
+use crate::verify::VerifyError;
 
 /// The process's exit status. Scripts branch on these numbers: they never change meaning, and
 /// README's "Exit codes" table lists them.
@@ -19,12 +20,16 @@ pub(super) enum Exit {
     Usage = 2,
     /// `verify` rebuilt an image that differs from the published one.
     Differs = 3,
+    /// `debuginfo`: the image carries no debug symbols (it was built without
+    /// `--split-debuginfo`).
+    NoDebuginfo = 4,
 }
 
 impl Exit {
     pub(super) fn of(error: &Error) -> Exit {
         match error.kind() {
             ErrorKind::Mismatch { .. } | ErrorKind::Unsigned { .. } => Exit::Differs,
+            ErrorKind::Verify(VerifyError::NoDebuginfo { .. }) => Exit::NoDebuginfo,
             _ => Exit::Failure,
         }
     }

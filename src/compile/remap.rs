@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::{auditable, content_name, shell_quote, write_executable, CompileError};
+use super::{auditable, content_name, debuginfo, shell_quote, write_executable, CompileError};
 use crate::plan::Plan;
 
 /// Where the build's inputs live on this machine, and the fixed names they get inside the
@@ -91,6 +91,8 @@ impl Remaps {
         // cargo hashes the wrapper's path into workspace members: a new path relinks them.
         let mut key = workspace.as_os_str().as_encoded_bytes().to_vec();
         key.extend(links.key().as_bytes());
+        let split = debuginfo::wrapper_script(plan);
+        key.extend(split.as_bytes());
         let name = crate::digest::Digest::of(&key);
         let path = plan
             .target_dir
@@ -106,7 +108,7 @@ impl Remaps {
             .collect();
         let script = format!(
             "#!/bin/sh\n# Written by stevedore: remaps {} out of what rustc writes.\n\
-             {}exec {chained}\"$@\" {}\n",
+             {}{split}exec {chained}\"$@\" {}\n",
             workspace.display(),
             links.script(&plan.package, &plan.bin),
             remaps.join(" ")

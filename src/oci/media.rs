@@ -10,6 +10,12 @@ pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.
 pub const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
 /// An SPDX SBOM in JSON, the `artifactType` of the SBOM referrer.
 pub const SPDX_JSON: &str = "application/spdx+json";
+/// The `artifactType` of the debug-symbols referrer (`--split-debuginfo`): stevedore's own.
+pub const DEBUGINFO: &str = "application/vnd.stevedore.debuginfo.v1";
+/// Its layer: an ELF `.debug` file (DWARF and symbol table) for one platform's executable.
+pub const DEBUGINFO_ELF: &str = "application/vnd.stevedore.debuginfo.elf.v1";
+/// The annotation on that layer naming the executable's GNU build-id in hex.
+pub const ANNOTATION_BUILD_ID: &str = "dev.stevedore.build-id";
 /// cosign's simple-signing payload, the layer of a `.sig` manifest.
 pub const SIMPLE_SIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
 /// A DSSE envelope (the provenance referrer's layer, and a cosign `.att` layer).

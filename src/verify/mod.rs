@@ -8,8 +8,11 @@ use std::str::FromStr;
 
 use serde_json::Value;
 
+mod debuginfo;
 mod signatures;
 
+pub(crate) use debuginfo::fetch as fetch_debuginfo;
+pub use debuginfo::DebugFile;
 pub(crate) use signatures::check as check_signatures;
 pub use signatures::Finding;
 
@@ -98,6 +101,28 @@ pub enum VerifyError {
     /// The blob store failed.
     #[error(transparent)]
     Cache(#[from] CacheError),
+    /// `debuginfo`: a platform of the image has no debug-symbols referrer.
+    #[error(
+        "{published} has no debug symbols for {platforms}: no referrer of type \
+         application/vnd.stevedore.debuginfo.v1 is attached to it. Only images built with \
+         --split-debuginfo (or `split-debuginfo = true` in [package.metadata.stevedore]) carry \
+         them; rebuild and push it that way, and fetch from the same repository or layout"
+    )]
+    NoDebuginfo {
+        /// The image as given.
+        published: String,
+        /// The platforms without one, comma separated.
+        platforms: String,
+    },
+    /// `debuginfo`: a debug file cannot be written.
+    #[error("cannot write the debug file {}", path.display())]
+    WriteDebug {
+        /// Where it was going.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// Reading a layer or document while looking for the difference failed.
     #[error(transparent)]
     Diff(#[from] DiffError),

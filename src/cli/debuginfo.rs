@@ -1,0 +1,37 @@
+//! `cargo stevedore debuginfo`: an image's debug symbols, fetched for gdb.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use super::RegistryArgs;
+use crate::build::{Build, Error};
+use crate::plan::BuildOptions;
+use crate::verify::Published;
+
+#[derive(Debug, Args)]
+pub(super) struct DebuginfoArgs {
+    /// The image: REGISTRY/REPOSITORY[:TAG|@DIGEST], or oci-layout=DIR.
+    #[arg(value_name = "REF")]
+    published: Published,
+    /// The directory to fill (gdb: `set debug-file-directory DIR`).
+    #[arg(short, long, value_name = "DIR", default_value = "debuginfo")]
+    output: PathBuf,
+    #[command(flatten)]
+    registry: RegistryArgs,
+}
+
+pub(super) fn run(args: DebuginfoArgs) -> Result<(), Error> {
+    let build = args
+        .registry
+        .apply(Build::from_options(BuildOptions::default()));
+    for file in build.debuginfo(&args.published, &args.output)? {
+        println!(
+            "{} {} {}",
+            file.platform,
+            file.build_id,
+            file.path.display()
+        );
+    }
+    Ok(())
+}
