@@ -5,6 +5,7 @@ mod audit;
 mod build;
 mod config;
 mod crash;
+mod debuginfo;
 mod deploy;
 mod errors;
 mod faults;

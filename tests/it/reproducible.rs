@@ -63,6 +63,18 @@ fn build_as(
     epoch: Option<&str>,
     target_dir: &Path,
 ) -> serde_json::Value {
+    build_as_with(manifest, home, base, epoch, target_dir, &[])
+}
+
+/// [`build_as`] with more flags.
+fn build_as_with(
+    manifest: &Path,
+    home: &Path,
+    base: &str,
+    epoch: Option<&str>,
+    target_dir: &Path,
+    flags: &[&str],
+) -> serde_json::Value {
     std::fs::create_dir_all(home).unwrap();
     let layout = home.join("image");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_cargo-stevedore"));
@@ -77,6 +89,7 @@ fn build_as(
         .args(["build", "--toolchain", "debweb", "--json", "--base", base])
         .arg("--manifest-path")
         .arg(manifest)
+        .args(flags)
         .arg("--output")
         .arg(format!("oci-layout={}", layout.display()));
     if let Some(epoch) = epoch {
@@ -194,5 +207,59 @@ fn two_checkouts_two_homes_two_clocks_give_identical_images() {
     assert!(
         contains("/rustc/"),
         "std paths are remapped to /rustc/COMMIT"
+    );
+}
+
+/// The debug-symbols referrers a layout lists: (subject, the referrer's digest, its layer's).
+fn debuginfo_referrers(layout: &Path) -> Vec<(String, String, String)> {
+    let index = json(&std::fs::read(layout.join("index.json")).unwrap());
+    let mut found: Vec<_> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["artifactType"] == "application/vnd.stevedore.debuginfo.v1")
+        .map(|m| {
+            let artifact = layout_json(layout, m["digest"].as_str().unwrap());
+            (
+                artifact["subject"]["digest"].to_string(),
+                m["digest"].to_string(),
+                artifact["layers"][0]["digest"].to_string(),
+            )
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+#[test]
+fn split_debuginfo_images_are_identical_across_checkouts_homes_and_clocks() {
+    let registry = Registry::start(Mode::Http);
+    let base = registry.push_base();
+    let dir = tempfile::tempdir().unwrap();
+    let repo = example_repo(dir.path());
+    let first = clone(&repo, &dir.path().join("alice/src/hello-service"));
+    let second = clone(&repo, &dir.path().join("ci/workspace/build-9/checkout"));
+    // As above: one build in the shared target dir with the commit's time, one in a target
+    // dir of its own with SOURCE_DATE_EPOCH set; one platform keeps the cost down.
+    let flags = ["--split-debuginfo", "--platform", "linux/amd64"];
+    let alice_home = dir.path().join("home-alice");
+    let shared = testbed::fixture_target_dir();
+    let alice = build_as_with(&first, &alice_home, &base, None, &shared, &flags);
+    let ci_home = dir.path().join("home-ci");
+    let own = testbed::testbed_dir().join("reproducible-target");
+    let ci = build_as_with(&second, &ci_home, &base, Some(COMMIT_TIME), &own, &flags);
+
+    assert_eq!(platform_digests(&alice), platform_digests(&ci));
+    assert_eq!(alice["digest"], ci["digest"]);
+    let symbols = debuginfo_referrers(&alice_home.join("image"));
+    assert_eq!(
+        symbols.len(),
+        1,
+        "one debug file for one platform: {symbols:?}"
+    );
+    assert_eq!(
+        symbols,
+        debuginfo_referrers(&ci_home.join("image")),
+        "the debug files (or their referrers) differ"
     );
 }
