@@ -11,7 +11,7 @@ use std::sync::Mutex;
 
 use clap::Args;
 
-use super::{ImageArgs, ProjectArgs, RegistryArgs};
+use super::args::{ImageArgs, PackageArg, ProjectArgs, RegistryArgs};
 use crate::build::{Error, ErrorKind};
 use crate::reference::Reference;
 use crate::resolve::{self, Found, Target};
@@ -28,6 +28,8 @@ pub(super) struct ResolveArgs {
     files: Vec<PathBuf>,
     /// What `stevedore://` means: `-p` is the package of a reference that names none,
     /// `--bin` its binary.
+    #[command(flatten)]
+    package: PackageArg,
     #[command(flatten)]
     project: ProjectArgs,
     #[command(flatten)]
@@ -176,7 +178,7 @@ fn yaml_files(dir: &Path, files: &mut Vec<PathBuf>) -> std::io::Result<()> {
 
 /// Builds and pushes each target once, a few at a time; fails naming every target that failed.
 fn build_all(targets: &[Target], args: ResolveArgs) -> Result<BTreeMap<Target, Reference>, Error> {
-    let defaults = args.project.options();
+    let defaults = args.project.options(args.package.package);
     let next = AtomicUsize::new(0);
     let results = Mutex::new(BTreeMap::new());
     let workers = std::thread::available_parallelism()
