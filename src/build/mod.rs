@@ -265,6 +265,12 @@ impl Build {
         self
     }
 
+    /// Share `other`'s uploads (their bound, and the blobs sent): for builds run side by side.
+    pub(crate) fn sharing_uploads_of(mut self, other: &Build) -> Self {
+        self.uploads = other.uploads.clone();
+        self
+    }
+
     /// Report blob transfers to `progress`.
     pub fn progress(mut self, progress: Arc<dyn Progress>) -> Self {
         self.progress = Some(progress);

@@ -179,6 +179,8 @@ fn yaml_files(dir: &Path, files: &mut Vec<PathBuf>) -> std::io::Result<()> {
 /// Builds and pushes each target once, a few at a time; fails naming every target that failed.
 fn build_all(targets: &[Target], args: ResolveArgs) -> Result<BTreeMap<Target, Reference>, Error> {
     let defaults = args.project.options(args.package.package);
+    // The builds push side by side, usually onto one base: they share what they upload.
+    let shared = crate::build::Build::default();
     let next = AtomicUsize::new(0);
     let results = Mutex::new(BTreeMap::new());
     let workers = std::thread::available_parallelism()
@@ -195,7 +197,11 @@ fn build_all(targets: &[Target], args: ResolveArgs) -> Result<BTreeMap<Target, R
                         options.bin = None;
                     }
                     options.bin = target.bin.clone().or(options.bin);
-                    let build = args.registry.clone().apply(args.image.build(options));
+                    let build = args
+                        .registry
+                        .clone()
+                        .apply(args.image.build(options))
+                        .sharing_uploads_of(&shared);
                     let result = build.with_push(true).run().map(|outcome| {
                         outcome
                             .pushed()
