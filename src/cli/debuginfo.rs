@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::RegistryArgs;
+use super::args::RegistryArgs;
 use crate::build::{Build, Error};
 use crate::plan::BuildOptions;
 use crate::verify::Published;
