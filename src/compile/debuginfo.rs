@@ -126,15 +126,11 @@ fn only_debug(data: &[u8]) -> Result<Option<Vec<u8>>, object::build::Error> {
         return Ok(None);
     }
     for section in builder.sections.iter_mut() {
+        // Only plain bytes are emptied: tables the builder regenerates (the symbol table, and
+        // a dynamic executable's .dynsym, .dynamic, relocations) stay, as it needs them whole.
         let keep = is_debug(&section.name)
             || section.sh_type == elf::SHT_NOTE
-            || matches!(
-                section.data,
-                SectionData::Symbol
-                    | SectionData::String
-                    | SectionData::SectionString
-                    | SectionData::SymbolSectionIndex
-            );
+            || !matches!(section.data, SectionData::Data(_));
         if keep {
             continue;
         }
@@ -200,4 +196,58 @@ fn write(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
     std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(mode))?;
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use object::{Object, ObjectSection};
+
+    fn section_names(data: &[u8]) -> Vec<String> {
+        let file = object::File::parse(data).expect("an ELF file");
+        file.sections()
+            .map(|s| s.name().unwrap_or_default().to_owned())
+            .collect()
+    }
+
+    /// This test's own executable (linked with a build-id and debug info by the host's cc)
+    /// splits into a stripped copy and a debug file with the same build-id.
+    #[test]
+    fn splits_an_executable_into_stripped_and_debug_files() {
+        let exe = std::env::current_exe().unwrap();
+        let original = std::fs::read(&exe).unwrap();
+        let Some(id) = BuildId::of_elf(&original) else {
+            panic!(
+                "{} has no build-id: the host linker writes one by default",
+                exe.display()
+            );
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let (stripped, debug) = split(&exe, dir.path(), "app").unwrap();
+        assert_eq!(debug.path, dir.path().join("app.debug"));
+        let stripped = std::fs::read(stripped).unwrap();
+        let names = section_names(&stripped);
+        assert!(
+            !names.iter().any(|n| n == ".debug_info" || n == ".symtab"),
+            "{names:?}"
+        );
+        assert!(names.iter().any(|n| n == ".gnu_debuglink"), "{names:?}");
+        assert_eq!(BuildId::of_elf(&stripped), Some(id.clone()));
+        assert_eq!(debug.build_id, id);
+        let symbols = std::fs::read(&debug.path).unwrap();
+        let names = section_names(&symbols);
+        assert!(names.iter().any(|n| n == ".debug_info"), "{names:?}");
+        assert_eq!(BuildId::of_elf(&symbols), Some(id));
+        // The link names the debug file and carries its CRC-32.
+        let file = object::File::parse(&*stripped).unwrap();
+        let link = file.section_by_name(".gnu_debuglink").unwrap();
+        let data = link.data().unwrap();
+        assert!(data.starts_with(b"app.debug\0"));
+        let crc = u32::from_le_bytes(data[data.len() - 4..].try_into().unwrap());
+        assert_eq!(crc, crc32fast::hash(&symbols));
+        // Splitting again gives the same bytes.
+        let again = tempfile::tempdir().unwrap();
+        let (stripped_again, _) = split(&exe, again.path(), "app").unwrap();
+        assert_eq!(std::fs::read(stripped_again).unwrap(), stripped);
+    }
 }
