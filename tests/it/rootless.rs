@@ -27,8 +27,15 @@ fn user() -> (MutexGuard<'static, ()>, Rootless, PathBuf) {
 
 /// `cargo stevedore build` of the user's project as the user, for the host's platform only.
 fn build_as(rootless: &Rootless, manifest: &Path) -> Command {
+    build_with(rootless, manifest, &[])
+}
+
+/// [`build_as`] with more of the user's environment.
+fn build_with(rootless: &Rootless, manifest: &Path, env: &[(&str, &str)]) -> Command {
     let epoch = FIXTURE_EPOCH.to_string();
-    let mut cmd = rootless.command(&rootless.stevedore(), &[("SOURCE_DATE_EPOCH", &epoch)]);
+    let mut env = env.to_vec();
+    env.push(("SOURCE_DATE_EPOCH", &epoch));
+    let mut cmd = rootless.command(&rootless.stevedore(), &env);
     cmd.args(["stevedore", "build", "--manifest-path"])
         .arg(manifest)
         .args(["--platform", "linux/amd64", "--json"]);
@@ -178,4 +185,48 @@ fn unprivileged_load_podman_puts_the_image_in_the_users_rootless_store() {
     let ran = text(&run_ok(&mut rootless.podman(&["unshare", "/bin/sh", "-c", &script])).stdout);
     assert!(ran.starts_with("65532:65532\n"), "{ran}");
     assert!(ran.contains("uid=65532 gid=65532"), "{ran}");
+}
+
+/// A service user's HOME is often one it cannot write: `/nonexistent`, nobody's in
+/// /etc/passwd, is what `docker run --user 65534` and `sudo -u nobody` give. The blob cache
+/// then says which variable to set, and that one variable is all stevedore needs: its scripts
+/// and zig's cache go beside the blob cache (cargo needs `CARGO_HOME` for the same reason).
+#[test]
+fn unprivileged_with_an_unwritable_home_needs_only_the_cache_variable() {
+    let (_turn, rootless, manifest) = user();
+    let registry = Registry::start(Mode::Http);
+    let base = registry.push_base();
+    let home = rootless.home();
+    // Cargo's own home, and rustup's (stevedore remaps both homes' paths out of binaries: the
+    // same remaps as the other tests' keep their compile, so cargo has nothing to do).
+    let cargo_home = home.join(".cargo").display().to_string();
+    let rustup_home = home.join(".rustup").display().to_string();
+    let no_home = [
+        ("HOME", "/nonexistent"),
+        ("CARGO_HOME", cargo_home.as_str()),
+        ("RUSTUP_HOME", rustup_home.as_str()),
+    ];
+    let err = run_exit(
+        build_with(&rootless, &manifest, &no_home).args(["--base", &base]),
+        1,
+    );
+    assert!(
+        err.contains("/nonexistent/.cache/stevedore") && err.contains("set STEVEDORE_CACHE_DIR"),
+        "{err}"
+    );
+
+    // The user's own cache, named by the variable: its scripts land where the other tests'
+    // do, so the linker's path is unchanged too; zig's cache goes beside the blob cache.
+    let cache = home.join(".cache/stevedore").display().to_string();
+    let mut with_cache = no_home.to_vec();
+    with_cache.push(("STEVEDORE_CACHE_DIR", cache.as_str()));
+    let out_dir = rootless.scratch("no-home-");
+    let layout = out_dir.path().join("hello");
+    run_ok(
+        build_with(&rootless, &manifest, &with_cache)
+            .args(["--base", &base, "-o"])
+            .arg(format!("oci-layout={}", layout.display())),
+    );
+    let printed = run_layout(&layout, "latest", None, &[]);
+    assert!(printed.contains("uid=65532 gid=65532"), "{printed}");
 }
