@@ -22,6 +22,8 @@ fn user() -> (MutexGuard<'static, ()>, Rootless, PathBuf) {
     let turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let rootless = Rootless::prepare(Path::new(env!("CARGO_BIN_EXE_cargo-stevedore")));
     let project = rootless.copy_into_home(fixture("hello").parent().unwrap(), "hello");
+    // Each test pins its own registry's base afresh.
+    let _ = std::fs::remove_file(project.join("stevedore.lock"));
     (turn, rootless, project.join("Cargo.toml"))
 }
 

@@ -49,7 +49,7 @@ impl Rootless {
         check_root_owned(&dir);
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
         let rootless = Rootless { dir };
-        copy_if_changed(binary, &rootless.dir.join("bin/cargo-stevedore"));
+        copy_if_changed(binary, &rootless.dir.join("bin/cargo-stevedore"), 0o755);
         rootless.copy_zig();
         let home = rootless.home();
         make_user_dir(&home, 0o700);
@@ -129,7 +129,7 @@ impl Rootless {
     /// the place; returns the copy.
     pub fn share(&self, file: &Path, name: &str) -> PathBuf {
         let dest = self.dir.join(name);
-        copy_if_changed(file, &dest);
+        copy_if_changed(file, &dest, 0o644);
         dest
     }
 
@@ -264,12 +264,13 @@ fn make_user_dir(dir: &Path, mode: u32) {
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode)).unwrap();
 }
 
-/// Root's copy of `src` at `dest` (mode 0755, root-owned), replaced atomically when it differs.
-fn copy_if_changed(src: &Path, dest: &Path) {
+/// Root's copy of `src` at `dest` with `mode`, replaced atomically when it differs.
+fn copy_if_changed(src: &Path, dest: &Path, mode: u32) {
     let parent = dest.parent().unwrap();
     std::fs::create_dir_all(parent).unwrap();
     std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o755)).unwrap();
     if same_content(src, dest) {
+        std::fs::set_permissions(dest, std::fs::Permissions::from_mode(mode)).unwrap();
         return;
     }
     let partial = parent.join(format!(
@@ -283,7 +284,7 @@ fn copy_if_changed(src: &Path, dest: &Path) {
             partial.display()
         )
     });
-    std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(mode)).unwrap();
     std::fs::rename(&partial, dest).unwrap();
 }
 
