@@ -15,197 +15,30 @@
 //! ```
 
 mod checks;
+mod error;
 mod names;
+mod workspace;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::assemble::Built;
-use crate::attest::{self, keys::KeyError, Attest, AttestError, PublicKey, SigningKey};
-use crate::cache::{BlobStore, CacheError};
+use crate::attest::{self, Attest, PublicKey, SigningKey};
+use crate::cache::BlobStore;
 use crate::digest::Digest;
-use crate::lock::{LockError, Lockfile, Policy};
+use crate::lock::{Lockfile, Policy};
 use crate::oci::Compression;
-use crate::pipeline::{self, BuildError};
+use crate::pipeline;
 use crate::plan::{self, BuildOptions, Plan, PlanError};
 use crate::platform::Platform;
 use crate::progress::Progress;
-use crate::publish::{self, Engine, Loaded, Output, PublishError, PushReport};
-use crate::reference::{Base, Reference, ReferenceError};
+use crate::publish::{self, Engine, Loaded, Output, PushReport, Uploads};
+use crate::reference::{Base, Reference};
 use crate::registry::{Registry, RegistryError, RegistryOptions};
-use crate::verify::{self, Published, Source, Verdict, VerifyError};
+use crate::verify::{self, Published, Source, Verdict};
 use checks::{all_platforms, check_archive_platforms};
+pub use error::{Error, ErrorKind};
 use names::{default_tags, repositories};
-
-/// Why a build stopped; boxed, so results stay small on the happy path.
-#[derive(Debug, thiserror::Error)]
-#[error(transparent)]
-pub struct Error(Box<ErrorKind>);
-
-impl Error {
-    /// What kind of failure it is, to tell them apart in code.
-    pub fn kind(&self) -> &ErrorKind {
-        &self.0
-    }
-}
-
-impl<E: Into<ErrorKind>> From<E> for Error {
-    fn from(e: E) -> Self {
-        Error(Box::new(e.into()))
-    }
-}
-
-/// Everything that can stop a build, each with the context to fix it.
-#[derive(Debug, thiserror::Error)]
-pub enum ErrorKind {
-    /// The project or the options are wrong (see [`PlanError`]).
-    #[error(transparent)]
-    Plan(#[from] PlanError),
-    /// Compiling, layering, pulling the base or assembling failed.
-    #[error(transparent)]
-    Build(#[from] BuildError),
-    /// A registry refused or failed.
-    #[error(transparent)]
-    Registry(#[from] RegistryError),
-    /// The blob store failed.
-    #[error(transparent)]
-    Cache(#[from] CacheError),
-    /// A tag or base is not an image reference.
-    #[error(transparent)]
-    Reference(#[from] ReferenceError),
-    /// `cargo stevedore init` cannot add its table.
-    #[error(transparent)]
-    Init(#[from] crate::init::InitError),
-    /// `stevedore.lock` cannot be read, written or kept as it is.
-    #[error(transparent)]
-    Lock(#[from] LockError),
-    /// The signing key cannot be read, decrypted or used.
-    #[error(transparent)]
-    Key(#[from] KeyError),
-    /// Signatures or provenance cannot be made.
-    #[error(transparent)]
-    Attest(#[from] AttestError),
-    /// The published image cannot be read or compared.
-    #[error(transparent)]
-    Verify(VerifyError),
-    /// `verify`: the rebuild differs from the published image.
-    #[error(
-        "the rebuilt image {ours} differs from {published} ({theirs}); the differences are above"
-    )]
-    Mismatch {
-        /// The published image as given.
-        published: String,
-        /// The rebuild's top digest.
-        ours: Digest,
-        /// The published image's top digest.
-        theirs: Digest,
-    },
-    /// `verify --key`: the rebuild matches, but a signature or the provenance does not hold.
-    #[error(
-        "{published} is not signed as it should be with the key given; the findings are above"
-    )]
-    Unsigned {
-        /// The published image as given.
-        published: String,
-    },
-    /// `--offline` and `--push` together.
-    #[error("--offline cannot be used with --push: pushing needs the registry")]
-    PushOffline,
-    /// `--push` with no name to push to.
-    #[error(
-        "pushing needs to know where: name the image with -t REGISTRY/REPOSITORY:TAG, \
-         STEVEDORE_REPO, or `repository` in [package.metadata.stevedore]"
-    )]
-    PushWithoutTag,
-    /// `resolve`: a YAML file or directory cannot be read.
-    #[error("cannot read {}: pass a YAML file, a directory of them, or `-` for stdin", path.display())]
-    ReadYaml {
-        /// The path given with `-f`.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
-    /// `resolve`: a value starts with `stevedore://` but names nothing stevedore can build.
-    #[error("in {}", path.display())]
-    BadReference {
-        /// The file it is in (`-` for stdin).
-        path: PathBuf,
-        /// The value and its line.
-        #[source]
-        source: crate::resolve::BadReference,
-    },
-    /// `resolve` with `-t` and several references: every image would get the same name.
-    #[error(
-        "-t names one image, but the YAML references {count}: name them with STEVEDORE_REPO \
-         (each image goes to $STEVEDORE_REPO/BIN) or `repository` in each package's \
-         [package.metadata.stevedore], not -t"
-    )]
-    TagForSeveral {
-        /// How many distinct references there are.
-        count: usize,
-    },
-    /// `resolve`: some references could not be built or pushed; each is named with its error.
-    #[error("{}", failures_report(failures))]
-    Resolve {
-        /// Each reference that failed, as written, and why.
-        failures: Vec<(String, Error)>,
-    },
-    /// `apply`: kubectl could not be started.
-    #[error(
-        "cannot run `{program}`: install kubectl (Debian: `apt-get install kubernetes-client`) \
-         or put it on PATH"
-    )]
-    Kubectl {
-        /// The program looked for.
-        program: String,
-        /// Why it could not start.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The push (or `index create`) failed.
-    #[error(transparent)]
-    Push(PublishError),
-    /// An output could not be written.
-    #[error("cannot write {output}")]
-    Publish {
-        /// The output, as `KIND=PATH`.
-        output: String,
-        /// Why.
-        #[source]
-        source: PublishError,
-    },
-}
-
-/// One paragraph per failed reference, each with its causes.
-fn failures_report(failures: &[(String, Error)]) -> String {
-    let mut text = format!(
-        "{} reference{} could not be resolved, so nothing was written:",
-        failures.len(),
-        if failures.len() == 1 { "" } else { "s" }
-    );
-    for (reference, error) in failures {
-        let report = error
-            .report()
-            .replacen("error: ", "", 1)
-            .replace('\n', "\n    ");
-        text.push_str(&format!("\n  {reference}: {report}"));
-    }
-    text
-}
-
-impl Error {
-    /// `error: …` and one `caused by: …` line per cause, the way a user should read it.
-    pub fn report(&self) -> String {
-        let mut text = format!("error: {self}");
-        let mut source = std::error::Error::source(self);
-        while let Some(cause) = source {
-            text.push_str(&format!("\n  caused by: {cause}"));
-            source = cause.source();
-        }
-        text
-    }
-}
 
 /// A configured build; see the module docs for an example.
 #[derive(Clone, Default)]
@@ -219,6 +52,8 @@ pub struct Build {
     progress: Option<Arc<dyn Progress>>,
     no_provenance: bool,
     verify_key: Option<PathBuf>,
+    /// Shared by clones, so the images of one `--workspace` run share their uploads.
+    uploads: Arc<Uploads>,
 }
 
 /// What a finished build produced.
@@ -423,6 +258,19 @@ impl Build {
         self
     }
 
+    /// Upload at most `n` blobs at once (default 3), across every image of a
+    /// [`Build::run_workspace`].
+    pub fn jobs(mut self, n: usize) -> Self {
+        self.uploads = Arc::new(Uploads::new(n));
+        self
+    }
+
+    /// Share `other`'s uploads (their bound, and the blobs sent): for builds run side by side.
+    pub(crate) fn sharing_uploads_of(mut self, other: &Build) -> Self {
+        self.uploads = other.uploads.clone();
+        self
+    }
+
     /// Report blob transfers to `progress`.
     pub fn progress(mut self, progress: Arc<dyn Progress>) -> Self {
         self.progress = Some(progress);
@@ -457,12 +305,17 @@ impl Build {
     /// Builds and writes every output (an OCI layout in `target/stevedore/BIN` when there is
     /// neither an output nor a push), then pushes if asked.
     pub fn run(&self) -> Result<Outcome, Error> {
+        self.publish(self.stage(true)?)
+    }
+
+    /// Writes every output of a staged build, pushes and loads it.
+    fn publish(&self, staged: Staged) -> Result<Outcome, Error> {
         let Staged {
             plan,
             built,
             store,
             registry,
-        } = self.stage(true)?;
+        } = staged;
         let outputs = match self.outputs.is_empty() && !self.push && self.load.is_none() {
             true => vec![Output::OciLayout(pipeline::default_layout_dir(&plan))],
             false => self.outputs.clone(),
@@ -482,8 +335,12 @@ impl Build {
                     Base::Image(reference) => Some(reference),
                     Base::Scratch => None,
                 };
-                let report = publish::push(&built, &tags, &store, &registry, base)
-                    .map_err(ErrorKind::Push)?;
+                let to = publish::Target {
+                    registry: &registry,
+                    base,
+                    uploads: &self.uploads,
+                };
+                let report = publish::push(&built, &tags, &store, &to).map_err(ErrorKind::Push)?;
                 tracing::info!(
                     "{} blobs uploaded, {} mounted, {} already there",
                     report.uploaded,

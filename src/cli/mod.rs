@@ -1,6 +1,7 @@
 //! The command line: clap definitions, turning flags into library options, and printing
 //! results; `report.rs` is the one place that reports errors and picks the exit code.
 
+mod args;
 mod report;
 mod resolve;
 
@@ -13,13 +14,11 @@ use serde_json::json;
 
 use crate::build::{Build, Error, ErrorKind, Outcome};
 use crate::cache::BlobStore;
-use crate::oci::Compression;
 use crate::plan::BuildOptions;
-use crate::platform::Platform;
 use crate::publish::{self, Output};
 use crate::reference::{Base, Reference};
-use crate::registry::{Registry, RegistryError, RegistryOptions};
 use crate::verify::Published;
+use args::{ImageArgs, PackageArg, ProjectArgs, RegistryArgs};
 use report::{init_logging, report, Bars, Exit};
 
 #[derive(Debug, Parser)]
@@ -109,251 +108,23 @@ struct IndexCreateArgs {
     registry: RegistryArgs,
 }
 
-#[derive(Debug, Clone, Args)]
-struct RegistryArgs {
-    /// Extra CA certificate (PEM) to trust for registries (repeatable).
-    #[arg(long, value_name = "FILE")]
-    registry_ca: Vec<PathBuf>,
-    /// Registry host[:port] to reach over plain HTTP (loopback registries need no flag).
-    #[arg(long, value_name = "HOST")]
-    insecure_registry: Vec<String>,
-    /// Seconds a registry connection may stay silent (no answer, no bytes) before the request
-    /// is given up and retried [default: 30].
-    #[arg(long, value_name = "SECONDS", env = crate::env::TIMEOUT, value_parser = clap::value_parser!(u64).range(1..))]
-    timeout: Option<u64>,
-}
-
-impl RegistryArgs {
-    fn apply(self, mut build: Build) -> Build {
-        for ca in self.registry_ca {
-            build = build.registry_ca(ca);
-        }
-        for host in self.insecure_registry {
-            build = build.insecure_registry(host);
-        }
-        if let Some(seconds) = self.timeout {
-            build = build.registry_timeout(std::time::Duration::from_secs(seconds));
-        }
-        build
-    }
-
-    /// A client whose environment credential goes only to the registry written to.
-    fn client(self, target: &Reference) -> Result<Registry, RegistryError> {
-        let opts = RegistryOptions {
-            ca_files: self.registry_ca,
-            insecure: self.insecure_registry,
-            timeout: self.timeout.map(std::time::Duration::from_secs),
-            ..RegistryOptions::default()
-        };
-        Registry::writing_to(opts, [target])
-    }
-}
-
-/// What to build: the flags `build` and `verify` share.
-#[derive(Debug, Args)]
-struct ProjectArgs {
-    /// Path to Cargo.toml (default: the one in the current directory or above).
-    #[arg(long, value_name = "PATH")]
-    manifest_path: Option<PathBuf>,
-    /// Package to build (needed in a workspace with several binary packages).
-    #[arg(short, long, value_name = "SPEC")]
-    package: Option<String>,
-    /// Binary target to put in the image (needed when the package has several).
-    #[arg(long, value_name = "NAME")]
-    bin: Option<String>,
-    /// Cargo profile to build with.
-    #[arg(long, value_name = "NAME", default_value = "release")]
-    profile: String,
-    /// Features to activate (comma or space separated; repeatable).
-    #[arg(short = 'F', long, value_name = "FEATURES")]
-    features: Vec<String>,
-    /// Activate all features.
-    #[arg(long)]
-    all_features: bool,
-    /// Do not activate the `default` feature.
-    #[arg(long)]
-    no_default_features: bool,
-    /// Base image reference, or `scratch` for none [default: Cargo.toml's
-    /// `package.metadata.stevedore.base`, else gcr.io/distroless/static-debian12:nonroot]
-    #[arg(long, value_name = "REF|scratch")]
-    base: Option<Base>,
-    /// Rustup toolchain to compile with (default: the cargo running this command).
-    #[arg(long, value_name = "NAME")]
-    toolchain: Option<String>,
-    /// Cargo's target directory (default: what cargo would use).
-    #[arg(long, value_name = "DIR")]
-    target_dir: Option<PathBuf>,
-    /// How to compress the application layer: gzip (read by every engine) or zstd (smaller,
-    /// faster; docker 23+, podman, containerd 1.5+) [default: Cargo.toml's `compression`, else
-    /// gzip].
-    #[arg(long, value_name = "gzip|zstd")]
-    compression: Option<Compression>,
-    /// Embed no dependency list in the binary (the `.dep-v0` section scanners read, as
-    /// cargo-auditable writes it) [default: embed it, unless Cargo.toml's
-    /// `package.metadata.stevedore.auditable` is false]
-    #[arg(long)]
-    no_auditable: bool,
-}
-
-impl ProjectArgs {
-    fn options(self) -> BuildOptions {
-        BuildOptions {
-            manifest_path: self.manifest_path,
-            package: self.package,
-            bin: self.bin,
-            profile: Some(self.profile),
-            features: self
-                .features
-                .iter()
-                .flat_map(|f| f.split([',', ' ']))
-                .filter(|f| !f.is_empty())
-                .map(String::from)
-                .collect(),
-            all_features: self.all_features,
-            no_default_features: self.no_default_features,
-            base: self.base,
-            toolchain: self.toolchain,
-            target_dir: self.target_dir,
-            compression: self.compression,
-            no_auditable: self.no_auditable,
-            ..BuildOptions::default()
-        }
-    }
-}
-
-/// How the image is made and named: the flags `build`, `resolve` and `apply` share.
-#[derive(Debug, Args)]
-struct ImageArgs {
-    /// Platforms to build for, comma separated: linux/amd64, linux/arm64, or `all` (every
-    /// platform of the base's index that stevedore builds) [default: the host's].
-    #[arg(long, value_name = "LIST|all", value_delimiter = ',')]
-    platform: Vec<PlatformArg>,
-    /// Name for the image (repeatable), e.g. `registry.example.com/app:1.2`.
-    #[arg(short, long, value_name = "REF")]
-    tag: Vec<Reference>,
-    /// Name the image `$STEVEDORE_REPO` itself, not `$STEVEDORE_REPO/BIN`.
-    #[arg(long)]
-    bare: bool,
-    /// Change nothing in stevedore.lock: fail if the base is not pinned there, or if its tag
-    /// now names another digest in the registry.
-    #[arg(long)]
-    locked: bool,
-    /// Resolve the base's tag again and pin what it names now in stevedore.lock.
-    #[arg(long)]
-    update_base: bool,
-    /// Sign the image and its provenance with this EC P-256 key: PKCS#8 PEM (`openssl
-    /// genpkey`), encrypted PKCS#8, or a cosign.key; the password from STEVEDORE_SIGN_PASSWORD
-    /// or COSIGN_PASSWORD [default: `sign-key` in Cargo.toml]
-    #[arg(long, value_name = "FILE", env = crate::env::SIGN_KEY)]
-    sign_key: Option<PathBuf>,
-    /// Attach no SLSA provenance (it is attached by default).
-    #[arg(long)]
-    no_provenance: bool,
-    #[command(flatten)]
-    settings: SettingsArgs,
-}
-
-/// Image settings as flags; each beats the same setting in Cargo.toml (README "Configuration").
-#[derive(Debug, Clone, Args)]
-struct SettingsArgs {
-    /// A label in the image config, KEY=VALUE (repeatable; added to Cargo.toml's `labels`).
-    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = key_value)]
-    labels: Vec<(String, String)>,
-    /// An annotation on the manifest, KEY=VALUE (repeatable; added to Cargo.toml's
-    /// `annotations`).
-    #[arg(long = "annotation", value_name = "KEY=VALUE", value_parser = key_value)]
-    annotations: Vec<(String, String)>,
-    /// An environment variable, KEY=VALUE (repeatable; added to Cargo.toml's `env`).
-    #[arg(long = "env", value_name = "KEY=VALUE", value_parser = key_value)]
-    env: Vec<(String, String)>,
-    /// The user the entrypoint runs as, UID[:GID] (replaces Cargo.toml's `user`).
-    #[arg(long, value_name = "UID[:GID]")]
-    user: Option<String>,
-    /// A TCP port the service listens on (repeatable; replaces Cargo.toml's `ports`).
-    #[arg(long = "port", value_name = "PORT")]
-    ports: Vec<u16>,
-    /// An argument after the entrypoint, the image's Cmd (repeatable; replaces Cargo.toml's
-    /// `args`).
-    #[arg(long = "arg", value_name = "ARG", allow_hyphen_values = true)]
-    args: Vec<String>,
-    /// The health check's command, 'PROGRAM ARG…' split on blanks and run without a shell
-    /// (replaces Cargo.toml's `healthcheck.cmd`, keeping its timings).
-    #[arg(long, value_name = "'PROGRAM ARG…'")]
-    healthcheck: Option<String>,
-}
-
-impl SettingsArgs {
-    fn flags(&self) -> crate::config::ImageFlags {
-        crate::config::ImageFlags {
-            labels: self.labels.iter().cloned().collect(),
-            annotations: self.annotations.iter().cloned().collect(),
-            env: self.env.iter().cloned().collect(),
-            user: self.user.clone(),
-            ports: self.ports.clone(),
-            args: self.args.clone(),
-            healthcheck: self
-                .healthcheck
-                .as_ref()
-                .map(|c| c.split_whitespace().map(String::from).collect()),
-        }
-    }
-}
-
-fn key_value(text: &str) -> Result<(String, String), String> {
-    match text.split_once('=') {
-        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
-        _ => Err(format!("`{text}` is not KEY=VALUE")),
-    }
-}
-
-impl ImageArgs {
-    /// A build of `options` with these flags applied.
-    fn build(&self, mut options: BuildOptions) -> Build {
-        options.all_platforms = self.platform.contains(&PlatformArg::All);
-        options.platforms = self
-            .platform
-            .iter()
-            .filter_map(|p| match p {
-                PlatformArg::One(p) => Some(p.clone()),
-                PlatformArg::All => None,
-            })
-            .collect();
-        options.tags = self.tag.clone();
-        options.image = self.settings.flags();
-        options.sign_key = self.sign_key.clone();
-        Build::from_options(options)
-            .provenance(!self.no_provenance)
-            .bare(self.bare)
-            .locked(self.locked)
-            .update_base(self.update_base)
-    }
-}
-
-/// A `--platform` value: one platform, or `all`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum PlatformArg {
-    All,
-    One(Platform),
-}
-
-impl std::str::FromStr for PlatformArg {
-    type Err = crate::platform::PlatformError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.trim() {
-            "all" => Ok(PlatformArg::All),
-            one => one.parse().map(PlatformArg::One),
-        }
-    }
-}
-
 #[derive(Debug, Args)]
 struct BuildArgs {
+    /// Package to build (repeatable: one image per package, built one after another and
+    /// pushed side by side; needed in a workspace with several binary packages).
+    #[arg(short, long = "package", value_name = "SPEC")]
+    packages: Vec<String>,
+    /// An image of every binary package of the workspace, as `-p` for each.
+    #[arg(long, conflicts_with_all = ["packages", "bin", "all_bins"])]
+    workspace: bool,
     #[command(flatten)]
     project: ProjectArgs,
     /// One image per binary of the package (names get `/BIN` after the repository).
     #[arg(long, conflicts_with = "bin")]
     all_bins: bool,
+    /// Blob uploads at once, across every image of the run [default: 3].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    jobs: Option<u16>,
     #[command(flatten)]
     image: ImageArgs,
     /// Where to write the image (repeatable): oci-layout=DIR, oci-archive=FILE.tar (every
@@ -387,6 +158,8 @@ struct VerifyArgs {
     /// The published image: REGISTRY/REPO:TAG (or @DIGEST), or oci-layout=DIR.
     #[arg(value_name = "REF|oci-layout=DIR")]
     published: Published,
+    #[command(flatten)]
+    package: PackageArg,
     #[command(flatten)]
     project: ProjectArgs,
     /// Rebuild from local caches only; the published image must be a layout then.
@@ -445,9 +218,14 @@ fn args() -> Vec<OsString> {
 }
 
 fn build(args: BuildArgs) -> Result<(), Error> {
+    let several = args.workspace || args.packages.len() > 1;
+    let package = match several {
+        true => None,
+        false => args.packages.first().cloned(),
+    };
     let mut build = args
         .image
-        .build(args.project.options())
+        .build(args.project.options(package))
         .with_push(args.push)
         .offline(args.offline);
     for output in args.output {
@@ -456,13 +234,17 @@ fn build(args: BuildArgs) -> Result<(), Error> {
     if let Some(engine) = args.load {
         build = build.load_into(engine);
     }
+    if let Some(jobs) = args.jobs {
+        build = build.jobs(usize::from(jobs));
+    }
     build = args.registry.apply(build);
     if let Some(bars) = Bars::for_terminal(args.json) {
         build = build.progress(bars);
     }
-    let outcomes = match args.all_bins {
-        true => build.run_all_bins()?,
-        false => vec![build.run()?],
+    let outcomes = match (several, args.all_bins) {
+        (true, _) => build.run_workspace(&args.packages)?,
+        (false, true) => build.run_all_bins()?,
+        (false, false) => vec![build.run()?],
     };
     if let Some(path) = &args.image_refs {
         let refs: Vec<Reference> = outcomes
@@ -477,7 +259,7 @@ fn build(args: BuildArgs) -> Result<(), Error> {
     }
     if args.json {
         let results: Vec<_> = outcomes.iter().map(outcome_json).collect();
-        match (args.all_bins, results.as_slice()) {
+        match (args.all_bins || several, results.as_slice()) {
             (false, [one]) => println!("{one:#}"),
             _ => println!("{:#}", serde_json::Value::Array(results)),
         }
@@ -539,7 +321,8 @@ fn init(args: InitArgs) -> Result<(), Error> {
 }
 
 fn verify(args: VerifyArgs) -> Result<(), Error> {
-    let mut build = Build::from_options(args.project.options()).offline(args.offline);
+    let mut build =
+        Build::from_options(args.project.options(args.package.package)).offline(args.offline);
     if let Some(key) = args.key {
         build = build.verify_key(key);
     }

@@ -11,7 +11,7 @@ use std::sync::Mutex;
 
 use clap::Args;
 
-use super::{ImageArgs, ProjectArgs, RegistryArgs};
+use super::args::{ImageArgs, PackageArg, ProjectArgs, RegistryArgs};
 use crate::build::{Error, ErrorKind};
 use crate::reference::Reference;
 use crate::resolve::{self, Found, Target};
@@ -28,6 +28,8 @@ pub(super) struct ResolveArgs {
     files: Vec<PathBuf>,
     /// What `stevedore://` means: `-p` is the package of a reference that names none,
     /// `--bin` its binary.
+    #[command(flatten)]
+    package: PackageArg,
     #[command(flatten)]
     project: ProjectArgs,
     #[command(flatten)]
@@ -176,7 +178,9 @@ fn yaml_files(dir: &Path, files: &mut Vec<PathBuf>) -> std::io::Result<()> {
 
 /// Builds and pushes each target once, a few at a time; fails naming every target that failed.
 fn build_all(targets: &[Target], args: ResolveArgs) -> Result<BTreeMap<Target, Reference>, Error> {
-    let defaults = args.project.options();
+    let defaults = args.project.options(args.package.package);
+    // The builds push side by side, usually onto one base: they share what they upload.
+    let shared = crate::build::Build::default();
     let next = AtomicUsize::new(0);
     let results = Mutex::new(BTreeMap::new());
     let workers = std::thread::available_parallelism()
@@ -193,7 +197,11 @@ fn build_all(targets: &[Target], args: ResolveArgs) -> Result<BTreeMap<Target, R
                         options.bin = None;
                     }
                     options.bin = target.bin.clone().or(options.bin);
-                    let build = args.registry.clone().apply(args.image.build(options));
+                    let build = args
+                        .registry
+                        .clone()
+                        .apply(args.image.build(options))
+                        .sharing_uploads_of(&shared);
                     let result = build.with_push(true).run().map(|outcome| {
                         outcome
                             .pushed()

@@ -437,6 +437,53 @@ pub(crate) fn binaries(opts: &BuildOptions) -> Result<Vec<String>, PlanError> {
     }
 }
 
+/// The binaries of each package named, or of every workspace member that has one when
+/// `packages` is empty (`--workspace`), in the order given (members in the workspace's order).
+pub(crate) fn workspace_binaries(
+    opts: &BuildOptions,
+    packages: &[String],
+) -> Result<Vec<(String, Vec<String>)>, PlanError> {
+    let manifest = manifest_path(opts.manifest_path.as_deref())?;
+    let toolchain = Toolchain::from_name(opts.toolchain.as_deref());
+    let metadata = run_metadata(&toolchain, &manifest, &offline_flag(opts.offline))?;
+    let members = metadata.workspace_packages();
+    let mut chosen = Vec::new();
+    for name in packages {
+        let package = members
+            .iter()
+            .find(|p| p.name.as_str() == name)
+            .ok_or_else(|| PlanError::NoSuchPackage {
+                name: name.clone(),
+                available: list(members.iter().map(|p| p.name.as_str())),
+            })?;
+        if bin_names(package).next().is_none() {
+            return Err(PlanError::NoBins {
+                package: name.clone(),
+            });
+        }
+        if !chosen.iter().any(|c: &&Package| c.id == package.id) {
+            chosen.push(*package);
+        }
+    }
+    if packages.is_empty() {
+        chosen.extend(members.iter().filter(|p| bin_names(p).next().is_some()));
+    }
+    if chosen.is_empty() {
+        return Err(PlanError::NoBins {
+            package: "(workspace)".into(),
+        });
+    }
+    Ok(chosen
+        .into_iter()
+        .map(|p| {
+            (
+                p.name.to_string(),
+                bin_names(p).map(str::to_owned).collect(),
+            )
+        })
+        .collect())
+}
+
 /// The workspace root and the bases its images build on: the selected package's, or with no
 /// package selected every package with a binary (what `cargo stevedore lock` pins).
 pub(crate) fn workspace_bases(opts: &BuildOptions) -> Result<(PathBuf, Vec<Base>), PlanError> {

@@ -9,6 +9,7 @@ mod layout;
 mod load;
 mod merge;
 mod push;
+mod uploads;
 
 use std::fmt;
 use std::fs;
@@ -28,6 +29,8 @@ pub use load::{Engine, Loaded};
 pub use merge::{create_index, MergeError};
 pub(crate) use push::push;
 pub use push::PushReport;
+pub(crate) use push::Target;
+pub use uploads::{Uploads, DEFAULT_JOBS};
 
 /// Where a build goes.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,15 +5,13 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
+use super::uploads::{Claim, Uploads};
 use super::PublishError;
 use crate::assemble::{Built, Image, Referrer, Tagged};
 use crate::cache::BlobStore;
 use crate::digest::Digest;
 use crate::reference::Reference;
 use crate::registry::{Registry, RegistryError};
-
-/// Uploads at once: enough to overlap round trips, few enough for a small runner.
-const PARALLEL_UPLOADS: usize = 3;
 
 /// What a push did, for the user and for tests.
 #[derive(Debug, Clone, Default)]
@@ -32,14 +30,24 @@ pub struct PushReport {
     pub existing: usize,
 }
 
-/// Pushes `built` under every tag; `base` lets blobs be mounted instead of uploaded.
+/// Where a push goes and what it may share.
+pub struct Target<'a> {
+    /// The registry client.
+    pub registry: &'a Registry,
+    /// The base image, whose repository blobs may be mounted from.
+    pub base: Option<&'a Reference>,
+    /// The uploads of the run: the bound on them, and blobs other pushes have sent.
+    pub uploads: &'a Uploads,
+}
+
+/// Pushes `built` under every tag, blobs first.
 pub fn push(
     built: &Built,
     tags: &[Reference],
     store: &BlobStore,
-    registry: &Registry,
-    base: Option<&Reference>,
+    to: &Target<'_>,
 ) -> Result<PushReport, PublishError> {
+    let registry = to.registry;
     let mut report = PushReport::default();
     let mut repos: Vec<&Reference> = Vec::new();
     for tag in tags {
@@ -50,7 +58,7 @@ pub fn push(
     let top = built.top();
     let top_digest = built.top_digest();
     for repo in repos {
-        push_blobs(built, repo, store, registry, base, &mut report)?;
+        push_blobs(built, repo, store, to, &mut report)?;
         for image in &built.images {
             put(
                 registry,
@@ -62,7 +70,7 @@ pub fn push(
             )?;
         }
         for referrer in &built.referrers {
-            push_referrer(registry, store, repo, referrer, &mut report)?;
+            push_referrer(to, store, repo, referrer, &mut report)?;
         }
         for tag in tags.iter().filter(|t| t.name() == repo.name()) {
             let identifier = tag
@@ -80,7 +88,7 @@ pub fn push(
         }
         // After the tags: a signature names a digest the registry already serves.
         for tagged in built.tagged.iter().filter(|t| t.repository == repo.name()) {
-            push_tagged(registry, store, repo, tagged, &mut report)?;
+            push_tagged(to, store, repo, tagged, &mut report)?;
         }
         report.pushed.push(repo.with_digest(top_digest.clone()));
         report.refs.push(repo.with_digest(top_digest.clone()));
@@ -122,23 +130,21 @@ fn put(
 /// Pushes an artifact (an SBOM) about one of the images. A registry with the referrers API
 /// finds it by its `subject`; for others it is listed under the fallback tag.
 fn push_referrer(
-    registry: &Registry,
+    to: &Target<'_>,
     store: &BlobStore,
     repo: &Reference,
     referrer: &Referrer,
     report: &mut PushReport,
 ) -> Result<(), PublishError> {
+    let registry = to.registry;
     let failed = |source| PublishError::Registry {
         reference: repo.name(),
         source,
     };
     for blob in &referrer.blobs {
         let digest = Digest::try_from(blob.digest()).expect("assembled descriptors are sha256");
-        match push_blob(registry, store, repo, &digest, blob.size(), None).map_err(failed)? {
-            Sent::Existing => report.existing += 1,
-            Sent::Mounted => report.mounted += 1,
-            Sent::Uploaded => report.uploaded += 1,
-        }
+        let sent = push_blob(to, store, repo, &digest, blob.size(), None).map_err(failed)?;
+        report.count(sent);
     }
     let digest = referrer.manifest_digest();
     let media_type = referrer.manifest.media_type().to_string();
@@ -153,7 +159,7 @@ fn push_referrer(
 
 /// Pushes a cosign signature or attestation under its `sha256-<hex>.sig`/`.att` tag.
 fn push_tagged(
-    registry: &Registry,
+    to: &Target<'_>,
     store: &BlobStore,
     repo: &Reference,
     tagged: &Tagged,
@@ -161,22 +167,17 @@ fn push_tagged(
 ) -> Result<(), PublishError> {
     for blob in &tagged.blobs {
         let digest = Digest::try_from(blob.digest()).expect("assembled descriptors are sha256");
-        let sent =
-            push_blob(registry, store, repo, &digest, blob.size(), None).map_err(|source| {
-                PublishError::Registry {
-                    reference: repo.name(),
-                    source,
-                }
-            })?;
-        match sent {
-            Sent::Existing => report.existing += 1,
-            Sent::Mounted => report.mounted += 1,
-            Sent::Uploaded => report.uploaded += 1,
-        }
+        let sent = push_blob(to, store, repo, &digest, blob.size(), None).map_err(|source| {
+            PublishError::Registry {
+                reference: repo.name(),
+                source,
+            }
+        })?;
+        report.count(sent);
     }
     let digest = tagged.manifest_digest();
     let media_type = tagged.manifest.media_type().to_string();
-    put(registry, store, repo, &tagged.tag, &digest, &media_type)?;
+    put(to.registry, store, repo, &tagged.tag, &digest, &media_type)?;
     Ok(())
 }
 
@@ -200,20 +201,20 @@ fn push_blobs(
     built: &Built,
     repo: &Reference,
     store: &BlobStore,
-    registry: &Registry,
-    base: Option<&Reference>,
+    to: &Target<'_>,
     report: &mut PushReport,
 ) -> Result<(), PublishError> {
     let blobs = blobs(&built.images);
-    let mount_from =
-        base.filter(|b| b.registry() == repo.registry() && b.repository() != repo.repository());
+    let mount_from = to
+        .base
+        .filter(|b| b.registry() == repo.registry() && b.repository() != repo.repository());
     let next = AtomicUsize::new(0);
     let outcome = Mutex::new(Vec::new());
     std::thread::scope(|s| {
-        for _ in 0..PARALLEL_UPLOADS.min(blobs.len()) {
+        for _ in 0..to.uploads.jobs().min(blobs.len()) {
             s.spawn(|| {
                 while let Some((digest, size)) = blobs.get(next.fetch_add(1, Ordering::SeqCst)) {
-                    let result = push_blob(registry, store, repo, digest, *size, mount_from);
+                    let result = push_blob(to, store, repo, digest, *size, mount_from);
                     let failed = result.is_err();
                     outcome.lock().expect("outcome lock").push(result);
                     if failed {
@@ -225,14 +226,11 @@ fn push_blobs(
         }
     });
     for result in outcome.into_inner().expect("outcome lock") {
-        match result.map_err(|source| PublishError::Registry {
+        let sent = result.map_err(|source| PublishError::Registry {
             reference: repo.name(),
             source,
-        })? {
-            Sent::Existing => report.existing += 1,
-            Sent::Mounted => report.mounted += 1,
-            Sent::Uploaded => report.uploaded += 1,
-        }
+        })?;
+        report.count(sent);
     }
     Ok(())
 }
@@ -243,25 +241,52 @@ enum Sent {
     Uploaded,
 }
 
+impl PushReport {
+    fn count(&mut self, sent: Sent) {
+        match sent {
+            Sent::Existing => self.existing += 1,
+            Sent::Mounted => self.mounted += 1,
+            Sent::Uploaded => self.uploaded += 1,
+        }
+    }
+}
+
+/// Sends one blob the cheapest way: not at all when the repository has it, mounted from the
+/// base's repository or from one another push of this run sent it to, else uploaded.
 fn push_blob(
-    registry: &Registry,
+    to: &Target<'_>,
     store: &BlobStore,
     repo: &Reference,
     digest: &Digest,
     size: u64,
     mount_from: Option<&Reference>,
 ) -> Result<Sent, RegistryError> {
+    let registry = to.registry;
     if registry.blob_exists(repo, digest)? {
         tracing::debug!("{digest} already in {}", repo.name());
+        to.uploads.holds(repo, digest);
         return Ok(Sent::Existing);
     }
     if let Some(from) = mount_from {
         if registry.mount_blob(repo, digest, from)? {
             tracing::info!("mounted {} from {}", short(digest), from.name());
+            to.uploads.holds(repo, digest);
             return Ok(Sent::Mounted);
         }
     }
+    let upload = match to.uploads.claim(repo, digest) {
+        Claim::MountFrom(from) => {
+            if registry.mount_blob(repo, digest, &from)? {
+                tracing::info!("mounted {} from {}", short(digest), from.name());
+                return Ok(Sent::Mounted);
+            }
+            // The registry would not mount it (another user's repository, a policy).
+            to.uploads.slot()
+        }
+        Claim::Upload(upload) => upload,
+    };
     registry.upload_blob(repo, digest, size, store)?;
+    upload.done(repo);
     tracing::info!("pushed {} ({})", short(digest), human(size));
     Ok(Sent::Uploaded)
 }

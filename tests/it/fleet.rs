@@ -1,10 +1,12 @@
 //! Fleet scale: a compile cache shared by checkouts at different paths (sccache, as CI runners
-//! share one), and the CI examples' per-arch jobs merged into one index.
+//! share one), the CI examples' per-arch jobs merged into one index, and every service of a
+//! workspace pushed in one run.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use stevedore_testbed::{self as testbed, Mode, Registry, Sccache};
+use stevedore_testbed::{self as testbed, Mode, Registry, Sccache, TokenFront};
 
 use crate::util::*;
 
@@ -240,5 +242,115 @@ fn ci_example_jobs_merge_into_the_index_a_single_build_makes() {
         single["index"].as_str().expect("index digest"),
         "the merged index differs from the single build's: {}",
         text(&merged)
+    );
+}
+
+/// How many times the registry behind `front` got `digest`'s bytes (an upload's closing PUT)
+/// and how many times it was mounted instead.
+fn uploads_and_mounts(front: &TokenFront, digest: &str) -> (usize, usize) {
+    let hex = digest.trim_start_matches("sha256:");
+    let requests = front.requests_with_query();
+    let count = |method: &str, param: &str| {
+        requests
+            .iter()
+            .filter(|(m, path, query)| {
+                m == method && path.contains("/blobs/uploads/") && {
+                    let query = query.replace("%3A", ":").replace("%3a", ":");
+                    query
+                        .split('&')
+                        .any(|p| p == format!("{param}=sha256:{hex}"))
+                }
+            })
+            .count()
+    };
+    (count("PUT", "digest"), count("POST", "mount"))
+}
+
+#[test]
+fn workspace_pushes_every_service_with_the_base_uploaded_once() {
+    // The base on one registry, the images pushed to another: its layers must be uploaded,
+    // to the first service's repository only, and mounted into the second's.
+    let base_registry = Registry::start(Mode::Http);
+    let base = base_registry.push_base();
+    let front = TokenFront::start(Registry::start(Mode::Http), None);
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = copy_fixture("services", &dir.path().join("services"));
+    let repo = format!("{}/team", front.addr());
+    let out = run_ok(
+        stevedore_build_manifest(&manifest)
+            .env("STEVEDORE_REPO", &repo)
+            .args(["--workspace", "--push", "--json", "--jobs", "2"])
+            .args(["--base", &base]),
+    );
+    let results = json(&out.stdout);
+    let results = results.as_array().expect("one result per service");
+    let pushed: BTreeMap<&str, &str> = results
+        .iter()
+        .map(|r| (r["bin"].as_str().unwrap(), r["pushed"][0].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        pushed.keys().copied().collect::<Vec<_>>(),
+        ["alpha", "beta"]
+    );
+    let mut base_layers = Vec::new();
+    for (bin, reference) in &pushed {
+        assert!(
+            reference.starts_with(&format!("{repo}/{bin}@sha256:")),
+            "{reference}"
+        );
+        let manifest = skopeo_inspect(
+            &["--raw", "--tls-verify=false"],
+            &format!("docker://{reference}"),
+        );
+        let config = skopeo_inspect(
+            &["--config", "--tls-verify=false"],
+            &format!("docker://{reference}"),
+        );
+        assert_eq!(
+            config["config"]["Entrypoint"][0],
+            format!("/usr/local/bin/{bin}"),
+            "{config:#}"
+        );
+        let layers: Vec<String> = manifest["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["digest"].as_str().unwrap().to_owned())
+            .collect();
+        // The application layer is the last; the ones before are the base's, in both images.
+        let (_app, below) = layers.split_last().unwrap();
+        if base_layers.is_empty() {
+            base_layers = below.to_vec();
+        }
+        assert_eq!(below, base_layers, "{bin} is on the same base");
+    }
+    assert!(!base_layers.is_empty());
+    for layer in &base_layers {
+        let (uploaded, mounted) = uploads_and_mounts(&front, layer);
+        assert_eq!(
+            uploaded,
+            1,
+            "base layer {layer} uploaded once: {:#?}",
+            front.requests_with_query()
+        );
+        assert!(
+            mounted >= 1,
+            "base layer {layer} mounted into the other repository"
+        );
+    }
+
+    // Each image is the one a build of its package alone makes.
+    let alone = run_ok(
+        stevedore_build_manifest(&manifest)
+            .env("STEVEDORE_REPO", &repo)
+            .args(["-p", "beta", "--json", "--base", &base])
+            .arg("--output")
+            .arg(format!("oci-layout={}", dir.path().join("beta").display())),
+    );
+    let alone = json(&alone.stdout)["digest"].as_str().unwrap().to_owned();
+    assert!(
+        pushed["beta"].ends_with(&alone),
+        "{} vs {alone}",
+        pushed["beta"]
     );
 }

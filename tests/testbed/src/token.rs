@@ -41,7 +41,8 @@ struct State {
     upstream: String,
     credentials: Option<(String, String)>,
     tokens: Mutex<HashMap<String, Vec<Access>>>,
-    requests: Mutex<Vec<(String, String)>>,
+    /// (method, path, query) of every request.
+    requests: Mutex<Vec<(String, String, String)>>,
     faults: Mutex<Vec<Fault>>,
     next_token: AtomicU64,
     active: Mutex<usize>,
@@ -249,6 +250,14 @@ impl TokenFront {
     /// Every request received so far, as (method, path without query), in arrival order,
     /// including `/token` and the ones answered 401.
     pub fn requests(&self) -> Vec<(String, String)> {
+        self.requests_with_query()
+            .into_iter()
+            .map(|(method, path, _)| (method, path))
+            .collect()
+    }
+
+    /// Every request received so far, as (method, path, query), in arrival order.
+    pub fn requests_with_query(&self) -> Vec<(String, String, String)> {
         self.state
             .requests
             .lock()
@@ -498,7 +507,7 @@ fn handle(client: TcpStream, state: &State) -> io::Result<()> {
         .requests
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .push((method.clone(), path.to_owned()));
+        .push((method.clone(), path.to_owned(), query.to_owned()));
 
     if path == "/token" {
         relay_body(&mut reader, &mut io::sink(), head.body()?)?;

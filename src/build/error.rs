@@ -1,0 +1,199 @@
+//! The one error type of the library's front door: every stage's error as a variant, with the
+//! context to fix it, and the report a user reads.
+
+use std::path::PathBuf;
+
+use crate::attest::{keys::KeyError, AttestError};
+use crate::cache::CacheError;
+use crate::digest::Digest;
+use crate::lock::LockError;
+use crate::pipeline::BuildError;
+use crate::plan::PlanError;
+use crate::publish::PublishError;
+use crate::reference::ReferenceError;
+use crate::registry::RegistryError;
+use crate::verify::VerifyError;
+
+/// Why a build stopped; boxed, so results stay small on the happy path.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct Error(Box<ErrorKind>);
+
+impl Error {
+    /// What kind of failure it is, to tell them apart in code.
+    pub fn kind(&self) -> &ErrorKind {
+        &self.0
+    }
+}
+
+impl<E: Into<ErrorKind>> From<E> for Error {
+    fn from(e: E) -> Self {
+        Error(Box::new(e.into()))
+    }
+}
+
+/// Everything that can stop a build, each with the context to fix it.
+#[derive(Debug, thiserror::Error)]
+pub enum ErrorKind {
+    /// The project or the options are wrong (see [`PlanError`]).
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    /// Compiling, layering, pulling the base or assembling failed.
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    /// A registry refused or failed.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// The blob store failed.
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+    /// A tag or base is not an image reference.
+    #[error(transparent)]
+    Reference(#[from] ReferenceError),
+    /// `cargo stevedore init` cannot add its table.
+    #[error(transparent)]
+    Init(#[from] crate::init::InitError),
+    /// `stevedore.lock` cannot be read, written or kept as it is.
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    /// The signing key cannot be read, decrypted or used.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// Signatures or provenance cannot be made.
+    #[error(transparent)]
+    Attest(#[from] AttestError),
+    /// The published image cannot be read or compared.
+    #[error(transparent)]
+    Verify(VerifyError),
+    /// `verify`: the rebuild differs from the published image.
+    #[error(
+        "the rebuilt image {ours} differs from {published} ({theirs}); the differences are above"
+    )]
+    Mismatch {
+        /// The published image as given.
+        published: String,
+        /// The rebuild's top digest.
+        ours: Digest,
+        /// The published image's top digest.
+        theirs: Digest,
+    },
+    /// `verify --key`: the rebuild matches, but a signature or the provenance does not hold.
+    #[error(
+        "{published} is not signed as it should be with the key given; the findings are above"
+    )]
+    Unsigned {
+        /// The published image as given.
+        published: String,
+    },
+    /// `--offline` and `--push` together.
+    #[error("--offline cannot be used with --push: pushing needs the registry")]
+    PushOffline,
+    /// `--push` with no name to push to.
+    #[error(
+        "pushing needs to know where: name the image with -t REGISTRY/REPOSITORY:TAG, \
+         STEVEDORE_REPO, or `repository` in [package.metadata.stevedore]"
+    )]
+    PushWithoutTag,
+    /// `resolve`: a YAML file or directory cannot be read.
+    #[error("cannot read {}: pass a YAML file, a directory of them, or `-` for stdin", path.display())]
+    ReadYaml {
+        /// The path given with `-f`.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// `resolve`: a value starts with `stevedore://` but names nothing stevedore can build.
+    #[error("in {}", path.display())]
+    BadReference {
+        /// The file it is in (`-` for stdin).
+        path: PathBuf,
+        /// The value and its line.
+        #[source]
+        source: crate::resolve::BadReference,
+    },
+    /// `-t` with several images to build (`resolve` of several references, `--workspace`):
+    /// every image would get the same name.
+    #[error(
+        "-t names one image, but there are {count} to build: name them with STEVEDORE_REPO \
+         (each image goes to $STEVEDORE_REPO/BIN) or `repository` in each package's \
+         [package.metadata.stevedore], not -t"
+    )]
+    TagForSeveral {
+        /// How many images there are.
+        count: usize,
+    },
+    /// `resolve`: some references could not be built or pushed; each is named with its error.
+    #[error("{}", failures_report(&format!("{} could not be resolved, so nothing was written", count(failures.len(), "reference")), failures))]
+    Resolve {
+        /// Each reference that failed, as written, and why.
+        failures: Vec<(String, Error)>,
+    },
+    /// `--workspace`, `-p A -p B`: some images could not be built or published (the others
+    /// were); each is named `PACKAGE/BIN` with its error.
+    #[error("{}", failures_report(&format!("{} of {total} images failed", failures.len()), failures))]
+    Images {
+        /// How many images were built or attempted.
+        total: usize,
+        /// Each image that failed and why.
+        failures: Vec<(String, Error)>,
+    },
+    /// `apply`: kubectl could not be started.
+    #[error(
+        "cannot run `{program}`: install kubectl (Debian: `apt-get install kubernetes-client`) \
+         or put it on PATH"
+    )]
+    Kubectl {
+        /// The program looked for.
+        program: String,
+        /// Why it could not start.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The push (or `index create`) failed.
+    #[error(transparent)]
+    Push(PublishError),
+    /// An output could not be written.
+    #[error("cannot write {output}")]
+    Publish {
+        /// The output, as `KIND=PATH`.
+        output: String,
+        /// Why.
+        #[source]
+        source: PublishError,
+    },
+}
+
+/// `headline:`, then one paragraph per failure, each with its causes.
+fn failures_report(headline: &str, failures: &[(String, Error)]) -> String {
+    let mut text = format!("{headline}:");
+    for (reference, error) in failures {
+        let report = error
+            .report()
+            .replacen("error: ", "", 1)
+            .replace('\n', "\n    ");
+        text.push_str(&format!("\n  {reference}: {report}"));
+    }
+    text
+}
+
+/// `1 reference`, `2 references`.
+fn count(n: usize, noun: &str) -> String {
+    match n {
+        1 => format!("1 {noun}"),
+        n => format!("{n} {noun}s"),
+    }
+}
+
+impl Error {
+    /// `error: …` and one `caused by: …` line per cause, the way a user should read it.
+    pub fn report(&self) -> String {
+        let mut text = format!("error: {self}");
+        let mut source = std::error::Error::source(self);
+        while let Some(cause) = source {
+            text.push_str(&format!("\n  caused by: {cause}"));
+            source = cause.source();
+        }
+        text
+    }
+}
