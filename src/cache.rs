@@ -18,8 +18,12 @@ pub enum CacheError {
     /// Neither the cache variable nor HOME says where the cache is.
     #[error("cannot find a cache directory: set {} or HOME", env::CACHE_DIR)]
     NoCacheDir,
-    /// The cache directory cannot be made.
-    #[error("cannot use cache directory {path}")]
+    /// The cache directory cannot be made (a HOME the user cannot write, as a service user's
+    /// often is).
+    #[error(
+        "cannot use cache directory {path}: set {var} to a directory you can write",
+        var = env::CACHE_DIR
+    )]
     Create {
         /// The directory.
         path: PathBuf,

@@ -4,7 +4,8 @@
 pub const CACHE_DIR: &str = "STEVEDORE_CACHE_DIR";
 /// Where the scripts cargo runs for stevedore live (zig wrappers, the `rustc` shim), default
 /// `~/.cache/stevedore/tools` whatever `STEVEDORE_CACHE_DIR` says: their paths are part of what
-/// cargo and sccache key on, so they must not move when the blob cache does.
+/// cargo and sccache key on, so they must not move when the blob cache does. Only when that
+/// cannot be written (a service user's HOME) they go to `$STEVEDORE_CACHE_DIR/tools`.
 pub const TOOLS_DIR: &str = "STEVEDORE_TOOLS_DIR";
 /// Timestamp (seconds since the epoch) for every file and the image's `created`.
 pub const SOURCE_DATE_EPOCH: &str = "SOURCE_DATE_EPOCH";

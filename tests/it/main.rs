@@ -17,6 +17,7 @@ mod pull;
 mod push;
 mod reproducible;
 mod resolve;
+mod rootless;
 mod sign;
 mod util;
 mod xtask;

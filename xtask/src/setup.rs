@@ -15,6 +15,7 @@ pub fn run() {
     rustup_debweb();
     python_venv();
     crate_tools();
+    subordinate_ids();
     // Everything a test may ask for, checked now so a gap shows up here rather than mid-run.
     testbed::require_all();
     if is_root() {
@@ -212,4 +213,39 @@ fn python_venv() {
             ])
             .args(&wanted),
     );
+}
+
+/// The subordinate uid and gid range the rootless tests' user (uid 65534, `nobody`) needs for
+/// rootless podman to store an image whose files belong to another uid (distroless's 65532):
+/// without one, podman maps the user alone and fails to load it. A rootless laptop's user
+/// has one (useradd gives it); Debian's `nobody` does not.
+const ROOTLESS_USER: &str = "nobody";
+const ROOTLESS_SUBIDS: &str = "200000-265535";
+
+fn subordinate_ids() {
+    let has_range = |file: &str| {
+        std::fs::read_to_string(file)
+            .unwrap_or_default()
+            .lines()
+            .any(|l| {
+                let owner = l.split(':').next().unwrap_or_default();
+                owner == ROOTLESS_USER || owner == testbed::ROOTLESS_ID.to_string()
+            })
+    };
+    let missing: Vec<&str> = [
+        ("/etc/subuid", "--add-subuids"),
+        ("/etc/subgid", "--add-subgids"),
+    ]
+    .into_iter()
+    .filter(|(file, _)| !has_range(file))
+    .flat_map(|(_, flag)| [flag, ROOTLESS_SUBIDS])
+    .collect();
+    if missing.is_empty() {
+        say(&format!("{ROOTLESS_USER} has subordinate uids and gids"));
+        return;
+    }
+    run_ok(as_root("usermod", &[]).args(&missing).arg(ROOTLESS_USER));
+    say(&format!(
+        "gave {ROOTLESS_USER} subordinate uids and gids {ROOTLESS_SUBIDS}"
+    ));
 }

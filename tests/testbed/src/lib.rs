@@ -6,6 +6,8 @@
 //!   front of one.
 //! - [`base_layout`]: a stand-in for `gcr.io/distroless/static-debian12` built from Debian
 //!   packages, as an OCI layout (`latest` and `nonroot`, each an index for amd64 and arm64).
+//! - [`Rootless`]: an unprivileged user (uid 65534, its own HOME, no capabilities) to run
+//!   stevedore and podman as.
 //! - [`Sccache`]: a private sccache server on a shared local-disk cache.
 //! - [`umoci_unpack`] and [`run_entrypoint`]: run what an image contains as its user, natively or
 //!   through qemu; [`Dockerd`]: a private Docker engine.
@@ -17,6 +19,7 @@ mod base;
 mod dockerd;
 mod pki;
 mod registry;
+mod rootless;
 mod run;
 mod sccache;
 mod serve;
@@ -30,6 +33,7 @@ use std::path::{Path, PathBuf};
 pub use base::{base_layout, BASE_REPOSITORY, BASE_TAGS};
 pub use dockerd::Dockerd;
 pub use registry::{Mode, Registry, Side, PASSWORD, USERNAME};
+pub use rootless::{rootless_dir, Rootless, DEFAULT_ROOTLESS_DIR, ROOTLESS_DIR_ENV, ROOTLESS_ID};
 pub use run::{run_entrypoint, umoci_unpack, umoci_unpack_platform};
 pub use sccache::Sccache;
 pub use serve::serve_and_probe;

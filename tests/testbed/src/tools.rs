@@ -33,6 +33,7 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "rust-web-src",
     "rustc-web",
     "skopeo",
+    "uidmap",
     "umoci",
 ];
 
@@ -82,11 +83,14 @@ pub fn require_crate_tool(name: &str) -> PathBuf {
 const TOOLS: &[(&str, &str)] = &[
     ("apt-get", "apt"),
     ("buildah", "buildah"),
+    ("chmod", "coreutils"),
     ("chroot", "coreutils"),
+    ("cp", "coreutils"),
     ("curl", "curl"),
     ("docker-registry", "docker-registry"),
     ("dockerd", "docker.io"),
     ("dpkg-deb", "dpkg"),
+    ("env", "coreutils"),
     ("gcc", "gcc"),
     ("gdb", "gdb"),
     ("git", "git"),
@@ -100,10 +104,12 @@ const TOOLS: &[(&str, &str)] = &[
     ("readelf", "binutils"),
     ("runc", "runc"),
     ("lld-22", "lld-22"),
+    ("newuidmap", "uidmap"),
     (
         "rustup",
         "none: rustup comes from https://rustup.rs and must already be installed",
     ),
+    ("setpriv", "util-linux"),
     ("sha256sum", "coreutils"),
     ("skopeo", "skopeo"),
     ("umoci", "umoci"),
