@@ -367,11 +367,16 @@ fn user_cache_dir(
     name: &str,
     fallback: &str,
 ) -> Option<PathBuf> {
-    var("XDG_CACHE_HOME")
-        .or_else(|| var("HOME").map(|p| p.join(".cache")))
+    user_cache_root(&var)
         .map(|p| p.join(name))
         .filter(|dir| writable(dir))
         .or_else(|| var(crate::env::CACHE_DIR).map(|p| p.join(fallback)))
+}
+
+/// The user's cache directory, as zig and the XDG spec find it: `$XDG_CACHE_HOME`, else
+/// `~/.cache`.
+fn user_cache_root(var: impl Fn(&str) -> Option<PathBuf>) -> Option<PathBuf> {
+    var("XDG_CACHE_HOME").or_else(|| var("HOME").map(|p| p.join(".cache")))
 }
 
 /// The `ZIG_GLOBAL_CACHE_DIR` to give cargo, when zig's own choice (the user's cache, as
@@ -381,9 +386,7 @@ fn zig_cache_dir(var: impl Fn(&str) -> Option<PathBuf>) -> Option<PathBuf> {
         return None;
     }
     let dir = user_cache_dir(&var, "zig", "zig")?;
-    let zigs_own = var("XDG_CACHE_HOME")
-        .or_else(|| var("HOME").map(|p| p.join(".cache")))
-        .map(|p| p.join("zig"));
+    let zigs_own = user_cache_root(&var).map(|p| p.join("zig"));
     (Some(&dir) != zigs_own.as_ref()).then_some(dir)
 }
 

@@ -455,20 +455,14 @@ pub(crate) fn workspace_binaries(
     let members = metadata.workspace_packages();
     let mut chosen = Vec::new();
     for name in packages {
-        let package = members
-            .iter()
-            .find(|p| p.name.as_str() == name)
-            .ok_or_else(|| PlanError::NoSuchPackage {
-                name: name.clone(),
-                available: list(members.iter().map(|p| p.name.as_str())),
-            })?;
+        let package = member(&members, name)?;
         if bin_names(package).next().is_none() {
             return Err(PlanError::NoBins {
                 package: name.clone(),
             });
         }
         if !chosen.iter().any(|c: &&Package| c.id == package.id) {
-            chosen.push(*package);
+            chosen.push(package);
         }
     }
     if packages.is_empty() {
@@ -524,18 +518,23 @@ fn select_package<'m>(
 ) -> Result<&'m Package, PlanError> {
     let members = metadata.workspace_packages();
     let package = match (&opts.package, metadata.root_package()) {
-        (Some(name), _) => members
-            .iter()
-            .copied()
-            .find(|p| p.name.as_str() == name)
-            .ok_or_else(|| PlanError::NoSuchPackage {
-                name: name.clone(),
-                available: list(members.iter().map(|p| p.name.as_str())),
-            })?,
+        (Some(name), _) => member(&members, name)?,
         (None, Some(root)) => root,
         (None, None) => package_in_virtual_workspace(&members, opts.bin.as_deref())?,
     };
     Ok(package)
+}
+
+/// The workspace member called `name`, or an error listing the members.
+fn member<'m>(members: &[&'m Package], name: &str) -> Result<&'m Package, PlanError> {
+    members
+        .iter()
+        .copied()
+        .find(|p| p.name.as_str() == name)
+        .ok_or_else(|| PlanError::NoSuchPackage {
+            name: name.to_owned(),
+            available: list(members.iter().map(|p| p.name.as_str())),
+        })
 }
 
 fn package_in_virtual_workspace<'m>(
