@@ -56,14 +56,7 @@ fn pushes_over_http_and_the_image_runs() {
     );
 
     // What anyone pulls back runs as the nonroot user.
-    let pulled = tempfile::tempdir().unwrap();
-    let layout = pull_layout(
-        &registry.skopeo_flags(Side::Src),
-        &image,
-        None,
-        pulled.path(),
-    );
-    let printed = run_layout(&layout, "x", None, &[]);
+    let printed = pull_and_run(&registry.skopeo_flags(Side::Src), &image);
     assert!(printed.contains("uid=65532 gid=65532"), "{printed}");
 
     // Same image again: every blob is found in place.

@@ -117,14 +117,7 @@ fn unprivileged_push_authenticates_from_the_users_own_podman_auth_file() {
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     let inspected = skopeo_inspect(&flags, &format!("docker://{image}"));
     assert_eq!(inspected["Digest"], digest, "{inspected:#}");
-    let pulled = tempfile::tempdir().unwrap();
-    let layout = pull_layout(
-        &registry.skopeo_flags(Side::Src),
-        &image,
-        None,
-        pulled.path(),
-    );
-    let printed = run_layout(&layout, "x", None, &[]);
+    let printed = pull_and_run(&registry.skopeo_flags(Side::Src), &image);
     assert!(printed.contains("uid=65532 gid=65532"), "{printed}");
 }
 

@@ -148,6 +148,14 @@ pub fn run_bundle(bundle: &Path, args: &[&str]) -> String {
     text(&out.stdout)
 }
 
+/// `image` pulled from the registry by skopeo (with `src_flags`), unpacked with umoci and its
+/// entrypoint run: what anyone who pulls it gets. Returns what it printed.
+pub fn pull_and_run(src_flags: &[String], image: &str) -> String {
+    let pulled = tempfile::tempdir().unwrap();
+    let layout = pull_layout(src_flags, image, None, pulled.path());
+    run_layout(&layout, "x", None, &[])
+}
+
 /// The check every image gets: unpacked from `layout` with umoci and its entrypoint run;
 /// returns what it printed.
 pub fn run_layout(layout: &Path, tag: &str, arch: Option<&str>, args: &[&str]) -> String {
