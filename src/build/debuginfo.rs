@@ -3,8 +3,7 @@
 use std::path::Path;
 
 use super::{Build, Error, ErrorKind};
-use crate::cache::BlobStore;
-use crate::verify::{self, Published, Source};
+use crate::verify::{self, Published};
 
 impl Build {
     /// Fetches the debug file of every platform of `published` (attached by
@@ -15,14 +14,8 @@ impl Build {
         published: &Published,
         dir: &Path,
     ) -> Result<Vec<verify::DebugFile>, Error> {
-        let registry = self.registry_client(&[])?;
-        let store = BlobStore::open_default()?;
-        let source = Source {
-            published,
-            registry: &registry,
-            store: &store,
-        };
-        let image = source.image().map_err(ErrorKind::Verify)?;
-        Ok(verify::fetch_debuginfo(&source, &image, dir).map_err(ErrorKind::Verify)?)
+        self.reading(published, |source, image| {
+            Ok(verify::fetch_debuginfo(source, image, dir).map_err(ErrorKind::Verify)?)
+        })
     }
 }

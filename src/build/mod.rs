@@ -36,7 +36,7 @@ use crate::progress::Progress;
 use crate::publish::{self, Engine, Loaded, Output, PushReport, Uploads};
 use crate::reference::{Base, Reference};
 use crate::registry::{Registry, RegistryError, RegistryOptions};
-use crate::verify::{self, Published, Source, Verdict};
+use crate::verify::{self, Published, PublishedImage, Source, Verdict};
 use checks::{all_platforms, check_archive_platforms};
 pub use error::{Error, ErrorKind};
 use names::{default_tags, repositories};
@@ -445,6 +445,29 @@ impl Build {
             .as_deref()
             .map(PublicKey::load)
             .transpose()?;
+        self.reading(published, |source, image| {
+            let signatures = match &key {
+                Some(key) => {
+                    verify::check_signatures(source, image, key).map_err(ErrorKind::Verify)?
+                }
+                None => Vec::new(),
+            };
+            let platforms = image.platforms.iter().map(|(p, _, _)| p.clone());
+            let staged = self.clone().platforms(platforms).stage(false)?;
+            let mut verdict = verify::compare(&staged.built, image, source, source.store)
+                .map_err(ErrorKind::Verify)?;
+            verdict.signatures = signatures;
+            Ok(verdict)
+        })
+    }
+
+    /// Opens `published` (registry or layout) and hands it and its top document to `read`:
+    /// what `verify` and `debuginfo` start from.
+    pub(crate) fn reading<T>(
+        &self,
+        published: &Published,
+        read: impl FnOnce(&Source<'_>, &PublishedImage) -> Result<T, Error>,
+    ) -> Result<T, Error> {
         let registry = self.registry_client(&[])?;
         let store = BlobStore::open_default()?;
         let source = Source {
@@ -453,18 +476,7 @@ impl Build {
             store: &store,
         };
         let image = source.image().map_err(ErrorKind::Verify)?;
-        let signatures = match &key {
-            Some(key) => {
-                verify::check_signatures(&source, &image, key).map_err(ErrorKind::Verify)?
-            }
-            None => Vec::new(),
-        };
-        let platforms = image.platforms.iter().map(|(p, _, _)| p.clone());
-        let staged = self.clone().platforms(platforms).stage(false)?;
-        let mut verdict =
-            verify::compare(&staged.built, &image, &source, &store).map_err(ErrorKind::Verify)?;
-        verdict.signatures = signatures;
-        Ok(verdict)
+        read(&source, &image)
     }
 
     /// Pins the bases of the selected package (or of every package with a binary) in
