@@ -177,8 +177,8 @@ pub fn compile(
         rustflags.push((target, flags));
     }
     set_rustflags(&mut cmd, &rustflags);
-    let links = auditable::Links::write(plan, cfgs)?;
-    remaps.wrap_workspace(&mut cmd, plan, &links)?;
+    let links = auditable::Links::for_plan(plan, cfgs)?;
+    remaps.wrap_workspace(&mut cmd, &tools, plan, &links)?;
     remaps.shim_rustc(&mut cmd, &tools, plan)?;
     if std == Std::FromSource {
         tracing::info!(

@@ -30,6 +30,10 @@ pub const CARGO: &str = "CARGO";
 /// shim remaps to `/target`. Passed in the environment rather than in flags so compile caches
 /// (sccache), which hash flags and `CARGO_*` variables, give hits across target dirs.
 pub const REMAP_TARGET_DIR: &str = "STEVEDORE_REMAP_TARGET_DIR";
+/// Set by stevedore for the cargo it runs, never by users: the workspace that its workspace
+/// wrapper remaps to `/src` for workspace members. In the environment rather than in the
+/// wrapper's text, whose name cargo hashes into members' `-C metadata`.
+pub const REMAP_WORKSPACE: &str = "STEVEDORE_REMAP_WORKSPACE";
 /// The signing key file (`--sign-key`): EC P-256 PKCS#8 PEM, encrypted PKCS#8, or a cosign.key.
 pub const SIGN_KEY: &str = "STEVEDORE_SIGN_KEY";
 /// The password of an encrypted signing key.

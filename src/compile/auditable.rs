@@ -3,15 +3,14 @@
 //! section of an ELF object linked into the executable, holding zlib-compressed JSON in the
 //! `auditable-serde` format (format 1: proc-macros and their dependencies count as build-time).
 //!
-//! The object is written here (deterministic bytes, no file name inside) at a content-addressed
-//! path, and the workspace wrapper adds it to the link of the planned binary only. Its path
-//! names the object, so the wrapper's path changes with it and cargo relinks exactly when the
-//! list changes or auditing is switched on or off.
+//! The object is made here (deterministic bytes, no file name inside), named by its content,
+//! and the workspace wrapper, beside which it is written, adds it to the link of the planned
+//! binary only.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use cargo_metadata::cargo_platform::Cfg;
 use cargo_metadata::{DependencyKind, Metadata, Package, PackageId, TargetKind};
@@ -45,17 +44,17 @@ const SECTION: &str = ".dep-v0";
 /// The objects to link, per Rust target; empty when auditing is off.
 #[derive(Debug, Default)]
 pub(super) struct Links {
-    objects: Vec<(String, PathBuf)>,
+    /// (Rust target, the object's bytes, its file name: named by its content).
+    objects: Vec<(String, Vec<u8>, String)>,
 }
 
 impl Links {
-    /// Writes one object per planned platform into `TARGET_DIR/stevedore/.auditable/`; `cfgs`
-    /// are the platforms' `cfg` values, index for index.
-    pub(super) fn write(plan: &Plan, cfgs: &[Vec<Cfg>]) -> Result<Self, CompileError> {
+    /// One object per planned platform; `cfgs` are the platforms' `cfg` values, index for
+    /// index.
+    pub(super) fn for_plan(plan: &Plan, cfgs: &[Vec<Cfg>]) -> Result<Self, CompileError> {
         if !plan.auditable {
             return Ok(Links::default());
         }
-        let dir = plan.target_dir.join("stevedore/.auditable");
         let mut objects = Vec::new();
         for (i, platform) in plan.platforms.iter().enumerate() {
             let target = platform.rust_target();
@@ -65,37 +64,25 @@ impl Links {
             let json = dependency_json(&plan.graph, &plan.package_id, (target, cfg))?;
             let object = elf_object(target, &compress(&json))
                 .ok_or_else(|| AuditableError::Arch(target.to_owned()))?;
-            let path = dir.join(format!("{}.o", &Digest::of(&object).hex()[..32]));
-            write_file(&path, &object).map_err(|source| CompileError::Wrapper {
-                path: path.clone(),
-                source,
-            })?;
-            objects.push((target.to_owned(), path));
+            let name = format!("{}.o", &Digest::of(&object).hex()[..32]);
+            objects.push((target.to_owned(), object, name));
         }
         Ok(Links { objects })
     }
 
-    /// What names these objects in the wrapper's path: empty when there are none, so a build
-    /// without them keeps the wrapper (and the binary) it always had.
-    pub(super) fn key(&self) -> String {
-        self.objects
-            .iter()
-            .map(|(t, p)| format!("{t}={}\n", p.display()))
-            .collect()
-    }
-
     /// Shell lines for the wrapper: when rustc links `bin` of `package` for a target with an
-    /// object, the object and the `-u` that keeps it join rustc's arguments.
+    /// object, the object (beside the wrapper, which runs as `$0`) and the `-u` that keeps it
+    /// join rustc's arguments. The objects' names are in the lines, so the wrapper's own
+    /// content-derived name changes with them and cargo relinks exactly when the list changes
+    /// or auditing is switched on or off. Empty when there are no objects.
     pub(super) fn script(&self, package: &str, bin: &str) -> String {
         if self.objects.is_empty() {
             return String::new();
         }
         let mut cases = String::new();
-        for (target, object) in &self.objects {
-            let link = format!("-Clink-arg={}", object.display());
+        for (target, _, name) in &self.objects {
             cases.push_str(&format!(
-                "  *' --target {target} '*) set -- \"$@\" {} {} ;;\n",
-                shell_quote(&link),
+                "  *' --target {target} '*) set -- \"$@\" \"-Clink-arg=${{0%/*}}/{name}\" {} ;;\n",
                 shell_quote(&format!("-Clink-arg=-Wl,-u,{SYMBOL}"))
             ));
         }
@@ -105,6 +92,18 @@ impl Links {
             shell_quote(package),
             shell_quote(bin)
         )
+    }
+
+    /// Writes the objects into `dir`, the wrapper's directory.
+    pub(super) fn write_into(&self, dir: &Path) -> Result<(), CompileError> {
+        for (_, object, name) in &self.objects {
+            let path = dir.join(name);
+            write_file(&path, object).map_err(|source| CompileError::Wrapper {
+                path: path.clone(),
+                source,
+            })?;
+        }
+        Ok(())
     }
 }
 

@@ -1,17 +1,24 @@
 //! `--split-debuginfo`: the image gets the executable without its symbols, and the DWARF goes
-//! to a `.debug` file named by the executable's GNU build-id, as `objcopy --only-keep-debug`,
-//! `strip` and `objcopy --add-gnu-debuglink` would split it.
+//! to a `.debug` file named by the executable's GNU build-id, as `objcopy --only-keep-debug`
+//! and `strip` would split it.
 //!
 //! The rewrite is done here with the `object` crate, so no binutils or llvm-objcopy has to be
 //! installed: every section the program loads keeps its bytes and its file offset (so the
 //! stripped executable runs as the original did), and the same input always gives the same two
-//! files, so the image stays reproducible.
+//! files.
+//!
+//! The image must not depend on the DWARF, which names the build machine's paths that no
+//! remap reaches (zig compiles musl's C runtime and libunwind in its own cache, with the
+//! linker's working directory as their compile dir). So the build-id is set here from the
+//! stripped executable's bytes, as `debugedit --build-id` resets it after rewriting DWARF, and
+//! there is no `.gnu_debuglink`, whose CRC-32 of the debug file would tie the two again;
+//! debuggers find the file by build-id.
 
 use std::path::{Path, PathBuf};
 
 use object::build::elf::{Builder, SectionData};
-use object::build::ByteString;
 use object::elf;
+use sha2::Digest as _;
 
 use crate::build_id::BuildId;
 use crate::plan::Plan;
@@ -84,22 +91,23 @@ pub(super) fn split(
     };
     // The executable whole in memory: the ELF rewrite needs random access to it.
     let data = std::fs::read(executable).map_err(io(executable))?;
-    let build_id = BuildId::of_elf(&data).ok_or_else(|| DebuginfoError::NoBuildId {
+    let no_build_id = || DebuginfoError::NoBuildId {
         path: executable.to_path_buf(),
-    })?;
+    };
+    BuildId::of_elf(&data).ok_or_else(no_build_id)?;
     let elf = |e: object::build::Error| DebuginfoError::Elf {
         path: executable.to_path_buf(),
         message: e.to_string(),
     };
-    let debug_name = format!("{bin}.debug");
-    let debug = only_debug(&data)
+    let mut debug = only_debug(&data)
         .map_err(elf)?
         .ok_or_else(|| DebuginfoError::NoDwarf {
             path: executable.to_path_buf(),
         })?;
-    let stripped = stripped(&data, &debug_name, crc32fast::hash(&debug)).map_err(elf)?;
+    let mut stripped = stripped(&data).map_err(elf)?;
+    let build_id = set_content_build_id(&mut stripped, &mut debug).ok_or_else(no_build_id)?;
     std::fs::create_dir_all(dir).map_err(io(dir))?;
-    let debug_path = dir.join(&debug_name);
+    let debug_path = dir.join(format!("{bin}.debug"));
     let stripped_path = dir.join(bin);
     write(&debug_path, &debug, 0o644).map_err(io(&debug_path))?;
     write(&stripped_path, &stripped, 0o755).map_err(io(&stripped_path))?;
@@ -145,9 +153,8 @@ fn only_debug(data: &[u8]) -> Result<Option<Vec<u8>>, object::build::Error> {
     write_elf(builder).map(Some)
 }
 
-/// `strip` then `objcopy --add-gnu-debuglink`: no DWARF, no symbol table, and a
-/// `.gnu_debuglink` naming the debug file and its CRC-32, for tools that look by name.
-fn stripped(data: &[u8], debug_name: &str, crc: u32) -> Result<Vec<u8>, object::build::Error> {
+/// `strip`: no DWARF, no symbol table (nor a `.gnu_debuglink`: see the module's docs).
+fn stripped(data: &[u8]) -> Result<Vec<u8>, object::build::Error> {
     let mut builder = Builder::read(data)?;
     for section in builder.sections.iter_mut() {
         let symbols = matches!(
@@ -164,21 +171,32 @@ fn stripped(data: &[u8], debug_name: &str, crc: u32) -> Result<Vec<u8>, object::
         symbol.delete = true;
     }
     builder.delete_orphans();
-    // The name, NUL-terminated and padded to 4 bytes, then the CRC in the file's byte order.
-    let mut link = debug_name.as_bytes().to_vec();
-    link.push(0);
-    link.resize(link.len().next_multiple_of(4), 0);
-    let crc = match builder.endian {
-        object::Endianness::Little => crc.to_le_bytes(),
-        object::Endianness::Big => crc.to_be_bytes(),
-    };
-    link.extend(crc);
-    let section = builder.sections.add();
-    section.name = ByteString::from(&b".gnu_debuglink"[..]);
-    section.sh_type = elf::SHT_PROGBITS;
-    section.sh_addralign = 4;
-    section.data = SectionData::Data(link.into());
     write_elf(builder)
+}
+
+/// Replaces the build-id in both files with the first bytes (as many as the linker wrote) of
+/// the SHA-256 of the stripped executable with its build-id zeroed: the same code and data
+/// give the same id, whatever the DWARF says. None when a file has no build-id note.
+fn set_content_build_id(stripped: &mut [u8], debug: &mut [u8]) -> Option<BuildId> {
+    let in_stripped = build_id_range(stripped)?;
+    let in_debug = build_id_range(debug)?;
+    stripped[in_stripped.clone()].fill(0);
+    let digest: [u8; 32] = sha2::Sha256::digest(&*stripped).into();
+    let id = &digest[..in_stripped.len().min(32)];
+    stripped[in_stripped.start..in_stripped.start + id.len()].copy_from_slice(id);
+    debug[in_debug.clone()].fill(0);
+    debug[in_debug.start..in_debug.start + id.len()].copy_from_slice(id);
+    BuildId::of_elf(stripped)
+}
+
+/// Where in `data` the build-id note's bytes are.
+fn build_id_range(data: &[u8]) -> Option<std::ops::Range<usize>> {
+    use object::Object;
+    let file = object::File::parse(data).ok()?;
+    let id = file.build_id().ok()??;
+    // `build_id` borrows from `data`: its offset is the distance between the two.
+    let start = (id.as_ptr() as usize).checked_sub(data.as_ptr() as usize)?;
+    Some(start..start + id.len())
 }
 
 fn write_elf(builder: Builder<'_>) -> Result<Vec<u8>, object::build::Error> {
@@ -231,23 +249,48 @@ mod tests {
             !names.iter().any(|n| n == ".debug_info" || n == ".symtab"),
             "{names:?}"
         );
-        assert!(names.iter().any(|n| n == ".gnu_debuglink"), "{names:?}");
-        assert_eq!(BuildId::of_elf(&stripped), Some(id.clone()));
-        assert_eq!(debug.build_id, id);
+        assert!(!names.iter().any(|n| n == ".gnu_debuglink"), "{names:?}");
+        // The build-id is the linker's no more: the content's, in both files.
+        let ours = BuildId::of_elf(&stripped).expect("a build-id");
+        assert_ne!(ours, id, "the linker's build-id was kept");
+        assert_eq!(ours.to_string().len(), id.to_string().len());
+        assert_eq!(debug.build_id, ours);
         let symbols = std::fs::read(&debug.path).unwrap();
         let names = section_names(&symbols);
         assert!(names.iter().any(|n| n == ".debug_info"), "{names:?}");
-        assert_eq!(BuildId::of_elf(&symbols), Some(id));
-        // The link names the debug file and carries its CRC-32.
-        let file = object::File::parse(&*stripped).unwrap();
-        let link = file.section_by_name(".gnu_debuglink").unwrap();
-        let data = link.data().unwrap();
-        assert!(data.starts_with(b"app.debug\0"));
-        let crc = u32::from_le_bytes(data[data.len() - 4..].try_into().unwrap());
-        assert_eq!(crc, crc32fast::hash(&symbols));
+        assert_eq!(BuildId::of_elf(&symbols), Some(ours));
         // Splitting again gives the same bytes.
         let again = tempfile::tempdir().unwrap();
         let (stripped_again, _) = split(&exe, again.path(), "app").unwrap();
         assert_eq!(std::fs::read(stripped_again).unwrap(), stripped);
+    }
+
+    /// Two executables that differ only in their DWARF (a path in `.debug_str`, as another
+    /// checkout or zig cache gives) split into the same stripped executable and build-id.
+    #[test]
+    fn the_stripped_executable_does_not_depend_on_the_dwarf() {
+        let exe = std::env::current_exe().unwrap();
+        let original = std::fs::read(&exe).unwrap();
+        let file = object::File::parse(&*original).unwrap();
+        let (offset, size) = file
+            .section_by_name(".debug_str")
+            .and_then(|s| s.file_range())
+            .expect("this test's executable has a .debug_str");
+        let mut other = original.clone();
+        let byte = usize::try_from(offset + size / 2).unwrap();
+        other[byte] = other[byte].wrapping_add(1);
+        let dir = tempfile::tempdir().unwrap();
+        let changed = dir.path().join("changed");
+        std::fs::write(&changed, &other).unwrap();
+
+        let (a, a_debug) = split(&exe, &dir.path().join("a"), "app").unwrap();
+        let (b, b_debug) = split(&changed, &dir.path().join("b"), "app").unwrap();
+        assert_eq!(std::fs::read(a).unwrap(), std::fs::read(b).unwrap());
+        assert_eq!(a_debug.build_id, b_debug.build_id);
+        assert_ne!(
+            std::fs::read(a_debug.path).unwrap(),
+            std::fs::read(b_debug.path).unwrap(),
+            "the debug files keep their own DWARF"
+        );
     }
 }

@@ -14,8 +14,9 @@ use crate::plan::Plan;
 /// The machine's paths (homes, std sources) go to every crate through rustflags; they are the
 /// same for every project, so std and dependencies built in a shared target dir stay valid.
 /// The workspace's own path goes only to workspace members, through a
-/// `RUSTC_WORKSPACE_WRAPPER`: in rustflags it would make a checkout at a new path rebuild std
-/// and every dependency. The target dir goes to every target crate through a `rustc` shim
+/// `RUSTC_WORKSPACE_WRAPPER` that reads it from the environment: in rustflags it would make a
+/// checkout at a new path rebuild std and every dependency, and in the wrapper's text it would
+/// give members another `-C metadata` per checkout. The target dir goes to every target crate through a `rustc` shim
 /// that reads it from the environment: in flags it would make a compile cache (sccache) miss
 /// for every crate of a checkout with another target dir.
 #[derive(Debug, Clone)]
@@ -23,7 +24,7 @@ pub(super) struct Remaps {
     /// (local prefix, fixed name); rustc applies the last that matches, so more specific last.
     machine: Vec<(PathBuf, String)>,
     target_dir: PathBuf,
-    workspace: Vec<(PathBuf, String)>,
+    workspace: PathBuf,
 }
 
 impl Remaps {
@@ -52,13 +53,10 @@ impl Remaps {
             sysroot.join("lib/rustlib/src/rust"),
             format!("/rustc/{commit}"),
         ));
-        let target = (plan.target_dir.clone(), TARGET_NAME.to_owned());
-        // The target dir again after the workspace: it is often inside it.
-        let workspace = vec![(plan.workspace_root.clone(), "/src".to_owned()), target];
         Ok(Remaps {
             machine,
             target_dir: plan.target_dir.clone(),
-            workspace,
+            workspace: plan.workspace_root.clone(),
         })
     }
 
@@ -69,55 +67,65 @@ impl Remaps {
     /// The same map for C compilers: `-ffile-prefix-map` covers `__FILE__` and debug info.
     pub(super) fn c_flags(&self) -> Vec<String> {
         let target = (self.target_dir.clone(), TARGET_NAME.to_owned());
+        let workspace = (self.workspace.clone(), WORKSPACE_NAME.to_owned());
+        // The target dir again after the workspace: it is often inside it.
         let all: Vec<_> = self
             .machine
             .iter()
-            .chain([&target])
-            .chain(&self.workspace)
             .cloned()
+            .chain([target.clone(), workspace, target])
             .collect();
         flags("-ffile-prefix-map=", &all)
     }
 
-    /// Writes the wrapper that gives workspace members their remaps and points cargo at it,
-    /// keeping a wrapper the user set (clippy's, say) in the chain.
+    /// Writes the wrapper that gives workspace members their remap (and the planned binary its
+    /// link additions) and points cargo at it, keeping a wrapper the user set (clippy's, say) in
+    /// the chain.
+    ///
+    /// Cargo hashes the wrapper's name as given into members' `-C metadata`, and with it into
+    /// their symbol names, which `--split-debuginfo` keeps. So the name must not depend on
+    /// the checkout, the target dir or the home: the script reads the workspace's path from
+    /// the environment, it lives in `tools` in a directory named by its content, and cargo is
+    /// given its bare name with that directory first on PATH.
     pub(super) fn wrap_workspace(
         &self,
         cmd: &mut Command,
+        tools: &Path,
         plan: &Plan,
         links: &auditable::Links,
     ) -> Result<(), CompileError> {
-        let workspace = &self.workspace[0].0;
-        // cargo hashes the wrapper's path into workspace members: a new path relinks them.
-        let mut key = workspace.as_os_str().as_encoded_bytes().to_vec();
-        key.extend(links.key().as_bytes());
-        let split = debuginfo::wrapper_script(plan);
-        key.extend(split.as_bytes());
-        let name = crate::digest::Digest::of(&key);
-        let path = plan
-            .target_dir
-            .join("stevedore/.rustc-wrapper")
-            .join(&name.hex()[..16]);
         let chained = std::env::var_os("RUSTC_WORKSPACE_WRAPPER")
             .filter(|w| !w.is_empty())
             .map(|w| shell_quote(&w.to_string_lossy()) + " ")
             .unwrap_or_default();
-        let remaps: Vec<String> = flags("--remap-path-prefix=", &self.workspace)
-            .iter()
-            .map(|f| shell_quote(f))
-            .collect();
+        let var = crate::env::REMAP_WORKSPACE;
         let script = format!(
-            "#!/bin/sh\n# Written by stevedore: remaps {} out of what rustc writes.\n\
-             {}{split}exec {chained}\"$@\" {}\n",
-            workspace.display(),
+            "#!/bin/sh\n# Written by stevedore: remaps ${var} to {WORKSPACE_NAME} in what rustc \
+             writes for workspace members.\n\
+             {}{}if [ -n \"${var}\" ]; then set -- \"$@\" \"--remap-path-prefix=${var}={WORKSPACE_NAME}\"; fi\n\
+             exec {chained}\"$@\"\n",
             links.script(&plan.package, &plan.bin),
-            remaps.join(" ")
+            debuginfo::wrapper_script(plan),
         );
+        let name = format!("stevedore-{}", content_name("rustc-wrapper", &[&script]));
+        let dir = tools.join(&name);
+        let path = dir.join(&name);
         write_executable(&path, &script).map_err(|source| CompileError::Wrapper {
             path: path.clone(),
             source,
         })?;
-        cmd.env("RUSTC_WORKSPACE_WRAPPER", &path);
+        links.write_into(&dir)?;
+        let mut search = vec![dir];
+        search.extend(std::env::split_paths(
+            &std::env::var_os("PATH").unwrap_or_default(),
+        ));
+        let search = std::env::join_paths(search).map_err(|e| CompileError::Wrapper {
+            path: path.clone(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, e),
+        })?;
+        cmd.env("RUSTC_WORKSPACE_WRAPPER", &name)
+            .env("PATH", search)
+            .env(var, &self.workspace);
         Ok(())
     }
 }
@@ -154,6 +162,8 @@ impl Remaps {
 
 /// The name the target dir gets inside binaries.
 const TARGET_NAME: &str = "/target";
+/// The name the workspace gets inside binaries.
+const WORKSPACE_NAME: &str = "/src";
 
 /// The rustc the shim runs: the user's `RUSTC` when no toolchain was named, else the
 /// toolchain's own executable (not a rustup proxy, which would cost a lookup per crate).

@@ -55,48 +55,79 @@ fn tool_home(var: &str, default: &str) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(default))
 }
 
-/// Builds `manifest` as a user whose home is `home`, in `target_dir`; returns the --json result.
-fn build_as(
-    manifest: &Path,
-    home: &Path,
-    base: &str,
-    epoch: Option<&str>,
-    target_dir: &Path,
-) -> serde_json::Value {
-    build_as_with(manifest, home, base, epoch, target_dir, &[])
+/// A user building the example: their home, the target dir they build in and where
+/// stevedore writes their linker scripts.
+///
+/// The scripts' place is fixed per user rather than under the (temporary) home: cargo rebuilds
+/// std and every crate when the linker's path changes, so a new place per run would rebuild std
+/// in both target dirs on every run, and in the shared one again for every other test.
+struct User {
+    home: PathBuf,
+    target_dir: PathBuf,
+    tools: PathBuf,
 }
 
-/// [`build_as`] with more flags.
-fn build_as_with(
-    manifest: &Path,
-    home: &Path,
-    base: &str,
-    epoch: Option<&str>,
-    target_dir: &Path,
-    flags: &[&str],
-) -> serde_json::Value {
-    std::fs::create_dir_all(home).unwrap();
-    let layout = home.join("image");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cargo-stevedore"));
-    cmd.env("PATH", testbed::tool_path_env())
-        .env("HOME", home)
-        .env("CARGO_HOME", tool_home("CARGO_HOME", ".cargo"))
-        .env("RUSTUP_HOME", tool_home("RUSTUP_HOME", ".rustup"))
-        .env_remove("STEVEDORE_CACHE_DIR")
-        .env_remove("XDG_CACHE_HOME")
-        .env_remove("SOURCE_DATE_EPOCH")
-        .env_remove("RUSTFLAGS")
-        .args(["build", "--toolchain", "debweb", "--json", "--base", base])
-        .arg("--manifest-path")
-        .arg(manifest)
-        .args(flags)
-        .arg("--output")
-        .arg(format!("oci-layout={}", layout.display()));
-    if let Some(epoch) = epoch {
-        cmd.env("SOURCE_DATE_EPOCH", epoch);
+impl User {
+    /// Alice builds in the target dir the fixtures share, with the linker scripts where every
+    /// other test's build has them (the test process's user cache).
+    fn alice(dir: &Path) -> User {
+        let cache = std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache"));
+        User {
+            home: dir.join("home-alice"),
+            target_dir: testbed::fixture_target_dir(),
+            tools: cache.join("stevedore/tools"),
+        }
     }
-    cmd.env("CARGO_TARGET_DIR", target_dir);
-    json(&run_ok(&mut cmd).stdout)
+
+    /// CI builds in a target dir of its own, with its scripts elsewhere. Both stay in the test
+    /// bed, so musl std is built from source in them once per machine rather than once per run;
+    /// the checkouts and homes are new every run, so their paths still differ.
+    fn ci(dir: &Path) -> User {
+        User {
+            home: dir.join("home-ci"),
+            target_dir: testbed::testbed_dir().join("reproducible-target"),
+            tools: testbed::testbed_dir().join("reproducible-tools"),
+        }
+    }
+
+    /// Builds `manifest` as this user into the layout `HOME/image` with `flags`; `epoch`:
+    /// SOURCE_DATE_EPOCH, else the commit's time. Returns the --json result.
+    fn build(
+        &self,
+        manifest: &Path,
+        base: &str,
+        epoch: Option<&str>,
+        flags: &[&str],
+    ) -> serde_json::Value {
+        std::fs::create_dir_all(&self.home).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_cargo-stevedore"));
+        cmd.env("PATH", testbed::tool_path_env())
+            .env("HOME", &self.home)
+            .env("CARGO_HOME", tool_home("CARGO_HOME", ".cargo"))
+            .env("RUSTUP_HOME", tool_home("RUSTUP_HOME", ".rustup"))
+            .env("CARGO_TARGET_DIR", &self.target_dir)
+            .env("STEVEDORE_TOOLS_DIR", &self.tools)
+            .env_remove("STEVEDORE_CACHE_DIR")
+            .env_remove("XDG_CACHE_HOME")
+            .env_remove("SOURCE_DATE_EPOCH")
+            .env_remove("RUSTFLAGS")
+            .args(["build", "--toolchain", "debweb", "--json", "--base", base])
+            .arg("--manifest-path")
+            .arg(manifest)
+            .args(flags)
+            .arg("--output")
+            .arg(format!("oci-layout={}", self.layout().display()));
+        if let Some(epoch) = epoch {
+            cmd.env("SOURCE_DATE_EPOCH", epoch);
+        }
+        json(&run_ok(&mut cmd).stdout)
+    }
+
+    fn layout(&self) -> PathBuf {
+        self.home.join("image")
+    }
 }
 
 fn platform_digests(result: &serde_json::Value) -> Vec<(String, String)> {
@@ -138,15 +169,10 @@ fn two_checkouts_two_homes_two_clocks_give_identical_images() {
     let second = clone(&repo, &dir.path().join("ci/workspace/build-7/checkout"));
 
     // One with SOURCE_DATE_EPOCH unset (the commit's time is used) in a target dir shared with
-    // other projects (as CI caches are), one with it set in a target dir of its own. That one
-    // stays in the test bed, so musl std is built from source in it once per machine rather
-    // than once per run; the checkouts are new every run, so their paths still differ.
-    let shared = testbed::fixture_target_dir();
-    let alice_home = dir.path().join("home-alice");
-    let alice = build_as(&first, &alice_home, &base, None, &shared);
-    let ci_home = dir.path().join("home-ci");
-    let own = testbed::testbed_dir().join("reproducible-target");
-    let ci = build_as(&second, &ci_home, &base, Some(COMMIT_TIME), &own);
+    // other projects (as CI caches are), one with it set in a target dir of its own.
+    let (alice_user, ci_user) = (User::alice(dir.path()), User::ci(dir.path()));
+    let alice = alice_user.build(&first, &base, None, &[]);
+    let ci = ci_user.build(&second, &base, Some(COMMIT_TIME), &[]);
 
     let platforms = platform_digests(&alice);
     assert_eq!(platforms.len(), 2, "{alice:#}");
@@ -160,10 +186,10 @@ fn two_checkouts_two_homes_two_clocks_give_identical_images() {
 
     // The provenance statement is byte-identical too: it takes nothing from the clock, the
     // home or the checkout's path, and its subject is the index.
-    let alice_statement = provenance_statement(&alice_home.join("image"));
+    let alice_statement = provenance_statement(&alice_user.layout());
     assert_eq!(
         alice_statement,
-        provenance_statement(&ci_home.join("image")),
+        provenance_statement(&ci_user.layout()),
         "provenance statements differ"
     );
     let statement = text(&alice_statement);
@@ -179,7 +205,7 @@ fn two_checkouts_two_homes_two_clocks_give_identical_images() {
 
     // The binary names none of the machine's paths: not the checkout, the home, nor the
     // toolchain's std sources (those read /rustc/COMMIT/, as in official builds).
-    let layout = dir.path().join("home-alice/image");
+    let layout = alice_user.layout();
     let amd64 = alice["images"]
         .as_array()
         .unwrap()
@@ -194,8 +220,8 @@ fn two_checkouts_two_homes_two_clocks_give_identical_images() {
     let contains = |needle: &str| binary.windows(needle.len()).any(|w| w == needle.as_bytes());
     for local in [
         dir.path().to_str().unwrap(),
-        shared.to_str().unwrap(),
-        own.to_str().unwrap(),
+        alice_user.target_dir.to_str().unwrap(),
+        ci_user.target_dir.to_str().unwrap(),
         "/lib/rustlib/src/rust",
         tool_home("CARGO_HOME", ".cargo").to_str().unwrap(),
     ] {
@@ -210,8 +236,9 @@ fn two_checkouts_two_homes_two_clocks_give_identical_images() {
     );
 }
 
-/// The debug-symbols referrers a layout lists: (subject, the referrer's digest, its layer's).
-fn debuginfo_referrers(layout: &Path) -> Vec<(String, String, String)> {
+/// The debug-symbols referrers a layout lists: (subject, the build-id its layer is annotated
+/// with).
+fn debuginfo_referrers(layout: &Path) -> Vec<(String, String)> {
     let index = json(&std::fs::read(layout.join("index.json")).unwrap());
     let mut found: Vec<_> = index["manifests"]
         .as_array()
@@ -222,8 +249,7 @@ fn debuginfo_referrers(layout: &Path) -> Vec<(String, String, String)> {
             let artifact = layout_json(layout, m["digest"].as_str().unwrap());
             (
                 artifact["subject"]["digest"].to_string(),
-                m["digest"].to_string(),
-                artifact["layers"][0]["digest"].to_string(),
+                artifact["layers"][0]["annotations"]["dev.stevedore.build-id"].to_string(),
             )
         })
         .collect();
@@ -231,67 +257,27 @@ fn debuginfo_referrers(layout: &Path) -> Vec<(String, String, String)> {
     found
 }
 
-/// Builds the checkout `manifest` with split symbols into the layout `dir/NAME`, as the other
-/// tests build (the test bed's toolchain, caches and target dir); `epoch`: SOURCE_DATE_EPOCH,
-/// else the commit's time.
-fn build_split(
-    manifest: &Path,
-    base: &str,
-    epoch: Option<&str>,
-    layout: &Path,
-) -> serde_json::Value {
-    let mut cmd = stevedore_build_manifest(manifest);
-    cmd.env_remove("SOURCE_DATE_EPOCH")
-        .args([
-            "--split-debuginfo",
-            "--platform",
-            "linux/amd64",
-            "--json",
-            "--base",
-            base,
-        ])
-        .arg("--output")
-        .arg(format!("oci-layout={}", layout.display()));
-    if let Some(epoch) = epoch {
-        cmd.env("SOURCE_DATE_EPOCH", epoch);
-    }
-    json(&run_ok(&mut cmd).stdout)
-}
-
-/// Split symbols across two checkouts (other paths) are NOT yet bit-identical: cargo's
-/// `-C metadata` for workspace members differs per checkout (stevedore's workspace wrapper is
-/// named by the checkout's path), and with `--split-debuginfo` the crate hashes in symbol
-/// names reach the symbol table and the DWARF, so the build-id, and with it the image, differ.
-/// What holds, and is checked here: the same checkout compiled and linked twice, with the
-/// epoch from the commit and from SOURCE_DATE_EPOCH, gives the same image and debug file.
+/// With `--split-debuginfo` the crate hashes in symbol names reach the symbol table and the
+/// DWARF: anything of the checkout's path, the home or the target dir in cargo's `-C metadata`
+/// (the workspace wrapper's name is hashed into it) would make the build-id, and the images,
+/// differ. The same two users as above, for one platform. The debug files themselves may
+/// differ: zig's C runtime carries its compile dir and cache paths in its DWARF.
 #[test]
-fn split_debuginfo_images_are_identical_when_the_checkout_is_rebuilt() {
+fn split_debuginfo_images_are_identical_across_checkouts_homes_and_target_dirs() {
     let registry = Registry::start(Mode::Http);
     let base = registry.push_base();
     let dir = tempfile::tempdir().unwrap();
     let repo = example_repo(dir.path());
-    let checkout = clone(&repo, &dir.path().join("src/hello-service"));
-    let first = build_split(&checkout, &base, None, &dir.path().join("first"));
-    // Make cargo compile and link the service again, and stevedore split it again.
-    let main = checkout.with_file_name("src/main.rs");
-    let later = std::time::SystemTime::now() + std::time::Duration::from_secs(5);
-    std::fs::File::options()
-        .append(true)
-        .open(&main)
-        .unwrap()
-        .set_modified(later)
-        .unwrap();
-    std::fs::remove_dir_all(testbed::fixture_target_dir().join("stevedore/.debuginfo")).unwrap();
-    let second = build_split(
-        &checkout,
-        &base,
-        Some(COMMIT_TIME),
-        &dir.path().join("second"),
-    );
+    let first = clone(&repo, &dir.path().join("alice/src/hello-service"));
+    let second = clone(&repo, &dir.path().join("ci/workspace/build-9/checkout"));
+    let flags = ["--split-debuginfo", "--platform", "linux/amd64"];
+    let (alice_user, ci_user) = (User::alice(dir.path()), User::ci(dir.path()));
+    let alice = alice_user.build(&first, &base, None, &flags);
+    let ci = ci_user.build(&second, &base, Some(COMMIT_TIME), &flags);
 
-    assert_eq!(platform_digests(&first), platform_digests(&second));
-    assert_eq!(first["digest"], second["digest"]);
-    let symbols = debuginfo_referrers(&dir.path().join("first"));
+    assert_eq!(platform_digests(&alice), platform_digests(&ci));
+    assert_eq!(alice["digest"], ci["digest"]);
+    let symbols = debuginfo_referrers(&alice_user.layout());
     assert_eq!(
         symbols.len(),
         1,
@@ -299,7 +285,8 @@ fn split_debuginfo_images_are_identical_when_the_checkout_is_rebuilt() {
     );
     assert_eq!(
         symbols,
-        debuginfo_referrers(&dir.path().join("second")),
-        "the debug files (or their referrers) differ"
+        debuginfo_referrers(&ci_user.layout()),
+        "the debug files' subjects or build-ids differ"
     );
+    assert!(symbols[0].1.len() >= 18, "a build-id: {symbols:?}");
 }
