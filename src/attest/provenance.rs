@@ -57,7 +57,9 @@ pub fn statement(plan: &Plan, built: &Built, toolchain: &Toolchain) -> Vec<u8> {
     }))
 }
 
-/// What the user chose: flags and `[package.metadata.stevedore]`.
+/// What the user chose: flags and `[package.metadata.stevedore]`. Not the tags: they say where
+/// the image is published, not how it was built, and with them a push under a new tag would
+/// need a new statement, and an upload, for the same image.
 fn external(plan: &Plan) -> Value {
     json!({
         "package": plan.package,
@@ -71,7 +73,6 @@ fn external(plan: &Plan) -> Value {
             Base::Image(reference) => reference.to_string(),
             Base::Scratch => "scratch".to_owned(),
         },
-        "tags": plan.tags.iter().map(ToString::to_string).collect::<Vec<_>>(),
     })
 }
 

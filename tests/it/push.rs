@@ -64,6 +64,13 @@ fn pushes_over_http_and_the_image_runs() {
     assert_eq!(second["digest"], first["digest"]);
     assert_eq!(second["push"]["uploaded"], 0, "{second}");
     assert_eq!(second["push"]["mounted"], 0, "{second}");
+
+    // And under a new tag: the referrers (SBOM, provenance) name no tag, so nothing goes up.
+    let retagged = format!("{}/test/hello:2", registry.addr());
+    let third = push(&base, &retagged, &[], &[]);
+    assert_eq!(third["digest"], first["digest"]);
+    assert_eq!(third["push"]["uploaded"], 0, "{third}");
+    assert_eq!(third["push"]["mounted"], 0, "{third}");
 }
 
 #[test]

@@ -55,21 +55,23 @@ fn tool_home(var: &str, default: &str) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(default))
 }
 
-/// A user building the example: their home, the target dir they build in and where
-/// stevedore writes their linker scripts.
+/// A user building the example: their home, the target dir they build in, where stevedore
+/// writes their linker scripts and where zig keeps the C runtime it compiles.
 ///
-/// The scripts' place is fixed per user rather than under the (temporary) home: cargo rebuilds
+/// Those two places are fixed per user rather than under the (temporary) home: cargo rebuilds
 /// std and every crate when the linker's path changes, so a new place per run would rebuild std
-/// in both target dirs on every run, and in the shared one again for every other test.
+/// in both target dirs on every run, and in the shared one again for every other test; and a
+/// new zig cache compiles musl's C runtime again for each target (a minute or more each).
 struct User {
     home: PathBuf,
     target_dir: PathBuf,
     tools: PathBuf,
+    zig_cache: PathBuf,
 }
 
 impl User {
-    /// Alice builds in the target dir the fixtures share, with the linker scripts where every
-    /// other test's build has them (the test process's user cache).
+    /// Alice builds in the target dir the fixtures share, with the linker scripts and zig's
+    /// cache where every other test's build has them (the test process's user cache).
     fn alice(dir: &Path) -> User {
         let cache = std::env::var_os("XDG_CACHE_HOME")
             .map(PathBuf::from)
@@ -78,6 +80,7 @@ impl User {
             home: dir.join("home-alice"),
             target_dir: testbed::fixture_target_dir(),
             tools: cache.join("stevedore/tools"),
+            zig_cache: cache.join("zig"),
         }
     }
 
@@ -89,6 +92,7 @@ impl User {
             home: dir.join("home-ci"),
             target_dir: testbed::testbed_dir().join("reproducible-target"),
             tools: testbed::testbed_dir().join("reproducible-tools"),
+            zig_cache: testbed::testbed_dir().join("reproducible-zig"),
         }
     }
 
@@ -109,6 +113,7 @@ impl User {
             .env("RUSTUP_HOME", tool_home("RUSTUP_HOME", ".rustup"))
             .env("CARGO_TARGET_DIR", &self.target_dir)
             .env("STEVEDORE_TOOLS_DIR", &self.tools)
+            .env("ZIG_GLOBAL_CACHE_DIR", &self.zig_cache)
             .env_remove("STEVEDORE_CACHE_DIR")
             .env_remove("XDG_CACHE_HOME")
             .env_remove("SOURCE_DATE_EPOCH")

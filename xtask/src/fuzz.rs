@@ -44,14 +44,27 @@ pub fn run(seconds: u64) -> bool {
     prerequisites();
     run_ok(&mut cargo_fuzz_build(&root, "build"));
     let targets = targets(&root);
+    // One libFuzzer process per core at a time: each is single-threaded.
+    let jobs = std::thread::available_parallelism().map_or(1, usize::from);
     let failures: Vec<String> = targets
-        .iter()
-        .filter_map(|target| run_target(&root, target, seconds).err())
+        .chunks(jobs)
+        .flat_map(|batch| {
+            std::thread::scope(|scope| {
+                let running: Vec<_> = batch
+                    .iter()
+                    .map(|target| scope.spawn(|| run_target(&root, target, seconds)))
+                    .collect();
+                running
+                    .into_iter()
+                    .filter_map(|run| run.join().expect("a fuzz run's thread panicked").err())
+                    .collect::<Vec<_>>()
+            })
+        })
         .collect();
     let elapsed = started.elapsed().as_secs_f64();
     if failures.is_empty() {
         say(&format!(
-            "{} targets, {seconds} s each, no crash ({elapsed:.0} s in all)",
+            "{} targets, {seconds} s each, {jobs} at a time, no crash ({elapsed:.0} s in all)",
             targets.len()
         ));
         return true;
