@@ -230,10 +230,15 @@ impl Lockfile {
 }
 
 fn parse(path: &Path, text: &str) -> Result<BTreeMap<String, Digest>, LockError> {
-    let document: Document = toml::from_str(text).map_err(|e| LockError::Parse {
+    let error = |e: toml::de::Error| LockError::Parse {
         path: path.to_path_buf(),
         message: e.message().to_owned(),
-    })?;
+    };
+    // The whole file as TOML first: read straight into `Document`, tables it does not know are
+    // skipped unchecked, so a file that is not TOML at all (an integer beyond 64 bits there,
+    // as the fuzzer found) would pass, and its rest be dropped when the lock is written back.
+    let table: toml::Table = toml::from_str(text).map_err(error)?;
+    let document: Document = table.try_into().map_err(error)?;
     if document.version != VERSION {
         return Err(LockError::Version {
             path: path.to_path_buf(),
@@ -258,6 +263,18 @@ fn parse(path: &Path, text: &str) -> Result<BTreeMap<String, Digest>, LockError>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by `cargo xtask fuzz` (target `lock`): TOML integers are 64-bit, and an unknown
+    /// table is no place to hide a longer one.
+    #[test]
+    fn a_file_that_is_not_toml_is_refused_even_where_the_lock_reads_nothing() {
+        let text =
+            "version = 1\n\n[[7777777777base]]\nrefrneece = \"docker.io/libraxy/alping:3.20\"\n\
+                    digest = 777777777777777777777777777777777777";
+        let err = Lockfile::from_text(PathBuf::from(FILE_NAME), text).unwrap_err();
+        assert!(matches!(err, LockError::Parse { .. }), "{err}");
+        crate::fuzzing::lock(text.as_bytes());
+    }
 
     fn digest(n: u8) -> Digest {
         Digest::of(&[n])
