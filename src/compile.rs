@@ -440,15 +440,21 @@ fn write_zig_wrappers(
 }
 
 fn write_executable(path: &Path, content: &str) -> std::io::Result<()> {
+    write_file(path, content.as_bytes(), 0o755)
+}
+
+/// Writes `bytes` to `path` with `mode`, by temp file and rename so a reader (a cargo of
+/// another build) never sees half a file; nothing when the file already holds them.
+fn write_file(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    if std::fs::read_to_string(path).is_ok_and(|old| old == content) {
+    if std::fs::read(path).is_ok_and(|old| old == bytes) {
         return Ok(());
     }
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
     let tmp = tempfile::NamedTempFile::new_in(dir)?;
-    std::fs::write(tmp.path(), content)?;
-    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755))?;
+    std::fs::write(tmp.path(), bytes)?;
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(mode))?;
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
 }

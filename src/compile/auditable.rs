@@ -9,7 +9,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use cargo_metadata::cargo_platform::Cfg;
@@ -19,7 +18,7 @@ use serde::Serialize;
 use crate::digest::Digest;
 use crate::plan::Plan;
 
-use super::{shell_quote, CompileError};
+use super::{shell_quote, write_file, CompileError};
 
 /// Why the dependency list cannot be embedded.
 #[derive(Debug, thiserror::Error)]
@@ -98,26 +97,13 @@ impl Links {
     pub(super) fn write_into(&self, dir: &Path) -> Result<(), CompileError> {
         for (_, object, name) in &self.objects {
             let path = dir.join(name);
-            write_file(&path, object).map_err(|source| CompileError::Wrapper {
+            write_file(&path, object, 0o644).map_err(|source| CompileError::Wrapper {
                 path: path.clone(),
                 source,
             })?;
         }
         Ok(())
     }
-}
-
-fn write_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    if std::fs::read(path).is_ok_and(|old| old == bytes) {
-        return Ok(());
-    }
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let tmp = tempfile::NamedTempFile::new_in(dir)?;
-    std::fs::write(tmp.path(), bytes)?;
-    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644))?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
 }
 
 /// zlib at a fixed level: the same list gives the same bytes.

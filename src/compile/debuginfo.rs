@@ -23,7 +23,7 @@ use sha2::Digest as _;
 use crate::build_id::BuildId;
 use crate::plan::Plan;
 
-use super::shell_quote;
+use super::{shell_quote, write_file};
 
 /// The debug file split from a platform's executable.
 #[derive(Debug, Clone)]
@@ -109,8 +109,8 @@ pub(super) fn split(
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let debug_path = dir.join(format!("{bin}.debug"));
     let stripped_path = dir.join(bin);
-    write(&debug_path, &debug, 0o644).map_err(io(&debug_path))?;
-    write(&stripped_path, &stripped, 0o755).map_err(io(&stripped_path))?;
+    write_file(&debug_path, &debug, 0o644).map_err(io(&debug_path))?;
+    write_file(&stripped_path, &stripped, 0o755).map_err(io(&stripped_path))?;
     Ok((
         stripped_path,
         DebugFile {
@@ -203,17 +203,6 @@ fn write_elf(builder: Builder<'_>) -> Result<Vec<u8>, object::build::Error> {
     let mut out = Vec::new();
     builder.write(&mut out)?;
     Ok(out)
-}
-
-/// Written by temp file and rename, so a reader never sees half a file.
-fn write(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = tempfile::NamedTempFile::new_in(dir)?;
-    std::fs::write(tmp.path(), bytes)?;
-    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(mode))?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
 }
 
 #[cfg(test)]

@@ -16,9 +16,9 @@ use crate::plan::Plan;
 /// The workspace's own path goes only to workspace members, through a
 /// `RUSTC_WORKSPACE_WRAPPER` that reads it from the environment: in rustflags it would make a
 /// checkout at a new path rebuild std and every dependency, and in the wrapper's text it would
-/// give members another `-C metadata` per checkout. The target dir goes to every target crate through a `rustc` shim
-/// that reads it from the environment: in flags it would make a compile cache (sccache) miss
-/// for every crate of a checkout with another target dir.
+/// give members another `-C metadata` per checkout. The target dir goes to every target crate
+/// through a `rustc` shim that reads it from the environment: in flags it would make a compile
+/// cache (sccache) miss for every crate of a checkout with another target dir.
 #[derive(Debug, Clone)]
 pub(super) struct Remaps {
     /// (local prefix, fixed name); rustc applies the last that matches, so more specific last.
