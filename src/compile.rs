@@ -21,10 +21,15 @@ use crate::toolchain::{describe, run_capture, Toolchain, ToolchainError};
 mod auditable;
 mod debuginfo;
 mod remap;
+mod std_cache;
+mod tools;
 
 pub use debuginfo::{DebugFile, DebuginfoError};
 
 use remap::Remaps;
+use tools::{
+    content_name, env_path, shell_quote, tools_dir, write_executable, write_file, zig_cache_dir,
+};
 
 /// A compiled executable for one platform.
 #[derive(Debug, Clone)]
@@ -69,6 +74,16 @@ pub enum CompileError {
     },
     #[error("cargo failed to build `{bin}` for {platforms}; its messages are above")]
     Failed { bin: String, platforms: String },
+    #[error(
+        "cannot copy the standard library from stevedore's std cache {from} into {to}: check \
+         that the target dir can be written and has room"
+    )]
+    StdCache {
+        from: PathBuf,
+        to: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("the compile was stopped")]
     Cancelled,
     #[error(transparent)]
@@ -150,42 +165,24 @@ pub fn compile(
             std = Std::FromSource;
         }
     }
-    let mut cmd = cargo_build(plan, &targets, std);
-    let remaps = Remaps::for_plan(plan)?;
-    let tools = tools_dir(plan);
-    let mut rustflags: Vec<(&str, Vec<String>)> = Vec::new();
-    let mut zig = None;
-    for platform in &plan.platforms {
-        let target = platform.rust_target();
-        let mut flags = remaps.rustc_flags();
-        if let Some(why) = zig_reason(std, platform, plan.has_c_code) {
-            if zig.is_none() {
-                zig = Some(find_zig().ok_or(CompileError::NoZig {
-                    target: target.to_owned(),
-                    why,
-                })?);
-                if let Some(dir) = zig_cache_dir(env_path) {
-                    cmd.env("ZIG_GLOBAL_CACHE_DIR", dir);
-                }
-            }
-            let zig = zig.as_deref().expect("found above");
-            let wrappers = write_zig_wrappers(&tools, target, zig)?;
-            link_with(&mut cmd, target, &wrappers, &remaps);
-            // zig brings musl's C runtime and libunwind; rustc's own copies would clash.
-            flags.push("-Clink-self-contained=no".into());
-        }
-        rustflags.push((target, flags));
-    }
-    set_rustflags(&mut cmd, &rustflags);
-    let links = auditable::Links::for_plan(plan, cfgs)?;
-    remaps.wrap_workspace(&mut cmd, &tools, plan, &links)?;
-    remaps.shim_rustc(&mut cmd, &tools, plan)?;
+    let setup = Setup {
+        plan,
+        std,
+        remaps: Remaps::for_plan(plan)?,
+        tools: tools_dir(plan),
+        links: auditable::Links::for_plan(plan, cfgs)?,
+        zig: std::cell::OnceCell::new(),
+    };
     if std == Std::FromSource {
         tracing::info!(
             "using a standard library built from source (rust-src) for {}",
             targets.join(", ")
         );
+        std_cache::seed(plan, &targets, &setup.tools, cancel, |cmd| setup.apply(cmd))?;
     }
+    let mut cmd = cargo_build(plan, &targets, std);
+    cmd.args(plan.cargo_flags());
+    setup.apply(&mut cmd)?;
     let executables = run_cargo(&mut cmd, plan, cancel)?;
     let missing: Vec<String> = plan
         .platforms
@@ -226,6 +223,60 @@ pub fn compile(
             })
         })
         .collect()
+}
+
+/// What every cargo run of a compile is given: rustflags, the zig linker, the workspace
+/// wrapper and the rustc shim. The std cache's cargo gets the same, so that the standard
+/// library it builds is the one this compile's cargo would build, unit for unit.
+struct Setup<'a> {
+    plan: &'a Plan,
+    std: Std,
+    remaps: Remaps,
+    tools: PathBuf,
+    links: auditable::Links,
+    /// Found on first need: the search starts a process.
+    zig: std::cell::OnceCell<Vec<String>>,
+}
+
+impl Setup<'_> {
+    fn apply(&self, cmd: &mut Command) -> Result<(), CompileError> {
+        let mut rustflags: Vec<(&str, Vec<String>)> = Vec::new();
+        for platform in &self.plan.platforms {
+            let target = platform.rust_target();
+            let mut flags = self.remaps.rustc_flags();
+            if let Some(why) = zig_reason(self.std, platform, self.plan.has_c_code) {
+                let zig = self.zig(cmd, target, why)?;
+                let wrappers = write_zig_wrappers(&self.tools, target, zig)?;
+                link_with(cmd, target, &wrappers, &self.remaps);
+                // zig brings musl's C runtime and libunwind; rustc's own copies would clash.
+                flags.push("-Clink-self-contained=no".into());
+            }
+            rustflags.push((target, flags));
+        }
+        set_rustflags(cmd, &rustflags);
+        self.remaps
+            .wrap_workspace(cmd, &self.tools, self.plan, &self.links)?;
+        self.remaps.shim_rustc(cmd, &self.tools, self.plan)
+    }
+
+    fn zig(
+        &self,
+        cmd: &mut Command,
+        target: &str,
+        why: &'static str,
+    ) -> Result<&[String], CompileError> {
+        if self.zig.get().is_none() {
+            let zig = find_zig().ok_or(CompileError::NoZig {
+                target: target.to_owned(),
+                why,
+            })?;
+            let _ = self.zig.set(zig);
+        }
+        if let Some(dir) = zig_cache_dir(env_path) {
+            cmd.env("ZIG_GLOBAL_CACHE_DIR", dir);
+        }
+        Ok(self.zig.get().expect("set above"))
+    }
 }
 
 fn find_std(toolchain: &Toolchain, target: &str) -> Result<Std, CompileError> {
@@ -308,13 +359,16 @@ fn cargo_build(plan: &Plan, targets: &[&str], std: Std) -> Command {
         cmd.args(["--target", target]);
     }
     cmd.args(["--keep-going", "--message-format=json-render-diagnostics"]);
-    cmd.args(plan.cargo_flags());
     if std == Std::FromSource {
-        // build-std is unstable; RUSTC_BOOTSTRAP lets a stable toolchain use it.
-        cmd.arg("-Zbuild-std=std,panic_abort")
-            .env("RUSTC_BOOTSTRAP", "1");
+        build_std(&mut cmd);
     }
     cmd
+}
+
+fn build_std(cmd: &mut Command) {
+    // build-std is unstable; RUSTC_BOOTSTRAP lets a stable toolchain use it.
+    cmd.arg("-Zbuild-std=std,panic_abort")
+        .env("RUSTC_BOOTSTRAP", "1");
 }
 
 /// The zig executable, as a command prefix: `zig`, or `python3 -m ziglang` from PyPI.
@@ -332,73 +386,6 @@ fn find_zig() -> Option<Vec<String>> {
     ];
     let exe = run_capture(Command::new(python[0]).args(&python[1..])).ok()?;
     Some(vec![exe.trim().to_owned(), "-m".into(), "ziglang".into()])
-}
-
-/// Where the helper scripts cargo runs (zig wrappers, the rustc shim) live, at paths named by
-/// their content. Cargo rebuilds everything, std included, when the linker's path changes,
-/// and compile caches hash it, so the path must not depend on the target dir or the checkout.
-/// `STEVEDORE_TOOLS_DIR`, else the user's cache (`~/.cache/stevedore/tools`). Not under
-/// `STEVEDORE_CACHE_DIR` by default: a build with another blob cache (a test's, a CI job's)
-/// would name another linker and `rustc`, and cargo would rebuild std and every crate for it.
-fn tools_dir(plan: &Plan) -> PathBuf {
-    tools_dir_from(env_path, &plan.target_dir)
-}
-
-/// An environment variable that names a path, unless empty.
-fn env_path(name: &str) -> Option<PathBuf> {
-    std::env::var_os(name)
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-}
-
-/// [`tools_dir`] from the variables `var` names.
-fn tools_dir_from(var: impl Fn(&str) -> Option<PathBuf>, target_dir: &Path) -> PathBuf {
-    var(crate::env::TOOLS_DIR)
-        .or_else(|| user_cache_dir(&var, "stevedore/tools", "tools"))
-        .unwrap_or_else(|| target_dir.join("stevedore"))
-}
-
-/// `NAME` in the user's cache (`$XDG_CACHE_HOME`, else `~/.cache`), or `FALLBACK` in
-/// `$STEVEDORE_CACHE_DIR` when the user's cannot be written: a service user's HOME often
-/// cannot (`/nonexistent` for `nobody`, which `docker run --user 65534` and `sudo -u nobody`
-/// give), and then the one variable the blob cache needs serves the rest too.
-fn user_cache_dir(
-    var: impl Fn(&str) -> Option<PathBuf>,
-    name: &str,
-    fallback: &str,
-) -> Option<PathBuf> {
-    user_cache_root(&var)
-        .map(|p| p.join(name))
-        .filter(|dir| writable(dir))
-        .or_else(|| var(crate::env::CACHE_DIR).map(|p| p.join(fallback)))
-}
-
-/// The user's cache directory, as zig and the XDG spec find it: `$XDG_CACHE_HOME`, else
-/// `~/.cache`.
-fn user_cache_root(var: impl Fn(&str) -> Option<PathBuf>) -> Option<PathBuf> {
-    var("XDG_CACHE_HOME").or_else(|| var("HOME").map(|p| p.join(".cache")))
-}
-
-/// The `ZIG_GLOBAL_CACHE_DIR` to give cargo, when zig's own choice (the user's cache, as
-/// [`user_cache_dir`] finds it) cannot be written: zig then fails every compile and link.
-fn zig_cache_dir(var: impl Fn(&str) -> Option<PathBuf>) -> Option<PathBuf> {
-    if var("ZIG_GLOBAL_CACHE_DIR").is_some() {
-        return None;
-    }
-    let dir = user_cache_dir(&var, "zig", "zig")?;
-    let zigs_own = user_cache_root(&var).map(|p| p.join("zig"));
-    (Some(&dir) != zigs_own.as_ref()).then_some(dir)
-}
-
-/// Whether `dir` is, or can be made, a directory that takes new files.
-fn writable(dir: &Path) -> bool {
-    std::fs::create_dir_all(dir).is_ok() && tempfile::tempfile_in(dir).is_ok()
-}
-
-/// A directory name for scripts, from their content.
-fn content_name(prefix: &str, scripts: &[&str]) -> String {
-    let digest = crate::digest::Digest::of(scripts.concat().as_bytes());
-    format!("{prefix}-{}", &digest.hex()[..16])
 }
 
 struct ZigWrappers {
@@ -437,30 +424,6 @@ fn write_zig_wrappers(
         })?;
     }
     Ok(wrappers)
-}
-
-fn write_executable(path: &Path, content: &str) -> std::io::Result<()> {
-    write_file(path, content.as_bytes(), 0o755)
-}
-
-/// Writes `bytes` to `path` with `mode`, by temp file and rename so a reader (a cargo of
-/// another build) never sees half a file; nothing when the file already holds them.
-fn write_file(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    if std::fs::read(path).is_ok_and(|old| old == bytes) {
-        return Ok(());
-    }
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let tmp = tempfile::NamedTempFile::new_in(dir)?;
-    std::fs::write(tmp.path(), bytes)?;
-    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(mode))?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
-}
-
-fn shell_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''"))
 }
 
 /// Points cargo, rustc and cc-rs at the zig wrappers for `target`.
@@ -596,44 +559,5 @@ mod tests {
         let mut late = Command::new("sleep").arg("30").spawn().unwrap();
         cancel.started(late.id());
         assert!(!late.wait().unwrap().success());
-    }
-
-    #[test]
-    fn scripts_and_zigs_cache_go_beside_the_blob_cache_when_home_cannot_be_written() {
-        let dir = tempfile::tempdir().unwrap();
-        // A HOME below a file cannot be written, not even by root.
-        let unwritable = dir.path().join("file");
-        std::fs::write(&unwritable, "").unwrap();
-        let writable = dir.path().join("home");
-        let cache = dir.path().join("cache");
-        let target = dir.path().join("target");
-        let env = |home: &Path, cache: Option<&Path>| {
-            let home = home.to_path_buf();
-            let cache = cache.map(Path::to_path_buf);
-            move |name: &str| match name {
-                "HOME" => Some(home.clone()),
-                crate::env::CACHE_DIR => cache.clone(),
-                _ => None,
-            }
-        };
-        assert_eq!(
-            tools_dir_from(env(&writable, Some(&cache)), &target),
-            writable.join(".cache/stevedore/tools"),
-            "the user's cache, whatever STEVEDORE_CACHE_DIR says"
-        );
-        assert_eq!(
-            tools_dir_from(env(&unwritable, Some(&cache)), &target),
-            cache.join("tools")
-        );
-        assert_eq!(
-            tools_dir_from(env(&unwritable, None), &target),
-            target.join("stevedore")
-        );
-        // zig's global cache likewise, where zig would not look by itself.
-        assert_eq!(zig_cache_dir(env(&writable, Some(&cache))), None);
-        assert_eq!(
-            zig_cache_dir(env(&unwritable, Some(&cache))),
-            Some(cache.join("zig"))
-        );
     }
 }

@@ -7,6 +7,9 @@ pub const CACHE_DIR: &str = "STEVEDORE_CACHE_DIR";
 /// cargo and sccache key on, so they must not move when the blob cache does. Only when that
 /// cannot be written (a service user's HOME) they go to `$STEVEDORE_CACHE_DIR/tools`.
 pub const TOOLS_DIR: &str = "STEVEDORE_TOOLS_DIR";
+/// `off` turns off the std cache: with `-Zbuild-std`, cargo then compiles the standard library
+/// into each new target dir itself rather than stevedore copying it from `TOOLS_DIR/std`.
+pub const STD_CACHE: &str = "STEVEDORE_STD_CACHE";
 /// Timestamp (seconds since the epoch) for every file and the image's `created`.
 pub const SOURCE_DATE_EPOCH: &str = "SOURCE_DATE_EPOCH";
 /// Username for the registry, overriding docker config (for CI).

@@ -59,11 +59,16 @@ pub fn build(
     // CPU-bound: do both at once, and stop the compile as soon as the network side fails.
     // Each platform's cfg picks its part of the plan's dependency graph, for the list the
     // binary embeds and for the SBOM (index for index with `plan.platforms`).
-    let cfgs = plan
-        .platforms
-        .iter()
-        .map(|p| plan::target_cfg(plan, p.rust_target()))
-        .collect::<Result<Vec<_>, _>>()?;
+    let cfgs = std::thread::scope(|s| {
+        let asks: Vec<_> = plan
+            .platforms
+            .iter()
+            .map(|p| s.spawn(|| plan::target_cfg(plan, p.rust_target())))
+            .collect();
+        asks.into_iter()
+            .map(|ask| ask.join().expect("asking rustc does not panic"))
+            .collect::<Result<Vec<_>, _>>()
+    })?;
     let cancel = Cancel::default();
     let (bases, binaries) = std::thread::scope(|s| {
         let network = s.spawn(|| {

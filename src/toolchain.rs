@@ -97,26 +97,37 @@ impl Toolchain {
             .clone())
     }
 
+    /// Asks for the sysroot and `rustc -vV` now, so later stages find them known; a failure
+    /// is reported by whichever stage needs the answer.
+    pub fn prefetch(&self) {
+        if self.sysroot().is_ok() {
+            self.verbose_version();
+        }
+    }
+
     /// The commit rustc was built from (`rustc -vV`), which names its std sources in official
     /// builds' paths.
     pub fn commit_hash(&self) -> Option<String> {
-        let out = match self.version.get() {
-            Some(out) => out,
-            None => {
-                let out = run_capture(self.rustc().arg("-vV")).ok()?;
-                self.version.get_or_init(|| out)
-            }
-        };
-        out.lines()
+        self.verbose_version()?
+            .lines()
             .find_map(|l| l.strip_prefix("commit-hash: "))
             .map(|h| h.trim().to_owned())
             .filter(|h| h != "unknown")
     }
 
+    /// `rustc -vV`, which names the compiler exactly (release, commit, host, LLVM).
+    pub fn verbose_version(&self) -> Option<&str> {
+        if let Some(out) = self.version.get() {
+            return Some(out);
+        }
+        let out = run_capture(self.rustc().arg("-vV")).ok()?;
+        Some(self.version.get_or_init(|| out))
+    }
+
     /// rustc's release (`1.95.0`), from `rustc -vV`, for the provenance.
     pub fn release(&self) -> Option<String> {
-        let out = run_capture(self.rustc().arg("-vV")).ok()?;
-        out.lines()
+        self.verbose_version()?
+            .lines()
             .find_map(|l| l.strip_prefix("release: "))
             .map(|h| h.trim().to_owned())
     }

@@ -141,15 +141,8 @@ impl Remaps {
         tools: &Path,
         plan: &Plan,
     ) -> Result<(), CompileError> {
-        let rustc = shell_quote(&real_rustc(plan)?.to_string_lossy());
+        let script = shim_script(&real_rustc(plan)?.to_string_lossy());
         let var = crate::env::REMAP_TARGET_DIR;
-        let script = format!(
-            "#!/bin/sh\n# Written by stevedore: rustc, with the target dir in ${var} remapped to \
-             {TARGET_NAME} for target crates.\n\
-             if [ -n \"${var}\" ]; then for a do case \"$a\" in --target|--target=*) \
-             exec {rustc} \"$@\" \"--remap-path-prefix=${var}={TARGET_NAME}\";; esac; done; fi\n\
-             exec {rustc} \"$@\"\n"
-        );
         let path = tools.join(content_name("rustc", &[&script])).join("rustc");
         write_executable(&path, &script).map_err(|source| CompileError::Wrapper {
             path: path.clone(),
@@ -158,6 +151,38 @@ impl Remaps {
         cmd.env("RUSTC", &path).env(var, &self.target_dir);
         Ok(())
     }
+}
+
+/// The rustc shim's text. Besides the remap, it answers cargo's target queries
+/// (`--print=file-names`, `--print=target-spec-json`) from files beside it: with
+/// `-Zbuild-std`, cargo's own cache of these answers (`target/.rustc_info.json`) loses them on
+/// every run, so each no-op build started rustc four times, about 50 ms each. An answer is
+/// kept only for a successful query that printed no warning, under a hash of the arguments,
+/// the target dir and the size and times of the rustc executable, so a changed compiler or
+/// query misses.
+fn shim_script(rustc: &str) -> String {
+    let rustc = shell_quote(rustc);
+    let var = crate::env::REMAP_TARGET_DIR;
+    format!(
+        "#!/bin/sh\n# Written by stevedore: rustc, with the target dir in ${var} remapped to \
+         {TARGET_NAME} for target crates, and cargo's target queries answered once.\n\
+         if [ -n \"${var}\" ]; then for a do case \"$a\" in --target|--target=*) \
+         set -- \"$@\" \"--remap-path-prefix=${var}={TARGET_NAME}\"; break;; esac; done; fi\n\
+         case \" $* \" in *\" --print=file-names \"*|*\" --print=target-spec-json \"*)\n\
+         \x20 d=\"${{0%/*}}/answers\"\n\
+         \x20 k=$({{ printf '%s\\n' \"$@\"; stat -L -c '%s %Y %Z %i' {rustc}; }} 2>/dev/null | sha256sum 2>/dev/null)\n\
+         \x20 k=${{k%% *}}\n\
+         \x20 if [ -n \"$k\" ] && [ -f \"$d/$k\" ]; then exec cat \"$d/$k\"; fi\n\
+         \x20 if [ -n \"$k\" ] && mkdir -p \"$d\" 2>/dev/null; then\n\
+         \x20   t=\"$d/.$k.$$\"\n\
+         \x20   {rustc} \"$@\" >\"$t\" 2>\"$t.err\"; s=$?\n\
+         \x20   cat \"$t\"; cat \"$t.err\" >&2\n\
+         \x20   if [ $s = 0 ] && [ ! -s \"$t.err\" ]; then mv -f \"$t\" \"$d/$k\"; fi\n\
+         \x20   rm -f \"$t\" \"$t.err\"; exit $s\n\
+         \x20 fi;;\n\
+         esac\n\
+         exec {rustc} \"$@\"\n"
+    )
 }
 
 /// The name the target dir gets inside binaries.
@@ -187,4 +212,85 @@ fn flags(option: &str, pairs: &[(PathBuf, String)]) -> Vec<String> {
         .iter()
         .map(|(from, to)| format!("{option}{}={to}", from.display()))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shim_answers_target_queries_once_and_runs_everything_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let count = dir.path().join("runs");
+        // A rustc that counts its runs, fails or warns on request, and prints its arguments.
+        let rustc = dir.path().join("real-rustc");
+        let fake = |extra: &str| {
+            format!(
+                "#!/bin/sh\n{extra}echo run >> {}\n\
+                 [ \"$1\" = fail ] && exit 3\n[ \"$1\" = warn ] && echo warning >&2\n\
+                 printf '%s|' \"$@\"\n",
+                shell_quote(&count.to_string_lossy())
+            )
+        };
+        write_executable(&rustc, &fake("")).unwrap();
+        let shim = dir.path().join("tools/rustc-x/rustc");
+        write_executable(&shim, &shim_script(&rustc.to_string_lossy())).unwrap();
+        let runs = || {
+            std::fs::read_to_string(&count)
+                .unwrap_or_default()
+                .lines()
+                .count()
+        };
+        let run = |args: &[&str], target_dir: &str| {
+            let out = Command::new(&shim)
+                .args(args)
+                .env(crate::env::REMAP_TARGET_DIR, target_dir)
+                .output()
+                .unwrap();
+            let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+            (text(&out.stdout), text(&out.stderr), out.status.code())
+        };
+        let query = [
+            "-",
+            "--crate-name",
+            "___",
+            "--print=file-names",
+            "--target",
+            "x86_64-unknown-linux-musl",
+        ];
+
+        let first = run(&query, "/t");
+        assert!(
+            first
+                .0
+                .ends_with("--target|x86_64-unknown-linux-musl|--remap-path-prefix=/t=/target|"),
+            "{first:?}"
+        );
+        assert_eq!(run(&query, "/t"), first, "the same answer, from the file");
+        assert_eq!(runs(), 1);
+        let spec = [
+            "--print=target-spec-json",
+            "-Zunstable-options",
+            "--target",
+            "x",
+        ];
+        run(&spec, "/t");
+        run(&spec, "/t");
+        assert_eq!(runs(), 2);
+
+        // Another target dir, compiler or query is asked again.
+        run(&query, "/other");
+        assert_eq!(runs(), 3);
+        write_executable(&rustc, &fake("# upgraded\n")).unwrap();
+        assert_eq!(run(&query, "/t"), first);
+        assert_eq!(runs(), 4);
+
+        // Compiles, failures and warnings are never answered from a file.
+        for _ in 0..2 {
+            assert_eq!(run(&["--crate-name", "app"], "/t").0, "--crate-name|app|");
+            assert_eq!(run(&["fail", "--print=file-names"], "/t").2, Some(3));
+            assert_eq!(run(&["warn", "--print=file-names"], "/t").1, "warning\n");
+        }
+        assert_eq!(runs(), 10);
+    }
 }

@@ -282,7 +282,12 @@ impl std::ops::Deref for Draft {
 pub fn plan(opts: &BuildOptions) -> Result<Draft, PlanError> {
     let manifest = manifest_path(opts.manifest_path.as_deref())?;
     let toolchain = Toolchain::from_name(opts.toolchain.as_deref());
-    let metadata = run_metadata(&toolchain, &manifest, &offline_flag(opts.offline))?;
+    // Later stages need the sysroot and `rustc -vV`: asked beside `cargo metadata`, they
+    // cost no time of their own.
+    let metadata = std::thread::scope(|s| {
+        s.spawn(|| toolchain.prefetch());
+        run_metadata(&toolchain, &manifest, &offline_flag(opts.offline))
+    })?;
     let (package, bin) = select(&metadata, opts)?;
     let flags = cargo_flags(opts);
     // Features change the resolved graph, and `--features` applies to the package of the

@@ -345,6 +345,50 @@ fn same_inputs_give_the_same_digest() {
     assert_eq!(build_into("a"), build_into("b"));
 }
 
+/// With `-Zbuild-std`, a new target dir gets the standard library from stevedore's std cache
+/// (built once per toolchain) instead of cargo compiling it again, and the image is the one
+/// cargo's own std gives. The reference target dir keeps std compiled by cargo itself (the
+/// cache turned off); the others are new on every run, and the second one's log must show
+/// no std crate compiled at all.
+#[test]
+fn a_new_target_dir_gets_std_from_the_cache_and_the_same_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let build = |target_dir: &std::path::Path, cache: &str, layout: &str| {
+        let out = run_ok(
+            stevedore_build("hello")
+                .env("CARGO_TARGET_DIR", target_dir)
+                .env("STEVEDORE_STD_CACHE", cache)
+                .args(["--platform", "linux/amd64", "--platform", "linux/arm64"])
+                .args(["--base", "scratch", "--json", "--output"])
+                .arg(format!("oci-layout={}", dir.path().join(layout).display())),
+        );
+        (json(&out.stdout)["digest"].clone(), text(&out.stderr))
+    };
+    let by_cargo = testbed::testbed_dir().join("std-by-cargo-target");
+    let (reference, _) = build(&by_cargo, "off", "by-cargo");
+    // The first new target dir fills the cache if this machine's has no std for the profile.
+    let (first, _) = build(&dir.path().join("first-target"), "on", "first");
+    let (digest, log) = build(&dir.path().join("second-target"), "on", "second");
+
+    assert_eq!(first, reference, "std from the cache changed the image");
+    assert_eq!(digest, reference, "std from the cache changed the image");
+    for target in ["x86_64-unknown-linux-musl", "aarch64-unknown-linux-musl"] {
+        let copied = format!("copied the standard library for {target} from stevedore's std cache");
+        assert!(log.contains(&copied), "no `{copied}` in:\n{log}");
+    }
+    for std_crate in ["std", "core", "alloc", "compiler_builtins", "panic_abort"] {
+        let compiled = format!("Compiling {std_crate} v");
+        assert!(
+            !log.contains(&compiled),
+            "cargo compiled {std_crate} again:\n{log}"
+        );
+    }
+    assert!(
+        log.contains("Compiling hello v"),
+        "the project is compiled:\n{log}"
+    );
+}
+
 #[test]
 fn multi_platform_layout_holds_an_index_and_an_archive_refuses_clearly() {
     let registry = Registry::start(Mode::Http);

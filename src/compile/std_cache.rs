@@ -1,0 +1,339 @@
+//! The standard library built from source once per toolchain, not once per target dir.
+//!
+//! With `-Zbuild-std` cargo compiles std (about 30 crates, minutes) into every new target dir.
+//! Cargo names each unit by a hash of what it is built from (toolchain, target, profile,
+//! flags, linker), so std built for one project is, unit for unit, what another project's
+//! cargo would build. stevedore keeps one small project per toolchain in its tools dir, builds
+//! std there with the same settings the real build gets, and copies those units (outputs,
+//! build-script results and fingerprints) into a target dir that has none. Cargo then finds
+//! them fresh and compiles no std unit; where anything differs it rebuilds them as it always
+//! did. The image does not change: the project's own build is the same cargo run as before.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use super::{build_std, content_name, write_file, Cancel, CompileError};
+use crate::plan::Plan;
+use crate::toolchain::describe;
+
+/// The project std is built in; named so its own units are told apart from std's.
+const PROJECT: &str = "stevedore-std";
+/// Where its units land in cargo's dirs (crate names take `_` for `-`).
+const OWN_PREFIXES: [&str; 2] = ["stevedore-std-", "stevedore_std-"];
+/// The dirs of `target/TRIPLE/PROFILE` that hold units, by cargo's hash-suffixed names.
+const UNIT_DIRS: [&str; 3] = ["deps", "build", ".fingerprint"];
+
+/// Copies std's units from the std cache into the target dir of each target that has none,
+/// building them there first when the cache has none either. `apply` gives cargo the same
+/// settings the project's build gets. A cache that cannot be built is not an error: the
+/// project's build then compiles std itself, as without a cache.
+pub(super) fn seed(
+    plan: &Plan,
+    targets: &[&str],
+    tools: &Path,
+    cancel: &Cancel,
+    apply: impl Fn(&mut Command) -> Result<(), CompileError>,
+) -> Result<(), CompileError> {
+    if std::env::var_os(crate::env::STD_CACHE).is_some_and(|v| v == "off") {
+        return Ok(());
+    }
+    let profile = profile_dir(&plan.profile);
+    let missing: Vec<&str> = targets
+        .iter()
+        .copied()
+        .filter(|t| !has_std(&plan.target_dir.join(t).join(profile).join("deps")))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let Some(version) = plan.toolchain.verbose_version() else {
+        return Ok(());
+    };
+    let dir = tools
+        .join("std")
+        .join(content_name("toolchain", &[version]));
+    let cache_target = dir.join("target");
+    tracing::info!(
+        "preparing the standard library for {} in stevedore's std cache ({}): built once per \
+         toolchain and profile, then copied into each new target dir",
+        missing.join(", "),
+        dir.display()
+    );
+    let mut cmd = cargo(plan, &dir, &missing)?;
+    apply(&mut cmd)?;
+    cmd.env(crate::env::REMAP_TARGET_DIR, &cache_target);
+    if !run(&mut cmd, cancel)? {
+        tracing::warn!(
+            "could not build the standard library in stevedore's std cache (its messages are \
+             above); cargo will build it in {} instead",
+            plan.target_dir.display()
+        );
+        return Ok(());
+    }
+    // std's build scripts are compiled for the host, into the host's profile dir.
+    let host = copy_units(&cache_target.join(profile), &plan.target_dir.join(profile))?;
+    for target in missing {
+        let to = plan.target_dir.join(target).join(profile);
+        let files = copy_units(&cache_target.join(target).join(profile), &to)?;
+        tracing::info!(
+            "copied the standard library for {target} from stevedore's std cache into {} \
+             ({} files): cargo will not compile it again",
+            to.display(),
+            files + host
+        );
+    }
+    Ok(())
+}
+
+/// cargo's output dir for a profile: `dev` and `test` share `debug`, `bench` uses `release`.
+fn profile_dir(profile: &str) -> &str {
+    match profile {
+        "dev" | "test" => "debug",
+        "bench" => "release",
+        other => other,
+    }
+}
+
+/// Whether a `deps` dir holds a compiled std, which means cargo has built std there before
+/// (for this profile or another of the same name): then it is left to cargo.
+fn has_std(deps: &Path) -> bool {
+    std::fs::read_dir(deps).is_ok_and(|entries| {
+        entries.flatten().any(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name.starts_with("libstd-") && name.ends_with(".rlib")
+        })
+    })
+}
+
+/// The cargo run that builds std in the cache's project, which is written (or kept) first.
+/// The project carries the workspace's `[profile]` table, and cargo runs in the same
+/// directory as the project's build, so both see the same profile and config files.
+fn cargo(plan: &Plan, dir: &Path, targets: &[&str]) -> Result<Command, CompileError> {
+    let manifest = dir.join("Cargo.toml");
+    let profiles = workspace_profiles(&plan.workspace_root.join("Cargo.toml"));
+    let text = format!(
+        "# Written by stevedore: the standard library for this toolchain is built here.\n\
+         [package]\nname = \"{PROJECT}\"\nversion = \"0.0.0\"\nedition = \"2021\"\npublish = false\n\n\
+         [[bin]]\nname = \"{PROJECT}\"\npath = \"main.rs\"\n\n[workspace]\n\n{profiles}"
+    );
+    for (path, bytes) in [
+        (&manifest, text.as_bytes()),
+        (&dir.join("main.rs"), b"fn main() {}\n".as_slice()),
+    ] {
+        write_file(path, bytes, 0o644).map_err(|source| CompileError::Wrapper {
+            path: path.clone(),
+            source,
+        })?;
+    }
+    let mut cmd = plan.toolchain.cargo();
+    cmd.arg("build")
+        .arg("--manifest-path")
+        .arg(&manifest)
+        .arg("--target-dir")
+        .arg(dir.join("target"))
+        .env_remove("CARGO_TARGET_DIR")
+        .args(["--profile", &plan.profile]);
+    for target in targets {
+        cmd.args(["--target", target]);
+    }
+    if plan.offline {
+        cmd.arg("--offline");
+    }
+    build_std(&mut cmd);
+    Ok(cmd)
+}
+
+/// The workspace manifest's `[profile]` table as TOML, or nothing.
+fn workspace_profiles(manifest: &Path) -> String {
+    let profile = std::fs::read_to_string(manifest)
+        .ok()
+        .and_then(|text| text.parse::<toml::Table>().ok())
+        .and_then(|mut table| table.remove("profile"));
+    match profile {
+        Some(profile) => {
+            let mut table = toml::Table::new();
+            table.insert("profile".into(), profile);
+            toml::to_string(&table).unwrap_or_default()
+        }
+        None => String::new(),
+    }
+}
+
+/// Runs the cache's cargo with its progress on our stderr; whether it succeeded.
+fn run(cmd: &mut Command, cancel: &Cancel) -> Result<bool, CompileError> {
+    if cancel.is_cancelled() {
+        return Err(CompileError::Cancelled);
+    }
+    let command = describe(cmd);
+    tracing::debug!("running {command}");
+    // Cargo's messages (and any diagnostics) are on stderr; stdout has nothing for us.
+    cmd.stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .stdin(Stdio::null());
+    let mut child = cmd
+        .spawn()
+        .map_err(|source| CompileError::Spawn { command, source })?;
+    cancel.started(child.id());
+    let status = child.wait();
+    cancel.ended();
+    let status = status.map_err(|source| CompileError::Spawn {
+        command: "cargo".into(),
+        source,
+    })?;
+    if cancel.is_cancelled() {
+        return Err(CompileError::Cancelled);
+    }
+    Ok(status.success())
+}
+
+/// Copies every unit of `from` but the cache project's own into `to`, file by file (each by
+/// temp file and rename, so a killed run leaves whole files only) and keeping modification
+/// times, which cargo compares to decide freshness. Files already in `to` stay. Returns how
+/// many were copied.
+fn copy_units(from: &Path, to: &Path) -> Result<u64, CompileError> {
+    copy_unit_dirs(from, to).map_err(|source| CompileError::StdCache {
+        from: from.to_path_buf(),
+        to: to.to_path_buf(),
+        source,
+    })
+}
+
+fn copy_unit_dirs(from: &Path, to: &Path) -> std::io::Result<u64> {
+    let mut copied = 0;
+    for dir in UNIT_DIRS {
+        let Ok(entries) = std::fs::read_dir(from.join(dir)) else {
+            continue;
+        };
+        for entry in entries {
+            let entry = entry?;
+            let name = entry.file_name();
+            if OWN_PREFIXES
+                .iter()
+                .any(|p| name.to_string_lossy().starts_with(p))
+            {
+                continue;
+            }
+            copied += copy_tree(&entry.path(), &to.join(dir).join(&name))?;
+        }
+    }
+    Ok(copied)
+}
+
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<u64> {
+    let meta = std::fs::symlink_metadata(from)?;
+    if meta.is_dir() {
+        std::fs::create_dir_all(to)?;
+        let mut copied = 0;
+        for entry in std::fs::read_dir(from)? {
+            let entry = entry?;
+            copied += copy_tree(&entry.path(), &to.join(entry.file_name()))?;
+        }
+        return Ok(copied);
+    }
+    if !meta.is_file() || to.symlink_metadata().is_ok() {
+        return Ok(0);
+    }
+    copy_file(from, to, &meta)?;
+    Ok(1)
+}
+
+fn copy_file(from: &Path, to: &Path, meta: &std::fs::Metadata) -> std::io::Result<()> {
+    let dir = to.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let tmp = tempfile::NamedTempFile::new_in(dir)?;
+    std::fs::copy(from, tmp.path())?;
+    let times = std::fs::FileTimes::new()
+        .set_accessed(meta.accessed()?)
+        .set_modified(meta.modified()?);
+    tmp.as_file().set_times(times)?;
+    std::fs::set_permissions(tmp.path(), meta.permissions())?;
+    tmp.persist(to).map_err(|e| e.error)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn units_are_copied_with_their_times_but_not_the_cache_projects_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let from = dir.path().join("cache/x86_64-unknown-linux-musl/release");
+        let to = dir.path().join("project/x86_64-unknown-linux-musl/release");
+        let files = [
+            "deps/libstd-0123.rlib",
+            "deps/libstd-0123.rmeta",
+            "deps/std-0123.d",
+            "build/std-4567/out/generated.rs",
+            ".fingerprint/std-0123/lib-std",
+            "deps/stevedore_std-89ab",
+            ".fingerprint/stevedore-std-89ab/bin-stevedore-std",
+        ];
+        let old = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+        for file in files {
+            let path = from.join(file);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, file).unwrap();
+            std::fs::File::options()
+                .write(true)
+                .open(&path)
+                .unwrap()
+                .set_modified(old)
+                .unwrap();
+        }
+        // A file the target dir already has is left as it is.
+        std::fs::create_dir_all(to.join("deps")).unwrap();
+        std::fs::write(to.join("deps/std-0123.d"), "cargo's own").unwrap();
+
+        assert_eq!(copy_units(&from, &to).unwrap(), 4);
+        for file in &files[..5] {
+            let copied = to.join(file);
+            if *file != "deps/std-0123.d" {
+                assert_eq!(std::fs::read_to_string(&copied).unwrap(), *file);
+                let modified = copied.metadata().unwrap().modified().unwrap();
+                assert_eq!(modified, old, "{file} keeps its time");
+            }
+        }
+        assert_eq!(
+            std::fs::read_to_string(to.join("deps/std-0123.d")).unwrap(),
+            "cargo's own"
+        );
+        assert!(!to.join("deps/stevedore_std-89ab").exists());
+        assert!(!to.join(".fingerprint/stevedore-std-89ab").exists());
+        assert!(has_std(&to.join("deps")));
+        assert!(!has_std(&dir.path().join("nowhere")));
+        // A second copy has nothing left to do.
+        assert_eq!(copy_units(&from, &to).unwrap(), 0);
+    }
+
+    #[test]
+    fn profiles_map_to_cargos_dirs() {
+        assert_eq!(profile_dir("dev"), "debug");
+        assert_eq!(profile_dir("test"), "debug");
+        assert_eq!(profile_dir("release"), "release");
+        assert_eq!(profile_dir("bench"), "release");
+        assert_eq!(profile_dir("dist"), "dist");
+    }
+
+    #[test]
+    fn the_workspace_profiles_are_carried_over_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let manifest = dir.path().join("Cargo.toml");
+        std::fs::write(
+            &manifest,
+            "[package]\nname = \"a\"\n[profile.release]\nopt-level = \"z\"\n[profile.dist]\ninherits = \"release\"\n",
+        )
+        .unwrap();
+        let text = workspace_profiles(&manifest);
+        let table: toml::Table = text.parse().unwrap();
+        assert_eq!(table.len(), 1);
+        assert_eq!(table["profile"]["release"]["opt-level"].as_str(), Some("z"));
+        assert_eq!(
+            table["profile"]["dist"]["inherits"].as_str(),
+            Some("release")
+        );
+        std::fs::write(&manifest, "[package]\nname = \"a\"\n").unwrap();
+        assert_eq!(workspace_profiles(&manifest), "");
+    }
+}
