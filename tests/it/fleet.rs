@@ -30,6 +30,10 @@ fn runner_build(manifest: &Path, target_dir: &Path, base: &str) -> Command {
         .env("SOURCE_DATE_EPOCH", FIXTURE_EPOCH.to_string())
         .env_remove("RUSTFLAGS")
         .env_remove("RUSTC_WRAPPER")
+        // As on a runner whose tools dir is new: std is compiled, through sccache. With this
+        // machine's std cache it would be copied instead, leaving sccache only the project's
+        // few crates to show hits for.
+        .env("STEVEDORE_STD_CACHE", "off")
         .args(["stevedore", "build", "--toolchain", "debweb", "--json"])
         .args(["--platform", "linux/amd64,linux/arm64", "--base", base])
         .arg("--manifest-path")
