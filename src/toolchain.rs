@@ -56,11 +56,7 @@ impl Toolchain {
     /// A `cargo` command for this toolchain.
     pub fn cargo(&self) -> Command {
         match &self.which {
-            Which::Rustup(name) => {
-                let mut cmd = Command::new("rustup");
-                cmd.args(["run", name, "cargo"]);
-                cmd
-            }
+            Which::Rustup(name) => rustup_run(name, "cargo"),
             Which::Ambient => Command::new(
                 std::env::var_os(env::CARGO).unwrap_or_else(|| OsString::from("cargo")),
             ),
@@ -74,11 +70,7 @@ impl Toolchain {
             Which::Rustup(_) if self.sysroot.get().is_some_and(|s| s.join(RUSTC).is_file()) => {
                 Command::new(self.sysroot.get().expect("checked").join(RUSTC))
             }
-            Which::Rustup(name) => {
-                let mut cmd = Command::new("rustup");
-                cmd.args(["run", name, "rustc"]);
-                cmd
-            }
+            Which::Rustup(name) => rustup_run(name, "rustc"),
             Which::Ambient => {
                 Command::new(std::env::var_os("RUSTC").unwrap_or_else(|| OsString::from("rustc")))
             }
@@ -139,6 +131,48 @@ impl Toolchain {
             Which::Ambient => None,
         }
     }
+}
+
+/// `rustup run NAME TOOL`, or what it amounts to: where rustup keeps the toolchain under that
+/// very name, its executable is started directly with the environment `rustup run` gives it,
+/// which saves rustup's own start and lookup (about 45 ms a process, twice per build).
+fn rustup_run(name: &str, tool: &str) -> Command {
+    let home = |var: &str, default: &str| {
+        std::env::var_os(var)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(default)))
+    };
+    let (Some(rustup_home), Some(cargo_home)) =
+        (home("RUSTUP_HOME", ".rustup"), home("CARGO_HOME", ".cargo"))
+    else {
+        return rustup_command(name, tool);
+    };
+    let toolchain = rustup_home.join("toolchains").join(name);
+    let exe = toolchain.join("bin").join(tool);
+    // A name rustup resolves itself (`stable`, a channel with a date) has no such directory.
+    if !exe.is_file() {
+        return rustup_command(name, tool);
+    }
+    let mut libs = vec![toolchain.join("lib")];
+    libs.extend(std::env::split_paths(
+        &std::env::var_os("LD_LIBRARY_PATH").unwrap_or_default(),
+    ));
+    let mut cmd = Command::new(exe);
+    cmd.env("RUSTUP_TOOLCHAIN", name)
+        .env("RUSTUP_HOME", &rustup_home)
+        .env("CARGO_HOME", &cargo_home)
+        .env("RUST_RECURSION_COUNT", "1");
+    if let Ok(libs) = std::env::join_paths(libs) {
+        cmd.env("LD_LIBRARY_PATH", libs);
+    }
+    cmd
+}
+
+fn rustup_command(name: &str, tool: &str) -> Command {
+    let mut cmd = Command::new("rustup");
+    cmd.args(["run", name, tool]);
+    cmd
 }
 
 /// Runs a command and returns its stdout, or an error carrying its stderr.
