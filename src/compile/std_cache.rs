@@ -20,8 +20,10 @@ use crate::toolchain::describe;
 const PROJECT: &str = "stevedore-std";
 /// Where its units land in cargo's dirs (crate names take `_` for `-`).
 const OWN_PREFIXES: [&str; 2] = ["stevedore-std-", "stevedore_std-"];
-/// The dirs of `target/TRIPLE/PROFILE` that hold units, by cargo's hash-suffixed names.
-const UNIT_DIRS: [&str; 3] = ["deps", "build", ".fingerprint"];
+/// The dirs of `target/TRIPLE/PROFILE` that hold units, by cargo's hash-suffixed names; `deps`
+/// last, as a target dir with std's rlib in it is taken to have std (a killed copy may leave
+/// some units out, which cargo then compiles).
+const UNIT_DIRS: [&str; 3] = [".fingerprint", "build", "deps"];
 
 /// Copies std's units from the std cache into the target dir of each target that has none,
 /// building them there first when the cache has none either. `apply` gives cargo the same
@@ -52,27 +54,37 @@ pub(super) fn seed(
     let dir = tools
         .join("std")
         .join(content_name("toolchain", &[version]));
-    let cache_target = dir.join("target");
-    tracing::info!(
-        "preparing the standard library for {} in stevedore's std cache ({}): built once per \
-         toolchain and profile, then copied into each new target dir",
-        missing.join(", "),
-        dir.display()
-    );
-    let mut cmd = cargo(plan, &dir, &missing)?;
-    apply(&mut cmd)?;
-    cmd.env(crate::env::REMAP_TARGET_DIR, &cache_target);
-    if !run(&mut cmd, cancel)? {
-        tracing::warn!(
-            "could not build the standard library in stevedore's std cache (its messages are \
-             above); cargo will build it in {} instead",
-            plan.target_dir.display()
-        );
-        return Ok(());
-    }
-    // std's build scripts are compiled for the host, into the host's profile dir.
-    let host = copy_units(&cache_target.join(profile), &plan.target_dir.join(profile))?;
+    let profiles = workspace_profiles(&plan.workspace_root.join("Cargo.toml"));
+    // One project per profile table: two builds with different profiles at once then never
+    // rewrite each other's manifest.
+    let project = dir.join(content_name("project", &[&profiles]));
     for target in missing {
+        let mut cmd = cargo(plan, &project, &profiles, target)?;
+        apply(&mut cmd)?;
+        // One target dir per target, linker and flags, which cargo's fingerprints hold but
+        // its unit names do not: machines (or test beds) with another zig would otherwise
+        // rebuild each other's std in one shared dir, each time it is used.
+        let cache_target = dir
+            .join(target)
+            .join(content_name("target", &[&settings(&cmd, target)]));
+        cmd.arg("--target-dir")
+            .arg(&cache_target)
+            .env(crate::env::REMAP_TARGET_DIR, &cache_target);
+        tracing::info!(
+            "preparing the standard library for {target} in stevedore's std cache ({}): built \
+             once per toolchain, profile and linker, then copied into each new target dir",
+            cache_target.display()
+        );
+        if !run(&mut cmd, cancel)? {
+            tracing::warn!(
+                "could not build the standard library for {target} in stevedore's std cache \
+                 (its messages are above); cargo will build it in {} instead",
+                plan.target_dir.display()
+            );
+            continue;
+        }
+        // std's build scripts are compiled for the host, into the host's profile dir.
+        let host = copy_units(&cache_target.join(profile), &plan.target_dir.join(profile))?;
         let to = plan.target_dir.join(target).join(profile);
         let files = copy_units(&cache_target.join(target).join(profile), &to)?;
         tracing::info!(
@@ -109,9 +121,8 @@ fn has_std(deps: &Path) -> bool {
 /// The cargo run that builds std in the cache's project, which is written (or kept) first.
 /// The project carries the workspace's `[profile]` table, and cargo runs in the same
 /// directory as the project's build, so both see the same profile and config files.
-fn cargo(plan: &Plan, dir: &Path, targets: &[&str]) -> Result<Command, CompileError> {
+fn cargo(plan: &Plan, dir: &Path, profiles: &str, target: &str) -> Result<Command, CompileError> {
     let manifest = dir.join("Cargo.toml");
-    let profiles = workspace_profiles(&plan.workspace_root.join("Cargo.toml"));
     let text = format!(
         "# Written by stevedore: the standard library for this toolchain is built here.\n\
          [package]\nname = \"{PROJECT}\"\nversion = \"0.0.0\"\nedition = \"2021\"\npublish = false\n\n\
@@ -130,18 +141,41 @@ fn cargo(plan: &Plan, dir: &Path, targets: &[&str]) -> Result<Command, CompileEr
     cmd.arg("build")
         .arg("--manifest-path")
         .arg(&manifest)
-        .arg("--target-dir")
-        .arg(dir.join("target"))
         .env_remove("CARGO_TARGET_DIR")
         .args(["--profile", &plan.profile]);
-    for target in targets {
-        cmd.args(["--target", target]);
-    }
+    cmd.args(["--target", target]);
     if plan.offline {
         cmd.arg("--offline");
     }
     build_std(&mut cmd);
     Ok(cmd)
+}
+
+/// What, of the settings a compile gives cargo, goes into the fingerprints of std for
+/// `target`: its linker and rustflags (variables and `--config` arguments) and the rustc shim.
+/// Not another target's, nor the project's own (the workspace wrapper and its PATH, the remaps
+/// of the workspace and target dir, C flags naming them), which std never sees.
+fn settings(cmd: &Command, target: &str) -> String {
+    let upper = format!("_{}_", target.to_uppercase().replace('-', "_"));
+    let mut lines: Vec<String> = cmd
+        .get_envs()
+        .filter(|(name, _)| {
+            let name = name.to_string_lossy();
+            name == "RUSTC"
+                || name == "CARGO_ENCODED_RUSTFLAGS"
+                || (name.starts_with("CARGO_TARGET_") && name.contains(&upper))
+        })
+        .map(|(name, value)| format!("{}={value:?}", name.to_string_lossy()))
+        .collect();
+    lines.sort();
+    let own = format!("target.{target}.");
+    let mut args = cmd.get_args().map(|a| a.to_string_lossy().into_owned());
+    while let Some(arg) = args.next() {
+        if arg == "--config" {
+            lines.extend(args.next().filter(|value| value.starts_with(&own)));
+        }
+    }
+    lines.join("\n")
 }
 
 /// The workspace manifest's `[profile]` table as TOML, or nothing.
@@ -305,6 +339,40 @@ mod tests {
         assert!(!has_std(&dir.path().join("nowhere")));
         // A second copy has nothing left to do.
         assert_eq!(copy_units(&from, &to).unwrap(), 0);
+    }
+
+    #[test]
+    fn the_cache_dir_follows_the_targets_linker_and_flags_not_the_projects_settings() {
+        let target = "x86_64-unknown-linux-musl";
+        let command = |linker: &str, other: &str, project: &str| {
+            let mut cmd = Command::new("cargo");
+            cmd.env("CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_LINKER", linker)
+                .env("CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER", other)
+                .env("RUSTC", "/tools/rustc-1/rustc")
+                .env("RUSTC_WORKSPACE_WRAPPER", format!("wrapper-{project}"))
+                .env("PATH", format!("/tools/wrapper-{project}:/usr/bin"))
+                .env(
+                    "CFLAGS_x86_64_unknown_linux_musl",
+                    format!("-ffile-prefix-map=/{project}=/src"),
+                )
+                .env(crate::env::REMAP_WORKSPACE, format!("/{project}"))
+                .args([
+                    "--config",
+                    "target.x86_64-unknown-linux-musl.rustflags=[\"-Ca\"]",
+                ])
+                .args([
+                    "--config",
+                    &format!("target.aarch64-unknown-linux-musl.rustflags=[\"{other}\"]"),
+                ]);
+            settings(&cmd, target)
+        };
+        let one = command("/tools/x86/cc", "/tools/arm/cc", "a");
+        assert!(
+            one.contains("/tools/x86/cc") && one.contains("-Ca"),
+            "{one}"
+        );
+        assert_eq!(command("/tools/x86/cc", "/tools/arm-2/cc", "b"), one);
+        assert_ne!(command("/other-zig/x86/cc", "/tools/arm/cc", "a"), one);
     }
 
     #[test]

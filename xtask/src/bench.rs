@@ -6,6 +6,7 @@ mod hello;
 mod measure;
 mod package;
 mod push;
+mod second;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -86,9 +87,11 @@ pub fn run(args: &[String]) -> ExitCode {
         target_dir: dir.join("target"),
         cache_dir: dir.join("stevedore-cache"),
         ceiling: dir.clone(),
+        std_cache: true,
     };
     rows.push(repush(size, &stevedore, &input, &dir, &logs));
     rows.extend(example(size, &stevedore, &dir, &logs));
+    rows.push(second::row(size, &stevedore, &dir, &logs));
 
     print_table(&rows, mb, &load);
     let json = serde_json::json!({

@@ -13,6 +13,7 @@ use crate::fail;
 const EPOCH: &str = "1700000000";
 
 /// What stays the same across the bench's stevedore runs.
+#[derive(Clone)]
 pub struct Stevedore {
     pub exe: PathBuf,
     pub base: String,
@@ -21,6 +22,8 @@ pub struct Stevedore {
     pub cache_dir: PathBuf,
     /// Where git stops looking for a repository above the projects.
     pub ceiling: PathBuf,
+    /// Whether std comes from stevedore's std cache (`STEVEDORE_STD_CACHE`).
+    pub std_cache: bool,
 }
 
 /// What one `cargo stevedore build --push` reported.
@@ -38,6 +41,10 @@ impl Stevedore {
             .env("CARGO_TARGET_DIR", &self.target_dir)
             .env("STEVEDORE_CACHE_DIR", &self.cache_dir)
             .env("SOURCE_DATE_EPOCH", EPOCH)
+            .env(
+                "STEVEDORE_STD_CACHE",
+                if self.std_cache { "on" } else { "off" },
+            )
             // The bench's projects sit inside this repository's checkout; without a ceiling
             // its HEAD (which moves) would become their revision and change every digest.
             .env("GIT_CEILING_DIRECTORIES", &self.ceiling)
