@@ -148,36 +148,42 @@ impl Remaps {
             path: path.clone(),
             source,
         })?;
-        cmd.env("RUSTC", &path).env(var, &self.target_dir);
+        // The shim answers cargo's rustc queries itself (see `shim_script`); cargo's own cache
+        // of them, the target dir's `.rustc_info.json`, is also written by `cargo metadata`
+        // (for another rustc), so the two would only overwrite each other's.
+        cmd.env("RUSTC", &path)
+            .env(var, &self.target_dir)
+            .env("CARGO_CACHE_RUSTC_INFO", "0");
         Ok(())
     }
 }
 
-/// The rustc shim's text. Besides the remap, it answers cargo's target queries
-/// (`--print=file-names`, `--print=target-spec-json`) from files beside it: with
-/// `-Zbuild-std`, cargo's own cache of these answers (`target/.rustc_info.json`) loses them on
-/// every run, so each no-op build started rustc four times, about 50 ms each. An answer is
-/// kept only for a successful query that printed no warning, under a hash of the arguments,
-/// the target dir and the size and times of the rustc executable, so a changed compiler or
-/// query misses.
+/// The rustc shim's text. Besides the remap, it answers cargo's rustc queries (`-vV`,
+/// `--print=file-names`, `--print=target-spec-json`) from files beside it. Cargo keeps such
+/// answers in `target/.rustc_info.json`, but a no-op build still started rustc five times:
+/// `cargo metadata`, asking another rustc, overwrites that file each run, and with
+/// `-Zbuild-std` cargo loses its entries anyway. Each start costs about 40 ms. An answer
+/// (stdout and stderr, whose warnings cargo reads) is kept for a query that succeeded, under a
+/// hash of the arguments and the size, times and inode of the rustc executable, so a changed
+/// compiler or query asks rustc again.
 fn shim_script(rustc: &str) -> String {
     let rustc = shell_quote(rustc);
     let var = crate::env::REMAP_TARGET_DIR;
     format!(
         "#!/bin/sh\n# Written by stevedore: rustc, with the target dir in ${var} remapped to \
-         {TARGET_NAME} for target crates, and cargo's target queries answered once.\n\
+         {TARGET_NAME} for target crates, and cargo's queries answered once.\n\
          if [ -n \"${var}\" ]; then for a do case \"$a\" in --target|--target=*) \
          set -- \"$@\" \"--remap-path-prefix=${var}={TARGET_NAME}\"; break;; esac; done; fi\n\
-         case \" $* \" in *\" --print=file-names \"*|*\" --print=target-spec-json \"*)\n\
+         case \" $* \" in *\" -vV \"*|*\" --print=file-names \"*|*\" --print=target-spec-json \"*)\n\
          \x20 d=\"${{0%/*}}/answers\"\n\
          \x20 k=$({{ printf '%s\\n' \"$@\"; stat -L -c '%s %Y %Z %i' {rustc}; }} 2>/dev/null | sha256sum 2>/dev/null)\n\
          \x20 k=${{k%% *}}\n\
-         \x20 if [ -n \"$k\" ] && [ -f \"$d/$k\" ]; then exec cat \"$d/$k\"; fi\n\
+         \x20 if [ -n \"$k\" ] && [ -f \"$d/$k\" ] && [ -f \"$d/$k.err\" ]; then cat \"$d/$k.err\" >&2; exec cat \"$d/$k\"; fi\n\
          \x20 if [ -n \"$k\" ] && mkdir -p \"$d\" 2>/dev/null; then\n\
          \x20   t=\"$d/.$k.$$\"\n\
          \x20   {rustc} \"$@\" >\"$t\" 2>\"$t.err\"; s=$?\n\
          \x20   cat \"$t\"; cat \"$t.err\" >&2\n\
-         \x20   if [ $s = 0 ] && [ ! -s \"$t.err\" ]; then mv -f \"$t\" \"$d/$k\"; fi\n\
+         \x20   if [ $s = 0 ]; then mv -f \"$t.err\" \"$d/$k.err\" && mv -f \"$t\" \"$d/$k\"; fi\n\
          \x20   rm -f \"$t\" \"$t.err\"; exit $s\n\
          \x20 fi;;\n\
          esac\n\
@@ -285,11 +291,21 @@ mod tests {
         assert_eq!(run(&query, "/t"), first);
         assert_eq!(runs(), 4);
 
-        // Compiles, failures and warnings are never answered from a file.
+        // A warning is answered again with the output (cargo reads it); -vV is a query too.
+        for _ in 0..2 {
+            let warned = run(&["warn", "--print=file-names"], "/t");
+            assert_eq!(
+                (warned.1.as_str(), warned.0.as_str()),
+                ("warning\n", "warn|--print=file-names|")
+            );
+            assert_eq!(run(&["-vV"], "/t").0, "-vV|");
+        }
+        assert_eq!(runs(), 6);
+
+        // Compiles and failures are never answered from a file.
         for _ in 0..2 {
             assert_eq!(run(&["--crate-name", "app"], "/t").0, "--crate-name|app|");
             assert_eq!(run(&["fail", "--print=file-names"], "/t").2, Some(3));
-            assert_eq!(run(&["warn", "--print=file-names"], "/t").1, "warning\n");
         }
         assert_eq!(runs(), 10);
     }
