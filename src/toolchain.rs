@@ -7,6 +7,8 @@ use std::sync::{Arc, OnceLock};
 
 use crate::env;
 
+mod answers;
+
 /// How to start cargo and rustc for the project being built.
 #[derive(Debug, Clone)]
 pub struct Toolchain {
@@ -77,12 +79,36 @@ impl Toolchain {
         }
     }
 
+    /// rustc's answer to `args`, a question whose answer depends only on the executable
+    /// (`-vV`, `--print sysroot`, `--print cfg --target T`): from stevedore's answers on disk
+    /// when this very executable answered it before (see `toolchain/answers.rs`).
+    pub fn ask(&self, args: &[&str]) -> Result<String, ToolchainError> {
+        answers::ask(self.rustc_exe().as_deref(), &mut self.rustc(), args)
+    }
+
+    /// The rustc executable [`Toolchain::rustc`] starts, when it is not a rustup proxy (whose
+    /// file stays the same when the toolchain behind it changes).
+    fn rustc_exe(&self) -> Option<PathBuf> {
+        match &self.which {
+            Which::Rustup(name) => self
+                .sysroot
+                .get()
+                .map(|s| s.join(RUSTC))
+                .filter(|p| p.is_file())
+                .or_else(|| rustup_toolchain(name).map(|t| t.dir.join(RUSTC)))
+                .filter(|p| p.is_file()),
+            Which::Ambient => answers::not_a_proxy(
+                std::env::var_os("RUSTC").unwrap_or_else(|| OsString::from("rustc")),
+            ),
+        }
+    }
+
     /// The toolchain's sysroot, where the standard library of each installed target lives.
     pub fn sysroot(&self) -> Result<PathBuf, ToolchainError> {
         if let Some(sysroot) = self.sysroot.get() {
             return Ok(sysroot.clone());
         }
-        let out = run_capture(self.rustc().args(["--print", "sysroot"]))?;
+        let out = self.ask(&["--print", "sysroot"])?;
         Ok(self
             .sysroot
             .get_or_init(|| PathBuf::from(out.trim()))
@@ -112,7 +138,7 @@ impl Toolchain {
         if let Some(out) = self.version.get() {
             return Some(out);
         }
-        let out = run_capture(self.rustc().arg("-vV")).ok()?;
+        let out = self.ask(&["-vV"]).ok()?;
         Some(self.version.get_or_init(|| out))
     }
 
@@ -137,36 +163,47 @@ impl Toolchain {
 /// very name, its executable is started directly with the environment `rustup run` gives it,
 /// which saves rustup's own start and lookup (about 45 ms a process, twice per build).
 fn rustup_run(name: &str, tool: &str) -> Command {
+    let Some(toolchain) = rustup_toolchain(name).filter(|t| t.dir.join("bin").join(tool).is_file())
+    else {
+        // A name rustup resolves itself (`stable`, a channel with a date) has no such directory.
+        return rustup_command(name, tool);
+    };
+    let mut libs = vec![toolchain.dir.join("lib")];
+    libs.extend(std::env::split_paths(
+        &std::env::var_os("LD_LIBRARY_PATH").unwrap_or_default(),
+    ));
+    let mut cmd = Command::new(toolchain.dir.join("bin").join(tool));
+    cmd.env("RUSTUP_TOOLCHAIN", name)
+        .env("RUSTUP_HOME", &toolchain.rustup_home)
+        .env("CARGO_HOME", &toolchain.cargo_home)
+        .env("RUST_RECURSION_COUNT", "1");
+    if let Ok(libs) = std::env::join_paths(libs) {
+        cmd.env("LD_LIBRARY_PATH", libs);
+    }
+    cmd
+}
+
+/// Where rustup keeps a toolchain under the name given, and its homes.
+struct RustupToolchain {
+    dir: PathBuf,
+    rustup_home: PathBuf,
+    cargo_home: PathBuf,
+}
+
+fn rustup_toolchain(name: &str) -> Option<RustupToolchain> {
     let home = |var: &str, default: &str| {
         std::env::var_os(var)
             .filter(|v| !v.is_empty())
             .map(PathBuf::from)
             .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(default)))
     };
-    let (Some(rustup_home), Some(cargo_home)) =
-        (home("RUSTUP_HOME", ".rustup"), home("CARGO_HOME", ".cargo"))
-    else {
-        return rustup_command(name, tool);
-    };
-    let toolchain = rustup_home.join("toolchains").join(name);
-    let exe = toolchain.join("bin").join(tool);
-    // A name rustup resolves itself (`stable`, a channel with a date) has no such directory.
-    if !exe.is_file() {
-        return rustup_command(name, tool);
-    }
-    let mut libs = vec![toolchain.join("lib")];
-    libs.extend(std::env::split_paths(
-        &std::env::var_os("LD_LIBRARY_PATH").unwrap_or_default(),
-    ));
-    let mut cmd = Command::new(exe);
-    cmd.env("RUSTUP_TOOLCHAIN", name)
-        .env("RUSTUP_HOME", &rustup_home)
-        .env("CARGO_HOME", &cargo_home)
-        .env("RUST_RECURSION_COUNT", "1");
-    if let Ok(libs) = std::env::join_paths(libs) {
-        cmd.env("LD_LIBRARY_PATH", libs);
-    }
-    cmd
+    let rustup_home = home("RUSTUP_HOME", ".rustup")?;
+    let cargo_home = home("CARGO_HOME", ".cargo")?;
+    Some(RustupToolchain {
+        dir: rustup_home.join("toolchains").join(name),
+        rustup_home,
+        cargo_home,
+    })
 }
 
 fn rustup_command(name: &str, tool: &str) -> Command {

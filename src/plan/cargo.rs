@@ -96,12 +96,13 @@ fn flags(features: &[String], all: bool, no_default: bool, offline: bool) -> Vec
 /// `[target.'cfg(..)'.dependencies]` of [`Plan::graph`] are compiled for it: the filter
 /// `cargo metadata --filter-platform` applies, without running cargo again per platform.
 pub(crate) fn target_cfg(plan: &Plan, target: &str) -> Result<Vec<Cfg>, PlanError> {
-    let mut cmd = plan.toolchain.rustc();
-    cmd.args(["--print", "cfg", "--target", target]);
-    let text = run_capture(&mut cmd).map_err(|source| PlanError::TargetCfg {
-        target: target.to_owned(),
-        source,
-    })?;
+    let text = plan
+        .toolchain
+        .ask(&["--print", "cfg", "--target", target])
+        .map_err(|source| PlanError::TargetCfg {
+            target: target.to_owned(),
+            source,
+        })?;
     text.lines()
         .filter(|line| !line.trim().is_empty())
         .map(|line| {

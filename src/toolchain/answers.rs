@@ -1,0 +1,156 @@
+//! rustc's answers that depend only on the executable and the question (`-vV`, `--print
+//! sysroot`, `--print cfg --target T`), kept on disk: each build asks them, and each rustc
+//! start costs about 40 ms, most of a no-op build's own time. An answer is filed under a hash
+//! of the executable's path, size, times and inode and of the question, so an upgraded
+//! compiler asks again; only successful answers are kept, and a cache that cannot be written
+//! is simply not used.
+
+use std::ffi::OsString;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use super::{run_capture, ToolchainError};
+use crate::digest::Digest;
+
+/// `cmd` (which starts `exe`) asked `args`: from the file, or run and filed.
+pub(super) fn ask(
+    exe: Option<&Path>,
+    cmd: &mut Command,
+    args: &[&str],
+) -> Result<String, ToolchainError> {
+    let file = exe.and_then(|exe| file_for(&dir()?, exe, args));
+    if let Some(answer) = file.as_ref().and_then(|f| std::fs::read_to_string(f).ok()) {
+        return Ok(answer);
+    }
+    let answer = run_capture(cmd.args(args))?;
+    if let Some(file) = file {
+        // Losing an answer costs one rustc start next time, nothing else.
+        let _ = keep(&file, &answer);
+    }
+    Ok(answer)
+}
+
+/// `$STEVEDORE_TOOLS_DIR/answers`, else the user's `~/.cache/stevedore/tools/answers`.
+fn dir() -> Option<PathBuf> {
+    let var = |name: &str| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    let tools = var(crate::env::TOOLS_DIR).or_else(|| {
+        var("XDG_CACHE_HOME")
+            .or_else(|| var("HOME").map(|h| h.join(".cache")))
+            .map(|c| c.join("stevedore/tools"))
+    })?;
+    Some(tools.join("answers"))
+}
+
+fn file_for(dir: &Path, exe: &Path, args: &[&str]) -> Option<PathBuf> {
+    let meta = std::fs::metadata(exe).ok()?;
+    let identity = format!(
+        "{}\n{} {}.{} {}.{} {}\n{}",
+        exe.display(),
+        meta.len(),
+        meta.mtime(),
+        meta.mtime_nsec(),
+        meta.ctime(),
+        meta.ctime_nsec(),
+        meta.ino(),
+        args.join("\n")
+    );
+    Some(dir.join(Digest::of(identity.as_bytes()).hex()))
+}
+
+fn keep(file: &Path, answer: &str) -> std::io::Result<()> {
+    let dir = file.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let tmp = tempfile::NamedTempFile::new_in(dir)?;
+    std::fs::write(tmp.path(), answer)?;
+    tmp.persist(file).map_err(|e| e.error)?;
+    Ok(())
+}
+
+/// `rustc` (a path, or a name looked up on PATH) as a file, unless it is a rustup proxy: a
+/// hard link to the `rustup` beside it, which stays the same file when the toolchain behind
+/// it changes.
+pub(super) fn not_a_proxy(rustc: OsString) -> Option<PathBuf> {
+    let path = PathBuf::from(&rustc);
+    let found = if path.components().count() > 1 {
+        Some(path)
+    } else {
+        std::env::split_paths(&std::env::var_os("PATH")?)
+            .map(|dir| dir.join(&rustc))
+            .find(|p| p.is_file())
+    }?;
+    let meta = std::fs::metadata(&found).ok()?;
+    let rustup = found.with_file_name("rustup");
+    let is_proxy =
+        std::fs::metadata(rustup).is_ok_and(|r| (r.dev(), r.ino()) == (meta.dev(), meta.ino()));
+    (!is_proxy).then_some(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_answer_is_kept_per_executable_and_question_and_a_changed_executable_asks_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let count = dir.path().join("runs");
+        let exe = dir.path().join("rustc");
+        let script = |version: &str| {
+            format!(
+                "#!/bin/sh\necho run >> '{}'\n[ \"$1\" = fail ] && exit 1\necho \"{version} $*\"\n",
+                count.display()
+            )
+        };
+        std::fs::write(&exe, script("1")).unwrap();
+        std::fs::set_permissions(&exe, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let answers = dir.path().join("answers");
+        let ask = |args: &[&str]| {
+            let file = file_for(&answers, &exe, args).unwrap();
+            if let Ok(answer) = std::fs::read_to_string(&file) {
+                return Ok(answer);
+            }
+            let answer = run_capture(Command::new(&exe).args(args))?;
+            keep(&file, &answer).unwrap();
+            Ok::<_, ToolchainError>(answer)
+        };
+        let runs = || {
+            std::fs::read_to_string(&count)
+                .unwrap_or_default()
+                .lines()
+                .count()
+        };
+
+        assert_eq!(ask(&["-vV"]).unwrap(), "1 -vV\n");
+        assert_eq!(ask(&["-vV"]).unwrap(), "1 -vV\n");
+        assert_eq!(runs(), 1);
+        assert_eq!(ask(&["--print", "sysroot"]).unwrap(), "1 --print sysroot\n");
+        assert_eq!(runs(), 2);
+        assert!(ask(&["fail"]).is_err());
+        assert!(ask(&["fail"]).is_err());
+        assert_eq!(runs(), 4, "a failure is never kept");
+
+        // An upgraded compiler at the same path.
+        std::fs::write(&exe, script("2")).unwrap();
+        assert_eq!(ask(&["-vV"]).unwrap(), "2 -vV\n");
+        assert_eq!(runs(), 5);
+    }
+
+    #[test]
+    fn a_rustup_proxy_is_not_an_executable_to_key_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let rustup = dir.path().join("rustup");
+        std::fs::write(&rustup, "").unwrap();
+        let proxy = dir.path().join("rustc");
+        std::fs::hard_link(&rustup, &proxy).unwrap();
+        assert_eq!(not_a_proxy(proxy.into_os_string()), None);
+        let other = tempfile::tempdir().unwrap();
+        let real = other.path().join("rustc");
+        std::fs::write(&real, "").unwrap();
+        assert_eq!(not_a_proxy(real.clone().into_os_string()), Some(real));
+    }
+}
