@@ -376,15 +376,22 @@ fn find_zig() -> Option<Vec<String>> {
     if let Some(path) = std::env::var_os(crate::env::ZIG).filter(|p| !p.is_empty()) {
         return Some(vec![path.to_string_lossy().into_owned()]);
     }
-    if run_capture(Command::new("zig").arg("version")).is_ok() {
+    let works = |exe: &Path| crate::toolchain::ask_executable(exe, &["version"], |_| true).is_ok();
+    if crate::toolchain::on_path("zig").is_some_and(|zig| works(&zig)) {
         return Some(vec!["zig".into()]);
     }
-    let python = [
-        "python3",
-        "-c",
-        "import sys, ziglang, os; print(sys.executable)",
-    ];
-    let exe = run_capture(Command::new(python[0]).args(&python[1..])).ok()?;
+    // Python's answer is kept per interpreter (each build asks), unless ziglang has gone since.
+    let python = crate::toolchain::on_path("python3")?;
+    let script =
+        "import sys, ziglang, os; print(sys.executable); print(os.path.dirname(ziglang.__file__))";
+    let still_there = |answer: &str| {
+        answer
+            .lines()
+            .nth(1)
+            .is_some_and(|package| Path::new(package).join("zig").is_file())
+    };
+    let answer = crate::toolchain::ask_executable(&python, &["-c", script], still_there).ok()?;
+    let exe = answer.lines().next()?;
     Some(vec![exe.trim().to_owned(), "-m".into(), "ziglang".into()])
 }
 

@@ -9,6 +9,8 @@ use crate::env;
 
 mod answers;
 
+pub(crate) use answers::{ask_executable, on_path};
+
 /// How to start cargo and rustc for the project being built.
 #[derive(Debug, Clone)]
 pub struct Toolchain {

@@ -141,7 +141,7 @@ impl Remaps {
         tools: &Path,
         plan: &Plan,
     ) -> Result<(), CompileError> {
-        let script = shim_script(&real_rustc(plan)?.to_string_lossy());
+        let script = shim_script(&real_rustc(plan)?);
         let var = crate::env::REMAP_TARGET_DIR;
         let path = tools.join(content_name("rustc", &[&script])).join("rustc");
         write_executable(&path, &script).map_err(|source| CompileError::Wrapper {
@@ -164,31 +164,52 @@ impl Remaps {
 /// `cargo metadata`, asking another rustc, overwrites that file each run, and with
 /// `-Zbuild-std` cargo loses its entries anyway. Each start costs about 40 ms. An answer
 /// (stdout and stderr, whose warnings cargo reads) is kept for a query that succeeded, under a
-/// hash of the arguments and the size, times and inode of the rustc executable, so a changed
-/// compiler or query asks rustc again.
-fn shim_script(rustc: &str) -> String {
-    let rustc = shell_quote(rustc);
+/// hash of the arguments and of the rustc executable's size, mtime and inode, which are
+/// written into the script: a changed compiler gets another shim, and asks rustc again. A
+/// rustc that cannot be read (found on PATH) gets no answers kept.
+fn shim_script(rustc: &Path) -> String {
     let var = crate::env::REMAP_TARGET_DIR;
+    let quoted = shell_quote(&rustc.to_string_lossy());
+    let answers = match identity(rustc) {
+        Some(id) => format!(
+            "case \" $* \" in *\" -vV \"*|*\" --print=file-names \"*|*\" --print=target-spec-json \"*)\n\
+             \x20 d=\"${{0%/*}}/answers\"\n\
+             \x20 k=$(printf '%s\\n' \"$@\" '{id}' | sha256sum 2>/dev/null)\n\
+             \x20 k=${{k%% *}}\n\
+             \x20 if [ -n \"$k\" ] && [ -f \"$d/$k\" ] && [ -f \"$d/$k.err\" ]; then\n\
+             \x20   if [ -s \"$d/$k.err\" ]; then cat \"$d/$k.err\" >&2; fi; exec cat \"$d/$k\"\n\
+             \x20 fi\n\
+             \x20 if [ -n \"$k\" ] && mkdir -p \"$d\" 2>/dev/null; then\n\
+             \x20   t=\"$d/.$k.$$\"\n\
+             \x20   {quoted} \"$@\" >\"$t\" 2>\"$t.err\"; s=$?\n\
+             \x20   cat \"$t\"; cat \"$t.err\" >&2\n\
+             \x20   if [ $s = 0 ]; then mv -f \"$t.err\" \"$d/$k.err\" && mv -f \"$t\" \"$d/$k\"; fi\n\
+             \x20   rm -f \"$t\" \"$t.err\"; exit $s\n\
+             \x20 fi;;\n\
+             esac\n"
+        ),
+        None => String::new(),
+    };
     format!(
         "#!/bin/sh\n# Written by stevedore: rustc, with the target dir in ${var} remapped to \
          {TARGET_NAME} for target crates, and cargo's queries answered once.\n\
          if [ -n \"${var}\" ]; then for a do case \"$a\" in --target|--target=*) \
          set -- \"$@\" \"--remap-path-prefix=${var}={TARGET_NAME}\"; break;; esac; done; fi\n\
-         case \" $* \" in *\" -vV \"*|*\" --print=file-names \"*|*\" --print=target-spec-json \"*)\n\
-         \x20 d=\"${{0%/*}}/answers\"\n\
-         \x20 k=$({{ printf '%s\\n' \"$@\"; stat -L -c '%s %Y %Z %i' {rustc}; }} 2>/dev/null | sha256sum 2>/dev/null)\n\
-         \x20 k=${{k%% *}}\n\
-         \x20 if [ -n \"$k\" ] && [ -f \"$d/$k\" ] && [ -f \"$d/$k.err\" ]; then cat \"$d/$k.err\" >&2; exec cat \"$d/$k\"; fi\n\
-         \x20 if [ -n \"$k\" ] && mkdir -p \"$d\" 2>/dev/null; then\n\
-         \x20   t=\"$d/.$k.$$\"\n\
-         \x20   {rustc} \"$@\" >\"$t\" 2>\"$t.err\"; s=$?\n\
-         \x20   cat \"$t\"; cat \"$t.err\" >&2\n\
-         \x20   if [ $s = 0 ]; then mv -f \"$t.err\" \"$d/$k.err\" && mv -f \"$t\" \"$d/$k\"; fi\n\
-         \x20   rm -f \"$t\" \"$t.err\"; exit $s\n\
-         \x20 fi;;\n\
-         esac\n\
-         exec {rustc} \"$@\"\n"
+         {answers}exec {quoted} \"$@\"\n"
     )
+}
+
+/// What tells one rustc executable from another at the same path: size, mtime and inode.
+fn identity(rustc: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(rustc).ok()?;
+    Some(format!(
+        "{} {}.{} {}",
+        meta.len(),
+        meta.mtime(),
+        meta.mtime_nsec(),
+        meta.ino()
+    ))
 }
 
 /// The name the target dir gets inside binaries.
@@ -240,7 +261,7 @@ mod tests {
         };
         write_executable(&rustc, &fake("")).unwrap();
         let shim = dir.path().join("tools/rustc-x/rustc");
-        write_executable(&shim, &shim_script(&rustc.to_string_lossy())).unwrap();
+        write_executable(&shim, &shim_script(&rustc)).unwrap();
         let runs = || {
             std::fs::read_to_string(&count)
                 .unwrap_or_default()
@@ -287,7 +308,9 @@ mod tests {
         // Another target dir, compiler or query is asked again.
         run(&query, "/other");
         assert_eq!(runs(), 3);
+        // stevedore writes the shim again for the changed compiler, as every build does.
         write_executable(&rustc, &fake("# upgraded\n")).unwrap();
+        write_executable(&shim, &shim_script(&rustc)).unwrap();
         assert_eq!(run(&query, "/t"), first);
         assert_eq!(runs(), 4);
 
@@ -301,6 +324,9 @@ mod tests {
             assert_eq!(run(&["-vV"], "/t").0, "-vV|");
         }
         assert_eq!(runs(), 6);
+
+        // A rustc that cannot be read (a name found on PATH) gets no answers kept.
+        assert!(!shim_script(Path::new("rustc")).contains("answers"));
 
         // Compiles and failures are never answered from a file.
         for _ in 0..2 {

@@ -19,8 +19,29 @@ pub(super) fn ask(
     cmd: &mut Command,
     args: &[&str],
 ) -> Result<String, ToolchainError> {
+    ask_checked(exe, cmd, args, |_| true)
+}
+
+/// The executable `exe` asked `args`, like [`ask`] (any program whose answer depends on its
+/// own file, such as the Python that has ziglang), where an answer kept on disk is used only
+/// if `still_true` accepts it.
+pub(crate) fn ask_executable(
+    exe: &Path,
+    args: &[&str],
+    still_true: impl Fn(&str) -> bool,
+) -> Result<String, ToolchainError> {
+    ask_checked(Some(exe), &mut Command::new(exe), args, still_true)
+}
+
+fn ask_checked(
+    exe: Option<&Path>,
+    cmd: &mut Command,
+    args: &[&str],
+    still_true: impl Fn(&str) -> bool,
+) -> Result<String, ToolchainError> {
     let file = exe.and_then(|exe| file_for(&dir()?, exe, args));
-    if let Some(answer) = file.as_ref().and_then(|f| std::fs::read_to_string(f).ok()) {
+    let kept = file.as_ref().and_then(|f| std::fs::read_to_string(f).ok());
+    if let Some(answer) = kept.filter(|a| still_true(a)) {
         return Ok(answer);
     }
     let answer = run_capture(cmd.args(args))?;
@@ -71,18 +92,23 @@ fn keep(file: &Path, answer: &str) -> std::io::Result<()> {
     Ok(())
 }
 
+/// A program (a path, or a name looked up on PATH) as a file.
+pub(crate) fn on_path(program: impl Into<OsString>) -> Option<PathBuf> {
+    let program = program.into();
+    let path = PathBuf::from(&program);
+    if path.components().count() > 1 {
+        return Some(path);
+    }
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join(&program))
+        .find(|p| p.is_file())
+}
+
 /// `rustc` (a path, or a name looked up on PATH) as a file, unless it is a rustup proxy: a
 /// hard link to the `rustup` beside it, which stays the same file when the toolchain behind
 /// it changes.
 pub(super) fn not_a_proxy(rustc: OsString) -> Option<PathBuf> {
-    let path = PathBuf::from(&rustc);
-    let found = if path.components().count() > 1 {
-        Some(path)
-    } else {
-        std::env::split_paths(&std::env::var_os("PATH")?)
-            .map(|dir| dir.join(&rustc))
-            .find(|p| p.is_file())
-    }?;
+    let found = on_path(rustc)?;
     let meta = std::fs::metadata(&found).ok()?;
     let rustup = found.with_file_name("rustup");
     let is_proxy =
