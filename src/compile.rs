@@ -7,7 +7,7 @@
 
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
@@ -487,6 +487,37 @@ fn toml_string(s: &str) -> String {
     serde_json::Value::String(s.to_owned()).to_string()
 }
 
+/// Starts cargo with its progress on our stderr, where `cancel` can stop it.
+fn start(cmd: &mut Command, stdout: Stdio, cancel: &Cancel) -> Result<Child, CompileError> {
+    if cancel.is_cancelled() {
+        return Err(CompileError::Cancelled);
+    }
+    let command = describe(cmd);
+    tracing::debug!("running {command}");
+    cmd.stdout(stdout)
+        .stderr(Stdio::inherit())
+        .stdin(Stdio::null());
+    let child = cmd
+        .spawn()
+        .map_err(|source| CompileError::Spawn { command, source })?;
+    cancel.started(child.id());
+    Ok(child)
+}
+
+/// Waits for a cargo [`start`] started; `Cancelled` if `cancel` stopped it.
+fn finish(child: &mut Child, cancel: &Cancel) -> Result<ExitStatus, CompileError> {
+    // Forgotten before it is reaped: until wait() returns, the id cannot be anyone else's.
+    cancel.ended();
+    let status = child.wait().map_err(|source| CompileError::Spawn {
+        command: "cargo".into(),
+        source,
+    })?;
+    if cancel.is_cancelled() {
+        return Err(CompileError::Cancelled);
+    }
+    Ok(status)
+}
+
 /// Runs cargo with its progress on our stderr, collecting (target triple, executable) pairs
 /// from its JSON on stdout. Which targets failed shows as the ones with no executable.
 fn run_cargo(
@@ -494,18 +525,7 @@ fn run_cargo(
     plan: &Plan,
     cancel: &Cancel,
 ) -> Result<Vec<(String, PathBuf)>, CompileError> {
-    if cancel.is_cancelled() {
-        return Err(CompileError::Cancelled);
-    }
-    let command = describe(cmd);
-    tracing::debug!("running {command}");
-    cmd.stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .stdin(Stdio::null());
-    let mut child = cmd
-        .spawn()
-        .map_err(|source| CompileError::Spawn { command, source })?;
-    cancel.started(child.id());
+    let mut child = start(cmd, Stdio::piped(), cancel)?;
     let stdout = child.stdout.take().expect("stdout is piped");
     let mut executables = Vec::new();
     for message in Message::parse_stream(BufReader::new(stdout)).flatten() {
@@ -527,15 +547,7 @@ fn run_cargo(
             _ => {}
         }
     }
-    // Forgotten before it is reaped: until wait() returns, the id cannot be anyone else's.
-    cancel.ended();
-    let status = child.wait().map_err(|source| CompileError::Spawn {
-        command: "cargo".into(),
-        source,
-    })?;
-    if cancel.is_cancelled() {
-        return Err(CompileError::Cancelled);
-    }
+    let status = finish(&mut child, cancel)?;
     if !status.success() && executables.is_empty() {
         let platforms = crate::platform::list(&plan.platforms);
         return Err(CompileError::Failed {

@@ -12,9 +12,8 @@
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use super::{build_std, content_name, write_file, Cancel, CompileError};
+use super::{build_std, content_name, finish, start, write_file, Cancel, CompileError};
 use crate::plan::Plan;
-use crate::toolchain::describe;
 
 /// The project std is built in; named so its own units are told apart from std's.
 const PROJECT: &str = "stevedore-std";
@@ -196,29 +195,9 @@ fn workspace_profiles(manifest: &Path) -> String {
 
 /// Runs the cache's cargo with its progress on our stderr; whether it succeeded.
 fn run(cmd: &mut Command, cancel: &Cancel) -> Result<bool, CompileError> {
-    if cancel.is_cancelled() {
-        return Err(CompileError::Cancelled);
-    }
-    let command = describe(cmd);
-    tracing::debug!("running {command}");
     // Cargo's messages (and any diagnostics) are on stderr; stdout has nothing for us.
-    cmd.stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .stdin(Stdio::null());
-    let mut child = cmd
-        .spawn()
-        .map_err(|source| CompileError::Spawn { command, source })?;
-    cancel.started(child.id());
-    let status = child.wait();
-    cancel.ended();
-    let status = status.map_err(|source| CompileError::Spawn {
-        command: "cargo".into(),
-        source,
-    })?;
-    if cancel.is_cancelled() {
-        return Err(CompileError::Cancelled);
-    }
-    Ok(status.success())
+    let mut child = start(cmd, Stdio::null(), cancel)?;
+    Ok(finish(&mut child, cancel)?.success())
 }
 
 /// Copies every unit of `from` but the cache project's own into `to`, file by file (each by
