@@ -151,17 +151,17 @@ fn cargo(plan: &Plan, dir: &Path, profiles: &str, target: &str) -> Result<Comman
 }
 
 /// What, of the settings a compile gives cargo, goes into the fingerprints of std for
-/// `target`: its linker and rustflags (variables and `--config` arguments) and the rustc shim.
-/// Not another target's, nor the project's own (the workspace wrapper and its PATH, the remaps
-/// of the workspace and target dir, C flags naming them), which std never sees.
+/// `target`: its linker and rustflags (variables and `--config` arguments). Not the rustc
+/// shim's path (cargo fingerprints rustc by its `-vV`, so a new shim keeps the cache), another
+/// target's settings, nor the project's own (the workspace wrapper and its PATH, the remaps of
+/// the workspace and target dir, C flags naming them), which std never sees.
 fn settings(cmd: &Command, target: &str) -> String {
     let upper = format!("_{}_", target.to_uppercase().replace('-', "_"));
     let mut lines: Vec<String> = cmd
         .get_envs()
         .filter(|(name, _)| {
             let name = name.to_string_lossy();
-            name == "RUSTC"
-                || name == "CARGO_ENCODED_RUSTFLAGS"
+            name == "CARGO_ENCODED_RUSTFLAGS"
                 || (name.starts_with("CARGO_TARGET_") && name.contains(&upper))
         })
         .map(|(name, value)| format!("{}={value:?}", name.to_string_lossy()))
