@@ -234,8 +234,9 @@ struct Setup<'a> {
     remaps: Remaps,
     tools: PathBuf,
     links: auditable::Links,
-    /// Found on first need: the search starts a process.
-    zig: std::cell::OnceCell<Vec<String>>,
+    /// Found on first need (the search may start a process), with the
+    /// `ZIG_GLOBAL_CACHE_DIR` to give it (finding that tries a write).
+    zig: std::cell::OnceCell<(Vec<String>, Option<PathBuf>)>,
 }
 
 impl Setup<'_> {
@@ -270,12 +271,13 @@ impl Setup<'_> {
                 target: target.to_owned(),
                 why,
             })?;
-            let _ = self.zig.set(zig);
+            let _ = self.zig.set((zig, zig_cache_dir(env_path)));
         }
-        if let Some(dir) = zig_cache_dir(env_path) {
+        let (zig, cache) = self.zig.get().expect("set above");
+        if let Some(dir) = cache {
             cmd.env("ZIG_GLOBAL_CACHE_DIR", dir);
         }
-        Ok(self.zig.get().expect("set above"))
+        Ok(zig)
     }
 }
 

@@ -9,7 +9,7 @@
 //! them fresh and compiles no std unit; where anything differs it rebuilds them as it always
 //! did. The image does not change: the project's own build is the same cargo run as before.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use super::{build_std, content_name, finish, start, write_file, Cancel, CompileError};
@@ -57,8 +57,9 @@ pub(super) fn seed(
     // One project per profile table: two builds with different profiles at once then never
     // rewrite each other's manifest.
     let project = dir.join(content_name("project", &[&profiles]));
+    let manifest = write_project(&project, &profiles)?;
     for target in missing {
-        let mut cmd = cargo(plan, &project, &profiles, target)?;
+        let mut cmd = cargo(plan, &manifest, target);
         apply(&mut cmd)?;
         // One target dir per target, linker and flags, which cargo's fingerprints hold but
         // its unit names do not: machines (or test beds) with another zig would otherwise
@@ -117,10 +118,9 @@ fn has_std(deps: &Path) -> bool {
     })
 }
 
-/// The cargo run that builds std in the cache's project, which is written (or kept) first.
-/// The project carries the workspace's `[profile]` table, and cargo runs in the same
-/// directory as the project's build, so both see the same profile and config files.
-fn cargo(plan: &Plan, dir: &Path, profiles: &str, target: &str) -> Result<Command, CompileError> {
+/// Writes (or keeps) the cache's project in `dir`, carrying the workspace's `[profile]`
+/// table; returns its manifest.
+fn write_project(dir: &Path, profiles: &str) -> Result<PathBuf, CompileError> {
     let manifest = dir.join("Cargo.toml");
     let text = format!(
         "# Written by stevedore: the standard library for this toolchain is built here.\n\
@@ -136,18 +136,23 @@ fn cargo(plan: &Plan, dir: &Path, profiles: &str, target: &str) -> Result<Comman
             source,
         })?;
     }
+    Ok(manifest)
+}
+
+/// The cargo run that builds std for `target` in the cache's project. Cargo runs in the same
+/// directory as the project's build, so both see the same profile and config files.
+fn cargo(plan: &Plan, manifest: &Path, target: &str) -> Command {
     let mut cmd = plan.toolchain.cargo();
     cmd.arg("build")
         .arg("--manifest-path")
-        .arg(&manifest)
+        .arg(manifest)
         .env_remove("CARGO_TARGET_DIR")
-        .args(["--profile", &plan.profile]);
-    cmd.args(["--target", target]);
+        .args(["--profile", &plan.profile, "--target", target]);
     if plan.offline {
         cmd.arg("--offline");
     }
     build_std(&mut cmd);
-    Ok(cmd)
+    cmd
 }
 
 /// What, of the settings a compile gives cargo, goes into the fingerprints of std for
