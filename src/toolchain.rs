@@ -9,7 +9,7 @@ use crate::env;
 
 mod answers;
 
-pub(crate) use answers::{ask_executable, on_path};
+pub(crate) use answers::{ask_executable, identity, on_path};
 
 /// How to start cargo and rustc for the project being built.
 #[derive(Debug, Clone)]

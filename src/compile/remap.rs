@@ -164,13 +164,13 @@ impl Remaps {
 /// `cargo metadata`, asking another rustc, overwrites that file each run, and with
 /// `-Zbuild-std` cargo loses its entries anyway. Each start costs about 40 ms. An answer
 /// (stdout and stderr, whose warnings cargo reads) is kept for a query that succeeded, under a
-/// hash of the arguments and of the rustc executable's size, mtime and inode, which are
-/// written into the script: a changed compiler gets another shim, and asks rustc again. A
+/// hash of the arguments and of the rustc executable's identity (`toolchain::identity`), which
+/// is written into the script: a changed compiler gets another shim, and asks rustc again. A
 /// rustc that cannot be read (found on PATH) gets no answers kept.
 fn shim_script(rustc: &Path) -> String {
     let var = crate::env::REMAP_TARGET_DIR;
     let quoted = shell_quote(&rustc.to_string_lossy());
-    let answers = match identity(rustc) {
+    let answers = match crate::toolchain::identity(rustc) {
         Some(id) => format!(
             "case \" $* \" in *\" -vV \"*|*\" --print=file-names \"*|*\" --print=target-spec-json \"*)\n\
              \x20 d=\"${{0%/*}}/answers\"\n\
@@ -197,19 +197,6 @@ fn shim_script(rustc: &Path) -> String {
          set -- \"$@\" \"--remap-path-prefix=${var}={TARGET_NAME}\"; break;; esac; done; fi\n\
          {answers}exec {quoted} \"$@\"\n"
     )
-}
-
-/// What tells one rustc executable from another at the same path: size, mtime and inode.
-fn identity(rustc: &Path) -> Option<String> {
-    use std::os::unix::fs::MetadataExt;
-    let meta = std::fs::metadata(rustc).ok()?;
-    Some(format!(
-        "{} {}.{} {}",
-        meta.len(),
-        meta.mtime(),
-        meta.mtime_nsec(),
-        meta.ino()
-    ))
 }
 
 /// The name the target dir gets inside binaries.

@@ -39,7 +39,18 @@ fn ask_checked(
     args: &[&str],
     still_true: impl Fn(&str) -> bool,
 ) -> Result<String, ToolchainError> {
-    let file = exe.and_then(|exe| file_for(&dir()?, exe, args));
+    ask_in(dir().as_deref(), exe, cmd, args, still_true)
+}
+
+/// [`ask_checked`] with the answers kept in `dir`.
+fn ask_in(
+    dir: Option<&Path>,
+    exe: Option<&Path>,
+    cmd: &mut Command,
+    args: &[&str],
+    still_true: impl Fn(&str) -> bool,
+) -> Result<String, ToolchainError> {
+    let file = dir.zip(exe).and_then(|(dir, exe)| file_for(dir, exe, args));
     let kept = file.as_ref().and_then(|f| std::fs::read_to_string(f).ok());
     if let Some(answer) = kept.filter(|a| still_true(a)) {
         return Ok(answer);
@@ -68,19 +79,23 @@ fn dir() -> Option<PathBuf> {
 }
 
 fn file_for(dir: &Path, exe: &Path, args: &[&str]) -> Option<PathBuf> {
+    let key = format!("{}\n{}\n{}", exe.display(), identity(exe)?, args.join("\n"));
+    Some(dir.join(Digest::of(key.as_bytes()).hex()))
+}
+
+/// What tells one executable from another at the same path (an upgrade replaces or rewrites
+/// it): its size, modification and change times, and inode.
+pub(crate) fn identity(exe: &Path) -> Option<String> {
     let meta = std::fs::metadata(exe).ok()?;
-    let identity = format!(
-        "{}\n{} {}.{} {}.{} {}\n{}",
-        exe.display(),
+    Some(format!(
+        "{} {}.{} {}.{} {}",
         meta.len(),
         meta.mtime(),
         meta.mtime_nsec(),
         meta.ctime(),
         meta.ctime_nsec(),
-        meta.ino(),
-        args.join("\n")
-    );
-    Some(dir.join(Digest::of(identity.as_bytes()).hex()))
+        meta.ino()
+    ))
 }
 
 fn keep(file: &Path, answer: &str) -> std::io::Result<()> {
@@ -136,13 +151,13 @@ mod tests {
             .unwrap();
         let answers = dir.path().join("answers");
         let ask = |args: &[&str]| {
-            let file = file_for(&answers, &exe, args).unwrap();
-            if let Ok(answer) = std::fs::read_to_string(&file) {
-                return Ok(answer);
-            }
-            let answer = run_capture(Command::new(&exe).args(args))?;
-            keep(&file, &answer).unwrap();
-            Ok::<_, ToolchainError>(answer)
+            ask_in(
+                Some(&answers),
+                Some(&exe),
+                &mut Command::new(&exe),
+                args,
+                |_| true,
+            )
         };
         let runs = || {
             std::fs::read_to_string(&count)
@@ -164,6 +179,12 @@ mod tests {
         std::fs::write(&exe, script("2")).unwrap();
         assert_eq!(ask(&["-vV"]).unwrap(), "2 -vV\n");
         assert_eq!(runs(), 5);
+
+        // A kept answer that is no longer true is asked again, and replaced.
+        let stale = |answer: &str| !answer.starts_with('2');
+        let mut cmd = Command::new(&exe);
+        let again = ask_in(Some(&answers), Some(&exe), &mut cmd, &["-vV"], stale).unwrap();
+        assert_eq!((again.as_str(), runs()), ("2 -vV\n", 6));
     }
 
     #[test]
