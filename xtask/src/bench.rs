@@ -260,6 +260,83 @@ fn repush(size: &Size, stevedore: &push::Stevedore, input: &Path, dir: &Path, lo
     }
 }
 
+/// The cargo builds a row compares with: the same toolchain as stevedore (the judged baseline)
+/// and rustup's default one (shown in the note: another compiler, so another speed).
+struct Baselines {
+    same: hello::Cargo,
+    same_dir: PathBuf,
+    default: hello::Cargo,
+    default_dir: PathBuf,
+}
+
+impl Baselines {
+    fn new(dir: &Path) -> Baselines {
+        Baselines {
+            same: hello::Cargo::toolchain(push::TOOLCHAIN),
+            same_dir: dir.join(format!("cargo-target-{}", push::TOOLCHAIN)),
+            default: hello::Cargo::default_toolchain(),
+            default_dir: dir.join("cargo-target"),
+        }
+    }
+
+    /// One build with each cargo; returns the two times, same toolchain first.
+    fn build(&self, manifest: &Path, logs: &Path, name: &str) -> (f64, f64) {
+        let same = self.same.build(
+            manifest,
+            &self.same_dir,
+            &logs.join(format!("cargo-{name}.log")),
+        );
+        let default = self.default.build(
+            manifest,
+            &self.default_dir,
+            &logs.join(format!("cargo-default-{name}.log")),
+        );
+        (same.secs, default.secs)
+    }
+}
+
+/// The runs of one row: stevedore's, and the two cargo baselines'.
+#[derive(Default)]
+struct Series {
+    ours: Vec<f64>,
+    cargo: Vec<f64>,
+    cargo_default: Vec<f64>,
+    rss: Peaks,
+    uploads: u64,
+    digests: Vec<String>,
+}
+
+impl Series {
+    fn add(&mut self, cargo: (f64, f64), pushed: push::Pushed) {
+        self.cargo.push(cargo.0);
+        self.cargo_default.push(cargo.1);
+        self.ours.push(pushed.run.secs);
+        self.rss.add(&pushed.run);
+        self.uploads += pushed.uploaded;
+        self.digests.push(pushed.digest);
+    }
+
+    /// The row; `note` is followed by the default toolchain's figure.
+    fn row(&self, name: &str, baseline: &str, target: &str, note: String) -> Row {
+        let (ours, cargo) = (Stat::of(&self.ours), Stat::of(&self.cargo));
+        let default = Stat::of(&self.cargo_default);
+        Row {
+            name: name.into(),
+            stevedore: ours,
+            baseline_name: format!("{baseline}, toolchain {}", push::TOOLCHAIN),
+            baseline: cargo,
+            comparison: format!("{:+.2} s", ours.median - cargo.median),
+            target: target.into(),
+            peak_rss_mib: mib(self.rss.own),
+            tree_peak_rss_mib: mib(self.rss.tree),
+            note: format!(
+                "{note}; rustup's default cargo (another rustc) took {:.3} s",
+                default.median
+            ),
+        }
+    }
+}
+
 fn example(size: &Size, stevedore: &push::Stevedore, dir: &Path, logs: &Path) -> Vec<Row> {
     let manifest = hello::copy(&dir.join("hello"));
     let registry = stevedore
@@ -267,117 +344,87 @@ fn example(size: &Size, stevedore: &push::Stevedore, dir: &Path, logs: &Path) ->
         .split('/')
         .next()
         .expect("a reference has a registry");
-    let cargo_target = dir.join("cargo-target");
+    let cargo = Baselines::new(dir);
     let tag = |name: &str| format!("{registry}/hello:{name}");
-    // Warm-up: both builders compile everything once.
+    // Warm-up: every builder compiles everything once.
     hello::edit(&manifest, 0);
-    hello::cargo_build(&manifest, &cargo_target, &logs.join("cargo-warm.log"));
+    cargo.build(&manifest, logs, "warm");
     stevedore.push(&manifest, &tag("warm"), &logs.join("hello-warm.log"));
 
-    let (mut noop, mut cargo_noop, mut noop_rss, mut noop_uploads) =
-        (Vec::new(), Vec::new(), Peaks::default(), 0);
-    let mut noop_digests = Vec::new();
+    let mut noop = Series::default();
     for i in 0..size.runs {
-        cargo_noop
-            .push(hello::cargo_build(&manifest, &cargo_target, &logs.join("cargo-noop.log")).secs);
-        let pushed = stevedore.push(
-            &manifest,
-            &tag(&format!("n{i}")),
-            &logs.join(format!("hello-noop-{i}.log")),
+        let times = cargo.build(&manifest, logs, "noop");
+        let log = logs.join(format!("hello-noop-{i}.log"));
+        noop.add(
+            times,
+            stevedore.push(&manifest, &tag(&format!("n{i}")), &log),
         );
-        noop.push(pushed.run.secs);
-        noop_rss.add(&pushed.run);
-        noop_uploads += pushed.uploaded;
-        noop_digests.push(pushed.digest);
     }
-    let (mut edit, mut cargo_edit, mut edit_rss, mut edit_uploads) =
-        (Vec::new(), Vec::new(), Peaks::default(), 0);
+    let mut edit = Series::default();
     for i in 0..size.runs {
         hello::edit(&manifest, i + 1);
-        cargo_edit
-            .push(hello::cargo_build(&manifest, &cargo_target, &logs.join("cargo-edit.log")).secs);
-        let pushed = stevedore.push(
-            &manifest,
-            &tag(&format!("e{i}")),
-            &logs.join(format!("hello-edit-{i}.log")),
+        let times = cargo.build(&manifest, logs, "edit");
+        let log = logs.join(format!("hello-edit-{i}.log"));
+        edit.add(
+            times,
+            stevedore.push(&manifest, &tag(&format!("e{i}")), &log),
         );
-        edit.push(pushed.run.secs);
-        edit_rss.add(&pushed.run);
-        edit_uploads += pushed.uploaded;
     }
-    let (mut bump, mut cargo_bump, mut bump_rss, mut bump_uploads) =
-        (Vec::new(), Vec::new(), Peaks::default(), 0);
+    let mut bump = Series::default();
     for i in 0..size.runs {
         // Starts from the example's own version, so the first run is a change too.
         let version = hello::CC_VERSIONS[i % 2];
-        let target_dirs = [cargo_target.as_path(), stevedore.target_dir.as_path()];
+        let target_dirs = [
+            cargo.same_dir.as_path(),
+            cargo.default_dir.as_path(),
+            stevedore.target_dir.as_path(),
+        ];
         hello::bump(
             &manifest,
             version,
             &target_dirs,
             &logs.join("cargo-update.log"),
         );
-        cargo_bump
-            .push(hello::cargo_build(&manifest, &cargo_target, &logs.join("cargo-bump.log")).secs);
-        let pushed = stevedore.push(
-            &manifest,
-            &tag(&format!("b{i}")),
-            &logs.join(format!("hello-bump-{i}.log")),
+        let times = cargo.build(&manifest, logs, "bump");
+        let log = logs.join(format!("hello-bump-{i}.log"));
+        bump.add(
+            times,
+            stevedore.push(&manifest, &tag(&format!("b{i}")), &log),
         );
-        bump.push(pushed.run.secs);
-        bump_rss.add(&pushed.run);
-        bump_uploads += pushed.uploaded;
     }
-    let delta = |ours: Stat, theirs: Stat| format!("{:+.2} s", ours.median - theirs.median);
-    let (noop, cargo_noop) = (Stat::of(&noop), Stat::of(&cargo_noop));
-    let (edit, cargo_edit) = (Stat::of(&edit), Stat::of(&cargo_edit));
-    let (bump, cargo_bump) = (Stat::of(&bump), Stat::of(&cargo_bump));
     vec![
-        Row {
-            name: "no-op build+push, hello-service".into(),
-            stevedore: noop,
-            baseline_name: "cargo build --release (no-op)".into(),
-            baseline: cargo_noop,
-            comparison: delta(noop, cargo_noop),
-            target: "<= +0.15 s, 0 uploads".into(),
-            peak_rss_mib: mib(noop_rss.own),
-        tree_peak_rss_mib: mib(noop_rss.tree),
-            note: format!(
-                "{noop_uploads} blob uploads in {} runs; {}",
+        noop.row(
+            "no-op build+push, hello-service",
+            "cargo build --release (no-op)",
+            "<= +0.15 s, 0 uploads",
+            format!(
+                "{} blob uploads in {} runs; {}",
+                noop.uploads,
                 size.runs,
-                same(&noop_digests)
+                same(&noop.digests)
             ),
-        },
-        Row {
-            name: "one-line change build+push, hello-service".into(),
-            stevedore: edit,
-            baseline_name: "cargo build --release (one line)".into(),
-            baseline: cargo_edit,
-            comparison: delta(edit, cargo_edit),
-            target: "<= +0.3 s".into(),
-            peak_rss_mib: mib(edit_rss.own),
-        tree_peak_rss_mib: mib(edit_rss.tree),
-            note: format!(
-                "{edit_uploads} blob uploads in {} runs; stevedore links a musl binary with zig, cargo a host one",
-                size.runs
+        ),
+        edit.row(
+            "one-line change build+push, hello-service",
+            "cargo build --release (one line)",
+            "<= +0.3 s",
+            format!(
+                "{} blob uploads in {} runs; stevedore links a musl binary with zig, cargo a host one",
+                edit.uploads, size.runs
             ),
-        },
-        Row {
-            name: "Cargo.lock bump (cc) build+push, hello-service".into(),
-            stevedore: bump,
-            baseline_name: "cargo build --release (same bump)".into(),
-            baseline: cargo_bump,
-            comparison: delta(bump, cargo_bump),
-            target: "<= +0.5 s".into(),
-            peak_rss_mib: mib(bump_rss.own),
-            tree_peak_rss_mib: mib(bump_rss.tree),
-            note: format!(
-                "cc {} <-> {}, built cc removed first; {bump_uploads} blob uploads in {} runs; stevedore compiles the C code with zig for musl",
+        ),
+        bump.row(
+            "Cargo.lock bump (cc) build+push, hello-service",
+            "cargo build --release (same bump)",
+            "<= +0.5 s",
+            format!(
+                "cc {} <-> {}, built cc removed first; {} blob uploads in {} runs; stevedore compiles the C code with zig for musl",
                 hello::CC_VERSIONS[0],
                 hello::CC_VERSIONS[1],
+                bump.uploads,
                 size.runs
             ),
-        },
+        ),
     ]
 }
 

@@ -81,16 +81,53 @@ pub fn bump(manifest: &Path, version: &str, target_dirs: &[&Path], log: &Path) {
     }
 }
 
-/// `cargo build --release` of the copy for the host, in its own target dir: what a developer
-/// waits for without any image.
-pub fn cargo_build(manifest: &Path, target_dir: &Path, log: &Path) -> Run {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    measure::run(
-        Command::new(cargo)
-            .args(["build", "--release", "--quiet", "--manifest-path"])
+/// A cargo to time: the toolchain's own binaries, started directly (as stevedore starts them),
+/// so no rustup proxy adds its start-up to the baseline.
+pub struct Cargo {
+    program: std::ffi::OsString,
+    rustc: Option<PathBuf>,
+}
+
+impl Cargo {
+    /// The cargo running xtask: rustup's default toolchain.
+    pub fn default_toolchain() -> Cargo {
+        Cargo {
+            program: std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()),
+            rustc: None,
+        }
+    }
+
+    /// The named rustup toolchain's cargo and rustc, the compiler stevedore builds with.
+    pub fn toolchain(name: &str) -> Cargo {
+        let sysroot = Command::new("rustup")
+            .args(["run", name, "rustc", "--print", "sysroot"])
+            .env_remove("RUSTUP_TOOLCHAIN")
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()))
+            .unwrap_or_else(|| {
+                fail(&format!(
+                    "`rustup run {name} rustc --print sysroot` failed: run `cargo xtask setup`"
+                ))
+            });
+        Cargo {
+            program: sysroot.join("bin/cargo").into(),
+            rustc: Some(sysroot.join("bin/rustc")),
+        }
+    }
+
+    /// `cargo build --release` of the copy for the host, in its own target dir: what a
+    /// developer waits for without any image.
+    pub fn build(&self, manifest: &Path, target_dir: &Path, log: &Path) -> Run {
+        let mut cmd = Command::new(&self.program);
+        cmd.args(["build", "--release", "--quiet", "--manifest-path"])
             .arg(manifest)
             .env("CARGO_TARGET_DIR", target_dir)
-            .env_remove("RUSTFLAGS"),
-        log,
-    )
+            .env_remove("RUSTFLAGS");
+        if let Some(rustc) = &self.rustc {
+            cmd.env("RUSTC", rustc).env_remove("RUSTUP_TOOLCHAIN");
+        }
+        measure::run(&mut cmd, log)
+    }
 }

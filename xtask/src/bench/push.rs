@@ -12,6 +12,10 @@ use crate::fail;
 /// The epoch stamped on every layer, so runs differ only where the bench changes something.
 const EPOCH: &str = "1700000000";
 
+/// The toolchain stevedore builds with here: the one with rust-src (`cargo xtask setup`). The
+/// cargo baselines use it too, so a row compares stevedore with cargo, not two compilers.
+pub const TOOLCHAIN: &str = "debweb";
+
 /// What stays the same across the bench's stevedore runs.
 #[derive(Clone)]
 pub struct Stevedore {
@@ -54,7 +58,7 @@ impl Stevedore {
                 "stevedore",
                 "build",
                 "--toolchain",
-                "debweb",
+                TOOLCHAIN,
                 "--json",
                 "--push",
             ])
