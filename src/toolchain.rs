@@ -8,8 +8,11 @@ use std::sync::{Arc, OnceLock};
 use crate::env;
 
 mod answers;
+pub(crate) mod files;
+mod shim;
 
 pub(crate) use answers::{ask_executable, identity, on_path};
+pub(crate) use shim::{Shim, TARGET_NAME};
 
 /// How to start cargo and rustc for the project being built.
 #[derive(Debug, Clone)]

@@ -9,7 +9,7 @@ use cargo_metadata::{DependencyKind, Metadata, NodeDep, Package};
 
 use super::{BuildOptions, Plan, PlanError};
 use crate::env;
-use crate::toolchain::{run_capture, Toolchain};
+use crate::toolchain::{run_capture, Shim, Toolchain};
 
 /// The Cargo.toml to use: the given one (or its directory's), else the nearest above.
 pub(crate) fn manifest_path(given: Option<&Path>) -> Result<PathBuf, PlanError> {
@@ -40,11 +40,32 @@ pub(super) fn run_metadata(
     cmd.args(["metadata", "--format-version", "1", "--manifest-path"])
         .arg(manifest)
         .args(flags);
+    through_shim(toolchain, &mut cmd);
     let json = run_capture(&mut cmd).map_err(|source| PlanError::Metadata {
         manifest: manifest.to_path_buf(),
         source,
     })?;
     cargo_metadata::MetadataCommand::parse(json).map_err(PlanError::MetadataParse)
+}
+
+/// Gives `cargo metadata` the rustc shim the build runs, with cargo's own cache of rustc's
+/// answers off. Cargo keeps that cache in the target dir's `.rustc_info.json`, valid for one
+/// rustc and wrapper; the build's cargo (the shim, the workspace wrapper) and a metadata run
+/// with another rustc would overwrite each other's each run, and the build would ask its six
+/// questions every time. The shim answers metadata's two from its files instead. Without a
+/// tools dir yet (one under the target dir), metadata runs as cargo would run it.
+fn through_shim(toolchain: &Toolchain, cmd: &mut Command) {
+    let Some(tools) = crate::toolchain::files::tools_dir(None) else {
+        return;
+    };
+    let Ok(rustc) = toolchain.shimmed_rustc() else {
+        return;
+    };
+    let shim = Shim::new(&tools, &rustc);
+    if shim.write().is_ok() {
+        cmd.env("RUSTC", &shim.path)
+            .env("CARGO_CACHE_RUSTC_INFO", "0");
+    }
 }
 
 impl Plan {

@@ -63,19 +63,9 @@ fn ask_in(
     Ok(answer)
 }
 
-/// `$STEVEDORE_TOOLS_DIR/answers`, else the user's `~/.cache/stevedore/tools/answers`.
+/// `answers` in the tools dir (`files::tools_dir`).
 fn dir() -> Option<PathBuf> {
-    let var = |name: &str| {
-        std::env::var_os(name)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-    };
-    let tools = var(crate::env::TOOLS_DIR).or_else(|| {
-        var("XDG_CACHE_HOME")
-            .or_else(|| var("HOME").map(|h| h.join(".cache")))
-            .map(|c| c.join("stevedore/tools"))
-    })?;
-    Some(tools.join("answers"))
+    Some(super::files::tools_dir(None)?.join("answers"))
 }
 
 fn file_for(dir: &Path, exe: &Path, args: &[&str]) -> Option<PathBuf> {
@@ -99,12 +89,7 @@ pub(crate) fn identity(exe: &Path) -> Option<String> {
 }
 
 fn keep(file: &Path, answer: &str) -> std::io::Result<()> {
-    let dir = file.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let tmp = tempfile::NamedTempFile::new_in(dir)?;
-    std::fs::write(tmp.path(), answer)?;
-    tmp.persist(file).map_err(|e| e.error)?;
-    Ok(())
+    super::files::write_file(file, answer.as_bytes(), 0o644)
 }
 
 /// A program (a path, or a name looked up on PATH) as a file.
