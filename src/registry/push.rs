@@ -6,12 +6,12 @@ use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use reqwest::blocking::Body;
-use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, LOCATION};
+use reqwest::header::{ACCEPT, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, LOCATION};
 use reqwest::StatusCode;
 
 use super::client::Retry;
 use super::retry;
-use super::{Registry, RegistryError, OCI_INDEX};
+use super::{Registry, RegistryError, DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST};
 use crate::cache::BlobStore;
 use crate::digest::Digest;
 use crate::progress::Counted;
@@ -31,6 +31,33 @@ impl Registry {
                 http.head(url)
             }) {
             Ok(_) => Ok(true),
+            Err(RegistryError::Status { status: 404, .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether the repository already has the manifest or index `digest` (HEAD). A registry
+    /// accepts a manifest only once it has every blob and manifest it names, so a push that
+    /// finds its image there has nothing left to send but tags (as ggcr's `remote.Write` does).
+    pub fn manifest_exists(
+        &self,
+        repo: &Reference,
+        digest: &Digest,
+    ) -> Result<bool, RegistryError> {
+        let scopes = [repo.scope("pull,push")];
+        let accept = [OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST].join(", ");
+        let response = self.client.send(
+            repo,
+            &scopes,
+            &format!("manifests/{digest}"),
+            &|http, url| http.head(url).header(ACCEPT, &accept),
+        );
+        match response {
+            Ok(response) => Ok(response
+                .headers()
+                .get("docker-content-digest")
+                .and_then(|v| v.to_str().ok())
+                .is_none_or(|said| said == digest.as_str())),
             Err(RegistryError::Status { status: 404, .. }) => Ok(false),
             Err(e) => Err(e),
         }

@@ -1,6 +1,8 @@
 //! What the base image holds, read from its layers in the blob store: the Debian packages dpkg
 //! recorded and the distribution they belong to. Each layer is streamed (gunzip → tar), keeping
 //! only the few small files asked for; later layers override earlier ones and whiteouts delete.
+//! What a base's layers hold is kept as a record in the store, so a rebuild on the same base
+//! (every build but the first) reads no layer.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read};
@@ -19,8 +21,12 @@ const OS_RELEASE: [&str; 2] = ["etc/os-release", "usr/lib/os-release"];
 /// A control paragraph or a copyright file larger than this is not one dpkg wrote.
 const MAX_FILE: u64 = 4 << 20;
 
+/// The store's bucket for what bases hold. Bump the number when what [`read_base`] keeps, or
+/// how it reads it (a license mapped anew), changes: a kept record would otherwise outlive it.
+const RECORDS: &str = "sbom-base-v1";
+
 /// The Debian packages of a base image and its distribution, if it names one.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct BaseContents {
     pub os: Option<OsRelease>,
     /// Sorted by name, version and architecture.
@@ -36,8 +42,27 @@ enum Kept {
     Os(OsRelease),
 }
 
-/// Reads `layers` (the base's, bottom first) from `store`.
+/// What `layers` (the base's, bottom first) hold: from the store's record for these layers,
+/// else read from the layers in `store` and recorded.
 pub fn read_base(store: &BlobStore, layers: &[Descriptor]) -> Result<BaseContents, SbomError> {
+    let digests: Vec<String> = layers.iter().map(|l| l.digest().to_string()).collect();
+    let name = format!(
+        "{}.json",
+        Digest::of(format!("{}\n{}", env!("CARGO_PKG_VERSION"), digests.join("\n")).as_bytes())
+            .hex()
+    );
+    let kept = store.record(RECORDS, &name);
+    if let Some(contents) = kept.and_then(|bytes| serde_json::from_slice(&bytes).ok()) {
+        return Ok(contents);
+    }
+    let contents = read_layers(store, layers)?;
+    let json = serde_json::to_vec(&contents).expect("base contents serialise");
+    // A record only saves work: one that cannot be written is read again next time.
+    let _ = store.put_record(RECORDS, &name, &json);
+    Ok(contents)
+}
+
+fn read_layers(store: &BlobStore, layers: &[Descriptor]) -> Result<BaseContents, SbomError> {
     let mut files: BTreeMap<String, Kept> = BTreeMap::new();
     for layer in layers {
         let digest: Digest = layer
@@ -246,5 +271,14 @@ mod tests {
                 ("netbase", "6.4", Some("GPL-2.0-only")),
             ]
         );
+
+        // Kept: the same contents again without reading a layer (here, with none left).
+        for layer in &descriptors {
+            let digest: Digest = layer.digest().to_string().parse().unwrap();
+            std::fs::remove_file(store.path(&digest)).unwrap();
+        }
+        assert_eq!(read_base(&store, &descriptors).unwrap(), base);
+        // Other layers are other contents, read from them.
+        assert!(read_base(&store, &descriptors[..1]).is_err());
     }
 }

@@ -6,7 +6,7 @@ use super::license::license_expression;
 use super::sources::percent_encode;
 
 /// One installed Debian package.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct DebPackage {
     pub name: String,
     pub version: String,
@@ -18,7 +18,7 @@ pub struct DebPackage {
 }
 
 /// The distribution from `/etc/os-release`: `ID` and `VERSION_ID` (`debian`, `12`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct OsRelease {
     pub id: String,
     pub version_id: Option<String>,
