@@ -35,6 +35,7 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "skopeo",
     "uidmap",
     "umoci",
+    "zstd",
 ];
 
 /// The PyPI `ziglang` version `cargo xtask setup` installs into [`crate::venv_dir`].

@@ -168,6 +168,17 @@ pub fn gzip_sha256sum(input: &Path, log: &Path) -> Run {
     )
 }
 
+/// Times zstd's own CLI at stevedore's level on every core, into /dev/null: zstd alone, with
+/// no tar, hashing or store, what the zstd row cannot beat.
+pub fn zstd_cli(input: &Path, cores: usize, log: &Path) -> Run {
+    measure::run(
+        Command::new("zstd")
+            .args(["-q", "-3", &format!("-T{cores}"), "-f", "-o", "/dev/null"])
+            .arg(input),
+        log,
+    )
+}
+
 /// Runs the limit child; returns its in-memory seconds.
 pub fn limit(xtask: &Path, input: &Path, log: &Path) -> f64 {
     let run = measure::run(Command::new(xtask).arg("bench-limit").arg(input), log);
