@@ -437,7 +437,7 @@ fn write_zig_wrappers(
 
 /// Points cargo, rustc and cc-rs at the zig wrappers for `target`.
 fn link_with(cmd: &mut Command, target: &str, wrappers: &ZigWrappers, remaps: &Remaps) {
-    let upper = target.to_uppercase().replace('-', "_");
+    let upper = target_var(target);
     let lower = target.replace('-', "_");
     cmd.env(format!("CARGO_TARGET_{upper}_LINKER"), &wrappers.cc);
     cmd.env(format!("CC_{lower}"), &wrappers.cc);
@@ -449,6 +449,11 @@ fn link_with(cmd: &mut Command, target: &str, wrappers: &ZigWrappers, remaps: &R
         cflags.push_str(&flag);
     }
     cmd.env(format!("CFLAGS_{lower}"), cflags.trim_start());
+}
+
+/// A target as cargo spells it in `CARGO_TARGET_<TRIPLE>_*` variables.
+fn target_var(target: &str) -> String {
+    target.to_uppercase().replace('-', "_")
 }
 
 /// Gives each target its flags without discarding the user's. Cargo takes RUSTFLAGS over any

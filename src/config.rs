@@ -116,9 +116,34 @@ pub struct ImageFlags {
     pub ports: Vec<u16>,
     /// Empty: not given.
     pub args: Vec<String>,
+    /// `--healthcheck`: a command, or none at all.
+    pub healthcheck: Option<HealthcheckFlag>,
+}
+
+/// What `--healthcheck` says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HealthcheckFlag {
     /// `--healthcheck 'PROGRAM ARG…'`: the command (split on blanks); the timings stay those of
     /// Cargo.toml's `healthcheck`, if any.
-    pub healthcheck: Option<Vec<String>>,
+    Command(Vec<String>),
+    /// `--healthcheck none`: no health check, whatever Cargo.toml says (docker's
+    /// `HEALTHCHECK NONE`).
+    None,
+}
+
+impl std::str::FromStr for HealthcheckFlag {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let words: Vec<String> = text.split_whitespace().map(String::from).collect();
+        match words.as_slice() {
+            [] => Err(
+                "an empty health check: give 'PROGRAM ARG…', or `none` for no health check".into(),
+            ),
+            [none] if none.eq_ignore_ascii_case("none") => Ok(HealthcheckFlag::None),
+            _ => Ok(HealthcheckFlag::Command(words)),
+        }
+    }
 }
 
 impl ImageSettings {
@@ -136,10 +161,14 @@ impl ImageSettings {
         if !flags.args.is_empty() {
             self.args = Some(flags.args.clone());
         }
-        if let Some(cmd) = &flags.healthcheck {
-            let mut check = self.healthcheck.take().unwrap_or_default();
-            check.test = exec_form(cmd.clone());
-            self.healthcheck = Some(check);
+        match &flags.healthcheck {
+            Some(HealthcheckFlag::Command(cmd)) => {
+                let mut check = self.healthcheck.take().unwrap_or_default();
+                check.test = exec_form(cmd.clone());
+                self.healthcheck = Some(check);
+            }
+            Some(HealthcheckFlag::None) => self.healthcheck = None,
+            None => {}
         }
         self
     }
@@ -527,9 +556,18 @@ mod tests {
         let flags = ImageFlags {
             env: BTreeMap::from([("B".into(), "flag".into())]),
             ports: vec![8080],
-            healthcheck: Some(vec!["/app".into(), "ping".into()]),
+            healthcheck: Some("/app  ping".parse().unwrap()),
             ..ImageFlags::default()
         };
+        let none = ImageFlags {
+            healthcheck: Some("NONE".parse().unwrap()),
+            ..ImageFlags::default()
+        };
+        assert_eq!(s.image.clone().with_flags(&none).healthcheck, None);
+        assert!(" "
+            .parse::<HealthcheckFlag>()
+            .unwrap_err()
+            .contains("`none`"));
         let image = s.image.with_flags(&flags);
         assert_eq!(image.env["A"], "1");
         assert_eq!(image.env["B"], "flag");

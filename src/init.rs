@@ -38,6 +38,12 @@ pub const TABLE: &str = r#"
 # labels = { "org.opencontainers.image.description" = "…" }
 # user = "65532:65532"
 # files = [{ src = "config/app.toml", dst = "/etc/app/app.toml", mode = "0644" }]
+# annotations = { "com.example.team" = "payments" }   # on each platform's manifest
+# healthcheck = { cmd = ["/usr/local/bin/app", "health"], interval = "30s", timeout = "5s", start-period = "10s", retries = 3 }
+# compression = "gzip"                                 # or "zstd"
+# auditable = true                                     # false: no dependency list in the binary
+# split-debuginfo = false                              # true: stripped binary, DWARF as a referrer
+# sign-key = "cosign.key"                              # sign the image and its provenance
 "#;
 
 /// What to put in `xtask/src/main.rs` (with `stevedore = { package = "cargo-stevedore", … }`).

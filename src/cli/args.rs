@@ -191,9 +191,9 @@ pub(super) struct SettingsArgs {
     #[arg(long = "arg", value_name = "ARG", allow_hyphen_values = true)]
     pub(super) args: Vec<String>,
     /// The health check's command, 'PROGRAM ARG…' split on blanks and run without a shell
-    /// (replaces Cargo.toml's `healthcheck.cmd`, keeping its timings).
-    #[arg(long, value_name = "'PROGRAM ARG…'")]
-    pub(super) healthcheck: Option<String>,
+    /// (replaces Cargo.toml's `healthcheck.cmd`, keeping its timings); `none`: no health check.
+    #[arg(long, value_name = "'PROGRAM ARG…'|none")]
+    pub(super) healthcheck: Option<crate::config::HealthcheckFlag>,
 }
 
 impl SettingsArgs {
@@ -205,10 +205,7 @@ impl SettingsArgs {
             user: self.user.clone(),
             ports: self.ports.clone(),
             args: self.args.clone(),
-            healthcheck: self
-                .healthcheck
-                .as_ref()
-                .map(|c| c.split_whitespace().map(String::from).collect()),
+            healthcheck: self.healthcheck.clone(),
         }
     }
 }

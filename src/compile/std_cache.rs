@@ -161,7 +161,7 @@ fn cargo(plan: &Plan, manifest: &Path, target: &str) -> Command {
 /// target's settings, nor the project's own (the workspace wrapper and its PATH, the remaps of
 /// the workspace and target dir, C flags naming them), which std never sees.
 fn settings(cmd: &Command, target: &str) -> String {
-    let upper = format!("_{}_", target.to_uppercase().replace('-', "_"));
+    let upper = format!("_{}_", super::target_var(target));
     let mut lines: Vec<String> = cmd
         .get_envs()
         .filter(|(name, _)| {

@@ -58,7 +58,17 @@ pub fn push(
     let top = built.top();
     let top_digest = built.top_digest();
     for repo in repos {
-        push_images(built, repo, store, to, &mut report)?;
+        push_blobs(built, repo, store, to, &mut report)?;
+        for image in &built.images {
+            put(
+                registry,
+                store,
+                repo,
+                &image.manifest_digest().to_string(),
+                &image.manifest_digest(),
+                image.manifest.media_type().as_ref(),
+            )?;
+        }
         for referrer in &built.referrers {
             push_referrer(to, store, repo, referrer, &mut report)?;
         }
@@ -99,44 +109,6 @@ pub fn push(
     Ok(report)
 }
 
-/// Pushes the images' blobs and manifests (the index goes up with the tags). Nothing, when
-/// the repository has the top manifest already: it has all the rest then too.
-fn push_images(
-    built: &Built,
-    repo: &Reference,
-    store: &BlobStore,
-    to: &Target<'_>,
-    report: &mut PushReport,
-) -> Result<(), PublishError> {
-    let failed = |source| PublishError::Registry {
-        reference: repo.name(),
-        source,
-    };
-    let top = built.top_digest();
-    if to.registry.manifest_exists(repo, &top).map_err(failed)? {
-        tracing::debug!("{top} already in {}", repo.name());
-        for (digest, _) in blobs(&built.images) {
-            to.uploads.holds(repo, &digest);
-            report.count(Sent::Existing);
-        }
-        return Ok(());
-    }
-    push_blobs(built, repo, store, to, report)?;
-    for image in &built.images {
-        let digest = image.manifest_digest();
-        let media_type = image.manifest.media_type().to_string();
-        put(
-            to.registry,
-            store,
-            repo,
-            digest.as_str(),
-            &digest,
-            &media_type,
-        )?;
-    }
-    Ok(())
-}
-
 /// PUTs a stored manifest; true when the registry indexed its subject (OCI 1.1 referrers).
 fn put(
     registry: &Registry,
@@ -169,18 +141,12 @@ fn push_referrer(
         reference: repo.name(),
         source,
     };
-    let digest = referrer.manifest_digest();
-    // Present, it has its blobs; it is PUT again all the same, for what the PUT says.
-    let present = registry.manifest_exists(repo, &digest).map_err(failed)?;
     for blob in &referrer.blobs {
-        let blob_digest =
-            Digest::try_from(blob.digest()).expect("assembled descriptors are sha256");
-        let sent = match present {
-            true => Sent::Existing,
-            false => push_blob(to, store, repo, &blob_digest, blob.size(), None).map_err(failed)?,
-        };
+        let digest = Digest::try_from(blob.digest()).expect("assembled descriptors are sha256");
+        let sent = push_blob(to, store, repo, &digest, blob.size(), None).map_err(failed)?;
         report.count(sent);
     }
+    let digest = referrer.manifest_digest();
     let media_type = referrer.manifest.media_type().to_string();
     if put(registry, store, repo, digest.as_str(), &digest, &media_type)? {
         return Ok(());

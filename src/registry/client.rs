@@ -370,9 +370,7 @@ fn judge(reference: &Reference, method: &str, url: &str, response: Response) -> 
         .map(|b| String::from_utf8_lossy(&b).into_owned())
         .unwrap_or_default();
     let (detail, codes) = envelope(&body);
-    let busy = codes
-        .iter()
-        .any(|c| c == "TOOMANYREQUESTS" || c == "UNAVAILABLE");
+    // The registry's first error code is the one that says whether it is busy.
     let error = RegistryError::Status {
         method: method.to_owned(),
         url: redact(url),
@@ -381,7 +379,7 @@ fn judge(reference: &Reference, method: &str, url: &str, response: Response) -> 
         detail,
         hint: status_hint(status.as_u16(), reference.registry()),
     };
-    if retry::transient_status(status) || busy {
+    if error.transient() {
         Try::Transient(error, wait)
     } else {
         Try::Final(error)

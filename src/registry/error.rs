@@ -230,6 +230,21 @@ impl RegistryError {
         };
         RegistryError::Connect { hint, source }
     }
+
+    /// Whether the same request may succeed later: the connection broke or stalled, or the
+    /// registry answered that it is busy or failing (a transient status, or the error code
+    /// `TOOMANYREQUESTS` or `UNAVAILABLE` under another status). Decided by type and code,
+    /// never by message text.
+    pub(crate) fn transient(&self) -> bool {
+        match self {
+            RegistryError::Connect { source, .. } => super::retry::transient(source),
+            RegistryError::Status { status, code, .. } => {
+                reqwest::StatusCode::from_u16(*status).is_ok_and(super::retry::transient_status)
+                    || matches!(code.as_deref(), Some("TOOMANYREQUESTS" | "UNAVAILABLE"))
+            }
+            _ => false,
+        }
+    }
 }
 
 /// What a user can do about an HTTP status from a registry.

@@ -6,12 +6,10 @@ use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use reqwest::blocking::Body;
-use reqwest::header::{ACCEPT, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, LOCATION};
-use reqwest::StatusCode;
+use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, LOCATION};
 
 use super::client::Retry;
-use super::retry;
-use super::{Registry, RegistryError, DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST};
+use super::{Registry, RegistryError, OCI_INDEX};
 use crate::cache::BlobStore;
 use crate::digest::Digest;
 use crate::progress::Counted;
@@ -31,33 +29,6 @@ impl Registry {
                 http.head(url)
             }) {
             Ok(_) => Ok(true),
-            Err(RegistryError::Status { status: 404, .. }) => Ok(false),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Whether the repository already has the manifest or index `digest` (HEAD). A registry
-    /// accepts a manifest only once it has every blob and manifest it names, so a push that
-    /// finds its image there has nothing left to send but tags (as ggcr's `remote.Write` does).
-    pub fn manifest_exists(
-        &self,
-        repo: &Reference,
-        digest: &Digest,
-    ) -> Result<bool, RegistryError> {
-        let scopes = [repo.scope("pull,push")];
-        let accept = [OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST].join(", ");
-        let response = self.client.send(
-            repo,
-            &scopes,
-            &format!("manifests/{digest}"),
-            &|http, url| http.head(url).header(ACCEPT, &accept),
-        );
-        match response {
-            Ok(response) => Ok(response
-                .headers()
-                .get("docker-content-digest")
-                .and_then(|v| v.to_str().ok())
-                .is_none_or(|said| said == digest.as_str())),
             Err(RegistryError::Status { status: 404, .. }) => Ok(false),
             Err(e) => Err(e),
         }
@@ -311,17 +282,11 @@ impl Registry {
     }
 }
 
-/// Whether an upload that failed this way may succeed on a new session: the connection broke
-/// or stalled, the registry was busy or failing, or it forgot the session.
+/// Whether an upload that failed this way may succeed on a new session: a transient failure
+/// (`RegistryError::transient`), or the registry forgot the session.
 fn restartable(e: &RegistryError) -> bool {
-    match e {
-        RegistryError::Connect { source, .. } => retry::transient(source),
-        RegistryError::Status { status, code, .. } => {
-            StatusCode::from_u16(*status).is_ok_and(retry::transient_status)
-                || code.as_deref() == Some("BLOB_UPLOAD_UNKNOWN")
-        }
-        _ => false,
-    }
+    e.transient()
+        || matches!(e, RegistryError::Status { code, .. } if code.as_deref() == Some("BLOB_UPLOAD_UNKNOWN"))
 }
 
 /// A byte range of a file, opened on first read so a retried request re-reads from the start.

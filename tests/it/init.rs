@@ -45,6 +45,49 @@ fn init_adds_a_valid_table_once_and_prints_an_xtask_snippet() {
     .unwrap_or_else(|e| panic!("the written table must be valid: {e}"));
     assert_eq!(plan.image, Default::default());
 
+    // Every key the README documents is in the table, and uncommented they are valid too.
+    let readme =
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+            .unwrap();
+    let documented: Vec<&str> = readme
+        .lines()
+        .skip_while(|l| !l.starts_with("| key | type | default |"))
+        .skip(2)
+        .take_while(|l| l.starts_with("| `"))
+        .filter_map(|l| l.strip_prefix("| `")?.split('`').next())
+        .collect();
+    assert!(documented.len() >= 15, "{documented:?}");
+    let table = &written[written.find("[package.metadata.stevedore]").unwrap()..];
+    for key in &documented {
+        assert!(
+            table.contains(&format!("\n# {key} = ")),
+            "init's table lacks `{key}`"
+        );
+    }
+    let uncommented: String = table
+        .lines()
+        .map(|l| {
+            let line = l
+                .strip_prefix("# ")
+                .filter(|l| l.contains(" = "))
+                .unwrap_or(l);
+            line.split("  #").next().unwrap().trim_end().to_owned() + "\n"
+        })
+        .collect();
+    std::fs::create_dir_all(dir.path().join("config")).unwrap();
+    std::fs::write(dir.path().join("config/app.toml"), "").unwrap();
+    let full = written.replace(table, &uncommented);
+    assert_ne!(full, written);
+    std::fs::write(&manifest, &full).unwrap();
+    let plan = stevedore::plan::plan(&stevedore::plan::BuildOptions {
+        manifest_path: Some(manifest.clone()),
+        bin: Some("one".into()),
+        ..Default::default()
+    })
+    .unwrap_or_else(|e| panic!("the table uncommented must be valid: {e}\n{uncommented}"));
+    assert_eq!(plan.image.ports, [8080]);
+    std::fs::write(&manifest, &written).unwrap();
+
     let err = run_err(&mut init());
     assert!(
         err.contains("already has a [package.metadata.stevedore] table"),
