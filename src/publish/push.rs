@@ -1,13 +1,14 @@
-//! Pushing to a registry: every blob first (skipped when present, mounted from the base's
-//! repository when it is on the same registry), then each platform's manifest, then the index
-//! under each tag, so a tag never names something the registry does not hold whole.
+//! Pushing to a registry: every blob first, all at once within the run's bound (skipped when
+//! present, mounted from the base's repository when it is on the same registry), then each
+//! platform's manifest, the referrers, then the index under each tag, so a tag never names
+//! something the registry does not hold whole; signatures last.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use super::uploads::{Claim, Uploads};
 use super::PublishError;
-use crate::assemble::{Built, Image, Referrer, Tagged};
+use crate::assemble::{Built, Referrer};
 use crate::cache::BlobStore;
 use crate::digest::Digest;
 use crate::reference::Reference;
@@ -69,9 +70,7 @@ pub fn push(
                 image.manifest.media_type().as_ref(),
             )?;
         }
-        for referrer in &built.referrers {
-            push_referrer(to, store, repo, referrer, &mut report)?;
-        }
+        push_referrers(to, store, repo, &built.referrers)?;
         for tag in tags.iter().filter(|t| t.name() == repo.name()) {
             let identifier = tag
                 .tag()
@@ -88,7 +87,9 @@ pub fn push(
         }
         // After the tags: a signature names a digest the registry already serves.
         for tagged in built.tagged.iter().filter(|t| t.repository == repo.name()) {
-            push_tagged(to, store, repo, tagged, &mut report)?;
+            let digest = tagged.manifest_digest();
+            let media_type = tagged.manifest.media_type().to_string();
+            put(registry, store, repo, &tagged.tag, &digest, &media_type)?;
         }
         report.pushed.push(repo.with_digest(top_digest.clone()));
         report.refs.push(repo.with_digest(top_digest.clone()));
@@ -127,67 +128,63 @@ fn put(
         })
 }
 
-/// Pushes an artifact (an SBOM) about one of the images. A registry with the referrers API
-/// finds it by its `subject`; for others it is listed under the fallback tag.
-fn push_referrer(
+/// Pushes the artifacts about the images (SBOMs, provenance, debug files), their blobs
+/// already sent. A registry with the referrers API finds each by its `subject`; for others,
+/// each subject's fallback tag lists them, updated once per subject (one GET and at most one
+/// PUT, rather than one of each per artifact, and never two writers of one tag at once).
+fn push_referrers(
     to: &Target<'_>,
     store: &BlobStore,
     repo: &Reference,
-    referrer: &Referrer,
-    report: &mut PushReport,
+    referrers: &[Referrer],
 ) -> Result<(), PublishError> {
-    let registry = to.registry;
-    let failed = |source| PublishError::Registry {
-        reference: repo.name(),
-        source,
-    };
-    for blob in &referrer.blobs {
-        let digest = Digest::try_from(blob.digest()).expect("assembled descriptors are sha256");
-        let sent = push_blob(to, store, repo, &digest, blob.size(), None).map_err(failed)?;
-        report.count(sent);
+    let mut unlisted: Vec<(Digest, Vec<serde_json::Value>)> = Vec::new();
+    for referrer in referrers {
+        let digest = referrer.manifest_digest();
+        let media_type = referrer.manifest.media_type().to_string();
+        if put(
+            to.registry,
+            store,
+            repo,
+            digest.as_str(),
+            &digest,
+            &media_type,
+        )? {
+            continue;
+        }
+        let descriptor = serde_json::to_value(&referrer.manifest).expect("a descriptor serialises");
+        let subject = referrer.subject_digest();
+        match unlisted.iter_mut().find(|(s, _)| *s == subject) {
+            Some((_, descriptors)) => descriptors.push(descriptor),
+            None => unlisted.push((subject, vec![descriptor])),
+        }
     }
-    let digest = referrer.manifest_digest();
-    let media_type = referrer.manifest.media_type().to_string();
-    if put(registry, store, repo, digest.as_str(), &digest, &media_type)? {
-        return Ok(());
-    }
-    let descriptor = serde_json::to_value(&referrer.manifest).expect("a descriptor serialises");
-    registry
-        .add_to_referrers_tag(repo, &referrer.subject_digest(), &descriptor)
-        .map_err(failed)
-}
-
-/// Pushes a cosign signature or attestation under its `sha256-<hex>.sig`/`.att` tag.
-fn push_tagged(
-    to: &Target<'_>,
-    store: &BlobStore,
-    repo: &Reference,
-    tagged: &Tagged,
-    report: &mut PushReport,
-) -> Result<(), PublishError> {
-    for blob in &tagged.blobs {
-        let digest = Digest::try_from(blob.digest()).expect("assembled descriptors are sha256");
-        let sent = push_blob(to, store, repo, &digest, blob.size(), None).map_err(|source| {
-            PublishError::Registry {
+    for (subject, descriptors) in unlisted {
+        to.registry
+            .add_to_referrers_tag(repo, &subject, &descriptors)
+            .map_err(|source| PublishError::Registry {
                 reference: repo.name(),
                 source,
-            }
-        })?;
-        report.count(sent);
+            })?;
     }
-    let digest = tagged.manifest_digest();
-    let media_type = tagged.manifest.media_type().to_string();
-    put(to.registry, store, repo, &tagged.tag, &digest, &media_type)?;
     Ok(())
 }
 
-/// Config and layer blobs of every image, each once.
-fn blobs(images: &[Image]) -> Vec<(Digest, u64)> {
-    let mut out: Vec<(Digest, u64)> = Vec::new();
-    for desc in images
+/// Every blob pushed to `repo`, each once: the images' configs and layers, the referrers'
+/// blobs, and the blobs of the signatures and attestations for `repo`.
+fn blobs(built: &Built, repo: &Reference) -> Vec<(Digest, u64)> {
+    let images = built
+        .images
         .iter()
-        .flat_map(|i| std::iter::once(&i.config).chain(&i.layers))
-    {
+        .flat_map(|i| std::iter::once(&i.config).chain(&i.layers));
+    let referrers = built.referrers.iter().flat_map(|r| &r.blobs);
+    let tagged = built
+        .tagged
+        .iter()
+        .filter(|t| t.repository == repo.name())
+        .flat_map(|t| &t.blobs);
+    let mut out: Vec<(Digest, u64)> = Vec::new();
+    for desc in images.chain(referrers).chain(tagged) {
         let digest =
             Digest::try_from(desc.digest()).expect("assembled descriptors have sha256 digests");
         if !out.iter().any(|(d, _)| d == &digest) {
@@ -204,7 +201,7 @@ fn push_blobs(
     to: &Target<'_>,
     report: &mut PushReport,
 ) -> Result<(), PublishError> {
-    let blobs = blobs(&built.images);
+    let blobs = blobs(built, repo);
     let mount_from = to
         .base
         .filter(|b| b.registry() == repo.registry() && b.repository() != repo.repository());

@@ -240,13 +240,14 @@ impl Registry {
         }
     }
 
-    /// Lists `referrer` under the OCI 1.1 fallback tag `sha256-<subject hex>`, an index of
-    /// everything that refers to `subject`, for registries without the referrers API.
+    /// Lists `referrers` under the OCI 1.1 fallback tag `sha256-<subject hex>`, an index of
+    /// everything that refers to `subject`, for registries without the referrers API: one GET,
+    /// and one PUT when any of them is not listed yet.
     pub fn add_to_referrers_tag(
         &self,
         repo: &Reference,
         subject: &Digest,
-        referrer: &serde_json::Value,
+        referrers: &[serde_json::Value],
     ) -> Result<(), RegistryError> {
         let tag = format!("sha256-{}", subject.hex());
         let tagged: Reference = format!("{}:{tag}", repo.name())
@@ -273,10 +274,15 @@ impl Registry {
                 media_type: "an index without manifests".into(),
             });
         };
-        if manifests.iter().any(|m| m["digest"] == referrer["digest"]) {
+        let before = manifests.len();
+        for referrer in referrers {
+            if !manifests.iter().any(|m| m["digest"] == referrer["digest"]) {
+                manifests.push(referrer.clone());
+            }
+        }
+        if manifests.len() == before {
             return Ok(());
         }
-        manifests.push(referrer.clone());
         let bytes = serde_json::to_vec(&index).expect("a JSON value serialises");
         self.put_manifest(repo, &tag, OCI_INDEX, &bytes).map(drop)
     }

@@ -459,3 +459,43 @@ fn a_manifest_whose_body_breaks_off_is_asked_for_again() {
         "{lines:?}"
     );
 }
+
+#[test]
+fn the_fallback_tag_is_read_once_and_written_only_for_referrers_it_lacks() {
+    let subject = Digest::of(b"subject");
+    let listed = serde_json::json!({"mediaType": super::OCI_MANIFEST, "digest": Digest::of(b"a").as_str(), "size": 1});
+    let new = serde_json::json!({"mediaType": super::OCI_MANIFEST, "digest": Digest::of(b"b").as_str(), "size": 1});
+    let index = serde_json::json!({"schemaVersion": 2, "mediaType": super::OCI_INDEX, "manifests": [listed]});
+    let index = || {
+        Reply::Full(
+            200,
+            vec![("Content-Type", super::OCI_INDEX.to_owned())],
+            serde_json::to_vec(&index).unwrap(),
+        )
+    };
+    let server = Server::start(vec![
+        ok(),
+        index(),
+        index(),
+        Reply::Full(201, vec![], vec![]),
+    ]);
+    let registry = client(Duration::from_secs(5));
+    let repo = repo(&server);
+    registry
+        .add_to_referrers_tag(&repo, &subject, std::slice::from_ref(&listed))
+        .unwrap();
+    registry
+        .add_to_referrers_tag(&repo, &subject, &[listed.clone(), new])
+        .unwrap();
+    let tag = format!("/v2/test/app/manifests/sha256-{}", subject.hex());
+    assert_eq!(
+        server.finish(),
+        [
+            "TLS ".to_owned(),
+            "GET /v2/".to_owned(),
+            format!("GET {tag}"),
+            format!("GET {tag}"),
+            format!("PUT {tag}"),
+        ]
+    );
+}

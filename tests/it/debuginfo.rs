@@ -192,6 +192,15 @@ fn split_debuginfo_ships_a_stripped_binary_and_gdb_finds_its_symbols_by_build_id
             .unwrap_or_else(|| panic!("no debuginfo referrer of {digest}: {referrers:#}"));
         let line = format!("{repo}@{}", entry["digest"].as_str().unwrap());
         assert!(refs.lines().any(|l| l == line), "{line} not in:\n{refs}");
+        // The SBOM about the same manifest is listed beside it (one update of the tag for both).
+        let sbom = referrers["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["artifactType"] == "application/spdx+json")
+            .unwrap_or_else(|| panic!("no SBOM referrer of {digest}: {referrers:#}"));
+        let line = format!("{repo}@{}", sbom["digest"].as_str().unwrap());
+        assert!(refs.lines().any(|l| l == line), "{line} not in:\n{refs}");
     }
 }
 
