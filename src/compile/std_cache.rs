@@ -11,6 +11,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::{Duration, SystemTime};
 
 use super::{build_std, content_name, finish, start, write_file, Cancel, CompileError};
 use crate::plan::Plan;
@@ -23,6 +24,12 @@ const OWN_PREFIXES: [&str; 2] = ["stevedore-std-", "stevedore_std-"];
 /// last, as a target dir with std's rlib in it is taken to have std (a killed copy may leave
 /// some units out, which cargo then compiles).
 const UNIT_DIRS: [&str; 3] = [".fingerprint", "build", "deps"];
+/// How long a std cache (a toolchain's, or one target dir of it) is kept unused.
+const UNUSED_FOR: Duration = Duration::from_secs(30 * 24 * 60 * 60);
+/// The file whose time says when a std cache was last used.
+const USED: &str = ".used";
+/// What a std cache being removed is renamed to first.
+const SWEPT: &str = ".swept-";
 
 /// Copies std's units from the std cache into the target dir of each target that has none,
 /// building them there first when the cache has none either. `apply` gives cargo the same
@@ -56,6 +63,7 @@ pub(super) fn seed(
     let profiles = workspace_profiles(&plan.workspace_root.join("Cargo.toml"));
     // One project per profile table: two builds with different profiles at once then never
     // rewrite each other's manifest.
+    mark_used_and_sweep(&dir, "toolchain-");
     let project = dir.join(content_name("project", &[&profiles]));
     let manifest = write_project(&project, &profiles)?;
     for target in missing {
@@ -67,6 +75,7 @@ pub(super) fn seed(
         let cache_target = dir
             .join(target)
             .join(content_name("target", &[&settings(&cmd, target)]));
+        mark_used_and_sweep(&cache_target, "target-");
         cmd.arg("--target-dir")
             .arg(&cache_target)
             .env(crate::env::REMAP_TARGET_DIR, &cache_target);
@@ -95,6 +104,55 @@ pub(super) fn seed(
         );
     }
     Ok(())
+}
+
+/// Marks the std cache `dir` used now, and removes its siblings named `prefix…` unused for
+/// [`UNUSED_FOR`]: the caches of older toolchains (about 200 MB a target) and of settings no
+/// longer given. A cache in use is never that old; one being removed is renamed first, so no
+/// build ever copies from half of one, and a removal cut short is finished by the next sweep.
+fn mark_used_and_sweep(dir: &Path, prefix: &str) {
+    if std::fs::create_dir_all(dir).is_ok() {
+        // Losing the mark costs a rebuild of this cache in 30 days at worst.
+        let _ = touch(&dir.join(USED));
+    }
+    let Some(Ok(entries)) = dir.parent().map(std::fs::read_dir) else {
+        return;
+    };
+    let now = SystemTime::now();
+    for entry in entries.flatten() {
+        let (path, name) = (
+            entry.path(),
+            entry.file_name().to_string_lossy().into_owned(),
+        );
+        if name.starts_with(SWEPT) {
+            let _ = std::fs::remove_dir_all(&path);
+            continue;
+        }
+        let used = std::fs::metadata(path.join(USED))
+            .or_else(|_| entry.metadata())
+            .and_then(|m| m.modified());
+        let unused = used
+            .ok()
+            .and_then(|t| now.duration_since(t).ok())
+            .is_some_and(|age| age > UNUSED_FOR);
+        if path == dir || !name.starts_with(prefix) || !unused {
+            continue;
+        }
+        let trash = path.with_file_name(format!("{SWEPT}{name}-{}", std::process::id()));
+        if std::fs::rename(&path, &trash).is_ok() {
+            tracing::info!("removed {}: a std cache unused for 30 days", path.display());
+            let _ = std::fs::remove_dir_all(&trash);
+        }
+    }
+}
+
+fn touch(path: &Path) -> std::io::Result<()> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)?;
+    file.set_modified(SystemTime::now())
 }
 
 /// cargo's output dir for a profile: `dev` and `test` share `debug`, `bench` uses `release`.
@@ -273,6 +331,62 @@ fn copy_file(from: &Path, to: &Path, meta: &std::fs::Metadata) -> std::io::Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn std_caches_unused_for_30_days_are_removed_when_another_is_used() {
+        let std = tempfile::tempdir().unwrap();
+        let days_ago = |days: u64| SystemTime::now() - Duration::from_secs(days * 24 * 60 * 60);
+        let cache = |name: &str, used: Option<SystemTime>| {
+            let dir = std.path().join(name);
+            std::fs::create_dir_all(dir.join("x86_64-unknown-linux-musl")).unwrap();
+            if let Some(time) = used {
+                touch(&dir.join(USED)).unwrap();
+                let file = std::fs::File::options()
+                    .write(true)
+                    .open(dir.join(USED))
+                    .unwrap();
+                file.set_modified(time).unwrap();
+            } else {
+                // No mark (an older stevedore's cache): the directory's own time counts.
+                std::fs::File::open(&dir)
+                    .unwrap()
+                    .set_modified(days_ago(40))
+                    .unwrap();
+            }
+            dir
+        };
+        let old = cache("toolchain-old", Some(days_ago(31)));
+        let unmarked = cache("toolchain-unmarked", None);
+        let recent = cache("toolchain-recent", Some(days_ago(29)));
+        let current = cache("toolchain-current", Some(days_ago(90)));
+        let other = cache("answers", Some(days_ago(90)));
+        let cut_short = std.path().join(".swept-toolchain-gone-1");
+        std::fs::create_dir_all(cut_short.join("deps")).unwrap();
+
+        mark_used_and_sweep(&current, "toolchain-");
+
+        for (dir, kept) in [
+            (&old, false),
+            (&unmarked, false),
+            (&cut_short, false),
+            (&recent, true),
+            (&current, true),
+            (&other, true),
+        ] {
+            assert_eq!(dir.exists(), kept, "{}", dir.display());
+        }
+        let used = std::fs::metadata(current.join(USED))
+            .unwrap()
+            .modified()
+            .unwrap();
+        assert!(used > days_ago(1), "the cache in use is marked used now");
+        let left: Vec<_> = std::fs::read_dir(std.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(left.len(), 3, "nothing left half-removed: {left:?}");
+    }
 
     #[test]
     fn units_are_copied_with_their_times_but_not_the_cache_projects_own() {
