@@ -1,10 +1,13 @@
 //! Stage 3: the application layer, a deterministic tar.gz written straight into the blob store.
 //!
-//! Bytes flow tar → hash (diff_id) → gzip → hash (digest) → temporary file → rename, in one
-//! pass: the layer is never held in memory and never read back to learn its digests. Gzip runs
-//! on every core ([`gzip`]) with output that does not depend on the number of cores.
+//! A first pass hashes the tar (its diff_id, the layer cache's key). On a miss, bytes flow tar
+//! → tally (a CRC-32 that checks this pass wrote the tar the first one hashed) → gzip or zstd
+//! → hash (digest) → temporary file → rename: the layer is never held in memory and never read
+//! back to learn its digests. Gzip runs on every core ([`gzip`]) with output that does not
+//! depend on the number of cores.
 
 mod gzip;
+mod tally;
 mod zst;
 
 use std::collections::BTreeMap;
@@ -17,6 +20,7 @@ use base64::Engine as _;
 use crate::cache::{BlobStore, CacheError};
 use crate::digest::{Digest, HashingWriter};
 use crate::oci::Compression;
+use tally::{Sum, Tally};
 
 /// The nonroot user distroless defines, and the default user of every image.
 pub const NONROOT_UID: u64 = 65532;
@@ -164,44 +168,65 @@ impl LayerSpec {
         mtime: u64,
         compression: Compression,
     ) -> Result<Layer, LayerError> {
-        let diff_id = self.diff_id(mtime)?;
+        let (diff_id, sum) = self.diff_id(mtime)?;
         if let Some(layer) = cached(store, &diff_id, compression)? {
             tracing::info!("layer cache hit: {diff_id} is {}", layer.digest);
             return Ok(layer);
         }
-        let layer = self.compress(store, mtime, compression)?;
-        // The sources may have changed since they were hashed: file what was written.
+        let seen = Some((diff_id, sum));
+        let layer = match self.compress(store, mtime, compression, seen.as_ref())? {
+            Some(layer) => layer,
+            // The sources changed since they were hashed: file what is written now.
+            None => self
+                .compress(store, mtime, compression, None)?
+                .expect("nothing to check against, nothing to differ"),
+        };
         remember(store, &layer)?;
         Ok(layer)
     }
 
-    /// The digest of the layer's tar, without compressing or storing anything.
-    fn diff_id(&self, mtime: u64) -> Result<Digest, LayerError> {
+    /// The digest of the layer's tar, and its tally, without compressing or storing anything.
+    fn diff_id(&self, mtime: u64) -> Result<(Digest, Sum), LayerError> {
         let mut unreadable = None;
         let hashed = (|| {
-            let mut tar = tar::Builder::new(HashingWriter::new(io::sink()));
-            self.append_all(&mut tar, mtime, &mut unreadable)?;
-            let (_, digest, _) = tar.into_inner()?.finish();
-            Ok(digest)
+            let tally = self.tar_into(
+                Tally::new(HashingWriter::new(io::sink())),
+                mtime,
+                &mut unreadable,
+            )?;
+            let (hashing, sum) = tally.finish();
+            let (_, digest, _) = hashing.finish();
+            Ok((digest, sum))
         })();
         hashed.map_err(|e| unreadable.unwrap_or(LayerError::Tar(e)))
     }
 
-    /// Writes the layer's compressed tar into `store`.
+    /// Writes the layer's compressed tar into `store`. Given what an earlier pass hashed (its
+    /// digest and tally), this pass only tallies, and returns `None` when the tar differs;
+    /// given nothing, it hashes the tar itself.
     fn compress(
         &self,
         store: &BlobStore,
         mtime: u64,
         compression: Compression,
-    ) -> Result<Layer, LayerError> {
+        seen: Option<&(Digest, Sum)>,
+    ) -> Result<Option<Layer>, LayerError> {
         let mut diff_id = None;
         let mut unreadable = None;
         let stored = store.put_with("application layer", |out| {
             let mut tar_through = |compressor: &mut dyn Write| {
-                let mut tar = tar::Builder::new(HashingWriter::new(compressor));
-                self.append_all(&mut tar, mtime, &mut unreadable)?;
-                let (_, uncompressed, _) = tar.into_inner()?.finish();
-                diff_id = Some(uncompressed);
+                diff_id = Some(match seen {
+                    Some((digest, expected)) => {
+                        let tally =
+                            self.tar_into(Tally::new(compressor), mtime, &mut unreadable)?;
+                        (tally.finish().1 == *expected).then(|| digest.clone())
+                    }
+                    None => {
+                        let hashing = HashingWriter::new(compressor);
+                        let hashing = self.tar_into(hashing, mtime, &mut unreadable)?;
+                        Some(hashing.finish().1)
+                    }
+                });
                 Ok::<_, io::Error>(())
             };
             match compression {
@@ -220,12 +245,24 @@ impl LayerSpec {
         // A source file that cannot be read is the user's problem; say which one.
         let (digest, size) = stored.map_err(|e| unreadable.unwrap_or(e.into()))?;
         let diff_id = diff_id.expect("set whenever the write succeeds");
-        Ok(Layer {
+        Ok(diff_id.map(|diff_id| Layer {
             digest,
             size,
             diff_id,
             compression,
-        })
+        }))
+    }
+
+    /// The layer's tar, written through `out`; returns `out`.
+    fn tar_into<W: Write>(
+        &self,
+        out: W,
+        mtime: u64,
+        unreadable: &mut Option<LayerError>,
+    ) -> io::Result<W> {
+        let mut tar = tar::Builder::new(out);
+        self.append_all(&mut tar, mtime, unreadable)?;
+        tar.into_inner()
     }
 
     /// Appends every entry in path order. A source file that cannot be read goes to
@@ -407,6 +444,32 @@ mod tests {
         assert_eq!(a, b);
         let later = build(&dir.path().join("c"), &binary, 1_700_000_001);
         assert_ne!(a.diff_id, later.diff_id, "mtime is part of the layer");
+    }
+
+    #[test]
+    fn a_tar_that_differs_from_the_hashed_one_is_written_again_with_its_own_digest() {
+        let dir = tempfile::tempdir().unwrap();
+        let binary = dir.path().join("app");
+        std::fs::write(&binary, b"\x7fELF as hashed").unwrap();
+        let store = BlobStore::open(dir.path().join("store")).unwrap();
+        let spec = LayerSpec::application(&binary, "app").unwrap();
+        let (diff_id, sum) = spec.diff_id(1).unwrap();
+        for compression in [Compression::Gzip, Compression::Zstd] {
+            let same = spec.compress(&store, 1, compression, Some(&(diff_id.clone(), sum)));
+            assert_eq!(same.unwrap().unwrap().diff_id, diff_id);
+        }
+        // As if the binary had been rewritten between the passes.
+        std::fs::write(&binary, b"\x7fELF rewritten").unwrap();
+        let changed = spec.compress(&store, 1, Compression::Gzip, Some(&(diff_id.clone(), sum)));
+        assert_eq!(changed.unwrap(), None);
+        let layer = spec.write(&store, 1, Compression::Gzip).unwrap();
+        assert_eq!(layer.diff_id, spec.diff_id(1).unwrap().0);
+        assert_ne!(layer.diff_id, diff_id);
+        let rewritten = spec
+            .compress(&store, 1, Compression::Gzip, None)
+            .unwrap()
+            .unwrap();
+        assert_eq!(rewritten, layer, "hashed by the pass that wrote it");
     }
 
     fn inode(path: &Path) -> u64 {
