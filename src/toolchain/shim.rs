@@ -45,14 +45,14 @@ impl Toolchain {
 }
 
 /// The rustc shim's text. Besides the remap, it answers cargo's rustc queries (`-vV`,
-/// `--print=file-names`, `--print=target-spec-json`) from files beside it. Cargo keeps such
-/// answers in `target/.rustc_info.json`, but a no-op build still started rustc five times:
-/// `cargo metadata`, asking another rustc, overwrites that file each run, and with
-/// `-Zbuild-std` cargo loses its entries anyway. Each start costs about 40 ms. An answer
-/// (stdout and stderr, whose warnings cargo reads) is kept for a query that succeeded, under a
-/// hash of the arguments and of the rustc executable's identity (`toolchain::identity`), which
-/// is written into the script: a changed compiler gets another shim, and asks rustc again. A
-/// rustc that cannot be read (found on PATH) gets no answers kept.
+/// `--print=file-names`, `--print=target-spec-json`) from files beside it: the build's cargo
+/// keeps most answers in its own cache, but `cargo metadata` runs with that cache off (so that
+/// it leaves the build's alone), and `-Zbuild-std` asks for target specs outside it. Each rustc
+/// start costs about 40 ms. An answer (stdout and stderr, whose warnings cargo reads) is kept
+/// for a query that succeeded, under a hash of the arguments and of the rustc executable's
+/// identity (`toolchain::identity`), which is written into the script: a changed compiler gets
+/// another shim, and asks rustc again. A rustc that cannot be read (found on PATH) gets no
+/// answers kept.
 fn shim_script(rustc: &Path) -> String {
     let var = crate::env::REMAP_TARGET_DIR;
     let quoted = shell_quote(&rustc.to_string_lossy());
