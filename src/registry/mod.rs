@@ -287,6 +287,28 @@ impl Registry {
         self.manifest(reference, &reference.identifier(), reference.digest())
     }
 
+    /// The referrers API's index of what refers to `subject` (OCI 1.1: `GET
+    /// /v2/NAME/referrers/DIGEST`), or `None` from a registry without that API, which answers
+    /// 404 (one with it never does); such a registry lists referrers under the fallback tag.
+    pub fn referrers(
+        &self,
+        repo: &Reference,
+        subject: &Digest,
+    ) -> Result<Option<Vec<u8>>, RegistryError> {
+        let fetched = self.client.fetch_small(
+            repo,
+            &[repo.scope("pull")],
+            &format!("referrers/{subject}"),
+            MAX_MANIFEST,
+            &|http, url| http.get(url).header(ACCEPT, OCI_INDEX),
+        );
+        match fetched {
+            Ok((_, bytes)) => Ok(Some(bytes)),
+            Err(RegistryError::Status { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Fetches a manifest or index and checks its digest; returns (digest, media type, bytes).
     fn manifest(
         &self,

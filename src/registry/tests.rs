@@ -499,3 +499,29 @@ fn the_fallback_tag_is_read_once_and_written_only_for_referrers_it_lacks() {
         ]
     );
 }
+
+#[test]
+fn referrers_come_from_the_api_and_a_404_means_the_registry_has_none() {
+    let subject = Digest::of(b"subject");
+    let index = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#;
+    let server = Server::start(vec![
+        ok(),
+        Reply::Full(
+            200,
+            vec![("Content-Type", super::OCI_INDEX.to_owned())],
+            index.to_vec(),
+        ),
+        Reply::Full(404, vec![], b"404 page not found".to_vec()),
+    ]);
+    let registry = client(Duration::from_secs(5));
+    let repo = repo(&server);
+    assert_eq!(
+        registry.referrers(&repo, &subject).unwrap().as_deref(),
+        Some(&index[..])
+    );
+    assert_eq!(registry.referrers(&repo, &subject).unwrap(), None);
+    let seen = server.seen();
+    let api = format!("GET /v2/test/app/referrers/{subject}");
+    assert_eq!(server.finish()[2..], [api.clone(), api]);
+    assert_eq!(seen[2].header("accept"), Some(super::OCI_INDEX));
+}

@@ -84,12 +84,12 @@ fn layers_about(source: &Source, subject: &Digest) -> Result<Vec<Value>, VerifyE
     Ok(layers)
 }
 
-/// What refers to `subject`: in a registry, the OCI 1.1 fallback tag's index (`sha256-<hex>`,
-/// which stevedore's push writes when the registry does not index subjects itself); in a
-/// layout, every entry of index.json with an `artifactType`.
+/// What refers to `subject`: in a registry, the referrers API's index, or the OCI 1.1 fallback
+/// tag's (`sha256-<hex>`, which stevedore's push writes when the registry does not index
+/// subjects itself); in a layout, every entry of index.json with an `artifactType`.
 fn referrers(source: &Source, subject: &Digest) -> Result<Vec<Value>, VerifyError> {
     let index = match source.published {
-        Published::Registry(_) => source.tagged(&format!("sha256-{}", subject.hex()))?,
+        Published::Registry(_) => source.referrers_of(subject)?,
         Published::Layout(dir) => {
             let path = dir.join("index.json");
             let bytes = std::fs::read(&path).map_err(|source_| VerifyError::Layout {

@@ -339,6 +339,18 @@ impl Source<'_> {
         self.json(&bytes, tag).map(Some)
     }
 
+    /// What refers to `subject`, as an index: in a registry, the referrers API's answer, or
+    /// the fallback tag's (`sha256-<hex>`) where the registry has no such API; in a layout, the
+    /// entry under that tag, if any.
+    pub fn referrers_of(&self, subject: &Digest) -> Result<Option<Value>, VerifyError> {
+        if let Published::Registry(reference) = self.published {
+            if let Some(bytes) = self.registry.referrers(reference, subject)? {
+                return self.json(&bytes, "the referrers index").map(Some);
+            }
+        }
+        self.tagged(&format!("sha256-{}", subject.hex()))
+    }
+
     /// The manifest a descriptor names.
     pub fn manifest_of(&self, descriptor: &Value) -> Result<Value, VerifyError> {
         self.manifest(&descriptor_digest(descriptor, self.published)?)

@@ -87,11 +87,10 @@ fn signature(source: &Source, digest: &Digest, key: &PublicKey) -> Result<Findin
 }
 
 fn provenance(source: &Source, top: &Digest, key: &PublicKey) -> Result<Finding, VerifyError> {
-    let fallback = format!("sha256-{}", top.hex());
-    let Some(referrers) = source.tagged(&fallback)? else {
+    let Some(referrers) = source.referrers_of(top)? else {
         return Ok(finding(
             false,
-            format!("{top}: no provenance (no referrers under {fallback})"),
+            format!("{top}: no provenance (nothing refers to it, by the referrers API or the sha256-{} tag)", top.hex()),
         ));
     };
     for entry in referrers["manifests"].as_array().into_iter().flatten() {
