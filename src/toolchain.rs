@@ -196,14 +196,8 @@ struct RustupToolchain {
 }
 
 fn rustup_toolchain(name: &str) -> Option<RustupToolchain> {
-    let home = |var: &str, default: &str| {
-        std::env::var_os(var)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(default)))
-    };
-    let rustup_home = home("RUSTUP_HOME", ".rustup")?;
-    let cargo_home = home("CARGO_HOME", ".cargo")?;
+    let rustup_home = files::home_dir("RUSTUP_HOME", ".rustup")?;
+    let cargo_home = files::home_dir("CARGO_HOME", ".cargo")?;
     Some(RustupToolchain {
         dir: rustup_home.join("toolchains").join(name),
         rustup_home,

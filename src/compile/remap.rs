@@ -30,13 +30,7 @@ pub(super) struct Remaps {
 
 impl Remaps {
     pub(super) fn for_plan(plan: &Plan) -> Result<Self, CompileError> {
-        let home = std::env::var_os("HOME").map(PathBuf::from);
-        let dir = |var: &str, default: &str| {
-            std::env::var_os(var)
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from)
-                .or_else(|| home.as_ref().map(|h| h.join(default)))
-        };
+        let dir = crate::toolchain::files::home_dir;
         let sysroot = plan.toolchain.sysroot().map_err(CompileError::Sysroot)?;
         let commit = plan
             .toolchain
@@ -142,11 +136,7 @@ impl Remaps {
         tools: &Path,
         plan: &Plan,
     ) -> Result<(), CompileError> {
-        let rustc = plan
-            .toolchain
-            .shimmed_rustc()
-            .map_err(CompileError::Sysroot)?;
-        let shim = Shim::new(tools, &rustc);
+        let shim = Shim::of(&plan.toolchain, tools).map_err(CompileError::Sysroot)?;
         shim.write().map_err(|source| CompileError::Wrapper {
             path: shim.path.clone(),
             source,

@@ -60,10 +60,10 @@ pub(super) fn seed(
     let dir = tools
         .join("std")
         .join(content_name("toolchain", &[version]));
+    mark_used_and_sweep(&dir, "toolchain-");
     let profiles = workspace_profiles(&plan.workspace_root.join("Cargo.toml"));
     // One project per profile table: two builds with different profiles at once then never
     // rewrite each other's manifest.
-    mark_used_and_sweep(&dir, "toolchain-");
     let project = dir.join(content_name("project", &[&profiles]));
     let manifest = write_project(&project, &profiles)?;
     for target in missing {

@@ -58,10 +58,9 @@ fn through_shim(toolchain: &Toolchain, cmd: &mut Command) {
     let Some(tools) = crate::toolchain::files::tools_dir(None) else {
         return;
     };
-    let Ok(rustc) = toolchain.shimmed_rustc() else {
+    let Ok(shim) = Shim::of(toolchain, &tools) else {
         return;
     };
-    let shim = Shim::new(&tools, &rustc);
     if shim.write().is_ok() {
         cmd.env("RUSTC", &shim.path)
             .env("CARGO_CACHE_RUSTC_INFO", "0");

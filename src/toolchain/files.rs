@@ -23,6 +23,12 @@ pub(crate) fn env_path(name: &str) -> Option<PathBuf> {
         .map(PathBuf::from)
 }
 
+/// A home directory as rustup and cargo find it: `$VAR` (`RUSTUP_HOME`, `CARGO_HOME`), else
+/// `DEFAULT` in `$HOME` (`.rustup`, `.cargo`).
+pub(crate) fn home_dir(var: &str, default: &str) -> Option<PathBuf> {
+    env_path(var).or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(default)))
+}
+
 /// [`tools_dir`] from the variables `var` names.
 pub(crate) fn tools_dir_from(
     var: impl Fn(&str) -> Option<PathBuf>,

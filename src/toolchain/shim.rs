@@ -13,8 +13,13 @@ pub(crate) struct Shim {
 }
 
 impl Shim {
+    /// The shim in `tools` that runs `toolchain`'s rustc.
+    pub(crate) fn of(toolchain: &Toolchain, tools: &Path) -> Result<Shim, ToolchainError> {
+        Ok(Shim::new(tools, &toolchain.shimmed_rustc()?))
+    }
+
     /// The shim in `tools` that runs `rustc`.
-    pub(crate) fn new(tools: &Path, rustc: &Path) -> Shim {
+    fn new(tools: &Path, rustc: &Path) -> Shim {
         let script = shim_script(rustc);
         let path = tools.join(content_name("rustc", &[&script])).join("rustc");
         Shim { path, script }
@@ -29,7 +34,7 @@ impl Shim {
 impl Toolchain {
     /// The rustc the shim runs: the user's `RUSTC` when no toolchain was named, else the
     /// toolchain's own executable (not a rustup proxy, which would cost a lookup per crate).
-    pub(crate) fn shimmed_rustc(&self) -> Result<PathBuf, ToolchainError> {
+    fn shimmed_rustc(&self) -> Result<PathBuf, ToolchainError> {
         if self.rustup_name().is_none() {
             if let Some(rustc) = std::env::var_os("RUSTC").filter(|r| !r.is_empty()) {
                 return Ok(PathBuf::from(rustc));
