@@ -62,7 +62,7 @@ pub const CC_VERSIONS: [&str; 2] = ["1.11.2", "1.11.3"];
 /// versions, so moving back and forth would otherwise rebuild nothing, unlike a bump to a
 /// version never built before.
 pub fn bump(manifest: &Path, version: &str, target_dirs: &[&Path], log: &Path) {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let cargo = running_cargo();
     let mut update = Command::new(&cargo);
     update
         .args(["update", "--quiet", "-p", "cc", "--precise", version])
@@ -81,6 +81,11 @@ pub fn bump(manifest: &Path, version: &str, target_dirs: &[&Path], log: &Path) {
     }
 }
 
+/// The cargo running xtask (`$CARGO`), rustup's default toolchain's.
+fn running_cargo() -> std::ffi::OsString {
+    std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into())
+}
+
 /// A cargo to time: the toolchain's own binaries, started directly (as stevedore starts them),
 /// so no rustup proxy adds its start-up to the baseline.
 pub struct Cargo {
@@ -92,20 +97,18 @@ impl Cargo {
     /// The cargo running xtask: rustup's default toolchain.
     pub fn default_toolchain() -> Cargo {
         Cargo {
-            program: std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()),
+            program: running_cargo(),
             rustc: None,
         }
     }
 
     /// The named rustup toolchain's cargo and rustc, the compiler stevedore builds with.
     pub fn toolchain(name: &str) -> Cargo {
-        let sysroot = Command::new("rustup")
-            .args(["run", name, "rustc", "--print", "sysroot"])
-            .env_remove("RUSTUP_TOOLCHAIN")
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()))
+        let mut ask = Command::new("rustup");
+        ask.args(["run", name, "rustc", "--print", "sysroot"])
+            .env_remove("RUSTUP_TOOLCHAIN");
+        let sysroot = crate::capture(&mut ask)
+            .map(|out| PathBuf::from(out.trim()))
             .unwrap_or_else(|| {
                 fail(&format!(
                     "`rustup run {name} rustc --print sysroot` failed: run `cargo xtask setup`"
