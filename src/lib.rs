@@ -42,6 +42,7 @@ mod platform;
 mod reference;
 mod resolve;
 mod sbom;
+mod text;
 mod toolchain;
 
 pub use assemble::{Built, Image, Referrer};
