@@ -394,7 +394,8 @@ impl Build {
             return Err(ErrorKind::PushOffline.into());
         }
         self.check_docker_compression(&draft)?;
-        let registry = self.registry_client(&draft.tags)?;
+        let pushed: &[Reference] = if self.push { &draft.tags } else { &[] };
+        let registry = self.registry_client(pushed)?;
         let store = BlobStore::open_default()?;
         let mut lock = Lockfile::load(&draft.workspace_root)?;
         let base_pin = match &draft.base {
@@ -468,7 +469,12 @@ impl Build {
         published: &Published,
         read: impl FnOnce(&Source<'_>, &PublishedImage) -> Result<T, Error>,
     ) -> Result<T, Error> {
-        let registry = self.registry_client(&[])?;
+        // The image read is the user's own, published with the credential of its registry.
+        let own = match published {
+            Published::Registry(reference) => std::slice::from_ref(reference),
+            Published::Layout(_) => &[],
+        };
+        let registry = self.registry_client(own)?;
         let store = BlobStore::open_default()?;
         let source = Source {
             published,
@@ -505,10 +511,10 @@ impl Build {
         Ok(pinned)
     }
 
-    /// A client whose environment credential goes only to the registries pushed to.
-    fn registry_client(&self, tags: &[Reference]) -> Result<Registry, RegistryError> {
-        let targets = if self.push { tags } else { &[] };
-        let registry = Registry::writing_to(self.registry.clone(), targets)?;
+    /// A client whose environment credential goes only to the registries of `own`: the ones
+    /// a run pushes to, or reads its own published image from.
+    fn registry_client(&self, own: &[Reference]) -> Result<Registry, RegistryError> {
+        let registry = Registry::writing_to(self.registry.clone(), own)?;
         Ok(match &self.progress {
             Some(progress) => registry.with_progress(progress.clone()),
             None => registry,

@@ -6,15 +6,17 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use serde::Deserialize;
 
 use super::error::RegistryError;
 use crate::env;
+use crate::text::printable;
 
 /// A username and a secret (password or token) for one registry.
 #[derive(Clone, PartialEq, Eq)]
@@ -34,7 +36,17 @@ impl fmt::Debug for Credential {
     }
 }
 
+/// The user name docker's config and credential helpers give an identity token under: its
+/// secret is an OAuth2 refresh token for the registry's token server, not a password.
+const IDENTITY_TOKEN_USER: &str = "<token>";
+
 impl Credential {
+    /// The refresh token, when this is an identity token (`identitytoken` in config.json, as
+    /// `az acr login` and `docker login` with some registries write it).
+    pub(crate) fn identity_token(&self) -> Option<&str> {
+        (self.username == IDENTITY_TOKEN_USER).then_some(self.secret.as_str())
+    }
+
     pub(crate) fn basic_header(&self) -> String {
         let raw = format!("{}:{}", self.username, self.secret);
         format!(
@@ -48,8 +60,10 @@ impl Credential {
 #[derive(Debug, Clone, Default)]
 pub struct Keychain {
     env_override: Option<Credential>,
-    /// Registries the environment's credential is for; `None` means every registry.
-    env_registries: Option<Vec<String>>,
+    /// The registries the environment's credential goes to; no other gets it.
+    env_registries: Vec<String>,
+    /// Whether `STEVEDORE_REGISTRY` named them, so a run adds none.
+    env_registries_named: bool,
     /// Credential files in the order they are asked, podman's before docker's.
     files: Vec<PathBuf>,
 }
@@ -73,14 +87,17 @@ struct AuthEntry {
 }
 
 impl Keychain {
-    /// The keychain a user expects: environment override, then docker's config file.
+    /// The keychain a user expects: the environment's credential, then podman's and docker's
+    /// credential files. The environment's credential goes only to the registries
+    /// `STEVEDORE_REGISTRY` lists, or else to those a run writes to
+    /// ([`Keychain::offer_env_credential_to`]): a pull-only run offers it to none.
     pub fn from_env() -> Self {
         let var = |name| std::env::var(name).ok().filter(|v| !v.is_empty());
         let env_override = match (var(env::USERNAME), var(env::PASSWORD)) {
             (Some(username), Some(secret)) => Some(Credential { username, secret }),
             _ => None,
         };
-        let env_registries = var(env::REGISTRY).map(|list| {
+        let named: Option<Vec<String>> = var(env::REGISTRY).map(|list| {
             list.split(',')
                 .map(|r| r.trim().to_owned())
                 .filter(|r| !r.is_empty())
@@ -88,27 +105,25 @@ impl Keychain {
         });
         Keychain {
             env_override,
-            env_registries,
+            env_registries_named: named.is_some(),
+            env_registries: named.unwrap_or_default(),
             files: credential_files(|name| std::env::var_os(name).filter(|v| !v.is_empty())),
         }
     }
 
-    /// Offers the environment's credential only to `registries`, unless `STEVEDORE_REGISTRY`
-    /// already says where it goes: a push token must not be sent to the base's registry.
-    pub fn limit_env_credential_to(&mut self, registries: impl IntoIterator<Item = String>) {
-        if self.env_registries.is_none() {
-            self.env_registries = Some(registries.into_iter().collect());
+    /// Offers the environment's credential to `registries` (the ones a run writes to or reads
+    /// its own image from), unless `STEVEDORE_REGISTRY` already says where it goes: a push
+    /// token must not be sent to the base's registry.
+    pub fn offer_env_credential_to(&mut self, registries: impl IntoIterator<Item = String>) {
+        if !self.env_registries_named {
+            self.env_registries.extend(registries);
         }
     }
 
     /// The credential for `registry` (as written in references, e.g. `ghcr.io`, `docker.io`).
     pub fn resolve(&self, registry: &str) -> Result<Option<Credential>, RegistryError> {
         if let Some(cred) = &self.env_override {
-            if self
-                .env_registries
-                .as_ref()
-                .is_none_or(|r| r.iter().any(|r| r == registry))
-            {
+            if self.env_registries.iter().any(|r| r == registry) {
                 return Ok(Some(cred.clone()));
             }
         }
@@ -219,7 +234,7 @@ fn config_keys(registry: &str) -> Vec<String> {
 fn entry_credential(entry: &AuthEntry) -> Option<Credential> {
     if let Some(token) = &entry.identitytoken {
         return Some(Credential {
-            username: "<token>".into(),
+            username: IDENTITY_TOKEN_USER.into(),
             secret: token.clone(),
         });
     }
@@ -239,19 +254,36 @@ fn entry_credential(entry: &AuthEntry) -> Option<Credential> {
     Some(Credential { username, secret })
 }
 
+/// The longest a credential helper may take: a helper that hangs must not hang the build.
+const HELPER_TIMEOUT: Duration = Duration::from_secs(30);
+/// What is kept of a helper's output; a credential is a few kilobytes at most.
+const HELPER_OUTPUT_LIMIT: u64 = 1 << 20;
+
 /// Asks `docker-credential-HELPER get` for the registry's credential.
 fn run_helper(helper: &str, registry: &str) -> Result<Option<Credential>, RegistryError> {
     let fail = |message: String| RegistryError::CredentialHelper {
-        helper: helper.into(),
+        helper: printable(helper).into_owned(),
         registry: registry.into(),
         message,
     };
+    // The name becomes part of a program name looked up on PATH: `../x` or `/tmp/x` would run
+    // whatever a config file points at.
+    if !plain_helper_name(helper) {
+        return Err(fail(
+            "a helper name is a plain word (letters, digits, `-`, `_`, `.`) naming a \
+             `docker-credential-NAME` program on PATH; fix `credsStore` or `credHelpers` in the \
+             credentials file"
+                .into(),
+        ));
+    }
     let program = format!("docker-credential-{helper}");
-    let mut child = Command::new(&program)
+    let mut command = Command::new(&program);
+    command
         .arg("get")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command
         .spawn()
         .map_err(|e| fail(format!("cannot run {program}: {e}")))?;
     let server = if registry == "docker.io" {
@@ -260,22 +292,32 @@ fn run_helper(helper: &str, registry: &str) -> Result<Option<Credential>, Regist
         registry
     };
     if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(server.as_bytes())
-            .map_err(|e| fail(e.to_string()))?;
+        // A helper that exits without reading its input is judged by its exit status.
+        let _ = stdin.write_all(server.as_bytes());
     }
-    let out = child.wait_with_output().map_err(|e| fail(e.to_string()))?;
-    if !out.status.success() {
-        let said = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = wait_bounded(child, HELPER_TIMEOUT)
+        .map_err(|e| fail(e.to_string()))?
+        .ok_or_else(|| {
+            fail(format!(
+                "{program} did not answer within {} s and was stopped; check that it works \
+                 without a prompt (`echo {server} | {program} get`)",
+                HELPER_TIMEOUT.as_secs()
+            ))
+        })?;
+    if !status.success() {
+        let said = String::from_utf8_lossy(&stdout);
         // Helpers report an unknown server on stdout; that is "no credential", not an error.
         if said.contains("credentials not found") {
             return Ok(None);
         }
-        return Err(fail(format!(
-            "{} {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
+        // Only stderr is shown: stdout is where a secret would be.
+        let stderr = String::from_utf8_lossy(&stderr);
+        let stderr: String = stderr.trim().chars().take(500).collect();
+        return Err(fail(format!("{status}: {}", printable(&stderr))));
     }
     #[derive(Deserialize)]
     #[serde(rename_all = "PascalCase")]
@@ -283,11 +325,62 @@ fn run_helper(helper: &str, registry: &str) -> Result<Option<Credential>, Regist
         username: String,
         secret: String,
     }
-    let parsed: HelperOutput =
-        serde_json::from_slice(&out.stdout).map_err(|e| fail(format!("unreadable output: {e}")))?;
+    let parsed: HelperOutput = serde_json::from_slice(&stdout)
+        .map_err(|_| fail("its answer is not the JSON a credential helper writes".into()))?;
     Ok(Some(Credential {
         username: parsed.username,
         secret: parsed.secret,
+    }))
+}
+
+fn plain_helper_name(name: &str) -> bool {
+    !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// Waits for `child` at most `limit`, reading its stdout and stderr meanwhile (a full pipe
+/// must not stall it); `None`, and the child killed, when it takes longer.
+fn wait_bounded(mut child: Child, limit: Duration) -> std::io::Result<Option<Output>> {
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(pipe) = pipe {
+                let _ = pipe.take(HELPER_OUTPUT_LIMIT).read_to_end(&mut bytes);
+            }
+            bytes
+        })
+    };
+    let stdout = drain(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let stderr = drain(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Ok(None);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let joined = |h: std::thread::JoinHandle<Vec<u8>>| h.join().unwrap_or_default();
+    Ok(Some(Output {
+        status,
+        stdout: joined(stdout),
+        stderr: joined(stderr),
     }))
 }
 
@@ -471,9 +564,8 @@ mod tests {
         std::fs::write(&podman, entry("from-podman")).unwrap();
         std::fs::write(&docker, entry("from-docker")).unwrap();
         let keychain = |files: Vec<PathBuf>| Keychain {
-            env_override: None,
-            env_registries: None,
             files,
+            ..Keychain::default()
         };
         let both = keychain(vec![
             dir.path().join("missing.json"),
@@ -529,9 +621,8 @@ mod tests {
         let auth = base64::engine::general_purpose::STANDARD.encode("alice:s3cret");
         std::fs::write(&path, format!(r#"{{"auths":{{"https://index.docker.io/v1/":{{"auth":"{auth}"}},"127.0.0.1:5000":{{"username":"bob","password":"pw"}}}}}}"#)).unwrap();
         let mut keychain = Keychain {
-            env_override: None,
-            env_registries: None,
             files: vec![path],
+            ..Keychain::default()
         };
         let hub = keychain.resolve("docker.io").unwrap().unwrap();
         assert_eq!(
@@ -552,7 +643,12 @@ mod tests {
             username: "ci".into(),
             secret: "token".into(),
         });
-        keychain.limit_env_credential_to(["ghcr.io".to_owned()]);
+        assert_eq!(
+            keychain.resolve("ghcr.io").unwrap(),
+            None,
+            "offered to no registry until a run writes to one"
+        );
+        keychain.offer_env_credential_to(["ghcr.io".to_owned()]);
         assert_eq!(keychain.resolve("ghcr.io").unwrap().unwrap().username, "ci");
         assert_eq!(
             keychain
@@ -563,5 +659,66 @@ mod tests {
             "bob",
             "not sent elsewhere"
         );
+    }
+
+    #[test]
+    fn helper_names_are_plain_words() {
+        for plain in [
+            "pass",
+            "ecr-login",
+            "osxkeychain",
+            "gcloud",
+            "acr_env",
+            "v1.2",
+        ] {
+            assert!(plain_helper_name(plain), "{plain}");
+        }
+        for path in [
+            "../../tmp/x",
+            "/tmp/x",
+            "a/b",
+            "a\\b",
+            ".hidden",
+            "..",
+            "a b",
+            "",
+        ] {
+            assert!(!plain_helper_name(path) || path.is_empty(), "{path}");
+        }
+        let err = run_helper("../../tmp/evil", "ghcr.io")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("plain word") && err.contains("credsStore"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_helper_that_hangs_is_stopped() {
+        let child = Command::new("sleep")
+            .arg("30")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        let waited = wait_bounded(child, Duration::from_millis(300)).unwrap();
+        assert!(waited.is_none(), "given up on");
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn identity_tokens_are_known_by_their_user_name() {
+        let config = br#"{"auths":{"r.example":{"identitytoken":"rt-1"}}}"#;
+        let ConfigAnswer::Found(cred) = config_answer(config, "r.example").unwrap() else {
+            panic!("an identity token is a credential");
+        };
+        assert_eq!(cred.identity_token(), Some("rt-1"));
+        let password = Credential {
+            username: "u".into(),
+            secret: "p".into(),
+        };
+        assert_eq!(password.identity_token(), None);
     }
 }

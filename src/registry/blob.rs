@@ -10,7 +10,7 @@ use reqwest::blocking::Response;
 use reqwest::header::{CONTENT_RANGE, RANGE};
 use reqwest::StatusCode;
 
-use super::client::{Client, Retry};
+use super::client::{without_url, Client, Retry};
 use super::retry::{self, Attempts};
 use super::{not_found, verified, Registry, RegistryError};
 use crate::cache::{BlobStore, CacheError};
@@ -215,7 +215,7 @@ impl Read for Download<'_> {
                 let response = self.open().map_err(io::Error::other)?;
                 self.response = Some(response);
             }
-            match self.read_body(buf) {
+            match self.read_body(buf).map_err(without_url) {
                 Ok(n) => {
                     self.received += n as u64;
                     self.since_failure += n as u64;

@@ -14,10 +14,14 @@ use reqwest::StatusCode;
 
 use super::auth::{Challenge, Credential, Keychain};
 use super::error::{envelope, status_hint, RegistryError};
+use super::origin::{self, Origin};
 use super::retry::{self, Policy};
 use super::scheme::{self, Host};
 use super::RegistryOptions;
 use crate::reference::Reference;
+
+/// The largest token server answer read: a token is a few kilobytes.
+const MAX_TOKEN_RESPONSE: u64 = 1 << 20;
 
 /// Whether a request may be sent again after a transient failure. An upload's PATCH or PUT
 /// may not: the session's state is unknown then, and the upload starts over instead.
@@ -40,6 +44,9 @@ enum Try {
 /// An authenticated, retrying client for any number of registries.
 pub(crate) struct Client {
     http: Http,
+    /// For token requests, which follow no redirect: a refresh token is in the body, and a
+    /// 307 would send it on to wherever the redirect points.
+    token_http: Http,
     idle: Duration,
     policy: Policy,
     keychain: Keychain,
@@ -52,9 +59,12 @@ pub(crate) struct Client {
 
 impl Client {
     pub(crate) fn new(opts: &RegistryOptions, keychain: Keychain) -> Result<Self, RegistryError> {
-        let (http, idle) = scheme::http_client(opts)?;
+        let (http, idle) =
+            scheme::http_client(opts, origin::redirect_policy(opts.insecure.clone()))?;
+        let (token_http, _) = scheme::http_client(opts, reqwest::redirect::Policy::none())?;
         Ok(Client {
             http,
+            token_http,
             idle,
             policy: Policy::default(),
             keychain,
@@ -126,20 +136,23 @@ impl Client {
         ))
     }
 
-    /// An upload `Location`, which registries may give relative to the host.
-    pub(crate) fn absolute(
+    /// Where the registry sends the client (an upload `Location`, relative or absolute), checked
+    /// by the trust rules: another origin is followed without credentials, plain HTTP after
+    /// https is refused.
+    pub(crate) fn location(
         &self,
         reference: &Reference,
         location: &str,
     ) -> Result<String, RegistryError> {
-        if location.starts_with("http://") || location.starts_with("https://") {
-            return Ok(location.to_owned());
-        }
-        Ok(format!("{}{location}", self.host(reference)?.base))
+        let host = self.host(reference)?;
+        origin::follow(reference.registry(), &host.origin, location, &self.insecure)
+            .map(String::from)
     }
 
     /// Like [`Client::send`], to a full URL (upload sessions live at URLs the registry picks).
-    /// A 401 fetches a new token once (it may have expired mid-push) and sends again.
+    /// Credentials go with it only when the URL is on the registry's own origin. A 401 fetches
+    /// a new token once (it may have expired mid-push) and sends again; a 401 from any other
+    /// origin ends the request.
     pub(crate) fn send_url(
         &self,
         reference: &Reference,
@@ -155,22 +168,29 @@ impl Client {
                 Err(e) => return Try::Final(e),
             };
             let mut request = build(&self.http, url);
-            match self.authorization(reference, &host, scopes, false) {
-                Ok(Some(auth)) => request = request.header(AUTHORIZATION, sensitive(&auth)),
-                Ok(None) => {}
-                Err(e) => return Try::Final(e),
+            if Origin::parse(url).as_ref() == Some(&host.origin) {
+                match self.authorization(reference, &host, scopes, false) {
+                    Ok(Some(auth)) => request = request.header(AUTHORIZATION, sensitive(&auth)),
+                    Ok(None) => {}
+                    Err(e) => return Try::Final(e),
+                }
             }
             let method = method_of(&request);
             let response = match request.send() {
                 Ok(response) => response,
                 Err(e) => return self.send_failure(reference, url, e),
             };
-            if response.status() == StatusCode::UNAUTHORIZED && !refreshed {
-                refreshed = true;
-                if let Err(e) = self.reauthorize(reference, scopes, &response) {
+            if response.status() == StatusCode::UNAUTHORIZED {
+                if let Err(e) = own_challenge(reference, &host, &response) {
                     return Try::Final(e);
                 }
-                return Try::Again;
+                if !refreshed {
+                    refreshed = true;
+                    if let Err(e) = self.reauthorize(reference, scopes, &response) {
+                        return Try::Final(e);
+                    }
+                    return Try::Again;
+                }
             }
             judge(reference, &method, url, response)
         })
@@ -216,7 +236,7 @@ impl Client {
     ) -> Result<(), RegistryError> {
         self.forget_tokens(reference);
         if let Some(challenge) = scheme::challenge_of(response) {
-            self.remember_challenge(reference, challenge);
+            self.remember_challenge(reference, challenge)?;
         }
         let host = self.host(reference)?;
         self.authorization(reference, &host, scopes, true).map(drop)
@@ -236,6 +256,9 @@ impl Client {
         }
         let allow_http = scheme::allows_http(reference.registry(), &self.insecure);
         let host = scheme::discover(&self.http, &self.policy, reference, allow_http)?;
+        if let Some(Challenge::Bearer { realm, .. }) = &host.challenge {
+            origin::realm(reference.registry(), &host.origin, realm, &self.insecure)?;
+        }
         self.hosts
             .lock()
             .expect("hosts lock")
@@ -243,7 +266,15 @@ impl Client {
         Ok(host)
     }
 
-    fn remember_challenge(&self, reference: &Reference, challenge: Challenge) {
+    fn remember_challenge(
+        &self,
+        reference: &Reference,
+        challenge: Challenge,
+    ) -> Result<(), RegistryError> {
+        if let Challenge::Bearer { realm, .. } = &challenge {
+            let origin = self.host(reference)?.origin;
+            origin::realm(reference.registry(), &origin, realm, &self.insecure)?;
+        }
         if let Some(host) = self
             .hosts
             .lock()
@@ -252,6 +283,7 @@ impl Client {
         {
             host.challenge = Some(challenge);
         }
+        Ok(())
     }
 
     /// The registry's credential, looked up once per run (a helper process is not cheap).
@@ -311,6 +343,9 @@ impl Client {
             .retain(|(registry, _), _| registry != reference.registry());
     }
 
+    /// A token for `scopes` from the realm the registry named (checked by the trust rules),
+    /// asked with the registry's credential: an identity token as an OAuth2 refresh token
+    /// (`POST`, as docker does), anything else as Basic auth (`GET`), or anonymously.
     fn fetch_token(
         &self,
         reference: &Reference,
@@ -319,37 +354,103 @@ impl Client {
         scopes: &[String],
         credential: Option<Credential>,
     ) -> Result<String, RegistryError> {
-        let mut query: Vec<(&str, &str)> = scopes.iter().map(|s| ("scope", s.as_str())).collect();
-        if let Some(service) = service {
-            query.push(("service", service));
-        }
-        let response = self.retrying(Retry::Yes, || {
-            let mut request = self.http.get(realm).query(&query);
-            if let Some(c) = &credential {
-                request = request.header(AUTHORIZATION, sensitive(&c.basic_header()));
+        let origin = self.host(reference)?.origin;
+        let realm = origin::realm(reference.registry(), &origin, realm, &self.insecure)?;
+        let refresh = credential.as_ref().and_then(Credential::identity_token);
+        let response = match refresh {
+            Some(refresh) => {
+                let posted = self.oauth_token(reference, &realm, service, scopes, refresh);
+                match posted {
+                    // A token server without OAuth2 takes the identity token as Basic auth.
+                    Err(RegistryError::Status {
+                        status: 404 | 405, ..
+                    }) => self.basic_token(reference, &realm, service, scopes, credential)?,
+                    other => other?,
+                }
             }
-            match request.send() {
-                Ok(response) => judge(reference, "GET", realm, response),
-                Err(e) => self.send_failure(reference, realm, e),
-            }
-        })?;
+            None => self.basic_token(reference, &realm, service, scopes, credential)?,
+        };
         #[derive(serde::Deserialize)]
         struct TokenResponse {
             token: Option<String>,
             access_token: Option<String>,
         }
-        let body = read_limited(response, 1 << 20, realm)?;
-        let parsed: TokenResponse =
-            serde_json::from_slice(&body).map_err(|_| RegistryError::NoToken {
-                realm: realm.into(),
-            })?;
+        let no_token = || RegistryError::NoToken {
+            realm: redact(realm.as_str()),
+        };
+        let body = read_limited(response, MAX_TOKEN_RESPONSE, realm.as_str())?;
+        let parsed: TokenResponse = serde_json::from_slice(&body).map_err(|_| no_token())?;
         parsed
             .token
             .or(parsed.access_token)
             .filter(|t| !t.is_empty())
-            .ok_or(RegistryError::NoToken {
-                realm: realm.into(),
-            })
+            .ok_or_else(no_token)
+    }
+
+    /// `GET REALM?scope=…&service=…`, with the credential as Basic auth when there is one.
+    fn basic_token(
+        &self,
+        reference: &Reference,
+        realm: &reqwest::Url,
+        service: Option<&str>,
+        scopes: &[String],
+        credential: Option<Credential>,
+    ) -> Result<Response, RegistryError> {
+        let mut query: Vec<(&str, &str)> = scopes.iter().map(|s| ("scope", s.as_str())).collect();
+        query.extend(service.map(|service| ("service", service)));
+        self.retrying(Retry::Yes, || {
+            let mut request = self.token_http.get(realm.clone()).query(&query);
+            if let Some(c) = &credential {
+                request = request.header(AUTHORIZATION, sensitive(&c.basic_header()));
+            }
+            match request.send() {
+                Ok(response) => judge(reference, "GET", realm.as_str(), response),
+                Err(e) => self.send_failure(reference, realm.as_str(), e),
+            }
+        })
+    }
+
+    /// docker's OAuth2 refresh-token grant: `POST REALM` with the identity token in the form.
+    fn oauth_token(
+        &self,
+        reference: &Reference,
+        realm: &reqwest::Url,
+        service: Option<&str>,
+        scopes: &[String],
+        refresh: &str,
+    ) -> Result<Response, RegistryError> {
+        let scope = scopes.join(" ");
+        let mut form = vec![
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh),
+            ("client_id", "stevedore"),
+            ("scope", scope.as_str()),
+        ];
+        form.extend(service.map(|service| ("service", service)));
+        self.retrying(Retry::Yes, || {
+            let request = self.token_http.post(realm.clone()).form(&form);
+            match request.send() {
+                Ok(response) => judge(reference, "POST", realm.as_str(), response),
+                Err(e) => self.send_failure(reference, realm.as_str(), e),
+            }
+        })
+    }
+}
+
+/// A 401 is a challenge only from the registry's own origin: one from wherever a redirect or
+/// an upload location led must not make the registry's credential go there.
+fn own_challenge(
+    reference: &Reference,
+    host: &Host,
+    response: &Response,
+) -> Result<(), RegistryError> {
+    match Origin::of(response.url()) {
+        Some(answered) if answered == host.origin => Ok(()),
+        answered => Err(RegistryError::ForeignChallenge {
+            registry: reference.registry().to_owned(),
+            registry_origin: host.origin.to_string(),
+            origin: answered.map_or_else(|| redact(response.url().as_str()), |o| o.to_string()),
+        }),
     }
 }
 
@@ -415,6 +516,23 @@ pub(crate) fn redact(url: &str) -> String {
     }
 }
 
+/// An I/O error with any URL taken out of the HTTP library's error inside it: its message
+/// would print the whole URL, query included, and a pre-signed URL is a credential.
+pub(crate) fn without_url(e: std::io::Error) -> std::io::Error {
+    let kind = e.kind();
+    if !e
+        .get_ref()
+        .is_some_and(|inner| inner.is::<reqwest::Error>())
+    {
+        return e;
+    }
+    let inner = e.into_inner().expect("checked above");
+    match inner.downcast::<reqwest::Error>() {
+        Ok(http) => std::io::Error::new(kind, http.without_url()),
+        Err(other) => std::io::Error::new(kind, other),
+    }
+}
+
 /// Reads a small body whole, refusing more than `limit` bytes.
 pub(crate) fn read_limited(
     response: Response,
@@ -427,7 +545,7 @@ pub(crate) fn read_limited(
         .read_to_end(&mut body)
         .map_err(|source| RegistryError::Body {
             url: redact(url),
-            source,
+            source: without_url(source),
         })?;
     if body.len() as u64 > limit {
         return Err(RegistryError::TooLarge {

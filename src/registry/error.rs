@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use super::client::redact;
 use super::retry::tls_failure;
 use crate::cache::CacheError;
+use crate::text::printable;
 
 /// What can go wrong talking to a registry; each message says where and what to do.
 #[derive(Debug, thiserror::Error)]
@@ -189,6 +190,43 @@ pub enum RegistryError {
         #[source]
         source: CacheError,
     },
+    /// A registry sent the client to a URL it must not follow (an upload `Location`).
+    #[error("{registry} answered with the upload location {location}, which stevedore does not follow: {why}")]
+    Location {
+        /// The registry, as written in the reference.
+        registry: String,
+        /// The location, without query.
+        location: String,
+        /// Why it is refused, and what to do.
+        why: String,
+    },
+    /// A registry named a token server that its credential must not be sent to.
+    #[error("{registry} asks for a token from {realm}, which stevedore refuses: {why}")]
+    Realm {
+        /// The registry, as written in the reference.
+        registry: String,
+        /// The realm, without query.
+        realm: String,
+        /// Why it is refused, and what to do.
+        why: String,
+    },
+    /// Another origin than the registry's own asked for credentials, after the registry sent
+    /// the client there (a redirect, an upload location).
+    #[error(
+        "{origin} asked for credentials after {registry} sent stevedore there (a redirect or \
+         an upload location); the credentials for {registry} go only to {registry_origin} \
+         itself, so the request stops here: the registry (or a proxy before it) must send \
+         clients to its own address, e.g. a TLS-terminating proxy must pass \
+         X-Forwarded-Proto and Host"
+    )]
+    ForeignChallenge {
+        /// The registry, as written in the reference.
+        registry: String,
+        /// The registry's origin, `scheme://host:port`.
+        registry_origin: String,
+        /// The origin that asked.
+        origin: String,
+    },
     /// A blob download that broke off and could not be resumed within the retry policy.
     #[error(
         "the download of {digest} from {reference} broke off after {received} of {size} bytes"
@@ -212,12 +250,21 @@ impl RegistryError {
     /// A request that got no answer, with what to do about it, decided by the failure's type:
     /// an untrusted certificate, another TLS failure, or no connection.
     pub(crate) fn connect(registry: &str, url: &str, source: reqwest::Error) -> RegistryError {
+        // reqwest's messages carry the full URL, query included (a pre-signed URL is a
+        // credential): the hint names the URL without its query instead.
+        let source = source.without_url();
         let hint = match tls_failure(&source) {
             Some(rustls::Error::InvalidCertificate(_)) => format!(
                 "the TLS certificate of {registry} is not trusted: pass --registry-ca FILE (its CA, PEM) or set SSL_CERT_FILE"
             ),
             Some(_) => format!(
                 "the TLS handshake with {registry} failed: if it is a plain-HTTP registry, pass --insecure-registry {registry}"
+            ),
+            None if source.is_redirect() => format!(
+                "{registry} redirected {} where stevedore does not follow ({}): more than 10 \
+                 redirects, or from https to plain HTTP",
+                redact(url),
+                printable(&chain(&source))
             ),
             None if source.is_timeout() => format!(
                 "{registry} did not answer in time at {}: it stalled or is overloaded; try again, or raise --timeout (STEVEDORE_TIMEOUT)",
@@ -251,7 +298,9 @@ impl RegistryError {
 pub(crate) fn status_hint(status: u16, registry: &str) -> String {
     match status {
         401 => format!(
-            ": check the credentials for {registry} (`docker login {registry}`, or set STEVEDORE_USERNAME and STEVEDORE_PASSWORD)"
+            ": check the credentials for {registry} (`docker login {registry}`, or set \
+             STEVEDORE_USERNAME and STEVEDORE_PASSWORD, which go to the registries pushed to \
+             and to those STEVEDORE_REGISTRY lists)"
         ),
         403 => format!(": the credentials for {registry} are not allowed to do this"),
         429 => ": the registry is rate limiting; wait and try again".to_owned(),
@@ -296,7 +345,7 @@ fn envelope_detail(body: &str) -> String {
                     .to_owned()
                 })
                 .collect();
-            format!(" ({})", parts.join("; "))
+            format!(" ({})", printable(&parts.join("; ")))
         }
         _ => {
             let text: String = body.chars().take(200).collect();
@@ -304,8 +353,20 @@ fn envelope_detail(body: &str) -> String {
             if text.is_empty() {
                 String::new()
             } else {
-                format!(" ({text})")
+                format!(" ({})", printable(text))
             }
         }
     }
+}
+
+/// An error and its causes, `: `-joined (reqwest puts the useful part in a cause).
+pub(crate) fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }

@@ -7,6 +7,7 @@ mod auth;
 mod blob;
 mod client;
 mod error;
+mod origin;
 mod push;
 mod retry;
 mod scheme;
@@ -62,26 +63,22 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// A client with the user's keychain (the environment's credential, then podman's and
-    /// docker's credential files), offered to every registry.
+    /// A client with the user's keychain (podman's and docker's credential files; the
+    /// environment's credential only for the registries `STEVEDORE_REGISTRY` lists): for runs
+    /// that only read. A run that writes uses [`Registry::writing_to`].
     pub fn new(opts: RegistryOptions) -> Result<Self, RegistryError> {
         Self::with_keychain(opts, Keychain::from_env())
     }
 
-    /// A client for a run that writes to `targets`: the environment's credential is offered
-    /// only to their registries (to every registry when `targets` is empty, a pull-only run).
+    /// A client for a run that writes to `targets` (or reads its own published image from
+    /// them, as `verify` does): the environment's credential is offered to their registries,
+    /// and to no other.
     pub fn writing_to<'a>(
         opts: RegistryOptions,
         targets: impl IntoIterator<Item = &'a Reference>,
     ) -> Result<Self, RegistryError> {
         let mut keychain = Keychain::from_env();
-        let registries: Vec<String> = targets
-            .into_iter()
-            .map(|t| t.registry().to_owned())
-            .collect();
-        if !registries.is_empty() {
-            keychain.limit_env_credential_to(registries);
-        }
+        keychain.offer_env_credential_to(targets.into_iter().map(|t| t.registry().to_owned()));
         Self::with_keychain(opts, keychain)
     }
 

@@ -198,7 +198,7 @@ impl Registry {
                 detail: " (no Location header for the upload)".into(),
                 hint: String::new(),
             })?;
-        self.client.absolute(repo, location)
+        self.client.location(repo, location)
     }
 
     /// PUTs a manifest or index under `identifier` (a tag or its digest). Returns whether the

@@ -11,6 +11,7 @@ use reqwest::StatusCode;
 
 use super::auth::Challenge;
 use super::error::RegistryError;
+use super::origin::Origin;
 use super::retry::{self, Policy};
 use super::RegistryOptions;
 use crate::reference::Reference;
@@ -26,11 +27,40 @@ const MIN_UPLOAD_RATE: u64 = 64 << 10;
 pub(crate) struct Host {
     /// `https://HOST[:PORT]` or `http://…`.
     pub base: String,
+    /// The base's scheme, host and port: the one origin the registry's credentials go to.
+    pub origin: Origin,
     pub challenge: Option<Challenge>,
 }
 
+impl Host {
+    /// The registry at `base`, with the challenge its ping answered, taken only when the
+    /// answer came from `base` itself (not from wherever a redirect led).
+    fn answered(registry: &str, base: String, response: &Response) -> Result<Host, RegistryError> {
+        let origin = Origin::parse(&base).expect("a base URL made from a reference");
+        let challenge = match Origin::of(response.url()) {
+            Some(answered) if answered == origin => challenge_of(response),
+            _ if response.status() == StatusCode::UNAUTHORIZED => {
+                return Err(RegistryError::ForeignChallenge {
+                    registry: registry.to_owned(),
+                    registry_origin: origin.to_string(),
+                    origin: Origin::of(response.url()).map_or_else(String::new, |o| o.to_string()),
+                })
+            }
+            _ => None,
+        };
+        Ok(Host {
+            base,
+            origin,
+            challenge,
+        })
+    }
+}
+
 /// The HTTP client every request goes through, with its timeouts.
-pub(crate) fn http_client(opts: &RegistryOptions) -> Result<(Http, Duration), RegistryError> {
+pub(crate) fn http_client(
+    opts: &RegistryOptions,
+    redirects: reqwest::redirect::Policy,
+) -> Result<(Http, Duration), RegistryError> {
     let idle = opts.timeout.unwrap_or(DEFAULT_TIMEOUT);
     // reqwest's blocking timeout bounds sending a request and receiving the response head,
     // and then each read of the body on its own: a stall anywhere ends, a slow large body
@@ -41,13 +71,17 @@ pub(crate) fn http_client(opts: &RegistryOptions) -> Result<(Http, Duration), Re
             agent => agent.to_owned(),
         })
         .connect_timeout(idle.min(Duration::from_secs(15)))
-        .timeout(idle);
+        .timeout(idle)
+        .redirect(redirects);
     for path in &opts.ca_files {
         for cert in read_ca(path)? {
             builder = builder.add_root_certificate(cert);
         }
     }
-    Ok((builder.build().map_err(RegistryError::Client)?, idle))
+    let http = builder
+        .build()
+        .map_err(|e| RegistryError::Client(e.without_url()))?;
+    Ok((http, idle))
 }
 
 /// The bound on a request that sends `len` bytes.
@@ -80,12 +114,7 @@ pub(crate) fn discover(
     resolve(reference.registry(), api)?;
     let https = format!("https://{api}");
     let failure = match ping(http, policy, &https) {
-        Ok(response) => {
-            return Ok(Host {
-                base: https,
-                challenge: challenge_of(&response),
-            })
-        }
+        Ok(response) => return Host::answered(reference.registry(), https, &response),
         Err(e) => e,
     };
     if allow_http {
@@ -94,10 +123,7 @@ pub(crate) fn discover(
         if let Ok(response) = ping(http, policy, &plain) {
             let status = response.status();
             if status.is_success() || status == StatusCode::UNAUTHORIZED {
-                return Ok(Host {
-                    base: plain,
-                    challenge: challenge_of(&response),
-                });
+                return Host::answered(reference.registry(), plain, &response);
             }
         }
     }

@@ -19,5 +19,6 @@ mod reproducible;
 mod resolve;
 mod rootless;
 mod sign;
+mod trust;
 mod util;
 mod xtask;

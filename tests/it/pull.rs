@@ -59,6 +59,9 @@ fn pulls_with_basic_auth_from_env_docker_config_or_credential_helper() {
         build_on(&base, from_env.path())
             .arg("--registry-ca")
             .arg(&ca)
+            // The environment's credential goes only where STEVEDORE_REGISTRY says, in a run
+            // that only reads from the registry.
+            .env("STEVEDORE_REGISTRY", registry.addr())
             .env("STEVEDORE_USERNAME", USERNAME)
             .env("STEVEDORE_PASSWORD", PASSWORD),
     );
@@ -104,6 +107,7 @@ fn pulls_with_basic_auth_from_env_docker_config_or_credential_helper() {
         build_on(&base, wrong.path())
             .arg("--registry-ca")
             .arg(&ca)
+            .env("STEVEDORE_REGISTRY", registry.addr())
             .env("STEVEDORE_USERNAME", USERNAME)
             .env("STEVEDORE_PASSWORD", "wrong-password"),
     );

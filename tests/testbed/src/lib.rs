@@ -3,7 +3,7 @@
 //!
 //! - [`Registry`]: the Debian `docker-registry` (CNCF distribution 2.8) over plain HTTP, TLS with
 //!   a private CA, or htpasswd basic auth over TLS; [`TokenFront`] puts a bearer-token server in
-//!   front of one.
+//!   front of one; [`Elsewhere`] is another origin a hostile front sends clients to.
 //! - [`base_layout`]: a stand-in for `gcr.io/distroless/static-debian12` built from Debian
 //!   packages, as an OCI layout (`latest` and `nonroot`, each an index for amd64 and arm64).
 //! - [`Rootless`]: an unprivileged user (uid 65534, its own HOME, no capabilities) to run
@@ -17,6 +17,7 @@
 
 mod base;
 mod dockerd;
+mod elsewhere;
 mod pki;
 mod registry;
 mod rootless;
@@ -32,12 +33,13 @@ use std::path::{Path, PathBuf};
 
 pub use base::{base_layout, BASE_REPOSITORY, BASE_TAGS};
 pub use dockerd::Dockerd;
+pub use elsewhere::Elsewhere;
 pub use registry::{Mode, Registry, Side, PASSWORD, USERNAME};
 pub use rootless::{rootless_dir, Rootless, DEFAULT_ROOTLESS_DIR, ROOTLESS_DIR_ENV, ROOTLESS_ID};
 pub use run::{run_entrypoint, umoci_unpack, umoci_unpack_platform};
 pub use sccache::Sccache;
 pub use serve::serve_and_probe;
-pub use token::{Fault, TokenFront, TOKEN_SERVICE};
+pub use token::{Fault, Seen, TokenFront, TOKEN_SERVICE};
 pub use tools::{
     crate_tools_dir, require_all, require_crate_tool, require_tool, run_fails, run_ok,
     validate_spdx, CRATE_TOOLS, DEBIAN_PACKAGES, PYPI_PACKAGES, ZIGLANG_VERSION,

@@ -43,6 +43,12 @@ struct State {
     tokens: Mutex<HashMap<String, Vec<Access>>>,
     /// (method, path, query) of every request.
     requests: Mutex<Vec<(String, String, String)>>,
+    /// The `Authorization` header of every request, in the same order.
+    authorizations: Mutex<Vec<Seen>>,
+    /// `/v2/` asks for the credentials as Basic auth instead of tokens.
+    basic: bool,
+    /// The OAuth2 refresh token (docker's identity token) `POST /token` accepts, if any.
+    refresh_token: Mutex<Option<String>>,
     faults: Mutex<Vec<Fault>>,
     next_token: AtomicU64,
     active: Mutex<usize>,
@@ -79,6 +85,14 @@ enum FaultKind {
     /// Forget every token issued so far and answer 401, as a registry does when a token
     /// expires mid-push.
     ExpireTokens,
+    /// Answer `307 Temporary Redirect` to the same path and query on `base` (another origin,
+    /// as registries send blob downloads to a CDN).
+    Redirect { base: String },
+    /// Proxy, then point the answer's `Location` at `base` instead of the front (a registry,
+    /// or a proxy that forgot `X-Forwarded-Proto`, naming another origin for an upload).
+    LocationTo { base: String },
+    /// Answer `code` with a registry error envelope whose message is `message`.
+    Message { code: u16, message: String },
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -143,6 +157,35 @@ impl Fault {
         Fault::new(method, path_contains, FaultKind::ExpireTokens, times)
     }
 
+    /// Redirects (307) to the same path and query on `base`, e.g. an [`crate::Elsewhere`].
+    pub fn redirect(method: &str, path_contains: &str, base: &str, times: usize) -> Fault {
+        let base = base.trim_end_matches('/').to_owned();
+        Fault::new(method, path_contains, FaultKind::Redirect { base }, times)
+    }
+
+    /// Relays the registry's answer with its `Location` moved to `base`.
+    pub fn location_to(method: &str, path_contains: &str, base: &str, times: usize) -> Fault {
+        let base = base.trim_end_matches('/').to_owned();
+        Fault::new(method, path_contains, FaultKind::LocationTo { base }, times)
+    }
+
+    /// Answers `code` with an error envelope carrying `message` (e.g. terminal escapes).
+    pub fn message(
+        method: &str,
+        path_contains: &str,
+        code: u16,
+        message: &str,
+        times: usize,
+    ) -> Fault {
+        let message = message.to_owned();
+        Fault::new(
+            method,
+            path_contains,
+            FaultKind::Message { code, message },
+            times,
+        )
+    }
+
     fn new(method: &str, path_contains: &str, kind: FaultKind, times: usize) -> Fault {
         Fault {
             method: method.to_owned(),
@@ -175,6 +218,20 @@ impl TokenFront {
     /// Starts the front for `upstream`. With `credentials`, `/token` demands them as basic
     /// auth; without, tokens are given to anyone (like anonymous pulls from Docker Hub).
     pub fn start(upstream: Registry, credentials: Option<(&str, &str)>) -> TokenFront {
+        TokenFront::start_with(upstream, credentials, false)
+    }
+
+    /// Starts a front that asks for `credentials` as Basic auth on every `/v2/` request (as
+    /// registries with htpasswd do), instead of tokens.
+    pub fn start_basic(upstream: Registry, credentials: (&str, &str)) -> TokenFront {
+        TokenFront::start_with(upstream, Some(credentials), true)
+    }
+
+    fn start_with(
+        upstream: Registry,
+        credentials: Option<(&str, &str)>,
+        basic: bool,
+    ) -> TokenFront {
         assert_eq!(
             upstream.mode(),
             Mode::Http,
@@ -190,6 +247,9 @@ impl TokenFront {
             credentials: credentials.clone(),
             tokens: Mutex::new(HashMap::new()),
             requests: Mutex::new(Vec::new()),
+            authorizations: Mutex::new(Vec::new()),
+            basic,
+            refresh_token: Mutex::new(None),
             faults: Mutex::new(Vec::new()),
             next_token: AtomicU64::new(1),
             active: Mutex::new(0),
@@ -265,6 +325,26 @@ impl TokenFront {
             .clone()
     }
 
+    /// Makes `POST /token` grant tokens for the OAuth2 refresh token `token` (docker's
+    /// `identitytoken` flow: `grant_type=refresh_token`), as Azure's and other registries'
+    /// token servers do; `GET /token` keeps asking for the Basic credentials.
+    pub fn accept_refresh_token(&self, token: &str) {
+        *self
+            .state
+            .refresh_token
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(token.to_owned());
+    }
+
+    /// Every request received so far with the `Authorization` header it carried.
+    pub fn authorizations(&self) -> Vec<Seen> {
+        self.state
+            .authorizations
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// Adds a fault; faults are met in the order they were added.
     pub fn inject(&self, fault: Fault) {
         self.state
@@ -289,6 +369,11 @@ impl TokenFront {
     pub fn clear_requests(&self) {
         self.state
             .requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        self.state
+            .authorizations
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clear();
@@ -356,20 +441,20 @@ fn accept_loop(listener: TcpListener, state: Arc<State>) {
 }
 
 /// A request or response line and its headers.
-struct Head {
-    line: String,
-    headers: Vec<(String, String)>,
+pub(crate) struct Head {
+    pub(crate) line: String,
+    pub(crate) headers: Vec<(String, String)>,
 }
 
 impl Head {
-    fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     }
 
-    fn body(&self) -> io::Result<Body> {
+    pub(crate) fn body(&self) -> io::Result<Body> {
         if self
             .header("transfer-encoding")
             .is_some_and(|te| te.to_ascii_lowercase().contains("chunked"))
@@ -388,13 +473,13 @@ impl Head {
     }
 }
 
-enum Body {
+pub(crate) enum Body {
     Length(u64),
     Chunked,
 }
 
 /// Reads a head (up to the empty line); `None` if the peer closed before sending anything.
-fn read_head(reader: &mut impl BufRead) -> io::Result<Option<Head>> {
+pub(crate) fn read_head(reader: &mut impl BufRead) -> io::Result<Option<Head>> {
     let mut limited = reader.by_ref().take(MAX_HEAD);
     let mut lines = Vec::new();
     loop {
@@ -433,7 +518,11 @@ fn read_head(reader: &mut impl BufRead) -> io::Result<Option<Head>> {
 
 /// Copies one message body from `from` to `to` exactly as framed (chunk sizes and trailers
 /// included), so the receiver sees the same bytes.
-fn relay_body(from: &mut impl BufRead, to: &mut impl Write, body: Body) -> io::Result<()> {
+pub(crate) fn relay_body(
+    from: &mut impl BufRead,
+    to: &mut impl Write,
+    body: Body,
+) -> io::Result<()> {
     match body {
         Body::Length(n) => {
             let copied = io::copy(&mut from.by_ref().take(n), to)?;
@@ -508,7 +597,13 @@ fn handle(client: TcpStream, state: &State) -> io::Result<()> {
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .push((method.clone(), path.to_owned(), query.to_owned()));
+    record(&state.authorizations, &method, path, &head);
 
+    if path == "/token" && method == "POST" {
+        let mut form = Vec::new();
+        relay_body(&mut reader, &mut form, head.body()?)?;
+        return refresh_endpoint(&mut writer, state, &String::from_utf8_lossy(&form));
+    }
     if path == "/token" {
         relay_body(&mut reader, &mut io::sink(), head.body()?)?;
         return token_endpoint(&mut writer, state, &head, query);
@@ -517,7 +612,19 @@ fn handle(client: TcpStream, state: &State) -> io::Result<()> {
         relay_body(&mut reader, &mut io::sink(), head.body()?)?;
         return respond(&mut writer, "404 Not Found", &[], "not a registry path\n");
     }
-    let required = required_access(&method, path, query);
+    if state.basic && !basic_ok(state, &head) {
+        relay_body(&mut reader, &mut io::sink(), head.body()?)?;
+        return respond(
+            &mut writer,
+            "401 Unauthorized",
+            &[("WWW-Authenticate", "Basic realm=\"stevedore-testbed\"")],
+            r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#,
+        );
+    }
+    let required = match state.basic {
+        true => Vec::new(),
+        false => required_access(&method, path, query),
+    };
     let granted = head
         .header("authorization")
         .and_then(|v| v.strip_prefix("Bearer "))
@@ -529,9 +636,10 @@ fn handle(client: TcpStream, state: &State) -> io::Result<()> {
                 .get(token.trim())
                 .cloned()
         });
-    let allowed = granted
-        .as_ref()
-        .is_some_and(|g| required.iter().all(|r| covers(g, r)));
+    let allowed = state.basic
+        || granted
+            .as_ref()
+            .is_some_and(|g| required.iter().all(|r| covers(g, r)));
     if !allowed {
         // Read the body first: closing with unread data resets the connection, and the client
         // would see that instead of the 401.
@@ -576,10 +684,47 @@ fn handle(client: TcpStream, state: &State) -> io::Result<()> {
                 .clear();
             return challenge(&mut writer, state, &required, true);
         }
+        Some(FaultKind::Redirect { base }) => {
+            relay_body(&mut reader, &mut io::sink(), head.body()?)?;
+            let to = format!("{base}{target}");
+            return respond(
+                &mut writer,
+                "307 Temporary Redirect",
+                &[("Location", &to)],
+                "",
+            );
+        }
+        Some(FaultKind::Message { code, message }) => {
+            relay_body(&mut reader, &mut io::sink(), head.body()?)?;
+            let body = serde_json::json!({"errors": [{"code": "DENIED", "message": message}]});
+            let headers = [("Content-Type", "application/json")];
+            return respond(&mut writer, &status_line(code), &headers, &body.to_string());
+        }
+        Some(FaultKind::LocationTo { base }) => {
+            let upstream = Upstream {
+                addr: &state.upstream,
+                front: &state.addr,
+                location_base: Some(&base),
+            };
+            return forward(
+                &upstream,
+                &head,
+                &method,
+                &target,
+                &mut reader,
+                &mut writer,
+                None,
+            );
+        }
         None => None,
     };
+    let upstream = Upstream {
+        addr: &state.upstream,
+        front: &state.addr,
+        location_base: None,
+    };
     forward(
-        state,
+        &upstream,
         &head,
         &method,
         &target,
@@ -589,9 +734,48 @@ fn handle(client: TcpStream, state: &State) -> io::Result<()> {
     )
 }
 
+/// One request as a server saw it: method, path and the `Authorization` header, if any.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Seen {
+    /// The HTTP method.
+    pub method: String,
+    /// The path, without query.
+    pub path: String,
+    /// The `Authorization` header as sent.
+    pub authorization: Option<String>,
+}
+
+pub(crate) fn record(log: &Mutex<Vec<Seen>>, method: &str, path: &str, head: &Head) {
+    log.lock().unwrap_or_else(|e| e.into_inner()).push(Seen {
+        method: method.to_owned(),
+        path: path.to_owned(),
+        authorization: head.header("authorization").map(str::to_owned),
+    });
+}
+
+fn basic_ok(state: &State, head: &Head) -> bool {
+    let Some((user, password)) = &state.credentials else {
+        return true;
+    };
+    head.header("authorization")
+        .and_then(|v| v.strip_prefix("Basic "))
+        .and_then(|b| base64_decode(b.trim()))
+        .is_some_and(|raw| raw == format!("{user}:{password}").as_bytes())
+}
+
+/// Where [`forward`] relays to, and how it rewrites `Location`.
+pub(crate) struct Upstream<'a> {
+    /// The registry's `host:port`.
+    pub addr: &'a str,
+    /// The proxy's own `host:port`, which the registry's `Location`s are moved to.
+    pub front: &'a str,
+    /// Another origin (`http://host:port`) to point `Location`s at instead.
+    pub location_base: Option<&'a str>,
+}
+
 /// How a relayed response body is cut short.
 #[derive(Clone, Copy)]
-enum Cut {
+pub(crate) enum Cut {
     /// Close the connection after this many bytes.
     Close(u64),
     /// Go silent after this many bytes, holding the connection.
@@ -810,6 +994,41 @@ fn token_endpoint(
             .filter(|(k, _)| k == "scope")
             .map(|(_, v)| v.as_str()),
     );
+    grant(writer, state, granted)
+}
+
+/// `POST /token` with an OAuth2 form: only `grant_type=refresh_token` with the refresh token
+/// [`TokenFront::accept_refresh_token`] set, as docker's identity-token flow sends it.
+fn refresh_endpoint(writer: &mut impl Write, state: &State, form: &str) -> io::Result<()> {
+    let params = query_pairs(form);
+    let param = |name: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let expected = state
+        .refresh_token
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let valid = param("grant_type") == Some("refresh_token")
+        && expected.is_some()
+        && param("refresh_token") == expected.as_deref()
+        && param("service").is_none_or(|s| s == TOKEN_SERVICE);
+    if !valid {
+        return respond(
+            writer,
+            "401 Unauthorized",
+            &[("Content-Type", "application/json")],
+            r#"{"error":"invalid_grant"}"#,
+        );
+    }
+    grant(writer, state, parse_scopes(param("scope").into_iter()))
+}
+
+/// Issues a token for `granted` and answers with it.
+fn grant(writer: &mut impl Write, state: &State, granted: Vec<Access>) -> io::Result<()> {
     let serial = state.next_token.fetch_add(1, Ordering::Relaxed);
     let token = format!("tb{serial}.{:016x}", {
         use std::hash::{BuildHasher, Hasher};
@@ -832,7 +1051,7 @@ fn token_endpoint(
     )
 }
 
-fn respond(
+pub(crate) fn respond(
     writer: &mut impl Write,
     status: &str,
     headers: &[(&str, &str)],
@@ -866,8 +1085,8 @@ fn hop_by_hop(name: &str) -> bool {
     .any(|h| name.eq_ignore_ascii_case(h))
 }
 
-fn forward(
-    state: &State,
+pub(crate) fn forward(
+    upstream_to: &Upstream<'_>,
     head: &Head,
     method: &str,
     target: &str,
@@ -875,7 +1094,7 @@ fn forward(
     client_writer: &mut BufWriter<TcpStream>,
     cut: Option<Cut>,
 ) -> io::Result<()> {
-    let upstream = TcpStream::connect(&state.upstream)?;
+    let upstream = TcpStream::connect(upstream_to.addr)?;
     upstream.set_read_timeout(Some(IO_TIMEOUT))?;
     upstream.set_write_timeout(Some(IO_TIMEOUT))?;
     let mut up_writer = BufWriter::new(upstream.try_clone()?);
@@ -905,10 +1124,14 @@ fn forward(
     write!(client_writer, "{}\r\n", response.line)?;
     for (k, v) in response.headers.iter().filter(|(k, _)| !hop_by_hop(k)) {
         let v = if k.eq_ignore_ascii_case("location") {
-            v.replace(
-                &format!("//{}", state.upstream),
-                &format!("//{}", state.addr),
-            )
+            let moved = v.replace(
+                &format!("//{}", upstream_to.addr),
+                &format!("//{}", upstream_to.front),
+            );
+            match upstream_to.location_base {
+                Some(base) => moved.replace(&format!("http://{}", upstream_to.front), base),
+                None => moved,
+            }
         } else {
             v.clone()
         };
