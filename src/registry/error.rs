@@ -82,7 +82,7 @@ pub enum RegistryError {
         actual: String,
     },
     /// A manifest of a kind stevedore does not read.
-    #[error("{reference} has media type `{media_type}`, which is not an OCI or Docker v2 image manifest or index")]
+    #[error("{reference} has media type `{}`, which is not an OCI or Docker v2 image manifest or index", printable(.media_type))]
     MediaType {
         /// The image reference or repository.
         reference: String,
@@ -90,7 +90,7 @@ pub enum RegistryError {
         media_type: String,
     },
     /// The base's index has no image for a requested platform.
-    #[error("{reference} has no image for {wanted}; it has: {available}")]
+    #[error("{reference} has no image for {wanted}; it has: {}", printable(.available))]
     NoPlatform {
         /// The image reference or repository.
         reference: String,
@@ -159,7 +159,7 @@ pub enum RegistryError {
         source: serde_json::Error,
     },
     /// The token server answered without a token.
-    #[error("the token server {realm} answered without a token")]
+    #[error("the token server {} answered without a token", printable(.realm))]
     NoToken {
         /// The token server's URL.
         realm: String,
@@ -191,7 +191,7 @@ pub enum RegistryError {
         source: CacheError,
     },
     /// A registry sent the client to a URL it must not follow (an upload `Location`).
-    #[error("{registry} answered with the upload location {location}, which stevedore does not follow: {why}")]
+    #[error("{registry} answered with the upload location {}, which stevedore does not follow: {why}", printable(.location))]
     Location {
         /// The registry, as written in the reference.
         registry: String,
@@ -201,7 +201,7 @@ pub enum RegistryError {
         why: String,
     },
     /// A registry named a token server that its credential must not be sent to.
-    #[error("{registry} asks for a token from {realm}, which stevedore refuses: {why}")]
+    #[error("{registry} asks for a token from {}, which stevedore refuses: {why}", printable(.realm))]
     Realm {
         /// The registry, as written in the reference.
         registry: String,

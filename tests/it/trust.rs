@@ -205,6 +205,18 @@ fn the_environment_credential_never_reaches_a_pull_only_registry() {
     verify.args(["--base", &base, &image]);
     run(verify, "verify");
 
+    // debuginfo reads only the image's own registry, which is the one pushed to: it gets the
+    // credential (the image has no debug file, so the command says so and exits 4).
+    target.clear_requests();
+    let mut debuginfo = isolated(
+        Command::new(env!("CARGO_BIN_EXE_cargo-stevedore")),
+        home.path(),
+    );
+    debuginfo.args(["stevedore", "debuginfo", &image, "-o"]);
+    debuginfo.arg(home.path().join("debuginfo"));
+    run_exit(with_env_credential(&mut debuginfo, CI_USER, CI_SECRET), 4);
+    assert!(!authorized(&target.authorizations()).is_empty());
+
     let mut lock = stevedore("lock", "hello");
     lock.args(["--base", &base]);
     run(lock, "lock");
