@@ -13,6 +13,8 @@
 
 use std::ops::Range;
 
+use crate::text::printable;
+
 /// The prefix that marks a reference.
 pub const SCHEME: &str = "stevedore://";
 
@@ -48,33 +50,71 @@ pub struct Found {
     pub target: Target,
 }
 
-/// A scalar starting with `stevedore://` that is not a reference.
+/// A scalar starting with `stevedore://` that stevedore cannot resolve.
 #[derive(Debug, thiserror::Error)]
-#[error(
-    "line {line}: `{value}` is not a reference stevedore can resolve: write \
-     `stevedore://PACKAGE/BIN`, `stevedore://PACKAGE` or `stevedore://` (the current package) \
-     as the whole value"
-)]
-pub struct BadReference {
-    /// 1-based line number.
-    pub line: usize,
-    /// The scalar as written.
-    pub value: String,
+pub enum BadReference {
+    /// It names no package and binary.
+    #[error(
+        "line {line}: `{}` is not a reference stevedore can resolve: write \
+         `stevedore://PACKAGE/BIN`, `stevedore://PACKAGE` or `stevedore://` (the current package) \
+         as the whole value",
+        printable(value)
+    )]
+    NotATarget {
+        /// 1-based line number.
+        line: usize,
+        /// The scalar as written.
+        value: String,
+    },
+    /// It carries a YAML tag that makes it something other than a string (`!!binary`, `!foo`),
+    /// which a digest put in its place would not be.
+    #[error(
+        "line {line}: `{} {}` is a reference with the tag `{}`, which makes it something other \
+         than a string: remove the tag (or write `!!str`)",
+        printable(tag),
+        printable(value),
+        printable(tag)
+    )]
+    Tagged {
+        /// 1-based line number.
+        line: usize,
+        /// The tag as written.
+        tag: String,
+        /// The scalar as written.
+        value: String,
+    },
 }
+
+/// The tags a reference may carry: they make a scalar a string, as a digest is. `!` alone is
+/// YAML's non-specific tag, which for a quoted scalar means a string too.
+const STRING_TAGS: [&str; 3] = ["!!str", "!<tag:yaml.org,2002:str>", "!"];
 
 /// Every reference in `text`, in order.
 pub fn find(text: &str) -> Result<Vec<Found>, BadReference> {
     let mut found = Vec::new();
-    for (span, value) in scalars(text) {
-        if !value.starts_with(SCHEME) {
+    for scalar in scalars(text) {
+        if !scalar.value.starts_with(SCHEME) {
             continue;
         }
-        match parse_target(&value) {
-            Some(target) => found.push(Found { span, target }),
+        let line = text[..scalar.span.start].matches('\n').count() + 1;
+        if let Some(tag) = scalar.tag.map(|t| &text[t]) {
+            if !STRING_TAGS.contains(&tag) {
+                return Err(BadReference::Tagged {
+                    line,
+                    tag: tag.to_owned(),
+                    value: scalar.value,
+                });
+            }
+        }
+        match parse_target(&scalar.value) {
+            Some(target) => found.push(Found {
+                span: scalar.span,
+                target,
+            }),
             None => {
-                return Err(BadReference {
-                    line: text[..span.start].matches('\n').count() + 1,
-                    value,
+                return Err(BadReference::NotATarget {
+                    line,
+                    value: scalar.value,
                 })
             }
         }
@@ -119,46 +159,94 @@ fn parse_target(value: &str) -> Option<Target> {
     }
 }
 
-/// The scalars of a YAML text that can be values: their spans and values (quotes removed).
-fn scalars(text: &str) -> Vec<(Range<usize>, String)> {
+/// A scalar that can be a value: where its value is, the value (quotes removed), and the tag
+/// written before it, if any.
+struct Scalar {
+    span: Range<usize>,
+    value: String,
+    tag: Option<Range<usize>>,
+}
+
+/// The scalars of a YAML text that can be values. Every index the scan stops at is the start of
+/// a character: it moves past ASCII bytes it has matched, or to the next one it looks for.
+fn scalars(text: &str) -> Vec<Scalar> {
     let b = text.as_bytes();
     let mut out = Vec::new();
     let mut flow = 0usize; // depth of [ ] and { }
+                           // The tag of the node that comes next; an indicator or a scalar ends it.
+    let mut tag = None;
     let mut i = 0;
     while i < b.len() {
         let c = b[i];
         match c {
             b'#' if i == 0 || b[i - 1].is_ascii_whitespace() => i = line_end(b, i),
             b' ' | b'\t' | b'\r' | b'\n' => i += 1,
-            b'[' | b'{' => {
-                flow += 1;
+            b'[' | b'{' | b']' | b'}' | b',' => {
+                flow = match c {
+                    b'[' | b'{' => flow + 1,
+                    b']' | b'}' => flow.saturating_sub(1),
+                    _ => flow,
+                };
+                tag = None;
                 i += 1
             }
-            b']' | b'}' => {
-                flow = flow.saturating_sub(1);
+            b'-' | b':' | b'?' if next_is_space(b, i + 1) => {
+                tag = None;
                 i += 1
             }
-            b',' => i += 1,
-            b'-' | b':' | b'?' if next_is_space(b, i + 1) => i += 1,
+            b'!' => {
+                let end = property_end(b, i, flow > 0);
+                tag = Some(i..end);
+                i = end;
+            }
+            // An anchor leaves the node after it a value (resolving it resolves its aliases
+            // too); an alias holds no text of its own.
+            b'&' | b'*' => i = property_end(b, i, flow > 0),
             b'"' | b'\'' => {
-                let end = quoted_end(b, i);
-                let content = (i + 1)..end.saturating_sub(1).max(i + 1);
+                let (content, end) = quoted(b, i);
                 let value = match c {
                     b'\'' => text[content.clone()].replace("''", "'"),
                     _ => text[content.clone()].to_owned(),
                 };
-                out.push((content, value));
+                out.push(Scalar {
+                    span: content,
+                    value,
+                    tag: tag.take(),
+                });
                 i = end;
             }
-            b'|' | b'>' if block_header(b, i) => i = block_end(b, i),
+            b'|' | b'>' if block_header(b, i) => {
+                tag = None;
+                i = block_end(b, i)
+            }
             _ => {
                 let end = plain_end(b, i, flow > 0);
-                out.push((i..end, text[i..end].to_owned()));
-                i = end.max(i + 1);
+                out.push(Scalar {
+                    span: i..end,
+                    value: text[i..end].to_owned(),
+                    tag: tag.take(),
+                });
+                // `end` is past `i` for any text that reaches here; were it not, the next
+                // character (not byte) is where to go on.
+                let next = i + text[i..].chars().next().map_or(1, char::len_utf8);
+                i = end.max(next);
             }
         }
     }
     out
+}
+
+/// The end of a tag, anchor or alias: the next blank, or in a flow collection its `,`, `]`, `}`.
+fn property_end(b: &[u8], start: usize, in_flow: bool) -> usize {
+    let mut i = start + 1;
+    while i < b.len() {
+        match b[i] {
+            b' ' | b'\t' | b'\r' | b'\n' => break,
+            b',' | b']' | b'}' | b'[' | b'{' if in_flow => break,
+            _ => i += 1,
+        }
+    }
+    i
 }
 
 fn line_end(b: &[u8], i: usize) -> usize {
@@ -172,19 +260,20 @@ fn next_is_space(b: &[u8], i: usize) -> bool {
     b.get(i).is_none_or(|c| c.is_ascii_whitespace())
 }
 
-/// The index just past the closing quote (or the end of the text if it is never closed).
-fn quoted_end(b: &[u8], start: usize) -> usize {
+/// A quoted scalar starting at `start`: its content and the index just past the closing
+/// quote. One never closed (not YAML) runs to the end of the text.
+fn quoted(b: &[u8], start: usize) -> (Range<usize>, usize) {
     let quote = b[start];
     let mut i = start + 1;
     while i < b.len() {
         match b[i] {
             b'\\' if quote == b'"' => i += 2,
             b'\'' if quote == b'\'' && b.get(i + 1) == Some(&b'\'') => i += 2,
-            c if c == quote => return i + 1,
+            c if c == quote => return (start + 1..i, i + 1),
             _ => i += 1,
         }
     }
-    b.len()
+    (start + 1..b.len(), b.len())
 }
 
 /// A plain scalar ends at ` #`, at `: ` (a key), at the end of the line, and in flow
@@ -320,8 +409,10 @@ mod tests {
     #[test]
     fn a_value_that_only_looks_like_a_reference_is_an_error_naming_its_line() {
         let err = find("a: 1\nimage: stevedore://hello:1.0\n").unwrap_err();
-        assert_eq!(err.line, 2);
-        assert_eq!(err.value, "stevedore://hello:1.0");
+        assert!(
+            matches!(&err, BadReference::NotATarget { line: 2, value } if value == "stevedore://hello:1.0"),
+            "{err:?}"
+        );
         assert!(find("x: 'stevedore://a/b/c'").is_err());
         assert!(find("x: stevedore://a b").is_err());
     }
@@ -331,5 +422,74 @@ mod tests {
         for text in ["stevedore://", "stevedore://p", "stevedore://p/b"] {
             assert_eq!(parse_target(text).unwrap().to_string(), text);
         }
+    }
+
+    #[test]
+    fn a_quote_never_closed_ends_the_text_and_cuts_no_character() {
+        // Issue 27's reproduction: the scanner cut off the last byte, inside `é`.
+        assert_eq!(find("image: \"é").unwrap(), []);
+        assert_eq!(find("'é").unwrap(), []);
+        assert_eq!(resolve("a: \"\\é"), "a: \"\\é");
+        assert_eq!(resolve("x: 'stevedore://a"), "x: 'reg/a@sha256:0");
+    }
+
+    #[test]
+    fn tags_that_keep_a_string_and_anchors_are_resolved_aliases_follow() {
+        let text = "a: !!str stevedore://a\n\
+                    b: &img stevedore://b\n\
+                    c: *img\n\
+                    d: ! 'stevedore://d'\n\
+                    e: !<tag:yaml.org,2002:str> \"stevedore://e\"\n\
+                    f: &x !!str stevedore://f\n\
+                    g: !!str\n  stevedore://g\n\
+                    h: [!!str stevedore://h, *img, &y stevedore://i]\n";
+        assert_eq!(
+            resolve(text),
+            "a: !!str reg/a@sha256:0\n\
+             b: &img reg/b@sha256:0\n\
+             c: *img\n\
+             d: ! 'reg/d@sha256:0'\n\
+             e: !<tag:yaml.org,2002:str> \"reg/e@sha256:0\"\n\
+             f: &x !!str reg/f@sha256:0\n\
+             g: !!str\n  reg/g@sha256:0\n\
+             h: [!!str reg/h@sha256:0, *img, &y reg/i@sha256:0]\n"
+        );
+    }
+
+    #[test]
+    fn a_tag_that_makes_a_reference_no_string_is_an_error_naming_its_line() {
+        for (text, want) in [
+            ("a: 1\nb: !!binary stevedore://a\n", "!!binary"),
+            ("- !custom 'stevedore://a'", "!custom"),
+            ("{k: !!int stevedore://}", "!!int"),
+        ] {
+            let err = find(text).unwrap_err();
+            assert!(
+                matches!(&err, BadReference::Tagged { tag, .. } if tag == want),
+                "{text:?}: {err:?}"
+            );
+        }
+        let err = find("a: 1\nb: !!binary stevedore://a\n").unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("line 2: `!!binary stevedore://a`"),
+            "{err}"
+        );
+        // A tag on something else is no business of the reference after it.
+        assert_eq!(
+            find("!!map\nk: !!int 1\nimage: stevedore://a\n")
+                .unwrap()
+                .len(),
+            1
+        );
+    }
+
+    #[test]
+    fn what_the_yaml_said_is_printed_escaped() {
+        let err = find("image: \"stevedore://a\\e]0;x\x07\"").unwrap_err();
+        let shown = err.to_string();
+        assert!(!shown.contains('\x07'), "{shown:?}");
+        let err = find("image: \"stevedore://\x1b[2J\"").unwrap_err();
+        assert!(err.to_string().contains("stevedore://\\u{1b}[2J"), "{err}");
     }
 }
