@@ -419,7 +419,9 @@ pub fn resolve(data: &[u8]) {
         at = f.span.end;
     }
     let resolved = crate::resolve::replace(text, &found, digest_of);
-    assert_eq!(only_spans_changed(text, &found, &resolved), Ok(()));
+    if let Err(what) = only_spans_changed(text, &found, &resolved) {
+        panic!("{text:?} resolved as {resolved:?}: {what}");
+    }
     let again = crate::resolve::find(&resolved);
     assert!(
         again.as_ref().is_ok_and(Vec::is_empty),

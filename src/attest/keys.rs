@@ -8,6 +8,7 @@
 
 use std::fmt;
 use std::io::Read as _;
+use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
@@ -20,7 +21,7 @@ use p256::pkcs8::{DecodePrivateKey, EncodePublicKey, LineEnding, ObjectIdentifie
 use pkcs8::der::zeroize::Zeroizing;
 
 use crate::env;
-use crate::text::printable;
+use crate::text::printable_bytes;
 
 /// id-ecPublicKey, the algorithm of every EC key in PKCS#8.
 const EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
@@ -108,7 +109,7 @@ const OPEN_TO_OTHERS: u32 = 0o077;
 /// The warning for a key file whose `mode` lets others read or change it, as ssh words it.
 fn too_open(path: &Path, mode: u32) -> Option<String> {
     let mode = mode & 0o7777;
-    let shown = printable(&path.to_string_lossy()).into_owned();
+    let shown = printable_bytes(path.as_os_str().as_bytes());
     (mode & OPEN_TO_OTHERS != 0).then(|| {
         format!(
             "the signing key {shown} has permissions {mode:04o}: users other than its owner can \

@@ -1,5 +1,6 @@
 //! Secrets stay with stevedore: the registry password and the signing key's passwords reach
-//! none of the programs it starts (cargo, and through it every build script and rustc; kubectl).
+//! none of the programs it starts (cargo, and through it every build script; kubectl, docker,
+//! git).
 
 use std::path::Path;
 
@@ -46,63 +47,88 @@ fn probe_crate(dir: &Path) -> std::path::PathBuf {
     dir.join("Cargo.toml")
 }
 
-/// A `kubectl` first on PATH that writes its environment to `DIR/kubectl-env` and reads the
-/// YAML; the PATH to give stevedore.
-fn kubectl_stand_in(dir: &Path) -> std::ffi::OsString {
+/// Stand-ins first on PATH for the programs stevedore starts besides cargo: each appends
+/// `== NAME ARGS` and its environment to `DIR/seen`; kubectl reads the YAML, docker answers
+/// (so `--load` picks it and loads), git fails (as outside a repository). Returns that PATH.
+fn stand_ins(dir: &Path) -> std::ffi::OsString {
     let bin = dir.join("bin");
     std::fs::create_dir_all(&bin).unwrap();
-    let kubectl = bin.join("kubectl");
-    std::fs::write(
-        &kubectl,
-        format!(
-            "#!/bin/sh\nenv > {}/kubectl-env\ncat > /dev/null\n",
-            dir.display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(
-        &kubectl,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+    for (name, then) in [
+        ("kubectl", "cat > /dev/null"),
+        ("docker", "exit 0"),
+        ("git", "exit 1"),
+    ] {
+        let program = bin.join(name);
+        std::fs::write(
+            &program,
+            format!(
+                "#!/bin/sh\n{{ echo \"== {name} $*\"; env; }} >> {}/seen\n{then}\n",
+                dir.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(
+            &program,
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+    }
     let mut path = vec![bin];
     path.extend(std::env::split_paths(&testbed::tool_path_env()));
     std::env::join_paths(path).unwrap()
 }
 
+/// `cargo stevedore SUBCOMMAND` of the probe crate with every secret set, the stand-ins first
+/// on PATH and a registry credential as CI gives one.
+fn with_secrets(subcommand: &str, manifest: &Path, dir: &Path) -> std::process::Command {
+    let mut cmd = stevedore_on(subcommand, manifest);
+    for name in SECRETS {
+        cmd.env(name, "hunter2");
+    }
+    cmd.env("PATH", stand_ins(dir))
+        .env("SECRETS_PROBE", dir.join("build-script-saw"))
+        .env("STEVEDORE_USERNAME", "ci");
+    cmd
+}
+
 #[test]
-fn no_secret_reaches_build_scripts_or_kubectl() {
+fn no_secret_reaches_build_scripts_kubectl_docker_or_git() {
     let registry = Registry::start(Mode::Http);
     let base = registry.push_base();
     let dir = tempfile::tempdir().unwrap();
     let manifest = probe_crate(&dir.path().join("probe"));
-    let seen = dir.path().join("build-script-saw");
     let yaml = dir.path().join("deploy.yaml");
     std::fs::write(&yaml, "image: stevedore://\n").unwrap();
-    let mut apply = stevedore_on("apply", &manifest);
-    for name in SECRETS {
-        apply.env(name, "hunter2");
-    }
     run_ok(
-        apply
-            .env("PATH", kubectl_stand_in(dir.path()))
-            .env("SECRETS_PROBE", &seen)
-            .env("STEVEDORE_USERNAME", "ci")
+        with_secrets("apply", &manifest, dir.path())
             .env("STEVEDORE_REPO", format!("{}/team", registry.addr()))
             .args(["--base", &base, "-f"])
             .arg(&yaml),
     );
-    let build_script = std::fs::read_to_string(&seen).expect("the build script ran");
+    let build_script =
+        std::fs::read_to_string(dir.path().join("build-script-saw")).expect("the build script ran");
     assert_eq!(build_script, "", "secrets the build script saw");
-    let kubectl = std::fs::read_to_string(dir.path().join("kubectl-env")).expect("kubectl ran");
+    run_ok(
+        with_secrets("build", &manifest, dir.path())
+            .args(["--base", &base, "-t", "probe:1", "--load"]),
+    );
+    let seen = std::fs::read_to_string(dir.path().join("seen")).unwrap();
+    for ran in [
+        "== kubectl apply -f -",
+        "== docker version",
+        "== docker load -i ",
+        "== git ",
+    ] {
+        assert!(seen.contains(ran), "`{ran}` ran: {seen}");
+    }
     assert!(
-        kubectl.contains("SECRETS_PROBE="),
-        "kubectl's environment: {kubectl}"
+        seen.contains("SECRETS_PROBE="),
+        "their environments: {seen}"
     );
     for name in SECRETS {
         assert!(
-            !kubectl.lines().any(|l| l.starts_with(&format!("{name}="))),
-            "{name} reached kubectl"
+            !seen.lines().any(|l| l.starts_with(&format!("{name}="))),
+            "{name} reached one of them: {seen}"
         );
     }
 }
