@@ -66,6 +66,19 @@ pub enum BadReference {
         /// The scalar as written.
         value: String,
     },
+    /// It is written with escapes (`"stevedore:\\/\\/x"`, `'it''s'`): its bytes are not the
+    /// reference, so they cannot be replaced as one.
+    #[error(
+        "line {line}: `{}` is a reference written with escapes: write it as plain text \
+         (`stevedore://PACKAGE/BIN`)",
+        printable(written)
+    )]
+    Escaped {
+        /// 1-based line number.
+        line: usize,
+        /// The scalar as written, escapes and all.
+        written: String,
+    },
     /// It carries a YAML tag that makes it something other than a string (`!!binary`, `!foo`),
     /// which a digest put in its place would not be.
     #[error(
@@ -105,6 +118,13 @@ pub fn find(text: &str) -> Result<Vec<Found>, BadReference> {
                     value: scalar.value,
                 });
             }
+        }
+        let written = &text[scalar.span.clone()];
+        if written != scalar.value {
+            return Err(BadReference::Escaped {
+                line,
+                written: written.to_owned(),
+            });
         }
         match parse_target(&scalar.value) {
             Some(target) => found.push(Found {
@@ -159,8 +179,8 @@ fn parse_target(value: &str) -> Option<Target> {
     }
 }
 
-/// A scalar that can be a value: where its value is, the value (quotes removed), and the tag
-/// written before it, if any.
+/// A scalar that can be a value: where its value is, the value (quotes removed, escapes
+/// decoded), and the tag written before it, if any.
 struct Scalar {
     span: Range<usize>,
     value: String,
@@ -170,69 +190,211 @@ struct Scalar {
 /// The scalars of a YAML text that can be values. Every index the scan stops at is the start of
 /// a character: it moves past ASCII bytes it has matched, or to the next one it looks for.
 fn scalars(text: &str) -> Vec<Scalar> {
-    let b = text.as_bytes();
-    let mut out = Vec::new();
-    let mut flow = 0usize; // depth of [ ] and { }
-                           // The tag of the node that comes next; an indicator or a scalar ends it.
-    let mut tag = None;
+    let mut scan = Scan {
+        text,
+        b: text.as_bytes(),
+        out: Vec::new(),
+        flow: 0,
+        tag: None,
+        parent: None,
+    };
     let mut i = 0;
-    while i < b.len() {
+    while i < scan.b.len() {
+        i = scan.token(i);
+    }
+    scan.out
+}
+
+/// The scanner's state between tokens.
+struct Scan<'t> {
+    text: &'t str,
+    b: &'t [u8],
+    out: Vec<Scalar>,
+    /// The depth of `[ ]` and `{ }`.
+    flow: usize,
+    /// The tag of the node that comes next; an indicator or a scalar ends it.
+    tag: Option<Range<usize>>,
+    /// The column of the key or `-` the next block value belongs to (`None`: the document's).
+    parent: Option<usize>,
+}
+
+impl Scan<'_> {
+    /// Reads the token at `i`; returns where the next one may start.
+    fn token(&mut self, i: usize) -> usize {
+        let b = self.b;
         let c = b[i];
         match c {
-            b'#' if i == 0 || b[i - 1].is_ascii_whitespace() => i = line_end(b, i),
-            b' ' | b'\t' | b'\r' | b'\n' => i += 1,
+            b'#' if i == 0 || b[i - 1].is_ascii_whitespace() => line_end(b, i),
+            b' ' | b'\t' | b'\r' | b'\n' => i + 1,
+            b'-' | b'.' if document_marker(b, i) => {
+                (self.flow, self.tag, self.parent) = (0, None, None);
+                i + 3
+            }
             b'[' | b'{' | b']' | b'}' | b',' => {
-                flow = match c {
-                    b'[' | b'{' => flow + 1,
-                    b']' | b'}' => flow.saturating_sub(1),
-                    _ => flow,
+                self.flow = match c {
+                    b'[' | b'{' => self.flow + 1,
+                    b']' | b'}' => self.flow.saturating_sub(1),
+                    _ => self.flow,
                 };
-                tag = None;
-                i += 1
+                self.tag = None;
+                i + 1
             }
             b'-' | b':' | b'?' if next_is_space(b, i + 1) => {
-                tag = None;
-                i += 1
+                if c == b'-' && self.flow == 0 {
+                    self.parent = Some(column(b, i));
+                }
+                self.tag = None;
+                i + 1
             }
             b'!' => {
-                let end = property_end(b, i, flow > 0);
-                tag = Some(i..end);
-                i = end;
+                let end = property_end(b, i, self.flow > 0);
+                self.tag = Some(i..end);
+                end
             }
             // An anchor leaves the node after it a value (resolving it resolves its aliases
             // too); an alias holds no text of its own.
-            b'&' | b'*' => i = property_end(b, i, flow > 0),
+            b'&' | b'*' => property_end(b, i, self.flow > 0),
             b'"' | b'\'' => {
                 let (content, end) = quoted(b, i);
+                let raw = &self.text[content.clone()];
                 let value = match c {
-                    b'\'' => text[content.clone()].replace("''", "'"),
-                    _ => text[content.clone()].to_owned(),
+                    b'\'' => raw.replace("''", "'"),
+                    _ => unescape(raw),
                 };
-                out.push(Scalar {
-                    span: content,
-                    value,
-                    tag: tag.take(),
-                });
-                i = end;
+                self.push(i, content, value, end);
+                end
             }
             b'|' | b'>' if block_header(b, i) => {
-                tag = None;
-                i = block_end(b, i)
+                self.tag = None;
+                block_end(b, i)
             }
             _ => {
-                let end = plain_end(b, i, flow > 0);
-                out.push(Scalar {
-                    span: i..end,
-                    value: text[i..end].to_owned(),
-                    tag: tag.take(),
-                });
+                let mut end = plain_end(b, i, self.flow > 0);
+                if self.flow == 0 && self.text[i..end].starts_with(SCHEME) {
+                    end = continued_end(b, end, self.parent);
+                }
+                self.push(i, i..end, self.text[i..end].to_owned(), end);
                 // `end` is past `i` for any text that reaches here; were it not, the next
                 // character (not byte) is where to go on.
-                let next = i + text[i..].chars().next().map_or(1, char::len_utf8);
-                i = end.max(next);
+                end.max(i + self.text[i..].chars().next().map_or(1, char::len_utf8))
             }
         }
     }
+
+    /// A scalar starting at `start` (its quote, if quoted) whose text ends before `end`; a key
+    /// when a `:` follows, which its block value then belongs to.
+    fn push(&mut self, start: usize, span: Range<usize>, value: String, end: usize) {
+        if self.flow == 0 && is_key(self.b, end) {
+            self.parent = Some(column(self.b, start));
+        }
+        let tag = self.tag.take();
+        self.out.push(Scalar { span, value, tag });
+    }
+}
+
+/// `---` or `...` at the start of a line, then a blank or the end: a document starts or ends.
+fn document_marker(b: &[u8], i: usize) -> bool {
+    let marker = &b[i..b.len().min(i + 3)];
+    (marker == b"---" || marker == b"...") && column(b, i) == 0 && next_is_space(b, i + 3)
+}
+
+fn column(b: &[u8], i: usize) -> usize {
+    i - b[..i]
+        .iter()
+        .rposition(|&c| c == b'\n')
+        .map_or(0, |p| p + 1)
+}
+
+/// Whether a `:` and a blank (or the end) follow `end`, past blanks.
+fn is_key(b: &[u8], end: usize) -> bool {
+    let mut j = end;
+    while j < b.len() && (b[j] == b' ' || b[j] == b'\t') {
+        j += 1;
+    }
+    j < b.len() && b[j] == b':' && next_is_space(b, j + 1)
+}
+
+/// Where a plain scalar in a block that ends its line at `end` really ends: YAML continues it
+/// on each following line indented deeper than its key or `-` (`parent`), past blank lines,
+/// until a comment, a document marker or a line indented no deeper. `image: stevedore://x`
+/// followed by a deeper `more` is the value `stevedore://x more`, no reference.
+fn continued_end(b: &[u8], end: usize, parent: Option<usize>) -> usize {
+    let mut end = end;
+    loop {
+        let mut after = end;
+        while after < b.len() && (b[after] == b' ' || b[after] == b'\t') {
+            after += 1;
+        }
+        if after < b.len() && !matches!(b[after], b'\n' | b'\r') {
+            return end; // a comment or a `:` ended it, not the line
+        }
+        let Some(first) = (after..b.len()).find(|&k| !b[k].is_ascii_whitespace()) else {
+            return end;
+        };
+        let deeper = parent.is_none_or(|p| column(b, first) > p);
+        if !deeper || b[first] == b'#' || document_marker(b, first) {
+            return end;
+        }
+        end = plain_end(b, first, false).max(first);
+    }
+}
+
+/// A double-quoted scalar's value: YAML's escapes (`\\n`, `\\/`, `\\x41`, `\\u00e9`…)
+/// decoded; one YAML does not know stays as written. Line folding is not done: a reference
+/// holds no line break either way.
+fn unescape(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    let mut rest = raw;
+    while let Some(at) = rest.find('\\') {
+        out.push_str(&rest[..at]);
+        let escape = &rest[at + 1..];
+        let Some(e) = escape.chars().next() else {
+            out.push('\\');
+            return out;
+        };
+        let simple = match e {
+            '0' => Some('\0'),
+            'a' => Some('\u{7}'),
+            'b' => Some('\u{8}'),
+            't' | '\t' => Some('\t'),
+            'n' => Some('\n'),
+            'v' => Some('\u{b}'),
+            'f' => Some('\u{c}'),
+            'r' => Some('\r'),
+            'e' => Some('\u{1b}'),
+            ' ' | '"' | '/' | '\\' => Some(e),
+            'N' => Some('\u{85}'),
+            '_' => Some('\u{a0}'),
+            'L' => Some('\u{2028}'),
+            'P' => Some('\u{2029}'),
+            _ => None,
+        };
+        let digits = match e {
+            'x' => 2,
+            'u' => 4,
+            'U' => 8,
+            _ => 0,
+        };
+        let hex = escape
+            .get(1..1 + digits)
+            .filter(|h| digits > 0 && h.bytes().all(|d| d.is_ascii_hexdigit()))
+            .and_then(|h| char::from_u32(u32::from_str_radix(h, 16).ok()?));
+        rest = match (simple, hex) {
+            (Some(c), _) => {
+                out.push(c);
+                &escape[e.len_utf8()..]
+            }
+            (None, Some(c)) => {
+                out.push(c);
+                &escape[1 + digits..]
+            }
+            (None, None) => {
+                out.push('\\');
+                escape
+            }
+        };
+    }
+    out.push_str(rest);
     out
 }
 
@@ -491,5 +653,55 @@ mod tests {
         assert!(!shown.contains('\x07'), "{shown:?}");
         let err = find("image: \"stevedore://\x1b[2J\"").unwrap_err();
         assert!(err.to_string().contains("stevedore://\\u{1b}[2J"), "{err}");
+    }
+
+    #[test]
+    fn a_reference_written_with_escapes_is_an_error_naming_its_line() {
+        for text in [
+            "a: 1\nimage: \"stevedore:\\/\\/app\"\n",
+            "a: 1\nimage: \"\\x73tevedore://app\"\n",
+            "a: 1\nimage: \"\\u0073tevedore://app\"\n",
+        ] {
+            let err = find(text).unwrap_err();
+            assert!(
+                matches!(&err, BadReference::Escaped { line: 2, .. }),
+                "{text:?}: {err:?}"
+            );
+        }
+        // Escapes elsewhere, and ones YAML does not know, change nothing.
+        assert_eq!(
+            resolve("a: \"x\\ty\"\nb: \"\\q\"\nc: \"stevedore://a\"\n"),
+            "a: \"x\\ty\"\nb: \"\\q\"\nc: \"reg/a@sha256:0\"\n"
+        );
+        assert_eq!(
+            unescape(r#"\x41\u00e9\U0001F600\/\\\"\N\z\"#),
+            "Aé😀/\\\"\u{85}\\z\\"
+        );
+    }
+
+    #[test]
+    fn a_plain_reference_that_goes_on_to_a_deeper_line_is_no_reference() {
+        for text in [
+            "image: stevedore://app\n  more\n",
+            "- stevedore://app\n\n  more\n",
+            "stevedore://app\nmore\n",
+            "k:\n  image: stevedore://app\n   more\n",
+        ] {
+            let err = find(text).unwrap_err();
+            assert!(
+                matches!(&err, BadReference::NotATarget { line, value } if *line == text.lines().position(|l| l.contains("stevedore")).unwrap() + 1 && value.ends_with("more")),
+                "{text:?}: {err:?}"
+            );
+        }
+        // Lines no deeper than the key or `-`, comments and document markers end it.
+        let text = "containers:\n- image: stevedore://a\n  name: a\n\
+                    - stevedore://b\n- image: stevedore://c\n    # a comment\n  name: c\n\
+                    k: stevedore://d\n---\nstevedore://e\n...\n--- stevedore://f\n";
+        assert_eq!(
+            resolve(text),
+            "containers:\n- image: reg/a@sha256:0\n  name: a\n\
+             - reg/b@sha256:0\n- image: reg/c@sha256:0\n    # a comment\n  name: c\n\
+             k: reg/d@sha256:0\n---\nreg/e@sha256:0\n...\n--- reg/f@sha256:0\n"
+        );
     }
 }
