@@ -9,7 +9,13 @@
 //! `stevedore://` in the middle of a longer string (`--image=stevedore://x`), and block scalars
 //! (`|`, `>`), which hold text rather than a value. A scalar that starts with `stevedore://`
 //! but is no such reference (`stevedore://app:1.0`) is an error, so that nothing is deployed
-//! with a reference left unresolved by mistake.
+//! with a reference left unresolved by mistake. For the same reason a reference YAML would read
+//! differently from its bytes is refused, naming its line: one under a tag that makes it no
+//! string (`!!binary`), one spelled with escapes (`"stevedore:\/\/x"`), one that YAML continues
+//! on a deeper next line. Anchors and string tags are fine (`&img !!str stevedore://x`), and an
+//! alias (`*img`) names whatever its anchor's value becomes.
+//!
+//! The scanner never panics, whatever the text (the `resolve` fuzz target checks it).
 
 use std::ops::Range;
 
