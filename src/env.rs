@@ -44,7 +44,7 @@ pub const SIGN_PASSWORD: &str = "STEVEDORE_SIGN_PASSWORD";
 /// cosign's variable for the same password, read when `STEVEDORE_SIGN_PASSWORD` is not set.
 pub const COSIGN_PASSWORD: &str = "COSIGN_PASSWORD";
 
-/// The variables above that hold secrets. No program stevedore starts gets them: cargo would
+/// The variables above that hold secrets. No program stevedore starts may get them: cargo would
 /// hand them to every build script of every dependency (and to rustc, the shim, zig), and
 /// kubectl, git or docker have no use for them. [`without_secrets`] removes them.
 pub const SECRETS: [&str; 3] = [PASSWORD, SIGN_PASSWORD, COSIGN_PASSWORD];
