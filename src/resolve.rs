@@ -12,7 +12,7 @@
 //! with a reference left unresolved by mistake. For the same reason a reference YAML would read
 //! differently from its bytes is refused, naming its line: one under a tag that makes it no
 //! string (`!!binary`), one spelled with escapes (`"stevedore:\/\/x"`), one that YAML continues
-//! on a deeper next line. Anchors and string tags are fine (`&img !!str stevedore://x`), and an
+//! on the next line. Anchors and string tags are fine (`&img !!str stevedore://x`), and an
 //! alias (`*img`) names whatever its anchor's value becomes.
 //!
 //! The scanner never panics, whatever the text (the `resolve` fuzz target checks it).
@@ -284,8 +284,8 @@ impl Scan<'_> {
             }
             _ => {
                 let mut end = plain_end(b, i, self.flow > 0);
-                if self.flow == 0 && self.text[i..end].starts_with(SCHEME) {
-                    end = continued_end(b, end, self.parent);
+                if self.text[i..end].starts_with(SCHEME) {
+                    end = continued_end(b, end, self.parent, self.flow > 0);
                 }
                 self.push(i, i..end, self.text[i..end].to_owned(), end);
                 // `end` is past `i` for any text that reaches here; were it not, the next
@@ -337,11 +337,12 @@ fn is_key(b: &[u8], end: usize) -> bool {
     j < b.len() && b[j] == b':' && next_is_space(b, j + 1)
 }
 
-/// Where a plain scalar in a block that ends its line at `end` really ends: YAML continues it
-/// on each following line indented deeper than its key or `-` (`parent`), past blank lines,
-/// until a comment, a document marker or a line indented no deeper. `image: stevedore://x`
-/// followed by a deeper `more` is the value `stevedore://x more`, no reference.
-fn continued_end(b: &[u8], end: usize, parent: Option<usize>) -> usize {
+/// Where a plain scalar that ends its line at `end` really ends: YAML continues it on each
+/// following line, past blank lines, until a comment or a document marker; in a block, only on
+/// lines indented deeper than its key or `-` (`parent`); in a flow collection, until a `,`, `:`,
+/// `]` or `}`. `image: stevedore://x` followed by a deeper `more` is the value
+/// `stevedore://x more`, no reference; so is `[stevedore://x` followed by `more]`.
+fn continued_end(b: &[u8], end: usize, parent: Option<usize>, in_flow: bool) -> usize {
     let mut end = end;
     loop {
         let mut after = end;
@@ -359,11 +360,12 @@ fn continued_end(b: &[u8], end: usize, parent: Option<usize>) -> usize {
             .iter()
             .rposition(|&c| c == b'\n')
             .map_or(after, |p| after + p + 1);
-        let deeper = parent.is_none_or(|p| first - line_start > p);
-        if !deeper || b[first] == b'#' || document_marker(b, first) {
+        let deeper = in_flow || parent.is_none_or(|p| first - line_start > p);
+        let flow_ends = in_flow && matches!(b[first], b',' | b':' | b']' | b'}');
+        if !deeper || flow_ends || b[first] == b'#' || document_marker(b, first) {
             return end;
         }
-        end = plain_end(b, first, false).max(first);
+        end = plain_end(b, first, in_flow).max(first);
     }
 }
 
@@ -730,6 +732,20 @@ mod tests {
             "containers:\n- image: reg/a@sha256:0\n  name: a\n\
              - reg/b@sha256:0\n- image: reg/c@sha256:0\n    # a comment\n  name: c\n\
              k: reg/d@sha256:0\n---\nreg/e@sha256:0\n...\n--- reg/f@sha256:0\n"
+        );
+    }
+
+    #[test]
+    fn a_plain_reference_in_a_flow_collection_that_goes_on_to_the_next_line_is_no_reference() {
+        let err = find("images: [stevedore://a\n  more, stevedore://b]\n").unwrap_err();
+        assert!(
+            matches!(&err, BadReference::NotATarget { line: 1, value } if value == "stevedore://a\n  more"),
+            "{err:?}"
+        );
+        let text = "images: [\n  stevedore://a,\n  stevedore://b\n]\nm: {k: stevedore://c\n}\n";
+        assert_eq!(
+            resolve(text),
+            "images: [\n  reg/a@sha256:0,\n  reg/b@sha256:0\n]\nm: {k: reg/c@sha256:0\n}\n"
         );
     }
 
