@@ -238,7 +238,7 @@ impl Scan<'_> {
         let b = self.b;
         let c = b[i];
         match c {
-            b'#' if i == 0 || b[i - 1].is_ascii_whitespace() => line_end(b, i),
+            b'#' if i == 0 || white(b[i - 1]) => line_end(b, i),
             b' ' | b'\t' | b'\r' | b'\n' => i + 1,
             b'-' | b'.' if document_marker(b, i) => {
                 (self.flow, self.tag, self.parent) = (0, None, None);
@@ -280,13 +280,13 @@ impl Scan<'_> {
             }
             b'|' | b'>' if block_header(b, i) => {
                 self.tag = None;
-                block_end(b, i)
+                block_end(b, i, self.parent)
             }
             _ => {
                 let mut end = plain_end(b, i, self.flow > 0);
-                if self.text[i..end].starts_with(SCHEME) {
-                    end = continued_end(b, end, self.parent, self.flow > 0);
-                }
+                // Any plain scalar, not only a reference: a reference on the next line may be
+                // the end of a longer value.
+                end = continued_end(b, end, self.parent, self.flow > 0);
                 self.push(i, i..end, self.text[i..end].to_owned(), end);
                 // `end` is past `i` for any text that reaches here; were it not, the next
                 // character (not byte) is where to go on.
@@ -352,7 +352,7 @@ fn continued_end(b: &[u8], end: usize, parent: Option<usize>, in_flow: bool) -> 
         if after < b.len() && !matches!(b[after], b'\n' | b'\r') {
             return end; // a comment or a `:` ended it, not the line
         }
-        let Some(first) = (after..b.len()).find(|&k| !b[k].is_ascii_whitespace()) else {
+        let Some(first) = (after..b.len()).find(|&k| !white(b[k])) else {
             return end;
         };
         // `after` is at the line break, so the line's start is found among blanks.
@@ -448,8 +448,14 @@ fn line_end(b: &[u8], i: usize) -> usize {
         .map_or(b.len(), |p| i + p)
 }
 
+/// YAML's white space and line breaks: a form feed or a vertical tab is text to YAML, as in
+/// `image: stevedore://x:\x0c` (one value).
+fn white(c: u8) -> bool {
+    matches!(c, b' ' | b'\t' | b'\r' | b'\n')
+}
+
 fn next_is_space(b: &[u8], i: usize) -> bool {
-    b.get(i).is_none_or(|c| c.is_ascii_whitespace())
+    b.get(i).is_none_or(|&c| white(c))
 }
 
 /// A quoted scalar starting at `start`: its content and the index just past the closing
@@ -475,7 +481,7 @@ fn plain_end(b: &[u8], start: usize, in_flow: bool) -> usize {
     while i < b.len() {
         match b[i] {
             b'\n' | b'\r' => break,
-            b'#' if i > start && b[i - 1].is_ascii_whitespace() => break,
+            b'#' if i > start && white(b[i - 1]) => break,
             b':' if next_is_space(b, i + 1) => break,
             b',' | b']' | b'}' | b'[' | b'{' if in_flow => break,
             _ => i += 1,
@@ -499,24 +505,30 @@ fn block_header(b: &[u8], i: usize) -> bool {
     j >= b.len() || matches!(b[j], b'\n' | b'\r' | b'#')
 }
 
-/// The end of a block scalar: the first non-blank line indented no deeper than the line
-/// holding its header.
-fn block_end(b: &[u8], header: usize) -> usize {
-    let line_start = b[..header]
-        .iter()
-        .rposition(|&c| c == b'\n')
-        .map_or(0, |p| p + 1);
-    let parent = indent(b, line_start);
+/// The end of a block scalar, as YAML finds it: its first line that is not blank sets its
+/// indentation, which must be deeper than its key or `-` (`parent`; `None` at the document's
+/// level); it ends at the first line that is not blank and less indented, or at a document
+/// marker. (From the header line's own indentation, `- run: |` let a sibling key
+/// `  image: stevedore://x` be read as text.)
+fn block_end(b: &[u8], header: usize, parent: Option<usize>) -> usize {
+    let mut content = None; // the indentation its first line sets
     let mut i = line_end(b, header);
     while i < b.len() {
         let next = i + 1;
-        let end = line_end(b, next.min(b.len()));
-        let blank = b[next.min(b.len())..end]
-            .iter()
-            .all(|c| c.is_ascii_whitespace());
-        if !blank && indent(b, next) <= parent {
+        let end = line_end(b, next);
+        if b[next..end].iter().all(|&c| white(c)) {
+            i = end;
+            continue;
+        }
+        let indent = indent(b, next);
+        let shallower = match content {
+            None => parent.is_some_and(|p| indent <= p),
+            Some(m) => indent < m,
+        };
+        if shallower || document_marker(b, next) {
             return next;
         }
+        content.get_or_insert(indent);
         i = end;
     }
     b.len()
@@ -746,6 +758,39 @@ mod tests {
         assert_eq!(
             resolve(text),
             "images: [\n  reg/a@sha256:0,\n  reg/b@sha256:0\n]\nm: {k: reg/c@sha256:0\n}\n"
+        );
+    }
+
+    #[test]
+    fn a_reference_that_ends_a_longer_plain_value_stays() {
+        // `run the` and `stevedore://x` are one value, `run the stevedore://x`.
+        let text = "description: run the\n  stevedore://x\nargs:\n- start\n  stevedore://y\nimage: stevedore://z\n";
+        assert_eq!(
+            resolve(text),
+            "description: run the\n  stevedore://x\nargs:\n- start\n  stevedore://y\nimage: reg/z@sha256:0\n"
+        );
+        // YAML's white space is blanks and line breaks: a form feed is text.
+        let err = find("image: stevedore://x:\x0c//").unwrap_err();
+        assert!(
+            matches!(err, BadReference::NotATarget { line: 1, .. }),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn a_block_scalar_ends_where_yaml_ends_it() {
+        // The header on a `- key:` line: the sibling key is no text of the block.
+        let text = "- run: |\n    stevedore://a\n  image: stevedore://b\n";
+        assert_eq!(
+            resolve(text),
+            "- run: |\n    stevedore://a\n  image: reg/b@sha256:0\n"
+        );
+        // At the document's level its text may start in the first column, up to the next
+        // document.
+        let text = ">\nstevedore://a\n\nstevedore://b\n---\nt: stevedore://d\n";
+        assert_eq!(
+            resolve(text),
+            ">\nstevedore://a\n\nstevedore://b\n---\nt: reg/d@sha256:0\n"
         );
     }
 
