@@ -320,7 +320,7 @@ fn find_std(toolchain: &Toolchain, target: &str) -> Result<Std, CompileError> {
 }
 
 fn has_rustup() -> bool {
-    run_capture(Command::new("rustup").arg("--version")).is_ok()
+    run_capture(crate::env::without_secrets(&mut Command::new("rustup")).arg("--version")).is_ok()
 }
 
 /// Why this build links with zig, if it must: rustc's own musl linking only covers an

@@ -43,3 +43,43 @@ pub const SIGN_KEY: &str = "STEVEDORE_SIGN_KEY";
 pub const SIGN_PASSWORD: &str = "STEVEDORE_SIGN_PASSWORD";
 /// cosign's variable for the same password, read when `STEVEDORE_SIGN_PASSWORD` is not set.
 pub const COSIGN_PASSWORD: &str = "COSIGN_PASSWORD";
+
+/// The variables above that hold secrets. No program stevedore starts may get them: cargo would
+/// hand them to every build script of every dependency (and to rustc, the shim, zig), and
+/// kubectl, git or docker have no use for them. [`without_secrets`] removes them.
+pub const SECRETS: [&str; 3] = [PASSWORD, SIGN_PASSWORD, COSIGN_PASSWORD];
+
+/// `cmd` with every variable of [`SECRETS`] removed from the environment it will start with;
+/// call it on every `Command` stevedore builds.
+pub fn without_secrets(cmd: &mut std::process::Command) -> &mut std::process::Command {
+    for name in SECRETS {
+        cmd.env_remove(name);
+    }
+    cmd
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_command_without_secrets_starts_without_them() {
+        let mut cmd = std::process::Command::new("env");
+        for name in SECRETS {
+            cmd.env(name, "hunter2");
+        }
+        cmd.env(USERNAME, "ci");
+        let out = without_secrets(&mut cmd).output().expect("env runs");
+        let seen = String::from_utf8(out.stdout).expect("UTF-8 environment");
+        for name in SECRETS {
+            assert!(
+                !seen.contains(&format!("{name}=")),
+                "{name} reached the child"
+            );
+        }
+        assert!(
+            seen.contains("STEVEDORE_USERNAME=ci"),
+            "other variables stay"
+        );
+    }
+}

@@ -21,6 +21,7 @@ use crate::lock::Lockfile;
 use crate::platform::Platform;
 use crate::reference::Reference;
 use crate::registry::{self, config_answer, Challenge, ConfigAnswer, Credential, RegistryError};
+use crate::resolve::{Found, Target};
 
 /// `Reference`'s parser: what it accepts prints as text that parses back to the same value.
 pub fn reference(data: &[u8]) {
@@ -387,6 +388,82 @@ fn descriptor_digest(descriptor: &Descriptor, reference: &Reference) -> Option<D
     Some(digest)
 }
 
+/// `resolve`'s YAML scanner on any text: it never panics; an error names a line and prints
+/// nothing a terminal acts on; each reference found is, byte for byte, the reference as written;
+/// replacing them changes only their spans (a document without any comes back whole) and
+/// leaves nothing that reads as a reference.
+pub fn resolve(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let found = match crate::resolve::find(text) {
+        Ok(found) => found,
+        Err(e) => {
+            let message = e.to_string();
+            assert!(message.starts_with("line "), "{message:?}");
+            assert!(!message.chars().any(char::is_control), "{message:?}");
+            return;
+        }
+    };
+    let mut at = 0;
+    for f in &found {
+        assert!(
+            at <= f.span.start && f.span.start <= f.span.end,
+            "{text:?}: {found:?}"
+        );
+        assert_eq!(
+            text.get(f.span.clone()),
+            Some(&*f.target.to_string()),
+            "{text:?}"
+        );
+        at = f.span.end;
+    }
+    let resolved = crate::resolve::replace(text, &found, digest_of);
+    if let Err(what) = only_spans_changed(text, &found, &resolved) {
+        panic!("{text:?} resolved as {resolved:?}: {what}");
+    }
+    let again = crate::resolve::find(&resolved);
+    assert!(
+        again.as_ref().is_ok_and(Vec::is_empty),
+        "{text:?} resolved as {resolved:?}, which has {again:?}"
+    );
+}
+
+/// What a build would put in a reference's place.
+fn digest_of(target: &Target) -> String {
+    let name = format!(
+        "{}/{}",
+        target.package.as_deref().unwrap_or("current"),
+        target.bin.as_deref().unwrap_or("default")
+    );
+    format!("registry.example/{name}@{}", Digest::of(name.as_bytes()))
+}
+
+/// `resolved` is `text` with each span of `found` replaced by [`digest_of`] its target.
+fn only_spans_changed(text: &str, found: &[Found], resolved: &str) -> Result<(), String> {
+    let (mut from, mut to) = (0, 0);
+    for f in found {
+        let kept = &text[from..f.span.start];
+        let put = digest_of(&f.target);
+        if resolved.get(to..to + kept.len()) != Some(kept) {
+            return Err(format!("the text before byte {} changed", f.span.start));
+        }
+        to += kept.len();
+        if resolved.get(to..to + put.len()) != Some(&*put) {
+            return Err(format!(
+                "the reference at byte {} is not {put}",
+                f.span.start
+            ));
+        }
+        to += put.len();
+        from = f.span.end;
+    }
+    match resolved.get(to..) == Some(&text[from..]) {
+        true => Ok(()),
+        false => Err(format!("the text after byte {from} changed")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -397,13 +474,14 @@ mod tests {
     fn seeds_pass_their_targets() {
         let seeds = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds");
         type Target = fn(&[u8]);
-        let targets: [(&str, Target); 6] = [
+        let targets: [(&str, Target); 7] = [
             ("reference", reference),
             ("challenge", challenge),
             ("lock", lock),
             ("settings", settings),
             ("docker_config", docker_config),
             ("manifest", manifest),
+            ("resolve", resolve),
         ];
         for (name, target) in targets {
             let dir = seeds.join(name);

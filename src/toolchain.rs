@@ -60,19 +60,22 @@ impl Toolchain {
         }
     }
 
-    /// A `cargo` command for this toolchain.
+    /// A `cargo` command for this toolchain, without stevedore's secrets (see
+    /// [`env::SECRETS`]): cargo passes its environment to every build script and rustc.
     pub fn cargo(&self) -> Command {
-        match &self.which {
+        let mut cmd = match &self.which {
             Which::Rustup(name) => rustup_run(name, "cargo"),
             Which::Ambient => Command::new(
                 std::env::var_os(env::CARGO).unwrap_or_else(|| OsString::from("cargo")),
             ),
-        }
+        };
+        env::without_secrets(&mut cmd);
+        cmd
     }
 
     /// A `rustc` command for this toolchain, the same one cargo will pick.
     pub fn rustc(&self) -> Command {
-        match &self.which {
+        let mut cmd = match &self.which {
             // A rustup toolchain's rustc is its sysroot's, once that is known: no rustup run.
             Which::Rustup(_) if self.sysroot.get().is_some_and(|s| s.join(RUSTC).is_file()) => {
                 Command::new(self.sysroot.get().expect("checked").join(RUSTC))
@@ -81,7 +84,9 @@ impl Toolchain {
             Which::Ambient => {
                 Command::new(std::env::var_os("RUSTC").unwrap_or_else(|| OsString::from("rustc")))
             }
-        }
+        };
+        env::without_secrets(&mut cmd);
+        cmd
     }
 
     /// rustc's answer to `args`, a question whose answer depends only on the executable

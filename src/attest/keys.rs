@@ -7,6 +7,9 @@
 //! PKCS#8 DER. The password comes from `STEVEDORE_SIGN_PASSWORD`, else `COSIGN_PASSWORD`.
 
 use std::fmt;
+use std::io::Read as _;
+use std::os::unix::ffi::OsStrExt as _;
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
 use base64::engine::general_purpose::STANDARD as B64;
@@ -14,8 +17,11 @@ use base64::Engine as _;
 use p256::ecdsa::signature::Signer as _;
 use p256::pkcs8::der::pem;
 use p256::pkcs8::{DecodePrivateKey, EncodePublicKey, LineEnding, ObjectIdentifier};
+// Through p256's `der`, which wipes its own secret documents with it: no dependency of our own.
+use pkcs8::der::zeroize::Zeroizing;
 
 use crate::env;
+use crate::text::printable_bytes;
 
 /// id-ecPublicKey, the algorithm of every EC key in PKCS#8.
 const EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
@@ -78,9 +84,10 @@ pub enum KeyError {
     },
 }
 
-/// A password and the variable it came from (named in errors; the value never is).
+/// A password and the variable it came from (named in errors; the value never is). Wiped when
+/// dropped, as the key bytes are.
 struct Password {
-    value: String,
+    value: Zeroizing<String>,
     var: &'static str,
 }
 
@@ -88,14 +95,46 @@ impl Password {
     fn from_env() -> Option<Password> {
         [env::SIGN_PASSWORD, env::COSIGN_PASSWORD]
             .into_iter()
-            .find_map(|var| std::env::var(var).ok().map(|value| Password { value, var }))
+            .find_map(|var| {
+                let value = Zeroizing::new(std::env::var(var).ok()?);
+                Some(Password { value, var })
+            })
     }
+}
+
+/// Permission bits that let others than the key's owner read or change it: ssh refuses such a
+/// private key; stevedore warns.
+const OPEN_TO_OTHERS: u32 = 0o077;
+
+/// The warning for a key file whose `mode` lets others read or change it, as ssh words it.
+fn too_open(path: &Path, mode: u32) -> Option<String> {
+    let mode = mode & 0o7777;
+    let shown = printable_bytes(path.as_os_str().as_bytes());
+    (mode & OPEN_TO_OTHERS != 0).then(|| {
+        format!(
+            "the signing key {shown} has permissions {mode:04o}: users other than its owner can \
+             read it (ssh would refuse it); run `chmod 600 {shown}`"
+        )
+    })
+}
+
+/// The key file's bytes, wiped when dropped; a warning first if others may read it.
+fn read_key_file(path: &Path) -> std::io::Result<Zeroizing<Vec<u8>>> {
+    let mut file = std::fs::File::open(path)?;
+    let metadata = file.metadata()?;
+    if let Some(warning) = too_open(path, metadata.permissions().mode()) {
+        tracing::warn!("{warning}");
+    }
+    // Sized up front, so reading leaves no copy of the key behind in a smaller buffer.
+    let mut text = Zeroizing::new(Vec::with_capacity(metadata.len() as usize + 1));
+    file.read_to_end(&mut text)?;
+    Ok(text)
 }
 
 impl SigningKey {
     /// Reads the key at `path`, decrypting it with the password from the environment.
     pub fn load(path: &Path) -> Result<SigningKey, KeyError> {
-        let text = std::fs::read(path).map_err(|source| KeyError::Read {
+        let text = read_key_file(path).map_err(|source| KeyError::Read {
             path: path.to_path_buf(),
             source,
         })?;
@@ -112,13 +151,14 @@ impl SigningKey {
             what: what.to_owned(),
         };
         let (label, der) = pem::decode_vec(text).map_err(|_| format("no PEM block"))?;
+        let der = Zeroizing::new(der);
         let password = |path: &Path| {
             password().ok_or_else(|| KeyError::NoPassword {
                 path: path.to_path_buf(),
             })
         };
         let pkcs8 = match label {
-            "PRIVATE KEY" => zeroizing(der),
+            "PRIVATE KEY" => der,
             "EC PRIVATE KEY" => {
                 return p256::SecretKey::from_sec1_der(&der)
                     .map(|k| SigningKey { key: k.into() })
@@ -137,7 +177,7 @@ impl SigningKey {
                         var: password.var,
                     }
                 })?;
-                zeroizing(doc.as_bytes().to_vec())
+                Zeroizing::new(doc.as_bytes().to_vec())
             }
             "ENCRYPTED SIGSTORE PRIVATE KEY" | "ENCRYPTED COSIGN PRIVATE KEY" => {
                 let password = password(path)?;
@@ -149,7 +189,7 @@ impl SigningKey {
                             var: password.var,
                         },
                     })
-                    .map(zeroizing)?
+                    .map(Zeroizing::new)?
             }
             other => return Err(format(&format!("a PEM block labelled `{other}`"))),
         };
@@ -239,11 +279,6 @@ impl PublicKey {
     }
 }
 
-/// Key bytes that are wiped when dropped.
-fn zeroizing(bytes: Vec<u8>) -> pkcs8::der::zeroize::Zeroizing<Vec<u8>> {
-    pkcs8::der::zeroize::Zeroizing::new(bytes)
-}
-
 fn curve_name(oid: ObjectIdentifier) -> String {
     match oid.to_string().as_str() {
         "1.3.132.0.34" => "P-384".into(),
@@ -326,7 +361,7 @@ mod cosign {
             32,
         )
         .map_err(|_| Failure::Format("a cosign key with bad scrypt parameters"))?;
-        let mut key = pkcs8::der::zeroize::Zeroizing::new([0u8; 32]);
+        let mut key = super::Zeroizing::new([0u8; 32]);
         scrypt::scrypt(password, &salt, &params, key.as_mut())
             .map_err(|_| Failure::Format("a cosign key with bad scrypt parameters"))?;
         let cipher = XSalsa20Poly1305::new(key.as_ref().into());

@@ -66,7 +66,7 @@ pub(super) fn apply(args: ApplyArgs) -> Result<ExitCode, Error> {
         program: program.to_owned(),
         source,
     };
-    let mut child = Command::new(program)
+    let mut child = crate::env::without_secrets(&mut Command::new(program))
         .args(["apply", "-f", "-"])
         .args(&args.kubectl)
         .stdin(Stdio::piped())
@@ -164,12 +164,16 @@ fn read_inputs(paths: &[PathBuf]) -> Result<Vec<(PathBuf, String)>, Error> {
     Ok(inputs)
 }
 
+/// The YAML files under `dir`. A symlink to a directory is not followed (as kubectl's `-R`
+/// does not): a link to `.` or a parent would repeat files without end. A symlink to a file is
+/// read; anything else that is no regular file (a FIFO, a socket) is left alone.
 fn yaml_files(dir: &Path, files: &mut Vec<PathBuf>) -> std::io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
-        if path.is_dir() {
+        let entry = entry?;
+        let path = entry.path();
+        if entry.file_type()?.is_dir() {
             yaml_files(&path, files)?;
-        } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+        } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") && path.is_file() {
             files.push(path);
         }
     }

@@ -174,7 +174,9 @@ pub(super) fn source_date_epoch(workspace: &Path) -> Result<i64, PlanError> {
 }
 
 pub(super) fn git(dir: &Path, args: &[&str]) -> Option<String> {
-    let out = run_capture(Command::new("git").arg("-C").arg(dir).args(args)).ok()?;
+    let mut cmd = Command::new("git");
+    env::without_secrets(&mut cmd).arg("-C").arg(dir).args(args);
+    let out = run_capture(&mut cmd).ok()?;
     Some(out.trim().to_owned()).filter(|s| !s.is_empty())
 }
 

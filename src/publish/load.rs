@@ -62,7 +62,7 @@ impl Engine {
             return Ok(self);
         }
         let answers = |program: &str, args: &[&str]| {
-            Command::new(program)
+            crate::env::without_secrets(&mut Command::new(program))
                 .args(args)
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
@@ -132,7 +132,7 @@ pub fn load(
         .map_err(super::io_err(scratch))?;
     let archive = dir.path().join("image.tar");
     write_archive(&archive, &one, std::slice::from_ref(&name), store)?;
-    let out = Command::new(engine.program())
+    let out = crate::env::without_secrets(&mut Command::new(engine.program()))
         .arg("load")
         .arg("-i")
         .arg(&archive)

@@ -30,7 +30,9 @@ pub(crate) fn ask_executable(
     args: &[&str],
     still_true: impl Fn(&str) -> bool,
 ) -> Result<String, ToolchainError> {
-    ask_checked(Some(exe), &mut Command::new(exe), args, still_true)
+    let mut cmd = Command::new(exe);
+    crate::env::without_secrets(&mut cmd);
+    ask_checked(Some(exe), &mut cmd, args, still_true)
 }
 
 fn ask_checked(

@@ -18,6 +18,7 @@ mod push;
 mod reproducible;
 mod resolve;
 mod rootless;
+mod secrets;
 mod sign;
 mod trust;
 mod util;

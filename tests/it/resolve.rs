@@ -217,3 +217,25 @@ fn apply_without_kubectl_says_how_to_get_it() {
     assert!(err.contains("cannot run `kubectl`"), "{err}");
     assert!(err.contains("kubernetes-client"), "{err}");
 }
+
+/// A directory holding `loop -> .` (and a link to its parent) is read once: links to
+/// directories are not followed, links to files are read, and nothing is built when no
+/// reference is found.
+#[test]
+fn resolve_of_a_directory_follows_no_directory_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let k8s = dir.path().join("k8s");
+    std::fs::create_dir_all(k8s.join("sub")).unwrap();
+    std::fs::write(k8s.join("a.yaml"), "kind: A\n").unwrap();
+    std::fs::write(k8s.join("sub/b.yml"), "kind: B\n").unwrap();
+    std::fs::write(dir.path().join("outside.yaml"), "kind: C\n").unwrap();
+    std::os::unix::fs::symlink(".", k8s.join("loop")).unwrap();
+    std::os::unix::fs::symlink("..", k8s.join("sub/up")).unwrap();
+    std::os::unix::fs::symlink("../outside.yaml", k8s.join("c.yaml")).unwrap();
+    let out = run_ok(stevedore("resolve", "multibin").args(["-f"]).arg(&k8s));
+    assert_eq!(
+        text(&out.stdout),
+        "kind: A\n---\nkind: C\n---\nkind: B\n",
+        "each file once, in path order"
+    );
+}

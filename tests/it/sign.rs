@@ -429,3 +429,33 @@ fn key_mistakes_are_one_paragraph_before_any_compile() {
         "{missing}"
     );
 }
+
+/// As ssh does, a key file others may read is named in a warning with the fix; once it is
+/// `chmod 600`, nothing is said. The build signs either way.
+#[test]
+fn a_key_others_can_read_gets_a_warning_naming_it_and_chmod_600() {
+    let dir = tempfile::tempdir().unwrap();
+    let (plain, _, _) = keys(dir.path(), "P-256");
+    let sign = |mode: u32| {
+        std::fs::set_permissions(&plain, std::os::unix::fs::PermissionsExt::from_mode(mode))
+            .unwrap();
+        let out = run_ok(
+            stevedore_build("hello")
+                .args(["--base", "scratch", "--platform", "linux/amd64"])
+                .arg("--sign-key")
+                .arg(&plain)
+                .arg("--output")
+                .arg(format!("oci-layout={}", dir.path().join("image").display())),
+        );
+        text(&out.stderr)
+    };
+    let open = sign(0o644);
+    let shown = plain.display();
+    assert!(
+        open.contains(&format!("the signing key {shown} has permissions 0644"))
+            && open.contains(&format!("run `chmod 600 {shown}`")),
+        "{open}"
+    );
+    let closed = sign(0o600);
+    assert!(!closed.contains("signing key"), "{closed}");
+}

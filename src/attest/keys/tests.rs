@@ -20,7 +20,7 @@ WS9rPSJ9
 fn password(value: &str) -> impl FnOnce() -> Option<Password> + '_ {
     move || {
         Some(Password {
-            value: value.to_owned(),
+            value: Zeroizing::new(value.to_owned()),
             var: env::COSIGN_PASSWORD,
         })
     }
@@ -122,3 +122,42 @@ bmNGOGlZbzBTMVl6Y1ZOMVFwY2J2c0dNcUlYRzVlbmdteGp5dCtBcXlyZTF0Q0Y0
 V01tU1BlaEljNlBqd2h1Q2xHaVpJUWRvTGc9PSJ9
 -----END ENCRYPTED SIGSTORE PRIVATE KEY-----
 ";
+
+#[test]
+fn a_key_others_can_read_or_change_gets_a_warning_naming_it_and_the_fix() {
+    let path = Path::new("keys/cosign.key");
+    for mode in [0o100600, 0o400, 0o700] {
+        assert_eq!(too_open(path, mode), None, "{mode:o}");
+    }
+    for (mode, shown) in [(0o100644, "0644"), (0o640, "0640"), (0o602, "0602")] {
+        let warning = too_open(path, mode).unwrap_or_else(|| panic!("{mode:o}"));
+        assert!(
+            warning.contains(&format!("keys/cosign.key has permissions {shown}")),
+            "{warning}"
+        );
+        assert!(
+            warning.ends_with("run `chmod 600 keys/cosign.key`"),
+            "{warning}"
+        );
+    }
+}
+
+#[test]
+fn a_key_is_read_whatever_its_permissions() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("key.pem");
+    let key = p256::SecretKey::from_slice(&[7; 32]).unwrap();
+    let pem = key.to_pkcs8_pem(LineEnding::LF).unwrap();
+    std::fs::write(&file, pem.as_bytes()).unwrap();
+    for mode in [0o600, 0o644] {
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).unwrap();
+        let read = SigningKey::load(&file).unwrap();
+        assert_eq!(
+            read.public_pem(),
+            SigningKey {
+                key: key.clone().into()
+            }
+            .public_pem()
+        );
+    }
+}
