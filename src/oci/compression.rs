@@ -77,3 +77,32 @@ pub fn decompress<'r>(layer: impl Read + 'r) -> io::Result<Box<dyn Read + 'r>> {
         Box::new(layer)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn unpacked(bytes: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        decompress(bytes).unwrap().read_to_end(&mut out).unwrap();
+        out
+    }
+
+    fn gzip(bytes: &[u8]) -> Vec<u8> {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(bytes).unwrap();
+        gz.finish().unwrap()
+    }
+
+    #[test]
+    fn every_gzip_member_zstd_and_plain_tar_by_magic_number() {
+        // eStargz and parallel compressors write one gzip member after another.
+        let members = [gzip(b"first "), gzip(b"second")].concat();
+        assert_eq!(unpacked(&members), b"first second");
+        let zstd = zstd::encode_all(&b"zstd layer"[..], 3).unwrap();
+        assert_eq!(unpacked(&zstd), b"zstd layer");
+        assert_eq!(unpacked(b"ustar, uncompressed"), b"ustar, uncompressed");
+        assert_eq!(unpacked(b""), b"");
+    }
+}

@@ -183,3 +183,115 @@ fn header_path<R: Read>(entry: &tar::Entry<'_, R>) -> String {
 fn invalid(message: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, message)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An extension entry (`L`, `K` or `x`) whose content is `size` bytes of `data`.
+    fn extension(tar: &mut tar::Builder<Vec<u8>>, kind: u8, data: impl Read, size: u64) {
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::new(kind));
+        header.set_path("././@LongLink").unwrap();
+        header.set_size(size);
+        header.set_cksum();
+        tar.append(&header, data).unwrap();
+    }
+
+    fn file(tar: &mut tar::Builder<Vec<u8>>, path: &str, data: &[u8]) {
+        let mut header = tar::Header::new_gnu();
+        header.set_path(path).unwrap();
+        header.set_size(data.len() as u64);
+        header.set_cksum();
+        tar.append(&header, data).unwrap();
+    }
+
+    /// (path, link, oversized, content) of every entry.
+    type Seen = (String, Option<String>, Option<Oversized>, String);
+
+    fn read(bytes: &[u8]) -> io::Result<Vec<Seen>> {
+        let mut archive = tar::Archive::new(bytes);
+        let mut entries = Entries::new(&mut archive)?;
+        let mut seen = Vec::new();
+        while let Some(mut entry) = entries.next_entry()? {
+            let mut content = String::new();
+            entry.read_to_string(&mut content)?;
+            let link = entry.link.as_ref().map(|l| String::from_utf8_lossy(l).into_owned());
+            seen.push((entry.path_lossy().into_owned(), link, entry.oversized, content));
+        }
+        Ok(seen)
+    }
+
+    #[test]
+    fn gnu_long_names_and_links_within_the_cap_apply() {
+        let name = format!("usr/share/{}/copyright", "d".repeat(300));
+        let target = format!("/opt/{}", "t".repeat(200));
+        let mut tar = tar::Builder::new(Vec::new());
+        extension(&mut tar, b'L', format!("{name}\0").as_bytes(), name.len() as u64 + 1);
+        extension(&mut tar, b'K', target.as_bytes(), target.len() as u64);
+        file(&mut tar, "short", b"text");
+        file(&mut tar, "next", b"");
+        let seen = read(&tar.into_inner().unwrap()).unwrap();
+        assert_eq!(seen[0], (name, Some(target), None, "text".into()));
+        // An extension describes one entry only.
+        assert_eq!(seen[1], ("next".into(), None, None, String::new()));
+    }
+
+    #[test]
+    fn an_oversized_long_name_is_skipped_unread_and_reported() {
+        let size = MAX_EXTENSION * 64;
+        let mut tar = tar::Builder::new(Vec::new());
+        extension(&mut tar, b'L', io::repeat(b'a').take(size), size);
+        file(&mut tar, "short", b"after");
+        file(&mut tar, "next", b"n");
+        let bytes = tar.into_inner().unwrap();
+        let seen = read(&bytes).unwrap();
+        let over = Oversized {
+            what: "a GNU long name",
+            size,
+        };
+        // The header's own name stands in, flagged; the archive goes on in step.
+        assert_eq!(seen[0], ("short".into(), None, Some(over), "after".into()));
+        assert_eq!(seen[1], ("next".into(), None, None, "n".into()));
+    }
+
+    #[test]
+    fn pax_records_apply_and_oversized_ones_are_reported() {
+        let mut tar = tar::Builder::new(Vec::new());
+        let long = format!("opt/{}", "p".repeat(200));
+        tar.append_pax_extensions([("path", long.as_bytes()), ("uid", b"65532".as_slice())])
+            .unwrap();
+        file(&mut tar, "short", b"x");
+        let records = format!("{} comment={}\n", 9 + MAX_EXTENSION, "c".repeat(MAX_EXTENSION as usize));
+        extension(&mut tar, b'x', records.as_bytes(), records.len() as u64);
+        file(&mut tar, "plain", b"y");
+        let bytes = tar.into_inner().unwrap();
+        let mut archive = tar::Archive::new(&bytes[..]);
+        let mut entries = Entries::new(&mut archive).unwrap();
+        let first = entries.next_entry().unwrap().unwrap();
+        assert_eq!(first.path, long.as_bytes());
+        assert_eq!(first.pax_number("uid"), Some(65532));
+        drop(first);
+        let second = entries.next_entry().unwrap().unwrap();
+        assert_eq!(second.path, b"plain");
+        assert_eq!(second.oversized.map(|o| o.what), Some("PAX records"));
+        assert!(second.pax.is_empty());
+    }
+
+    #[test]
+    fn a_pax_size_the_header_disagrees_with_is_an_error() {
+        let mut tar = tar::Builder::new(Vec::new());
+        tar.append_pax_extensions([("size", b"9000000000".as_slice())])
+            .unwrap();
+        file(&mut tar, "big", b"");
+        let err = read(&tar.into_inner().unwrap()).unwrap_err();
+        assert!(err.to_string().contains("PAX size of big"), "{err}");
+    }
+
+    #[test]
+    fn an_archive_ending_after_an_extension_is_an_error() {
+        let mut tar = tar::Builder::new(Vec::new());
+        extension(&mut tar, b'L', &b"name"[..], 4);
+        assert!(read(&tar.into_inner().unwrap()).is_err());
+    }
+}
