@@ -333,7 +333,11 @@ mod tests {
         // A blob larger than the reader's cap is refused, not read.
         assert!(matches!(
             store.read_small(&d, 4),
-            Err(CacheError::TooLarge { size: 5, max: 4, .. })
+            Err(CacheError::TooLarge {
+                size: 5,
+                max: 4,
+                ..
+            })
         ));
 
         let wrong = Digest::of(b"other");

@@ -118,7 +118,10 @@ impl Entry {
     }
 }
 
-fn next_entry<R: Read>(entries: &mut Entries<'_, R>, side: Side) -> Result<Option<Entry>, DiffError> {
+fn next_entry<R: Read>(
+    entries: &mut Entries<'_, R>,
+    side: Side,
+) -> Result<Option<Entry>, DiffError> {
     let entry = entries.next_entry().map_err(failed(side))?;
     entry.map(summarize).transpose().map_err(failed(side))
 }
@@ -143,8 +146,18 @@ fn summarize<R: Read>(mut entry: entries::Entry<'_, R>) -> io::Result<Entry> {
     let owner = Owner {
         uid: entry.pax_number("uid").map_or_else(|| header.uid(), Ok)?,
         gid: entry.pax_number("gid").map_or_else(|| header.gid(), Ok)?,
-        user: printable_bytes(entry.pax("uname").or(header.username_bytes()).unwrap_or_default()),
-        group: printable_bytes(entry.pax("gname").or(header.groupname_bytes()).unwrap_or_default()),
+        user: printable_bytes(
+            entry
+                .pax("uname")
+                .or(header.username_bytes())
+                .unwrap_or_default(),
+        ),
+        group: printable_bytes(
+            entry
+                .pax("gname")
+                .or(header.groupname_bytes())
+                .unwrap_or_default(),
+        ),
     };
     let mtime = match entry.pax("mtime") {
         Some(mtime) => printable_bytes(mtime),

@@ -216,8 +216,16 @@ mod tests {
         while let Some(mut entry) = entries.next_entry()? {
             let mut content = String::new();
             entry.read_to_string(&mut content)?;
-            let link = entry.link.as_ref().map(|l| String::from_utf8_lossy(l).into_owned());
-            seen.push((entry.path_lossy().into_owned(), link, entry.oversized, content));
+            let link = entry
+                .link
+                .as_ref()
+                .map(|l| String::from_utf8_lossy(l).into_owned());
+            seen.push((
+                entry.path_lossy().into_owned(),
+                link,
+                entry.oversized,
+                content,
+            ));
         }
         Ok(seen)
     }
@@ -227,7 +235,12 @@ mod tests {
         let name = format!("usr/share/{}/copyright", "d".repeat(300));
         let target = format!("/opt/{}", "t".repeat(200));
         let mut tar = tar::Builder::new(Vec::new());
-        extension(&mut tar, b'L', format!("{name}\0").as_bytes(), name.len() as u64 + 1);
+        extension(
+            &mut tar,
+            b'L',
+            format!("{name}\0").as_bytes(),
+            name.len() as u64 + 1,
+        );
         extension(&mut tar, b'K', target.as_bytes(), target.len() as u64);
         file(&mut tar, "short", b"text");
         file(&mut tar, "next", b"");
@@ -262,7 +275,11 @@ mod tests {
         tar.append_pax_extensions([("path", long.as_bytes()), ("uid", b"65532".as_slice())])
             .unwrap();
         file(&mut tar, "short", b"x");
-        let records = format!("{} comment={}\n", 9 + MAX_EXTENSION, "c".repeat(MAX_EXTENSION as usize));
+        let records = format!(
+            "{} comment={}\n",
+            9 + MAX_EXTENSION,
+            "c".repeat(MAX_EXTENSION as usize)
+        );
         extension(&mut tar, b'x', records.as_bytes(), records.len() as u64);
         file(&mut tar, "plain", b"y");
         let bytes = tar.into_inner().unwrap();

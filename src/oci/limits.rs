@@ -132,11 +132,16 @@ mod tests {
     fn a_declared_size_is_checked_before_reading() {
         assert_eq!(CONFIG.check(Some(1234), "base").unwrap(), 1234);
         assert_eq!(CONFIG.check(Some(4 << 20), "base").unwrap(), 4 << 20);
-        let err = CONFIG.check(Some(64 << 20), "docker.io/library/x").unwrap_err();
-        assert!(matches!(err, Refused::TooLarge { size, max, .. } if size == 64 << 20 && max == 4 << 20));
+        let err = CONFIG
+            .check(Some(64 << 20), "docker.io/library/x")
+            .unwrap_err();
         assert!(
-            err.to_string()
-                .starts_with("the config of docker.io/library/x is 67108864 bytes, more than the 4194304"),
+            matches!(err, Refused::TooLarge { size, max, .. } if size == 64 << 20 && max == 4 << 20)
+        );
+        assert!(
+            err.to_string().starts_with(
+                "the config of docker.io/library/x is 67108864 bytes, more than the 4194304"
+            ),
             "{err}"
         );
     }
@@ -145,14 +150,25 @@ mod tests {
     fn a_missing_or_zero_size_is_refused() {
         for size in [None, Some(0)] {
             let err = SIGNATURE.check(size, "r/x@sha256:ab").unwrap_err();
-            assert!(matches!(err, Refused::NoSize { what: "signature payload", .. }));
-            assert!(err.to_string().contains("signature payload of r/x@sha256:ab declares no size"));
+            assert!(matches!(
+                err,
+                Refused::NoSize {
+                    what: "signature payload",
+                    ..
+                }
+            ));
+            assert!(err
+                .to_string()
+                .contains("signature payload of r/x@sha256:ab declares no size"));
         }
     }
 
     #[test]
     fn a_stream_is_read_up_to_the_cap() {
-        let cap = Cap { what: "test", max: 4 };
+        let cap = Cap {
+            what: "test",
+            max: 4,
+        };
         assert_eq!(cap.read(&b"abcd"[..]).unwrap(), Some(b"abcd".to_vec()));
         assert_eq!(cap.read(&b"abcde"[..]).unwrap(), None);
         // An endless stream costs the cap and a byte, then stops.
@@ -161,7 +177,14 @@ mod tests {
 
     #[test]
     fn every_document_is_capped_at_four_mib() {
-        for cap in [MANIFEST, CONFIG, REFERRERS, LAYOUT_INDEX, SIGNATURE, PROVENANCE] {
+        for cap in [
+            MANIFEST,
+            CONFIG,
+            REFERRERS,
+            LAYOUT_INDEX,
+            SIGNATURE,
+            PROVENANCE,
+        ] {
             assert_eq!(cap.max, 4 << 20, "{}", cap.what);
             assert!(cap.check(Some(cap.max + 1), "x").is_err());
         }

@@ -365,7 +365,10 @@ mod tests {
         let tar = layer(&[NETBASE, ("usr/share/doc/netbase/copyright", COPYRIGHT)]);
         let expected = base_of(&store, &[gzip(&tar)]);
         assert_eq!(expected.packages.len(), 1);
-        assert_eq!(expected.packages[0].license.as_deref(), Some("GPL-2.0-only"));
+        assert_eq!(
+            expected.packages[0].license.as_deref(),
+            Some("GPL-2.0-only")
+        );
         // eStargz: a gzip member per file and one for the end of the archive.
         let (head, tail) = tar.split_at(1024);
         let estargz = [gzip(head), gzip(tail)].concat();
@@ -417,7 +420,8 @@ mod tests {
         header.set_path("././@LongLink").unwrap();
         header.set_size(size);
         header.set_cksum();
-        tar.append(&header, std::io::repeat(b'a').take(size)).unwrap();
+        tar.append(&header, std::io::repeat(b'a').take(size))
+            .unwrap();
         let mut header = tar::Header::new_gnu();
         header.set_size(NETBASE.1.len() as u64);
         header.set_cksum();
@@ -428,7 +432,8 @@ mod tests {
         assert!(base.packages.is_empty());
         assert_eq!(base.warnings.len(), 1);
         assert!(
-            base.warnings[0].contains("has a GNU long name of 1048577 bytes, more than the 1048576 read"),
+            base.warnings[0]
+                .contains("has a GNU long name of 1048577 bytes, more than the 1048576 read"),
             "{}",
             base.warnings[0]
         );

@@ -102,8 +102,9 @@ fn provenance(source: &Source, top: &Digest, key: &PublicKey) -> Result<Finding,
         let Some(layer) = artifact["layers"].get(0) else {
             continue;
         };
-        let envelope: Value = serde_json::from_slice(&source.small_blob(layer, limits::PROVENANCE)?)
-            .unwrap_or(Value::Null);
+        let envelope: Value =
+            serde_json::from_slice(&source.small_blob(layer, limits::PROVENANCE)?)
+                .unwrap_or(Value::Null);
         let payload_type = envelope["payloadType"].as_str().unwrap_or_default();
         let Some(payload) = envelope["payload"]
             .as_str()
