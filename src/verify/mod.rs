@@ -327,7 +327,7 @@ impl Source<'_> {
                     .flatten()
                     .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag);
                 match entry {
-                    Some(entry) => self.read_all(entry, limits::MANIFEST)?,
+                    Some(entry) => self.small_blob(entry, limits::MANIFEST)?,
                     None => return Ok(None),
                 }
             }
@@ -352,13 +352,8 @@ impl Source<'_> {
         self.manifest(&descriptor_digest(descriptor, self.published)?)
     }
 
-    /// A small blob (a payload, an envelope) whole, within `cap`.
-    pub fn small_blob(&self, descriptor: &Value, cap: Cap) -> Result<Vec<u8>, VerifyError> {
-        self.read_all(descriptor, cap)
-    }
-
     fn blob_json(&self, descriptor: &Value) -> Result<Value, VerifyError> {
-        let bytes = self.read_all(descriptor, limits::CONFIG)?;
+        let bytes = self.small_blob(descriptor, limits::CONFIG)?;
         self.json(&bytes, "the config")
     }
 
@@ -378,7 +373,7 @@ impl Source<'_> {
 
     /// A small blob (a config, manifest, payload) whole: its declared size is checked against
     /// `cap` before anything is fetched, and the read stops at the cap whatever arrives.
-    fn read_all(&self, descriptor: &Value, cap: Cap) -> Result<Vec<u8>, VerifyError> {
+    pub fn small_blob(&self, descriptor: &Value, cap: Cap) -> Result<Vec<u8>, VerifyError> {
         cap.check(descriptor["size"].as_u64(), &self.published.to_string())?;
         self.read_capped(self.blob(descriptor)?, cap)
     }
@@ -502,7 +497,7 @@ pub(crate) fn explain(
     }
     let our_config = Digest::try_from(ours.config.digest()).expect("our digests are sha256");
     if theirs["config"]["digest"].as_str() != Some(our_config.as_str()) {
-        let their_config = source.read_all(&theirs["config"], limits::CONFIG)?;
+        let their_config = source.small_blob(&theirs["config"], limits::CONFIG)?;
         let our_config = store.read_small(&our_config, limits::CONFIG.max)?;
         let found = diff::json(&our_config, &their_config)?;
         return Ok(match found {
@@ -545,4 +540,81 @@ fn descriptor_digest(descriptor: &Value, published: &Published) -> Result<Digest
         published: published.to_string(),
         message: "not a sha256 digest".into(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::RegistryOptions;
+
+    /// A layout source over `dir`, with a registry client that is never asked.
+    fn check(dir: &Path, test: impl FnOnce(&Source)) {
+        let store_dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(store_dir.path()).unwrap();
+        let registry = Registry::new(RegistryOptions {
+            offline: true,
+            ..Default::default()
+        })
+        .unwrap();
+        let published = Published::Layout(dir.to_path_buf());
+        test(&Source {
+            published: &published,
+            registry: &registry,
+            store: &store,
+        });
+    }
+
+    #[test]
+    fn a_signature_declared_over_its_cap_or_without_a_size_is_refused_unread() {
+        let dir = tempfile::tempdir().unwrap();
+        // No blob is there: reading one would fail otherwise.
+        let digest = Digest::of(b"payload");
+        check(dir.path(), |source| {
+            let declared = |size: Value| json_descriptor(&digest, size);
+            let err = source
+                .small_blob(&declared(Value::from(5u64 << 20)), limits::SIGNATURE)
+                .unwrap_err();
+            assert!(
+                matches!(err, VerifyError::Refused(Refused::TooLarge { size, .. }) if size == 5 << 20),
+                "{err}"
+            );
+            let err = source
+                .small_blob(&declared(Value::Null), limits::PROVENANCE)
+                .unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    VerifyError::Refused(Refused::NoSize {
+                        what: "provenance envelope",
+                        ..
+                    })
+                ),
+                "{err}"
+            );
+        });
+    }
+
+    #[test]
+    fn a_layout_index_over_its_cap_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let padding = " ".repeat(limits::LAYOUT_INDEX.max as usize);
+        std::fs::write(dir.path().join("index.json"), format!("{{{padding}}}")).unwrap();
+        check(dir.path(), |source| {
+            let err = source.layout_index(dir.path()).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    VerifyError::Refused(Refused::Overran {
+                        what: "layout's index.json",
+                        ..
+                    })
+                ),
+                "{err}"
+            );
+        });
+    }
+
+    fn json_descriptor(digest: &Digest, size: Value) -> Value {
+        serde_json::json!({ "digest": digest.as_str(), "size": size })
+    }
 }
