@@ -533,6 +533,40 @@ mod tests {
     }
 
     #[test]
+    fn a_long_name_over_the_cap_is_an_error_not_a_read() {
+        let size = MAX_EXTENSION * 32;
+        let mut tar = tar::Builder::new(GzEncoder::new(Vec::new(), Compression::fast()));
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::GNULongName);
+        header.set_path("././@LongLink").unwrap();
+        header.set_size(size);
+        header.set_cksum();
+        tar.append(&header, io::repeat(b'n').take(size)).unwrap();
+        let mut header = tar::Header::new_gnu();
+        header.set_size(0);
+        header.set_cksum();
+        tar.append_data(&mut header, "short", io::empty()).unwrap();
+        let theirs = tar.into_inner().unwrap().finish().unwrap();
+        let err = layers(&plain(FILES)[..], &theirs[..]).unwrap_err();
+        let DiffError::Layer { side, source } = err else {
+            panic!("{err:?}");
+        };
+        assert_eq!(side, Side::Theirs);
+        assert_eq!(
+            source.to_string(),
+            format!("the entry short has a GNU long name of {size} bytes, more than the 1048576 stevedore reads")
+        );
+    }
+
+    #[test]
+    fn paths_and_names_are_printed_with_control_characters_escaped() {
+        let ours = plain(&[("etc/\x1b[2Jmotd", b"a")]);
+        let theirs = plain(&[("etc/\x1b[2Jmotd", b"b")]);
+        let found = diff(&ours, &theirs).unwrap();
+        assert_eq!(found.path, "etc/\\u{1b}[2Jmotd");
+    }
+
+    #[test]
     fn errors_say_which_side() {
         let good = plain(FILES);
         let err = layers(&good[..], &b"not gzip"[..]).unwrap_err();
