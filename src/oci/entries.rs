@@ -22,8 +22,11 @@ pub struct Oversized {
 /// One entry with its extensions applied: path and link from a GNU long name or link, else a
 /// PAX `path`/`linkpath`, else the header (the `tar` crate's order).
 pub struct Entry<'a, R: Read> {
+    /// The entry as the tar crate reads it raw: its header and its data.
     pub inner: tar::Entry<'a, R>,
+    /// The path's exact bytes.
     pub path: Vec<u8>,
+    /// A link's target, if the entry is a link.
     pub link: Option<Vec<u8>>,
     /// The PAX records that describe this entry (not a global header's), in order.
     pub pax: Vec<(Vec<u8>, Vec<u8>)>,
@@ -93,7 +96,7 @@ impl<'a, R: Read> Entries<'a, R> {
                 return entry_with(entry, long_name, long_link, pax, oversized).map(Some);
             };
             if slot.is_some() {
-                return Err(invalid(format!("two of {what} describe one entry")));
+                return Err(invalid(format!("one entry has {what} twice")));
             }
             match capped(entry)? {
                 Ok(bytes) => *slot = Some(bytes),

@@ -113,7 +113,8 @@ fn apply_layer(
         if let Some(over) = entry.oversized {
             // No path the SBOM reads is that long: whatever it names, it is none of them.
             warnings.push(format!(
-                "an entry of layer {layer} ({}) has {} of {} bytes, more than the {} read;                  it was skipped",
+                "an entry of layer {layer} ({}) has {} of {} bytes, more than the {} read; it was \
+                 skipped",
                 printable(&path),
                 over.what,
                 over.size,
@@ -143,7 +144,7 @@ fn apply_layer(
         let Some((kind, max)) = wanted(path) else {
             continue;
         };
-        match read_text(&mut entry, max)? {
+        match read_text(&mut entry.inner, max)? {
             Ok(text) => {
                 if let Some(kept) = kind(&text) {
                     added.insert(path.to_owned(), kept);
@@ -168,15 +169,21 @@ fn apply_layer(
     Ok(())
 }
 
-/// A wanted file's text, or why it was not read: larger than `max`, or not UTF-8.
-fn read_text(entry: &mut impl Read, max: u64) -> io::Result<Result<String, String>> {
-    let mut bytes = Vec::new();
-    entry.take(max + 1).read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > max {
+/// A wanted file's text, or why it was not read: larger than `max` (left unread), or not
+/// UTF-8.
+fn read_text<R: Read>(
+    entry: &mut tar::Entry<'_, R>,
+    max: u64,
+) -> io::Result<Result<String, String>> {
+    if entry.size() > max {
         return Ok(Err(format!(
-            "is more than {max} bytes, which no dpkg writes; it was not read"
+            "is {} bytes, more than the {max} read of it (no dpkg writes one that large); it \
+             was not read",
+            entry.size()
         )));
     }
+    let mut bytes = Vec::with_capacity(entry.size() as usize);
+    entry.read_to_end(&mut bytes)?;
     Ok(String::from_utf8(bytes).map_err(|e| {
         format!(
             "is not UTF-8 (byte {} is not), as Debian's files are; it was not read",
@@ -406,7 +413,7 @@ mod tests {
         assert!(base.warnings[0].contains("copyright in layer sha256:"));
         assert!(base.warnings[0].contains("is not UTF-8 (byte 23 is not)"));
         assert!(base.warnings[1].starts_with("var/lib/dpkg/status in layer"));
-        assert!(base.warnings[1].contains("is more than 16777216 bytes"));
+        assert!(base.warnings[1].contains("is 16777217 bytes, more than the 16777216 read"));
     }
 
     #[test]
