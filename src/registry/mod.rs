@@ -131,7 +131,9 @@ impl Registry {
             OCI_INDEX | DOCKER_LIST => {
                 let index: ImageIndex = parse(&bytes, "index", reference)?;
                 for platform in platforms {
-                    let digest = blob_digest(select(&index, platform, reference)?, reference)?;
+                    let child = select(&index, platform, reference)?;
+                    limits::MANIFEST.check(Some(child.size()), &reference.to_string())?;
+                    let digest = blob_digest(child, reference)?;
                     let (_, child_type, child) =
                         self.cached_manifest(reference, Some(&digest), store)?;
                     if child_type != OCI_MANIFEST && child_type != DOCKER_MANIFEST {

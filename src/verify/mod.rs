@@ -200,7 +200,7 @@ impl Source<'_> {
                         source,
                     })?;
                     let digest = descriptor_digest(entry, self.published)?;
-                    let manifest = self.manifest(&digest)?;
+                    let manifest = self.manifest_of(entry)?;
                     platforms.push((platform, digest, manifest));
                 }
             }
@@ -347,8 +347,9 @@ impl Source<'_> {
         self.tagged(&format!("sha256-{}", subject.hex()))
     }
 
-    /// The manifest a descriptor names.
+    /// The manifest a descriptor names, if the size it declares is within the cap.
     pub fn manifest_of(&self, descriptor: &Value) -> Result<Value, VerifyError> {
+        limits::MANIFEST.check(descriptor["size"].as_u64(), &self.published.to_string())?;
         self.manifest(&descriptor_digest(descriptor, self.published)?)
     }
 
