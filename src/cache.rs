@@ -53,6 +53,20 @@ pub enum CacheError {
         #[source]
         source: io::Error,
     },
+    /// A stored blob read whole is larger than such a document may be.
+    #[error(
+        "the blob {digest} in the cache is {size} bytes, more than the {max} bytes stevedore \
+         reads of a manifest or config: the digest that names it does not name an image \
+         document a build can use"
+    )]
+    TooLarge {
+        /// The blob.
+        digest: Digest,
+        /// Its size.
+        size: u64,
+        /// The most read.
+        max: u64,
+    },
 }
 
 /// Content-addressed storage for blobs (layers, configs, manifests).
@@ -140,14 +154,27 @@ impl BlobStore {
         })
     }
 
-    /// Reads a small blob (a manifest or config) whole.
-    pub fn read_small(&self, digest: &Digest) -> Result<Vec<u8>, CacheError> {
+    /// Reads a small blob (a manifest or config) whole, if it is at most `max` bytes: a
+    /// blob's digest says nothing of its size, and a pinned digest may name a stranger's.
+    pub fn read_small(&self, digest: &Digest, max: u64) -> Result<Vec<u8>, CacheError> {
         let path = self.path(digest);
-        fs::read(&path).map_err(|source| CacheError::Read {
+        let read = |source| CacheError::Read {
             digest: digest.clone(),
-            path,
+            path: path.clone(),
             source,
-        })
+        };
+        let file = File::open(&path).map_err(read)?;
+        let size = file.metadata().map_err(read)?.len();
+        if size > max {
+            return Err(CacheError::TooLarge {
+                digest: digest.clone(),
+                size,
+                max,
+            });
+        }
+        let mut bytes = Vec::with_capacity(size as usize);
+        file.take(max).read_to_end(&mut bytes).map_err(read)?;
+        Ok(bytes)
     }
 
     /// Stores the stream `content` under `expected`, failing (and keeping nothing) unless the
@@ -302,7 +329,16 @@ mod tests {
         let store = BlobStore::open(dir.path()).unwrap();
         let d = store.put_bytes(b"hello").unwrap();
         assert_eq!(d, Digest::of(b"hello"));
-        assert_eq!(store.read_small(&d).unwrap(), b"hello");
+        assert_eq!(store.read_small(&d, 5).unwrap(), b"hello");
+        // A blob larger than the reader's cap is refused, not read.
+        assert!(matches!(
+            store.read_small(&d, 4),
+            Err(CacheError::TooLarge {
+                size: 5,
+                max: 4,
+                ..
+            })
+        ));
 
         let wrong = Digest::of(b"other");
         assert!(store.put_verified(&wrong, Some(5), &b"hello"[..]).is_err());

@@ -1,15 +1,15 @@
-//! Two gzip-compressed tar layers, walked entry by entry in lockstep, to the first entry that
+//! Two compressed tar layers, walked entry by entry in lockstep, to the first entry that
 //! differs.
 
-use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::fmt;
-use std::io::{self, BufRead, Read};
-
-use flate2::read::MultiGzDecoder;
+use std::io::{self, Read};
 
 use super::{DiffError, Side};
 use crate::digest::{Digest, HashingWriter};
+use crate::oci::decompress;
+use crate::oci::entries::{self, Entries, MAX_EXTENSION};
+use crate::text::printable_bytes;
 
 /// The first entry of two layers that differs, and how.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,8 +75,8 @@ pub struct Owner {
 pub fn layers(ours: impl Read, theirs: impl Read) -> Result<Option<FileDifference>, DiffError> {
     let mut ours = tar::Archive::new(decompress(ours).map_err(failed(Side::Ours))?);
     let mut theirs = tar::Archive::new(decompress(theirs).map_err(failed(Side::Theirs))?);
-    let mut ours = ours.entries().map_err(failed(Side::Ours))?;
-    let mut theirs = theirs.entries().map_err(failed(Side::Theirs))?;
+    let mut ours = Entries::new(&mut ours).map_err(failed(Side::Ours))?;
+    let mut theirs = Entries::new(&mut theirs).map_err(failed(Side::Theirs))?;
     loop {
         let ours = next_entry(&mut ours, Side::Ours)?;
         let theirs = next_entry(&mut theirs, Side::Theirs)?;
@@ -90,19 +90,6 @@ pub fn layers(ours: impl Read, theirs: impl Read) -> Result<Option<FileDifferenc
             return Ok(difference);
         }
     }
-}
-
-/// The layer's tar, whichever way it is compressed: the magic number says (a layer's media
-/// type may be Docker's or missing, its bytes never lie).
-fn decompress<'r>(layer: impl Read + 'r) -> io::Result<Box<dyn Read + 'r>> {
-    const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
-    let mut layer = io::BufReader::new(layer);
-    let is_zstd = layer.fill_buf()?.starts_with(&ZSTD_MAGIC);
-    Ok(match is_zstd {
-        true => Box::new(zstd::stream::read::Decoder::with_buffer(layer)?),
-        // Multi-member gzip is valid for a layer (parallel compressors write it): read all.
-        false => Box::new(MultiGzDecoder::new(layer)),
-    })
 }
 
 fn failed(side: Side) -> impl Fn(io::Error) -> DiffError {
@@ -132,83 +119,61 @@ impl Entry {
 }
 
 fn next_entry<R: Read>(
-    entries: &mut tar::Entries<'_, R>,
+    entries: &mut Entries<'_, R>,
     side: Side,
 ) -> Result<Option<Entry>, DiffError> {
-    match entries.next() {
-        None => Ok(None),
-        Some(entry) => entry.and_then(summarize).map(Some).map_err(failed(side)),
-    }
+    let entry = entries.next_entry().map_err(failed(side))?;
+    entry.map(summarize).transpose().map_err(failed(side))
 }
 
-fn summarize<R: Read>(mut entry: tar::Entry<'_, R>) -> io::Result<Entry> {
-    let path = entry.path()?;
-    let key = path.as_os_str().as_encoded_bytes().to_vec();
-    let path = path.to_string_lossy().into_owned();
-    let link = entry.link_name_bytes().map(Cow::into_owned);
-    let pax = Pax::of(&mut entry)?;
-    let header = entry.header();
+fn summarize<R: Read>(mut entry: entries::Entry<'_, R>) -> io::Result<Entry> {
+    if let Some(over) = entry.oversized {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "the entry {} has {} of {} bytes, more than the {MAX_EXTENSION} stevedore reads",
+                printable_bytes(&entry.path),
+                over.what,
+                over.size
+            ),
+        ));
+    }
+    let header = entry.inner.header();
     let kind = header.entry_type();
     let mode = header.mode()?;
-    // The tar crate already puts PAX uid/gid into the header; names and mtime it leaves to us.
+    // A global header's records are its content, compared as such; a local one's override
+    // the header's fields, as when unpacking.
     let owner = Owner {
-        uid: header.uid()?,
-        gid: header.gid()?,
-        user: pax.user.unwrap_or_else(|| lossy(header.username_bytes())),
-        group: pax.group.unwrap_or_else(|| lossy(header.groupname_bytes())),
+        uid: entry.pax_number("uid").map_or_else(|| header.uid(), Ok)?,
+        gid: entry.pax_number("gid").map_or_else(|| header.gid(), Ok)?,
+        user: printable_bytes(
+            entry
+                .pax("uname")
+                .or(header.username_bytes())
+                .unwrap_or_default(),
+        ),
+        group: printable_bytes(
+            entry
+                .pax("gname")
+                .or(header.groupname_bytes())
+                .unwrap_or_default(),
+        ),
     };
-    let mtime = match pax.mtime {
-        Some(mtime) => mtime,
+    let mtime = match entry.pax("mtime") {
+        Some(mtime) => printable_bytes(mtime),
         None => header.mtime()?.to_string(),
     };
     let content = hash(&mut entry)?;
     Ok(Entry {
-        path,
-        key,
+        path: printable_bytes(&entry.path),
+        key: entry.path,
         kind,
-        link,
+        link: entry.link,
         mode,
         owner,
         mtime,
         content,
     })
-}
-
-fn lossy(bytes: Option<&[u8]>) -> String {
-    String::from_utf8_lossy(bytes.unwrap_or_default()).into_owned()
-}
-
-/// The PAX records that override header fields the tar crate does not override itself.
-#[derive(Default)]
-struct Pax {
-    mtime: Option<String>,
-    user: Option<String>,
-    group: Option<String>,
-}
-
-impl Pax {
-    fn of<R: Read>(entry: &mut tar::Entry<'_, R>) -> io::Result<Pax> {
-        let mut pax = Pax::default();
-        // A global header's records are its content; reading them here would hide it from
-        // the content comparison.
-        if entry.header().entry_type().is_pax_global_extensions() {
-            return Ok(pax);
-        }
-        let Some(records) = entry.pax_extensions()? else {
-            return Ok(pax);
-        };
-        for record in records {
-            let record = record?;
-            let value = String::from_utf8_lossy(record.value_bytes()).into_owned();
-            match record.key_bytes() {
-                b"mtime" => pax.mtime = Some(value),
-                b"uname" => pax.user = Some(value),
-                b"gname" => pax.group = Some(value),
-                _ => {}
-            }
-        }
-        Ok(pax)
-    }
 }
 
 fn hash(entry: &mut impl Read) -> io::Result<Content> {
@@ -233,8 +198,8 @@ fn compare(ours: Entry, theirs: Entry) -> Option<FileDifference> {
         }
     } else if ours.link != theirs.link {
         Difference::LinkTarget {
-            ours: ours.link.map(|l| lossy(Some(&l))),
-            theirs: theirs.link.map(|l| lossy(Some(&l))),
+            ours: ours.link.map(|l| printable_bytes(&l)),
+            theirs: theirs.link.map(|l| printable_bytes(&l)),
         }
     } else if ours.content != theirs.content {
         Difference::Content {
@@ -565,6 +530,40 @@ mod tests {
             found.to_string(),
             format!("{long}: mtime differs (ours 1700000000, theirs 1700000000.5)")
         );
+    }
+
+    #[test]
+    fn a_long_name_over_the_cap_is_an_error_not_a_read() {
+        let size = MAX_EXTENSION * 32;
+        let mut tar = tar::Builder::new(GzEncoder::new(Vec::new(), Compression::fast()));
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::GNULongName);
+        header.set_path("././@LongLink").unwrap();
+        header.set_size(size);
+        header.set_cksum();
+        tar.append(&header, io::repeat(b'n').take(size)).unwrap();
+        let mut header = tar::Header::new_gnu();
+        header.set_size(0);
+        header.set_cksum();
+        tar.append_data(&mut header, "short", io::empty()).unwrap();
+        let theirs = tar.into_inner().unwrap().finish().unwrap();
+        let err = layers(&plain(FILES)[..], &theirs[..]).unwrap_err();
+        let DiffError::Layer { side, source } = err else {
+            panic!("{err:?}");
+        };
+        assert_eq!(side, Side::Theirs);
+        assert_eq!(
+            source.to_string(),
+            format!("the entry short has a GNU long name of {size} bytes, more than the 1048576 stevedore reads")
+        );
+    }
+
+    #[test]
+    fn paths_and_names_are_printed_with_control_characters_escaped() {
+        let ours = plain(&[("etc/\x1b[2Jmotd", b"a")]);
+        let theirs = plain(&[("etc/\x1b[2Jmotd", b"b")]);
+        let found = diff(&ours, &theirs).unwrap();
+        assert_eq!(found.path, "etc/\\u{1b}[2Jmotd");
     }
 
     #[test]

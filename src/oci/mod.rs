@@ -1,11 +1,14 @@
-//! The OCI vocabulary every stage shares: media types, canonical JSON, and the base image a
-//! build starts from. It imports nothing of the pipeline, so any stage may use it.
+//! The OCI vocabulary every stage shares: media types, canonical JSON, the base image a build
+//! starts from, the caps on documents read whole, and reading a layer's tar with bounded
+//! memory. It imports nothing of the pipeline, so any stage may use it.
 
 pub mod base;
 pub mod compression;
+pub mod entries;
 pub mod json;
+pub mod limits;
 pub mod media;
 
 pub use base::BaseImage;
-pub use compression::Compression;
+pub use compression::{decompress, Compression};
 pub use json::{canonical_json, rfc3339};

@@ -9,6 +9,7 @@ use super::PublishError;
 use crate::assemble::index_document;
 use crate::cache::BlobStore;
 use crate::digest::Digest;
+use crate::oci::limits;
 use crate::oci::media::{DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST};
 use crate::platform::Platform;
 use crate::reference::Reference;
@@ -150,13 +151,18 @@ fn platform_of(
         reference: source.to_string(),
         media_type: "a non-sha256 config".into(),
     })?;
+    let registry_error = |e| PublishError::Registry {
+        reference: source.name(),
+        source: e,
+    };
+    let size = limits::CONFIG
+        .check(Some(config_desc.size()), &source.to_string())
+        .map_err(|e| registry_error(e.into()))?;
     registry
-        .fetch_blob(source, &digest, config_desc.size(), store)
-        .map_err(|e| PublishError::Registry {
-            reference: source.name(),
-            source: e,
-        })?;
-    let config: ImageConfiguration = parse(&store.read_small(&digest)?, "config", source)?;
+        .fetch_blob(source, &digest, size, store)
+        .map_err(registry_error)?;
+    let bytes = store.read_small(&digest, limits::CONFIG.max)?;
+    let config: ImageConfiguration = parse(&bytes, "config", source)?;
     let architecture = config.architecture().to_string();
     let variant = match (architecture.as_str(), config.variant()) {
         ("arm64", None) => Some("v8".to_owned()),

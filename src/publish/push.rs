@@ -11,6 +11,7 @@ use super::PublishError;
 use crate::assemble::{Built, Referrer};
 use crate::cache::BlobStore;
 use crate::digest::Digest;
+use crate::oci::limits;
 use crate::reference::Reference;
 use crate::registry::{Registry, RegistryError};
 
@@ -119,7 +120,8 @@ fn put(
     digest: &Digest,
     media_type: &str,
 ) -> Result<bool, PublishError> {
-    let bytes = store.read_small(digest)?;
+    // Our own manifest, index or referrer: within the cap a registry reads of one.
+    let bytes = store.read_small(digest, limits::MANIFEST.max)?;
     registry
         .put_manifest(repo, identifier, media_type, &bytes)
         .map_err(|source| PublishError::Registry {

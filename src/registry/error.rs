@@ -244,6 +244,10 @@ pub enum RegistryError {
         #[source]
         source: std::io::Error,
     },
+    /// A document (a config, a manifest) declared larger than stevedore reads, or with no size:
+    /// refused before it is downloaded.
+    #[error(transparent)]
+    Refused(#[from] crate::oci::limits::Refused),
 }
 
 impl RegistryError {

@@ -30,13 +30,13 @@ pub use crate::oci::BaseImage;
 
 use crate::cache::BlobStore;
 use crate::digest::Digest;
+use crate::oci::limits;
 pub(crate) use crate::oci::media::{DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST};
 use crate::platform::Platform;
 use crate::progress::{Progress, Silent};
 use crate::reference::Reference;
 use client::Client;
 
-const MAX_MANIFEST: u64 = 4 << 20;
 /// Blob downloads at once: enough to hide latency, few enough to be kind to the registry.
 const PARALLEL_BLOBS: usize = 3;
 
@@ -128,7 +128,9 @@ impl Registry {
             OCI_INDEX | DOCKER_LIST => {
                 let index: ImageIndex = parse(&bytes, "index", reference)?;
                 for platform in platforms {
-                    let digest = blob_digest(select(&index, platform, reference)?, reference)?;
+                    let child = select(&index, platform, reference)?;
+                    limits::MANIFEST.check(Some(child.size()), &reference.to_string())?;
+                    let digest = blob_digest(child, reference)?;
                     let (_, child_type, child) =
                         self.cached_manifest(reference, Some(&digest), store)?;
                     if child_type != OCI_MANIFEST && child_type != DOCKER_MANIFEST {
@@ -296,7 +298,7 @@ impl Registry {
             repo,
             &[repo.scope("pull")],
             &format!("referrers/{subject}"),
-            MAX_MANIFEST,
+            limits::REFERRERS.max,
             &|http, url| http.get(url).header(ACCEPT, OCI_INDEX),
         );
         match fetched {
@@ -320,7 +322,7 @@ impl Registry {
                 reference,
                 &[reference.scope("pull")],
                 &format!("manifests/{identifier}"),
-                MAX_MANIFEST,
+                limits::MANIFEST.max,
                 &|http, url| http.get(url).header(ACCEPT, &accept),
             )
             .map_err(|e| not_found(e, "image", reference))?;
@@ -364,8 +366,12 @@ impl Registry {
         };
         let config_desc = manifest.config();
         let config_digest = blob_digest(config_desc, reference)?;
-        self.fetch_blob(reference, &config_digest, config_desc.size(), store)?;
-        let config_bytes = store.read_small(&config_digest).map_err(stored)?;
+        // The declared size is checked before the download, which then stops at it.
+        let size = limits::CONFIG.check(Some(config_desc.size()), &reference.to_string())?;
+        self.fetch_blob(reference, &config_digest, size, store)?;
+        let config_bytes = store
+            .read_small(&config_digest, limits::CONFIG.max)
+            .map_err(stored)?;
         let config: ImageConfiguration = parse(&config_bytes, "config", reference)?;
         let (os, arch) = (config.os().to_string(), config.architecture().to_string());
         if !platform.matches(&os, &arch, config.variant().as_deref()) {
@@ -460,7 +466,7 @@ fn cached(
         return Ok(None);
     }
     store
-        .read_small(digest)
+        .read_small(digest, limits::MANIFEST.max)
         .map(Some)
         .map_err(|source| RegistryError::Store {
             reference: reference.to_string(),

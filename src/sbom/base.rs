@@ -1,11 +1,13 @@
 //! What the base image holds, read from its layers in the blob store: the Debian packages dpkg
-//! recorded and the distribution they belong to. Each layer is streamed (gunzip → tar), keeping
-//! only the few small files asked for; later layers override earlier ones and whiteouts delete.
+//! recorded and the distribution they belong to. Each layer is streamed (decompressed → tar,
+//! with bounded memory whatever it holds), keeping only the few small files asked for; later
+//! layers override earlier ones and whiteouts delete. What cannot be read (a file too large or
+//! not UTF-8, an entry with an oversized name) is a warning, kept with the contents.
 //! What a base's layers hold is kept as a record in the store, so a rebuild on the same base
 //! (every build but the first) reads no layer.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{self, Read};
 
 use oci_spec::image::Descriptor;
 
@@ -13,17 +15,22 @@ use super::debian::{copyright_license, parse_status, DebPackage, OsRelease};
 use super::SbomError;
 use crate::cache::BlobStore;
 use crate::digest::Digest;
+use crate::oci::decompress;
+use crate::oci::entries::Entries;
+use crate::text::printable;
 
 const STATUS_D: &str = "var/lib/dpkg/status.d/";
 const STATUS: &str = "var/lib/dpkg/status";
 const DOC: &str = "usr/share/doc/";
 const OS_RELEASE: [&str; 2] = ["etc/os-release", "usr/lib/os-release"];
-/// A control paragraph or a copyright file larger than this is not one dpkg wrote.
+/// A control paragraph, copyright file or os-release larger than this is not one dpkg wrote.
 const MAX_FILE: u64 = 4 << 20;
+/// dpkg's one status file lists every package (about 2 KiB each): room for several thousand.
+const MAX_STATUS: u64 = 16 << 20;
 
 /// The store's bucket for what bases hold. Bump the number when what [`read_base`] keeps, or
 /// how it reads it (a license mapped anew), changes: a kept record would otherwise outlive it.
-const RECORDS: &str = "sbom-base-v1";
+const RECORDS: &str = "sbom-base-v2";
 
 /// The Debian packages of a base image and its distribution, if it names one.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -31,6 +38,8 @@ pub struct BaseContents {
     pub os: Option<OsRelease>,
     /// Sorted by name, version and architecture.
     pub packages: Vec<DebPackage>,
+    /// What could not be read, in words (printable), for the log and the SBOM.
+    pub warnings: Vec<String>,
 }
 
 /// A file kept from a layer: only what the SBOM reads, already reduced.
@@ -52,18 +61,26 @@ pub fn read_base(store: &BlobStore, layers: &[Descriptor]) -> Result<BaseContent
             .hex()
     );
     let kept = store.record(RECORDS, &name);
-    if let Some(contents) = kept.and_then(|bytes| serde_json::from_slice(&bytes).ok()) {
-        return Ok(contents);
+    let contents = match kept.and_then(|bytes| serde_json::from_slice(&bytes).ok()) {
+        Some(contents) => contents,
+        None => {
+            let contents = read_layers(store, layers)?;
+            let json = serde_json::to_vec(&contents).expect("base contents serialise");
+            // A record only saves work: one that cannot be written is read again next time.
+            let _ = store.put_record(RECORDS, &name, &json);
+            contents
+        }
+    };
+    // Every build says it, not only the one that read the layers.
+    for warning in &contents.warnings {
+        tracing::warn!("the SBOM of the base is incomplete: {warning}");
     }
-    let contents = read_layers(store, layers)?;
-    let json = serde_json::to_vec(&contents).expect("base contents serialise");
-    // A record only saves work: one that cannot be written is read again next time.
-    let _ = store.put_record(RECORDS, &name, &json);
     Ok(contents)
 }
 
 fn read_layers(store: &BlobStore, layers: &[Descriptor]) -> Result<BaseContents, SbomError> {
     let mut files: BTreeMap<String, Kept> = BTreeMap::new();
+    let mut warnings = Vec::new();
     for layer in layers {
         let digest: Digest = layer
             .digest()
@@ -74,33 +91,37 @@ fn read_layers(store: &BlobStore, layers: &[Descriptor]) -> Result<BaseContents,
             digest: digest.to_string(),
             source,
         };
-        let blob = store.open_blob(&digest)?;
-        let mut stream = BufReader::new(blob);
-        let head = stream.fill_buf().map_err(read)?;
-        let tar: Box<dyn Read> = match head {
-            [0x1f, 0x8b, ..] => Box::new(flate2::bufread::GzDecoder::new(stream)),
-            [0x28, 0xb5, 0x2f, 0xfd, ..] => {
-                tracing::warn!(
-                    "the SBOM leaves out the base layer {digest}: it is zstd-compressed, which \
-                     stevedore does not read"
-                );
-                continue;
-            }
-            _ => Box::new(stream),
-        };
-        apply_layer(tar, &mut files).map_err(read)?;
+        let tar = decompress(store.open_blob(&digest)?).map_err(read)?;
+        apply_layer(tar, &digest, &mut files, &mut warnings).map_err(read)?;
     }
-    Ok(contents(files))
+    Ok(contents(files, warnings))
 }
 
 /// Applies one layer's whiteouts to what earlier layers left, then adds its own files.
-fn apply_layer(tar: impl Read, files: &mut BTreeMap<String, Kept>) -> std::io::Result<()> {
+fn apply_layer(
+    tar: impl Read,
+    layer: &Digest,
+    files: &mut BTreeMap<String, Kept>,
+    warnings: &mut Vec<String>,
+) -> io::Result<()> {
     let mut archive = tar::Archive::new(tar);
+    let mut entries = Entries::new(&mut archive)?;
     let mut added = BTreeMap::new();
     let mut deleted: Vec<String> = Vec::new();
-    for entry in archive.entries()? {
-        let mut entry = entry?;
-        let path = entry.path()?.to_string_lossy().into_owned();
+    while let Some(mut entry) = entries.next_entry()? {
+        let path = entry.path_lossy().into_owned();
+        if let Some(over) = entry.oversized {
+            // No path the SBOM reads is that long: whatever it names, it is none of them.
+            warnings.push(format!(
+                "an entry of layer {layer} ({}) has {} of {} bytes, more than the {} read; it was \
+                 skipped",
+                printable(&path),
+                over.what,
+                over.size,
+                crate::oci::entries::MAX_EXTENSION
+            ));
+            continue;
+        }
         let path = path.trim_start_matches("./").trim_start_matches('/');
         let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
         if name == ".wh..wh..opq" {
@@ -117,14 +138,25 @@ fn apply_layer(tar: impl Read, files: &mut BTreeMap<String, Kept>) -> std::io::R
             deleted.push(gone);
             continue;
         }
-        if !entry.header().entry_type().is_file() || entry.size() > MAX_FILE {
+        if !entry.inner.header().entry_type().is_file() {
             continue;
         }
-        if let Some(kind) = wanted(path) {
-            let mut text = String::new();
-            entry.read_to_string(&mut text)?;
-            if let Some(kept) = kind(&text) {
-                added.insert(path.to_owned(), kept);
+        let Some((kind, max)) = wanted(path) else {
+            continue;
+        };
+        match read_text(&mut entry.inner, max)? {
+            Ok(text) => {
+                if let Some(kept) = kind(&text) {
+                    added.insert(path.to_owned(), kept);
+                }
+            }
+            Err(problem) => {
+                warnings.push(format!("{} in layer {layer} {problem}", printable(path)));
+                // A copyright file that cannot be read is a package whose license is unknown
+                // (NOASSERTION), not one whose earlier license still holds.
+                if path.ends_with("/copyright") {
+                    added.insert(path.to_owned(), Kept::License(None));
+                }
             }
         }
     }
@@ -137,31 +169,58 @@ fn apply_layer(tar: impl Read, files: &mut BTreeMap<String, Kept>) -> std::io::R
     Ok(())
 }
 
+/// A wanted file's text, or why it was not read: larger than `max` (left unread), or not
+/// UTF-8.
+fn read_text<R: Read>(
+    entry: &mut tar::Entry<'_, R>,
+    max: u64,
+) -> io::Result<Result<String, String>> {
+    if entry.size() > max {
+        return Ok(Err(format!(
+            "is {} bytes, more than the {max} read of it (no dpkg writes one that large); it \
+             was not read",
+            entry.size()
+        )));
+    }
+    let mut bytes = Vec::with_capacity(entry.size() as usize);
+    entry.read_to_end(&mut bytes)?;
+    Ok(String::from_utf8(bytes).map_err(|e| {
+        format!(
+            "is not UTF-8 (byte {} is not), as Debian's files are; it was not read",
+            e.utf8_error().valid_up_to()
+        )
+    }))
+}
+
 type Reduce = fn(&str) -> Option<Kept>;
 
-/// How a file the SBOM reads is reduced to what it keeps, or `None` for other files.
-fn wanted(path: &str) -> Option<Reduce> {
+/// How a file the SBOM reads is reduced to what it keeps, and the most of it read; `None` for
+/// other files.
+fn wanted(path: &str) -> Option<(Reduce, u64)> {
     if path == STATUS {
-        return Some(|text| Some(Kept::Status(parse_status(text))));
+        return Some((|text| Some(Kept::Status(parse_status(text))), MAX_STATUS));
     }
     if let Some(name) = path.strip_prefix(STATUS_D) {
         // Beside each package's paragraph distroless keeps its `NAME.md5sums`.
         if !name.contains('/') && !name.ends_with(".md5sums") && !name.ends_with(".list") {
-            return Some(|text| Some(Kept::Status(parse_status(text))));
+            return Some((|text| Some(Kept::Status(parse_status(text))), MAX_FILE));
         }
     }
     if let Some(rest) = path.strip_prefix(DOC) {
         if rest.split_once('/').is_some_and(|(_, f)| f == "copyright") {
-            return Some(|text| Some(Kept::License(copyright_license(text))));
+            return Some((
+                |text| Some(Kept::License(copyright_license(text))),
+                MAX_FILE,
+            ));
         }
     }
     if OS_RELEASE.contains(&path) {
-        return Some(|text| OsRelease::parse(text).map(Kept::Os));
+        return Some((|text| OsRelease::parse(text).map(Kept::Os), MAX_FILE));
     }
     None
 }
 
-fn contents(files: BTreeMap<String, Kept>) -> BaseContents {
+fn contents(files: BTreeMap<String, Kept>, warnings: Vec<String>) -> BaseContents {
     let mut licenses: BTreeMap<&str, &Option<String>> = BTreeMap::new();
     let mut os = None;
     let mut packages = Vec::new();
@@ -183,7 +242,11 @@ fn contents(files: BTreeMap<String, Kept>) -> BaseContents {
     }
     packages.sort();
     packages.dedup();
-    BaseContents { os, packages }
+    BaseContents {
+        os,
+        packages,
+        warnings,
+    }
 }
 
 #[cfg(test)]
@@ -280,5 +343,106 @@ mod tests {
         assert_eq!(read_base(&store, &descriptors).unwrap(), base);
         // Other layers are other contents, read from them.
         assert!(read_base(&store, &descriptors[..1]).is_err());
+    }
+
+    fn base_of(store: &BlobStore, layers: &[Vec<u8>]) -> BaseContents {
+        let descriptors: Vec<Descriptor> = layers
+            .iter()
+            .map(|bytes| {
+                let digest = store.put_bytes(bytes).unwrap();
+                Descriptor::new(
+                    oci_spec::image::MediaType::ImageLayerGzip,
+                    bytes.len() as u64,
+                    digest.to_oci(),
+                )
+            })
+            .collect();
+        read_base(store, &descriptors).unwrap()
+    }
+
+    const NETBASE: (&str, &str) = (
+        "var/lib/dpkg/status.d/netbase",
+        "Package: netbase\nVersion: 6.4\nArchitecture: all\n",
+    );
+
+    #[test]
+    fn zstd_and_multi_member_gzip_layers_are_read_as_gzip_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        let tar = layer(&[NETBASE, ("usr/share/doc/netbase/copyright", COPYRIGHT)]);
+        let expected = base_of(&store, &[gzip(&tar)]);
+        assert_eq!(expected.packages.len(), 1);
+        assert_eq!(
+            expected.packages[0].license.as_deref(),
+            Some("GPL-2.0-only")
+        );
+        // eStargz: a gzip member per file and one for the end of the archive.
+        let (head, tail) = tar.split_at(1024);
+        let estargz = [gzip(head), gzip(tail)].concat();
+        let zstd = zstd::encode_all(tar.as_slice(), 3).unwrap();
+        for compressed in [estargz, zstd] {
+            let dir = tempfile::tempdir().unwrap();
+            let store = BlobStore::open(dir.path()).unwrap();
+            assert_eq!(base_of(&store, &[compressed]), expected);
+        }
+    }
+
+    #[test]
+    fn unreadable_files_are_warnings_and_noassertion_not_failures() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        let mut tar = tar::Builder::new(Vec::new());
+        let mut add = |path: &str, bytes: &[u8]| {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(bytes.len() as u64);
+            header.set_mode(0o644);
+            header.set_cksum();
+            tar.append_data(&mut header, path, bytes).unwrap();
+        };
+        add(NETBASE.0, NETBASE.1.as_bytes());
+        // Latin-1, as some old copyright files are.
+        add(
+            "usr/share/doc/netbase/copyright",
+            b"Files: *\nCopyright: Jos\xe9\nLicense: GPL-2\n",
+        );
+        add(STATUS, &vec![b'#'; MAX_STATUS as usize + 1]);
+        let base = base_of(&store, &[gzip(&tar.into_inner().unwrap())]);
+        assert_eq!(base.packages.len(), 1);
+        assert_eq!(base.packages[0].license, None, "NOASSERTION");
+        assert_eq!(base.warnings.len(), 2, "{:?}", base.warnings);
+        assert!(base.warnings[0].contains("copyright in layer sha256:"));
+        assert!(base.warnings[0].contains("is not UTF-8 (byte 23 is not)"));
+        assert!(base.warnings[1].starts_with("var/lib/dpkg/status in layer"));
+        assert!(base.warnings[1].contains("is 16777217 bytes, more than the 16777216 read"));
+    }
+
+    #[test]
+    fn an_entry_with_an_oversized_name_is_skipped_with_a_warning() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        let size = crate::oci::entries::MAX_EXTENSION + 1;
+        let mut tar = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::GNULongName);
+        header.set_path("././@LongLink").unwrap();
+        header.set_size(size);
+        header.set_cksum();
+        tar.append(&header, std::io::repeat(b'a').take(size))
+            .unwrap();
+        let mut header = tar::Header::new_gnu();
+        header.set_size(NETBASE.1.len() as u64);
+        header.set_cksum();
+        // Named as a status paragraph in its header: an oversized name hides what it is.
+        tar.append_data(&mut header, NETBASE.0, NETBASE.1.as_bytes())
+            .unwrap();
+        let base = base_of(&store, &[gzip(&tar.into_inner().unwrap())]);
+        assert!(base.packages.is_empty());
+        assert_eq!(base.warnings.len(), 1);
+        assert!(
+            base.warnings[0]
+                .contains("has a GNU long name of 1048577 bytes, more than the 1048576 read"),
+            "{}",
+            base.warnings[0]
+        );
     }
 }

@@ -108,10 +108,15 @@ impl Document {
         self.relate("SPDXRef-DOCUMENT", "DESCRIBES", &image);
         if let Some((reference, digest)) = input.base {
             let base = self.ids.claim(&["base-image"]);
-            self.packages
-                .push(base_package(&base, reference, digest, input.platform));
-            self.relate(&image, "DESCENDANT_OF", &base);
             let contents = input.base_contents;
+            self.packages.push(base_package(
+                &base,
+                reference,
+                digest,
+                input.platform,
+                &contents.warnings,
+            ));
+            self.relate(&image, "DESCENDANT_OF", &base);
             for deb in &contents.packages {
                 let id = self
                     .ids
@@ -282,10 +287,16 @@ fn base_package(
     reference: &Reference,
     digest: &Digest,
     platform: &Platform,
+    warnings: &[String],
 ) -> Value {
     let mut p = package(spdx_id, &reference.name(), digest.as_str());
     p["primaryPackagePurpose"] = json!("CONTAINER");
-    p["comment"] = json!(format!("base image {reference}, platform {platform}"));
+    let mut comment = format!("base image {reference}, platform {platform}");
+    // What of the base could not be read, so a reader of the SBOM knows it is incomplete.
+    if !warnings.is_empty() {
+        comment.push_str(&format!("; not read: {}", warnings.join("; ")));
+    }
+    p["comment"] = json!(comment);
     p["externalRefs"] = purl_ref(oci_purl(
         &reference.name(),
         reference.tag(),
@@ -463,6 +474,7 @@ mod tests {
                 maintainer: Some("Julien Cristau <jcristau@debian.org>".into()),
                 license: Some("GPL-2.0-or-later AND MPL-2.0".into()),
             }],
+            warnings: Vec::new(),
         }
     }
 

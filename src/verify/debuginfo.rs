@@ -90,15 +90,7 @@ fn layers_about(source: &Source, subject: &Digest) -> Result<Vec<Value>, VerifyE
 fn referrers(source: &Source, subject: &Digest) -> Result<Vec<Value>, VerifyError> {
     let index = match source.published {
         Published::Registry(_) => source.referrers_of(subject)?,
-        Published::Layout(dir) => {
-            let path = dir.join("index.json");
-            let bytes = std::fs::read(&path).map_err(|source_| VerifyError::Layout {
-                what: "index.json".into(),
-                published: source.published.to_string(),
-                source: source_,
-            })?;
-            serde_json::from_slice(&bytes).ok()
-        }
+        Published::Layout(dir) => Some(source.layout_index(dir)?),
     };
     let entries = index
         .as_ref()

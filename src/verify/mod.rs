@@ -3,7 +3,7 @@
 
 use std::fmt;
 use std::io::Read;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use serde_json::Value;
@@ -20,6 +20,7 @@ use crate::assemble::{Built, Image};
 use crate::cache::{BlobStore, CacheError};
 use crate::diff::{self, DiffError};
 use crate::digest::Digest;
+use crate::oci::limits::{self, Cap, Refused};
 use crate::platform::{Platform, PlatformError};
 use crate::reference::{Reference, ReferenceError};
 use crate::registry::{Registry, RegistryError};
@@ -126,6 +127,9 @@ pub enum VerifyError {
     /// Reading a layer or document while looking for the difference failed.
     #[error(transparent)]
     Diff(#[from] DiffError),
+    /// A published document larger than stevedore reads, or whose descriptor has no size.
+    #[error(transparent)]
+    Refused(#[from] Refused),
 }
 
 /// The published image, one manifest per platform.
@@ -196,7 +200,7 @@ impl Source<'_> {
                         source,
                     })?;
                     let digest = descriptor_digest(entry, self.published)?;
-                    let manifest = self.manifest(&digest)?;
+                    let manifest = self.manifest_of(entry)?;
                     platforms.push((platform, digest, manifest));
                 }
             }
@@ -228,14 +232,7 @@ impl Source<'_> {
                 Ok((digest, bytes))
             }
             Published::Layout(dir) => {
-                let index = std::fs::read(dir.join("index.json")).map_err(|source| {
-                    VerifyError::Layout {
-                        what: "index.json".into(),
-                        published: self.published.to_string(),
-                        source,
-                    }
-                })?;
-                let digest = self.only_image(&self.json(&index, "index.json")?)?;
+                let digest = self.only_image(&self.layout_index(dir)?)?;
                 let bytes = self.layout_bytes(&digest)?;
                 Ok((digest, bytes))
             }
@@ -323,15 +320,14 @@ impl Source<'_> {
                 }
             }
             Published::Layout(dir) => {
-                let index = std::fs::read(dir.join("index.json")).unwrap_or_default();
-                let index = self.json(&index, "index.json")?;
+                let index = self.layout_index(dir)?;
                 let entry = index["manifests"]
                     .as_array()
                     .into_iter()
                     .flatten()
                     .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag);
                 match entry {
-                    Some(entry) => self.read_all(entry, tag)?,
+                    Some(entry) => self.small_blob(entry, limits::MANIFEST)?,
                     None => return Ok(None),
                 }
             }
@@ -351,37 +347,51 @@ impl Source<'_> {
         self.tagged(&format!("sha256-{}", subject.hex()))
     }
 
-    /// The manifest a descriptor names.
+    /// The manifest a descriptor names, if the size it declares is within the cap.
     pub fn manifest_of(&self, descriptor: &Value) -> Result<Value, VerifyError> {
+        limits::MANIFEST.check(descriptor["size"].as_u64(), &self.published.to_string())?;
         self.manifest(&descriptor_digest(descriptor, self.published)?)
     }
 
-    /// A small blob (a payload, an envelope) whole.
-    pub fn small_blob(&self, descriptor: &Value, what: &str) -> Result<Vec<u8>, VerifyError> {
-        self.read_all(descriptor, what)
-    }
-
     fn blob_json(&self, descriptor: &Value) -> Result<Value, VerifyError> {
-        let bytes = self.read_all(descriptor, "the config")?;
+        let bytes = self.small_blob(descriptor, limits::CONFIG)?;
         self.json(&bytes, "the config")
     }
 
+    /// A layout's manifest by digest (index.json's entries, which name it, were read already).
     fn layout_bytes(&self, digest: &Digest) -> Result<Vec<u8>, VerifyError> {
         let descriptor = serde_json::json!({ "digest": digest.as_str() });
-        self.read_all(&descriptor, &format!("blob {digest}"))
+        self.read_capped(self.blob(&descriptor)?, limits::MANIFEST)
     }
 
-    /// A small blob (a config or manifest) whole.
-    fn read_all(&self, descriptor: &Value, what: &str) -> Result<Vec<u8>, VerifyError> {
-        let mut bytes = Vec::new();
-        self.blob(descriptor)?
-            .read_to_end(&mut bytes)
-            .map_err(|source| VerifyError::Layout {
-                what: what.to_owned(),
-                published: self.published.to_string(),
-                source,
-            })?;
-        Ok(bytes)
+    /// A layout's index.json, within its cap.
+    pub fn layout_index(&self, dir: &Path) -> Result<Value, VerifyError> {
+        let file = std::fs::File::open(dir.join("index.json"))
+            .map_err(|source| self.unreadable(source, "index.json"))?;
+        let bytes = self.read_capped(file, limits::LAYOUT_INDEX)?;
+        self.json(&bytes, "index.json")
+    }
+
+    /// A small blob (a config, manifest, payload) whole: its declared size is checked against
+    /// `cap` before anything is fetched, and the read stops at the cap whatever arrives.
+    pub fn small_blob(&self, descriptor: &Value, cap: Cap) -> Result<Vec<u8>, VerifyError> {
+        cap.check(descriptor["size"].as_u64(), &self.published.to_string())?;
+        self.read_capped(self.blob(descriptor)?, cap)
+    }
+
+    fn read_capped(&self, reader: impl Read, cap: Cap) -> Result<Vec<u8>, VerifyError> {
+        let bytes = cap
+            .read(reader)
+            .map_err(|source| self.unreadable(source, cap.what))?;
+        bytes.ok_or_else(|| cap.overran(&self.published.to_string()).into())
+    }
+
+    fn unreadable(&self, source: std::io::Error, what: &str) -> VerifyError {
+        VerifyError::Layout {
+            what: what.to_owned(),
+            published: self.published.to_string(),
+            source,
+        }
     }
 
     fn json(&self, bytes: &[u8], what: &str) -> Result<Value, VerifyError> {
@@ -425,7 +435,7 @@ pub(crate) fn compare(
         platforms.iter().all(|p| p.difference.is_none()),
     ) {
         (false, true) => {
-            let our_top = store.read_small(&ours)?;
+            let our_top = store.read_small(&ours, limits::MANIFEST.max)?;
             Some(match diff::json(&our_top, &published.bytes)? {
                 Some(field) => format!("index: {field}"),
                 None => "index: the same fields, serialized differently".into(),
@@ -488,14 +498,15 @@ pub(crate) fn explain(
     }
     let our_config = Digest::try_from(ours.config.digest()).expect("our digests are sha256");
     if theirs["config"]["digest"].as_str() != Some(our_config.as_str()) {
-        let their_config = source.read_all(&theirs["config"], "the config")?;
-        let found = diff::json(&store.read_small(&our_config)?, &their_config)?;
+        let their_config = source.small_blob(&theirs["config"], limits::CONFIG)?;
+        let our_config = store.read_small(&our_config, limits::CONFIG.max)?;
+        let found = diff::json(&our_config, &their_config)?;
         return Ok(match found {
             Some(field) => format!("config: {field}"),
             None => "config: the same fields, serialized differently".into(),
         });
     }
-    let ours_bytes = store.read_small(&ours.manifest_digest())?;
+    let ours_bytes = store.read_small(&ours.manifest_digest(), limits::MANIFEST.max)?;
     let theirs_bytes = serde_json::to_vec(theirs).unwrap_or_default();
     Ok(match diff::json(&ours_bytes, &theirs_bytes)? {
         Some(field) => format!("manifest: {field}"),
@@ -530,4 +541,81 @@ fn descriptor_digest(descriptor: &Value, published: &Published) -> Result<Digest
         published: published.to_string(),
         message: "not a sha256 digest".into(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::RegistryOptions;
+
+    /// A layout source over `dir`, with a registry client that is never asked.
+    fn check(dir: &Path, test: impl FnOnce(&Source)) {
+        let store_dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(store_dir.path()).unwrap();
+        let registry = Registry::new(RegistryOptions {
+            offline: true,
+            ..Default::default()
+        })
+        .unwrap();
+        let published = Published::Layout(dir.to_path_buf());
+        test(&Source {
+            published: &published,
+            registry: &registry,
+            store: &store,
+        });
+    }
+
+    #[test]
+    fn a_signature_declared_over_its_cap_or_without_a_size_is_refused_unread() {
+        let dir = tempfile::tempdir().unwrap();
+        // No blob is there: reading one would fail otherwise.
+        let digest = Digest::of(b"payload");
+        check(dir.path(), |source| {
+            let declared = |size: Value| json_descriptor(&digest, size);
+            let err = source
+                .small_blob(&declared(Value::from(5u64 << 20)), limits::SIGNATURE)
+                .unwrap_err();
+            assert!(
+                matches!(err, VerifyError::Refused(Refused::TooLarge { size, .. }) if size == 5 << 20),
+                "{err}"
+            );
+            let err = source
+                .small_blob(&declared(Value::Null), limits::PROVENANCE)
+                .unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    VerifyError::Refused(Refused::NoSize {
+                        what: "provenance envelope",
+                        ..
+                    })
+                ),
+                "{err}"
+            );
+        });
+    }
+
+    #[test]
+    fn a_layout_index_over_its_cap_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let padding = " ".repeat(limits::LAYOUT_INDEX.max as usize);
+        std::fs::write(dir.path().join("index.json"), format!("{{{padding}}}")).unwrap();
+        check(dir.path(), |source| {
+            let err = source.layout_index(dir.path()).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    VerifyError::Refused(Refused::Overran {
+                        what: "layout's index.json",
+                        ..
+                    })
+                ),
+                "{err}"
+            );
+        });
+    }
+
+    fn json_descriptor(digest: &Digest, size: Value) -> Value {
+        serde_json::json!({ "digest": digest.as_str(), "size": size })
+    }
 }

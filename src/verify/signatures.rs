@@ -9,6 +9,7 @@ use super::{Published, PublishedImage, Source, VerifyError};
 use crate::attest::cosign::{self, SIGNATURE_ANNOTATION};
 use crate::attest::{dsse, provenance, PublicKey};
 use crate::digest::Digest;
+use crate::oci::limits;
 use crate::oci::media::{IN_TOTO, SIMPLE_SIGNING};
 
 /// One finding, in words: `ok` when the check holds.
@@ -59,7 +60,7 @@ fn signature(source: &Source, digest: &Digest, key: &PublicKey) -> Result<Findin
         if layer["mediaType"] != SIMPLE_SIGNING {
             continue;
         }
-        let payload = source.small_blob(layer, "a signature payload")?;
+        let payload = source.small_blob(layer, limits::SIGNATURE)?;
         let Some(sig) = layer["annotations"][SIGNATURE_ANNOTATION]
             .as_str()
             .and_then(|s| B64.decode(s).ok())
@@ -101,8 +102,9 @@ fn provenance(source: &Source, top: &Digest, key: &PublicKey) -> Result<Finding,
         let Some(layer) = artifact["layers"].get(0) else {
             continue;
         };
-        let envelope: Value = serde_json::from_slice(&source.small_blob(layer, "the provenance")?)
-            .unwrap_or(Value::Null);
+        let envelope: Value =
+            serde_json::from_slice(&source.small_blob(layer, limits::PROVENANCE)?)
+                .unwrap_or(Value::Null);
         let payload_type = envelope["payloadType"].as_str().unwrap_or_default();
         let Some(payload) = envelope["payload"]
             .as_str()

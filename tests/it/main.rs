@@ -2,6 +2,7 @@
 //! (a distribution registry, the distroless stand-in, skopeo, umoci, docker).
 
 mod audit;
+mod bounded;
 mod build;
 mod config;
 mod crash;
