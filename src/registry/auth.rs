@@ -278,7 +278,7 @@ fn run_helper(helper: &str, registry: &str) -> Result<Option<Credential>, Regist
     }
     let program = format!("docker-credential-{helper}");
     let mut command = Command::new(&program);
-    command
+    env::without_secrets(&mut command)
         .arg("get")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
