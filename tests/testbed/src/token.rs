@@ -646,6 +646,7 @@ fn handle(client: TcpStream, state: &State) -> io::Result<()> {
         relay_body(&mut reader, &mut io::sink(), head.body()?)?;
         return challenge(&mut writer, state, &required, granted.is_some());
     }
+    let mut location_base = None;
     let cut = match take_fault(state, &method, path) {
         Some(FaultKind::Status { code, retry_after }) => {
             relay_body(&mut reader, &mut io::sink(), head.body()?)?;
@@ -701,27 +702,15 @@ fn handle(client: TcpStream, state: &State) -> io::Result<()> {
             return respond(&mut writer, &status_line(code), &headers, &body.to_string());
         }
         Some(FaultKind::LocationTo { base }) => {
-            let upstream = Upstream {
-                addr: &state.upstream,
-                front: &state.addr,
-                location_base: Some(&base),
-            };
-            return forward(
-                &upstream,
-                &head,
-                &method,
-                &target,
-                &mut reader,
-                &mut writer,
-                None,
-            );
+            location_base = Some(base);
+            None
         }
         None => None,
     };
     let upstream = Upstream {
         addr: &state.upstream,
         front: &state.addr,
-        location_base: None,
+        location_base: location_base.as_deref(),
     };
     forward(
         &upstream,
