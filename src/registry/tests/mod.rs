@@ -438,4 +438,5 @@ fn a_busy_registry_is_waited_for_as_its_retry_after_says() {
     assert_eq!(server.finish().len(), 4, "TLS, ping, 429, 200");
 }
 
+mod bounded;
 mod documents;
