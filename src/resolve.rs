@@ -283,10 +283,10 @@ impl Scan<'_> {
                 block_end(b, i, self.parent)
             }
             _ => {
-                let mut end = plain_end(b, i, self.flow > 0);
                 // Any plain scalar, not only a reference: a reference on the next line may be
                 // the end of a longer value.
-                end = continued_end(b, end, self.parent, self.flow > 0);
+                let end = plain_end(b, i, self.flow > 0);
+                let end = continued_end(b, end, self.parent, self.flow > 0);
                 self.push(i, i..end, self.text[i..end].to_owned(), end);
                 // `end` is past `i` for any text that reaches here; were it not, the next
                 // character (not byte) is where to go on.

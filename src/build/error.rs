@@ -95,7 +95,10 @@ pub enum ErrorKind {
     )]
     PushWithoutTag,
     /// `resolve`: a YAML file or directory cannot be read.
-    #[error("cannot read {}: pass a YAML file, a directory of them, or `-` for stdin", path.display())]
+    #[error(
+        "cannot read {}: pass a YAML file, a directory of them, or `-` for stdin",
+        shown(path)
+    )]
     ReadYaml {
         /// The path given with `-f`.
         path: PathBuf,
@@ -104,7 +107,7 @@ pub enum ErrorKind {
         source: std::io::Error,
     },
     /// `resolve`: a value starts with `stevedore://` but names nothing stevedore can build.
-    #[error("in {}", path.display())]
+    #[error("in {}", shown(path))]
     BadReference {
         /// The file it is in (`-` for stdin).
         path: PathBuf,
@@ -196,4 +199,10 @@ impl Error {
         }
         text
     }
+}
+
+/// A path `resolve` found under a directory, as a stranger may have named it: escaped.
+fn shown(path: &std::path::Path) -> String {
+    use std::os::unix::ffi::OsStrExt as _;
+    crate::text::printable_bytes(path.as_os_str().as_bytes())
 }

@@ -239,3 +239,27 @@ fn resolve_of_a_directory_follows_no_directory_link() {
         "each file once, in path order"
     );
 }
+
+/// A file name and a value under `-f DIR` are a stranger's text: the error shows them with
+/// terminal control characters escaped.
+#[test]
+fn resolve_errors_escape_the_file_name_and_value_they_quote() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("\x1b[2Jx.yaml"),
+        "image: \"stevedore://a\x1b]0;pwned\x07\"\n",
+    )
+    .unwrap();
+    let err = run_exit(
+        stevedore("resolve", "multibin")
+            .args(["-f"])
+            .arg(dir.path()),
+        1,
+    );
+    assert!(!err.contains('\x1b') && !err.contains('\x07'), "{err:?}");
+    assert!(err.contains("\\u{1b}[2Jx.yaml"), "{err}");
+    assert!(
+        err.contains("line 1: `stevedore://a\\u{1b}]0;pwned\\u{7}` is not a reference"),
+        "{err}"
+    );
+}
