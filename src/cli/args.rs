@@ -42,13 +42,17 @@ impl RegistryArgs {
 
     /// A client whose environment credential goes only to the registry written to.
     pub(super) fn client(self, target: &Reference) -> Result<Registry, RegistryError> {
-        let opts = RegistryOptions {
+        Registry::writing_to(self.options(), [target])
+    }
+
+    /// How to reach registries, as the flags say.
+    pub(super) fn options(self) -> RegistryOptions {
+        RegistryOptions {
             ca_files: self.registry_ca,
             insecure: self.insecure_registry,
             timeout: self.timeout.map(std::time::Duration::from_secs),
             ..RegistryOptions::default()
-        };
-        Registry::writing_to(opts, [target])
+        }
     }
 }
 

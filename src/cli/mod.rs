@@ -3,6 +3,7 @@
 
 mod args;
 mod debuginfo;
+mod login;
 mod report;
 mod resolve;
 
@@ -64,6 +65,11 @@ enum Command {
     /// Work with multi-platform indexes in a registry.
     #[command(subcommand)]
     Index(IndexCommand),
+    /// Check a registry credential and keep it in podman's auth file (or the credential helper
+    /// it names), for machines without docker or podman.
+    Login(login::LoginArgs),
+    /// Forget the credential `login` kept for a registry.
+    Logout(login::LogoutArgs),
 }
 
 #[derive(Debug, Args)]
@@ -199,6 +205,8 @@ pub fn main() -> ExitCode {
         Command::Lock(args) => lock(args),
         Command::Verify(args) => verify(*args),
         Command::Debuginfo(args) => debuginfo::run(args),
+        Command::Login(args) => login::login(args),
+        Command::Logout(args) => login::logout(args),
         Command::Resolve(args) => resolve::resolve(*args),
         Command::Apply(args) => match resolve::apply(*args) {
             Ok(code) => return code,

@@ -111,6 +111,26 @@ impl Keychain {
         }
     }
 
+    /// A keychain that reads only `files` (docker's or podman's format), in order, and takes
+    /// nothing from the environment.
+    pub fn reading(files: Vec<PathBuf>) -> Self {
+        Keychain {
+            files,
+            ..Keychain::default()
+        }
+    }
+
+    /// A keychain that holds `credential` for `registry` alone, and reads no file: to try a
+    /// credential before keeping it (`login`), or for a caller that has its own.
+    pub fn with_credential(registry: &str, credential: Credential) -> Self {
+        Keychain {
+            env_override: Some(credential),
+            env_registries: vec![registry.to_owned()],
+            env_registries_named: true,
+            files: Vec::new(),
+        }
+    }
+
     /// Offers the environment's credential to `registries` (the ones a run writes to or reads
     /// its own image from), unless `STEVEDORE_REGISTRY` already says where it goes: a push
     /// token must not be sent to the base's registry.
@@ -213,8 +233,8 @@ pub(crate) fn config_answer(
     })
 }
 
-/// The keys docker writes for a registry in config.json.
-fn config_keys(registry: &str) -> Vec<String> {
+/// The keys docker writes for a registry in config.json, the one `login` writes first.
+pub(crate) fn config_keys(registry: &str) -> Vec<String> {
     if registry == "docker.io" {
         return vec![
             "https://index.docker.io/v1/".into(),
@@ -261,11 +281,65 @@ const HELPER_OUTPUT_LIMIT: u64 = 1 << 20;
 
 /// Asks `docker-credential-HELPER get` for the registry's credential.
 fn run_helper(helper: &str, registry: &str) -> Result<Option<Credential>, RegistryError> {
-    let fail = |message: String| RegistryError::CredentialHelper {
-        helper: printable(helper).into_owned(),
-        registry: registry.into(),
+    let out = call_helper(helper, registry, "get", helper_server(registry).as_bytes())?;
+    let fail = helper_failure(helper, registry);
+    if !out.status.success() {
+        // Helpers report an unknown server on stdout; that is "no credential", not an error.
+        if String::from_utf8_lossy(&out.stdout).contains("credentials not found") {
+            return Ok(None);
+        }
+        return Err(fail(failed_helper(&out)));
+    }
+    #[derive(Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct HelperOutput {
+        username: String,
+        secret: String,
+    }
+    let parsed: HelperOutput = serde_json::from_slice(&out.stdout)
+        .map_err(|_| fail("its answer is not the JSON a credential helper writes".into()))?;
+    Ok(Some(Credential {
+        username: parsed.username,
+        secret: parsed.secret,
+    }))
+}
+
+/// The server name helpers know a registry by (docker's for Docker Hub).
+pub(crate) fn helper_server(registry: &str) -> &str {
+    if registry == "docker.io" {
+        "https://index.docker.io/v1/"
+    } else {
+        registry
+    }
+}
+
+pub(crate) fn helper_failure(helper: &str, registry: &str) -> impl Fn(String) -> RegistryError {
+    let helper = printable(helper).into_owned();
+    let registry = registry.to_owned();
+    move |message| RegistryError::CredentialHelper {
+        helper: helper.clone(),
+        registry: registry.clone(),
         message,
-    };
+    }
+}
+
+/// What a failed helper said: its status and stderr, escaped; never stdout, where a secret
+/// would be.
+pub(crate) fn failed_helper(out: &Output) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr: String = stderr.trim().chars().take(500).collect();
+    format!("{}: {}", out.status, printable(&stderr))
+}
+
+/// Runs `docker-credential-HELPER ACTION` with `input` on stdin, within [`HELPER_TIMEOUT`] and
+/// without stevedore's secrets in its environment.
+pub(crate) fn call_helper(
+    helper: &str,
+    registry: &str,
+    action: &str,
+    input: &[u8],
+) -> Result<Output, RegistryError> {
+    let fail = helper_failure(helper, registry);
     // The name becomes part of a program name looked up on PATH: `../x` or `/tmp/x` would run
     // whatever a config file points at.
     if !plain_helper_name(helper) {
@@ -279,58 +353,26 @@ fn run_helper(helper: &str, registry: &str) -> Result<Option<Credential>, Regist
     let program = format!("docker-credential-{helper}");
     let mut command = Command::new(&program);
     env::without_secrets(&mut command)
-        .arg("get")
+        .arg(action)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = command
         .spawn()
         .map_err(|e| fail(format!("cannot run {program}: {e}")))?;
-    let server = if registry == "docker.io" {
-        "https://index.docker.io/v1/"
-    } else {
-        registry
-    };
     if let Some(mut stdin) = child.stdin.take() {
         // A helper that exits without reading its input is judged by its exit status.
-        let _ = stdin.write_all(server.as_bytes());
+        let _ = stdin.write_all(input);
     }
-    let Output {
-        status,
-        stdout,
-        stderr,
-    } = wait_bounded(child, HELPER_TIMEOUT)
+    wait_bounded(child, HELPER_TIMEOUT)
         .map_err(|e| fail(e.to_string()))?
         .ok_or_else(|| {
             fail(format!(
                 "{program} did not answer within {} s and was stopped; check that it works \
-                 without a prompt (`echo {server} | {program} get`)",
+                 without a prompt (`{program} {action}`)",
                 HELPER_TIMEOUT.as_secs()
             ))
-        })?;
-    if !status.success() {
-        let said = String::from_utf8_lossy(&stdout);
-        // Helpers report an unknown server on stdout; that is "no credential", not an error.
-        if said.contains("credentials not found") {
-            return Ok(None);
-        }
-        // Only stderr is shown: stdout is where a secret would be.
-        let stderr = String::from_utf8_lossy(&stderr);
-        let stderr: String = stderr.trim().chars().take(500).collect();
-        return Err(fail(format!("{status}: {}", printable(&stderr))));
-    }
-    #[derive(Deserialize)]
-    #[serde(rename_all = "PascalCase")]
-    struct HelperOutput {
-        username: String,
-        secret: String,
-    }
-    let parsed: HelperOutput = serde_json::from_slice(&stdout)
-        .map_err(|_| fail("its answer is not the JSON a credential helper writes".into()))?;
-    Ok(Some(Credential {
-        username: parsed.username,
-        secret: parsed.secret,
-    }))
+        })
 }
 
 fn plain_helper_name(name: &str) -> bool {

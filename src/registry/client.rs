@@ -196,6 +196,25 @@ impl Client {
         })
     }
 
+    /// Whether the registry accepts the keychain's credential: a token from its realm (with
+    /// no scope, as `docker login` asks), or `/v2/` answered to Basic auth.
+    pub(crate) fn check_login(&self, reference: &Reference) -> Result<(), RegistryError> {
+        let host = self.host(reference)?;
+        match &host.challenge {
+            None => Ok(()),
+            Some(Challenge::Basic) => {
+                let url = format!("{}/v2/", host.base);
+                self.send_url(reference, &[], &url, Retry::Yes, &|http, url| http.get(url))
+                    .map(drop)
+            }
+            Some(Challenge::Bearer { realm, service, .. }) => {
+                let credential = self.credential(reference.registry())?;
+                self.fetch_token(reference, realm, service.as_deref(), &[], credential)
+                    .map(drop)
+            }
+        }
+    }
+
     /// Runs `once` until it is done, fails for good, or the policy gives up.
     fn retrying(
         &self,

@@ -227,6 +227,14 @@ pub enum RegistryError {
         /// The origin that asked.
         origin: String,
     },
+    /// `login` or `logout` could not check or keep a credential.
+    #[error("cannot log in to {registry}: {message}")]
+    Login {
+        /// The registry, as the user wrote it.
+        registry: String,
+        /// What went wrong, and what to do.
+        message: String,
+    },
     /// A blob download that broke off and could not be resumed within the retry policy.
     #[error(
         "the download of {digest} from {reference} broke off after {received} of {size} bytes"

@@ -7,6 +7,7 @@ mod auth;
 mod blob;
 mod client;
 mod error;
+mod login;
 mod origin;
 mod push;
 mod retry;
@@ -25,6 +26,7 @@ use reqwest::header::{ACCEPT, CONTENT_TYPE};
 pub(crate) use auth::{config_answer, ConfigAnswer};
 pub use auth::{Challenge, Credential, Keychain};
 pub use error::RegistryError;
+pub use login::{auth_file, erase_credential, store_credential, Stored};
 // The value a pull returns lives in the shared vocabulary, so assembly needs no registry.
 pub use crate::oci::BaseImage;
 

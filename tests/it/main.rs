@@ -14,6 +14,7 @@ mod fleet;
 mod hermetic;
 mod init;
 mod library;
+mod login;
 mod pull;
 mod push;
 mod reproducible;
