@@ -303,17 +303,7 @@ mod tests {
                 "Package: base-files\nVersion: 12.4+deb12u15\nArchitecture: amd64\n",
             ),
         ]);
-        let descriptors: Vec<Descriptor> = [first, second]
-            .iter()
-            .map(|bytes| {
-                let digest = store.put_bytes(bytes).unwrap();
-                Descriptor::new(
-                    oci_spec::image::MediaType::ImageLayerGzip,
-                    bytes.len() as u64,
-                    digest.to_oci(),
-                )
-            })
-            .collect();
+        let descriptors = descriptors_of(&store, &[first, second]);
         let base = read_base(&store, &descriptors).unwrap();
         assert_eq!(
             base.os,
@@ -345,8 +335,9 @@ mod tests {
         assert!(read_base(&store, &descriptors[..1]).is_err());
     }
 
-    fn base_of(store: &BlobStore, layers: &[Vec<u8>]) -> BaseContents {
-        let descriptors: Vec<Descriptor> = layers
+    /// Each layer put in the store, and its descriptor.
+    fn descriptors_of(store: &BlobStore, layers: &[Vec<u8>]) -> Vec<Descriptor> {
+        layers
             .iter()
             .map(|bytes| {
                 let digest = store.put_bytes(bytes).unwrap();
@@ -356,8 +347,11 @@ mod tests {
                     digest.to_oci(),
                 )
             })
-            .collect();
-        read_base(store, &descriptors).unwrap()
+            .collect()
+    }
+
+    fn base_of(store: &BlobStore, layers: &[Vec<u8>]) -> BaseContents {
+        read_base(store, &descriptors_of(store, layers)).unwrap()
     }
 
     const NETBASE: (&str, &str) = (
