@@ -198,8 +198,13 @@ pub fn main() -> ExitCode {
         }
     };
     init_logging(cli.verbose, cli.quiet);
+    if cli.quiet {
+        // Cargo's own `-q` (its `term.quiet`), for the cargo stevedore runs: set while this
+        // process has one thread, before any child starts.
+        std::env::set_var("CARGO_TERM_QUIET", "true");
+    }
     let result = match cli.command {
-        Command::Build(args) => build(*args),
+        Command::Build(args) => build(*args, cli.quiet),
         Command::Index(IndexCommand::Create(args)) => create_index(args),
         Command::Init(args) => init(args),
         Command::Lock(args) => lock(args),
@@ -231,7 +236,7 @@ fn args() -> Vec<OsString> {
     args
 }
 
-fn build(args: BuildArgs) -> Result<(), Error> {
+fn build(args: BuildArgs, quiet: bool) -> Result<(), Error> {
     let several = args.workspace || args.packages.len() > 1;
     let package = match several {
         true => None,
@@ -252,7 +257,7 @@ fn build(args: BuildArgs) -> Result<(), Error> {
         build = build.jobs(usize::from(jobs));
     }
     build = args.registry.apply(build);
-    if let Some(bars) = Bars::for_terminal(args.json) {
+    if let Some(bars) = Bars::for_terminal(args.json, quiet) {
         build = build.progress(bars);
     }
     let outcomes = match (several, args.all_bins) {

@@ -55,26 +55,49 @@ pub(super) fn init_logging(verbose: u8, quiet: bool) {
         });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| AboveBars)
         .without_time()
         .with_target(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 }
 
+/// The one set of bars of the process, shared by [`Bars`] and the log's writer.
+fn multi() -> &'static indicatif::MultiProgress {
+    static MULTI: std::sync::OnceLock<indicatif::MultiProgress> = std::sync::OnceLock::new();
+    MULTI.get_or_init(indicatif::MultiProgress::new)
+}
+
+/// Stderr for log lines, each written with the bars taken away and drawn again below it, so a
+/// line never lands inside a bar (indicatif's `suspend`; without bars it is plain stderr).
+struct AboveBars;
+
+impl std::io::Write for AboveBars {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        multi().suspend(|| std::io::stderr().write(buf))
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        multi().suspend(|| std::io::stderr().write_all(buf))
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
 /// Transfer bars on the terminal, one per blob in flight.
 pub(super) struct Bars {
-    multi: indicatif::MultiProgress,
     bars: std::sync::Mutex<std::collections::HashMap<Digest, indicatif::ProgressBar>>,
 }
 
 impl Bars {
-    /// Bars when a person watches stdout; otherwise the log's one line per blob is enough.
-    pub(super) fn for_terminal(json: bool) -> Option<std::sync::Arc<dyn Progress>> {
-        let watched = std::io::IsTerminal::is_terminal(&std::io::stdout()) && !json;
+    /// Bars when a person watches stderr, where they are drawn (as cargo decides), and has
+    /// not asked for quiet or for JSON; otherwise the log's one line per blob is enough.
+    pub(super) fn for_terminal(json: bool, quiet: bool) -> Option<std::sync::Arc<dyn Progress>> {
+        let watched = std::io::IsTerminal::is_terminal(&std::io::stderr()) && !json && !quiet;
         watched.then(|| {
             std::sync::Arc::new(Bars {
-                multi: indicatif::MultiProgress::new(),
                 bars: Default::default(),
             }) as std::sync::Arc<dyn Progress>
         })
@@ -83,7 +106,7 @@ impl Bars {
 
 impl Progress for Bars {
     fn start(&self, verb: &'static str, digest: &Digest, total: u64) {
-        let bar = self.multi.add(indicatif::ProgressBar::new(total));
+        let bar = multi().add(indicatif::ProgressBar::new(total));
         let style = indicatif::ProgressStyle::with_template(
             "{prefix} {bar:30} {bytes}/{total_bytes} {bytes_per_sec}",
         )

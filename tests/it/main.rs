@@ -17,6 +17,7 @@ mod library;
 mod login;
 mod pull;
 mod push;
+mod quiet;
 mod reproducible;
 mod resolve;
 mod rootless;
