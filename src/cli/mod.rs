@@ -184,6 +184,35 @@ struct VerifyArgs {
     registry: RegistryArgs,
 }
 
+/// Stops (exit 2, as for any other wrong flag) a push to a name without registry and
+/// namespace: `-t v1.2` names Docker Hub's official image `docker.io/library/v1.2`, where no
+/// user may push, and is meant as a tag far more often than as that.
+fn refuse_official_names(tags: &[Reference]) {
+    let Some(official) = tags
+        .iter()
+        .find(|t| t.registry() == "docker.io" && t.repository().starts_with("library/"))
+    else {
+        return;
+    };
+    // What the user most likely meant as a tag: the tag written, else the word (`-t v1.2`
+    // parses as `library/v1.2:latest`).
+    let word = official.repository().trim_start_matches("library/");
+    let written = official.tag().filter(|t| *t != "latest");
+    let meant = written.unwrap_or(word);
+    let message = format!(
+        "`-t` takes the whole name of the image, and `{word}{}` names Docker Hub's official \
+         image {}, which no one outside Docker may push to: give the registry and repository \
+         too, e.g. `-t ghcr.io/OWNER/APP:{meant}` (or leave `-t` out and set STEVEDORE_REPO)",
+        written.map(|t| format!(":{t}")).unwrap_or_default(),
+        official.name(),
+    );
+    clap::Error::raw(
+        clap::error::ErrorKind::ValueValidation,
+        format!("{message}\n"),
+    )
+    .exit()
+}
+
 /// Runs the command line with the process's arguments and returns the exit code.
 pub fn main() -> ExitCode {
     let cli = match Cli::try_parse_from(args()) {
@@ -237,6 +266,9 @@ fn args() -> Vec<OsString> {
 }
 
 fn build(args: BuildArgs, quiet: bool) -> Result<(), Error> {
+    if args.push {
+        refuse_official_names(&args.image.tag);
+    }
     let several = args.workspace || args.packages.len() > 1;
     let package = match several {
         true => None,

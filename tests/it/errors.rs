@@ -183,3 +183,18 @@ fn a_toolchain_without_the_target_std_says_how_to_add_it() {
     );
     assert!(!dir.path().join("out").exists());
 }
+
+/// ko's `--tags` takes tag names; stevedore's `-t` takes whole names, so `-t v1.2 --push` would
+/// push to Docker Hub's official `library/v1.2`: refused before anything runs, with the fix.
+#[test]
+fn a_push_to_a_bare_name_is_refused_with_the_whole_name_to_write() {
+    let err = fails_cleanly("hello", &["-t", "v1.2", "--push"], USAGE);
+    assert!(
+        err.contains("docker.io/library/v1.2") && err.contains("ghcr.io/OWNER/APP:v1.2"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("Compiling") && !err.contains("pulling"),
+        "{err}"
+    );
+}
