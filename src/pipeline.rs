@@ -109,7 +109,8 @@ pub fn build(
         )?);
     }
     let index = assemble::index(&images, store)?;
-    let mut referrers: Vec<Referrer> = images
+    let with_sbom = if plan.sbom { &images[..] } else { &[] };
+    let mut referrers: Vec<Referrer> = with_sbom
         .iter()
         .map(|image| {
             let base = bases.iter().find(|b| b.platform == image.platform);

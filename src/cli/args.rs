@@ -97,11 +97,24 @@ pub(super) struct ProjectArgs {
     /// `package.metadata.stevedore.auditable` is false]
     #[arg(long)]
     pub(super) no_auditable: bool,
+    /// The SBOM attached to each image as a referrer: an SPDX 2.3 document, or none (ko's
+    /// `--sbom none`).
+    #[arg(long, value_name = "spdx|none", default_value = "spdx")]
+    pub(super) sbom: SbomArg,
     /// Ship the binary stripped and its DWARF apart: a `.debug` file named by the binary's GNU
     /// build-id, attached to each platform's image as a referrer (`cargo stevedore debuginfo`
     /// fetches them) [default: Cargo.toml's `split-debuginfo`, else off]
     #[arg(long)]
     pub(super) split_debuginfo: bool,
+}
+
+/// What `--sbom` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(super) enum SbomArg {
+    /// An SPDX 2.3 JSON document per image.
+    Spdx,
+    /// No SBOM.
+    None,
 }
 
 /// `-p` where one package is built.
@@ -133,6 +146,7 @@ impl ProjectArgs {
             target_dir: self.target_dir,
             compression: self.compression,
             no_auditable: self.no_auditable,
+            no_sbom: self.sbom == SbomArg::None,
             split_debuginfo: self.split_debuginfo,
             ..BuildOptions::default()
         }

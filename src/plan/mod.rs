@@ -64,6 +64,8 @@ pub struct BuildOptions {
     pub image: ImageFlags,
     /// `--no-auditable`: embed no dependency list in the binary.
     pub no_auditable: bool,
+    /// `--sbom none`: attach no SBOM to the image.
+    pub no_sbom: bool,
     /// `--split-debuginfo`: ship the binary stripped, its DWARF as a referrer beside it.
     pub split_debuginfo: bool,
     /// The key to sign with (`--sign-key`, `STEVEDORE_SIGN_KEY`); beats Cargo.toml's `sign-key`.
@@ -122,6 +124,8 @@ pub struct Plan {
     pub compression: Compression,
     /// Embed the dependency list in the binary, as cargo-auditable does (`.dep-v0`).
     pub auditable: bool,
+    /// Attach an SPDX SBOM to each image as a referrer.
+    pub sbom: bool,
     /// Strip the binary in the image and ship its DWARF as a `.debug` referrer, named by the
     /// binary's GNU build-id.
     pub split_debuginfo: bool,
@@ -366,6 +370,7 @@ pub fn plan(opts: &BuildOptions) -> Result<Draft, PlanError> {
             .or(settings.compression)
             .unwrap_or_default(),
         auditable: !opts.no_auditable && settings.auditable.unwrap_or(true),
+        sbom: !opts.no_sbom,
         split_debuginfo: opts.split_debuginfo || settings.split_debuginfo.unwrap_or(false),
         sign_key: opts.sign_key.clone().or(settings.sign_key),
         package_id: package.id.clone(),

@@ -240,3 +240,28 @@ fn no_auditable_leaves_no_dependency_section() {
     assert!(sections.contains(" .text "), "readelf read it: {sections}");
     assert!(!sections.contains(".dep-v0"), "{sections}");
 }
+
+/// `--sbom none` (ko's flag) leaves the SPDX referrer out and the image as it was; the default
+/// attaches one per image.
+#[test]
+fn sbom_none_attaches_no_sbom_and_keeps_the_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let build = |name: &str, extra: &[&str]| {
+        let layout = dir.path().join(name);
+        let out = run_ok(
+            stevedore_build("hello")
+                .args(["--base", "scratch", "--json", "--output"])
+                .arg(format!("oci-layout={}", layout.display()))
+                .args(extra),
+        );
+        (
+            json(&out.stdout)["digest"].clone(),
+            sboms_by_subject(&layout),
+        )
+    };
+    let (with_digest, with) = build("with", &[]);
+    let (without_digest, without) = build("without", &["--sbom", "none"]);
+    assert_eq!(with.len(), 1, "the default attaches an SBOM");
+    assert!(without.is_empty(), "--sbom none attaches none: {without:?}");
+    assert_eq!(with_digest, without_digest, "the image itself is the same");
+}
