@@ -181,7 +181,7 @@ pub fn compile(
         std_cache::seed(plan, &targets, &setup.tools, cancel, |cmd| setup.apply(cmd))?;
     }
     let mut cmd = cargo_build(plan, &targets, std);
-    cmd.args(plan.cargo_flags());
+    cmd.args(plan.cargo_flags()).args(&plan.cargo_args);
     setup.apply(&mut cmd)?;
     let executables = run_cargo(&mut cmd, plan, cancel)?;
     let missing: Vec<String> = plan

@@ -218,9 +218,11 @@ impl Build {
         self
     }
 
-    /// Fail instead of changing `stevedore.lock`, and fail when a pinned base tag has moved.
+    /// Fail instead of changing `stevedore.lock` or `Cargo.lock` (cargo runs with `--locked`),
+    /// and fail when a pinned base tag has moved.
     pub fn locked(mut self, locked: bool) -> Self {
         self.lock.locked = locked;
+        self.options.locked = locked;
         self
     }
 

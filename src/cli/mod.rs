@@ -133,9 +133,12 @@ struct BuildArgs {
     /// One image per binary of the package (names get `/BIN` after the repository).
     #[arg(long, conflicts_with = "bin")]
     all_bins: bool,
+    /// Cargo's `--jobs`: parallel compile jobs.
+    #[arg(short, long, value_name = "N", allow_negative_numbers = true)]
+    jobs: Option<i32>,
     /// Blob uploads at once, across every image of the run [default: 3].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
-    jobs: Option<u16>,
+    push_jobs: Option<u16>,
     #[command(flatten)]
     image: ImageArgs,
     /// Where to write the image (repeatable): oci-layout=DIR, oci-archive=FILE.tar (every
@@ -160,8 +163,15 @@ struct BuildArgs {
     /// Use only local caches (cargo's and stevedore's): no network. The base must be pinned.
     #[arg(long, conflicts_with_all = ["push", "update_base"])]
     offline: bool,
+    /// `--locked` and `--offline`, as cargo's `--frozen`: Cargo.lock and stevedore.lock as
+    /// they are, no network.
+    #[arg(long, conflicts_with_all = ["push", "update_base"])]
+    frozen: bool,
     #[command(flatten)]
     registry: RegistryArgs,
+    /// Arguments for `cargo build`, after `--` (e.g. `-- --timings`, `-- --config …`).
+    #[arg(last = true, value_name = "CARGO ARGS")]
+    cargo_args: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -182,6 +192,12 @@ struct VerifyArgs {
     key: Option<PathBuf>,
     #[command(flatten)]
     registry: RegistryArgs,
+}
+
+/// What `cargo build` gets besides stevedore's own flags: `--jobs`, then what followed `--`.
+fn cargo_args(jobs: Option<i32>, rest: Vec<String>) -> Vec<String> {
+    let jobs = jobs.map(|n| format!("--jobs={n}"));
+    jobs.into_iter().chain(rest).collect()
 }
 
 /// Stops (exit 2, as for any other wrong flag) a push to a name without registry and
@@ -274,18 +290,23 @@ fn build(args: BuildArgs, quiet: bool) -> Result<(), Error> {
         true => None,
         false => args.packages.first().cloned(),
     };
+    let mut options = args.project.options(package);
+    options.cargo_args = cargo_args(args.jobs, args.cargo_args);
     let mut build = args
         .image
-        .build(args.project.options(package))
+        .build(options)
         .with_push(args.push)
-        .offline(args.offline);
+        .offline(args.offline || args.frozen);
+    if args.frozen {
+        build = build.locked(true);
+    }
     for output in args.output {
         build = build.output(output);
     }
     if let Some(engine) = args.load {
         build = build.load_into(engine);
     }
-    if let Some(jobs) = args.jobs {
+    if let Some(jobs) = args.push_jobs {
         build = build.jobs(usize::from(jobs));
     }
     build = args.registry.apply(build);

@@ -68,48 +68,53 @@ fn through_shim(toolchain: &Toolchain, cmd: &mut Command) {
 }
 
 impl Plan {
-    /// The flags every cargo run of the build shares: features and `--offline`, so the graph
-    /// the SBOM describes is the one compiled.
+    /// The flags every cargo run of the build shares: features, `--offline` and `--locked`, so
+    /// the graph the SBOM describes is the one compiled.
     pub(crate) fn cargo_flags(&self) -> Vec<String> {
-        flags(
+        let mut flags = resolve_flags(self.offline, self.locked);
+        flags.extend(features(
             &self.features,
             self.all_features,
             self.no_default_features,
-            self.offline,
-        )
+        ));
+        flags
     }
 }
 
 pub(super) fn cargo_flags(opts: &BuildOptions) -> Vec<String> {
-    flags(
+    let mut flags = resolve_flags(opts.offline, opts.locked);
+    flags.extend(features(
         &opts.features,
         opts.all_features,
         opts.no_default_features,
-        opts.offline,
-    )
+    ));
+    flags
 }
 
-pub(super) fn offline_flag(offline: bool) -> Vec<String> {
-    flags(&[], false, false, offline)
+/// Whether cargo may reach the network and write Cargo.lock: `--offline`, `--locked` (both are
+/// `--frozen`), with cargo's meanings, for `cargo metadata` as for the build.
+pub(super) fn resolve_flags(offline: bool, locked: bool) -> Vec<String> {
+    switches(&[(offline, "--offline"), (locked, "--locked")])
 }
 
-fn flags(features: &[String], all: bool, no_default: bool, offline: bool) -> Vec<String> {
+fn features(features: &[String], all: bool, no_default: bool) -> Vec<String> {
     let mut flags = Vec::new();
     if !features.is_empty() {
         flags.extend(["--features".to_owned(), features.join(",")]);
     }
-    let switches = [
+    flags.extend(switches(&[
         (all, "--all-features"),
         (no_default, "--no-default-features"),
-        (offline, "--offline"),
-    ];
-    flags.extend(
-        switches
-            .iter()
-            .filter(|(on, _)| *on)
-            .map(|(_, f)| (*f).to_owned()),
-    );
+    ]));
     flags
+}
+
+fn switches(switches: &[(bool, &str)]) -> Vec<String> {
+    switches
+        .iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, f)| (*f).to_owned())
+        .collect()
 }
 
 /// The `cfg` values of a Rust target (`rustc --print cfg --target T`), which decide which

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 mod cargo;
 
-use cargo::{cargo_flags, compiles_c, git, offline_flag, run_metadata, source_date_epoch};
+use cargo::{cargo_flags, compiles_c, git, resolve_flags, run_metadata, source_date_epoch};
 pub(crate) use cargo::{manifest_path, target_cfg, uses_on};
 
 use crate::config::{self, ConfigError, ImageFlags, ImageSettings, Settings, Sources};
@@ -58,6 +58,12 @@ pub struct BuildOptions {
     pub bare: bool,
     /// Run cargo with `--offline` (the registry side is `RegistryOptions::offline`).
     pub offline: bool,
+    /// Run cargo with `--locked`: Cargo.lock must be up to date (`stevedore.lock` is
+    /// `Build::locked`'s, which sets this too).
+    pub locked: bool,
+    /// More arguments for `cargo build` (not `cargo metadata`): `--jobs N`, and what follows
+    /// `--` on the command line (`--timings`, `--config …`, `-Z …`).
+    pub cargo_args: Vec<String>,
     /// How the application layer is compressed; `None`: from the settings, else gzip.
     pub compression: Option<Compression>,
     /// Image settings given as flags, over Cargo.toml's.
@@ -120,6 +126,10 @@ pub struct Plan {
     pub image: ImageSettings,
     /// Run cargo with `--offline`.
     pub offline: bool,
+    /// Run cargo with `--locked`.
+    pub locked: bool,
+    /// More arguments for `cargo build`.
+    pub cargo_args: Vec<String>,
     /// How the application layer is compressed.
     pub compression: Compression,
     /// Embed the dependency list in the binary, as cargo-auditable does (`.dep-v0`).
@@ -290,14 +300,18 @@ pub fn plan(opts: &BuildOptions) -> Result<Draft, PlanError> {
     // cost no time of their own.
     let metadata = std::thread::scope(|s| {
         s.spawn(|| toolchain.prefetch());
-        run_metadata(&toolchain, &manifest, &offline_flag(opts.offline))
+        run_metadata(
+            &toolchain,
+            &manifest,
+            &resolve_flags(opts.offline, opts.locked),
+        )
     })?;
     let (package, bin) = select(&metadata, opts)?;
     let flags = cargo_flags(opts);
     // Features change the resolved graph, and `--features` applies to the package of the
     // manifest cargo is given, which is only now known: resolve again for it. Without feature
     // flags the first answer is already the build's graph (one `cargo metadata` per build).
-    let graph = match flags == offline_flag(opts.offline) {
+    let graph = match flags == resolve_flags(opts.offline, opts.locked) {
         true => None,
         false => Some(run_metadata(
             &toolchain,
@@ -365,6 +379,8 @@ pub fn plan(opts: &BuildOptions) -> Result<Draft, PlanError> {
         workspace_root,
         toolchain,
         offline: opts.offline,
+        locked: opts.locked,
+        cargo_args: opts.cargo_args.clone(),
         compression: opts
             .compression
             .or(settings.compression)
@@ -442,7 +458,11 @@ fn select<'m>(
 pub(crate) fn binaries(opts: &BuildOptions) -> Result<Vec<String>, PlanError> {
     let manifest = manifest_path(opts.manifest_path.as_deref())?;
     let toolchain = Toolchain::from_name(opts.toolchain.as_deref());
-    let metadata = run_metadata(&toolchain, &manifest, &offline_flag(opts.offline))?;
+    let metadata = run_metadata(
+        &toolchain,
+        &manifest,
+        &resolve_flags(opts.offline, opts.locked),
+    )?;
     let package = select_package(&metadata, opts)?;
     let bins: Vec<String> = bin_names(package).map(str::to_owned).collect();
     match bins.is_empty() {
@@ -461,7 +481,11 @@ pub(crate) fn workspace_binaries(
 ) -> Result<Vec<(String, Vec<String>)>, PlanError> {
     let manifest = manifest_path(opts.manifest_path.as_deref())?;
     let toolchain = Toolchain::from_name(opts.toolchain.as_deref());
-    let metadata = run_metadata(&toolchain, &manifest, &offline_flag(opts.offline))?;
+    let metadata = run_metadata(
+        &toolchain,
+        &manifest,
+        &resolve_flags(opts.offline, opts.locked),
+    )?;
     let members = metadata.workspace_packages();
     let mut chosen = Vec::new();
     for name in packages {
@@ -499,7 +523,11 @@ pub(crate) fn workspace_binaries(
 pub(crate) fn workspace_bases(opts: &BuildOptions) -> Result<(PathBuf, Vec<Base>), PlanError> {
     let manifest = manifest_path(opts.manifest_path.as_deref())?;
     let toolchain = Toolchain::from_name(opts.toolchain.as_deref());
-    let metadata = run_metadata(&toolchain, &manifest, &offline_flag(opts.offline))?;
+    let metadata = run_metadata(
+        &toolchain,
+        &manifest,
+        &resolve_flags(opts.offline, opts.locked),
+    )?;
     let packages = match &opts.package {
         Some(_) => vec![select_package(&metadata, opts)?],
         None => metadata

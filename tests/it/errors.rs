@@ -198,3 +198,35 @@ fn a_push_to_a_bare_name_is_refused_with_the_whole_name_to_write() {
         "{err}"
     );
 }
+
+/// `--locked` means cargo's too (a project whose Cargo.lock would have to be written fails, and
+/// none is written), and what follows `--` reaches `cargo build` (`--timings` writes its
+/// report).
+#[test]
+fn locked_and_the_arguments_after_two_dashes_reach_cargo() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = copy_fixture("hello", &dir.path().join("hello"));
+    let lock = manifest.with_file_name("Cargo.lock");
+    let kept = std::fs::read(&lock).unwrap();
+    std::fs::remove_file(&lock).unwrap();
+    let build = |extra: &[&str]| {
+        let mut cmd = stevedore_build_manifest(&manifest);
+        cmd.args(["--base", "scratch", "--locked", "--output"])
+            .arg(format!("oci-layout={}", dir.path().join("out").display()))
+            .args(extra);
+        cmd
+    };
+    let err = run_exit(&mut build(&[]), FAILURE);
+    assert!(err.contains("--locked"), "cargo's refusal is shown:\n{err}");
+    assert!(!lock.exists(), "no Cargo.lock was written");
+
+    std::fs::write(&lock, kept).unwrap();
+    let started = std::time::SystemTime::now();
+    run_ok(&mut build(&["--", "--timings"]));
+    let report = stevedore_testbed::fixture_target_dir().join("cargo-timings/cargo-timing.html");
+    let written = std::fs::metadata(&report).and_then(|m| m.modified());
+    assert!(
+        written.as_ref().is_ok_and(|t| *t >= started),
+        "cargo ran with --timings: {report:?} {written:?}"
+    );
+}

@@ -11,15 +11,6 @@ use stevedore_testbed::{self as testbed, Mode, Registry, Sccache, TokenFront};
 use crate::util::*;
 
 /// Copies a fixture's sources (not its target dir) to `to`; returns the copy's manifest.
-fn copy_fixture(name: &str, to: &Path) -> PathBuf {
-    let from = fixture(name);
-    let from = from.parent().unwrap();
-    std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-    run_ok(Command::new("cp").arg("-r").arg(from).arg(to));
-    let _ = std::fs::remove_dir_all(to.join("target"));
-    to.join("Cargo.toml")
-}
-
 /// `cargo stevedore build` of `manifest` for both platforms (std from source), as a CI runner
 /// would run it: its own CARGO_TARGET_DIR, the user's sccache settings, printing JSON.
 fn runner_build(manifest: &Path, target_dir: &Path, base: &str) -> Command {
@@ -288,7 +279,7 @@ fn workspace_pushes_every_service_with_the_base_uploaded_once() {
     let out = run_ok(
         stevedore_build_manifest(&manifest)
             .env("STEVEDORE_REPO", &repo)
-            .args(["--workspace", "--push", "--json", "--jobs", "2"])
+            .args(["--workspace", "--push", "--json", "--push-jobs", "2"])
             .args(["--base", &base]),
     );
     let results = json(&out.stdout);

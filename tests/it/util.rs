@@ -14,6 +14,16 @@ pub fn fixture(name: &str) -> PathBuf {
         .join("Cargo.toml")
 }
 
+/// A copy of fixture `name` at `to` (without its target dir); returns its Cargo.toml.
+pub fn copy_fixture(name: &str, to: &Path) -> PathBuf {
+    let from = fixture(name);
+    let from = from.parent().unwrap();
+    std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+    run_ok(Command::new("cp").arg("-r").arg(from).arg(to));
+    let _ = std::fs::remove_dir_all(to.join("target"));
+    to.join("Cargo.toml")
+}
+
 /// `cargo stevedore build` for a fixture, with the test bed's toolchain, zig and caches.
 pub fn stevedore_build(fixture_name: &str) -> Command {
     stevedore("build", fixture_name)
