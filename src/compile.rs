@@ -22,7 +22,10 @@ mod auditable;
 mod debuginfo;
 mod remap;
 mod std_cache;
+mod target_lock;
 mod tools;
+
+pub(crate) use target_lock::lock as lock_target_dir;
 
 pub use debuginfo::{DebugFile, DebuginfoError};
 
@@ -62,6 +65,12 @@ pub enum CompileError {
     NoZig { target: String, why: &'static str },
     #[error("cannot write the wrapper script {path}")]
     Wrapper {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot lock {path}, which keeps two builds in one target dir apart")]
+    TargetLock {
         path: PathBuf,
         #[source]
         source: std::io::Error,

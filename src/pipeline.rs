@@ -69,6 +69,8 @@ pub fn build(
             .map(|ask| ask.join().expect("asking rustc does not panic"))
             .collect::<Result<Vec<_>, _>>()
     })?;
+    // Until every binary is in its layer: another build in this target dir waits.
+    let _target = compile::lock_target_dir(&plan.target_dir)?;
     let cancel = Cancel::default();
     let (bases, binaries) = std::thread::scope(|s| {
         let network = s.spawn(|| {
