@@ -102,6 +102,27 @@ pub enum BadReference {
         /// The scalar as written.
         value: String,
     },
+    /// A carriage return that is not part of a CRLF: YAML reads it as a line break, which the
+    /// scanner does not follow, so the document is refused rather than misread.
+    #[error(
+        "line {line}: a carriage return (\\r) ends a line alone here: write LF or CRLF line \
+         ends (e.g. `dos2unix` or `tr '\\r' '\\n'`)"
+    )]
+    LoneCarriageReturn {
+        /// 1-based line number (counted by LF).
+        line: usize,
+    },
+}
+
+/// Where the first `\r` not followed by `\n` is (found by the `resolve` fuzz target: the
+/// scanner reads lines by LF, so old-Mac line ends made it see another document than YAML).
+fn lone_carriage_return(text: &str) -> Option<usize> {
+    let bytes = text.as_bytes();
+    bytes
+        .iter()
+        .enumerate()
+        .find(|&(i, &b)| b == b'\r' && bytes.get(i + 1) != Some(&b'\n'))
+        .map(|(i, _)| i)
 }
 
 /// The tags a reference may carry: they make a scalar a string, as a digest is. `!` alone is
@@ -110,6 +131,10 @@ const STRING_TAGS: [&str; 3] = ["!!str", "!<tag:yaml.org,2002:str>", "!"];
 
 /// Every reference in `text`, in order.
 pub fn find(text: &str) -> Result<Vec<Found>, BadReference> {
+    if let Some(at) = lone_carriage_return(text) {
+        let line = text[..at].matches('\n').count() + 1;
+        return Err(BadReference::LoneCarriageReturn { line });
+    }
     let mut found = Vec::new();
     // Line numbers counted on from the last reference's, so a long text is read once.
     let (mut counted, mut lines) = (0, 0);
@@ -810,5 +835,24 @@ mod tests {
         );
         let elapsed = started.elapsed();
         assert!(elapsed.as_secs() < 10, "{elapsed:?}");
+    }
+
+    /// Found by the `resolve` fuzz target: with lone `\r` line ends, a `"` early on was read
+    /// as opening a quoted value that hid a tagged reference, and replacing a reference before
+    /// it changed what the scanner saw. Such a document is refused, with the line.
+    #[test]
+    fn a_lone_carriage_return_is_refused_with_its_line() {
+        let text = "a: 'stevedore://d'x\"\n\rb: ! 'stevedore://d'\n![str stevedore://e\"\n";
+        let err = find(text).unwrap_err();
+        assert!(
+            matches!(err, BadReference::LoneCarriageReturn { line: 2 }),
+            "{err:?}"
+        );
+        assert!(!err.to_string().chars().any(char::is_control), "{err}");
+        assert_eq!(
+            find("a: stevedore://x\r\nb: 1\r\n").unwrap().len(),
+            1,
+            "CRLF is fine"
+        );
     }
 }
