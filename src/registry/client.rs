@@ -181,7 +181,7 @@ impl Client {
                 Err(e) => return self.send_failure(reference, url, e),
             };
             if response.status() == StatusCode::UNAUTHORIZED {
-                if let Err(e) = own_challenge(reference, &host, &response) {
+                if let Err(e) = origin::own_answer(reference.registry(), &host.origin, &response) {
                     return Try::Final(e);
                 }
                 if !refreshed {
@@ -453,23 +453,6 @@ impl Client {
                 Err(e) => self.send_failure(reference, realm.as_str(), e),
             }
         })
-    }
-}
-
-/// A 401 is a challenge only from the registry's own origin: one from wherever a redirect or
-/// an upload location led must not make the registry's credential go there.
-fn own_challenge(
-    reference: &Reference,
-    host: &Host,
-    response: &Response,
-) -> Result<(), RegistryError> {
-    match Origin::of(response.url()) {
-        Some(answered) if answered == host.origin => Ok(()),
-        answered => Err(RegistryError::ForeignChallenge {
-            registry: reference.registry().to_owned(),
-            registry_origin: host.origin.to_string(),
-            origin: answered.map_or_else(|| redact(response.url().as_str()), |o| o.to_string()),
-        }),
     }
 }
 

@@ -89,6 +89,31 @@ pub(crate) fn redirect_policy(insecure: Vec<String>) -> redirect::Policy {
     })
 }
 
+/// Whether `response` came from the registry's own `origin` (not from wherever a redirect led);
+/// a `401` from another origin is an error naming both, so its challenge never makes the
+/// registry's credential go there.
+pub(crate) fn own_answer(
+    registry: &str,
+    origin: &Origin,
+    response: &reqwest::blocking::Response,
+) -> Result<bool, RegistryError> {
+    let answered = Origin::of(response.url());
+    if answered.as_ref() == Some(origin) {
+        return Ok(true);
+    }
+    if response.status() != reqwest::StatusCode::UNAUTHORIZED {
+        return Ok(false);
+    }
+    Err(RegistryError::ForeignChallenge {
+        registry: registry.to_owned(),
+        registry_origin: origin.to_string(),
+        origin: answered.map_or_else(
+            || super::client::redact(response.url().as_str()),
+            |o| o.to_string(),
+        ),
+    })
+}
+
 /// Where a registry at `base` sends the client (an upload `Location`, relative or absolute):
 /// resolved against `base`, and refused when it leaves TLS or http(s).
 pub(crate) fn follow(

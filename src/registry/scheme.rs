@@ -11,7 +11,7 @@ use reqwest::StatusCode;
 
 use super::auth::Challenge;
 use super::error::RegistryError;
-use super::origin::Origin;
+use super::origin::{own_answer, Origin};
 use super::retry::{self, Policy};
 use super::RegistryOptions;
 use crate::reference::Reference;
@@ -37,16 +37,9 @@ impl Host {
     /// answer came from `base` itself (not from wherever a redirect led).
     fn answered(registry: &str, base: String, response: &Response) -> Result<Host, RegistryError> {
         let origin = Origin::parse(&base).expect("a base URL made from a reference");
-        let challenge = match Origin::of(response.url()) {
-            Some(answered) if answered == origin => challenge_of(response),
-            _ if response.status() == StatusCode::UNAUTHORIZED => {
-                return Err(RegistryError::ForeignChallenge {
-                    registry: registry.to_owned(),
-                    registry_origin: origin.to_string(),
-                    origin: Origin::of(response.url()).map_or_else(String::new, |o| o.to_string()),
-                })
-            }
-            _ => None,
+        let challenge = match own_answer(registry, &origin, response)? {
+            true => challenge_of(response),
+            false => None,
         };
         Ok(Host {
             base,
