@@ -1,4 +1,4 @@
 #![no_main]
-//! See `stevedore::fuzzing::docker_config` for what this target checks.
+//! See `stevedore_oci::fuzzing::docker_config` for what this target checks.
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| stevedore::fuzzing::docker_config(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| stevedore_oci::fuzzing::docker_config(data));

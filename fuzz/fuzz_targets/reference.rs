@@ -1,4 +1,4 @@
 #![no_main]
-//! See `stevedore::fuzzing::reference` for what this target checks.
+//! See `stevedore_oci::fuzzing::reference` for what this target checks.
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| stevedore::fuzzing::reference(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| stevedore_oci::fuzzing::reference(data));

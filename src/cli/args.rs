@@ -5,12 +5,12 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::build::Build;
-use crate::oci::Compression;
-use crate::plan::BuildOptions;
-use crate::platform::Platform;
-use crate::reference::{Base, Reference};
-use crate::registry::{Registry, RegistryError, RegistryOptions};
+use stevedore::plan::BuildOptions;
+use stevedore::registry::{Registry, RegistryError, RegistryOptions};
+use stevedore::Build;
+use stevedore::Compression;
+use stevedore::Platform;
+use stevedore::{Base, Reference};
 
 #[derive(Debug, Clone, Args)]
 pub(super) struct RegistryArgs {
@@ -22,7 +22,7 @@ pub(super) struct RegistryArgs {
     pub(super) insecure_registry: Vec<String>,
     /// Seconds a registry connection may stay silent (no answer, no bytes) before the request
     /// is given up and retried [default: 30].
-    #[arg(long, value_name = "SECONDS", env = crate::env::TIMEOUT, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_name = "SECONDS", env = stevedore::env::TIMEOUT, value_parser = clap::value_parser!(u64).range(1..))]
     pub(super) timeout: Option<u64>,
 }
 
@@ -176,7 +176,7 @@ pub(super) struct ImageArgs {
     /// Sign the image and its provenance with this EC P-256 key: PKCS#8 PEM (`openssl
     /// genpkey`), encrypted PKCS#8, or a cosign.key; the password from STEVEDORE_SIGN_PASSWORD
     /// or COSIGN_PASSWORD [default: `sign-key` in Cargo.toml]
-    #[arg(long, value_name = "FILE", env = crate::env::SIGN_KEY)]
+    #[arg(long, value_name = "FILE", env = stevedore::env::SIGN_KEY)]
     pub(super) sign_key: Option<PathBuf>,
     /// Attach no SLSA provenance (it is attached by default).
     #[arg(long)]
@@ -211,20 +211,20 @@ pub(super) struct SettingsArgs {
     /// The health check's command, 'PROGRAM ARG…' split on blanks and run without a shell
     /// (replaces Cargo.toml's `healthcheck.cmd`, keeping its timings); `none`: no health check.
     #[arg(long, value_name = "'PROGRAM ARG…'|none")]
-    pub(super) healthcheck: Option<crate::config::HealthcheckFlag>,
+    pub(super) healthcheck: Option<stevedore::HealthcheckFlag>,
 }
 
 impl SettingsArgs {
-    pub(super) fn flags(&self) -> crate::config::ImageFlags {
-        crate::config::ImageFlags {
-            labels: self.labels.iter().cloned().collect(),
-            annotations: self.annotations.iter().cloned().collect(),
-            env: self.env.iter().cloned().collect(),
-            user: self.user.clone(),
-            ports: self.ports.clone(),
-            args: self.args.clone(),
-            healthcheck: self.healthcheck.clone(),
-        }
+    pub(super) fn flags(&self) -> stevedore::ImageFlags {
+        let mut flags = stevedore::ImageFlags::default();
+        flags.labels = self.labels.iter().cloned().collect();
+        flags.annotations = self.annotations.iter().cloned().collect();
+        flags.env = self.env.iter().cloned().collect();
+        flags.user = self.user.clone();
+        flags.ports = self.ports.clone();
+        flags.args = self.args.clone();
+        flags.healthcheck = self.healthcheck.clone();
+        flags
     }
 }
 
@@ -266,7 +266,7 @@ pub(super) enum PlatformArg {
 }
 
 impl std::str::FromStr for PlatformArg {
-    type Err = crate::platform::PlatformError;
+    type Err = stevedore::PlatformError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.trim() {

@@ -5,9 +5,10 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::args::RegistryArgs;
-use crate::build::{Build, Error};
-use crate::plan::BuildOptions;
-use crate::verify::Published;
+use super::error::Error;
+use stevedore::plan::BuildOptions;
+use stevedore::verify::Published;
+use stevedore::Build;
 
 #[derive(Debug, Args)]
 pub(super) struct DebuginfoArgs {

@@ -6,8 +6,8 @@ use std::io::Read;
 use clap::Args;
 
 use super::args::RegistryArgs;
-use crate::build::Error;
-use crate::registry::{self, Credential, Registry, RegistryError, Stored};
+use super::error::Error;
+use stevedore::registry::{self, Credential, Registry, RegistryError, Stored};
 
 /// The most of standard input read as a password: a token is a few kilobytes.
 const MAX_PASSWORD: u64 = 64 << 10;
@@ -66,6 +66,7 @@ pub(super) fn login(args: LoginArgs) -> Result<(), Error> {
     match registry::store_credential(&file, &args.registry, &credential)? {
         Stored::File(path) => tracing::info!("credential kept in {}", path.display()),
         Stored::Helper(helper) => tracing::info!("credential kept by docker-credential-{helper}"),
+        other => tracing::info!("credential kept: {other:?}"),
     }
     println!("Login Succeeded");
     Ok(())

@@ -3,6 +3,7 @@
 
 mod args;
 mod debuginfo;
+mod error;
 mod login;
 mod report;
 mod resolve;
@@ -14,14 +15,15 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 
-use crate::build::{Build, Error, ErrorKind, Outcome};
-use crate::cache::BlobStore;
-use crate::plan::BuildOptions;
-use crate::publish::{self, Output};
-use crate::reference::{Base, Reference};
-use crate::verify::Published;
 use args::{ImageArgs, PackageArg, ProjectArgs, RegistryArgs};
+use error::Error;
 use report::{init_logging, report, Bars, Exit};
+use stevedore::cache::BlobStore;
+use stevedore::plan::BuildOptions;
+use stevedore::publish::{self, Output};
+use stevedore::verify::Published;
+use stevedore::{Base, Reference};
+use stevedore::{Build, ErrorKind, Outcome};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -152,7 +154,7 @@ struct BuildArgs {
     /// Load the image (the host's platform) into a local engine: docker or podman [default:
     /// docker if its daemon answers, else podman]. It is named by the first tag.
     #[arg(long, value_name = "ENGINE", num_args = 0..=1, default_missing_value = "auto")]
-    load: Option<crate::publish::Engine>,
+    load: Option<stevedore::publish::Engine>,
     /// After pushing, write every reference pushed to FILE, one per line, by digest: the image
     /// (or index), each platform's manifest, the SBOMs, the provenance, the signatures.
     #[arg(long, value_name = "FILE", requires = "push")]
@@ -324,7 +326,7 @@ fn build(args: BuildArgs, quiet: bool) -> Result<(), Error> {
             .filter_map(|o| o.push.as_ref())
             .flat_map(|r| r.refs.iter().cloned())
             .collect();
-        crate::publish::write_refs(path, &refs).map_err(|source| ErrorKind::Publish {
+        stevedore::publish::write_refs(path, &refs).map_err(|source| ErrorKind::Publish {
             output: format!("--image-refs {}", path.display()),
             source,
         })?;
@@ -382,7 +384,7 @@ fn outcome_json(outcome: &Outcome) -> serde_json::Value {
 }
 
 fn init(args: InitArgs) -> Result<(), Error> {
-    let manifest = crate::plan::manifest_path(args.manifest_path.as_deref())?;
+    let manifest = stevedore::plan::manifest_path(args.manifest_path.as_deref())?;
     crate::init::init(&manifest)?;
     eprintln!(
         "added [package.metadata.stevedore] to {}",
@@ -422,16 +424,14 @@ fn verify(args: VerifyArgs) -> Result<(), Error> {
             println!("{} matches {}", args.published, verdict.ours);
             Ok(())
         }
-        false if verdict.ours == verdict.theirs => Err(ErrorKind::Unsigned {
+        false if verdict.ours == verdict.theirs => Err(Error::Unsigned {
             published: args.published.to_string(),
-        }
-        .into()),
-        false => Err(ErrorKind::Mismatch {
+        }),
+        false => Err(Error::Mismatch {
             published: args.published.to_string(),
             ours: verdict.ours,
             theirs: verdict.theirs,
-        }
-        .into()),
+        }),
     }
 }
 

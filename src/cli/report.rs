@@ -3,10 +3,11 @@
 
 use std::process::ExitCode;
 
-use crate::build::{Error, ErrorKind};
-use crate::digest::Digest;
-use crate::progress::Progress;
-use crate::verify::VerifyError;
+use super::error::Error;
+use stevedore::progress::Progress;
+use stevedore::verify::VerifyError;
+use stevedore::Digest;
+use stevedore::ErrorKind;
 
 /// The process's exit status. Scripts branch on these numbers: they never change meaning, and
 /// README's "Exit codes" table lists them.
@@ -27,9 +28,12 @@ pub(super) enum Exit {
 
 impl Exit {
     pub(super) fn of(error: &Error) -> Exit {
-        match error.kind() {
-            ErrorKind::Mismatch { .. } | ErrorKind::Unsigned { .. } => Exit::Differs,
-            ErrorKind::Verify(VerifyError::NoDebuginfo { .. }) => Exit::NoDebuginfo,
+        match error {
+            Error::Mismatch { .. } | Error::Unsigned { .. } => Exit::Differs,
+            Error::Library(e) => match e.kind() {
+                ErrorKind::Verify(VerifyError::NoDebuginfo { .. }) => Exit::NoDebuginfo,
+                _ => Exit::Failure,
+            },
             _ => Exit::Failure,
         }
     }
@@ -51,7 +55,9 @@ pub(super) fn init_logging(verbose: u8, quiet: bool) {
     };
     let filter =
         tracing_subscriber::EnvFilter::try_from_env("STEVEDORE_LOG").unwrap_or_else(|_| {
-            tracing_subscriber::EnvFilter::new(format!("stevedore={level},cargo_stevedore={level}"))
+            tracing_subscriber::EnvFilter::new(format!(
+                "stevedore={level},stevedore_oci={level},cargo_stevedore={level}"
+            ))
         });
     tracing_subscriber::fmt()
         .with_env_filter(filter)

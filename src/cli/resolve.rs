@@ -12,9 +12,10 @@ use std::sync::Mutex;
 use clap::Args;
 
 use super::args::{ImageArgs, PackageArg, ProjectArgs, RegistryArgs};
-use crate::build::{Error, ErrorKind};
-use crate::reference::Reference;
-use crate::resolve::{self, Found, Target};
+use super::error::Error;
+use stevedore::resolve::{self, Found, Target};
+use stevedore::ErrorKind;
+use stevedore::Reference;
 
 /// Builds running at once at most: each runs cargo on every core already, so more would only
 /// queue on cargo's lock of the target dir while holding memory.
@@ -62,11 +63,11 @@ pub(super) fn resolve(args: ResolveArgs) -> Result<(), Error> {
 pub(super) fn apply(args: ApplyArgs) -> Result<ExitCode, Error> {
     let yaml = resolved(args.resolve)?;
     let program = "kubectl";
-    let kubectl_error = |source| ErrorKind::Kubectl {
+    let kubectl_error = |source| Error::Kubectl {
         program: program.to_owned(),
         source,
     };
-    let mut child = crate::env::without_secrets(&mut Command::new(program))
+    let mut child = stevedore::env::without_secrets(&mut Command::new(program))
         .args(["apply", "-f", "-"])
         .args(&args.kubectl)
         .stdin(Stdio::piped())
@@ -86,7 +87,7 @@ fn resolved(args: ResolveArgs) -> Result<String, Error> {
     let inputs = read_inputs(&args.files)?;
     let mut found = Vec::new();
     for (path, text) in &inputs {
-        let refs = resolve::find(text).map_err(|source| ErrorKind::BadReference {
+        let refs = resolve::find(text).map_err(|source| Error::BadReference {
             path: path.clone(),
             source,
         })?;
@@ -132,7 +133,7 @@ fn join(documents: Vec<String>) -> String {
 fn read_inputs(paths: &[PathBuf]) -> Result<Vec<(PathBuf, String)>, Error> {
     let mut inputs = Vec::new();
     for path in paths {
-        let read_error = |source| ErrorKind::ReadYaml {
+        let read_error = |source| Error::ReadYaml {
             path: path.clone(),
             source,
         };
@@ -147,11 +148,10 @@ fn read_inputs(paths: &[PathBuf]) -> Result<Vec<(PathBuf, String)>, Error> {
             yaml_files(path, &mut files).map_err(read_error)?;
             files.sort();
             for file in files {
-                let text =
-                    std::fs::read_to_string(&file).map_err(|source| ErrorKind::ReadYaml {
-                        path: file.clone(),
-                        source,
-                    })?;
+                let text = std::fs::read_to_string(&file).map_err(|source| Error::ReadYaml {
+                    path: file.clone(),
+                    source,
+                })?;
                 inputs.push((file, text));
             }
         } else {
@@ -184,7 +184,7 @@ fn yaml_files(dir: &Path, files: &mut Vec<PathBuf>) -> std::io::Result<()> {
 fn build_all(targets: &[Target], args: ResolveArgs) -> Result<BTreeMap<Target, Reference>, Error> {
     let defaults = args.project.options(args.package.package);
     // The builds push side by side, usually onto one base: they share what they upload.
-    let shared = crate::build::Build::default();
+    let shared = stevedore::Build::default();
     let next = AtomicUsize::new(0);
     let results = Mutex::new(BTreeMap::new());
     let workers = std::thread::available_parallelism()
@@ -231,11 +231,11 @@ fn build_all(targets: &[Target], args: ResolveArgs) -> Result<BTreeMap<Target, R
             Ok(reference) => {
                 pushed.insert(target, reference);
             }
-            Err(e) => failures.push((target.to_string(), e)),
+            Err(e) => failures.push((target.to_string(), e.into())),
         }
     }
     match failures.is_empty() {
         true => Ok(pushed),
-        false => Err(ErrorKind::Resolve { failures }.into()),
+        false => Err(Error::Resolve { failures }),
     }
 }

@@ -1,10 +1,13 @@
-//! The module graph of `src/`, checked against ARCHITECTURE.md's map (by `cargo xtask tidy`).
+//! The module graph of each crate, checked against ARCHITECTURE.md's map (by `cargo xtask
+//! tidy`). Cargo keeps the crates in their order; this keeps the stages within a crate in theirs.
 //!
 //! An edge is a `crate::MODULE` path in a top-level module's files (`use` lines, grouped
-//! `use crate::{a, b::C}` included, and paths written inline). The map gives every top-level
-//! module a stage rank and lists what it imports. The check fails on a module importing a
-//! higher rank (a later stage), on a cycle, and wherever the map and the code disagree, so the
-//! map stays the true picture a newcomer reads.
+//! `use crate::{a, b::C}` included, and paths written inline). The map has one table per crate,
+//! under a `###` heading that names the crate's source directory in backticks; it gives every
+//! top-level module a stage rank and lists what it imports (a name that is no module of the
+//! crate is one the crate's root brings in from a crate below). The check fails on a module
+//! importing a higher rank (a later stage), on a cycle, and wherever the map and the code
+//! disagree, so the map stays the true picture a newcomer reads.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -35,14 +38,56 @@ pub fn run(root: &Path) -> bool {
     }
 }
 
-/// Every problem with the repository's graph, or nothing.
+/// The source directories of the workspace's crates, bottom of the stack first.
+pub const CRATE_SOURCES: [&str; 3] = ["crates/oci/src", "crates/stevedore/src", "src"];
+
+/// Every problem with the repository's graphs, or nothing.
 pub fn check_repository(root: &Path) -> Result<(), Vec<String>> {
     let map_path = root.join("ARCHITECTURE.md");
     let map_text = std::fs::read_to_string(&map_path)
         .map_err(|e| vec![format!("cannot read {}: {e}", map_path.display())])?;
-    let map = parse_map(&map_text).map_err(|e| vec![format!("ARCHITECTURE.md: {e}")])?;
-    let graph = read_graph(&root.join("src")).map_err(|e| vec![e])?;
-    check(&graph, &map)
+    let maps = parse_maps(&map_text).map_err(|e| vec![format!("ARCHITECTURE.md: {e}")])?;
+    let mut problems = Vec::new();
+    for src in CRATE_SOURCES {
+        let Some(map) = maps.get(src) else {
+            problems.push(format!(
+                "ARCHITECTURE.md has no map of `{src}`: add a `###` heading naming `{src}` and \
+                 its table"
+            ));
+            continue;
+        };
+        let graph = read_graph(&root.join(src)).map_err(|e| vec![e])?;
+        let found = check(&graph, map).err().unwrap_or_default();
+        problems.extend(found.into_iter().map(|p| format!("{src}: {p}")));
+    }
+    match problems.is_empty() {
+        true => Ok(()),
+        false => Err(problems),
+    }
+}
+
+/// One map per crate: the rows after each `###` heading that names a source directory
+/// (a backticked path ending in `src`), up to the next such heading.
+pub fn parse_maps(text: &str) -> Result<BTreeMap<String, BTreeMap<String, Row>>, String> {
+    let mut sections: Vec<(String, String)> = Vec::new();
+    for line in text.lines() {
+        let heading = line
+            .strip_prefix("### ")
+            .and_then(|h| backticked(h).find(|name| *name == "src" || name.ends_with("/src")));
+        match (heading, sections.last_mut()) {
+            (Some(src), _) => sections.push((src.to_owned(), String::new())),
+            (None, Some((_, body))) => body.extend([line, "\n"]),
+            (None, None) => {}
+        }
+    }
+    let mut maps = BTreeMap::new();
+    for (src, body) in sections {
+        let map = parse_map(&body).map_err(|e| format!("`{src}`: {e}"))?;
+        if maps.insert(src.clone(), map).is_some() {
+            return Err(format!("`{src}` has two maps"));
+        }
+    }
+    Ok(maps)
 }
 
 /// The graph of the crate whose sources are in `src`.
@@ -113,7 +158,7 @@ pub fn check(graph: &Graph, map: &BTreeMap<String, Row>) -> Result<(), Vec<Strin
     let mut problems = Vec::new();
     for module in map.keys().filter(|m| !graph.contains_key(*m)) {
         problems.push(format!(
-            "ARCHITECTURE.md maps `{module}`, which is not a module of src/: remove its row"
+            "ARCHITECTURE.md maps `{module}`, which is not a module of this crate: remove its row"
         ));
     }
     for (module, edges) in graph {
@@ -400,6 +445,21 @@ mod tests {
             "{problems:?}"
         );
         assert!(problems[2].contains("`b` is missing from"), "{problems:?}");
+    }
+
+    #[test]
+    fn each_crate_has_the_map_under_its_heading() {
+        let text = "# Title\n| 0 | `stray` | before any heading | — |\n\
+                    ### `crates/a/src` (package `a`)\n| 0 | `digest` | x | — |\n\
+                    ### Prose heading\n| 1 | `plan` | y | `digest` |\n\
+                    ### `src`\n| 0 | `cli` | z | — |\n";
+        let maps = parse_maps(text).unwrap();
+        assert_eq!(maps.keys().collect::<Vec<_>>(), ["crates/a/src", "src"]);
+        assert_eq!(
+            maps["crates/a/src"].keys().collect::<Vec<_>>(),
+            ["digest", "plan"]
+        );
+        assert_eq!(maps["src"].keys().collect::<Vec<_>>(), ["cli"]);
     }
 
     #[test]

@@ -21,7 +21,7 @@ Tasks:
                 does nothing when all of it is there
   ci            what CI runs: `cargo fmt --check`, `cargo clippy -D warnings`, `tidy`, then
                 `test`, then `fuzz 15`
-  tidy          check src/'s shape: no module imports a later stage or forms a cycle,
+  tidy          check each crate's shape: no module imports a later stage or forms a cycle,
                 ARCHITECTURE.md's map lists each module's rank and imports as they are, and
                 no file has more than 500 lines of code
   test [ARGS]   setup, then `cargo test --workspace --locked ARGS` (without `--workspace`
@@ -139,7 +139,7 @@ fn lint() {
             .current_dir(&root),
     );
     if !tidy::run(&root) {
-        fail("src/ breaks ARCHITECTURE.md's rules (above)");
+        fail("the crates break ARCHITECTURE.md's rules (above)");
     }
 }
 

@@ -370,7 +370,7 @@ mod tests {
     use super::*;
 
     fn hello_service() -> (Metadata, PackageId) {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/hello-service");
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/hello-service");
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let out = Command::new(cargo)
             .args(["metadata", "--format-version", "1", "--offline", "--locked"])

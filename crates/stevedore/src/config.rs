@@ -107,10 +107,15 @@ fn is_zero(n: &u64) -> bool {
 /// Image settings given as flags (`--label`, `--env`, …): they beat Cargo.toml's. Maps add to
 /// the settings' entries (a flag's value wins for its key); the others replace the setting.
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct ImageFlags {
+    /// `--label KEY=VALUE`: the image config's labels.
     pub labels: BTreeMap<String, String>,
+    /// `--annotation KEY=VALUE`: the manifest's and index's annotations.
     pub annotations: BTreeMap<String, String>,
+    /// `--env KEY=VALUE`: the process's environment.
     pub env: BTreeMap<String, String>,
+    /// `--user`: who the process runs as; none: the setting, else the base's nonroot user.
     pub user: Option<String>,
     /// Empty: not given.
     pub ports: Vec<u16>,

@@ -480,7 +480,7 @@ mod tests {
 
     #[test]
     fn hello_service_lists_its_build_dependencies() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/hello-service");
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/hello-service");
         let metadata = metadata(&dir.join("Cargo.toml"), &["--locked"]);
         let lock = std::fs::read_to_string(dir.join("Cargo.lock")).unwrap();
         let base: Reference = "gcr.io/distroless/static-debian12:nonroot".parse().unwrap();
@@ -510,7 +510,14 @@ mod tests {
         let bytes = spdx_json(&input).unwrap();
         let text = String::from_utf8(bytes).unwrap();
         assert!(
-            !text.contains(env!("CARGO_MANIFEST_DIR")),
+            !text.contains(
+                Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("../..")
+                    .canonicalize()
+                    .unwrap()
+                    .to_str()
+                    .unwrap()
+            ),
             "a local path leaked"
         );
 

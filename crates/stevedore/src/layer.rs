@@ -418,7 +418,7 @@ mod tests {
 
     #[test]
     fn the_ca_bundle_crate_version_is_the_pinned_one() {
-        let manifest = include_str!("../Cargo.toml");
+        let manifest = include_str!("../../../Cargo.toml");
         let (name, version) = CA_BUNDLE_CRATE;
         assert!(
             manifest.contains(&format!("{name} = \"={version}\"")),

@@ -1,7 +1,7 @@
 //! Build a Cargo project for amd64 and arm64 and push one multi-platform image.
 //!
 //! ```sh
-//! cargo run --example push -- path/to/Cargo.toml registry.example.com/team/app:1.0 [BASE]
+//! cargo run -p stevedore --example push -- path/to/Cargo.toml registry.example.com/team/app:1.0 [BASE]
 //! ```
 //! Credentials come from `~/.docker/config.json` or `STEVEDORE_USERNAME`/`STEVEDORE_PASSWORD`.
 

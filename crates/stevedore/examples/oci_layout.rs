@@ -1,7 +1,7 @@
 //! Build a Cargo project into an OCI image layout directory.
 //!
 //! ```sh
-//! cargo run --example oci_layout -- path/to/Cargo.toml out/image [scratch|BASE]
+//! cargo run -p stevedore --example oci_layout -- path/to/Cargo.toml out/image [scratch|BASE]
 //! skopeo inspect oci:out/image
 //! ```
 

@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 /// `s` with every control character (C0, DEL, C1) and the Unicode characters that reorder or
 /// hide text (bidi controls, zero-width marks) written as a visible escape (`\u{1b}`, `\n`,
 /// `\t`…); anything else is unchanged. Borrowed when there is nothing to escape.
-pub(crate) fn printable(s: &str) -> Cow<'_, str> {
+pub fn printable(s: &str) -> Cow<'_, str> {
     if !s.chars().any(unsafe_char) {
         return Cow::Borrowed(s);
     }
@@ -31,7 +31,7 @@ pub(crate) fn printable(s: &str) -> Cow<'_, str> {
 
 /// Like [`printable`] for bytes that may not be UTF-8 (a tar entry's name): invalid sequences
 /// become U+FFFD first.
-pub(crate) fn printable_bytes(bytes: &[u8]) -> String {
+pub fn printable_bytes(bytes: &[u8]) -> String {
     printable(&String::from_utf8_lossy(bytes)).into_owned()
 }
 

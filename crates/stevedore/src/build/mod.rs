@@ -269,7 +269,7 @@ impl Build {
     }
 
     /// Share `other`'s uploads (their bound, and the blobs sent): for builds run side by side.
-    pub(crate) fn sharing_uploads_of(mut self, other: &Build) -> Self {
+    pub fn sharing_uploads_of(mut self, other: &Build) -> Self {
         self.uploads = other.uploads.clone();
         self
     }

@@ -12,7 +12,7 @@ use crate::env;
 use crate::toolchain::{run_capture, Shim, Toolchain};
 
 /// The Cargo.toml to use: the given one (or its directory's), else the nearest above.
-pub(crate) fn manifest_path(given: Option<&Path>) -> Result<PathBuf, PlanError> {
+pub fn manifest_path(given: Option<&Path>) -> Result<PathBuf, PlanError> {
     let path = match given {
         Some(p) if p.is_dir() => p.join("Cargo.toml"),
         Some(p) => p.to_path_buf(),

@@ -1,11 +1,8 @@
 //! The one error type of the library's front door: every stage's error as a variant, with the
 //! context to fix it, and the report a user reads.
 
-use std::path::PathBuf;
-
 use crate::attest::{keys::KeyError, AttestError};
 use crate::cache::CacheError;
-use crate::digest::Digest;
 use crate::lock::LockError;
 use crate::pipeline::BuildError;
 use crate::plan::PlanError;
@@ -50,9 +47,6 @@ pub enum ErrorKind {
     /// A tag or base is not an image reference.
     #[error(transparent)]
     Reference(#[from] ReferenceError),
-    /// `cargo stevedore init` cannot add its table.
-    #[error(transparent)]
-    Init(#[from] crate::init::InitError),
     /// `stevedore.lock` cannot be read, written or kept as it is.
     #[error(transparent)]
     Lock(#[from] LockError),
@@ -65,26 +59,6 @@ pub enum ErrorKind {
     /// The published image cannot be read or compared.
     #[error(transparent)]
     Verify(VerifyError),
-    /// `verify`: the rebuild differs from the published image.
-    #[error(
-        "the rebuilt image {ours} differs from {published} ({theirs}); the differences are above"
-    )]
-    Mismatch {
-        /// The published image as given.
-        published: String,
-        /// The rebuild's top digest.
-        ours: Digest,
-        /// The published image's top digest.
-        theirs: Digest,
-    },
-    /// `verify --key`: the rebuild matches, but a signature or the provenance does not hold.
-    #[error(
-        "{published} is not signed as it should be with the key given; the findings are above"
-    )]
-    Unsigned {
-        /// The published image as given.
-        published: String,
-    },
     /// `--offline` and `--push` together.
     #[error("--offline cannot be used with --push: pushing needs the registry")]
     PushOffline,
@@ -94,27 +68,6 @@ pub enum ErrorKind {
          STEVEDORE_REPO, or `repository` in [package.metadata.stevedore]"
     )]
     PushWithoutTag,
-    /// `resolve`: a YAML file or directory cannot be read.
-    #[error(
-        "cannot read {}: pass a YAML file, a directory of them, or `-` for stdin",
-        shown(path)
-    )]
-    ReadYaml {
-        /// The path given with `-f`.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
-    /// `resolve`: a value starts with `stevedore://` but names nothing stevedore can build.
-    #[error("in {}", shown(path))]
-    BadReference {
-        /// The file it is in (`-` for stdin).
-        path: PathBuf,
-        /// The value and its line.
-        #[source]
-        source: crate::resolve::BadReference,
-    },
     /// `-t` with several images to build (`resolve` of several references, `--workspace`):
     /// every image would get the same name.
     #[error(
@@ -126,12 +79,6 @@ pub enum ErrorKind {
         /// How many images there are.
         count: usize,
     },
-    /// `resolve`: some references could not be built or pushed; each is named with its error.
-    #[error("{}", failures_report(&format!("{} could not be resolved, so nothing was written", count(failures.len(), "reference")), failures))]
-    Resolve {
-        /// Each reference that failed, as written, and why.
-        failures: Vec<(String, Error)>,
-    },
     /// `--workspace`, `-p A -p B`: some images could not be built or published (the others
     /// were); each is named `PACKAGE/BIN` with its error.
     #[error("{}", failures_report(&format!("{} of {total} images failed", failures.len()), failures))]
@@ -140,18 +87,6 @@ pub enum ErrorKind {
         total: usize,
         /// Each image that failed and why.
         failures: Vec<(String, Error)>,
-    },
-    /// `apply`: kubectl could not be started.
-    #[error(
-        "cannot run `{program}`: install kubectl (Debian: `apt-get install kubernetes-client`) \
-         or put it on PATH"
-    )]
-    Kubectl {
-        /// The program looked for.
-        program: String,
-        /// Why it could not start.
-        #[source]
-        source: std::io::Error,
     },
     /// The push (or `index create`) failed.
     #[error(transparent)]
@@ -180,14 +115,6 @@ fn failures_report(headline: &str, failures: &[(String, Error)]) -> String {
     text
 }
 
-/// `1 reference`, `2 references`.
-fn count(n: usize, noun: &str) -> String {
-    match n {
-        1 => format!("1 {noun}"),
-        n => format!("{n} {noun}s"),
-    }
-}
-
 impl Error {
     /// `error: …` and one `caused by: …` line per cause, the way a user should read it.
     pub fn report(&self) -> String {
@@ -199,10 +126,4 @@ impl Error {
         }
         text
     }
-}
-
-/// A path `resolve` found under a directory, as a stranger may have named it: escaped.
-fn shown(path: &std::path::Path) -> String {
-    use std::os::unix::ffi::OsStrExt as _;
-    crate::text::printable_bytes(path.as_os_str().as_bytes())
 }

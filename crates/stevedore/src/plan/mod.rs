@@ -10,8 +10,9 @@ use serde::Serialize;
 
 mod cargo;
 
+pub use cargo::manifest_path;
 use cargo::{cargo_flags, compiles_c, git, resolve_flags, run_metadata, source_date_epoch};
-pub(crate) use cargo::{manifest_path, target_cfg, uses_on};
+pub(crate) use cargo::{target_cfg, uses_on};
 
 use crate::config::{self, ConfigError, ImageFlags, ImageSettings, Settings, Sources};
 use crate::digest::Digest;

@@ -4,63 +4,52 @@
 //! The pipeline behind it runs plan → compile → layer → assemble → publish (see
 //! ARCHITECTURE.md); the public modules are the parts a caller may want on their own:
 //! [`plan`] (what would be built, with no side effects), [`publish`] (outputs, pushes and
-//! `index create`), [`verify`] (comparing a rebuild with a published image), [`registry`] and
-//! [`cache`] (the registry client and the blob store), and [`progress`] (transfer reports).
+//! `index create`), [`verify`] (comparing a rebuild with a published image) and [`resolve`]
+//! (`stevedore://` references in Kubernetes YAML). The vocabulary and the registry client come
+//! from the `stevedore-oci` crate and are re-exported here: [`registry`], [`cache`] (the blob
+//! store), [`progress`] (transfer reports), [`Digest`], [`Reference`], [`Platform`].
 
 // Errors carry the context a user needs (URLs, digests, paths); they are built once, on the
 // way out, so their size costs nothing that matters.
 #![allow(clippy::result_large_err)]
 #![warn(missing_docs)]
 
-pub mod cache;
 // Entry points for the fuzz targets in fuzz/; cargo-fuzz builds with `--cfg fuzzing`.
 #[cfg(any(fuzzing, test))]
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod plan;
-pub mod progress;
 pub mod publish;
-pub mod registry;
+pub mod resolve;
 pub mod verify;
 
 mod assemble;
 mod attest;
 mod build;
 mod build_id;
-mod cli;
 mod compile;
 mod config;
 mod diff;
-mod digest;
-mod env;
-mod init;
 mod layer;
 mod lock;
-mod oci;
 mod pipeline;
-mod platform;
-mod reference;
-mod resolve;
 mod sbom;
-mod text;
 mod toolchain;
+
+// The vocabulary, under the names the stages have always used (`crate::digest::Digest`).
+pub use stevedore_oci::{cache, env, progress, registry, text};
+use stevedore_oci::{digest, oci, platform, reference};
 
 pub use assemble::{Built, Image, Referrer};
 pub use build::{Build, Error, ErrorKind, Outcome};
+pub use config::{HealthcheckFlag, ImageFlags};
 pub use digest::Digest;
 pub use layer::ca_bundle;
 pub use oci::Compression;
-pub use platform::Platform;
+pub use platform::{Platform, PlatformError};
 pub use publish::Output;
 pub use reference::{Base, Reference};
 
 /// The layer writer, for `cargo xtask bench`'s packaging measurement. Not library API.
 #[doc(hidden)]
 pub use layer::LayerSpec;
-
-/// The `cargo-stevedore` command line, for its `main`: runs with the process's arguments and
-/// returns the exit code (README's "Exit codes"). Not library API.
-#[doc(hidden)]
-pub fn cli_main() -> std::process::ExitCode {
-    cli::main()
-}
