@@ -27,6 +27,7 @@ mod tools;
 
 pub(crate) use target_lock::lock as lock_target_dir;
 
+pub use auditable::AuditableError;
 pub use debuginfo::{DebugFile, DebuginfoError};
 
 use remap::Remaps;

@@ -18,6 +18,7 @@
 #[cfg(any(fuzzing, test))]
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod error;
 pub mod plan;
 pub mod publish;
 pub mod resolve;
@@ -40,11 +41,11 @@ mod toolchain;
 pub use stevedore_oci::{cache, env, progress, registry, text};
 use stevedore_oci::{digest, oci, platform, reference};
 
-pub use assemble::{Built, Image, Referrer};
+pub use assemble::{Built, Image, Referrer, Tagged};
 pub use build::{Build, Error, ErrorKind, Outcome};
 pub use config::{HealthcheckFlag, ImageFlags};
 pub use digest::Digest;
-pub use layer::ca_bundle;
+pub use layer::{ca_bundle, Layer};
 pub use oci::Compression;
 pub use platform::{Platform, PlatformError};
 pub use publish::Output;

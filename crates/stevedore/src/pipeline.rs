@@ -20,7 +20,7 @@ use crate::registry::{Registry, RegistryError};
 use crate::sbom::{self, SbomError, SbomInput};
 
 #[derive(Debug, thiserror::Error)]
-pub enum BuildError {
+pub enum PipelineError {
     #[error(transparent)]
     Compile(#[from] CompileError),
     #[error("cannot pull the base image {reference}")]
@@ -54,7 +54,7 @@ pub fn build(
     store: &BlobStore,
     registry: &Registry,
     push_to: &[Reference],
-) -> Result<Built, BuildError> {
+) -> Result<Built, PipelineError> {
     // Pulling the base and checking the push targets are network-bound and compiling is
     // CPU-bound: do both at once, and stop the compile as soon as the network side fails.
     // Each platform's cfg picks its part of the plan's dependency graph, for the list the
@@ -153,7 +153,7 @@ fn sbom(
     image: &Image,
     base: Option<&BaseImage>,
     store: &BlobStore,
-) -> Result<Referrer, BuildError> {
+) -> Result<Referrer, PipelineError> {
     let target = image.platform.rust_target();
     let cargo_lock = std::fs::read_to_string(plan.workspace_root.join("Cargo.lock")).ok();
     let name = plan
@@ -202,7 +202,7 @@ fn sbom(
 
 /// Asks each distinct repository to be pushed to for an upload session (then cancels it): the
 /// registry answers, takes the credentials, and allows pushing there.
-fn check_push(registry: &Registry, push_to: &[Reference]) -> Result<(), BuildError> {
+fn check_push(registry: &Registry, push_to: &[Reference]) -> Result<(), PipelineError> {
     let mut checked: Vec<String> = Vec::new();
     for repo in push_to {
         if checked.contains(&repo.name()) {
@@ -211,7 +211,7 @@ fn check_push(registry: &Registry, push_to: &[Reference]) -> Result<(), BuildErr
         tracing::debug!("checking that {} takes a push", repo.name());
         registry
             .check_push(repo)
-            .map_err(|source| BuildError::PushCheck {
+            .map_err(|source| PipelineError::PushCheck {
                 repository: repo.name(),
                 source,
             })?;
@@ -224,14 +224,14 @@ fn pull_base(
     plan: &Plan,
     store: &BlobStore,
     registry: &Registry,
-) -> Result<Vec<BaseImage>, BuildError> {
+) -> Result<Vec<BaseImage>, PipelineError> {
     let Base::Image(reference) = &plan.base else {
         return Ok(Vec::new());
     };
     tracing::info!("pulling base {reference}");
     registry
         .pull(reference, plan.base_pin.as_ref(), &plan.platforms, store)
-        .map_err(|source| BuildError::Base {
+        .map_err(|source| PipelineError::Base {
             reference: reference.to_string(),
             source,
         })

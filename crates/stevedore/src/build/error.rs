@@ -4,7 +4,7 @@
 use crate::attest::{keys::KeyError, AttestError};
 use crate::cache::CacheError;
 use crate::lock::LockError;
-use crate::pipeline::BuildError;
+use crate::pipeline::PipelineError;
 use crate::plan::PlanError;
 use crate::publish::PublishError;
 use crate::reference::ReferenceError;
@@ -37,7 +37,7 @@ pub enum ErrorKind {
     Plan(#[from] PlanError),
     /// Compiling, layering, pulling the base or assembling failed.
     #[error(transparent)]
-    Build(#[from] BuildError),
+    Pipeline(#[from] PipelineError),
     /// A registry refused or failed.
     #[error(transparent)]
     Registry(#[from] RegistryError),

@@ -10,11 +10,12 @@ use serde::Serialize;
 
 mod cargo;
 
+pub use crate::config::{ExtraFile, Healthcheck, ImageSettings};
 pub use cargo::manifest_path;
 use cargo::{cargo_flags, compiles_c, git, resolve_flags, run_metadata, source_date_epoch};
 pub(crate) use cargo::{target_cfg, uses_on};
 
-use crate::config::{self, ConfigError, ImageFlags, ImageSettings, Settings, Sources};
+use crate::config::{self, ConfigError, ImageFlags, Settings, Sources};
 use crate::digest::Digest;
 use crate::env;
 use crate::oci::Compression;
@@ -114,7 +115,7 @@ pub struct Plan {
     pub tags: Vec<Reference>,
     /// The cargo and rustc that compile it.
     #[serde(skip)]
-    pub toolchain: Toolchain,
+    pub(crate) toolchain: Toolchain,
     /// Whether some dependency compiles C code (so linking needs a C cross toolchain).
     pub has_c_code: bool,
     /// The package's `repository`, for the `org.opencontainers.image.source` annotation.
