@@ -15,10 +15,10 @@
 #![warn(missing_docs)]
 
 // Entry points for the fuzz targets in fuzz/; cargo-fuzz builds with `--cfg fuzzing`.
+pub mod error;
 #[cfg(any(fuzzing, test))]
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod error;
 pub mod plan;
 pub mod publish;
 pub mod resolve;
