@@ -1,16 +1,15 @@
 //! `cargo xtask`: the repository's own tasks, in Rust so they run wherever cargo does.
 
-mod bench;
 mod demo;
 mod fuzz;
 mod graph;
-mod image;
 mod setup;
 mod tidy;
 
-use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
+
+pub use stevedore_testbed::shell_line as show;
 
 const HELP: &str = "\
 cargo xtask TASK
@@ -81,22 +80,13 @@ fn main() -> ExitCode {
             demo::run();
             ExitCode::SUCCESS
         }
-        Some("image") => image::run(&args[1..]),
+        Some("image") => library_task(&args, false),
         Some("bench") => {
             require_root(
                 "the bench pushes the distroless stand-in (built as root) and runs buildah",
             );
             setup::run();
-            bench::run(&args[1..])
-        }
-        // The bench runs these as children, so their time and memory are theirs alone.
-        Some("bench-package") => {
-            bench::package_child(&args[1..]);
-            ExitCode::SUCCESS
-        }
-        Some("bench-limit") => {
-            bench::limit_child(&args[1..]);
-            ExitCode::SUCCESS
+            library_task(&args, true)
         }
         Some("fuzz") => fuzz::main(&args[1..]),
         None | Some("help" | "-h" | "--help") => {
@@ -110,6 +100,25 @@ fn main() -> ExitCode {
             );
             ExitCode::from(2)
         }
+    }
+}
+
+/// Runs a task of `xtask-library` (the tasks on the stevedore library, in their own package so
+/// the others compile none of it), in release mode for the bench; exits with its code.
+fn library_task(args: &[String], release: bool) -> ExitCode {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.args(["run", "--quiet", "--locked", "--package", "xtask-library"]);
+    if release {
+        cmd.arg("--release");
+    }
+    cmd.arg("--").args(args).current_dir(project_root());
+    let status = cmd
+        .status()
+        .unwrap_or_else(|e| fail(&format!("cannot run `{}`: {e}", show(&cmd))));
+    match status.code() {
+        Some(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        None => fail(&format!("`{}` was killed: {status}", show(&cmd))),
     }
 }
 
@@ -183,26 +192,6 @@ pub fn project_root() -> PathBuf {
 pub fn fail(message: &str) -> ! {
     eprintln!("xtask: error: {message}");
     std::process::exit(1)
-}
-
-/// A command as a shell line, with the environment it sets, for logs and errors.
-pub fn show(cmd: &Command) -> String {
-    let quote = |s: &OsStr| {
-        let s = s.to_string_lossy();
-        if !s.is_empty()
-            && s.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_./:=+,@%".contains(c))
-        {
-            s.into_owned()
-        } else {
-            format!("'{}'", s.replace('\'', r"'\''"))
-        }
-    };
-    let env = cmd
-        .get_envs()
-        .filter_map(|(k, v)| v.map(|v| format!("{}={}", k.to_string_lossy(), quote(v))));
-    let words = std::iter::once(quote(cmd.get_program())).chain(cmd.get_args().map(quote));
-    env.chain(words).collect::<Vec<_>>().join(" ")
 }
 
 /// Prints and runs `cmd`, exiting with a message naming it if it fails.

@@ -41,7 +41,7 @@ pub use sccache::Sccache;
 pub use serve::serve_and_probe;
 pub use token::{Fault, Seen, TokenFront, TOKEN_SERVICE};
 pub use tools::{
-    crate_tools_dir, require_all, require_crate_tool, require_tool, run_fails, run_ok,
+    crate_tools_dir, require_all, require_crate_tool, require_tool, run_fails, run_ok, shell_line,
     validate_spdx, CRATE_TOOLS, DEBIAN_PACKAGES, PYPI_PACKAGES, ZIGLANG_VERSION,
 };
 

@@ -1,5 +1,6 @@
 //! Finding the external tools the test bed drives, and running them with bounded waits.
 
+use std::ffi::OsStr;
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -334,4 +335,24 @@ pub(crate) fn log_tail(path: &Path, lines: usize) -> String {
         lines.min(all.len()),
         path.display()
     )
+}
+
+/// A command as a shell line, with the environment it sets, for logs and errors.
+pub fn shell_line(cmd: &Command) -> String {
+    let quote = |s: &OsStr| {
+        let s = s.to_string_lossy();
+        if !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_./:=+,@%".contains(c))
+        {
+            s.into_owned()
+        } else {
+            format!("'{}'", s.replace('\'', r"'\''"))
+        }
+    };
+    let env = cmd
+        .get_envs()
+        .filter_map(|(k, v)| v.map(|v| format!("{}={}", k.to_string_lossy(), quote(v))));
+    let words = std::iter::once(quote(cmd.get_program())).chain(cmd.get_args().map(quote));
+    env.chain(words).collect::<Vec<_>>().join(" ")
 }

@@ -110,13 +110,14 @@ pub fn run(args: &[String]) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// Builds cargo-stevedore and xtask in release mode (what users run) and returns their dir.
+/// Builds cargo-stevedore and xtask-library in release mode (what users run) and returns their
+/// dir.
 fn release_binaries() -> PathBuf {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     run_ok(
         Command::new(cargo)
             .args(["build", "--release", "--locked", "--quiet"])
-            .args(["-p", "cargo-stevedore", "-p", "xtask"])
+            .args(["-p", "cargo-stevedore", "-p", "xtask-library"])
             .current_dir(project_root()),
     );
     let target = std::env::var_os("CARGO_TARGET_DIR")
@@ -127,7 +128,7 @@ fn release_binaries() -> PathBuf {
 
 /// Packaging the input with gzip and with zstd, each against `gzip -6 | sha256sum`.
 fn packaging(size: &Size, bins: &Path, input: &Path, dir: &Path, logs: &Path) -> Vec<Row> {
-    let xtask = bins.join("xtask");
+    let xtask = bins.join("xtask-library");
     let scratch = dir.join("package");
     let mut runs = [Vec::new(), Vec::new()];
     let mut rss = [Peaks::default(), Peaks::default()];

@@ -62,12 +62,12 @@ pub fn input(dir: &Path, size: u64) -> PathBuf {
     path
 }
 
-/// `xtask bench-package INPUT STORE gzip|zstd`, run by the bench as a child so its time and
+/// `xtask-library bench-package INPUT STORE gzip|zstd`, run by the bench as a child so its time and
 /// peak memory are the packaging's alone: the layer `stevedore build` makes for a binary,
 /// through the library. Prints the layer's digest.
 pub fn child(args: &[String]) {
     let [input, store, compression] = args else {
-        fail("usage: xtask bench-package INPUT STORE_DIR gzip|zstd");
+        fail("usage: xtask-library bench-package INPUT STORE_DIR gzip|zstd");
     };
     let compression: stevedore::Compression = compression
         .parse()
@@ -79,12 +79,12 @@ pub fn child(args: &[String]) {
     println!("{} {} {}", layer.digest, layer.size, layer.diff_id);
 }
 
-/// `xtask bench-limit INPUT`: deflate (zlib-rs, level 6) of independent 1 MiB chunks on every
+/// `xtask-library bench-limit INPUT`: deflate (zlib-rs, level 6) of independent 1 MiB chunks on every
 /// core, in memory, with no tar, hashing or I/O: the floor a gzip layer can approach.
 /// Prints the seconds taken and the compressed size.
 pub fn limit_child(args: &[String]) {
     let [input] = args else {
-        fail("usage: xtask bench-limit INPUT");
+        fail("usage: xtask-library bench-limit INPUT");
     };
     let data = std::fs::read(input).unwrap_or_else(|e| fail(&format!("cannot read {input}: {e}")));
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
