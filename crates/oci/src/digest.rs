@@ -13,6 +13,8 @@ use sha2::{Digest as _, Sha256};
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Digest(String);
 
+/// Text that is not a `sha256:<64 lowercase hex>` digest, refused when parsed as a [`Digest`]
+/// (an `oci-spec` digest of another algorithm is refused the same way).
 #[derive(Debug, thiserror::Error)]
 #[error(
     "`{input}` is not a sha256 digest (expected `sha256:` followed by 64 lowercase hex characters)"
@@ -108,6 +110,7 @@ pub struct HashingWriter<W> {
 }
 
 impl<W: Write> HashingWriter<W> {
+    /// `inner`, wrapped: every byte written from now on is hashed and counted.
     pub fn new(inner: W) -> Self {
         HashingWriter {
             inner,
@@ -148,6 +151,8 @@ pub struct VerifyingReader<R> {
 }
 
 impl<R: Read> VerifyingReader<R> {
+    /// A reader of `inner` that fails at its end unless it held exactly the content of
+    /// `expected` (and `expected_size` bytes, when given).
     pub fn new(inner: R, expected: Digest, expected_size: Option<u64>) -> Self {
         VerifyingReader {
             inner,

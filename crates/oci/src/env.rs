@@ -1,4 +1,9 @@
 //! Every environment variable stevedore reads, in one place.
+//!
+//! This crate reads the blob store's root and the registry credential (`STEVEDORE_USERNAME`,
+//! `STEVEDORE_PASSWORD` and `STEVEDORE_REGISTRY`); the other names are for the `stevedore` crate
+//! and the command line, kept here so every crate spells them alike. [`without_secrets`] keeps
+//! the secret ones from the programs stevedore starts.
 
 /// Root of the blob cache (default: `$XDG_CACHE_HOME/stevedore` or `~/.cache/stevedore`).
 pub const CACHE_DIR: &str = "STEVEDORE_CACHE_DIR";

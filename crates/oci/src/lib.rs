@@ -14,6 +14,7 @@
 // Errors carry the context a user needs (URLs, digests, paths); they are built once, on the
 // way out, so their size costs nothing that matters.
 #![allow(clippy::result_large_err)]
+#![warn(missing_docs)]
 
 pub mod cache;
 pub mod digest;

@@ -14,12 +14,18 @@ pub struct Platform {
     pub variant: Option<String>,
 }
 
+/// Why no platform came of the text or the host: not a platform, one not built for, or a host
+/// CPU with no default.
 #[derive(Debug, thiserror::Error)]
 pub enum PlatformError {
+    /// The text is not `OS/ARCH` or `OS/ARCH/VARIANT`; it holds the text.
     #[error("`{0}` is not a platform: write it as OS/ARCH, e.g. linux/amd64 or linux/arm64")]
     Syntax(String),
+    /// A well-formed platform other than `linux/amd64` and `linux/arm64`; it holds the text.
     #[error("platform `{0}` is not supported yet: stevedore builds linux/amd64 and linux/arm64")]
     Unsupported(String),
+    /// [`Platform::host`] on a CPU neither platform runs on; it holds Rust's name for the CPU
+    /// (`std::env::consts::ARCH`).
     #[error("the host architecture `{0}` has no default platform: pass --platform linux/amd64 or linux/arm64")]
     UnknownHost(String),
 }

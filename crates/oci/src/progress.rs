@@ -1,4 +1,8 @@
 //! Progress of blob transfers, reported by the library and drawn (or not) by the caller.
+//!
+//! A [`Registry`](crate::registry::Registry) reports each blob it downloads to the [`Progress`]
+//! given to its `with_progress` (to [`Silent`] without one); an uploader reports its pushes to
+//! the same trait. Drawing bars is the caller's business, so this crate needs no terminal.
 
 use crate::digest::Digest;
 

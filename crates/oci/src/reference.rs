@@ -20,6 +20,8 @@ pub struct Reference {
     digest: Option<Digest>,
 }
 
+/// Text that is not an image reference, with what is wrong with it: refused when parsed as a
+/// [`Reference`] or a [`Base`], or by [`Reference::child`] for a name a repository cannot have.
 #[derive(Debug, thiserror::Error)]
 #[error("`{input}` is not an image reference: {problem} (expected e.g. `registry.example.com:5000/team/app:1.0` or `app@sha256:<64 hex>`)")]
 pub struct ReferenceError {

@@ -1,4 +1,9 @@
 //! The base image a build starts from, as the registry's pull leaves it for assembly.
+//!
+//! [`Registry::pull`](crate::registry::Registry::pull) returns one [`BaseImage`] per platform:
+//! its manifest and config parsed, its blobs in the [`BlobStore`](crate::cache::BlobStore). It
+//! lives in the vocabulary rather than in `registry`, so code that builds on a base needs no
+//! registry client.
 
 use oci_spec::image::{Descriptor, ImageConfiguration, ImageManifest};
 

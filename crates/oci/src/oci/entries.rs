@@ -65,6 +65,7 @@ pub struct Entries<'a, R: Read> {
 }
 
 impl<'a, R: Read> Entries<'a, R> {
+    /// The entries of `archive`, from its first; fails if the archive was already read from.
     pub fn new(archive: &'a mut tar::Archive<R>) -> io::Result<Self> {
         Ok(Entries {
             raw: archive.entries()?.raw(true),

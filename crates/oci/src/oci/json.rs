@@ -1,4 +1,7 @@
 //! JSON as stevedore writes it: the same value gives the same bytes, so the same digest.
+//!
+//! [`canonical_json`] writes a document with every object's keys sorted; [`rfc3339`] writes the
+//! timestamps documents carry (a config's `created`) the one way.
 
 use serde::Serialize;
 

@@ -11,7 +11,7 @@ use std::io::{self, Read};
 pub struct Cap {
     /// What it is, in words: `config`, `signature payload`.
     pub what: &'static str,
-    /// Bytes.
+    /// The most of it that is read, in bytes.
     pub max: u64,
 }
 
@@ -58,9 +58,13 @@ pub enum Refused {
          writes one that large: use another image, or ask its publisher what it holds"
     )]
     TooLarge {
+        /// The kind of document, as its [`Cap`] names it.
         what: &'static str,
+        /// The image (or other source) the document belongs to, for the message.
         whose: String,
+        /// The size in bytes its descriptor declares.
         size: u64,
+        /// The cap in bytes.
         max: u64,
     },
     /// Its descriptor has no size (or 0), which a valid descriptor always has.
@@ -70,8 +74,11 @@ pub enum Refused {
          republish the image with a tool that writes it"
     )]
     NoSize {
+        /// The kind of document, as its [`Cap`] names it.
         what: &'static str,
+        /// The image (or other source) the document belongs to, for the message.
         whose: String,
+        /// The cap in bytes.
         max: u64,
     },
     /// It turned out larger than the cap while read.
@@ -81,8 +88,11 @@ pub enum Refused {
          writes one that large: use another image, or ask its publisher what it holds"
     )]
     Overran {
+        /// The kind of document, as its [`Cap`] names it.
         what: &'static str,
+        /// The image (or other source) the document belongs to, for the message.
         whose: String,
+        /// The cap in bytes, where reading stopped.
         max: u64,
     },
 }

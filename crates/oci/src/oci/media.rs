@@ -2,9 +2,13 @@
 //! these strings are for what it lacks (Docker's types, SPDX) and for HTTP `Accept` and
 //! `Content-Type` headers.
 
+/// An OCI image index: one manifest per platform.
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+/// An OCI image manifest: one platform's config and layers.
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+/// A Docker manifest list, schema 2: Docker's index, read like an OCI one.
 pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+/// A Docker image manifest, schema 2: read like an OCI one.
 pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 /// A gzipped layer of a Docker schema 2 image; the same bytes as an OCI gzip layer.
 pub const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";

@@ -1,7 +1,10 @@
-//! A registry client on the OCI distribution spec: pulling the base image into the blob store.
+//! A registry client on the OCI distribution spec: [`Registry`] resolves tags, pulls images into
+//! the blob store, and pushes blobs, manifests and referrers. [`Keychain`] finds the credential
+//! each registry gets; [`store_credential`] and [`erase_credential`] keep one for `login` and
+//! remove it for `logout`.
 //!
-//! `client` owns HTTP, auth and retries; this module owns what is asked for and checks that
-//! every byte received is what its digest says.
+//! The private `client` module owns HTTP, auth and retries; this module owns what is asked for
+//! and checks that every byte received is what its digest says.
 
 mod auth;
 mod blob;
