@@ -18,6 +18,7 @@
 #[cfg(any(fuzzing, test))]
 #[doc(hidden)]
 pub mod fuzzing;
+
 pub mod error;
 pub mod plan;
 pub mod publish;
