@@ -207,18 +207,37 @@ impl Built {
     }
 }
 
+/// Why the config, manifest or index of an image (or a referrer) cannot be made.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum AssembleError {
+    /// Writing a document or blob to the blob store failed (check the disk and the cache
+    /// directory's permissions).
     #[error("cannot store the image {what}")]
     Store {
+        /// What was being stored: `config`, `manifest`, `debug file`, ...
         what: &'static str,
+        /// Why the store failed.
         #[source]
         source: CacheError,
     },
+    /// The OCI library refused a document stevedore built; this is a bug in stevedore.
     #[error("cannot build the image {what}: {message}")]
-    Spec { what: &'static str, message: String },
+    Spec {
+        /// The document: `manifest` or `artifact manifest`.
+        what: &'static str,
+        /// What the OCI library said.
+        message: String,
+    },
+    /// A layer of the base image is of a kind stevedore cannot build on (neither a tar nor a
+    /// gzip or zstd compressed tar); choose another base image.
     #[error("base image layer {digest} has media type `{media_type}`, which stevedore cannot stack layers on")]
-    LayerMediaType { digest: String, media_type: String },
+    LayerMediaType {
+        /// The layer's digest.
+        digest: String,
+        /// The layer's media type.
+        media_type: String,
+    },
 }
 
 /// Builds the config and manifest for one platform and stores both.

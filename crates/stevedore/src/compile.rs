@@ -45,59 +45,97 @@ pub struct Binary {
     pub debug: Option<DebugFile>,
 }
 
+/// Why the binary cannot be compiled for a platform.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum CompileError {
+    /// `rustc --print sysroot` could not run or failed; the toolchain is missing or broken.
     #[error("cannot find the toolchain's sysroot")]
     Sysroot(#[source] ToolchainError),
+    /// The target's standard library is neither installed nor buildable from rust-src.
     #[error(
         "the Rust standard library for {target} is not installed{toolchain}, and the toolchain has no \
          rust-src to build it from: {fix}"
     )]
     NoStd {
+        /// The Rust target, e.g. `x86_64-unknown-linux-musl`.
         target: String,
+        /// The words naming the rustup toolchain, as the message shows them; empty for
+        /// another toolchain.
         toolchain: String,
+        /// The command (or step) that installs it.
         fix: String,
     },
+    /// The build must link with zig and no zig was found.
     #[error(
         "linking for {target} needs zig ({why}), and none was found: install it with \
          `pip install ziglang` (or put `zig` on PATH, or set {} to its path)",
         crate::env::ZIG
     )]
-    NoZig { target: String, why: &'static str },
+    NoZig {
+        /// The Rust target being linked.
+        target: String,
+        /// Why rustc's own musl linking is not enough for it.
+        why: &'static str,
+    },
+    /// A helper file stevedore writes for cargo (a linker or rustc wrapper, an object to link,
+    /// the std cache's project) cannot be written.
     #[error("cannot write the wrapper script {path}")]
     Wrapper {
+        /// The file that could not be written.
         path: PathBuf,
+        /// Why.
         #[source]
         source: std::io::Error,
     },
+    /// The lock file in the target dir cannot be created or locked.
     #[error("cannot lock {path}, which keeps two builds in one target dir apart")]
     TargetLock {
+        /// The lock file, `stevedore/.build.lock` in the target dir.
         path: PathBuf,
+        /// Why.
         #[source]
         source: std::io::Error,
     },
+    /// cargo could not be started, or waited for.
     #[error("cannot start `{command}`")]
     Spawn {
+        /// The command line.
         command: String,
+        /// Why.
         #[source]
         source: std::io::Error,
     },
+    /// cargo failed, or wrote no executable for some platforms.
     #[error("cargo failed to build `{bin}` for {platforms}; its messages are above")]
-    Failed { bin: String, platforms: String },
+    Failed {
+        /// The binary being built.
+        bin: String,
+        /// The platforms with no executable, comma separated.
+        platforms: String,
+    },
+    /// The standard library built earlier cannot be copied into this build's target dir.
     #[error(
         "cannot copy the standard library from stevedore's std cache {from} into {to}: check \
          that the target dir can be written and has room"
     )]
     StdCache {
+        /// The std cache's profile directory the units come from.
         from: PathBuf,
+        /// The target dir's profile directory they were copied to.
         to: PathBuf,
+        /// Why.
         #[source]
         source: std::io::Error,
     },
+    /// The compile was stopped because the base pull or the push check beside it failed;
+    /// that failure is the one to read.
     #[error("the compile was stopped")]
     Cancelled,
+    /// The dependency list cannot be embedded in the binary.
     #[error(transparent)]
     Auditable(#[from] auditable::AuditableError),
+    /// The binary's symbols cannot be split off (`--split-debuginfo`).
     #[error(transparent)]
     Debuginfo(#[from] DebuginfoError),
 }

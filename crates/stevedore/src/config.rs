@@ -71,10 +71,16 @@ enum Mode {
 pub struct ImageSettings {
     /// The image's Cmd: arguments after the entrypoint.
     pub args: Option<Vec<String>>,
+    /// Environment variables for the process, over the base's.
     pub env: BTreeMap<String, String>,
+    /// TCP ports the image exposes, beside the base's.
     pub ports: Vec<u16>,
+    /// The image config's labels, over the base's and stevedore's own.
     pub labels: BTreeMap<String, String>,
+    /// Who the process runs as (`UID`, `UID:GID` or a name); `None`: the base's user, else
+    /// distroless's nonroot user.
     pub user: Option<String>,
+    /// Files copied into the application layer.
     pub files: Vec<ExtraFile>,
     /// Manifest annotations beside the ones stevedore writes.
     pub annotations: BTreeMap<String, String>,
@@ -90,12 +96,16 @@ pub struct ImageSettings {
 pub struct Healthcheck {
     /// `["CMD", program, args…]` (exec form, no shell).
     pub test: Vec<String>,
+    /// Nanoseconds between two checks.
     #[serde(skip_serializing_if = "is_zero")]
     pub interval: u64,
+    /// Nanoseconds a check may run before it counts as failed.
     #[serde(skip_serializing_if = "is_zero")]
     pub timeout: u64,
+    /// Nanoseconds after the start during which failed checks do not count.
     #[serde(skip_serializing_if = "is_zero")]
     pub start_period: u64,
+    /// Failed checks in a row that make the container unhealthy.
     #[serde(skip_serializing_if = "is_zero")]
     pub retries: u64,
 }
@@ -234,8 +244,11 @@ fn healthcheck(entry: &HealthcheckEntry) -> Result<Healthcheck, (String, String)
 /// A file copied into the application layer.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ExtraFile {
+    /// The file on this machine (a path in Cargo.toml is relative to the Cargo.toml).
     pub src: PathBuf,
+    /// Its path in the image; a leading `/` is optional.
     pub dst: String,
+    /// Its permission bits, e.g. `0o644` (the default).
     pub mode: u32,
 }
 
@@ -257,12 +270,18 @@ pub struct Settings {
     pub sign_key: Option<PathBuf>,
 }
 
+/// A setting in Cargo.toml (or `STEVEDORE_REPO`) is unknown, of the wrong type or invalid.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid `{key}` in [{table}] of {}: {message}", file.display())]
 pub struct ConfigError {
+    /// The table: `package.metadata.stevedore`, `workspace.metadata.stevedore`, or
+    /// `environment` for `STEVEDORE_REPO`.
     pub table: &'static str,
+    /// The Cargo.toml the setting is in (`STEVEDORE_REPO` for the variable).
     pub file: PathBuf,
+    /// The key, e.g. `healthcheck.interval`; `(table)` when the table itself is wrong.
     pub key: String,
+    /// What is wrong with it.
     pub message: String,
 }
 

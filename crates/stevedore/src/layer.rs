@@ -44,6 +44,7 @@ pub const FORMAT_VERSION: u32 = 2;
 pub struct Layer {
     /// Digest of the compressed blob (what manifests name).
     pub digest: Digest,
+    /// Size of the compressed blob, in bytes.
     pub size: u64,
     /// Digest of the uncompressed tar (what the config's rootfs names).
     pub diff_id: Digest,
@@ -52,18 +53,27 @@ pub struct Layer {
     pub compression: Compression,
 }
 
+/// Why the application layer cannot be written.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum LayerError {
+    /// A file to put in the image (the binary, or one of the settings' `files`) cannot be
+    /// read.
     #[error("cannot read {path} to put it in the image")]
     Source {
+        /// The file on this machine.
         path: PathBuf,
+        /// Why.
         #[source]
         source: io::Error,
     },
+    /// A path in the image (the field) is empty or has `.`, `..` or empty components.
     #[error("`{0}` cannot be a path in the image: use a relative path of plain components")]
     BadPath(String),
+    /// The layer's tar cannot be written.
     #[error("cannot make the layer's tar")]
     Tar(#[source] io::Error),
+    /// The blob store failed while the layer was compressed into it, or its record written.
     #[error(transparent)]
     Store(#[from] CacheError),
 }

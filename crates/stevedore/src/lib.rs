@@ -14,8 +14,8 @@
 #![allow(clippy::result_large_err)]
 #![warn(missing_docs)]
 
-// Entry points for the fuzz targets in fuzz/; cargo-fuzz builds with `--cfg fuzzing`.
 pub mod error;
+// Entry points for the fuzz targets in fuzz/; cargo-fuzz builds with `--cfg fuzzing`.
 #[cfg(any(fuzzing, test))]
 #[doc(hidden)]
 pub mod fuzzing;

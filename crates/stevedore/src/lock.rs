@@ -18,52 +18,94 @@ const VERSION: u32 = 1;
 const HEADER: &str = "# Base images pinned by digest. Written by cargo-stevedore; commit it like Cargo.lock.\n\
                       # Refresh with `cargo stevedore lock` or `cargo stevedore build --update-base`.\n";
 
+/// Why the base cannot be pinned: `stevedore.lock` cannot be read or written, or the lock
+/// policy ([`Build::locked`](crate::Build::locked), [`Build::offline`](crate::Build::offline),
+/// [`Build::update_base`](crate::Build::update_base)) forbids what the build needs.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum LockError {
+    /// The lock file exists but cannot be read.
     #[error("cannot read {path}")]
     Read {
+        /// The lock file.
         path: PathBuf,
+        /// Why.
         #[source]
         source: std::io::Error,
     },
+    /// The lock file is not valid TOML of the lock's shape, or pins one base twice.
     #[error("{path} is not a stevedore lock file: {message}; fix it or delete it to pin the bases again")]
-    Parse { path: PathBuf, message: String },
+    Parse {
+        /// The lock file.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The lock file was written by a newer stevedore.
     #[error("{path} has version {found}, but this stevedore reads version {VERSION}: update cargo-stevedore")]
-    Version { path: PathBuf, found: u32 },
+    Version {
+        /// The lock file.
+        path: PathBuf,
+        /// The version it has.
+        found: u32,
+    },
+    /// The lock file cannot be written.
     #[error("cannot write {path}")]
     Write {
+        /// The lock file.
         path: PathBuf,
+        /// Why.
         #[source]
         source: std::io::Error,
     },
+    /// A locked build found its base not pinned yet.
     #[error(
         "the base {reference} is not pinned in {path}, and --locked forbids changing it: \
          run `cargo stevedore lock` and commit {FILE_NAME}"
     )]
-    Unpinned { reference: String, path: PathBuf },
+    Unpinned {
+        /// The base, as the project names it.
+        reference: String,
+        /// The lock file.
+        path: PathBuf,
+    },
+    /// A locked build found that its base's tag now names another digest than the pinned one.
     #[error(
         "the base {reference} moved: {path} pins {locked}, the registry now has {current}; \
          --locked forbids changing the lock: run `cargo stevedore lock` (or build with \
          --update-base) to take the new base, or build without --locked to keep the pinned one"
     )]
     Moved {
+        /// The base, as the project names it.
         reference: String,
+        /// The lock file.
         path: PathBuf,
+        /// The digest the lock pins.
         locked: Digest,
+        /// The digest the tag names now.
         current: Digest,
     },
+    /// An offline build found its base not pinned, and cannot ask the registry for it.
     #[error(
         "the base {reference} is not pinned in {path}, and --offline cannot ask the registry: \
          build once online (or run `cargo stevedore lock`), or name the base by digest"
     )]
-    OfflineUnpinned { reference: String, path: PathBuf },
+    OfflineUnpinned {
+        /// The base, as the project names it.
+        reference: String,
+        /// The lock file.
+        path: PathBuf,
+    },
+    /// The registry could not say which digest the base's tag names.
     #[error("cannot resolve the base {reference} to a digest")]
     Resolve {
+        /// The base, as the project names it.
         reference: String,
         /// Whatever asked the registry (the lock knows no transport, only that it failed).
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// The build is both offline and asked to update the base; drop one of the two.
     #[error("--update-base asks the registry for the newest base, which --offline forbids")]
     OfflineUpdate,
 }

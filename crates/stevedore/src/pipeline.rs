@@ -19,30 +19,45 @@ use crate::reference::Reference;
 use crate::registry::{Registry, RegistryError};
 use crate::sbom::{self, SbomError, SbomInput};
 
+/// Why the image cannot be built: the stage that failed, with its own error inside.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum PipelineError {
+    /// The binary cannot be compiled.
     #[error(transparent)]
     Compile(#[from] CompileError),
+    /// The base image cannot be pulled.
     #[error("cannot pull the base image {reference}")]
     Base {
+        /// The base image.
         reference: String,
+        /// Why the registry failed.
         #[source]
         source: RegistryError,
     },
+    /// A repository to push to refused an upload (or could not be reached) when asked while
+    /// the compile ran.
     #[error("cannot push to {repository} (checked before the compile finished, so nothing was built in vain)")]
     PushCheck {
+        /// The repository, `REGISTRY/REPOSITORY`.
         repository: String,
+        /// Why the registry refused.
         #[source]
         source: RegistryError,
     },
+    /// The application layer cannot be written.
     #[error(transparent)]
     Layer(#[from] LayerError),
+    /// The image's config, manifest, index or a referrer cannot be made.
     #[error(transparent)]
     Assemble(#[from] AssembleError),
+    /// `rustc --print cfg` failed for a target, or printed something that is not a cfg value.
     #[error("cannot read the target's cfg, which picks the dependencies the binary embeds and the SBOM lists")]
     SbomMetadata(#[from] PlanError),
+    /// The SBOM cannot be made.
     #[error("cannot write the SBOM")]
     Sbom(#[from] SbomError),
+    /// The blob store failed, e.g. while storing the SBOM.
     #[error(transparent)]
     Cache(#[from] CacheError),
 }

@@ -35,16 +35,27 @@ enum Which {
 /// Where a sysroot keeps its rustc.
 const RUSTC: &str = "bin/rustc";
 
+/// Why cargo, rustc or rustup could not answer a question.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ToolchainError {
+    /// The command could not be started: the program is not installed or not on PATH.
     #[error("cannot run `{command}`")]
     Spawn {
+        /// The command line.
         command: String,
+        /// Why.
         #[source]
         source: std::io::Error,
     },
+    /// The command ran and exited with an error.
     #[error("`{command}` failed: {stderr}")]
-    Failed { command: String, stderr: String },
+    Failed {
+        /// The command line.
+        command: String,
+        /// What it wrote to stderr.
+        stderr: String,
+    },
 }
 
 impl Toolchain {

@@ -42,6 +42,7 @@ impl fmt::Debug for SigningKey {
 
 /// Why the signing key cannot be used.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum KeyError {
     /// The key file cannot be read.
     #[error("cannot read the signing key {}: check --sign-key, STEVEDORE_SIGN_KEY or `sign-key` in [package.metadata.stevedore]", path.display())]

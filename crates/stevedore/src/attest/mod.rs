@@ -22,6 +22,7 @@ pub use provenance::Toolchain;
 
 /// Why signatures or provenance cannot be made.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum AttestError {
     /// The blob store failed.
     #[error("cannot store a signature or the provenance")]

@@ -22,16 +22,23 @@ use super::{shell_quote, write_file, CompileError};
 
 /// Why the dependency list cannot be embedded.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum AuditableError {
+    /// The Rust target (the field) has no `cfg` values to pick its dependencies with; this is
+    /// a bug in stevedore.
     #[error("no cfg values were read for {0}, so its binary cannot list its crates")]
     NoCfg(String),
+    /// The Rust target (the field) is of an architecture whose object stevedore cannot write.
     #[error(
         "cannot embed the dependency list in a binary for {0}: only x86_64 and aarch64 are \
          supported; build with --no-auditable"
     )]
     Arch(String),
+    /// The plan's `cargo metadata` answer has no resolved dependency graph.
     #[error("cargo metadata has no dependency graph (it must run without --no-deps)")]
     NoGraph,
+    /// A package id (the field) is missing from the plan's dependency graph; cargo's answer
+    /// is inconsistent.
     #[error("package `{0}` is not in cargo metadata's dependency graph")]
     NotInGraph(String),
 }

@@ -36,28 +36,47 @@ pub struct DebugFile {
 
 /// Why an executable's symbols cannot be split off.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum DebuginfoError {
+    /// The executable cannot be read, or the stripped executable or `.debug` file cannot be
+    /// written.
     #[error("cannot read or write {}", path.display())]
     Io {
+        /// The file or directory.
         path: PathBuf,
+        /// Why.
         #[source]
         source: std::io::Error,
     },
+    /// The executable has no GNU build-id, which names its `.debug` file.
     #[error(
         "{} has no GNU build-id note, which names its debug file: the linker was given \
          -Wl,--build-id but wrote none; link with GNU ld, lld or zig",
         path.display()
     )]
-    NoBuildId { path: PathBuf },
+    NoBuildId {
+        /// The executable.
+        path: PathBuf,
+    },
+    /// The executable has no DWARF to split off: it was stripped before stevedore saw it.
     #[error(
         "{} has no DWARF (.debug_* sections) to split off: something strips it before \
          stevedore can (`strip = true` or `strip = \"symbols\"` in the profile, or a \
          `-C strip` in RUSTFLAGS); remove that, or build without --split-debuginfo",
         path.display()
     )]
-    NoDwarf { path: PathBuf },
+    NoDwarf {
+        /// The executable.
+        path: PathBuf,
+    },
+    /// The executable is an ELF file the rewrite cannot read or write back.
     #[error("cannot rewrite the ELF file {}: {message}", path.display())]
-    Elf { path: PathBuf, message: String },
+    Elf {
+        /// The executable.
+        path: PathBuf,
+        /// What the ELF library said.
+        message: String,
+    },
 }
 
 /// Shell lines for the workspace wrapper: workspace members get full debug info, and the

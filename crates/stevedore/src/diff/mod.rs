@@ -18,7 +18,9 @@ pub use layers::layers;
 /// Which image something belongs to: the one just rebuilt, or the published one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Side {
+    /// The image just rebuilt.
     Ours,
+    /// The published image it is compared with.
     Theirs,
 }
 
@@ -40,17 +42,25 @@ impl fmt::Display for Side {
     }
 }
 
+/// Why two images cannot be compared: one side's layer or document cannot be read.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum DiffError {
+    /// A layer cannot be decompressed or is not a valid tar archive.
     #[error("cannot read {} layer", .side.possessive())]
     Layer {
+        /// Whose layer.
         side: Side,
+        /// Why.
         #[source]
         source: io::Error,
     },
+    /// A document (config, manifest or index) is not valid JSON.
     #[error("{} document is not valid JSON", .side.possessive())]
     Json {
+        /// Whose document.
         side: Side,
+        /// Where the JSON is broken.
         #[source]
         source: serde_json::Error,
     },

@@ -154,6 +154,7 @@ pub struct Plan {
 
 /// Why a plan cannot be made: the project, its settings or the options are wrong.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum PlanError {
     /// The manifest path names no file.
     #[error(

@@ -104,6 +104,7 @@ impl fmt::Display for Output {
 
 /// Why an output could not be written or a push failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum PublishError {
     /// The layout directory exists with something else in it.
     #[error("{path} exists and is not an OCI image layout (no `oci-layout` file): remove it or choose another directory")]

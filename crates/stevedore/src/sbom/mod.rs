@@ -61,22 +61,35 @@ pub struct SbomInput<'a> {
     pub created: i64,
 }
 
+/// Why the SBOM cannot be made: the dependency graph is incomplete, or a base layer cannot
+/// be read.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SbomError {
+    /// The plan's `cargo metadata` answer has no resolved dependency graph.
     #[error("cargo metadata has no dependency graph (it must run without --no-deps)")]
     NoResolve,
+    /// A package id (the field) is missing from the dependency graph; cargo's answer is
+    /// inconsistent.
     #[error("package `{0}` is not in cargo metadata's dependency graph")]
     NotInGraph(String),
+    /// A package id (the field) of the dependency graph has no package; cargo's answer is
+    /// inconsistent.
     #[error("package `{0}` is in cargo metadata's dependency graph but not in its package list")]
     NoPackage(String),
+    /// The base image names a layer (the field) by a digest that is not sha256.
     #[error("the base layer digest {0} is not a sha256 digest")]
     BadDigest(String),
+    /// A base layer cannot be decompressed or is not a valid tar archive.
     #[error("cannot read the base layer {digest} to list its Debian packages")]
     Layer {
+        /// The layer's digest.
         digest: String,
+        /// Why.
         #[source]
         source: std::io::Error,
     },
+    /// A base layer cannot be opened in the blob store.
     #[error(transparent)]
     Cache(#[from] CacheError),
 }

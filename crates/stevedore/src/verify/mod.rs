@@ -55,6 +55,7 @@ impl fmt::Display for Published {
 
 /// Why the published image could not be read or compared.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum VerifyError {
     /// The registry refused or failed.
     #[error(transparent)]
