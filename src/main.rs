@@ -4,6 +4,8 @@
 
 // The library's errors carry the context a user needs; they are built once, on the way out.
 #![allow(clippy::result_large_err)]
+// Doc comments here are clap's help text, where `host[:port]` is usage syntax, not a link.
+#![allow(rustdoc::broken_intra_doc_links)]
 
 mod cli;
 mod init;

@@ -152,7 +152,15 @@ fn lint() {
     // public item has docs that build.
     run_ok(
         Command::new(&cargo)
-            .args(["clippy", "--workspace", "--lib", "--locked", "--", "-D", "warnings"])
+            .args([
+                "clippy",
+                "--workspace",
+                "--lib",
+                "--locked",
+                "--",
+                "-D",
+                "warnings",
+            ])
             .args(["-D", "unnameable_types", "-D", "private_interfaces"])
             .args(["-D", "private_bounds"])
             .current_dir(&root),

@@ -61,6 +61,18 @@ pub struct RegistryOptions {
     pub timeout: Option<Duration>,
 }
 
+/// A manifest or index as the registry served it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Manifest {
+    /// The digest of `bytes`: the document's name by content.
+    pub digest: Digest,
+    /// Its media type, from the document or else the registry's `Content-Type`.
+    pub media_type: String,
+    /// The document, byte for byte (its digest depends on every byte).
+    pub bytes: Vec<u8>,
+}
+
 /// A client for the registries an image build talks to.
 pub struct Registry {
     client: Client,
@@ -282,13 +294,16 @@ impl Registry {
         }
     }
 
-    /// The manifest or index `reference` names, checked against its digest:
-    /// (digest, media type, bytes).
-    pub fn fetch_manifest(
-        &self,
-        reference: &Reference,
-    ) -> Result<(Digest, String, Vec<u8>), RegistryError> {
-        self.manifest(reference, &reference.identifier(), reference.digest())
+    /// The manifest or index `reference` names, checked against its digest when the
+    /// reference has one.
+    pub fn fetch_manifest(&self, reference: &Reference) -> Result<Manifest, RegistryError> {
+        let (digest, media_type, bytes) =
+            self.manifest(reference, &reference.identifier(), reference.digest())?;
+        Ok(Manifest {
+            digest,
+            media_type,
+            bytes,
+        })
     }
 
     /// The referrers API's index of what refers to `subject` (OCI 1.1: `GET

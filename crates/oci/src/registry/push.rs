@@ -254,8 +254,8 @@ impl Registry {
             .parse()
             .expect("a repository name with a valid tag");
         let mut index = match self.fetch_manifest(&tagged) {
-            Ok((_, _, bytes)) => {
-                serde_json::from_slice(&bytes).map_err(|source| RegistryError::Json {
+            Ok(fetched) => {
+                serde_json::from_slice(&fetched.bytes).map_err(|source| RegistryError::Json {
                     what: "referrers index",
                     reference: tagged.to_string(),
                     source,

@@ -85,7 +85,8 @@ pub fn create_index(
             }
             .into());
         }
-        let (digest, media_type, bytes) = registry.fetch_manifest(source).map_err(fail(source))?;
+        let fetched = registry.fetch_manifest(source).map_err(fail(source))?;
+        let (digest, media_type, bytes) = (fetched.digest, fetched.media_type, fetched.bytes);
         if media_type != OCI_MANIFEST && media_type != DOCKER_MANIFEST {
             return Err(MergeError::NotAnImage {
                 reference: source.to_string(),

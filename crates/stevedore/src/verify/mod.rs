@@ -229,8 +229,8 @@ impl Source<'_> {
     fn top(&self) -> Result<(Digest, Vec<u8>), VerifyError> {
         match self.published {
             Published::Registry(reference) => {
-                let (digest, _, bytes) = self.registry.fetch_manifest(reference)?;
-                Ok((digest, bytes))
+                let fetched = self.registry.fetch_manifest(reference)?;
+                Ok((fetched.digest, fetched.bytes))
             }
             Published::Layout(dir) => {
                 let digest = self.only_image(&self.layout_index(dir)?)?;
@@ -275,7 +275,7 @@ impl Source<'_> {
             Published::Registry(reference) => {
                 self.registry
                     .fetch_manifest(&reference.with_digest(digest.clone()))?
-                    .2
+                    .bytes
             }
             Published::Layout(_) => self.layout_bytes(digest)?,
         };
@@ -315,7 +315,7 @@ impl Source<'_> {
                     .parse()
                     .expect("a repository and a cosign tag make a reference");
                 match self.registry.fetch_manifest(&tagged) {
-                    Ok((_, _, bytes)) => bytes,
+                    Ok(fetched) => fetched.bytes,
                     Err(RegistryError::NotFound { .. }) => return Ok(None),
                     Err(e) => return Err(e.into()),
                 }

@@ -12,11 +12,11 @@ fn a_manifest_whose_body_breaks_off_is_asked_for_again() {
         Reply::Full(200, vec![], manifest.clone()),
     ]);
     let tagged: Reference = format!("{}/test/app:1", server.addr).parse().unwrap();
-    let (digest, _, bytes) = client(Duration::from_secs(5))
+    let fetched = client(Duration::from_secs(5))
         .fetch_manifest(&tagged)
         .unwrap();
-    assert_eq!(bytes, manifest);
-    assert_eq!(digest, Digest::of(&manifest));
+    assert_eq!(fetched.bytes, manifest);
+    assert_eq!(fetched.digest, Digest::of(&manifest));
     let lines = server.finish();
     assert_eq!(
         lines.iter().filter(|l| l.contains("/manifests/1")).count(),
