@@ -6,8 +6,6 @@ use std::ffi::OsString;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 
 use clap::Args;
 
@@ -16,10 +14,6 @@ use super::error::Error;
 use stevedore::resolve::{self, Found, Target};
 use stevedore::ErrorKind;
 use stevedore::Reference;
-
-/// Builds running at once at most: each runs cargo on every core already, so more would only
-/// queue on cargo's lock of the target dir while holding memory.
-const MAX_CONCURRENT_BUILDS: usize = 4;
 
 #[derive(Debug, Args)]
 pub(super) struct ResolveArgs {
@@ -180,62 +174,34 @@ fn yaml_files(dir: &Path, files: &mut Vec<PathBuf>) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Builds and pushes each target once, a few at a time; fails naming every target that failed.
+/// Builds and pushes each target once (one image at a time, each published while the next
+/// compiles); fails naming every target that failed.
 fn build_all(targets: &[Target], args: ResolveArgs) -> Result<BTreeMap<Target, Reference>, Error> {
     let defaults = args.project.options(args.package.package);
-    // The builds push side by side, usually onto one base: they share what they upload.
-    let shared = stevedore::Build::default();
-    let next = AtomicUsize::new(0);
-    let results = Mutex::new(BTreeMap::new());
-    let workers = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .clamp(1, MAX_CONCURRENT_BUILDS)
-        .min(targets.len());
-    std::thread::scope(|scope| {
-        for _ in 0..workers {
-            scope.spawn(|| {
-                while let Some(target) = targets.get(next.fetch_add(1, Ordering::Relaxed)) {
-                    let mut options = defaults.clone();
-                    if target.package.is_some() {
-                        options.package = target.package.clone();
-                        options.bin = None;
-                    }
-                    options.bin = target.bin.clone().or(options.bin);
-                    let build = args
-                        .registry
-                        .clone()
-                        .apply(args.image.build(options))
-                        .sharing_uploads_of(&shared);
-                    let result = build.with_push(true).run().map(|outcome| {
-                        outcome
-                            .pushed()
-                            .first()
-                            .cloned()
-                            .expect("a push names what it pushed")
-                    });
-                    if let Ok(pushed) = &result {
-                        tracing::info!("{target} is {pushed}");
-                    }
-                    results
-                        .lock()
-                        .expect("results lock")
-                        .insert(target.clone(), result);
-                }
-            });
+    let builds = targets.iter().map(|target| {
+        let mut options = defaults.clone();
+        if target.package.is_some() {
+            options.package = target.package.clone();
+            options.bin = None;
         }
+        options.bin = target.bin.clone().or(options.bin);
+        let build = args.registry.clone().apply(args.image.build(options));
+        (target.to_string(), build.with_push(true))
     });
-    let mut pushed = BTreeMap::new();
-    let mut failures = Vec::new();
-    for (target, result) in results.into_inner().expect("results lock") {
-        match result {
-            Ok(reference) => {
-                pushed.insert(target, reference);
-            }
-            Err(e) => failures.push((target.to_string(), e.into())),
+    let outcomes = stevedore::Build::run_many(builds.collect::<Vec<_>>()).map_err(|e| {
+        match e.into_kind() {
+            ErrorKind::Images { failures, .. } => Error::Resolve {
+                failures: failures.into_iter().map(|(t, e)| (t, e.into())).collect(),
+            },
+            other => other.into(),
         }
+    })?;
+    let mut pushed = BTreeMap::new();
+    for (target, outcome) in targets.iter().zip(outcomes) {
+        let reference = outcome.pushed().first().cloned();
+        let reference = reference.expect("a push names what it pushed");
+        tracing::info!("{target} is {reference}");
+        pushed.insert(target.clone(), reference);
     }
-    match failures.is_empty() {
-        true => Ok(pushed),
-        false => Err(Error::Resolve { failures }),
-    }
+    Ok(pushed)
 }

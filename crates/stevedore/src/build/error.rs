@@ -21,6 +21,11 @@ impl Error {
     pub fn kind(&self) -> &ErrorKind {
         &self.0
     }
+
+    /// The kind, owned: to take the failures out of [`ErrorKind::Images`].
+    pub fn into_kind(self) -> ErrorKind {
+        *self.0
+    }
 }
 
 impl<E: Into<ErrorKind>> From<E> for Error {

@@ -269,7 +269,7 @@ impl Build {
     }
 
     /// Share `other`'s uploads (their bound, and the blobs sent): for builds run side by side.
-    pub fn sharing_uploads_of(mut self, other: &Build) -> Self {
+    fn sharing_uploads_of(mut self, other: &Build) -> Self {
         self.uploads = other.uploads.clone();
         self
     }
@@ -281,18 +281,18 @@ impl Build {
     }
 
     /// Builds every binary of the package, one image each: names get `/BIN` after their
-    /// repository, a layout output becomes `DIR/BIN` and an archive `FILE-BIN.tar`.
+    /// repository, a layout output becomes `DIR/BIN` and an archive `FILE-BIN.tar`. Every
+    /// binary is attempted, as in [`Build::run_many`].
     pub fn run_all_bins(&self) -> Result<Vec<Outcome>, Error> {
         let bins = plan::binaries(&self.options)?;
-        bins.iter()
-            .map(|bin| {
-                let mut one = self.clone();
-                one.options.bin = Some(bin.clone());
-                one.options.name_per_bin = true;
-                one.outputs = self.outputs.iter().map(|o| o.for_bin(bin)).collect();
-                one.run()
-            })
-            .collect()
+        let images = bins.iter().map(|bin| {
+            let mut one = self.clone();
+            one.options.bin = Some(bin.clone());
+            one.options.name_per_bin = true;
+            one.outputs = self.outputs.iter().map(|o| o.for_bin(bin)).collect();
+            (bin.clone(), one)
+        });
+        Build::run_many(images.collect::<Vec<_>>())
     }
 
     /// Builds and pushes; returns `REPO@sha256:…` for each repository.

@@ -1,6 +1,7 @@
-//! Several images in one run (`--workspace`, `-p A -p B`): each compiled in turn, since cargo
-//! holds the target dir while it runs, and each published while the next one compiles, all
-//! pushes sharing one bound on uploads and every blob one of them has sent.
+//! Several images in one run (`--workspace`, `-p A -p B`, `--all-bins`, `resolve`'s
+//! references), the one way: each compiled in turn, since cargo holds the target dir while it
+//! runs, and each published while the next one compiles, all pushes sharing one bound on
+//! uploads and every blob one of them has sent.
 
 use super::{Build, Error, ErrorKind, Outcome};
 use crate::plan;
@@ -15,7 +16,25 @@ impl Build {
     /// gets one image each, `/BIN` after its repository. Every image is attempted; the error
     /// names each one that failed.
     pub fn run_workspace(&self, packages: &[String]) -> Result<Vec<Outcome>, Error> {
-        let images = self.per_image(packages)?;
+        Build::run_many(self.per_image(packages)?)
+    }
+
+    /// Builds and publishes several images, named for the error report (`PACKAGE/BIN`, a
+    /// reference as written, …), in their order: each is compiled in turn, since cargo holds
+    /// the target dir while it runs, and published while the next one compiles. Their pushes
+    /// share the first build's bound on uploads and every blob one of them has sent. Every
+    /// image is attempted; when any fails, the error ([`ErrorKind::Images`]) names each one
+    /// that did. The outcomes are in the images' order.
+    pub fn run_many(
+        images: impl IntoIterator<Item = (String, Build)>,
+    ) -> Result<Vec<Outcome>, Error> {
+        let mut images: Vec<(String, Build)> = images.into_iter().collect();
+        if let Some((_, first)) = images.first() {
+            let first = first.clone();
+            for (_, build) in &mut images {
+                *build = build.clone().sharing_uploads_of(&first);
+            }
+        }
         let mut results: Vec<Option<Result<Outcome, Error>>> =
             images.iter().map(|_| None).collect();
         std::thread::scope(|s| {
