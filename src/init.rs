@@ -46,8 +46,8 @@ pub const TABLE: &str = r#"
 # sign-key = "cosign.key"                              # sign the image and its provenance
 "#;
 
-/// What to put in `xtask/src/main.rs` (with `stevedore = "0.1"` in its dependencies).
-pub const XTASK_SNIPPET: &str = r#"// xtask/Cargo.toml: [dependencies] stevedore = "0.1"
+/// What to put in `xtask/src/main.rs` (with stevedore in its dependencies).
+pub const XTASK_SNIPPET: &str = r#"// xtask/Cargo.toml: [dependencies] stevedore = { git = "https://github.com/stevedore-rs/stevedore" }
 fn image(push: bool) -> Result<(), stevedore::Error> {
     let build = stevedore::Build::from_manifest("Cargo.toml")?;
     if push {

@@ -13,6 +13,7 @@ mod faults;
 mod fleet;
 mod hermetic;
 mod init;
+mod install;
 mod library;
 mod login;
 mod pull;
