@@ -41,6 +41,17 @@ struct Cli {
     /// Log only warnings and errors.
     #[arg(short, long, global = true)]
     quiet: bool,
+    /// Colour the log and cargo's output: auto (when stderr is a terminal and NO_COLOR is
+    /// unset), always or never; as cargo's --color, and CARGO_TERM_COLOR sets it the same way.
+    #[arg(
+        long,
+        value_enum,
+        value_name = "WHEN",
+        global = true,
+        env = "CARGO_TERM_COLOR"
+    )]
+    #[arg(default_value_t = report::Color::Auto, hide_env_values = true)]
+    color: report::Color,
 }
 
 #[derive(Debug, Subcommand)]
@@ -244,11 +255,20 @@ pub fn main() -> ExitCode {
             };
         }
     };
-    init_logging(cli.verbose, cli.quiet);
+    let colored = cli.color.on_stderr();
+    init_logging(cli.verbose, cli.quiet, colored);
+    // Cargo's own `-q` and `--color` (its `term.quiet` and `term.color`), for the cargo runs
+    // stevedore starts, whose output goes where ours does: set while this process has one
+    // thread, before any child starts.
     if cli.quiet {
-        // Cargo's own `-q` (its `term.quiet`), for the cargo stevedore runs: set while this
-        // process has one thread, before any child starts.
         std::env::set_var("CARGO_TERM_QUIET", "true");
+    }
+    match (cli.color, colored) {
+        // Cargo's auto also looks at each stream: a `cargo metadata` whose stderr stevedore
+        // reads gets none.
+        (report::Color::Auto, true) => std::env::remove_var("CARGO_TERM_COLOR"),
+        (_, true) => std::env::set_var("CARGO_TERM_COLOR", "always"),
+        (_, false) => std::env::set_var("CARGO_TERM_COLOR", "never"),
     }
     let result = match cli.command {
         Command::Build(args) => build(*args, cli.quiet),

@@ -45,8 +45,33 @@ impl From<Exit> for ExitCode {
     }
 }
 
+/// When to colour what goes to stderr (`--color`, `CARGO_TERM_COLOR`), as cargo decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(super) enum Color {
+    /// When stderr is a terminal and `NO_COLOR` is unset or empty (no-color.org).
+    Auto,
+    /// Always, as for a CI log that renders escape sequences.
+    Always,
+    /// Never.
+    Never,
+}
+
+impl Color {
+    /// Whether this process's stderr gets colour.
+    pub(super) fn on_stderr(self) -> bool {
+        match self {
+            Color::Always => true,
+            Color::Never => false,
+            Color::Auto => {
+                let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+                !no_color && std::io::IsTerminal::is_terminal(&std::io::stderr())
+            }
+        }
+    }
+}
+
 /// Logs to stderr at the level `-v` or `-q` asks for, unless `STEVEDORE_LOG` sets a filter.
-pub(super) fn init_logging(verbose: u8, quiet: bool) {
+pub(super) fn init_logging(verbose: u8, quiet: bool, colored: bool) {
     let level = match (quiet, verbose) {
         (true, _) => "warn",
         (false, 0) => "info",
@@ -64,7 +89,7 @@ pub(super) fn init_logging(verbose: u8, quiet: bool) {
         .with_writer(|| AboveBars)
         .without_time()
         .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(colored)
         .init();
 }
 

@@ -51,3 +51,68 @@ fn quiet_prints_only_the_result_on_a_terminal() {
         "no bar or colour was drawn: {seen:?}"
     );
 }
+
+/// `--color` as cargo's: auto colours a terminal unless `NO_COLOR` is set, `always` colours a
+/// pipe (a CI log), `never` nothing; `CARGO_TERM_COLOR` sets it too; cargo's lines follow.
+#[test]
+fn color_is_chosen_as_cargo_chooses_it_for_our_lines_and_cargo_s() {
+    let registry = Registry::start(Mode::Http);
+    let base = registry.push_base();
+    let dir = tempfile::tempdir().unwrap();
+    let build = |flags: &[&str], env: &[(&str, &str)]| {
+        let mut cmd = stevedore_build("hello");
+        cmd.args(["--base", &base, "--output"])
+            .arg(format!("oci-layout={}", dir.path().join("out").display()))
+            .args(flags)
+            .env_remove("NO_COLOR")
+            .env_remove("CARGO_TERM_COLOR");
+        for (key, value) in env {
+            cmd.env(key, value);
+        }
+        cmd
+    };
+    let colored = |seen: &str| seen.contains("\u{1b}[");
+    // What cargo prints on every build, coloured or not.
+    let cargo_finished = |seen: &str| {
+        seen.lines()
+            .find(|l| l.contains("Finished"))
+            .unwrap_or_else(|| panic!("cargo's Finished line: {seen}"))
+            .to_owned()
+    };
+
+    let (ok, seen) = on_a_terminal(&build(&[], &[]));
+    assert!(ok && colored(&seen), "auto, on a terminal: {seen:?}");
+    for (flags, env) in [
+        (&["--color", "never"][..], &[][..]),
+        (&[], &[("NO_COLOR", "1")]),
+        (&[], &[("CARGO_TERM_COLOR", "never")]),
+    ] {
+        let (ok, seen) = on_a_terminal(&build(flags, env));
+        assert!(
+            ok && !colored(&seen),
+            "{flags:?} {env:?}, on a terminal: {seen:?}"
+        );
+    }
+
+    let piped = run_ok(&mut build(&[], &[]));
+    assert!(!colored(&text(&piped.stderr)), "auto, piped");
+    for (flags, env) in [
+        (&["--color=always"][..], &[][..]),
+        (&[], &[("CARGO_TERM_COLOR", "always")]),
+    ] {
+        let seen = text(&run_ok(&mut build(flags, env)).stderr);
+        let info = seen
+            .lines()
+            .find(|l| l.contains("INFO"))
+            .expect("a log line");
+        assert!(colored(info), "{flags:?} {env:?}: our line {info:?}");
+        let finished = cargo_finished(&seen);
+        assert!(
+            colored(&finished),
+            "{flags:?} {env:?}: cargo's {finished:?}"
+        );
+    }
+
+    let wrong = run_exit(&mut build(&["--color", "sometimes"], &[]), 2);
+    assert!(wrong.contains("auto") && wrong.contains("never"), "{wrong}");
+}
