@@ -63,7 +63,7 @@ fn oci_layout_on_distroless_runs_as_nonroot() {
     assert_eq!(inspected["Digest"], manifest_digest);
     assert_eq!(inspected["Architecture"], "amd64");
 
-    // The entrypoint runs as 65532 and sees the CA bundle and a writable /tmp.
+    // The entrypoint runs as 65532 and sees the base's CA bundle and a writable /tmp.
     let printed = run_layout(&layout, "1.0", None, &["arg1"]);
     assert!(
         printed.contains("hello arch=x86_64 uid=65532 gid=65532 euid=65532"),
@@ -74,9 +74,17 @@ fn oci_layout_on_distroless_runs_as_nonroot() {
         printed.contains("panic_caught=true c_says=ahoy"),
         "{printed}"
     );
-    let bundle_len = stevedore::ca_bundle().len();
+    let unpacked = tempfile::tempdir().unwrap();
+    let base_bundle = unpack(
+        testbed::base_layout(),
+        "nonroot",
+        Some("amd64"),
+        unpacked.path(),
+    );
+    let bundle = base_bundle.join("rootfs/etc/ssl/certs/ca-certificates.crt");
+    let bundle_len = std::fs::metadata(bundle).unwrap().len();
     assert!(
-        printed.contains(&format!("cabundle_bytes={bundle_len}")),
+        printed.contains(&format!("cabundle_bytes={bundle_len} ")),
         "{printed}"
     );
     assert!(printed.contains(r#"args=["arg1"]"#), "{printed}");
@@ -229,11 +237,17 @@ fn scratch_base_gives_a_working_image() {
     let printed = run_layout(&layout, "latest", None, &[]);
     assert!(printed.contains("uid=65532 gid=65532"), "{printed}");
     assert!(printed.contains("tmp_writable=true"), "{printed}");
+    // Nothing below: the accounts and the pinned CA bundle come in a layer of their own.
+    let bundle_len = stevedore::ca_bundle().len();
+    assert!(
+        printed.contains(&format!("cabundle_bytes={bundle_len} ")),
+        "{printed}"
+    );
     // The layout also lists the SBOM, so skopeo is told which image: the default tag.
     let config = skopeo_inspect(&["--config"], &format!("oci:{}:latest", layout.display()));
     assert_eq!(config["config"]["User"], "65532:65532");
     assert_eq!(config["config"]["WorkingDir"], "/home/nonroot");
-    assert_eq!(config["rootfs"]["diff_ids"].as_array().unwrap().len(), 1);
+    assert_eq!(config["rootfs"]["diff_ids"].as_array().unwrap().len(), 2);
 }
 
 /// A zstd layer is read by a decoder stevedore does not share (skopeo's, converting it to

@@ -209,8 +209,8 @@ fn flags_and_stevedore_repo_override_the_metadata() {
     let config = skopeo_inspect(&["--config"], &format!("oci:{}:2.3.4", layout.display()));
     assert_eq!(
         config["rootfs"]["diff_ids"].as_array().unwrap().len(),
-        1,
-        "--base scratch beats `base`"
+        2,
+        "--base scratch beats `base`: the accounts layer and the application's"
     );
 }
 

@@ -2,6 +2,7 @@
 //! (a distribution registry, the distroless stand-in, skopeo, umoci, docker).
 
 mod audit;
+mod bases;
 mod bounded;
 mod build;
 mod config;

@@ -13,7 +13,7 @@ use oci_spec::image::{
 use crate::build_id::BuildId;
 use crate::cache::{BlobStore, CacheError};
 use crate::digest::Digest;
-use crate::layer::{Layer, BIN_DIR, CA_BUNDLE_PATH, NONROOT_UID};
+use crate::layer::{Layer, BIN_DIR, NONROOT_UID};
 use crate::oci::media::{ANNOTATION_BUILD_ID, DEBUGINFO, DEBUGINFO_ELF, DOCKER_LAYER_GZIP};
 use crate::oci::{canonical_json, rfc3339, BaseImage};
 use crate::plan::Plan;
@@ -240,15 +240,42 @@ pub enum AssembleError {
     },
 }
 
+/// What stevedore puts on the base: the layer of what the base lacks (accounts, a CA bundle),
+/// if it lacks anything, under the application's layer.
+#[derive(Debug, Clone, Copy)]
+pub struct OurLayers<'a> {
+    /// [`crate::layer::LayerSpec::accounts`]'s layer.
+    pub accounts: Option<&'a Layer>,
+    /// The binary's layer, on top.
+    pub application: &'a Layer,
+    /// The CA bundle `SSL_CERT_FILE` names (the base's, else the one `accounts` adds).
+    pub ca_bundle: &'a str,
+}
+
+impl OurLayers<'_> {
+    /// Bottom first, each with what its history entry says made it.
+    fn with_history(&self, plan: &Plan) -> Vec<(&Layer, String)> {
+        let accounts = self.accounts.map(|layer| {
+            let made = "stevedore: the accounts and CA bundle the base lacks".to_owned();
+            (layer, made)
+        });
+        let application = format!("stevedore build {} (bin {})", plan.package, plan.bin);
+        accounts
+            .into_iter()
+            .chain([(self.application, application)])
+            .collect()
+    }
+}
+
 /// Builds the config and manifest for one platform and stores both.
 pub fn assemble(
     plan: &Plan,
     platform: &Platform,
     base: Option<&BaseImage>,
-    layer: &Layer,
+    ours: OurLayers<'_>,
     store: &BlobStore,
 ) -> Result<Image, AssembleError> {
-    let config = config(plan, platform, base, layer)?;
+    let config = config(plan, platform, base, ours)?;
     let config_bytes = match &plan.image.healthcheck {
         // oci-spec's config has no Healthcheck (docker's field); without one the bytes are
         // exactly as before, so existing images keep their digests.
@@ -275,11 +302,13 @@ pub fn assemble(
             .collect::<Result<Vec<_>, _>>()?,
         None => Vec::new(),
     };
-    layers.push(Descriptor::new(
-        layer.compression.media_type(),
-        layer.size,
-        layer.digest.to_oci(),
-    ));
+    for (layer, _) in ours.with_history(plan) {
+        layers.push(Descriptor::new(
+            layer.compression.media_type(),
+            layer.size,
+            layer.digest.to_oci(),
+        ));
+    }
 
     let annotations = annotations(plan, base);
     let manifest = ImageManifestBuilder::default()
@@ -346,7 +375,7 @@ fn config(
     plan: &Plan,
     platform: &Platform,
     base: Option<&BaseImage>,
-    layer: &Layer,
+    ours: OurLayers<'_>,
 ) -> Result<ImageConfiguration, AssembleError> {
     let base_config = base.map(|b| &b.config);
     let inherited = base_config
@@ -371,6 +400,7 @@ fn config(
     runtime.set_user(Some(user.unwrap_or(nonroot)));
     runtime.set_env(Some(env(
         inherited.env().as_deref().unwrap_or_default(),
+        ours.ca_bundle,
         &settings.env,
     )));
     // The base's home for its user (distroless: /home/nonroot, 0700) is no place for another user.
@@ -399,18 +429,17 @@ fn config(
     runtime.set_labels(Some(to_hash_map(labels)));
 
     let mut rootfs = base_config.map(|c| c.rootfs().clone()).unwrap_or_default();
-    rootfs.diff_ids_mut().push(layer.diff_id.to_string());
     let mut history = base_config
         .and_then(|c| c.history().clone())
         .unwrap_or_default();
-    let mut ours = History::default();
-    ours.set_created(Some(created.clone()));
-    ours.set_created_by(Some(format!(
-        "stevedore build {} (bin {})",
-        plan.package, plan.bin
-    )));
-    ours.set_comment(Some(format!("stevedore {}", env!("CARGO_PKG_VERSION"))));
-    history.push(ours);
+    for (layer, made_by) in ours.with_history(plan) {
+        rootfs.diff_ids_mut().push(layer.diff_id.to_string());
+        let mut entry = History::default();
+        entry.set_created(Some(created.clone()));
+        entry.set_created_by(Some(made_by));
+        entry.set_comment(Some(format!("stevedore {}", env!("CARGO_PKG_VERSION"))));
+        history.push(entry);
+    }
 
     let mut config = ImageConfiguration::default();
     config.set_created(Some(created));
@@ -423,9 +452,9 @@ fn config(
     Ok(config)
 }
 
-/// The base's environment with PATH kept (or set), SSL_CERT_FILE pointing at our bundle, and
-/// the project's variables last (replacing any of the same name).
-fn env(inherited: &[String], ours: &BTreeMap<String, String>) -> Vec<String> {
+/// The base's environment with PATH kept (or set), SSL_CERT_FILE pointing at the image's CA
+/// bundle, and the project's variables last (replacing any of the same name).
+fn env(inherited: &[String], ca_bundle: &str, ours: &BTreeMap<String, String>) -> Vec<String> {
     let replaced = |e: &&String| {
         let name = e.split('=').next().unwrap_or_default();
         name == "SSL_CERT_FILE" || ours.contains_key(name)
@@ -434,7 +463,7 @@ fn env(inherited: &[String], ours: &BTreeMap<String, String>) -> Vec<String> {
     if !env.iter().any(|e| e.starts_with("PATH=")) && !ours.contains_key("PATH") {
         env.insert(0, format!("PATH={DEFAULT_PATH}"));
     }
-    env.push(format!("SSL_CERT_FILE=/{CA_BUNDLE_PATH}"));
+    env.push(format!("SSL_CERT_FILE=/{ca_bundle}"));
     env.extend(ours.iter().map(|(k, v)| format!("{k}={v}")));
     env
 }
@@ -502,11 +531,13 @@ fn to_hash_map(map: BTreeMap<String, String>) -> HashMap<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::layer::CA_BUNDLE_PATH;
 
     #[test]
     fn env_keeps_path_and_sets_cert_file() {
         let env = env(
             &["PATH=/bin".into(), "SSL_CERT_FILE=/x".into(), "A=1".into()],
+            CA_BUNDLE_PATH,
             &BTreeMap::new(),
         );
         assert_eq!(
@@ -517,8 +548,11 @@ mod tests {
                 "SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt"
             ]
         );
-        assert!(super::env(&[], &BTreeMap::new())[0].starts_with("PATH=/usr/local/sbin"));
+        let alpine = super::env(&[], "etc/ssl/cert.pem", &BTreeMap::new());
+        assert!(alpine[0].starts_with("PATH=/usr/local/sbin"));
+        assert_eq!(alpine[1], "SSL_CERT_FILE=/etc/ssl/cert.pem");
         let ours = BTreeMap::from([("A".to_owned(), "2".to_owned())]);
-        assert_eq!(super::env(&["A=1".into()], &ours).last().unwrap(), "A=2");
+        let env = super::env(&["A=1".into()], CA_BUNDLE_PATH, &ours);
+        assert_eq!(env.last().unwrap(), "A=2");
     }
 }

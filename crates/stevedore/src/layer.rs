@@ -29,10 +29,13 @@ pub const CA_BUNDLE_PATH: &str = "etc/ssl/certs/ca-certificates.crt";
 /// The directory that holds the application binary (on the default PATH).
 pub const BIN_DIR: &str = "usr/local/bin";
 
-const PASSWD: &str = "root:x:0:0:root:/root:/sbin/nologin\n\
-    nobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin\n\
-    nonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n";
-const GROUP: &str = "root:x:0:\nnobody:x:65534:\nnonroot:x:65532:\n";
+/// The accounts every image has: distroless's, added to a base's own where it lacks them.
+const PASSWD: [&str; 3] = [
+    "root:x:0:0:root:/root:/sbin/nologin",
+    "nobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin",
+    "nonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin",
+];
+const GROUP: [&str; 3] = ["root:x:0:", "nobody:x:65534:", "nonroot:x:65532:"];
 
 /// The version of how stevedore turns a layer's tar into a blob (compression, chunking,
 /// level). Layer records are kept per version: bump it with any change to those bytes.
@@ -100,16 +103,33 @@ pub struct LayerSpec {
 }
 
 impl LayerSpec {
-    /// The standard layer: the binary, a CA bundle and the users of a distroless image.
+    /// The application layer: the binary, nonroot's home and `/tmp`. Nothing in it depends on
+    /// the base, so a new base leaves it the same blob ([`LayerSpec::accounts`] has the rest).
     pub fn application(binary: &Path, name: &str) -> Result<Self, LayerError> {
         let mut spec = LayerSpec::default();
         spec.file(&format!("{BIN_DIR}/{name}"), binary, 0o755)?;
-        spec.bytes("etc/passwd", PASSWD.as_bytes().to_vec(), 0o644)?;
-        spec.bytes("etc/group", GROUP.as_bytes().to_vec(), 0o644)?;
-        spec.bytes(CA_BUNDLE_PATH, ca_bundle(), 0o644)?;
         spec.dir("home/nonroot", 0o700, NONROOT_UID)?;
         spec.dir("tmp", 0o1777, 0)?;
         Ok(spec)
+    }
+
+    /// What the image needs that the base lacks, as a layer of its own below the
+    /// application's: root, nobody and nonroot added to the base's own `/etc/passwd` and
+    /// `/etc/group` (written whole, the base's entries first; an account is added when
+    /// neither its name nor its id is there), and the pinned CA bundle when the base has
+    /// none. `None` when the base has it all, as distroless does.
+    pub fn accounts(base: &BaseFiles) -> Result<Option<Self>, LayerError> {
+        let mut spec = LayerSpec::default();
+        if let Some(passwd) = with_accounts(base.passwd.as_deref(), &PASSWD) {
+            spec.bytes("etc/passwd", passwd.into_bytes(), 0o644)?;
+        }
+        if let Some(group) = with_accounts(base.group.as_deref(), &GROUP) {
+            spec.bytes("etc/group", group.into_bytes(), 0o644)?;
+        }
+        if base.ca_bundle.is_none() {
+            spec.bytes(CA_BUNDLE_PATH, ca_bundle(), 0o644)?;
+        }
+        Ok((!spec.entries.is_empty()).then_some(spec))
     }
 
     /// Adds the file at `source` as `path` (relative, root-owned) with `mode`.
@@ -401,6 +421,56 @@ fn clean_path(path: &str) -> Result<String, LayerError> {
     }
 }
 
+/// What a base holds of what every image needs: its account files and where its CA bundle
+/// is (read from its layers; all `None` for no base at all).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BaseFiles {
+    /// `/etc/passwd`, as the base has it.
+    pub passwd: Option<String>,
+    /// `/etc/group`, as the base has it.
+    pub group: Option<String>,
+    /// Where the base's CA bundle is (`etc/ssl/certs/ca-certificates.crt`, …), if it has one.
+    pub ca_bundle: Option<String>,
+}
+
+impl BaseFiles {
+    /// The CA bundle `SSL_CERT_FILE` names: the base's own, else the one stevedore adds.
+    pub fn ca_bundle_path(&self) -> &str {
+        self.ca_bundle.as_deref().unwrap_or(CA_BUNDLE_PATH)
+    }
+}
+
+/// `file` (passwd or group lines) with each of `ours` appended whose name and id (the first
+/// and third fields) it has neither of; `None` when it lacks none.
+fn with_accounts(file: Option<&str>, ours: &[&str]) -> Option<String> {
+    let file = file.unwrap_or_default();
+    let fields = |line: &str| {
+        let mut f = line.split(':');
+        (f.next().map(str::to_owned), f.nth(1).map(str::to_owned))
+    };
+    let (names, ids): (Vec<_>, Vec<_>) = file.lines().map(fields).unzip();
+    let missing: Vec<&str> = ours
+        .iter()
+        .filter(|line| {
+            let (name, id) = fields(line);
+            !names.contains(&name) && !ids.contains(&id)
+        })
+        .copied()
+        .collect();
+    if missing.is_empty() {
+        return None;
+    }
+    let mut merged = file.to_owned();
+    if !merged.is_empty() && !merged.ends_with('\n') {
+        merged.push('\n');
+    }
+    for line in missing {
+        merged.push_str(line);
+        merged.push('\n');
+    }
+    Some(merged)
+}
+
 /// The crate the CA bundle comes from, pinned exactly in Cargo.toml (a test keeps the two
 /// equal), for the SBOM.
 pub const CA_BUNDLE_CRATE: (&str, &str) = ("webpki-root-certs", "1.0.11");
@@ -543,6 +613,79 @@ mod tests {
         spec.bytes("/etc/motd", Vec::new(), 0o644).unwrap();
         let keys: Vec<&str> = spec.entries.keys().map(String::as_str).collect();
         assert_eq!(keys, ["etc/", "etc/motd"]);
+    }
+
+    /// The files of the accounts layer, by path.
+    fn accounts_of(base: &BaseFiles) -> Option<BTreeMap<String, String>> {
+        let spec = LayerSpec::accounts(base).unwrap()?;
+        let files = spec
+            .entries
+            .into_iter()
+            .filter_map(|(path, entry)| match entry.content {
+                Content::Bytes(bytes) => Some((path, String::from_utf8(bytes).unwrap())),
+                _ => None,
+            });
+        Some(files.collect())
+    }
+
+    #[test]
+    fn a_base_with_nonroot_and_a_ca_bundle_needs_no_accounts_layer() {
+        let distroless = BaseFiles {
+            passwd: Some(PASSWD.join("\n") + "\n"),
+            group: Some("root:x:0:\ntty:x:5:\nnobody:x:65534:\nnonroot:x:65532:\n".into()),
+            ca_bundle: Some(CA_BUNDLE_PATH.into()),
+        };
+        assert_eq!(accounts_of(&distroless), None);
+        assert_eq!(distroless.ca_bundle_path(), CA_BUNDLE_PATH);
+    }
+
+    #[test]
+    fn a_base_s_own_accounts_come_first_and_only_what_it_lacks_is_added() {
+        let alpine = BaseFiles {
+            passwd: Some(
+                "root:x:0:0:root:/root:/bin/sh\nbin:x:1:1:bin:/bin:/sbin/nologin\n\
+                 nobody:x:65534:65534:nobody:/:/sbin/nologin"
+                    .into(),
+            ),
+            group: Some("root:x:0:root\nnogroup:x:65533:\nnobody:x:65534:\n".into()),
+            ca_bundle: Some("etc/ssl/cert.pem".into()),
+        };
+        let files = accounts_of(&alpine).unwrap();
+        assert_eq!(
+            files["etc/passwd"],
+            "root:x:0:0:root:/root:/bin/sh\nbin:x:1:1:bin:/bin:/sbin/nologin\n\
+             nobody:x:65534:65534:nobody:/:/sbin/nologin\n\
+             nonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n"
+        );
+        assert_eq!(
+            files["etc/group"],
+            "root:x:0:root\nnogroup:x:65533:\nnobody:x:65534:\nnonroot:x:65532:\n"
+        );
+        assert!(
+            !files.contains_key(CA_BUNDLE_PATH),
+            "the base's bundle stays"
+        );
+        assert_eq!(alpine.ca_bundle_path(), "etc/ssl/cert.pem");
+    }
+
+    #[test]
+    fn an_account_whose_name_or_id_the_base_has_is_not_added_twice() {
+        let base = BaseFiles {
+            // 65532 taken under another name; `nobody` under another id.
+            passwd: Some("root:x:0:0::/:/bin/false\nnobody:x:99:99::/:/bin/false\napp:x:65532:65532::/:/bin/false\n".into()),
+            group: Some("root:x:0:\nnobody:x:99:\napp:x:65532:\n".into()),
+            ca_bundle: Some(CA_BUNDLE_PATH.into()),
+        };
+        assert_eq!(accounts_of(&base), None);
+    }
+
+    #[test]
+    fn no_base_gets_distroless_s_accounts_and_the_pinned_bundle() {
+        let files = accounts_of(&BaseFiles::default()).unwrap();
+        assert_eq!(files["etc/passwd"], PASSWD.join("\n") + "\n");
+        assert_eq!(files["etc/group"], GROUP.join("\n") + "\n");
+        assert_eq!(files[CA_BUNDLE_PATH].as_bytes(), ca_bundle());
+        assert_eq!(BaseFiles::default().ca_bundle_path(), CA_BUNDLE_PATH);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use cargo_metadata::cargo_platform::Cfg;
 use oci_spec::image::{Descriptor, MediaType};
 
-use crate::assemble::{self, AssembleError, Built, Image, Referrer};
+use crate::assemble::{self, AssembleError, Built, Image, OurLayers, Referrer};
 use crate::cache::{BlobStore, CacheError};
 use crate::compile::{self, Cancel, CompileError};
 use crate::layer::{self, LayerError, LayerSpec};
@@ -109,27 +109,43 @@ pub fn build(
     let binaries = binaries?;
     let mtime = u64::try_from(plan.created).unwrap_or(0);
     let mut images = Vec::with_capacity(binaries.len());
+    let mut contents = Vec::with_capacity(binaries.len());
     for binary in &binaries {
         let mut spec = LayerSpec::application(&binary.path, &plan.bin)?;
         for file in &plan.image.files {
             spec.file(&file.dst, &file.src, file.mode)?;
         }
-        let layer = spec.write(store, mtime, plan.compression)?;
+        let application = spec.write(store, mtime, plan.compression)?;
         let base = bases.iter().find(|b| b.platform == binary.platform);
+        let base_contents = match base {
+            Some(base) => sbom::read_base(store, &base.layers)?,
+            None => sbom::BaseContents::default(),
+        };
+        let accounts = match LayerSpec::accounts(&base_contents.files)? {
+            Some(spec) => Some(spec.write(store, mtime, plan.compression)?),
+            None => None,
+        };
+        let ours = OurLayers {
+            accounts: accounts.as_ref(),
+            application: &application,
+            ca_bundle: base_contents.files.ca_bundle_path(),
+        };
         tracing::info!("assembling {} image for {}", plan.bin, binary.platform);
         images.push(assemble::assemble(
             plan,
             &binary.platform,
             base,
-            &layer,
+            ours,
             store,
         )?);
+        contents.push(base_contents);
     }
     let index = assemble::index(&images, store)?;
     let with_sbom = if plan.sbom { &images[..] } else { &[] };
     let mut referrers: Vec<Referrer> = with_sbom
         .iter()
-        .map(|image| {
+        .zip(&contents)
+        .map(|(image, base_contents)| {
             let base = bases.iter().find(|b| b.platform == image.platform);
             let cfg = plan
                 .platforms
@@ -137,7 +153,7 @@ pub fn build(
                 .position(|p| *p == image.platform)
                 .map(|i| &cfgs[i][..])
                 .expect("one image per planned platform");
-            sbom(plan, cfg, image, base, store)
+            sbom(plan, cfg, image, base, base_contents, store)
         })
         .collect::<Result<_, _>>()?;
     // With --split-debuginfo, each image's symbols, after the SBOMs.
@@ -167,6 +183,7 @@ fn sbom(
     cfg: &[Cfg],
     image: &Image,
     base: Option<&BaseImage>,
+    base_contents: &sbom::BaseContents,
     store: &BlobStore,
 ) -> Result<Referrer, PipelineError> {
     let target = image.platform.rust_target();
@@ -177,9 +194,10 @@ fn sbom(
         .map_or_else(|| plan.bin.clone(), |t| t.name());
     let (ca_crate, ca_version) = layer::CA_BUNDLE_CRATE;
     let ca_comment = format!("the CA certificates at /{}", layer::CA_BUNDLE_PATH);
-    let base_contents = match base {
-        Some(base) => sbom::read_base(store, &base.layers)?,
-        None => sbom::BaseContents::default(),
+    // The pinned bundle is in the image only where the base has none.
+    let extra: &[(&str, &str, &str)] = match base_contents.files.ca_bundle {
+        None => &[(ca_crate, ca_version, &ca_comment)],
+        Some(_) => &[],
     };
     let document = sbom::spdx_json(&SbomInput {
         metadata: &plan.graph,
@@ -190,10 +208,10 @@ fn sbom(
         platform: &image.platform,
         cargo_lock: cargo_lock.as_deref(),
         base: base.map(|b| (&b.reference, &b.manifest_digest)),
-        base_contents: &base_contents,
+        base_contents,
         image_name: &name,
         image_digest: &image.manifest_digest(),
-        extra: &[(ca_crate, ca_version, &ca_comment)],
+        extra,
         created: plan.created,
     })?;
     let digest = store.put_bytes(&document)?;

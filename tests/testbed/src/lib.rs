@@ -5,7 +5,8 @@
 //!   a private CA, or htpasswd basic auth over TLS; [`TokenFront`] puts a bearer-token server in
 //!   front of one; [`Elsewhere`] is another origin a hostile front sends clients to.
 //! - [`base_layout`]: a stand-in for `gcr.io/distroless/static-debian12` built from Debian
-//!   packages, as an OCI layout (`latest` and `nonroot`, each an index for amd64 and arm64).
+//!   packages, as an OCI layout (`latest` and `nonroot`, each an index for amd64 and arm64);
+//!   [`OtherBase`]: Debian-like and Alpine-like bases ([`Registry::push_other_base`]).
 //! - [`Rootless`]: an unprivileged user (uid 65534, its own HOME, no capabilities) to run
 //!   stevedore and podman as.
 //! - [`Sccache`]: a private sccache server on a shared local-disk cache.
@@ -18,6 +19,7 @@
 mod base;
 mod dockerd;
 mod elsewhere;
+mod other_bases;
 mod pki;
 mod registry;
 mod rootless;
@@ -34,6 +36,7 @@ use std::path::{Path, PathBuf};
 pub use base::{base_layout, BASE_REPOSITORY, BASE_TAGS};
 pub use dockerd::Dockerd;
 pub use elsewhere::Elsewhere;
+pub use other_bases::OtherBase;
 pub use registry::{Mode, Registry, Side, PASSWORD, USERNAME};
 pub use rootless::{rootless_dir, Rootless, DEFAULT_ROOTLESS_DIR, ROOTLESS_DIR_ENV, ROOTLESS_ID};
 pub use run::{run_entrypoint, umoci_unpack, umoci_unpack_platform};

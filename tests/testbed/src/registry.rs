@@ -206,6 +206,23 @@ impl Registry {
         push_base_to(&self.addr(), &self.skopeo_flags(Side::Dest))
     }
 
+    /// Builds `base` (a Debian-like or Alpine-like stand-in, linux/amd64) and pushes it;
+    /// returns its `:latest` reference.
+    pub fn push_other_base(&self, base: crate::OtherBase) -> String {
+        let work = crate::scratch_dir("other-base-");
+        let layout = work.path().join("layout");
+        crate::other_bases::build(base, &layout, work.path());
+        let image = format!("{}/{}:latest", self.addr(), base.repository());
+        run_ok(
+            Command::new(require_tool("skopeo"))
+                .args(["copy", "--quiet"])
+                .args(self.skopeo_flags(Side::Dest))
+                .arg(format!("oci:{}:latest", layout.display()))
+                .arg(format!("docker://{image}")),
+        );
+        image
+    }
+
     /// Everything the registry has logged so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()

@@ -1,5 +1,6 @@
 //! What the base image holds, read from its layers in the blob store: the Debian packages dpkg
-//! recorded and the distribution they belong to. Each layer is streamed (decompressed → tar,
+//! recorded and the distribution they belong to, and the accounts and CA bundle the image's
+//! own layer adds to where the base lacks them ([`BaseFiles`]). Each layer is streamed (decompressed → tar,
 //! with bounded memory whatever it holds), keeping only the few small files asked for; later
 //! layers override earlier ones and whiteouts delete. What cannot be read (a file too large or
 //! not UTF-8, an entry with an oversized name) is a warning, kept with the contents.
@@ -15,6 +16,7 @@ use super::debian::{copyright_license, parse_status, DebPackage, OsRelease};
 use super::SbomError;
 use crate::cache::BlobStore;
 use crate::digest::Digest;
+use crate::layer::BaseFiles;
 use crate::oci::decompress;
 use crate::oci::entries::Entries;
 use crate::text::printable;
@@ -23,6 +25,17 @@ const STATUS_D: &str = "var/lib/dpkg/status.d/";
 const STATUS: &str = "var/lib/dpkg/status";
 const DOC: &str = "usr/share/doc/";
 const OS_RELEASE: [&str; 2] = ["etc/os-release", "usr/lib/os-release"];
+const PASSWD: &str = "etc/passwd";
+const GROUP: &str = "etc/group";
+/// Where distributions keep their CA bundle: Debian, Ubuntu, Alpine, Wolfi and distroless
+/// first, then Alpine's other name and Fedora's, RHEL's and their kin's.
+const CA_BUNDLES: [&str; 3] = [
+    "etc/ssl/certs/ca-certificates.crt",
+    "etc/ssl/cert.pem",
+    "etc/pki/tls/certs/ca-bundle.crt",
+];
+/// An account file larger than this is not one to merge an account into.
+const MAX_ACCOUNTS: u64 = 1 << 20;
 /// A control paragraph, copyright file or os-release larger than this is not one dpkg wrote.
 const MAX_FILE: u64 = 4 << 20;
 /// dpkg's one status file lists every package (about 2 KiB each): room for several thousand.
@@ -30,7 +43,7 @@ const MAX_STATUS: u64 = 16 << 20;
 
 /// The store's bucket for what bases hold. Bump the number when what [`read_base`] keeps, or
 /// how it reads it (a license mapped anew), changes: a kept record would otherwise outlive it.
-const RECORDS: &str = "sbom-base-v2";
+const RECORDS: &str = "sbom-base-v3";
 
 /// The Debian packages of a base image and its distribution, if it names one.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -40,6 +53,9 @@ pub struct BaseContents {
     pub packages: Vec<DebPackage>,
     /// What could not be read, in words (printable), for the log and the SBOM.
     pub warnings: Vec<String>,
+    /// Its accounts and CA bundle, for the layer the image adds.
+    #[serde(default)]
+    pub files: BaseFiles,
 }
 
 /// A file kept from a layer: only what the SBOM reads, already reduced.
@@ -49,6 +65,10 @@ enum Kept {
     /// A package's copyright file, as a license expression (None: none could be read).
     License(Option<String>),
     Os(OsRelease),
+    /// `/etc/passwd` or `/etc/group`, whole.
+    Accounts(String),
+    /// A CA bundle: a file, or a link to one, at one of [`CA_BUNDLES`].
+    CaBundle,
 }
 
 /// What `layers` (the base's, bottom first) hold: from the store's record for these layers,
@@ -138,7 +158,13 @@ fn apply_layer(
             deleted.push(gone);
             continue;
         }
-        if !entry.inner.header().entry_type().is_file() {
+        let kind = entry.inner.header().entry_type();
+        // Only whether the base has a bundle matters, not what it holds.
+        if (kind.is_file() || kind.is_symlink()) && CA_BUNDLES.contains(&path) {
+            added.insert(path.to_owned(), Kept::CaBundle);
+            continue;
+        }
+        if !kind.is_file() {
             continue;
         }
         let Some((kind, max)) = wanted(path) else {
@@ -217,6 +243,9 @@ fn wanted(path: &str) -> Option<(Reduce, u64)> {
     if OS_RELEASE.contains(&path) {
         return Some((|text| OsRelease::parse(text).map(Kept::Os), MAX_FILE));
     }
+    if path == PASSWD || path == GROUP {
+        return Some((|text| Some(Kept::Accounts(text.to_owned())), MAX_ACCOUNTS));
+    }
     None
 }
 
@@ -224,6 +253,7 @@ fn contents(files: BTreeMap<String, Kept>, warnings: Vec<String>) -> BaseContent
     let mut licenses: BTreeMap<&str, &Option<String>> = BTreeMap::new();
     let mut os = None;
     let mut packages = Vec::new();
+    let mut base_files = BaseFiles::default();
     for (path, kept) in &files {
         match kept {
             Kept::Status(found) => packages.extend(found.iter().cloned()),
@@ -235,6 +265,9 @@ fn contents(files: BTreeMap<String, Kept>, warnings: Vec<String>) -> BaseContent
             Kept::Os(release) => {
                 os.get_or_insert_with(|| release.clone());
             }
+            Kept::Accounts(text) if path == PASSWD => base_files.passwd = Some(text.clone()),
+            Kept::Accounts(text) => base_files.group = Some(text.clone()),
+            Kept::CaBundle => {}
         }
     }
     for p in &mut packages {
@@ -242,10 +275,15 @@ fn contents(files: BTreeMap<String, Kept>, warnings: Vec<String>) -> BaseContent
     }
     packages.sort();
     packages.dedup();
+    base_files.ca_bundle = CA_BUNDLES
+        .iter()
+        .find(|path| files.contains_key(**path))
+        .map(|path| path.to_string());
     BaseContents {
         os,
         packages,
         warnings,
+        files: base_files,
     }
 }
 
@@ -352,6 +390,50 @@ mod tests {
 
     fn base_of(store: &BlobStore, layers: &[Vec<u8>]) -> BaseContents {
         read_base(store, &descriptors_of(store, layers)).unwrap()
+    }
+
+    /// A layer with one symlink, `path` → `target`.
+    fn link_layer(path: &str, target: &str) -> Vec<u8> {
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::Symlink);
+        header.set_size(0);
+        builder.append_link(&mut header, path, target).unwrap();
+        gzip(&builder.into_inner().unwrap())
+    }
+
+    #[test]
+    fn accounts_and_where_the_ca_bundle_is_across_layers_and_whiteouts() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        let lower = layer(&[
+            ("etc/passwd", "root:x:0:0:root:/root:/bin/sh\n"),
+            ("etc/group", "root:x:0:\n"),
+            ("etc/ssl/cert.pem", "-----BEGIN CERTIFICATE-----\n"),
+        ]);
+        let base = base_of(&store, std::slice::from_ref(&lower));
+        assert_eq!(
+            base.files.passwd.as_deref(),
+            Some("root:x:0:0:root:/root:/bin/sh\n")
+        );
+        assert_eq!(base.files.group.as_deref(), Some("root:x:0:\n"));
+        assert_eq!(base.files.ca_bundle.as_deref(), Some("etc/ssl/cert.pem"));
+
+        // A later layer deletes that bundle and links Fedora's name to another file.
+        let upper = layer(&[
+            ("etc/ssl/.wh.cert.pem", ""),
+            ("etc/passwd", "app:x:1:1::/:/x\n"),
+        ]);
+        let link = link_layer("etc/pki/tls/certs/ca-bundle.crt", "../../ca-trust/tls.pem");
+        let base = base_of(&store, &[lower, upper, link]);
+        assert_eq!(base.files.passwd.as_deref(), Some("app:x:1:1::/:/x\n"));
+        assert_eq!(
+            base.files.ca_bundle.as_deref(),
+            Some("etc/pki/tls/certs/ca-bundle.crt")
+        );
+
+        let scratch = base_of(&store, &[layer(&[("bin/app", "x")])]);
+        assert_eq!(scratch.files, crate::layer::BaseFiles::default());
     }
 
     const NETBASE: (&str, &str) = (

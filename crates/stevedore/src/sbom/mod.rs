@@ -488,6 +488,7 @@ mod tests {
                 license: Some("GPL-2.0-or-later AND MPL-2.0".into()),
             }],
             warnings: Vec::new(),
+            files: Default::default(),
         }
     }
 
