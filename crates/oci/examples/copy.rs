@@ -16,7 +16,7 @@ use stevedore_oci::cache::BlobStore;
 use stevedore_oci::oci::limits;
 use stevedore_oci::oci::media::OCI_MANIFEST;
 use stevedore_oci::registry::{Registry, RegistryOptions};
-use stevedore_oci::{Digest, Platform, Reference};
+use stevedore_oci::{Platform, Reference};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -57,7 +57,7 @@ fn copy(from: &str, to: &str, platform: &str) -> Result<String, Box<dyn Error>> 
 
     let mut blobs = vec![(image.config_digest.clone(), image.config_size)];
     for layer in &image.layers {
-        blobs.push((Digest::try_from(layer.digest())?, layer.size()));
+        blobs.push((layer.digest().clone(), layer.size()));
     }
     for (digest, size) in &blobs {
         if !registry.blob_exists(&to, digest)? {

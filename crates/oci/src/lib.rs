@@ -1,12 +1,12 @@
 //! stevedore-oci: the words OCI images are spoken in, and a registry client that speaks them.
 //!
 //! The vocabulary: [`Digest`] (`sha256:<hex>`, checked while streaming), [`Reference`]
-//! (`registry/repository:tag@digest` with docker's defaults), [`Platform`], the media types and
-//! documents in [`oci`], and [`cache::BlobStore`], the content-addressed store blobs enter by
-//! rename. The client: [`registry::Registry`] pulls, resolves and pushes over the distribution
-//! API with auth (basic, bearer tokens, docker's and podman's credential files and helpers),
-//! bounded retries and a trust boundary (a credential goes only to its own origin). It is
-//! blocking and needs no async runtime.
+//! (`registry/repository:tag@digest` with docker's defaults), [`Platform`], [`Descriptor`], the
+//! media types and documents in [`oci`], and [`cache::BlobStore`], the content-addressed store
+//! blobs enter by rename. The client: [`registry::Registry`] pulls, resolves and pushes over the
+//! distribution API with auth (basic, bearer tokens, docker's and podman's credential files and
+//! helpers), bounded retries and a trust boundary (a credential goes only to its own origin). It
+//! is blocking and needs no async runtime.
 //!
 //! This crate is the bottom of stevedore's stack (ARCHITECTURE.md) and knows nothing of Cargo:
 //! use it alone to read or write images in a registry.
@@ -31,6 +31,6 @@ pub mod registry;
 pub mod text;
 
 pub use digest::Digest;
-pub use oci::Compression;
+pub use oci::{Compression, Descriptor};
 pub use platform::Platform;
 pub use reference::{Base, Reference};

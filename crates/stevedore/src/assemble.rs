@@ -6,16 +6,14 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use oci_spec::image::{
-    Descriptor, History, ImageConfiguration, ImageIndex, ImageManifestBuilder, MediaType,
-};
+use oci_spec::image::{History, ImageConfiguration, ImageIndex, ImageManifestBuilder, MediaType};
 
 use crate::build_id::BuildId;
 use crate::cache::{BlobStore, CacheError};
 use crate::digest::Digest;
 use crate::layer::{Layer, BIN_DIR, NONROOT_UID};
 use crate::oci::media::{ANNOTATION_BUILD_ID, DEBUGINFO, DEBUGINFO_ELF, DOCKER_LAYER_GZIP};
-use crate::oci::{canonical_json, rfc3339, BaseImage};
+use crate::oci::{canonical_json, rfc3339, BaseImage, Descriptor};
 use crate::plan::Plan;
 use crate::platform::Platform;
 
@@ -47,7 +45,7 @@ pub struct Image {
 impl Image {
     /// The manifest's digest: the image's name by content.
     pub fn manifest_digest(&self) -> Digest {
-        Digest::try_from(self.manifest.digest()).expect("assembled manifests have sha256 digests")
+        self.manifest.digest().clone()
     }
 }
 
@@ -82,7 +80,7 @@ pub struct Tagged {
 impl Tagged {
     /// The manifest's digest.
     pub fn manifest_digest(&self) -> Digest {
-        Digest::try_from(self.manifest.digest()).expect("assembled manifests have sha256 digests")
+        self.manifest.digest().clone()
     }
 }
 
@@ -100,12 +98,12 @@ pub struct Referrer {
 impl Referrer {
     /// The artifact manifest's digest.
     pub fn manifest_digest(&self) -> Digest {
-        Digest::try_from(self.manifest.digest()).expect("assembled manifests have sha256 digests")
+        self.manifest.digest().clone()
     }
 
     /// The digest of the image manifest it is about.
     pub fn subject_digest(&self) -> Digest {
-        Digest::try_from(self.subject.digest()).expect("assembled manifests have sha256 digests")
+        self.subject.digest().clone()
     }
 }
 
@@ -122,22 +120,25 @@ pub fn referrer(
     store: &BlobStore,
 ) -> Result<Referrer, AssembleError> {
     let empty_digest = store_blob(store, EMPTY_JSON, "empty config")?;
-    let mut empty = Descriptor::new(
-        MediaType::EmptyJSON,
-        EMPTY_JSON.len() as u64,
-        empty_digest.to_oci(),
+    let empty = Descriptor::new(MediaType::EmptyJSON, empty_digest, EMPTY_JSON.len() as u64);
+    // The manifest carries `{}` inline too, as OCI 1.1 suggests for the empty config; only
+    // there, so `Descriptor` needs no `data`.
+    let mut config = oci_spec::image::Descriptor::from(&empty);
+    config.set_data(Some("e30=".to_owned()));
+    // The subject names the manifest alone: which platform it runs on is the index's business.
+    let subject = Descriptor::new(
+        subject.media_type().clone(),
+        subject.digest().clone(),
+        subject.size(),
     );
-    empty.set_data(Some("e30=".to_owned()));
-    let mut subject = subject.clone();
-    subject.set_platform(None);
     let artifact = MediaType::Other(artifact_type.to_owned());
     let manifest = ImageManifestBuilder::default()
         .schema_version(2u32)
         .media_type(MediaType::ImageManifest)
         .artifact_type(artifact.clone())
-        .config(empty.clone())
-        .layers(vec![document.clone()])
-        .subject(subject.clone())
+        .config(config)
+        .layers(vec![(&document).into()])
+        .subject(&subject)
         .annotations(HashMap::from([(
             ANNOTATION_CREATED.to_owned(),
             rfc3339(created),
@@ -149,12 +150,8 @@ pub fn referrer(
         })?;
     let bytes = canonical_json(&manifest);
     let digest = store_blob(store, &bytes, "artifact manifest")?;
-    let mut descriptor = Descriptor::new(
-        MediaType::ImageManifest,
-        bytes.len() as u64,
-        digest.to_oci(),
-    );
-    descriptor.set_artifact_type(Some(artifact));
+    let descriptor = Descriptor::new(MediaType::ImageManifest, digest, bytes.len() as u64)
+        .with_artifact_type(artifact);
     Ok(Referrer {
         subject,
         manifest: descriptor,
@@ -180,15 +177,11 @@ pub fn debuginfo_referrer(
             what: "debug file",
             source,
         })?;
-    let mut layer = Descriptor::new(
-        MediaType::Other(DEBUGINFO_ELF.to_owned()),
-        size,
-        digest.to_oci(),
-    );
-    layer.set_annotations(Some(HashMap::from([
-        (ANNOTATION_BUILD_ID.to_owned(), build_id.to_string()),
-        (ANNOTATION_TITLE.to_owned(), format!("{bin}.debug")),
-    ])));
+    let layer = Descriptor::new(MediaType::Other(DEBUGINFO_ELF.to_owned()), digest, size)
+        .with_annotations(BTreeMap::from([
+            (ANNOTATION_BUILD_ID.to_owned(), build_id.to_string()),
+            (ANNOTATION_TITLE.to_owned(), format!("{bin}.debug")),
+        ]));
     referrer(subject, DEBUGINFO, layer, created, store)
 }
 
@@ -203,7 +196,7 @@ impl Built {
 
     /// The digest of [`Built::top`].
     pub fn top_digest(&self) -> Digest {
-        Digest::try_from(self.top().digest()).expect("assembled descriptors have sha256 digests")
+        self.top().digest().clone()
     }
 }
 
@@ -290,8 +283,8 @@ pub fn assemble(
     let config_digest = store_blob(store, &config_bytes, "config")?;
     let config_desc = Descriptor::new(
         MediaType::ImageConfig,
+        config_digest,
         config_bytes.len() as u64,
-        config_digest.to_oci(),
     );
 
     let mut layers = match base {
@@ -305,8 +298,8 @@ pub fn assemble(
     for (layer, _) in ours.with_history(plan) {
         layers.push(Descriptor::new(
             layer.compression.media_type(),
+            layer.digest.clone(),
             layer.size,
-            layer.digest.to_oci(),
         ));
     }
 
@@ -314,8 +307,8 @@ pub fn assemble(
     let manifest = ImageManifestBuilder::default()
         .schema_version(2u32)
         .media_type(MediaType::ImageManifest)
-        .config(config_desc.clone())
-        .layers(layers.clone())
+        .config(&config_desc)
+        .layers(layers.iter().map(Into::into).collect::<Vec<_>>())
         .annotations(to_hash_map(annotations.clone()))
         .build()
         .map_err(|e| AssembleError::Spec {
@@ -324,12 +317,12 @@ pub fn assemble(
         })?;
     let manifest_bytes = canonical_json(&manifest);
     let manifest_digest = store_blob(store, &manifest_bytes, "manifest")?;
-    let mut manifest_desc = Descriptor::new(
+    let manifest_desc = Descriptor::new(
         MediaType::ImageManifest,
+        manifest_digest,
         manifest_bytes.len() as u64,
-        manifest_digest.to_oci(),
-    );
-    manifest_desc.set_platform(Some(platform.to_oci()));
+    )
+    .with_platform(platform.clone());
     Ok(Image {
         platform: platform.clone(),
         manifest: manifest_desc,
@@ -341,13 +334,13 @@ pub fn assemble(
 
 /// Builds and stores the OCI index over every platform's image.
 pub fn index(images: &[Image], store: &BlobStore) -> Result<Descriptor, AssembleError> {
-    let manifests = images.iter().map(|i| i.manifest.clone()).collect();
+    let manifests = images.iter().map(|i| (&i.manifest).into()).collect();
     let bytes = index_document(manifests, images.iter().map(|i| &i.annotations));
     let digest = store_blob(store, &bytes, "index")?;
     Ok(Descriptor::new(
         MediaType::ImageIndex,
+        digest,
         bytes.len() as u64,
-        digest.to_oci(),
     ))
 }
 
@@ -355,7 +348,7 @@ pub fn index(images: &[Image], store: &BlobStore) -> Result<Descriptor, Assemble
 /// differs per platform and stays on the manifests). `index create` builds the same document from
 /// images pushed separately, so both ways give the same digest.
 pub fn index_document<'a>(
-    manifests: Vec<Descriptor>,
+    manifests: Vec<oci_spec::image::Descriptor>,
     annotations: impl IntoIterator<Item = &'a BTreeMap<String, String>>,
 ) -> Vec<u8> {
     let mut all = annotations.into_iter();
@@ -509,9 +502,11 @@ fn normalise_layer(desc: &Descriptor) -> Result<Descriptor, AssembleError> {
             })
         }
     };
-    let mut out = Descriptor::new(media_type, desc.size(), desc.digest().clone());
-    out.set_annotations(desc.annotations().clone());
-    Ok(out)
+    let out = Descriptor::new(media_type, desc.digest().clone(), desc.size());
+    Ok(match desc.annotations() {
+        Some(annotations) => out.with_annotations(annotations.clone()),
+        None => out,
+    })
 }
 
 fn store_blob(

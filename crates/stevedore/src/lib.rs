@@ -7,7 +7,8 @@
 //! `index create`), [`verify`] (comparing a rebuild with a published image) and [`resolve`]
 //! (`stevedore://` references in Kubernetes YAML). The vocabulary and the registry client come
 //! from the `stevedore-oci` crate and are re-exported here: [`registry`], [`cache`] (the blob
-//! store), [`progress`] (transfer reports), [`Digest`], [`Reference`], [`Platform`].
+//! store), [`progress`] (transfer reports), [`Digest`], [`Reference`], [`Platform`],
+//! [`Descriptor`] (what [`Built`]'s documents say of each blob).
 
 // Errors carry the context a user needs (URLs, digests, paths); they are built once, on the
 // way out, so their size costs nothing that matters.
@@ -46,7 +47,7 @@ pub use build::{Build, Error, ErrorKind, Outcome};
 pub use config::{HealthcheckFlag, ImageFlags};
 pub use digest::Digest;
 pub use layer::{ca_bundle, Layer};
-pub use oci::Compression;
+pub use oci::{Compression, Descriptor};
 pub use platform::{Platform, PlatformError};
 pub use publish::Output;
 pub use reference::{Base, Reference};

@@ -2,17 +2,17 @@
 
 use std::path::PathBuf;
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use cargo_metadata::cargo_platform::Cfg;
-use oci_spec::image::{Descriptor, MediaType};
+use oci_spec::image::MediaType;
 
 use crate::assemble::{self, AssembleError, Built, Image, OurLayers, Referrer};
 use crate::cache::{BlobStore, CacheError};
 use crate::compile::{self, Cancel, CompileError};
 use crate::layer::{self, LayerError, LayerSpec};
 use crate::oci::media::SPDX_JSON;
-use crate::oci::BaseImage;
+use crate::oci::{BaseImage, Descriptor};
 use crate::plan::{self, Plan, PlanError};
 use crate::reference::Base;
 use crate::reference::Reference;
@@ -215,15 +215,15 @@ fn sbom(
         created: plan.created,
     })?;
     let digest = store.put_bytes(&document)?;
-    let mut descriptor = Descriptor::new(
+    let descriptor = Descriptor::new(
         MediaType::Other(SPDX_JSON.to_owned()),
+        digest,
         document.len() as u64,
-        digest.to_oci(),
-    );
-    descriptor.set_annotations(Some(HashMap::from([(
+    )
+    .with_annotations(BTreeMap::from([(
         "org.opencontainers.image.title".to_owned(),
         format!("{}.spdx.json", plan.bin),
-    )])));
+    )]));
     Ok(assemble::referrer(
         &image.manifest,
         SPDX_JSON,

@@ -5,8 +5,9 @@
 //! lives in the vocabulary rather than in `registry`, so code that builds on a base needs no
 //! registry client.
 
-use oci_spec::image::{Descriptor, ImageConfiguration, ImageManifest};
+use oci_spec::image::{ImageConfiguration, ImageManifest};
 
+use super::Descriptor;
 use crate::digest::Digest;
 use crate::platform::Platform;
 use crate::reference::Reference;

@@ -22,7 +22,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest};
+use oci_spec::image::{ImageConfiguration, ImageIndex, ImageManifest};
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 
 #[cfg(any(fuzzing, test))]
@@ -35,8 +35,8 @@ pub use crate::oci::BaseImage;
 
 use crate::cache::BlobStore;
 use crate::digest::Digest;
-use crate::oci::limits;
 pub(crate) use crate::oci::media::{DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST};
+use crate::oci::{limits, Descriptor};
 use crate::platform::Platform;
 use crate::progress::{Progress, Silent};
 use crate::reference::Reference;
@@ -408,7 +408,11 @@ impl Registry {
             manifest_digest,
             config_digest,
             config_size: config_desc.size(),
-            layers: manifest.layers().clone(),
+            layers: manifest
+                .layers()
+                .iter()
+                .map(|layer| descriptor(layer, reference))
+                .collect::<Result<_, _>>()?,
             manifest,
             config,
         })
@@ -423,9 +427,9 @@ impl Registry {
     ) -> Result<(), RegistryError> {
         let mut wanted: Vec<(Digest, u64)> = Vec::new();
         for layer in images.iter().flat_map(|i| &i.layers) {
-            let digest = blob_digest(layer, reference)?;
-            if !wanted.iter().any(|(d, _)| d == &digest) && !verified(store, &digest, reference)? {
-                wanted.push((digest, layer.size()));
+            let digest = layer.digest();
+            if !wanted.iter().any(|(d, _)| d == digest) && !verified(store, digest, reference)? {
+                wanted.push((digest.clone(), layer.size()));
             }
         }
         for chunk in wanted.chunks(PARALLEL_BLOBS) {
@@ -498,7 +502,7 @@ pub(crate) fn select<'i>(
     index: &'i ImageIndex,
     platform: &Platform,
     reference: &Reference,
-) -> Result<&'i Descriptor, RegistryError> {
+) -> Result<&'i oci_spec::image::Descriptor, RegistryError> {
     let found = index.manifests().iter().find(|m| {
         m.platform().as_ref().is_some_and(|p| {
             platform.matches(
@@ -526,14 +530,22 @@ pub(crate) fn select<'i>(
     })
 }
 
-pub(crate) fn blob_digest(
-    desc: &Descriptor,
+/// A descriptor of a document from elsewhere, refused unless its digest is sha256.
+fn descriptor(
+    desc: &oci_spec::image::Descriptor,
     reference: &Reference,
-) -> Result<Digest, RegistryError> {
-    Digest::try_from(desc.digest()).map_err(|_| RegistryError::MediaType {
+) -> Result<Descriptor, RegistryError> {
+    Descriptor::try_from(desc).map_err(|_| RegistryError::MediaType {
         reference: reference.to_string(),
         media_type: format!("a non-sha256 digest {}", desc.digest()),
     })
+}
+
+pub(crate) fn blob_digest(
+    desc: &oci_spec::image::Descriptor,
+    reference: &Reference,
+) -> Result<Digest, RegistryError> {
+    descriptor(desc, reference).map(|d| d.digest().clone())
 }
 
 pub(crate) fn parse<T: serde::de::DeserializeOwned>(

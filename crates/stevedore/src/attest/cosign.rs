@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use oci_spec::image::MediaType;
 use serde_json::json;
 
 use super::keys::SigningKey;
@@ -11,8 +12,8 @@ use super::AttestError;
 use crate::assemble::Tagged;
 use crate::cache::BlobStore;
 use crate::digest::Digest;
-use crate::oci::canonical_json;
 use crate::oci::media::{DSSE_ENVELOPE, OCI_MANIFEST, SIMPLE_SIGNING};
+use crate::oci::{canonical_json, Descriptor};
 
 /// The layer annotation holding the base64 DER signature of the layer's bytes.
 pub const SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
@@ -96,33 +97,41 @@ fn tagged(
         "rootfs": {"type": "layers", "diff_ids": [layer_digest.as_str()]},
     }));
     let config_digest = store.put_bytes(&config)?;
-    let config =
-        json!({"mediaType": OCI_CONFIG, "size": config.len(), "digest": config_digest.as_str()});
-    let layer = json!({
-        "mediaType": media_type,
-        "size": layer.len(),
-        "digest": layer_digest.as_str(),
-        "annotations": annotations,
-    });
+    let config_size = config.len() as u64;
+    // The manifest is cosign's shape, written as JSON; the descriptors below name its blobs.
     let manifest = canonical_json(&json!({
         "schemaVersion": 2,
         "mediaType": OCI_MANIFEST,
-        "config": config,
-        "layers": [layer],
+        "config": {"mediaType": OCI_CONFIG, "size": config_size, "digest": config_digest.as_str()},
+        "layers": [{
+            "mediaType": media_type,
+            "size": layer.len(),
+            "digest": layer_digest.as_str(),
+            "annotations": annotations,
+        }],
     }));
     let manifest_digest = store.put_bytes(&manifest)?;
-    let descriptor = |value: serde_json::Value| {
-        serde_json::from_value(value).expect("a descriptor made here parses")
-    };
+    let annotations = annotations
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
     Ok(Tagged {
         repository: repository.to_owned(),
         tag,
-        manifest: descriptor(json!({
-            "mediaType": OCI_MANIFEST,
-            "size": manifest.len(),
-            "digest": manifest_digest.as_str(),
-        })),
-        blobs: vec![descriptor(config), descriptor(layer)],
+        manifest: Descriptor::new(
+            MediaType::from(OCI_MANIFEST),
+            manifest_digest,
+            manifest.len() as u64,
+        ),
+        blobs: vec![
+            Descriptor::new(MediaType::from(OCI_CONFIG), config_digest, config_size),
+            Descriptor::new(
+                MediaType::from(media_type),
+                layer_digest,
+                layer.len() as u64,
+            )
+            .with_annotations(annotations),
+        ],
     })
 }
 

@@ -9,13 +9,14 @@ pub mod dsse;
 pub mod keys;
 pub mod provenance;
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
-use oci_spec::image::{Descriptor, MediaType};
+use oci_spec::image::MediaType;
 
 use crate::assemble::{self, AssembleError, Built};
 use crate::cache::{BlobStore, CacheError};
 use crate::oci::media::{DSSE_ENVELOPE, IN_TOTO};
+use crate::oci::Descriptor;
 use crate::plan::Plan;
 pub use keys::{PublicKey, SigningKey};
 pub use provenance::Toolchain;
@@ -58,15 +59,15 @@ pub fn attest(
         let statement = provenance::statement(plan, built, toolchain);
         let bytes = dsse::envelope(IN_TOTO, &statement, attest.key);
         let digest = store.put_bytes(&bytes)?;
-        let mut document = Descriptor::new(
+        let document = Descriptor::new(
             MediaType::Other(DSSE_ENVELOPE.to_owned()),
+            digest,
             bytes.len() as u64,
-            digest.to_oci(),
-        );
-        document.set_annotations(Some(HashMap::from([(
+        )
+        .with_annotations(BTreeMap::from([(
             "in-toto.io/predicate-type".to_owned(),
             provenance::PREDICATE_TYPE.to_owned(),
-        )])));
+        )]));
         let top_descriptor = built.top().clone();
         built.referrers.push(assemble::referrer(
             &top_descriptor,

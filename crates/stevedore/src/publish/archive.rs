@@ -1,6 +1,7 @@
 //! The `docker load` tarball: `manifest.json` naming a config and its layers, laid out like
 //! `docker save` (Docker 25+) writes it, so it is also an OCI layout archive.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
@@ -56,12 +57,13 @@ pub fn write_archive(
     for (digest, size) in image_blobs(image) {
         append_blob(&mut tar, store, &digest, size, mtime).map_err(io_err(file))?;
     }
-    let mut index_entry = image.manifest.clone();
-    index_entry.set_annotations(tags.first().map(|t| {
-        [("io.containerd.image.name".to_owned(), t.to_string())]
-            .into_iter()
-            .collect()
-    }));
+    let index_entry = match tags.first() {
+        Some(tag) => image.manifest.clone().with_annotations(BTreeMap::from([(
+            "io.containerd.image.name".to_owned(),
+            tag.to_string(),
+        )])),
+        None => image.manifest.clone(),
+    };
     let index = serde_json::json!({
         "schemaVersion": 2,
         "mediaType": OCI_INDEX,
@@ -69,13 +71,9 @@ pub fn write_archive(
     });
     append(&mut tar, "index.json", &canonical_json(&index), mtime).map_err(io_err(file))?;
     let entry = ManifestEntry {
-        config: blob_path(&Digest::try_from(image.config.digest()).expect("sha256 config")),
+        config: blob_path(image.config.digest()),
         repo_tags: tags.iter().map(ToString::to_string).collect(),
-        layers: image
-            .layers
-            .iter()
-            .map(|l| blob_path(&Digest::try_from(l.digest()).expect("sha256 layer")))
-            .collect(),
+        layers: image.layers.iter().map(|l| blob_path(l.digest())).collect(),
     };
     append(&mut tar, "manifest.json", &canonical_json(&[entry]), mtime).map_err(io_err(file))?;
     finish(tar, file)

@@ -1,18 +1,18 @@
 //! The OCI image layout: `oci-layout`, `index.json` and `blobs/sha256/`.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::fs;
 use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use oci_spec::image::{Descriptor, ImageIndex, MediaType};
+use oci_spec::image::{ImageIndex, MediaType};
 
 use super::{image_blobs, io_err, parent_dir, PublishError};
 use crate::assemble::Built;
 use crate::cache::BlobStore;
 use crate::digest::Digest;
-use crate::oci::canonical_json;
+use crate::oci::{canonical_json, Descriptor};
 use crate::reference::Reference;
 
 const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
@@ -66,20 +66,16 @@ fn fill(
     }
     let top = built.top().clone();
     if built.images.len() > 1 {
-        let digest =
-            Digest::try_from(built.index.digest()).expect("stored index has a sha256 digest");
-        copy_blob(store, &digest, built.index.size(), &blobs)?;
+        copy_blob(store, built.index.digest(), built.index.size(), &blobs)?;
     }
     for referrer in &built.referrers {
         for blob in referrer.blobs.iter().chain([&referrer.manifest]) {
-            let digest = Digest::try_from(blob.digest()).expect("stored blobs are sha256");
-            copy_blob(store, &digest, blob.size(), &blobs)?;
+            copy_blob(store, blob.digest(), blob.size(), &blobs)?;
         }
     }
     for tagged in &built.tagged {
         for blob in tagged.blobs.iter().chain([&tagged.manifest]) {
-            let digest = Digest::try_from(blob.digest()).expect("stored blobs are sha256");
-            copy_blob(store, &digest, blob.size(), &blobs)?;
+            copy_blob(store, blob.digest(), blob.size(), &blobs)?;
         }
     }
     write_atomic(&dir.join("oci-layout"), OCI_LAYOUT)?;
@@ -107,7 +103,7 @@ fn merged_index(
         Err(e) => return Err(io_err(&path)(e)),
     };
     let names: Vec<String> = ref_names(tags);
-    let mut manifests: Vec<Descriptor> = index
+    let mut manifests: Vec<_> = index
         .manifests()
         .iter()
         .filter(|d| {
@@ -122,13 +118,11 @@ fn merged_index(
         .iter()
         .zip(tags.iter().map(Some).chain(std::iter::repeat(None)))
     {
-        let mut entry = top.clone();
-        let mut annotations = HashMap::from([(REF_NAME.to_owned(), name.clone())]);
+        let mut annotations = BTreeMap::from([(REF_NAME.to_owned(), name.clone())]);
         if let Some(tag) = tag {
             annotations.insert(CONTAINERD_NAME.to_owned(), tag.to_string());
         }
-        entry.set_annotations(Some(annotations));
-        manifests.push(entry);
+        manifests.push((&top.clone().with_annotations(annotations)).into());
     }
     index.set_manifests(manifests);
     Ok(index)
@@ -141,9 +135,9 @@ fn add_referrers(index: &mut ImageIndex, built: &Built) {
     for referrer in &built.referrers {
         if !manifests
             .iter()
-            .any(|m| m.digest() == referrer.manifest.digest())
+            .any(|m| m.digest().as_ref() == referrer.manifest.digest().as_str())
         {
-            manifests.push(referrer.manifest.clone());
+            manifests.push((&referrer.manifest).into());
         }
     }
     index.set_manifests(manifests);
@@ -159,25 +153,24 @@ fn add_tagged(index: &mut ImageIndex, built: &Built) {
         .iter()
         .filter(|t| Some(t.repository.as_str()) == first)
         .collect();
-    let name_of = |d: &Descriptor| {
+    let name_of = |d: &oci_spec::image::Descriptor| {
         d.annotations()
             .as_ref()
             .and_then(|a| a.get(REF_NAME))
             .cloned()
     };
-    let mut manifests: Vec<Descriptor> = index
+    let mut manifests: Vec<_> = index
         .manifests()
         .iter()
         .filter(|d| name_of(d).is_none_or(|n| !tagged.iter().any(|t| t.tag == n)))
         .cloned()
         .collect();
     for tagged in tagged {
-        let mut entry = tagged.manifest.clone();
-        entry.set_annotations(Some(HashMap::from([(
-            REF_NAME.to_owned(),
-            tagged.tag.clone(),
-        )])));
-        manifests.push(entry);
+        let entry = tagged
+            .manifest
+            .clone()
+            .with_annotations(BTreeMap::from([(REF_NAME.to_owned(), tagged.tag.clone())]));
+        manifests.push((&entry).into());
     }
     index.set_manifests(manifests);
 }

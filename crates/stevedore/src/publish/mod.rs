@@ -219,12 +219,7 @@ fn image_blobs(image: &crate::assemble::Image) -> impl Iterator<Item = (Digest, 
     std::iter::once(&image.manifest)
         .chain(std::iter::once(&image.config))
         .chain(image.layers.iter())
-        .map(|d| {
-            (
-                Digest::try_from(d.digest()).expect("stored blobs have sha256 digests"),
-                d.size(),
-            )
-        })
+        .map(|d| (d.digest().clone(), d.size()))
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> PublishError + '_ {

@@ -66,7 +66,7 @@ pub fn push(
                 registry,
                 store,
                 repo,
-                &image.manifest_digest().to_string(),
+                image.manifest_digest().as_str(),
                 &image.manifest_digest(),
                 image.manifest.media_type().as_ref(),
             )?;
@@ -187,10 +187,8 @@ fn blobs(built: &Built, repo: &Reference) -> Vec<(Digest, u64)> {
         .flat_map(|t| &t.blobs);
     let mut out: Vec<(Digest, u64)> = Vec::new();
     for desc in images.chain(referrers).chain(tagged) {
-        let digest =
-            Digest::try_from(desc.digest()).expect("assembled descriptors have sha256 digests");
-        if !out.iter().any(|(d, _)| d == &digest) {
-            out.push((digest, desc.size()));
+        if !out.iter().any(|(d, _)| d == desc.digest()) {
+            out.push((desc.digest().clone(), desc.size()));
         }
     }
     out

@@ -10,15 +10,13 @@
 use std::collections::BTreeMap;
 use std::io::{self, Read};
 
-use oci_spec::image::Descriptor;
-
 use super::debian::{copyright_license, parse_status, DebPackage, OsRelease};
 use super::SbomError;
 use crate::cache::BlobStore;
 use crate::digest::Digest;
 use crate::layer::BaseFiles;
-use crate::oci::decompress;
 use crate::oci::entries::Entries;
+use crate::oci::{decompress, Descriptor};
 use crate::text::printable;
 
 const STATUS_D: &str = "var/lib/dpkg/status.d/";
@@ -102,17 +100,13 @@ fn read_layers(store: &BlobStore, layers: &[Descriptor]) -> Result<BaseContents,
     let mut files: BTreeMap<String, Kept> = BTreeMap::new();
     let mut warnings = Vec::new();
     for layer in layers {
-        let digest: Digest = layer
-            .digest()
-            .to_string()
-            .parse()
-            .map_err(|_| SbomError::BadDigest(layer.digest().to_string()))?;
+        let digest = layer.digest();
         let read = |source| SbomError::Layer {
             digest: digest.to_string(),
             source,
         };
-        let tar = decompress(store.open_blob(&digest)?).map_err(read)?;
-        apply_layer(tar, &digest, &mut files, &mut warnings).map_err(read)?;
+        let tar = decompress(store.open_blob(digest)?).map_err(read)?;
+        apply_layer(tar, digest, &mut files, &mut warnings).map_err(read)?;
     }
     Ok(contents(files, warnings))
 }
@@ -365,8 +359,7 @@ mod tests {
 
         // Kept: the same contents again without reading a layer (here, with none left).
         for layer in &descriptors {
-            let digest: Digest = layer.digest().to_string().parse().unwrap();
-            std::fs::remove_file(store.path(&digest)).unwrap();
+            std::fs::remove_file(store.path(layer.digest())).unwrap();
         }
         assert_eq!(read_base(&store, &descriptors).unwrap(), base);
         // Other layers are other contents, read from them.
@@ -381,8 +374,8 @@ mod tests {
                 let digest = store.put_bytes(bytes).unwrap();
                 Descriptor::new(
                     oci_spec::image::MediaType::ImageLayerGzip,
+                    digest,
                     bytes.len() as u64,
-                    digest.to_oci(),
                 )
             })
             .collect()

@@ -77,9 +77,6 @@ pub enum SbomError {
     /// inconsistent.
     #[error("package `{0}` is in cargo metadata's dependency graph but not in its package list")]
     NoPackage(String),
-    /// The base image names a layer (the field) by a digest that is not sha256.
-    #[error("the base layer digest {0} is not a sha256 digest")]
-    BadDigest(String),
     /// A base layer cannot be decompressed or is not a valid tar archive.
     #[error("cannot read the base layer {digest} to list its Debian packages")]
     Layer {
