@@ -11,6 +11,7 @@
 
 mod files;
 
+use std::borrow::Cow;
 use std::cell::OnceCell;
 use std::fmt;
 use std::io::{self, Read};
@@ -163,7 +164,7 @@ impl<'a> ImageSource<'a> {
     pub fn top(&self) -> Result<Manifest, SourceError> {
         match &self.backend {
             Backend::Registry(reference) => Ok(self.registry.fetch_manifest(reference)?),
-            Backend::Files(_) => self.manifest(&self.only_image()?),
+            Backend::Files(files) => self.manifest(&self.only_image(files)?),
         }
     }
 
@@ -202,8 +203,8 @@ impl<'a> ImageSource<'a> {
                     Err(e) => Err(e.into()),
                 }
             }
-            Backend::Files(_) => {
-                let index = self.layout_index()?;
+            Backend::Files(files) => {
+                let index = self.layout_index(files)?;
                 let entry = index.manifests().iter().find(|m| ref_name(m) == Some(tag));
                 entry.map(|e| self.manifest(e)).transpose()
             }
@@ -220,13 +221,13 @@ impl<'a> ImageSource<'a> {
     ) -> Result<Vec<ImageManifest>, SourceError> {
         let listed = match &self.backend {
             Backend::Registry(reference) => match self.registry.referrers(reference, subject)? {
-                Some(bytes) => self.parse::<ImageIndex>(&bytes, "the referrers index")?,
+                Some(bytes) => Cow::Owned(self.parse(&bytes, "the referrers index")?),
                 None => match self.tagged(&format!("sha256-{}", subject.hex()))? {
-                    Some(fallback) => self.parse(&fallback.bytes, "the referrers tag")?,
+                    Some(fallback) => Cow::Owned(self.parse(&fallback.bytes, "the referrers tag")?),
                     None => return Ok(Vec::new()),
                 },
             },
-            Backend::Files(_) => self.layout_index()?.clone(),
+            Backend::Files(files) => Cow::Borrowed(self.layout_index(files)?),
         };
         let mut found = Vec::new();
         for entry in listed.manifests() {
@@ -301,9 +302,9 @@ impl<'a> ImageSource<'a> {
 
     /// The one image a layout's index.json names (under one or more tags), skipping referrers
     /// (an SBOM, debug symbols) and cosign's signatures and attestations.
-    fn only_image(&self) -> Result<Descriptor, SourceError> {
+    fn only_image(&self, files: &Files) -> Result<Descriptor, SourceError> {
         let mut images: Vec<&Descriptor> = Vec::new();
-        for entry in self.layout_index()?.manifests() {
+        for entry in self.layout_index(files)?.manifests() {
             if entry.artifact_type().is_some() || ref_name(entry).is_some_and(is_cosign_tag) {
                 continue;
             }
@@ -326,13 +327,10 @@ impl<'a> ImageSource<'a> {
     }
 
     /// A layout's index.json, within its cap; read once.
-    fn layout_index(&self) -> Result<&ImageIndex, SourceError> {
+    fn layout_index(&self, files: &Files) -> Result<&ImageIndex, SourceError> {
         if let Some(index) = self.index.get() {
             return Ok(index);
         }
-        let Backend::Files(files) = &self.backend else {
-            unreachable!("only a layout or archive has an index.json");
-        };
         let file = files
             .open("index.json")
             .map_err(|e| self.unreadable(e, "index.json"))?;
