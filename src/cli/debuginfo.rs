@@ -7,14 +7,14 @@ use clap::Args;
 use super::args::RegistryArgs;
 use super::error::Error;
 use stevedore::plan::BuildOptions;
-use stevedore::verify::Published;
+use stevedore::source::Location;
 use stevedore::Build;
 
 #[derive(Debug, Args)]
 pub(super) struct DebuginfoArgs {
-    /// The image: REGISTRY/REPOSITORY[:TAG|@DIGEST], or oci-layout=DIR.
+    /// The image: REGISTRY/REPOSITORY[:TAG|@DIGEST], oci-layout=DIR or oci-archive=FILE.tar.
     #[arg(value_name = "REF")]
-    published: Published,
+    published: Location,
     /// The directory to fill (gdb: `set debug-file-directory DIR`).
     #[arg(short, long, value_name = "DIR", default_value = "debuginfo")]
     output: PathBuf,

@@ -21,7 +21,7 @@ use report::{init_logging, report, Bars, Exit};
 use stevedore::cache::BlobStore;
 use stevedore::plan::BuildOptions;
 use stevedore::publish::{self, Output};
-use stevedore::verify::Published;
+use stevedore::source::Location;
 use stevedore::{Base, Reference};
 use stevedore::{Build, ErrorKind, Outcome};
 
@@ -125,9 +125,15 @@ struct IndexCreateArgs {
     /// The index to create, e.g. registry.example.com/app:1.0.
     #[arg(value_name = "TARGET")]
     target: Reference,
-    /// A single-platform image to include (repeat for each platform).
-    #[arg(long = "from", value_name = "REF", required = true)]
-    from: Vec<Reference>,
+    /// A single-platform image to include (repeat for each platform): REF in the index's
+    /// registry (its blobs are mounted), or oci-layout=DIR / oci-archive=FILE.tar (its blobs
+    /// are uploaded).
+    #[arg(
+        long = "from",
+        value_name = "REF|oci-layout=DIR|oci-archive=FILE",
+        required = true
+    )]
+    from: Vec<Location>,
     #[command(flatten)]
     registry: RegistryArgs,
 }
@@ -189,9 +195,10 @@ struct BuildArgs {
 
 #[derive(Debug, Args)]
 struct VerifyArgs {
-    /// The published image: REGISTRY/REPO:TAG (or @DIGEST), or oci-layout=DIR.
-    #[arg(value_name = "REF|oci-layout=DIR")]
-    published: Published,
+    /// The published image: REGISTRY/REPO:TAG (or @DIGEST), oci-layout=DIR or
+    /// oci-archive=FILE.tar.
+    #[arg(value_name = "REF|oci-layout=DIR|oci-archive=FILE")]
+    published: Location,
     #[command(flatten)]
     package: PackageArg,
     #[command(flatten)]

@@ -68,6 +68,7 @@ fn split_debuginfo_ships_a_stripped_binary_and_gdb_finds_its_symbols_by_build_id
     let dir = tempfile::tempdir().unwrap();
     let refs_file = dir.path().join("refs.txt");
     let layout = dir.path().join("out");
+    let archive = dir.path().join("out.tar");
     let out = run_ok(
         stevedore_build_manifest(&hello_service())
             .args(["--base", &base, "--platform", "linux/amd64,linux/arm64"])
@@ -75,7 +76,9 @@ fn split_debuginfo_ships_a_stripped_binary_and_gdb_finds_its_symbols_by_build_id
             .arg("--image-refs")
             .arg(&refs_file)
             .arg("--output")
-            .arg(format!("oci-layout={}", layout.display())),
+            .arg(format!("oci-layout={}", layout.display()))
+            .arg("--output")
+            .arg(format!("oci-archive={}", archive.display())),
     );
     let result = json(&out.stdout);
     let images = result["images"].as_array().unwrap().clone();
@@ -171,6 +174,20 @@ fn split_debuginfo_ships_a_stripped_binary_and_gdb_finds_its_symbols_by_build_id
     assert_eq!(
         std::fs::read(from_layout.join(debug.strip_prefix(&tree).unwrap())).unwrap(),
         std::fs::read(&debug).unwrap()
+    );
+
+    // An oci-archive leaves the referrers out (podman's loader refuses them): its two
+    // platforms are read, and the answer is the one for an image without symbols.
+    let err = run_exit(
+        &mut debuginfo(
+            &format!("oci-archive={}", archive.display()),
+            &dir.path().join("from-archive"),
+        ),
+        4,
+    );
+    assert!(
+        err.contains("has no debug symbols for linux/amd64, linux/arm64"),
+        "{err}"
     );
 
     // --image-refs names each platform's debug-symbols referrer, which the registry holds

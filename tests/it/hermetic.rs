@@ -183,11 +183,14 @@ fn verify_rebuilds_and_names_the_first_differing_file() {
     let (_one_at_a_time, manifest) = shared_project(&registry);
     let out = tempfile::tempdir().unwrap();
     let layout = out.path().join("image");
+    let archive = out.path().join("image.tar");
     let built = json(
         &run_ok(
             build(&manifest)
                 .args(["--push", "--json", "--output"])
-                .arg(format!("oci-layout={}", layout.display())),
+                .arg(format!("oci-layout={}", layout.display()))
+                .arg("--output")
+                .arg(format!("oci-archive={}", archive.display())),
         )
         .stdout,
     );
@@ -199,7 +202,11 @@ fn verify_rebuilds_and_names_the_first_differing_file() {
         cmd
     };
 
-    for published in [format!("oci-layout={}", layout.display()), pushed.clone()] {
+    for published in [
+        format!("oci-layout={}", layout.display()),
+        format!("oci-archive={}", archive.display()),
+        pushed.clone(),
+    ] {
         let printed = text(&run_ok(&mut verify(&published)).stdout);
         assert!(
             printed.contains(&format!("linux/amd64: identical {digest}")),

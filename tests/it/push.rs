@@ -277,10 +277,13 @@ fn index_create_merges_per_platform_images_into_the_same_index_as_one_build() {
         &["--platform", "linux/amd64"],
         &[],
     );
+    let runner = tempfile::tempdir().unwrap();
+    let archive = runner.path().join("arm64.tar");
+    let archive_output = format!("oci-archive={}", archive.display());
     push(
         &base,
         &format!("{repo}:arm64"),
-        &["--platform", "linux/arm64"],
+        &["--platform", "linux/arm64", "--output", &archive_output],
         &[],
     );
 
@@ -306,6 +309,24 @@ fn index_create_merges_per_platform_images_into_the_same_index_as_one_build() {
         &format!("{repo}:merged"),
     );
     assert_eq!(inspected["Digest"], digest);
+
+    // A runner's archive serves as well as its push: its blobs are uploaded, not mounted.
+    let from_archive = run_ok(
+        std::process::Command::new(env!("CARGO_BIN_EXE_cargo-stevedore"))
+            .env("STEVEDORE_CACHE_DIR", tempfile::tempdir().unwrap().path())
+            .args(["stevedore", "index", "create"])
+            .arg(format!("{}/test/from-archive:1", registry.addr()))
+            .args([
+                "--from",
+                &format!("{}/test/amd64-runner:1", registry.addr()),
+                "--from",
+                &archive_output,
+            ]),
+    );
+    assert_eq!(
+        text(&from_archive.stdout).trim(),
+        format!("{}/test/from-archive@{digest}", registry.addr()),
+    );
 
     let err = run_err(
         std::process::Command::new(env!("CARGO_BIN_EXE_cargo-stevedore")).args([

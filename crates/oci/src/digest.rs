@@ -77,18 +77,6 @@ impl TryFrom<&oci_spec::image::Digest> for Digest {
     }
 }
 
-// Transitional, for code written when descriptors held oci-spec's digest
-// (`Digest::try_from(descriptor.digest())`): `Descriptor::digest` is already a `Digest`, so
-// callers should clone it instead; remove this once none is left.
-#[doc(hidden)]
-#[allow(clippy::infallible_try_from)]
-impl TryFrom<&Digest> for Digest {
-    type Error = std::convert::Infallible;
-    fn try_from(d: &Digest) -> Result<Self, Self::Error> {
-        Ok(d.clone())
-    }
-}
-
 impl AsRef<str> for Digest {
     fn as_ref(&self) -> &str {
         &self.0

@@ -6,7 +6,8 @@
 //! blobs enter by rename. The client: [`registry::Registry`] pulls, resolves and pushes over the
 //! distribution API with auth (basic, bearer tokens, docker's and podman's credential files and
 //! helpers), bounded retries and a trust boundary (a credential goes only to its own origin). It
-//! is blocking and needs no async runtime.
+//! is blocking and needs no async runtime. [`source::ImageSource`] reads a published image the
+//! same way from a registry, an OCI layout or an OCI archive.
 //!
 //! This crate is the bottom of stevedore's stack (ARCHITECTURE.md) and knows nothing of Cargo:
 //! use it alone to read or write images in a registry.
@@ -28,6 +29,7 @@ pub mod platform;
 pub mod progress;
 pub mod reference;
 pub mod registry;
+pub mod source;
 pub mod text;
 
 pub use digest::Digest;

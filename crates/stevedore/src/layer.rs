@@ -118,7 +118,7 @@ impl LayerSpec {
     /// `/etc/group` (written whole, the base's entries first; an account is added when
     /// neither its name nor its id is there), and the pinned CA bundle when the base has
     /// none. `None` when the base has it all, as distroless does.
-    pub fn accounts(base: &BaseFiles) -> Result<Option<Self>, LayerError> {
+    pub(crate) fn accounts(base: &BaseFiles) -> Result<Option<Self>, LayerError> {
         let mut spec = LayerSpec::default();
         if let Some(passwd) = with_accounts(base.passwd.as_deref(), &PASSWD) {
             spec.bytes("etc/passwd", passwd.into_bytes(), 0o644)?;

@@ -39,7 +39,7 @@ mod sbom;
 mod toolchain;
 
 // The vocabulary, under the names the stages have always used (`crate::digest::Digest`).
-pub use stevedore_oci::{cache, env, progress, registry, text};
+pub use stevedore_oci::{cache, env, progress, registry, source, text};
 use stevedore_oci::{digest, oci, platform, reference};
 
 pub use assemble::{Built, Image, Referrer, Tagged};

@@ -3,7 +3,8 @@
 use std::path::Path;
 
 use super::{Build, Error, ErrorKind};
-use crate::verify::{self, Published};
+use crate::source::Location;
+use crate::verify;
 
 impl Build {
     /// Fetches the debug file of every platform of `published` (attached by
@@ -11,7 +12,7 @@ impl Build {
     /// layout. Builds nothing.
     pub fn debuginfo(
         &self,
-        published: &Published,
+        published: &Location,
         dir: &Path,
     ) -> Result<Vec<verify::DebugFile>, Error> {
         self.reading(published, |source, image| {

@@ -36,7 +36,8 @@ use crate::progress::Progress;
 use crate::publish::{self, Engine, Loaded, Output, PushReport, Uploads};
 use crate::reference::{Base, Reference};
 use crate::registry::{Registry, RegistryError, RegistryOptions};
-use crate::verify::{self, Published, PublishedImage, Source, Verdict};
+use crate::source::{ImageSource, Location};
+use crate::verify::{self, PublishedImage, Verdict};
 use checks::{all_platforms, check_archive_platforms};
 pub use error::{Error, ErrorKind};
 use names::{default_tags, repositories};
@@ -442,7 +443,7 @@ impl Build {
 
     /// Rebuilds for the platforms `published` has and compares digests, naming the first
     /// difference of each platform that differs. Publishes nothing.
-    pub fn verify(&self, published: &Published) -> Result<Verdict, Error> {
+    pub fn verify(&self, published: &Location) -> Result<Verdict, Error> {
         let key = self
             .verify_key
             .as_deref()
@@ -455,35 +456,28 @@ impl Build {
                 }
                 None => Vec::new(),
             };
-            let platforms = image.platforms.iter().map(|(p, _, _)| p.clone());
+            let platforms = image.platforms.iter().map(|p| p.platform.clone());
             let staged = self.clone().platforms(platforms).stage(false)?;
-            let mut verdict = verify::compare(&staged.built, image, source, source.store)
+            let mut verdict = verify::compare(&staged.built, image, source, &staged.store)
                 .map_err(ErrorKind::Verify)?;
             verdict.signatures = signatures;
             Ok(verdict)
         })
     }
 
-    /// Opens `published` (registry or layout) and hands it and its top document to `read`:
-    /// what `verify` and `debuginfo` start from.
+    /// Opens `published` (registry, layout or archive) and hands it and its top document to
+    /// `read`: what `verify` and `debuginfo` start from.
     pub(crate) fn reading<T>(
         &self,
-        published: &Published,
-        read: impl FnOnce(&Source<'_>, &PublishedImage) -> Result<T, Error>,
+        published: &Location,
+        read: impl FnOnce(&ImageSource<'_>, &PublishedImage) -> Result<T, Error>,
     ) -> Result<T, Error> {
         // The image read is the user's own, published with the credential of its registry.
-        let own = match published {
-            Published::Registry(reference) => std::slice::from_ref(reference),
-            Published::Layout(_) => &[],
-        };
-        let registry = self.registry_client(own)?;
+        let own = published.reference().map(std::slice::from_ref);
+        let registry = self.registry_client(own.unwrap_or_default())?;
         let store = BlobStore::open_default()?;
-        let source = Source {
-            published,
-            registry: &registry,
-            store: &store,
-        };
-        let image = source.image().map_err(ErrorKind::Verify)?;
+        let source = ImageSource::new(published.clone(), &registry, &store);
+        let image = verify::read(&source).map_err(ErrorKind::Verify)?;
         read(&source, &image)
     }
 

@@ -1,5 +1,6 @@
-//! `index create`: one multi-platform index from per-platform images already in a registry
-//! (built on native runners), without pulling their layers.
+//! `index create`: one multi-platform index from per-platform images (built on native runners),
+//! each in the index's registry, or in a layout or archive a runner wrote. Images already in
+//! the registry are linked without pulling their layers; those from files are uploaded.
 
 use std::collections::BTreeMap;
 
@@ -13,7 +14,8 @@ use crate::oci::limits;
 use crate::oci::media::{DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST};
 use crate::platform::Platform;
 use crate::reference::Reference;
-use crate::registry::{Registry, RegistryError};
+use crate::registry::{Manifest, Registry, RegistryError};
+use crate::source::{ImageSource, Location, SourceError};
 
 /// Why `index create` cannot make one index of the images given.
 #[derive(Debug, thiserror::Error)]
@@ -48,179 +50,207 @@ pub enum MergeError {
         /// Their platform.
         platform: String,
     },
-    #[error("{what} of {reference} cannot be read")]
-    /// A manifest or config is not the JSON it should be.
-    Json {
-        /// Which document.
-        what: &'static str,
-        /// The image.
-        reference: String,
-        /// The parser's complaint.
-        #[source]
-        source: serde_json::Error,
-    },
+    /// An image's layout or archive cannot be read, or a document of it is not what it
+    /// should be.
+    #[error(transparent)]
+    Source(SourceError),
+}
+
+/// One platform's image, read.
+struct Entry {
+    location: Location,
+    top: Manifest,
+    manifest: ImageManifest,
+    platform: Platform,
 }
 
 /// Builds the index over `sources` and pushes it as `target`; returns `REPO@DIGEST`.
 pub fn create_index(
     target: &Reference,
-    sources: &[Reference],
+    sources: &[Location],
     registry: &Registry,
     store: &BlobStore,
 ) -> Result<Reference, PublishError> {
-    let fail = |reference: &Reference| {
-        let name = reference.name();
-        move |source: RegistryError| PublishError::Registry {
-            reference: name,
-            source,
-        }
-    };
-    let mut entries: Vec<(Descriptor, BTreeMap<String, String>, Platform, &Reference)> = Vec::new();
-    for source in sources {
-        if source.registry() != target.registry() {
-            return Err(MergeError::OtherRegistry {
-                source_ref: source.to_string(),
-                source_registry: source.registry().into(),
-                target_registry: target.registry().into(),
-            }
-            .into());
-        }
-        let fetched = registry.fetch_manifest(source).map_err(fail(source))?;
-        let (digest, media_type, bytes) = (fetched.digest, fetched.media_type, fetched.bytes);
-        if media_type != OCI_MANIFEST && media_type != DOCKER_MANIFEST {
-            return Err(MergeError::NotAnImage {
-                reference: source.to_string(),
-                media_type,
-            }
-            .into());
-        }
-        let manifest: ImageManifest = parse(&bytes, "manifest", source)?;
-        let platform = platform_of(&manifest, source, registry, store)?;
-        if let Some((_, _, _, other)) = entries.iter().find(|(_, _, p, _)| p == &platform) {
+    let mut entries: Vec<Entry> = Vec::new();
+    for location in sources {
+        same_registry(location, target)?;
+        let source = ImageSource::new(location.clone(), registry, store);
+        let entry = read_image(&source)?;
+        if let Some(other) = entries.iter().find(|e| e.platform == entry.platform) {
             return Err(MergeError::SamePlatform {
-                reference: source.to_string(),
-                other: other.to_string(),
-                platform: platform.to_string(),
+                reference: location.to_string(),
+                other: other.location.to_string(),
+                platform: entry.platform.to_string(),
             }
             .into());
         }
-        link_into(
-            target,
-            source,
-            &manifest,
-            &digest,
-            &media_type,
-            &bytes,
-            registry,
-        )
-        .map_err(fail(target))?;
-        let mut desc = Descriptor::new(
-            MediaType::from(media_type.as_str()),
-            bytes.len() as u64,
-            digest.to_oci(),
-        );
-        desc.set_platform(Some(platform.to_oci()));
-        let annotations = manifest
-            .annotations()
-            .clone()
-            .unwrap_or_default()
-            .into_iter()
-            .collect();
-        entries.push((desc, annotations, platform, source));
+        link_into(target, &source, &entry, registry, store)?;
+        entries.push(entry);
     }
-    let annotations: Vec<BTreeMap<String, String>> = entries.iter().map(|e| e.1.clone()).collect();
-    let bytes = index_document(entries.into_iter().map(|e| e.0).collect(), &annotations);
+    let annotations: Vec<BTreeMap<String, String>> = entries
+        .iter()
+        .map(|e| e.manifest.annotations().clone().unwrap_or_default())
+        .map(|a| a.into_iter().collect())
+        .collect();
+    let bytes = index_document(entries.iter().map(descriptor).collect(), &annotations);
     let identifier = target
         .tag()
         .map(str::to_owned)
         .unwrap_or_else(|| Digest::of(&bytes).to_string());
     registry
         .put_manifest(target, &identifier, OCI_INDEX, &bytes)
-        .map_err(fail(target))?;
+        .map_err(pushing(target))?;
     Ok(target.with_digest(Digest::of(&bytes)))
 }
 
-/// The platform an image was built for, from its config (a small blob).
-fn platform_of(
-    manifest: &ImageManifest,
-    source: &Reference,
-    registry: &Registry,
-    store: &BlobStore,
-) -> Result<Platform, PublishError> {
-    let config_desc = manifest.config();
-    let digest = Digest::try_from(config_desc.digest()).map_err(|_| MergeError::NotAnImage {
-        reference: source.to_string(),
-        media_type: "a non-sha256 config".into(),
-    })?;
-    let registry_error = |e| PublishError::Registry {
-        reference: source.name(),
-        source: e,
-    };
-    let size = limits::CONFIG
-        .check(Some(config_desc.size()), &source.to_string())
-        .map_err(|e| registry_error(e.into()))?;
-    registry
-        .fetch_blob(source, &digest, size, store)
-        .map_err(registry_error)?;
-    let bytes = store.read_small(&digest, limits::CONFIG.max)?;
-    let config: ImageConfiguration = parse(&bytes, "config", source)?;
+/// An image in a registry must be in the index's, where its blobs can be mounted.
+fn same_registry(location: &Location, target: &Reference) -> Result<(), MergeError> {
+    match location.reference() {
+        Some(source) if source.registry() != target.registry() => Err(MergeError::OtherRegistry {
+            source_ref: source.to_string(),
+            source_registry: source.registry().into(),
+            target_registry: target.registry().into(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// The single-platform manifest `source` names, and the platform its config declares.
+fn read_image(source: &ImageSource) -> Result<Entry, PublishError> {
+    let location = source.location();
+    let failed = reading(location);
+    let top = source.top().map_err(&failed)?;
+    if top.media_type != OCI_MANIFEST && top.media_type != DOCKER_MANIFEST {
+        return Err(MergeError::NotAnImage {
+            reference: location.to_string(),
+            media_type: top.media_type,
+        }
+        .into());
+    }
+    let manifest: ImageManifest = source.parse(&top.bytes, "the manifest").map_err(&failed)?;
+    let config = source
+        .small_blob(manifest.config(), limits::CONFIG)
+        .map_err(&failed)?;
+    let config: ImageConfiguration = source.parse(&config, "the config").map_err(&failed)?;
+    Ok(Entry {
+        location: location.clone(),
+        top,
+        platform: platform_of(&config),
+        manifest,
+    })
+}
+
+/// The platform an image was built for, from its config.
+fn platform_of(config: &ImageConfiguration) -> Platform {
     let architecture = config.architecture().to_string();
     let variant = match (architecture.as_str(), config.variant()) {
         ("arm64", None) => Some("v8".to_owned()),
         (_, v) => v.clone(),
     };
-    Ok(Platform {
+    Platform {
         os: config.os().to_string(),
         architecture,
         variant,
-    })
+    }
 }
 
-/// Makes the image present in the target repository: blobs mounted, manifest put by digest.
+/// The index's entry for an image.
+fn descriptor(entry: &Entry) -> Descriptor {
+    let mut desc = Descriptor::new(
+        MediaType::from(entry.top.media_type.as_str()),
+        entry.top.bytes.len() as u64,
+        entry.top.digest.to_oci(),
+    );
+    desc.set_platform(Some(entry.platform.to_oci()));
+    desc
+}
+
+/// Makes the image present in the target repository: each blob it lacks mounted from the
+/// image's repository or uploaded from its layout, then the manifest put by digest.
 fn link_into(
     target: &Reference,
-    source: &Reference,
-    manifest: &ImageManifest,
-    digest: &Digest,
-    media_type: &str,
-    bytes: &[u8],
+    source: &ImageSource,
+    entry: &Entry,
     registry: &Registry,
-) -> Result<(), RegistryError> {
-    if source.repository() != target.repository() {
-        for desc in std::iter::once(manifest.config()).chain(manifest.layers()) {
-            let Ok(blob) = Digest::try_from(desc.digest()) else {
-                continue;
-            };
-            if !registry.blob_exists(target, &blob)?
-                && !registry.mount_blob(target, &blob, source)?
+    store: &BlobStore,
+) -> Result<(), PublishError> {
+    let from = source.location().reference();
+    // Within one repository the blobs are there already.
+    if from.is_none_or(|from| from.repository() != target.repository()) {
+        for desc in std::iter::once(entry.manifest.config()).chain(entry.manifest.layers()) {
+            let blob = source.digest(desc).map_err(reading(source.location()))?;
+            if registry
+                .blob_exists(target, &blob)
+                .map_err(pushing(target))?
             {
-                return Err(RegistryError::Status {
-                    method: "POST".into(),
-                    url: target.name(),
-                    status: 202,
-                    code: None,
-                    detail: format!(
-                        " (the registry would not mount {blob} from {})",
-                        source.name()
-                    ),
-                    hint: String::new(),
-                });
+                continue;
+            }
+            match from {
+                Some(from) => mount(registry, target, &blob, from).map_err(pushing(target))?,
+                None => upload(source, desc, &blob, target, registry, store)?,
             }
         }
     }
+    let top = &entry.top;
     registry
-        .put_manifest(target, digest.as_str(), media_type, bytes)
+        .put_manifest(target, top.digest.as_str(), &top.media_type, &top.bytes)
         .map(drop)
+        .map_err(pushing(target))
 }
 
-fn parse<T: serde::de::DeserializeOwned>(
-    bytes: &[u8],
-    what: &'static str,
-    reference: &Reference,
-) -> Result<T, MergeError> {
-    serde_json::from_slice(bytes).map_err(|source| MergeError::Json {
-        what,
-        reference: reference.to_string(),
-        source,
+fn mount(
+    registry: &Registry,
+    target: &Reference,
+    blob: &Digest,
+    from: &Reference,
+) -> Result<(), RegistryError> {
+    if registry.mount_blob(target, blob, from)? {
+        return Ok(());
+    }
+    Err(RegistryError::Status {
+        method: "POST".into(),
+        url: target.name(),
+        status: 202,
+        code: None,
+        detail: format!(
+            " (the registry would not mount {blob} from {})",
+            from.name()
+        ),
+        hint: String::new(),
     })
+}
+
+/// A blob of a layout or archive, into the store (verified on the way) and up from there.
+fn upload(
+    source: &ImageSource,
+    desc: &Descriptor,
+    blob: &Digest,
+    target: &Reference,
+    registry: &Registry,
+    store: &BlobStore,
+) -> Result<(), PublishError> {
+    let content = source.blob(desc).map_err(reading(source.location()))?;
+    store.put_verified(blob, Some(desc.size()), content)?;
+    registry
+        .upload_blob(target, blob, desc.size(), store)
+        .map_err(pushing(target))
+}
+
+/// A failure to read an image: a registry's keeps its kind (and so its hint).
+fn reading(location: &Location) -> impl Fn(SourceError) -> PublishError + '_ {
+    move |e| match e {
+        SourceError::Registry(source) => PublishError::Registry {
+            reference: location.to_string(),
+            source,
+        },
+        other => MergeError::Source(other).into(),
+    }
+}
+
+fn pushing(target: &Reference) -> impl Fn(RegistryError) -> PublishError {
+    let name = target.name();
+    move |source| PublishError::Registry {
+        reference: name.clone(),
+        source,
+    }
 }

@@ -3,14 +3,16 @@
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
+use oci_spec::image::ImageManifest;
 use serde_json::Value;
 
-use super::{Published, PublishedImage, Source, VerifyError};
+use super::{PublishedImage, VerifyError};
 use crate::attest::cosign::{self, SIGNATURE_ANNOTATION};
 use crate::attest::{dsse, provenance, PublicKey};
 use crate::digest::Digest;
 use crate::oci::limits;
 use crate::oci::media::{IN_TOTO, SIMPLE_SIGNING};
+use crate::source::ImageSource;
 
 /// One finding, in words: `ok` when the check holds.
 #[derive(Debug, Clone)]
@@ -24,13 +26,13 @@ pub struct Finding {
 /// Checks the `.sig` of every digest a runtime may read first, and the provenance's signature
 /// and subject.
 pub(crate) fn check(
-    source: &Source,
+    source: &ImageSource,
     image: &PublishedImage,
     key: &PublicKey,
 ) -> Result<Vec<Finding>, VerifyError> {
     let mut digests = vec![image.digest.clone()];
-    if image.platforms.iter().all(|(_, d, _)| d != &image.digest) {
-        digests.extend(image.platforms.iter().map(|(_, d, _)| d.clone()));
+    if image.platforms.iter().all(|p| p.digest != image.digest) {
+        digests.extend(image.platforms.iter().map(|p| p.digest.clone()));
     }
     let mut findings = Vec::new();
     for digest in &digests {
@@ -44,25 +46,30 @@ fn finding(ok: bool, message: String) -> Finding {
     Finding { ok, message }
 }
 
-fn signature(source: &Source, digest: &Digest, key: &PublicKey) -> Result<Finding, VerifyError> {
+fn signature(
+    source: &ImageSource,
+    digest: &Digest,
+    key: &PublicKey,
+) -> Result<Finding, VerifyError> {
     let tag = cosign::tag(digest, "sig");
-    let Some(manifest) = source.tagged(&tag)? else {
+    let Some(tagged) = source.tagged(&tag)? else {
         return Ok(finding(
             false,
             format!("{digest}: no signature ({tag} is missing)"),
         ));
     };
-    let repository = match source.published {
-        Published::Registry(reference) => Some(reference.name()),
-        Published::Layout(_) => None,
-    };
-    for layer in manifest["layers"].as_array().into_iter().flatten() {
-        if layer["mediaType"] != SIMPLE_SIGNING {
+    let manifest: ImageManifest = source.parse(&tagged.bytes, &tag)?;
+    // A layout names no repository, so its signatures are checked for the digest alone.
+    let repository = source.location().reference().map(|r| r.name());
+    for layer in manifest.layers() {
+        if layer.media_type().to_string() != SIMPLE_SIGNING {
             continue;
         }
         let payload = source.small_blob(layer, limits::SIGNATURE)?;
-        let Some(sig) = layer["annotations"][SIGNATURE_ANNOTATION]
-            .as_str()
+        let Some(sig) = layer
+            .annotations()
+            .as_ref()
+            .and_then(|a| a.get(SIGNATURE_ANNOTATION))
             .and_then(|s| B64.decode(s).ok())
         else {
             continue;
@@ -87,19 +94,20 @@ fn signature(source: &Source, digest: &Digest, key: &PublicKey) -> Result<Findin
     ))
 }
 
-fn provenance(source: &Source, top: &Digest, key: &PublicKey) -> Result<Finding, VerifyError> {
-    let Some(referrers) = source.referrers_of(top)? else {
+fn provenance(source: &ImageSource, top: &Digest, key: &PublicKey) -> Result<Finding, VerifyError> {
+    let attestations = source.referrers(top, IN_TOTO)?;
+    if attestations.is_empty() {
         return Ok(finding(
             false,
-            format!("{top}: no provenance (nothing refers to it, by the referrers API or the sha256-{} tag)", top.hex()),
+            format!(
+                "{top}: no provenance (no in-toto referrer of it, by the referrers API, the \
+                 sha256-{} tag or a layout's index.json)",
+                top.hex()
+            ),
         ));
-    };
-    for entry in referrers["manifests"].as_array().into_iter().flatten() {
-        if entry["artifactType"] != IN_TOTO {
-            continue;
-        }
-        let artifact = source.manifest_of(entry)?;
-        let Some(layer) = artifact["layers"].get(0) else {
+    }
+    for artifact in &attestations {
+        let Some(layer) = artifact.layers().first() else {
             continue;
         };
         let envelope: Value =
