@@ -10,6 +10,18 @@ use std::str::FromStr;
 use sha2::{Digest as _, Sha256};
 
 /// A `sha256:<64 lowercase hex>` content digest.
+///
+/// ```
+/// use stevedore_oci::Digest;
+///
+/// let digest = Digest::of(b"hello");
+/// assert_eq!(
+///     digest.to_string(),
+///     "sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+/// );
+/// assert_eq!(digest.to_string().parse::<Digest>().unwrap(), digest);
+/// assert!("sha512:00".parse::<Digest>().is_err());
+/// ```
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Digest(String);
 

@@ -12,6 +12,19 @@ const DOCKER_HUB_API: &str = "registry-1.docker.io";
 const MAX_NAME: usize = 255;
 
 /// A parsed image reference: registry, repository, and a tag and/or a digest.
+///
+/// ```
+/// use stevedore_oci::Reference;
+///
+/// let short: Reference = "alpine".parse().unwrap();
+/// assert_eq!(short.registry(), "docker.io");
+/// assert_eq!(short.repository(), "library/alpine");
+/// assert_eq!(short.tag(), Some("latest"));
+///
+/// let local: Reference = "localhost:5000/team/app:1.0".parse().unwrap();
+/// assert_eq!((local.registry(), local.repository()), ("localhost:5000", "team/app"));
+/// assert!("Team/App".parse::<Reference>().is_err(), "repositories are lower case");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Reference {
     registry: String,

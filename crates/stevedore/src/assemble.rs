@@ -29,6 +29,7 @@ pub const ANNOTATION_TITLE: &str = "org.opencontainers.image.title";
 
 /// One platform's finished image, all of whose blobs are in the store.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Image {
     /// The platform it runs on.
     pub platform: Platform,
@@ -51,6 +52,7 @@ impl Image {
 
 /// What a build produced: one image per platform, and an index when there are several.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Built {
     /// One image per platform, in the plan's order.
     pub images: Vec<Image>,
@@ -66,6 +68,7 @@ pub struct Built {
 
 /// A manifest published under a tag derived from what it is about (cosign's scheme).
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Tagged {
     /// The repository (`REGISTRY/REPOSITORY`) it belongs to: its payload names it.
     pub repository: String,
@@ -86,6 +89,7 @@ impl Tagged {
 
 /// An artifact that refers to an image: its manifest names the image as `subject`.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Referrer {
     /// The image manifest it is about.
     pub subject: Descriptor,

@@ -74,6 +74,24 @@ pub struct Manifest {
 }
 
 /// A client for the registries an image build talks to.
+///
+/// # Examples
+///
+/// What a tag names now, with the credentials the user's podman or docker config holds:
+///
+/// ```no_run
+/// use stevedore_oci::registry::{Registry, RegistryOptions};
+/// use stevedore_oci::Reference;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let registry = Registry::new(RegistryOptions::default())?;
+/// let base: Reference = "gcr.io/distroless/static-debian12:nonroot".parse()?;
+/// println!("{base} is {}", registry.resolve(&base)?);
+/// # Ok(())
+/// # }
+/// ```
+///
+/// `examples/copy.rs` pulls one platform of an image and pushes it to another repository.
 pub struct Registry {
     client: Client,
     progress: Arc<dyn Progress>,

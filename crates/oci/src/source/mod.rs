@@ -128,6 +128,23 @@ enum Backend {
 
 /// A published image, opened for reading: in a registry (its blobs pass through the store,
 /// verified on the way in), or in a layout or archive (verified while read).
+///
+/// ```no_run
+/// use stevedore_oci::cache::BlobStore;
+/// use stevedore_oci::registry::{Registry, RegistryOptions};
+/// use stevedore_oci::source::{ImageSource, Location};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let registry = Registry::new(RegistryOptions::default())?;
+/// let store = BlobStore::open_default()?;
+/// for place in ["oci-layout=target/image", "ghcr.io/me/app:1.0"] {
+///     let location: Location = place.parse()?;
+///     let top = ImageSource::new(location, &registry, &store).top()?;
+///     println!("{place}: {} ({})", top.digest, top.media_type);
+/// }
+/// # Ok(())
+/// # }
+/// ```
 pub struct ImageSource<'a> {
     location: Location,
     backend: Backend,

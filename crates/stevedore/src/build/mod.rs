@@ -1,18 +1,5 @@
-//! The library's front door: describe a build in a few lines, run it, get digests back.
-//!
-//! ```no_run
-//! use stevedore::{Build, Platform};
-//!
-//! # fn main() -> Result<(), stevedore::Error> {
-//! let pushed = Build::from_manifest("Cargo.toml")?
-//!     .platforms([Platform::linux_amd64(), Platform::linux_arm64()])
-//!     .base("gcr.io/distroless/static-debian12:nonroot")?
-//!     .tag("ghcr.io/me/app:1.0")?
-//!     .push()?;
-//! println!("{}", pushed[0]); // ghcr.io/me/app@sha256:…
-//! # Ok(())
-//! # }
-//! ```
+//! The library's front door, [`Build`]: describe a build in a few lines, run it, get digests
+//! back.
 
 mod checks;
 mod debuginfo;
@@ -42,7 +29,43 @@ use checks::{all_platforms, check_archive_platforms};
 pub use error::{Error, ErrorKind};
 use names::{default_tags, repositories};
 
-/// A configured build; see the module docs for an example.
+/// A build, described in a few calls and then run: the library's front door.
+///
+/// Each setter takes and returns the build, so a build reads as one expression; the ones
+/// that parse (a base, a tag) return a `Result`. Nothing runs until [`Build::run`] (write the
+/// outputs), [`Build::push`] (push to the tags) or [`Build::verify`] (rebuild and compare).
+///
+/// # Examples
+///
+/// Push a two-platform image, as `cargo stevedore build --push` does:
+///
+/// ```no_run
+/// use stevedore::{Build, Platform};
+///
+/// # fn main() -> Result<(), stevedore::Error> {
+/// let pushed = Build::from_manifest("Cargo.toml")?
+///     .platforms([Platform::linux_amd64(), Platform::linux_arm64()])
+///     .base("gcr.io/distroless/static-debian12:nonroot")?
+///     .tag("ghcr.io/me/app:1.0")?
+///     .push()?;
+/// println!("{}", pushed[0]); // ghcr.io/me/app@sha256:…
+/// # Ok(())
+/// # }
+/// ```
+///
+/// Write an OCI layout instead, with nothing pushed:
+///
+/// ```no_run
+/// use stevedore::{Build, Output};
+///
+/// # fn main() -> Result<(), stevedore::Error> {
+/// let outcome = Build::from_manifest("Cargo.toml")?
+///     .output(Output::OciLayout("target/image".into()))
+///     .run()?;
+/// println!("target/image@{}", outcome.digest());
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Default)]
 pub struct Build {
     options: BuildOptions,
@@ -60,6 +83,7 @@ pub struct Build {
 
 /// What a finished build produced.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct Outcome {
     /// What was built, resolved from the options and the project.
     pub plan: Plan,

@@ -82,6 +82,7 @@ pub struct BuildOptions {
 
 /// Everything later stages need, resolved and checked.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct Plan {
     /// The package's Cargo.toml.
     pub manifest_path: PathBuf,

@@ -112,6 +112,7 @@ pub struct PlatformVerdict {
 
 /// The whole comparison: the top digests (index or manifest) and each platform's.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct Verdict {
     /// The rebuilt image's top digest.
     pub ours: Digest,
