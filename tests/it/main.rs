@@ -27,3 +27,4 @@ mod sign;
 mod trust;
 mod util;
 mod xtask;
+mod zig;
