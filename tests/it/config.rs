@@ -88,6 +88,7 @@ pub fn build(manifest: &Path) -> Command {
 pub fn stevedore(verb: &str, manifest: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_cargo-stevedore"));
     cmd.env("PATH", testbed::tool_path_env())
+        .env(testbed::ZIG_MIRROR_ENV, testbed::zig_mirror())
         .env("CARGO_TARGET_DIR", testbed::fixture_target_dir())
         .env("STEVEDORE_CACHE_DIR", testbed::testbed_dir().join("cache"))
         .env("SOURCE_DATE_EPOCH", FIXTURE_EPOCH.to_string())

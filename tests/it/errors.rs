@@ -169,7 +169,11 @@ fn a_toolchain_without_the_target_std_says_how_to_add_it() {
         .collect();
     let mut cmd = std::process::Command::new(cmd.get_program());
     cmd.args(args)
-        .env("PATH", stevedore_testbed::tool_path_env());
+        .env("PATH", stevedore_testbed::tool_path_env())
+        .env(
+            stevedore_testbed::ZIG_MIRROR_ENV,
+            stevedore_testbed::zig_mirror(),
+        );
     let dir = tempfile::tempdir().unwrap();
     let err = run_exit(
         cmd.args(["--base", "scratch", "--output"])

@@ -16,6 +16,7 @@ use crate::util::*;
 fn runner_build(manifest: &Path, target_dir: &Path, base: &str) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_cargo-stevedore"));
     cmd.env("PATH", testbed::tool_path_env())
+        .env(testbed::ZIG_MIRROR_ENV, testbed::zig_mirror())
         .env("CARGO_TARGET_DIR", target_dir)
         .env("STEVEDORE_CACHE_DIR", testbed::testbed_dir().join("cache"))
         .env("SOURCE_DATE_EPOCH", FIXTURE_EPOCH.to_string())
@@ -175,6 +176,7 @@ fn run_job(command: &str, checkout: &Path, runner: &Path, vars: &[(&str, &str)])
         .arg(command)
         .current_dir(checkout)
         .env("PATH", std::env::join_paths(path).unwrap())
+        .env(testbed::ZIG_MIRROR_ENV, testbed::zig_mirror())
         // The runner's Rust: the test bed's toolchain with rust-src, picked the rustup way.
         .env("RUSTUP_TOOLCHAIN", "debweb")
         .env("CARGO_TARGET_DIR", runner.join("target"))

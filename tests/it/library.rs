@@ -24,6 +24,7 @@ fn example(name: &str) -> Command {
     );
     let mut cmd = Command::new(path);
     cmd.env("PATH", testbed::tool_path_env())
+        .env(testbed::ZIG_MIRROR_ENV, testbed::zig_mirror())
         .env("CARGO", "/usr/bin/cargo")
         .env("RUSTC", "/usr/bin/rustc")
         .env("CARGO_TARGET_DIR", testbed::fixture_target_dir())

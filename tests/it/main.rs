@@ -28,3 +28,4 @@ mod sign;
 mod trust;
 mod util;
 mod xtask;
+mod zig;

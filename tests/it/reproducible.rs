@@ -108,6 +108,7 @@ impl User {
         std::fs::create_dir_all(&self.home).unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_cargo-stevedore"));
         cmd.env("PATH", testbed::tool_path_env())
+            .env(testbed::ZIG_MIRROR_ENV, testbed::zig_mirror())
             .env("HOME", &self.home)
             .env("CARGO_HOME", tool_home("CARGO_HOME", ".cargo"))
             .env("RUSTUP_HOME", tool_home("RUSTUP_HOME", ".rustup"))

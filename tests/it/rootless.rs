@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Mutex, MutexGuard};
 
-use stevedore_testbed::{Mode, Registry, Rootless, Side, PASSWORD, ROOTLESS_ID, USERNAME};
+use stevedore_testbed::{
+    self as testbed, Mode, Registry, Rootless, Side, PASSWORD, ROOTLESS_ID, USERNAME,
+};
 
 use crate::util::*;
 
@@ -37,6 +39,9 @@ fn build_with(rootless: &Rootless, manifest: &Path, env: &[(&str, &str)]) -> Com
     let epoch = FIXTURE_EPOCH.to_string();
     let mut env = env.to_vec();
     env.push(("SOURCE_DATE_EPOCH", &epoch));
+    // The pinned zig, fetched into the user's own tools dir from the test bed's mirror.
+    let mirror = testbed::zig_mirror();
+    env.push((testbed::ZIG_MIRROR_ENV, &mirror));
     let mut cmd = rootless.command(&rootless.stevedore(), &env);
     cmd.args(["stevedore", "build", "--manifest-path"])
         .arg(manifest)

@@ -40,11 +40,12 @@ pub fn stevedore(subcommand: &str, fixture_name: &str) -> Command {
 }
 
 /// `cargo stevedore SUBCOMMAND` (one that builds) of any project, with the test bed's
-/// toolchain, zig and caches.
+/// toolchain, caches, and mirror of the pinned zig.
 pub fn stevedore_on(subcommand: &str, manifest: &Path) -> Command {
     testbed::require_tool("rustup");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_cargo-stevedore"));
     cmd.env("PATH", testbed::tool_path_env())
+        .env(testbed::ZIG_MIRROR_ENV, testbed::zig_mirror())
         .env("CARGO_TARGET_DIR", testbed::fixture_target_dir())
         .env("STEVEDORE_CACHE_DIR", testbed::testbed_dir().join("cache"))
         .env("SOURCE_DATE_EPOCH", FIXTURE_EPOCH.to_string())

@@ -30,6 +30,7 @@ fn xtask_image_pushes_the_example_service_and_it_serves() {
             ])
             .arg(testbed::fixture_target_dir())
             .env("PATH", testbed::tool_path_env())
+            .env(testbed::ZIG_MIRROR_ENV, testbed::zig_mirror())
             .env("STEVEDORE_REPO", &prefix)
             .env("STEVEDORE_CACHE_DIR", testbed::testbed_dir().join("cache")),
     );

@@ -14,6 +14,7 @@ pub fn run() {
     debian();
     rustup_debweb();
     python_venv();
+    zig_wheel();
     crate_tools();
     subordinate_ids();
     // Everything a test may ask for, checked now so a gap shows up here rather than mid-run.
@@ -212,6 +213,41 @@ fn python_venv() {
                 "--no-input",
             ])
             .args(&wanted),
+    );
+}
+
+/// PyPI's `ziglang` wheel for this host, which the tests' mirror serves to stevedore as its
+/// pinned zig (`STEVEDORE_ZIG_MIRROR`), so no test reaches PyPI: downloaded by the venv's pip
+/// (stevedore checks its sha256 against its own table when it fetches it).
+fn zig_wheel() {
+    let dir = testbed::zig_mirror_dir();
+    let prefix = format!("ziglang-{}-", testbed::ZIGLANG_VERSION);
+    let present = std::fs::read_dir(&dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.starts_with(&prefix) && name.ends_with(".whl")
+        });
+    if present {
+        say(&format!("the zig wheel is already in {}", dir.display()));
+        return;
+    }
+    run_ok(
+        Command::new(testbed::venv_dir().join("bin/python3"))
+            .args([
+                "-m",
+                "pip",
+                "download",
+                "--disable-pip-version-check",
+                "--no-input",
+                "--no-deps",
+                "--only-binary=:all:",
+                "--dest",
+            ])
+            .arg(&dir)
+            .arg(format!("ziglang=={}", testbed::ZIGLANG_VERSION)),
     );
 }
 

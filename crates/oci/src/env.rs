@@ -30,8 +30,12 @@ pub const REPO: &str = "STEVEDORE_REPO";
 /// Seconds a registry connection may stay silent before a request is given up and retried
 /// (`--timeout`; default 30).
 pub const TIMEOUT: &str = "STEVEDORE_TIMEOUT";
-/// The zig to link musl binaries with, when not `zig` on PATH or `python3 -m ziglang`.
+/// A zig to use instead of stevedore's pinned one (a path, or a name looked up on PATH); the
+/// image's digest then depends on it.
 pub const ZIG: &str = "STEVEDORE_ZIG";
+/// Where to fetch the pinned zig's wheel from instead of PyPI (a URL holding the same file
+/// names); its sha256 is checked either way.
+pub const ZIG_MIRROR: &str = "STEVEDORE_ZIG_MIRROR";
 /// The cargo to run when `--toolchain` is not given (set by cargo for subcommands).
 pub const CARGO: &str = "CARGO";
 /// Set by stevedore for the cargo it runs, never by users: the target dir that its `rustc`

@@ -6,7 +6,7 @@
 //! has rust-src), or an error that says which command installs it.
 
 use std::io::BufReader;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
@@ -24,6 +24,7 @@ mod remap;
 mod std_cache;
 mod target_lock;
 mod tools;
+mod zig;
 
 pub(crate) use target_lock::lock as lock_target_dir;
 
@@ -34,6 +35,7 @@ use remap::Remaps;
 use tools::{
     content_name, env_path, shell_quote, tools_dir, write_executable, write_file, zig_cache_dir,
 };
+use zig::{link_with, write_zig_wrappers};
 
 /// A compiled executable for one platform.
 #[derive(Debug, Clone)]
@@ -66,17 +68,81 @@ pub enum CompileError {
         /// The command (or step) that installs it.
         fix: String,
     },
-    /// The build must link with zig and no zig was found.
+    /// The build must link with zig and stevedore pins none for this host.
     #[error(
-        "linking for {target} needs zig ({why}), and none was found: install it with \
-         `pip install ziglang` (or put `zig` on PATH, or set {} to its path)",
-        crate::env::ZIG
+        "linking for {target} needs zig ({why}), and stevedore pins no zig for this host \
+         ({host}): set \
+         {} to a zig {} executable (the image then depends on that zig)",
+        crate::env::ZIG,
+        zig::VERSION
     )]
     NoZig {
         /// The Rust target being linked.
         target: String,
         /// Why rustc's own musl linking is not enough for it.
         why: &'static str,
+        /// The host, `OS-ARCH` as Rust names them.
+        host: String,
+    },
+    /// `--offline`, and the pinned zig has not been fetched yet.
+    #[error(
+        "--offline, and stevedore's pinned zig {version} is not in {dir}: run one build online \
+         first (it fetches zig once, about 100 MB, from PyPI or from {}), or set {} to a zig \
+         executable (the image then depends on that zig)",
+        crate::env::ZIG_MIRROR,
+        crate::env::ZIG
+    )]
+    ZigOffline {
+        /// The pinned version.
+        version: &'static str,
+        /// Where it would be.
+        dir: PathBuf,
+    },
+    /// The pinned zig could not be downloaded.
+    #[error(
+        "cannot fetch stevedore's pinned zig {version} from {url}: check the network, or set {} \
+         to a mirror holding {file}, or {} to a zig executable",
+        crate::env::ZIG_MIRROR,
+        crate::env::ZIG
+    )]
+    ZigFetch {
+        /// The pinned version.
+        version: &'static str,
+        /// Where from, without credentials.
+        url: String,
+        /// The wheel's file name.
+        file: &'static str,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// What was downloaded is not the pinned wheel.
+    #[error(
+        "the zig wheel from {url} is not the one stevedore pins: its digest is {actual}, \
+         expected {expected}; nothing of it was kept. A mirror ({}) must hold PyPI's file \
+         unchanged",
+        crate::env::ZIG_MIRROR
+    )]
+    ZigDigest {
+        /// Where from, without credentials.
+        url: String,
+        /// The pinned digest, `sha256:HEX`.
+        expected: String,
+        /// The digest of what came, `sha256:HEX`.
+        actual: String,
+    },
+    /// The pinned zig's wheel cannot be unpacked into the tools dir.
+    #[error(
+        "cannot unpack stevedore's pinned zig into {dir}: check that the tools dir ({}) can be \
+         written and has room (about 400 MB)",
+        crate::env::TOOLS_DIR
+    )]
+    ZigUnpack {
+        /// The directory it goes to.
+        dir: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
     },
     /// A helper file stevedore writes for cargo (a linker or rustc wrapper, an object to link,
     /// the std cache's project) cannot be written.
@@ -284,7 +350,7 @@ struct Setup<'a> {
     links: auditable::Links,
     /// Found on first need (the search may start a process), with the
     /// `ZIG_GLOBAL_CACHE_DIR` to give it (finding that tries a write).
-    zig: std::cell::OnceCell<(Vec<String>, Option<PathBuf>)>,
+    zig: std::cell::OnceCell<(String, Option<PathBuf>)>,
 }
 
 impl Setup<'_> {
@@ -313,12 +379,9 @@ impl Setup<'_> {
         cmd: &mut Command,
         target: &str,
         why: &'static str,
-    ) -> Result<&[String], CompileError> {
+    ) -> Result<&str, CompileError> {
         if self.zig.get().is_none() {
-            let zig = find_zig().ok_or(CompileError::NoZig {
-                target: target.to_owned(),
-                why,
-            })?;
+            let zig = zig::find(&self.tools, self.plan.offline, (target, why))?;
             let _ = self.zig.set((zig, zig_cache_dir(env_path)));
         }
         let (zig, cache) = self.zig.get().expect("set above");
@@ -419,84 +482,6 @@ fn build_std(cmd: &mut Command) {
     // build-std is unstable; RUSTC_BOOTSTRAP lets a stable toolchain use it.
     cmd.arg("-Zbuild-std=std,panic_abort")
         .env("RUSTC_BOOTSTRAP", "1");
-}
-
-/// The zig executable, as a command prefix: `zig`, or `python3 -m ziglang` from PyPI.
-fn find_zig() -> Option<Vec<String>> {
-    if let Some(path) = std::env::var_os(crate::env::ZIG).filter(|p| !p.is_empty()) {
-        return Some(vec![path.to_string_lossy().into_owned()]);
-    }
-    let works = |exe: &Path| crate::toolchain::ask_executable(exe, &["version"], |_| true).is_ok();
-    if crate::toolchain::on_path("zig").is_some_and(|zig| works(&zig)) {
-        return Some(vec!["zig".into()]);
-    }
-    // Python's answer is kept per interpreter (each build asks), unless ziglang has gone since.
-    let python = crate::toolchain::on_path("python3")?;
-    let script =
-        "import sys, ziglang, os; print(sys.executable); print(os.path.dirname(ziglang.__file__))";
-    let still_there = |answer: &str| {
-        answer
-            .lines()
-            .nth(1)
-            .is_some_and(|package| Path::new(package).join("zig").is_file())
-    };
-    let answer = crate::toolchain::ask_executable(&python, &["-c", script], still_there).ok()?;
-    let exe = answer.lines().next()?;
-    Some(vec![exe.trim().to_owned(), "-m".into(), "ziglang".into()])
-}
-
-struct ZigWrappers {
-    cc: PathBuf,
-    ar: PathBuf,
-}
-
-/// Writes `cc` and `ar` scripts that run zig for `target` into `dir/TARGET-HASH/`.
-fn write_zig_wrappers(
-    dir: &Path,
-    target: &str,
-    zig: &[String],
-) -> Result<ZigWrappers, CompileError> {
-    let zig_triple = format!("{}-linux-musl", target.split('-').next().unwrap_or(target));
-    let zig_cmd = zig
-        .iter()
-        .map(|a| shell_quote(a))
-        .collect::<Vec<_>>()
-        .join(" ");
-    // cc-rs passes the Rust triple as --target=…, which zig cannot parse; zig gets its own.
-    let cc = format!(
-        "#!/bin/sh\n# Written by stevedore: links and compiles C for {target} with zig.\n\
-         for a do shift; case \"$a\" in --target=*) continue;; esac; set -- \"$@\" \"$a\"; done\n\
-         exec {zig_cmd} cc -target {zig_triple} \"$@\"\n"
-    );
-    let ar = format!("#!/bin/sh\n# Written by stevedore.\nexec {zig_cmd} ar \"$@\"\n");
-    let dir = dir.join(content_name(target, &[&cc, &ar]));
-    let wrappers = ZigWrappers {
-        cc: dir.join("cc"),
-        ar: dir.join("ar"),
-    };
-    for (path, script) in [(&wrappers.cc, cc), (&wrappers.ar, ar)] {
-        write_executable(path, &script).map_err(|source| CompileError::Wrapper {
-            path: path.clone(),
-            source,
-        })?;
-    }
-    Ok(wrappers)
-}
-
-/// Points cargo, rustc and cc-rs at the zig wrappers for `target`.
-fn link_with(cmd: &mut Command, target: &str, wrappers: &ZigWrappers, remaps: &Remaps) {
-    let upper = target_var(target);
-    let lower = target.replace('-', "_");
-    cmd.env(format!("CARGO_TARGET_{upper}_LINKER"), &wrappers.cc);
-    cmd.env(format!("CC_{lower}"), &wrappers.cc);
-    cmd.env(format!("AR_{lower}"), &wrappers.ar);
-    // cc-rs reads only the most specific CFLAGS, so the user's general ones are carried over.
-    let mut cflags = std::env::var("CFLAGS").unwrap_or_default();
-    for flag in remaps.c_flags() {
-        cflags.push(' ');
-        cflags.push_str(&flag);
-    }
-    cmd.env(format!("CFLAGS_{lower}"), cflags.trim_start());
 }
 
 /// A target as cargo spells it in `CARGO_TARGET_<TRIPLE>_*` variables.

@@ -10,15 +10,19 @@
 //! - [`Rootless`]: an unprivileged user (uid 65534, its own HOME, no capabilities) to run
 //!   stevedore and podman as.
 //! - [`Sccache`]: a private sccache server on a shared local-disk cache.
+//! - [`zig_mirror`]: stevedore's pinned zig (PyPI's `ziglang` wheel, fetched by setup) served
+//!   on 127.0.0.1 as `STEVEDORE_ZIG_MIRROR`; [`FileServer`] serves any directory so.
 //! - [`umoci_unpack`] and [`run_entrypoint`]: run what an image contains as its user, natively or
 //!   through qemu; [`Dockerd`]: a private Docker engine.
 //!
 //! Nothing is skipped: a missing tool is a loud panic that says to run `cargo xtask setup`, which
-//! installs everything listed in [`DEBIAN_PACKAGES`] and the Python venv with zig.
+//! installs everything listed in [`DEBIAN_PACKAGES`], the Python venv with zig, and the zig
+//! wheel the mirror serves.
 
 mod base;
 mod dockerd;
 mod elsewhere;
+mod mirror;
 mod other_bases;
 mod pki;
 mod registry;
@@ -36,6 +40,7 @@ use std::path::{Path, PathBuf};
 pub use base::{base_layout, BASE_REPOSITORY, BASE_TAGS};
 pub use dockerd::Dockerd;
 pub use elsewhere::Elsewhere;
+pub use mirror::{zig_mirror, zig_mirror_dir, zig_wheel, FileServer, ZIG_MIRROR_ENV};
 pub use other_bases::OtherBase;
 pub use registry::{Mode, Registry, Side, PASSWORD, USERNAME};
 pub use rootless::{rootless_dir, Rootless, DEFAULT_ROOTLESS_DIR, ROOTLESS_DIR_ENV, ROOTLESS_ID};

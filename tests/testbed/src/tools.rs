@@ -191,6 +191,7 @@ pub fn require_all() {
         );
     }
     require_venv();
+    crate::zig_wheel();
     for (_, _, bin) in CRATE_TOOLS {
         require_crate_tool(bin);
     }

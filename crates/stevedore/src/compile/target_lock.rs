@@ -39,8 +39,9 @@ pub(crate) fn lock(target_dir: &Path) -> Result<TargetLock, CompileError> {
     Ok(TargetLock { _file: file })
 }
 
-/// An exclusive flock (`extra`: `LOCK_NB` not to wait); `false` when another holds it.
-fn flock(file: &File, extra: i32) -> std::io::Result<bool> {
+/// An exclusive flock (`extra`: `LOCK_NB` not to wait); `false` when another holds it. Also
+/// the pinned zig's fetch lock (`zig.rs`).
+pub(super) fn flock(file: &File, extra: i32) -> std::io::Result<bool> {
     use std::os::fd::AsRawFd;
     loop {
         // SAFETY: flock(2) on a descriptor this File owns.

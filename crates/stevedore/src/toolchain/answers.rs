@@ -23,7 +23,7 @@ pub(super) fn ask(
 }
 
 /// The executable `exe` asked `args`, like [`ask`] (any program whose answer depends on its
-/// own file, such as the Python that has ziglang), where an answer kept on disk is used only
+/// own file, such as a zig), where an answer kept on disk is used only
 /// if `still_true` accepts it.
 pub(crate) fn ask_executable(
     exe: &Path,
