@@ -346,6 +346,18 @@ fn check_statement(statement: &serde_json::Value, index: &str, base: &str) {
         "rustc: {deps:?}"
     );
     assert!(deps.iter().any(|d| d["name"] == "Cargo.lock"), "{deps:?}");
+    // arm64 is cross-linked: by stevedore's pinned zig, named by its wheel's digest.
+    let zig = deps.iter().find(|d| d["name"] == "zig").expect("zig");
+    assert_eq!(
+        zig["uri"],
+        format!("pkg:pypi/ziglang@{}", testbed::ZIGLANG_VERSION)
+    );
+    let wheel = std::fs::read(testbed::zig_wheel()).unwrap();
+    assert_eq!(
+        zig["digest"]["sha256"],
+        stevedore::Digest::of(&wheel).hex(),
+        "the wheel the zig came from: {zig}"
+    );
     let run = &predicate["runDetails"];
     assert_eq!(
         run["builder"]["id"],

@@ -35,6 +35,7 @@ use remap::Remaps;
 use tools::{
     content_name, env_path, shell_quote, tools_dir, write_executable, write_file, zig_cache_dir,
 };
+pub(crate) use zig::Zig;
 use zig::{link_with, write_zig_wrappers};
 
 /// A compiled executable for one platform.
@@ -45,6 +46,8 @@ pub struct Binary {
     pub path: PathBuf,
     /// With `--split-debuginfo`: its symbols, split off.
     pub debug: Option<DebugFile>,
+    /// The zig that linked it, if zig did.
+    pub linked_with: Option<Zig>,
 }
 
 /// Why the binary cannot be compiled for a platform.
@@ -310,9 +313,11 @@ pub fn compile(
             platforms: missing.join(", "),
         });
     }
+    let linked_with = setup.zig.get().map(|(_, _, which)| which.clone());
     plan.platforms
         .iter()
         .map(|p| {
+            let linked_with = linked_with.clone();
             let path = executables
                 .iter()
                 .find(|(t, _)| t == p.rust_target())
@@ -323,6 +328,7 @@ pub fn compile(
                     platform: p.clone(),
                     path,
                     debug: None,
+                    linked_with,
                 });
             }
             let dir = plan
@@ -334,6 +340,7 @@ pub fn compile(
                 platform: p.clone(),
                 path,
                 debug: Some(debug),
+                linked_with,
             })
         })
         .collect()
@@ -350,7 +357,7 @@ struct Setup<'a> {
     links: auditable::Links,
     /// Found on first need (the search may start a process), with the
     /// `ZIG_GLOBAL_CACHE_DIR` to give it (finding that tries a write).
-    zig: std::cell::OnceCell<(String, Option<PathBuf>)>,
+    zig: std::cell::OnceCell<(String, Option<PathBuf>, Zig)>,
 }
 
 impl Setup<'_> {
@@ -381,10 +388,10 @@ impl Setup<'_> {
         why: &'static str,
     ) -> Result<&str, CompileError> {
         if self.zig.get().is_none() {
-            let zig = zig::find(&self.tools, self.plan.offline, (target, why))?;
-            let _ = self.zig.set((zig, zig_cache_dir(env_path)));
+            let (zig, which) = zig::find(&self.tools, self.plan.offline, (target, why))?;
+            let _ = self.zig.set((zig, zig_cache_dir(env_path), which));
         }
-        let (zig, cache) = self.zig.get().expect("set above");
+        let (zig, cache, _) = self.zig.get().expect("set above");
         if let Some(dir) = cache {
             cmd.env("ZIG_GLOBAL_CACHE_DIR", dir);
         }

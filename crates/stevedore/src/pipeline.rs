@@ -64,12 +64,13 @@ pub enum PipelineError {
 
 /// Builds the image for every planned platform. Blobs land in `store`; nothing is published.
 /// `push_to` are the repositories the image will be pushed to: checked while cargo compiles.
+/// Also says which zig linked the binaries, if zig did, for the provenance.
 pub fn build(
     plan: &Plan,
     store: &BlobStore,
     registry: &Registry,
     push_to: &[Reference],
-) -> Result<Built, PipelineError> {
+) -> Result<(Built, Option<compile::Zig>), PipelineError> {
     // Pulling the base and checking the push targets are network-bound and compiling is
     // CPU-bound: do both at once, and stop the compile as soon as the network side fails.
     // Each platform's cfg picks its part of the plan's dependency graph, for the list the
@@ -169,12 +170,14 @@ pub fn build(
             )?);
         }
     }
-    Ok(Built {
+    let zig = binaries.iter().find_map(|b| b.linked_with.clone());
+    let built = Built {
         images,
         index,
         referrers,
         tagged: Vec::new(),
-    })
+    };
+    Ok((built, zig))
 }
 
 /// The image's SPDX SBOM, stored and attached to it as a referrer.

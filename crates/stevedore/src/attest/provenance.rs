@@ -5,6 +5,7 @@
 use serde_json::{json, Value};
 
 use crate::assemble::Built;
+use crate::compile::Zig;
 use crate::digest::Digest;
 use crate::oci::{canonical_json, rfc3339};
 use crate::plan::Plan;
@@ -23,6 +24,8 @@ pub struct Toolchain {
     pub release: Option<String>,
     /// `rustc -vV`'s commit-hash.
     pub commit: Option<String>,
+    /// The zig that linked the binaries, if zig did.
+    pub zig: Option<Zig>,
 }
 
 /// The statement's JSON (canonical: keys sorted, no whitespace).
@@ -114,6 +117,23 @@ fn dependencies(plan: &Plan, toolchain: &Toolchain) -> Vec<Value> {
             rustc["digest"] = json!({"gitCommit": commit});
         }
         out.push(rustc);
+    }
+    match &toolchain.zig {
+        // By the wheel's digest: the same version from elsewhere could be other bytes.
+        Some(Zig::Pinned {
+            version,
+            wheel_sha256,
+        }) => out.push(json!({
+            "uri": format!("pkg:pypi/ziglang@{version}"),
+            "name": "zig",
+            "digest": {"sha256": wheel_sha256},
+        })),
+        Some(Zig::Chosen { version }) => out.push(json!({
+            "uri": format!("pkg:generic/zig@{}", version.as_deref().unwrap_or("unknown")),
+            "name": "zig",
+            "annotations": {"chosenBy": crate::env::ZIG},
+        })),
+        None => {}
     }
     out
 }

@@ -443,7 +443,7 @@ impl Build {
         } else {
             Vec::new()
         };
-        let mut built = pipeline::build(&plan, &store, &registry, &push_to)?;
+        let (mut built, zig) = pipeline::build(&plan, &store, &registry, &push_to)?;
         if attest {
             let how = Attest {
                 key: key.as_ref(),
@@ -453,6 +453,7 @@ impl Build {
             let toolchain = attest::Toolchain {
                 release: plan.toolchain.release(),
                 commit: plan.toolchain.commit_hash(),
+                zig,
             };
             attest::attest(&plan, &mut built, how, &repositories, &toolchain, &store)?;
         }

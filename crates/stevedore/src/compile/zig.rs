@@ -128,24 +128,37 @@ impl Wheel {
     }
 }
 
-/// The zig a build links with, as the wrappers run it; `needed` is the target being linked and
-/// why it needs zig.
+/// Which zig linked a build, for its provenance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Zig {
+    /// stevedore's pinned zig: its version and the sha256 (hex) of the wheel it came from.
+    Pinned {
+        version: &'static str,
+        wheel_sha256: &'static str,
+    },
+    /// The one `STEVEDORE_ZIG` names, with what its `zig version` said, if anything.
+    Chosen { version: Option<String> },
+}
+
+/// The zig a build links with, as the wrappers run it, and which it is; `needed` is the
+/// target being linked and why it needs zig.
 pub(crate) fn find(
     tools: &Path,
     offline: bool,
     needed: (&str, &'static str),
-) -> Result<String, CompileError> {
+) -> Result<(String, Zig), CompileError> {
     if let Some(zig) = std::env::var_os(crate::env::ZIG).filter(|p| !p.is_empty()) {
         let zig = zig.to_string_lossy().into_owned();
         let version = crate::toolchain::on_path(&zig)
             .and_then(|exe| crate::toolchain::ask_executable(&exe, &["version"], |_| true).ok())
-            .map_or_else(|| "of unknown version".to_owned(), |v| v.trim().to_owned());
+            .map(|v| v.trim().to_owned());
         tracing::warn!(
-            "using the zig {} names ({zig}, {version}), not stevedore's pinned zig {VERSION}: \
+            "using the zig {} names ({zig}, {}), not stevedore's pinned zig {VERSION}: \
              the image's digest depends on this zig",
-            crate::env::ZIG
+            crate::env::ZIG,
+            version.as_deref().unwrap_or("of unknown version")
         );
-        return Ok(zig);
+        return Ok((zig, Zig::Chosen { version }));
     }
     let (os, arch) = (std::env::consts::OS, std::env::consts::ARCH);
     let wheel = wheel_for(os, arch).ok_or_else(|| CompileError::NoZig {
@@ -166,7 +179,11 @@ pub(crate) fn find(
         let mirror = mirror.as_deref().map(|m| m.to_string_lossy().into_owned());
         fetch(wheel, &wheel.url(mirror.as_deref()), &dir)?;
     }
-    Ok(exe.to_string_lossy().into_owned())
+    let pinned = Zig::Pinned {
+        version: VERSION,
+        wheel_sha256: wheel.sha256,
+    };
+    Ok((exe.to_string_lossy().into_owned(), pinned))
 }
 
 /// Fetches and unpacks `wheel` from `url` into `dir`, unless another run did meanwhile.
