@@ -14,9 +14,9 @@ use crate::cache::BlobStore;
 use crate::digest::Digest;
 use crate::oci::{canonical_json, Descriptor};
 use crate::reference::Reference;
+use crate::source::REF_NAME;
 
 const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
-const REF_NAME: &str = "org.opencontainers.image.ref.name";
 const CONTAINERD_NAME: &str = "io.containerd.image.name";
 
 /// Writes `built` into the layout at `dir`, creating it, or adding to an existing layout
