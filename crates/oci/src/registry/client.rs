@@ -505,16 +505,18 @@ fn sensitive(value: &str) -> reqwest::header::HeaderValue {
     value
 }
 
-/// A URL without any userinfo or query (upload URLs carry session state, tokens may hide there).
-pub(crate) fn redact(url: &str) -> String {
+/// A URL without any userinfo, query or fragment, for logs and errors (upload URLs carry
+/// session state, tokens may hide there, a mirror's URL may hold a password).
+pub fn redact(url: &str) -> String {
     match reqwest::Url::parse(url) {
         Ok(mut u) => {
             let _ = u.set_username("");
             let _ = u.set_password(None);
             u.set_query(None);
+            u.set_fragment(None);
             u.to_string()
         }
-        Err(_) => url.split('?').next().unwrap_or(url).to_owned(),
+        Err(_) => url.split(['?', '#']).next().unwrap_or(url).to_owned(),
     }
 }
 

@@ -28,6 +28,7 @@ use reqwest::header::{ACCEPT, CONTENT_TYPE};
 #[cfg(any(fuzzing, test))]
 pub(crate) use auth::{config_answer, ConfigAnswer};
 pub use auth::{Challenge, Credential, Keychain};
+pub use client::redact;
 pub use error::RegistryError;
 pub use login::{auth_file, erase_credential, store_credential, Stored};
 // The value a pull returns lives in the shared vocabulary, so assembly needs no registry.

@@ -205,7 +205,7 @@ fn fetch(wheel: &Wheel, url: &str, dir: &Path) -> Result<(), CompileError> {
             let _ = std::fs::remove_dir_all(&path).or_else(|_| std::fs::remove_file(&path));
         }
     }
-    let shown = redacted(url);
+    let shown = crate::registry::redact(url);
     tracing::info!(
         "fetching stevedore's pinned zig {VERSION} ({}, {} MB) from {shown}",
         wheel.file,
@@ -396,19 +396,6 @@ fn lock(dir: &Path) -> std::io::Result<File> {
     Ok(file)
 }
 
-/// `url` without userinfo or query, which may hold a mirror's credentials.
-fn redacted(url: &str) -> String {
-    let url = url.split(['?', '#']).next().unwrap_or_default();
-    match url.split_once("://") {
-        Some((scheme, rest)) => {
-            let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-            let host = authority.rsplit('@').next().unwrap_or_default();
-            format!("{scheme}://{host}{path}")
-        }
-        None => url.to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -467,11 +454,11 @@ mod tests {
     #[test]
     fn urls_in_logs_and_errors_lose_credentials() {
         assert_eq!(
-            redacted("https://user:secret@mirror.example/zig/a.whl?token=x"),
+            crate::registry::redact("https://user:secret@mirror.example/zig/a.whl?token=x"),
             "https://mirror.example/zig/a.whl"
         );
         assert_eq!(
-            redacted("http://127.0.0.1:9/a.whl"),
+            crate::registry::redact("http://127.0.0.1:9/a.whl"),
             "http://127.0.0.1:9/a.whl"
         );
     }
