@@ -46,8 +46,14 @@ pub struct Binary {
     pub path: PathBuf,
     /// With `--split-debuginfo`: its symbols, split off.
     pub debug: Option<DebugFile>,
-    /// The zig that linked it, if zig did.
-    pub linked_with: Option<Zig>,
+}
+
+/// What a compile made: one binary per planned platform, and the zig that linked them, if
+/// zig did (one for all of them: cargo ran once).
+#[derive(Debug)]
+pub struct Compiled {
+    pub binaries: Vec<Binary>,
+    pub zig: Option<Zig>,
 }
 
 /// Why the binary cannot be compiled for a platform.
@@ -269,11 +275,7 @@ enum Std {
 /// `cancel` stops it from another thread. `cfgs` (the `cfg` values of each planned platform,
 /// index for index) pick the part of the plan's graph each binary lists, unless the plan turns
 /// that off.
-pub fn compile(
-    plan: &Plan,
-    cfgs: &[Vec<Cfg>],
-    cancel: &Cancel,
-) -> Result<Vec<Binary>, CompileError> {
+pub fn compile(plan: &Plan, cfgs: &[Vec<Cfg>], cancel: &Cancel) -> Result<Compiled, CompileError> {
     let targets: Vec<&str> = plan.platforms.iter().map(Platform::rust_target).collect();
     // -Zbuild-std applies to every target of a run: one target without std means all from source.
     let mut std = Std::Installed;
@@ -313,11 +315,10 @@ pub fn compile(
             platforms: missing.join(", "),
         });
     }
-    let linked_with = setup.zig.get().map(|(_, _, which)| which.clone());
-    plan.platforms
+    let binaries = plan
+        .platforms
         .iter()
         .map(|p| {
-            let linked_with = linked_with.clone();
             let path = executables
                 .iter()
                 .find(|(t, _)| t == p.rust_target())
@@ -328,7 +329,6 @@ pub fn compile(
                     platform: p.clone(),
                     path,
                     debug: None,
-                    linked_with,
                 });
             }
             let dir = plan
@@ -340,10 +340,11 @@ pub fn compile(
                 platform: p.clone(),
                 path,
                 debug: Some(debug),
-                linked_with,
             })
         })
-        .collect()
+        .collect::<Result<_, CompileError>>()?;
+    let zig = setup.zig.get().map(|(_, _, which)| which.clone());
+    Ok(Compiled { binaries, zig })
 }
 
 /// What every cargo run of a compile is given: rustflags, the zig linker, the workspace

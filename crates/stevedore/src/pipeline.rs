@@ -107,7 +107,7 @@ pub fn build(
     });
     // The network side's failure first: a cancelled compile is its consequence.
     let bases = bases?;
-    let binaries = binaries?;
+    let compile::Compiled { binaries, zig } = binaries?;
     let mtime = u64::try_from(plan.created).unwrap_or(0);
     let mut images = Vec::with_capacity(binaries.len());
     let mut contents = Vec::with_capacity(binaries.len());
@@ -170,7 +170,6 @@ pub fn build(
             )?);
         }
     }
-    let zig = binaries.iter().find_map(|b| b.linked_with.clone());
     let built = Built {
         images,
         index,
