@@ -429,6 +429,18 @@ fn verify(args: VerifyArgs) -> Result<(), Error> {
     }
     let build = args.registry.apply(build);
     let verdict = build.verify(&args.published)?;
+    // Said first: with other tools every binary differs, and the byte diff below then only
+    // shows where.
+    for difference in &verdict.toolchain {
+        println!("toolchain differs: {difference}");
+    }
+    if !verdict.toolchain.is_empty() {
+        println!(
+            "  verify with the same tools to compare like with like: rustc through --toolchain \
+             or a rust-toolchain.toml naming its release, cargo-stevedore through `cargo install \
+             cargo-stevedore --locked --version V`"
+        );
+    }
     for finding in &verdict.signatures {
         let mark = if finding.ok { "ok" } else { "FAILED" };
         println!("signature {mark}: {}", finding.message);

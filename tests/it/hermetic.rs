@@ -284,3 +284,121 @@ fn verify_rebuilds_and_names_the_first_differing_file() {
         "{stderr}"
     );
 }
+
+/// `rustc -vV` of the test bed's toolchain, as (release, commit-hash) when it names one.
+fn testbed_rustc() -> (String, Option<String>) {
+    let out = text(
+        &run_ok(
+            Command::new("rustup")
+                .env("PATH", testbed::tool_path_env())
+                .args(["run", "debweb", "rustc", "-vV"]),
+        )
+        .stdout,
+    );
+    let field = |name: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().to_owned())
+    };
+    let commit = field("commit-hash: ").filter(|h| h != "unknown");
+    (
+        field("release: ").expect("rustc -vV names its release"),
+        commit,
+    )
+}
+
+/// The lock records the tools a build runs; `--locked` refuses others before compiling and
+/// `cargo stevedore lock` takes them; `verify` names another toolchain (from the image's
+/// provenance, else the lock) before any byte difference.
+#[test]
+fn the_lock_records_the_toolchain_and_verify_names_another_first() {
+    let registry = Registry::start(Mode::Http);
+    registry.push_base();
+    let (_one_at_a_time, manifest) = shared_project(&registry);
+    let (release, commit) = testbed_rustc();
+    let out = tempfile::tempdir().unwrap();
+    let layout = |name: &str| format!("oci-layout={}", out.path().join(name).display());
+
+    // A zig chosen by STEVEDORE_ZIG is recorded as chosen, in the lock and the provenance.
+    let zig = crate::zig::venv_zig();
+    run_ok(
+        build(&manifest)
+            .env("STEVEDORE_ZIG", &zig)
+            .args(["--output", &layout("chosen")]),
+    );
+    let recorded = lock_text(&manifest);
+    let expected = format!(
+        "[toolchain]\nstevedore = \"{}\"\nrustc = \"{release}\"\n",
+        env!("CARGO_PKG_VERSION")
+    );
+    assert!(recorded.contains(&expected), "{recorded}");
+    if let Some(commit) = &commit {
+        assert!(
+            recorded.contains(&format!("rustc-commit-hash = \"{commit}\"")),
+            "{recorded}"
+        );
+    }
+    assert!(
+        recorded.contains("zig = \"0.17.1\"\nzig-chosen-by = \"STEVEDORE_ZIG\"\n"),
+        "{recorded}"
+    );
+    let verify =
+        |published: String| text(&run_ok(stevedore("verify", &manifest).arg(published)).stdout);
+    let printed = verify(layout("chosen"));
+    let line = "toolchain differs: zig 0.17.1 (chosen by STEVEDORE_ZIG) in the image's provenance, 0.17.1 here";
+    assert!(printed.starts_with(line), "said first:\n{printed}");
+
+    // Without the override the pinned zig is recorded again, and the log says what changed.
+    let log = text(
+        &run_ok(build(&manifest).args(["--no-provenance", "--output", &layout("pinned")])).stderr,
+    );
+    assert!(
+        log.contains(
+            "stevedore.lock: zig 0.17.1 (chosen by STEVEDORE_ZIG) in the lock, 0.17.1 here"
+        ),
+        "{log}"
+    );
+    let recorded = lock_text(&manifest);
+    assert!(
+        recorded.contains("zig = \"0.17.1\"\n\n[toolchain.zig-sha256]\n")
+            && recorded.contains(
+                "linux-x86_64 = \"ea6cc5d87b033cf0aedfbc8f9549a908cae6c50ac31f1698188fa48a74524b54\""
+            ),
+        "{recorded}"
+    );
+
+    // Another rustc in the lock: --locked stops before compiling and names both.
+    let lock_path = manifest.with_file_name("stevedore.lock");
+    let other = recorded.replace(&format!("rustc = \"{release}\""), "rustc = \"1.0.0\"");
+    assert_ne!(other, recorded);
+    std::fs::write(&lock_path, &other).unwrap();
+    let err = run_err(build(&manifest).arg("--locked"));
+    let named = format!("rustc 1.0.0 in the lock, {release}");
+    assert!(
+        err.contains(&named) && err.contains("cargo stevedore lock"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("Compiling"),
+        "stopped before compiling:\n{err}"
+    );
+    assert_eq!(lock_text(&manifest), other, "--locked must not write");
+
+    // An image without provenance is explained by the lock; verify writes no lock.
+    let printed = verify(layout("pinned"));
+    assert!(
+        printed.starts_with(&format!("toolchain differs: {named}")),
+        "{printed}"
+    );
+    assert!(printed.contains("linux/amd64: identical"), "{printed}");
+    assert_eq!(
+        lock_text(&manifest),
+        other,
+        "verify must not write the lock"
+    );
+
+    // `cargo stevedore lock` records the toolchain that runs; --locked then builds.
+    run_ok(&mut stevedore("lock", &manifest));
+    assert_eq!(lock_text(&manifest), recorded);
+    run_ok(build(&manifest).arg("--locked"));
+}

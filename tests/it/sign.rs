@@ -358,6 +358,18 @@ fn check_statement(statement: &serde_json::Value, index: &str, base: &str) {
         stevedore::Digest::of(&wheel).hex(),
         "the wheel the zig came from: {zig}"
     );
+    // stevedore by version and by the bytes of the executable that ran.
+    let exe = std::fs::read(env!("CARGO_BIN_EXE_cargo-stevedore")).unwrap();
+    let stevedore = deps.iter().find(|d| d["name"] == "stevedore").expect("stevedore");
+    assert_eq!(
+        stevedore["uri"],
+        format!("pkg:cargo/stevedore@{}", env!("CARGO_PKG_VERSION"))
+    );
+    assert_eq!(
+        stevedore["digest"]["sha256"],
+        stevedore::Digest::of(&exe).hex(),
+        "{stevedore}"
+    );
     let run = &predicate["runDetails"];
     assert_eq!(
         run["builder"]["id"],

@@ -175,7 +175,7 @@ fn offline_without_the_pinned_zig_says_how_to_get_it() {
 }
 
 /// PyPI's zig as the test bed's venv has it (the same 0.17.1, installed by pip).
-fn venv_zig() -> PathBuf {
+pub fn venv_zig() -> PathBuf {
     testbed::tool_path_env(); // panics unless the venv has ziglang
     std::fs::read_dir(testbed::venv_dir().join("lib"))
         .unwrap()

@@ -35,7 +35,9 @@ use remap::Remaps;
 use tools::{
     content_name, env_path, shell_quote, tools_dir, write_executable, write_file, zig_cache_dir,
 };
-pub(crate) use zig::Zig;
+pub(crate) use zig::{
+    chosen_version as chosen_zig, pinned_wheels as pinned_zig_wheels, Zig, VERSION as ZIG_VERSION,
+};
 use zig::{link_with, write_zig_wrappers};
 
 /// A compiled executable for one platform.

@@ -1,8 +1,11 @@
-//! `stevedore.lock`: the base images a workspace builds on, pinned by digest.
+//! `stevedore.lock`: the base images a workspace builds on, pinned by digest, and the tools
+//! that build its images.
 //!
 //! It sits beside Cargo.lock and is committed like it. A base named by tag is resolved once and
 //! the digest is kept, so later builds (and other machines, and `--offline`) use the same bytes
-//! until the user asks for a newer base (`--update-base`, `cargo stevedore lock`).
+//! until the user asks for a newer base (`--update-base`, `cargo stevedore lock`). The tools
+//! (rustc, zig, stevedore) are recorded by each build, and `--locked` refuses to build with
+//! others: the image's bytes depend on them as much as on the base.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -13,10 +16,15 @@ use serde::{Deserialize, Serialize};
 use crate::digest::Digest;
 use crate::reference::Reference;
 
+mod toolchain;
+
+pub(crate) use toolchain::Tools;
+
 pub const FILE_NAME: &str = "stevedore.lock";
 const VERSION: u32 = 1;
-const HEADER: &str = "# Base images pinned by digest. Written by cargo-stevedore; commit it like Cargo.lock.\n\
-                      # Refresh with `cargo stevedore lock` or `cargo stevedore build --update-base`.\n";
+const HEADER: &str = "# Base images pinned by digest, and the tools that build the images. Written by\n\
+                      # cargo-stevedore; commit it like Cargo.lock. Refresh with `cargo stevedore lock`\n\
+                      # or `cargo stevedore build --update-base`.\n";
 
 /// Why the base cannot be pinned: `stevedore.lock` cannot be read or written, or the lock
 /// policy ([`Build::locked`](crate::Build::locked), [`Build::offline`](crate::Build::offline),
@@ -85,6 +93,20 @@ pub enum LockError {
         /// The digest the tag names now.
         current: Digest,
     },
+    /// A locked build runs other tools (rustc, zig, stevedore) than the lock records.
+    #[error(
+        "this build's toolchain is not the one {path} records: {differences}. --locked forbids \
+         changing the lock: build with the recorded toolchain (for rustc, a rust-toolchain.toml \
+         naming it, or --toolchain; for cargo-stevedore, `cargo install cargo-stevedore \
+         --locked --version V`), or run `cargo stevedore lock` to record this one and commit \
+         {FILE_NAME}"
+    )]
+    Toolchain {
+        /// The lock file.
+        path: PathBuf,
+        /// Each tool that differs, both versions named, `; ` between them.
+        differences: String,
+    },
     /// An offline build found its base not pinned, and cannot ask the registry for it.
     #[error(
         "the base {reference} is not pinned in {path}, and --offline cannot ask the registry: \
@@ -130,6 +152,8 @@ struct LockedBase {
 #[derive(Debug, Serialize, Deserialize)]
 struct Document {
     version: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    toolchain: Option<Tools>,
     #[serde(default, rename = "base")]
     bases: Vec<LockedBase>,
 }
@@ -139,7 +163,21 @@ struct Document {
 pub struct Lockfile {
     path: PathBuf,
     bases: BTreeMap<String, Digest>,
+    tools: Option<Tools>,
     changed: bool,
+}
+
+/// What [`Lockfile::record_tools`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Recorded {
+    /// The lock already records these tools.
+    Same,
+    /// The lock recorded none; now it does.
+    First,
+    /// The lock recorded others, each difference in words; now it records these.
+    Changed(Vec<String>),
+    /// `--locked`, and the lock records none to check against: nothing was written.
+    Unchecked,
 }
 
 impl Lockfile {
@@ -156,15 +194,51 @@ impl Lockfile {
 
     /// The lock whose file at `path` holds `text` (empty or blank: nothing pinned yet).
     pub(crate) fn from_text(path: PathBuf, text: &str) -> Result<Self, LockError> {
-        let bases = match text.trim().is_empty() {
-            true => BTreeMap::new(),
+        let (bases, tools) = match text.trim().is_empty() {
+            true => (BTreeMap::new(), None),
             false => parse(&path, text)?,
         };
         Ok(Lockfile {
             path,
             bases,
+            tools,
             changed: false,
         })
+    }
+
+    /// The tools the lock records, if it records any.
+    pub(crate) fn tools(&self) -> Option<&Tools> {
+        self.tools.as_ref()
+    }
+
+    /// Checks the tools a build runs (`now`) against the ones recorded: under `--locked` a
+    /// difference is an error; otherwise the lock records `now`, as Cargo.lock takes a new
+    /// dependency. `--offline` changes nothing here: no network is involved.
+    pub(crate) fn record_tools(
+        &mut self,
+        now: Tools,
+        policy: Policy,
+    ) -> Result<Recorded, LockError> {
+        let recorded = match &self.tools {
+            None if policy.locked => return Ok(Recorded::Unchecked),
+            None => Recorded::First,
+            Some(old) => {
+                let differences = old.differences(&now, "in the lock", "here");
+                match (differences.is_empty(), policy.locked) {
+                    (true, _) => return Ok(Recorded::Same),
+                    (false, true) => {
+                        return Err(LockError::Toolchain {
+                            path: self.path.clone(),
+                            differences: differences.join("; "),
+                        })
+                    }
+                    (false, false) => Recorded::Changed(differences),
+                }
+            }
+        };
+        self.tools = Some(now);
+        self.changed = true;
+        Ok(recorded)
     }
 
     /// What `base` resolves to under `policy`: the pinned digest, or a fresh one from `resolve`
@@ -257,6 +331,7 @@ impl Lockfile {
     pub(crate) fn render(&self) -> String {
         let document = Document {
             version: VERSION,
+            toolchain: self.tools.clone(),
             bases: self
                 .bases
                 .iter()
@@ -271,7 +346,10 @@ impl Lockfile {
     }
 }
 
-fn parse(path: &Path, text: &str) -> Result<BTreeMap<String, Digest>, LockError> {
+/// A lock file's pins and tools.
+type Parsed = (BTreeMap<String, Digest>, Option<Tools>);
+
+fn parse(path: &Path, text: &str) -> Result<Parsed, LockError> {
     let error = |e: toml::de::Error| LockError::Parse {
         path: path.to_path_buf(),
         message: e.message().to_owned(),
@@ -299,7 +377,7 @@ fn parse(path: &Path, text: &str) -> Result<BTreeMap<String, Digest>, LockError>
         }
         bases.insert(reference, digest);
     }
-    Ok(bases)
+    Ok((bases, document.toolchain))
 }
 
 #[cfg(test)]
@@ -460,5 +538,85 @@ mod tests {
             Lockfile::load(dir.path()),
             Err(LockError::Version { found: 7, .. })
         ));
+    }
+
+    fn tools(rustc: &str) -> Tools {
+        Tools {
+            stevedore: "0.3.0".into(),
+            rustc: rustc.into(),
+            rustc_commit_hash: None,
+            zig: "0.17.1".into(),
+            zig_chosen_by: None,
+            zig_sha256: BTreeMap::from([("linux-x86_64".into(), "ea6c".into())]),
+        }
+    }
+
+    #[test]
+    fn tools_are_recorded_kept_and_checked_by_locked() {
+        let dir = tempfile::tempdir().unwrap();
+        let locked = Policy {
+            locked: true,
+            ..Policy::default()
+        };
+        let mut lock = Lockfile::load(dir.path()).unwrap();
+        let unchecked = lock.record_tools(tools("1.94.0"), locked).unwrap();
+        assert_eq!(unchecked, Recorded::Unchecked);
+        assert!(!lock.changed, "--locked writes nothing");
+        let first = lock.record_tools(tools("1.94.0"), Policy::default());
+        assert_eq!(first.unwrap(), Recorded::First);
+        lock.save().unwrap();
+
+        let text = std::fs::read_to_string(dir.path().join(FILE_NAME)).unwrap();
+        assert!(
+            text.contains(
+                "[toolchain]\nstevedore = \"0.3.0\"\nrustc = \"1.94.0\"\nzig = \"0.17.1\"\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("[toolchain.zig-sha256]\nlinux-x86_64 = \"ea6c\""),
+            "{text}"
+        );
+        let mut lock = Lockfile::load(dir.path()).unwrap();
+        assert_eq!(lock.tools(), Some(&tools("1.94.0")));
+        let same = lock.record_tools(tools("1.94.0"), locked).unwrap();
+        assert_eq!(same, Recorded::Same);
+
+        let err = lock.record_tools(tools("1.95.0"), locked).unwrap_err();
+        let message = err.to_string();
+        assert!(
+            message.contains("rustc 1.94.0 in the lock, 1.95.0 here")
+                && message.contains("cargo stevedore lock"),
+            "{message}"
+        );
+        assert_eq!(
+            lock.tools(),
+            Some(&tools("1.94.0")),
+            "--locked keeps the record"
+        );
+        let changed = lock
+            .record_tools(tools("1.95.0"), Policy::default())
+            .unwrap();
+        assert_eq!(
+            changed,
+            Recorded::Changed(vec!["rustc 1.94.0 in the lock, 1.95.0 here".into()])
+        );
+        lock.save().unwrap();
+        assert_eq!(
+            Lockfile::load(dir.path()).unwrap().tools(),
+            Some(&tools("1.95.0"))
+        );
+    }
+
+    /// A lock written before tools were recorded reads as one that records none.
+    #[test]
+    fn a_lock_without_tools_still_reads() {
+        let text = format!(
+            "version = 1\n[[base]]\nreference = \"a.io/b:c\"\ndigest = \"{}\"\n",
+            digest(1)
+        );
+        let lock = Lockfile::from_text(FILE_NAME.into(), &text).unwrap();
+        assert_eq!(lock.tools(), None);
+        assert_eq!(lock.bases.len(), 1);
     }
 }

@@ -11,7 +11,7 @@ mod answers;
 pub(crate) mod files;
 mod shim;
 
-pub(crate) use answers::{ask_executable, identity, on_path};
+pub(crate) use answers::{ask_executable, identity, on_path, own_digest};
 pub(crate) use shim::{Shim, TARGET_NAME};
 
 /// How to start cargo and rustc for the project being built.

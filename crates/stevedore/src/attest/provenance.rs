@@ -26,6 +26,8 @@ pub struct Toolchain {
     pub commit: Option<String>,
     /// The zig that linked the binaries, if zig did.
     pub zig: Option<Zig>,
+    /// The sha256 of the executable that ran stevedore.
+    pub executable: Option<Digest>,
 }
 
 /// The statement's JSON (canonical: keys sorted, no whitespace).
@@ -111,6 +113,14 @@ fn dependencies(plan: &Plan, toolchain: &Toolchain) -> Vec<Value> {
             "digest": {"sha256": pin.hex()},
         }));
     }
+    out.extend(tools(toolchain));
+    out
+}
+
+/// The `resolvedDependencies` naming the tools that ran: rustc by release and commit, zig by
+/// its archive's digest (or as chosen by `STEVEDORE_ZIG`).
+pub(crate) fn tools(toolchain: &Toolchain) -> Vec<Value> {
+    let mut out = Vec::new();
     if let Some(release) = &toolchain.release {
         let mut rustc = json!({"uri": format!("pkg:generic/rustc@{release}"), "name": "rustc"});
         if let Some(commit) = &toolchain.commit {
@@ -135,5 +145,15 @@ fn dependencies(plan: &Plan, toolchain: &Toolchain) -> Vec<Value> {
         })),
         None => {}
     }
+    let mut stevedore = json!({
+        "uri": format!("pkg:cargo/stevedore@{}", env!("CARGO_PKG_VERSION")),
+        "name": "stevedore",
+    });
+    if let Some(executable) = &toolchain.executable {
+        // The executable that ran: a release build, a build from a fork, an xtask linking the
+        // library: one version, other bytes.
+        stevedore["digest"] = json!({"sha256": executable.hex()});
+    }
+    out.push(stevedore);
     out
 }

@@ -7,14 +7,15 @@ mod error;
 mod names;
 mod workspace;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::assemble::Built;
 use crate::attest::{self, Attest, PublicKey, SigningKey};
 use crate::cache::BlobStore;
+use crate::compile;
 use crate::digest::Digest;
-use crate::lock::{Lockfile, Policy};
+use crate::lock::{self, Lockfile, Policy, Recorded, Tools};
 use crate::oci::Compression;
 use crate::pipeline;
 use crate::plan::{self, BuildOptions, Plan, PlanError};
@@ -24,6 +25,7 @@ use crate::publish::{self, Engine, Loaded, Output, PushReport, Uploads};
 use crate::reference::{Base, Reference};
 use crate::registry::{Registry, RegistryError, RegistryOptions};
 use crate::source::{ImageSource, Location};
+use crate::toolchain::Toolchain;
 use crate::verify::{self, PublishedImage, Verdict};
 use checks::{all_platforms, check_archive_platforms};
 pub use error::{Error, ErrorKind};
@@ -405,12 +407,13 @@ impl Build {
         })
     }
 
-    /// Plans, pins the base in `stevedore.lock` and builds every platform into the blob store,
-    /// signed and attested when `attest`; publishes nothing.
-    pub(crate) fn stage(&self, attest: bool) -> Result<Staged, Error> {
+    /// Plans, pins the base in `stevedore.lock` and builds every platform into the blob store;
+    /// publishes nothing. A build that is `publishing` (not `verify`'s rebuild) is signed and
+    /// attested, and records its tools in the lock (or, with `--locked`, checks them there).
+    pub(crate) fn stage(&self, publishing: bool) -> Result<Staged, Error> {
         let draft = plan::plan(&self.options)?;
         // The key is read (and decrypted) before the compile, so a wrong password costs seconds.
-        let key = match (&draft.sign_key, attest) {
+        let key = match (&draft.sign_key, publishing) {
             (Some(path), true) => Some(SigningKey::load(path)?),
             _ => None,
         };
@@ -425,6 +428,9 @@ impl Build {
         let registry = self.registry_client(pushed)?;
         let store = BlobStore::open_default()?;
         let mut lock = Lockfile::load(&draft.workspace_root)?;
+        if publishing {
+            self.record_tools(&mut lock, &draft.toolchain, &draft.workspace_root)?;
+        }
         let base_pin = match &draft.base {
             Base::Image(base) => Some(lock.pin(base, self.lock, |b| registry.resolve(b))?),
             Base::Scratch => None,
@@ -444,7 +450,7 @@ impl Build {
             Vec::new()
         };
         let (mut built, zig) = pipeline::build(&plan, &store, &registry, &push_to)?;
-        if attest {
+        if publishing {
             let how = Attest {
                 key: key.as_ref(),
                 provenance: !self.no_provenance,
@@ -454,6 +460,7 @@ impl Build {
                 release: plan.toolchain.release(),
                 commit: plan.toolchain.commit_hash(),
                 zig,
+                executable: crate::toolchain::own_digest(),
             };
             attest::attest(&plan, &mut built, how, &repositories, &toolchain, &store)?;
         }
@@ -482,10 +489,12 @@ impl Build {
                 None => Vec::new(),
             };
             let platforms = image.platforms.iter().map(|p| p.platform.clone());
+            let recorded = verify::tools_of(source, image).map_err(ErrorKind::Verify)?;
             let staged = self.clone().platforms(platforms).stage(false)?;
             let mut verdict = verify::compare(&staged.built, image, source, &staged.store)
                 .map_err(ErrorKind::Verify)?;
             verdict.signatures = signatures;
+            verdict.toolchain = tool_differences(recorded, &staged.plan)?;
             Ok(verdict)
         })
     }
@@ -524,12 +533,51 @@ impl Build {
                 pinned.push((reference, digest));
             }
         }
+        let toolchain = Toolchain::from_name(self.options.toolchain.as_deref());
+        self.record_tools(&mut lock, &toolchain, &root)?;
         let in_use: Vec<Reference> = pinned.iter().map(|(r, _)| r.clone()).collect();
         if self.options.package.is_none() && !self.lock.locked {
             lock.retain(&in_use);
         }
         lock.save()?;
         Ok(pinned)
+    }
+
+    /// Records the tools this build runs in the lock, or with `--locked` checks them against
+    /// it; says when the record changes, and when the project leaves rustc to chance.
+    fn record_tools(
+        &self,
+        lock: &mut Lockfile,
+        toolchain: &Toolchain,
+        workspace_root: &Path,
+    ) -> Result<(), Error> {
+        let Some(now) = tools_of(toolchain) else {
+            return Ok(());
+        };
+        let rustc = now.rustc.clone();
+        let changes = match lock.record_tools(now, self.lock)? {
+            Recorded::Same => return Ok(()),
+            Recorded::Unchecked => {
+                tracing::warn!(
+                    "{} records no toolchain, so --locked cannot check this one: run `cargo \
+                     stevedore lock` and commit the file",
+                    lock::FILE_NAME
+                );
+                return Ok(());
+            }
+            Recorded::First => "it records the toolchain from now on".to_owned(),
+            Recorded::Changed(differences) => differences.join("; "),
+        };
+        tracing::info!("{}: {changes}", lock::FILE_NAME);
+        if toolchain.rustup_name().is_none() && !pins_rust(workspace_root) {
+            tracing::warn!(
+                "the project does not pin its Rust toolchain, so its images change with \
+                 whichever rustc builds them (here {rustc}): add a rust-toolchain.toml beside \
+                 Cargo.toml with `[toolchain] channel = \"{rustc}\"`, and rustup uses that \
+                 release wherever the project is built"
+            );
+        }
+        Ok(())
     }
 
     /// A client whose environment credential goes only to the registries of `own`: the ones
@@ -549,4 +597,55 @@ pub(crate) struct Staged {
     pub built: Built,
     pub store: BlobStore,
     pub registry: Registry,
+}
+
+/// Whether rustup finds a toolchain file for the project: `rust-toolchain.toml` or
+/// `rust-toolchain` in its root or a directory above, as rustup looks for them.
+fn pins_rust(workspace_root: &Path) -> bool {
+    workspace_root.ancestors().any(|dir| {
+        ["rust-toolchain.toml", "rust-toolchain"]
+            .iter()
+            .any(|name| dir.join(name).is_file())
+    })
+}
+
+/// What differs between the tools that built the published image (`from_provenance`, else
+/// what the project's `stevedore.lock` records) and those of the rebuild.
+fn tool_differences(from_provenance: Option<Tools>, plan: &Plan) -> Result<Vec<String>, Error> {
+    let Some(here) = tools_of(&plan.toolchain) else {
+        return Ok(Vec::new());
+    };
+    let (recorded, there) = match from_provenance {
+        Some(tools) => (tools, "in the image's provenance"),
+        None => match Lockfile::load(&plan.workspace_root)?.tools() {
+            Some(tools) => (tools.clone(), "in stevedore.lock"),
+            None => return Ok(Vec::new()),
+        },
+    };
+    Ok(verify::tool_differences(&recorded, &here, there))
+}
+
+/// The tools a build with `toolchain` runs, found without compiling or fetching anything;
+/// `None` when rustc cannot say its release (the build then fails on its own).
+fn tools_of(toolchain: &Toolchain) -> Option<Tools> {
+    let (zig, zig_chosen_by, zig_sha256) = match compile::chosen_zig() {
+        Some(version) => (
+            version.unwrap_or_else(|| "unknown".to_owned()),
+            Some(crate::env::ZIG.to_owned()),
+            Default::default(),
+        ),
+        None => (
+            compile::ZIG_VERSION.to_owned(),
+            None,
+            compile::pinned_zig_wheels(),
+        ),
+    };
+    Some(Tools {
+        stevedore: env!("CARGO_PKG_VERSION").to_owned(),
+        rustc: toolchain.release()?,
+        rustc_commit_hash: toolchain.commit_hash(),
+        zig,
+        zig_chosen_by,
+        zig_sha256,
+    })
 }

@@ -147,11 +147,7 @@ pub(crate) fn find(
     offline: bool,
     needed: (&str, &'static str),
 ) -> Result<(String, Zig), CompileError> {
-    if let Some(zig) = std::env::var_os(crate::env::ZIG).filter(|p| !p.is_empty()) {
-        let zig = zig.to_string_lossy().into_owned();
-        let version = crate::toolchain::on_path(&zig)
-            .and_then(|exe| crate::toolchain::ask_executable(&exe, &["version"], |_| true).ok())
-            .map(|v| v.trim().to_owned());
+    if let Some((zig, version)) = chosen() {
         tracing::warn!(
             "using the zig {} names ({zig}, {}), not stevedore's pinned zig {VERSION}: \
              the image's digest depends on this zig",
@@ -184,6 +180,31 @@ pub(crate) fn find(
         wheel_sha256: wheel.sha256,
     };
     Ok((exe.to_string_lossy().into_owned(), pinned))
+}
+
+/// The zig `STEVEDORE_ZIG` names, if it names one, and what its `zig version` says.
+fn chosen() -> Option<(String, Option<String>)> {
+    let zig = std::env::var_os(crate::env::ZIG).filter(|p| !p.is_empty())?;
+    let zig = zig.to_string_lossy().into_owned();
+    let version = crate::toolchain::on_path(&zig)
+        .and_then(|exe| crate::toolchain::ask_executable(&exe, &["version"], |_| true).ok())
+        .map(|v| v.trim().to_owned());
+    Some((zig, version))
+}
+
+/// The zig a build links with when it needs one, found without fetching it: what
+/// `stevedore.lock` records. `None` is stevedore's pinned zig.
+pub(crate) fn chosen_version() -> Option<Option<String>> {
+    chosen().map(|(_, version)| version)
+}
+
+/// The sha256 (hex) of the pinned zig's wheel for every host stevedore pins one for, by
+/// `OS-ARCH`: the same on every host, so a lock written on one is checked on another.
+pub(crate) fn pinned_wheels() -> std::collections::BTreeMap<String, String> {
+    WHEELS
+        .iter()
+        .map(|w| (format!("{}-{}", w.os, w.arch), w.sha256.to_owned()))
+        .collect()
 }
 
 /// Fetches and unpacks `wheel` from `url` into `dir`, unless another run did meanwhile.

@@ -7,11 +7,13 @@ use oci_spec::image::{Descriptor, ImageIndex, ImageManifest};
 
 mod debuginfo;
 mod signatures;
+mod toolchain;
 
 pub(crate) use debuginfo::fetch as fetch_debuginfo;
 pub use debuginfo::DebugFile;
 pub(crate) use signatures::check as check_signatures;
 pub use signatures::Finding;
+pub(crate) use toolchain::{differences as tool_differences, from_provenance as tools_of};
 
 use crate::assemble::{Built, Image};
 use crate::cache::{BlobStore, CacheError};
@@ -124,6 +126,10 @@ pub struct Verdict {
     pub top_difference: Option<String>,
     /// With a public key: each signature and the provenance, checked.
     pub signatures: Vec<Finding>,
+    /// Each tool (rustc, zig, stevedore) that differs between the build that made the image,
+    /// as its provenance (else `stevedore.lock`) names it, and the rebuild, in words; what to
+    /// say before any byte difference. Empty when they agree or nothing names them.
+    pub toolchain: Vec<String>,
 }
 
 impl Verdict {
@@ -269,6 +275,7 @@ pub(crate) fn compare(
         platforms,
         top_difference,
         signatures: Vec::new(),
+        toolchain: Vec::new(),
     })
 }
 

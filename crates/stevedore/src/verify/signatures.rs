@@ -95,8 +95,8 @@ fn signature(
 }
 
 fn provenance(source: &ImageSource, top: &Digest, key: &PublicKey) -> Result<Finding, VerifyError> {
-    let attestations = source.referrers(top, IN_TOTO)?;
-    if attestations.is_empty() {
+    let envelopes = envelopes(source, top)?;
+    if envelopes.is_empty() {
         return Ok(finding(
             false,
             format!(
@@ -106,35 +106,14 @@ fn provenance(source: &ImageSource, top: &Digest, key: &PublicKey) -> Result<Fin
             ),
         ));
     }
-    for artifact in &attestations {
-        let Some(layer) = artifact.layers().first() else {
-            continue;
-        };
-        let envelope: Value =
-            serde_json::from_slice(&source.small_blob(layer, limits::PROVENANCE)?)
-                .unwrap_or(Value::Null);
-        let payload_type = envelope["payloadType"].as_str().unwrap_or_default();
-        let Some(payload) = envelope["payload"]
-            .as_str()
-            .and_then(|p| B64.decode(p).ok())
-        else {
-            continue;
-        };
-        let pae = dsse::pae(payload_type, &payload);
-        let signed = envelope["signatures"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|s| s["sig"].as_str().and_then(|s| B64.decode(s).ok()))
-            .any(|sig| key.verifies(&pae, &sig));
-        let statement: Value = serde_json::from_slice(&payload).unwrap_or(Value::Null);
-        let about_top = statement["predicateType"] == provenance::PREDICATE_TYPE
-            && statement["subject"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|s| s["digest"]["sha256"] == top.hex());
-        if signed && about_top {
+    for envelope in &envelopes {
+        let pae = dsse::pae(&envelope.payload_type, &envelope.payload);
+        let signed = envelope
+            .signatures
+            .iter()
+            .any(|sig| key.verifies(&pae, sig));
+        let statement: Value = serde_json::from_slice(&envelope.payload).unwrap_or(Value::Null);
+        if signed && is_provenance_of(&statement, top) {
             return Ok(finding(
                 true,
                 format!("{top}: provenance signed, its subject is this image"),
@@ -145,4 +124,55 @@ fn provenance(source: &ImageSource, top: &Digest, key: &PublicKey) -> Result<Fin
         false,
         format!("{top}: no provenance signed with the key names this image"),
     ))
+}
+
+/// A DSSE envelope attached to an image, decoded; its signatures unchecked.
+pub(super) struct Envelope {
+    pub payload_type: String,
+    pub payload: Vec<u8>,
+    pub signatures: Vec<Vec<u8>>,
+}
+
+/// The DSSE envelopes of the in-toto referrers of `top` (its attestations), those that decode.
+pub(super) fn envelopes(source: &ImageSource, top: &Digest) -> Result<Vec<Envelope>, VerifyError> {
+    let mut out = Vec::new();
+    for artifact in source.referrers(top, IN_TOTO)? {
+        let Some(layer) = artifact.layers().first() else {
+            continue;
+        };
+        let envelope: Value =
+            serde_json::from_slice(&source.small_blob(layer, limits::PROVENANCE)?)
+                .unwrap_or(Value::Null);
+        let Some(payload) = envelope["payload"]
+            .as_str()
+            .and_then(|p| B64.decode(p).ok())
+        else {
+            continue;
+        };
+        let signatures = envelope["signatures"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s["sig"].as_str().and_then(|s| B64.decode(s).ok()))
+            .collect();
+        out.push(Envelope {
+            payload_type: envelope["payloadType"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            payload,
+            signatures,
+        });
+    }
+    Ok(out)
+}
+
+/// Whether an in-toto statement is SLSA provenance whose subject is `top`.
+pub(super) fn is_provenance_of(statement: &Value, top: &Digest) -> bool {
+    statement["predicateType"] == provenance::PREDICATE_TYPE
+        && statement["subject"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|s| s["digest"]["sha256"] == top.hex())
 }
