@@ -285,28 +285,6 @@ fn verify_rebuilds_and_names_the_first_differing_file() {
     );
 }
 
-/// `rustc -vV` of the test bed's toolchain, as (release, commit-hash) when it names one.
-fn testbed_rustc() -> (String, Option<String>) {
-    let out = text(
-        &run_ok(
-            Command::new("rustup")
-                .env("PATH", testbed::tool_path_env())
-                .args(["run", "debweb", "rustc", "-vV"]),
-        )
-        .stdout,
-    );
-    let field = |name: &str| {
-        out.lines()
-            .find_map(|l| l.strip_prefix(name))
-            .map(|v| v.trim().to_owned())
-    };
-    let commit = field("commit-hash: ").filter(|h| h != "unknown");
-    (
-        field("release: ").expect("rustc -vV names its release"),
-        commit,
-    )
-}
-
 /// The lock records the tools a build runs; `--locked` refuses others before compiling and
 /// `cargo stevedore lock` takes them; `verify` names another toolchain (from the image's
 /// provenance, else the lock) before any byte difference.

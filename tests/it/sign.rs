@@ -358,9 +358,26 @@ fn check_statement(statement: &serde_json::Value, index: &str, base: &str) {
         stevedore::Digest::of(&wheel).hex(),
         "the wheel the zig came from: {zig}"
     );
+    // The test bed's toolchain has no musl std: it is built from rust-src, named by rustc's
+    // release and the sources' digest.
+    let (release, _) = testbed_rustc();
+    let rust_src = deps
+        .iter()
+        .find(|d| d["name"] == "rust-src")
+        .expect("rust-src");
+    assert_eq!(rust_src["uri"], format!("pkg:generic/rust-src@{release}"));
+    assert!(
+        rust_src["digest"]["sha256"]
+            .as_str()
+            .is_some_and(|h| h.len() == 64),
+        "{rust_src}"
+    );
     // stevedore by version and by the bytes of the executable that ran.
     let exe = std::fs::read(env!("CARGO_BIN_EXE_cargo-stevedore")).unwrap();
-    let stevedore = deps.iter().find(|d| d["name"] == "stevedore").expect("stevedore");
+    let stevedore = deps
+        .iter()
+        .find(|d| d["name"] == "stevedore")
+        .expect("stevedore");
     assert_eq!(
         stevedore["uri"],
         format!("pkg:cargo/stevedore@{}", env!("CARGO_PKG_VERSION"))

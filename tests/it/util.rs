@@ -269,3 +269,25 @@ pub fn read_back(front: &testbed::TokenFront, image: &str) -> serde_json::Value 
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     skopeo_inspect(&flags, &format!("docker://{image}"))["Digest"].clone()
 }
+
+/// `rustc -vV` of the test bed's toolchain, as (release, commit-hash) when it names one.
+pub fn testbed_rustc() -> (String, Option<String>) {
+    let out = text(
+        &run_ok(
+            Command::new("rustup")
+                .env("PATH", testbed::tool_path_env())
+                .args(["run", "debweb", "rustc", "-vV"]),
+        )
+        .stdout,
+    );
+    let field = |name: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().to_owned())
+    };
+    let commit = field("commit-hash: ").filter(|h| h != "unknown");
+    (
+        field("release: ").expect("rustc -vV names its release"),
+        commit,
+    )
+}

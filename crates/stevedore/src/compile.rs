@@ -50,12 +50,21 @@ pub struct Binary {
     pub debug: Option<DebugFile>,
 }
 
-/// What a compile made: one binary per planned platform, and the zig that linked them, if
-/// zig did (one for all of them: cargo ran once).
+/// What a compile made: one binary per planned platform, and what it ran besides rustc.
 #[derive(Debug)]
 pub struct Compiled {
     pub binaries: Vec<Binary>,
+    pub ran: Ran,
+}
+
+/// The tools a compile ran besides rustc, for the provenance: one set for all platforms, as
+/// cargo ran once.
+#[derive(Debug, Clone, Default)]
+pub struct Ran {
+    /// The zig that linked, if zig did.
     pub zig: Option<Zig>,
+    /// The digest of the std sources compiled, when std was built from source.
+    pub std_sources: Option<crate::digest::Digest>,
 }
 
 /// Why the binary cannot be compiled for a platform.
@@ -345,8 +354,14 @@ pub fn compile(plan: &Plan, cfgs: &[Vec<Cfg>], cancel: &Cancel) -> Result<Compil
             })
         })
         .collect::<Result<_, CompileError>>()?;
-    let zig = setup.zig.get().map(|(_, _, which)| which.clone());
-    Ok(Compiled { binaries, zig })
+    let ran = Ran {
+        zig: setup.zig.get().map(|(_, _, which)| which.clone()),
+        std_sources: match std {
+            Std::FromSource => plan.toolchain.std_sources_digest(),
+            Std::Installed => None,
+        },
+    };
+    Ok(Compiled { binaries, ran })
 }
 
 /// What every cargo run of a compile is given: rustflags, the zig linker, the workspace

@@ -64,13 +64,13 @@ pub enum PipelineError {
 
 /// Builds the image for every planned platform. Blobs land in `store`; nothing is published.
 /// `push_to` are the repositories the image will be pushed to: checked while cargo compiles.
-/// Also says which zig linked the binaries, if zig did, for the provenance.
+/// Also says what the compile ran besides rustc (zig, std's sources), for the provenance.
 pub fn build(
     plan: &Plan,
     store: &BlobStore,
     registry: &Registry,
     push_to: &[Reference],
-) -> Result<(Built, Option<compile::Zig>), PipelineError> {
+) -> Result<(Built, compile::Ran), PipelineError> {
     // Pulling the base and checking the push targets are network-bound and compiling is
     // CPU-bound: do both at once, and stop the compile as soon as the network side fails.
     // Each platform's cfg picks its part of the plan's dependency graph, for the list the
@@ -107,7 +107,7 @@ pub fn build(
     });
     // The network side's failure first: a cancelled compile is its consequence.
     let bases = bases?;
-    let compile::Compiled { binaries, zig } = binaries?;
+    let compile::Compiled { binaries, ran } = binaries?;
     let mtime = u64::try_from(plan.created).unwrap_or(0);
     let mut images = Vec::with_capacity(binaries.len());
     let mut contents = Vec::with_capacity(binaries.len());
@@ -176,7 +176,7 @@ pub fn build(
         referrers,
         tagged: Vec::new(),
     };
-    Ok((built, zig))
+    Ok((built, ran))
 }
 
 /// The image's SPDX SBOM, stored and attached to it as a referrer.

@@ -171,6 +171,13 @@ impl Toolchain {
             .map(|h| h.trim().to_owned())
     }
 
+    /// The sha256 of the standard library's sources (rust-src) in the sysroot, which a
+    /// build from source compiles; `None` when they are not there.
+    pub fn std_sources_digest(&self) -> Option<crate::digest::Digest> {
+        let library = self.sysroot().ok()?.join("lib/rustlib/src/rust/library");
+        answers::tree_digest(&library)
+    }
+
     /// The name to give in `rustup` commands, when there is one.
     pub fn rustup_name(&self) -> Option<&str> {
         match &self.which {

@@ -26,6 +26,10 @@ pub const BASE_REPOSITORY: &str = "distroless/static-debian12";
 pub const BASE_TAGS: [&str; 2] = ["latest", "nonroot"];
 
 const ARCHES: [&str; 2] = ["amd64", "arm64"];
+/// The time every file, the config and the history of the stand-in carry: 2023-11-14.
+const EPOCH: u64 = 1_700_000_000;
+/// [`EPOCH`] as the config's `created`.
+const CREATED: &str = "2023-11-14T22:13:20Z";
 const PATH_ENV: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 const SSL_ENV: &str = "SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt";
 const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -64,6 +68,30 @@ pub fn base_layout() -> &'static Path {
         }
         dir
     })
+}
+
+/// The packages the stand-in is made of, as (file name, sha256 hex), sorted: what its digest
+/// depends on besides this recipe.
+pub fn base_inputs() -> Vec<(String, String)> {
+    let debs = debs();
+    let mut sum = Command::new(require_tool("sha256sum"));
+    sum.current_dir(&debs);
+    for entry in std::fs::read_dir(&debs)
+        .unwrap_or_else(|e| panic!("cannot list {}: {e}", debs.display()))
+        .flatten()
+    {
+        if entry.path().extension().is_some_and(|x| x == "deb") {
+            sum.arg(entry.file_name());
+        }
+    }
+    let out = String::from_utf8_lossy(&run_ok(&mut sum).stdout).into_owned();
+    let mut inputs: Vec<(String, String)> = out
+        .lines()
+        .filter_map(|l| l.split_once("  "))
+        .map(|(hex, name)| (name.to_owned(), hex.to_owned()))
+        .collect();
+    inputs.sort();
+    inputs
 }
 
 /// Moves a finished directory into place; if another process got there first, theirs is used.
@@ -148,7 +176,22 @@ fn build(layout: &Path, work: &Path, debs: &Path) {
         umoci(&["new", "--image", &image]);
         umoci(&["unpack", "--image", &image, bundle_str]);
         make_rootfs(&bundle.join("rootfs"), arch, debs);
-        umoci(&["repack", "--image", &image, bundle_str]);
+        // The same .debs give the same bytes on any machine and day: no clock in the files'
+        // times, the config or its history (the golden-digest test holds the result).
+        run_ok(
+            Command::new(require_tool("find"))
+                .arg(bundle.join("rootfs"))
+                .args([
+                    "-exec",
+                    "touch",
+                    "-h",
+                    "-d",
+                    &format!("@{EPOCH}"),
+                    "{}",
+                    "+",
+                ]),
+        );
+        umoci(&["repack", "--no-history", "--image", &image, bundle_str]);
         for (tag, user, workdir) in [("latest", "0", "/"), ("nonroot", "65532", "/home/nonroot")] {
             let tag = format!("{arch}-{tag}");
             let options = [
@@ -160,7 +203,14 @@ fn build(layout: &Path, work: &Path, debs: &Path) {
                 ("--config.workingdir", workdir),
                 ("--config.user", user),
             ];
-            let mut args = vec!["config", "--image", &image];
+            let mut args = vec![
+                "config",
+                "--no-history",
+                "--created",
+                CREATED,
+                "--image",
+                &image,
+            ];
             args.extend(options.iter().flat_map(|(flag, value)| [*flag, *value]));
             umoci(&args);
         }

@@ -26,6 +26,8 @@ pub struct Toolchain {
     pub commit: Option<String>,
     /// The zig that linked the binaries, if zig did.
     pub zig: Option<Zig>,
+    /// The digest of the std sources compiled, when std was built from source.
+    pub std_sources: Option<Digest>,
     /// The sha256 of the executable that ran stevedore.
     pub executable: Option<Digest>,
 }
@@ -127,6 +129,15 @@ pub(crate) fn tools(toolchain: &Toolchain) -> Vec<Value> {
             rustc["digest"] = json!({"gitCommit": commit});
         }
         out.push(rustc);
+    }
+    if let (Some(release), Some(sources)) = (&toolchain.release, &toolchain.std_sources) {
+        // std built from source: rustc's own release of them, by the tree's digest (see
+        // `toolchain::answers::tree_digest`), as a distribution may patch them.
+        out.push(json!({
+            "uri": format!("pkg:generic/rust-src@{release}"),
+            "name": "rust-src",
+            "digest": {"sha256": sources.hex()},
+        }));
     }
     match &toolchain.zig {
         // By the wheel's digest: the same version from elsewhere could be other bytes.

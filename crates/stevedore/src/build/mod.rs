@@ -449,7 +449,7 @@ impl Build {
         } else {
             Vec::new()
         };
-        let (mut built, zig) = pipeline::build(&plan, &store, &registry, &push_to)?;
+        let (mut built, ran) = pipeline::build(&plan, &store, &registry, &push_to)?;
         if publishing {
             let how = Attest {
                 key: key.as_ref(),
@@ -459,7 +459,8 @@ impl Build {
             let toolchain = attest::Toolchain {
                 release: plan.toolchain.release(),
                 commit: plan.toolchain.commit_hash(),
-                zig,
+                zig: ran.zig,
+                std_sources: ran.std_sources,
                 executable: crate::toolchain::own_digest(),
             };
             attest::attest(&plan, &mut built, how, &repositories, &toolchain, &store)?;

@@ -109,6 +109,47 @@ pub(crate) fn own_digest() -> Option<Digest> {
     Some(digest)
 }
 
+/// The sha256 over a source tree (each file's path below `root`, size and bytes, in path
+/// order), filed like an answer under its `Cargo.lock`'s identity: reinstalling the sources
+/// replaces that file, and hashing std's sources (about 40 MB) costs a few tenths of a second.
+pub(crate) fn tree_digest(root: &Path) -> Option<Digest> {
+    let file = dir().and_then(|d| file_for(&d, &root.join("Cargo.lock"), &["tree-sha256"]));
+    let kept = file.as_ref().and_then(|f| std::fs::read_to_string(f).ok());
+    if let Some(digest) = kept.and_then(|text| text.parse().ok()) {
+        return Some(digest);
+    }
+    let mut files = Vec::new();
+    walk(root, &mut files).ok()?;
+    files.sort();
+    let mut hashing = crate::digest::HashingWriter::new(std::io::sink());
+    for path in &files {
+        let rel = path.strip_prefix(root).ok()?;
+        let bytes = std::fs::read(path).ok()?;
+        let head = format!("{}\0{}\0", rel.display(), bytes.len());
+        std::io::Write::write_all(&mut hashing, head.as_bytes()).ok()?;
+        std::io::Write::write_all(&mut hashing, &bytes).ok()?;
+    }
+    let (_, digest, _) = hashing.finish();
+    if let Some(file) = file {
+        let _ = keep(&file, digest.as_str());
+    }
+    Some(digest)
+}
+
+/// Every regular file under `dir`.
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            walk(&entry.path(), out)?;
+        } else if kind.is_file() {
+            out.push(entry.path());
+        }
+    }
+    Ok(())
+}
+
 fn keep(file: &Path, answer: &str) -> std::io::Result<()> {
     super::files::write_file(file, answer.as_bytes(), 0o644)
 }

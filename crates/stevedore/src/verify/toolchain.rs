@@ -77,6 +77,7 @@ mod tests {
             release: Some("1.94.0".into()),
             commit: Some("4d91de4e48198da2e33413efdcd9cd2cc0c46688".into()),
             zig,
+            std_sources: None,
             executable: None,
         };
         serde_json::json!({
