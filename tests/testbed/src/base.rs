@@ -102,13 +102,21 @@ fn publish(built: &Path, dir: &Path, marker: &str) {
 }
 
 /// Deletes layouts of earlier recipes next to `current`, so edits do not pile them up.
+///
+/// Only those made a day ago or more: a test run of another checkout (another recipe) may be
+/// reading its own right now, from the same test bed.
 fn remove_older_layouts(current: &Path) {
     let Some(parent) = current.parent() else {
         return;
     };
+    let day = std::time::Duration::from_secs(24 * 60 * 60);
     for entry in std::fs::read_dir(parent).into_iter().flatten().flatten() {
         let path = entry.path();
-        if path != current && entry.file_name().to_string_lossy().starts_with("base-") {
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t.elapsed().is_ok_and(|age| age >= day));
+        if path != current && old && entry.file_name().to_string_lossy().starts_with("base-") {
             let _ = std::fs::remove_dir_all(path);
         }
     }
