@@ -19,7 +19,6 @@ use p256::pkcs8::{DecodePrivateKey, EncodePublicKey, LineEnding, ObjectIdentifie
 use pkcs8::der::zeroize::Zeroizing;
 
 use crate::env;
-use crate::text::printable_bytes;
 
 /// id-ecPublicKey, the algorithm of every EC key in PKCS#8.
 const EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
@@ -110,7 +109,7 @@ const OPEN_TO_OTHERS: u32 = 0o077;
 #[cfg(unix)]
 fn too_open(path: &Path, mode: u32) -> Option<String> {
     let mode = mode & 0o7777;
-    let shown = printable_bytes(path.as_os_str().as_encoded_bytes());
+    let shown = crate::text::printable_bytes(path.as_os_str().as_encoded_bytes());
     (mode & OPEN_TO_OTHERS != 0).then(|| {
         format!(
             "the signing key {shown} has permissions {mode:04o}: users other than its owner can \

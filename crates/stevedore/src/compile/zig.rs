@@ -24,8 +24,8 @@ use sha2::{Digest as _, Sha256};
 use std::process::Command;
 
 use super::remap::Remaps;
-use super::{content_name, set_mode, shell_quote, write_executable};
 use super::target_lock::{exclusive, Wait};
+use super::{content_name, set_mode, shell_quote, write_executable};
 use super::{target_var, CompileError};
 
 /// The zig version this stevedore release pins.
