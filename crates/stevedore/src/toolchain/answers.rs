@@ -141,7 +141,13 @@ pub(crate) fn tree_digest(root: &Path) -> Option<Digest> {
     for path in &files {
         let rel = path.strip_prefix(root).ok()?;
         let bytes = std::fs::read(path).ok()?;
-        let head = format!("{}\0{}\0", rel.display(), bytes.len());
+        // Named by components joined with '/', as unix shows them, so the same sources give
+        // the same digest on Windows.
+        let name: Vec<_> = rel
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy())
+            .collect();
+        let head = format!("{}\0{}\0", name.join("/"), bytes.len());
         std::io::Write::write_all(&mut hashing, head.as_bytes()).ok()?;
         std::io::Write::write_all(&mut hashing, &bytes).ok()?;
     }
