@@ -120,6 +120,5 @@ fn count(n: usize, noun: &str) -> String {
 
 /// A path `resolve` found under a directory, as a stranger may have named it: escaped.
 fn shown(path: &std::path::Path) -> String {
-    use std::os::unix::ffi::OsStrExt as _;
-    stevedore::text::printable_bytes(path.as_os_str().as_bytes())
+    stevedore::text::printable_bytes(path.as_os_str().as_encoded_bytes())
 }

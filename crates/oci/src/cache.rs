@@ -6,7 +6,6 @@
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::digest::{Digest, HashingWriter, VerifyingReader};
@@ -248,27 +247,45 @@ impl BlobStore {
         let tmp = buffered.into_inner().map_err(|e| fail(e.into_error()))?;
         tmp.as_file().sync_data().map_err(fail)?;
         // Blobs are shared read-only content; tempfile's private 0600 would leak into layouts.
-        fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o644)).map_err(fail)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o644)).map_err(fail)?;
+        }
         tmp.persist(self.path(&digest)).map_err(|e| fail(e.error))?;
         Ok((digest, size))
     }
 }
 
-/// A new temporary file for a blob, locked (flock) for as long as it is open. A run that dies,
-/// even by SIGKILL, drops its locks, so the next run can tell its leftovers from another live
-/// run's files in progress (`sweep_temporaries`).
+/// A new temporary file for a blob, locked for as long as it is open. A run that dies, even by
+/// SIGKILL, drops its locks, so the next run can tell its leftovers from another live run's
+/// files in progress (`sweep_temporaries`).
 fn locked_temporary(dir: &Path) -> io::Result<tempfile::NamedTempFile> {
-    use std::os::unix::fs::MetadataExt;
     loop {
         let tmp = tempfile::Builder::new()
             .prefix(TEMP_PREFIX)
             .tempfile_in(dir)?;
         // Between creating and locking, a sweep may take the file for a dead run's and unlink
-        // it: then it has no links left, and a new one is made.
-        if try_lock(tmp.as_file())? && tmp.as_file().metadata()?.nlink() > 0 {
+        // it: then it is no longer at its path, and a new one is made.
+        if try_lock(tmp.as_file())? && still_linked(&tmp)? {
             return Ok(tmp);
         }
     }
+}
+
+/// Whether the file `tmp` holds still has a name, its own.
+#[cfg(unix)]
+fn still_linked(tmp: &tempfile::NamedTempFile) -> io::Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    Ok(tmp.as_file().metadata()?.nlink() > 0)
+}
+
+/// Whether the file `tmp` holds still has a name, its own. Std has no stable link count off
+/// unix; the path is checked instead: a removed file is gone from it (or, on Windows, pending
+/// deletion, which refuses to be opened), and names are random, so no other file takes it.
+#[cfg(not(unix))]
+fn still_linked(tmp: &tempfile::NamedTempFile) -> io::Result<bool> {
+    Ok(fs::symlink_metadata(tmp.path()).is_ok())
 }
 
 const TEMP_PREFIX: &str = ".tmp-";
@@ -294,16 +311,13 @@ fn sweep_temporaries(dir: &Path) {
     }
 }
 
-/// An exclusive flock without waiting: `false` when another open file holds it.
+/// An exclusive lock without waiting (flock(2) on Linux, LockFileEx on Windows): `false` when
+/// another open file holds it.
 fn try_lock(file: &File) -> io::Result<bool> {
-    use std::os::fd::AsRawFd;
-    // SAFETY: flock(2) on a descriptor this File owns.
-    match unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } {
-        0 => Ok(true),
-        _ => match io::Error::last_os_error() {
-            e if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
-            e => Err(e),
-        },
+    match file.try_lock() {
+        Ok(()) => Ok(true),
+        Err(fs::TryLockError::WouldBlock) => Ok(false),
+        Err(fs::TryLockError::Error(e)) => Err(e),
     }
 }
 

@@ -44,7 +44,7 @@ impl FromStr for BuildId {
     type Err = BuildIdError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let bad = || BuildIdError(s.to_owned());
-        if s.len() < 4 || s.len() % 2 != 0 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        if s.len() < 4 || !s.len().is_multiple_of(2) || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(bad());
         }
         (0..s.len())

@@ -8,8 +8,6 @@
 use std::io::BufReader;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
 
 use cargo_metadata::cargo_platform::Cfg;
 use cargo_metadata::Message;
@@ -19,6 +17,7 @@ use crate::platform::Platform;
 use crate::toolchain::{describe, run_capture, Toolchain, ToolchainError};
 
 mod auditable;
+mod cancel;
 mod debuginfo;
 mod remap;
 mod std_cache;
@@ -29,11 +28,13 @@ mod zig;
 pub(crate) use target_lock::lock as lock_target_dir;
 
 pub use auditable::AuditableError;
+pub use cancel::Cancel;
 pub use debuginfo::{DebugFile, DebuginfoError};
 
 use remap::Remaps;
 use tools::{
-    content_name, env_path, shell_quote, tools_dir, write_executable, write_file, zig_cache_dir,
+    content_name, env_path, set_mode, shell_quote, tools_dir, write_executable, write_file,
+    zig_cache_dir,
 };
 pub(crate) use zig::{
     chosen_version as chosen_zig, pinned_wheels as pinned_zig_wheels, Zig, VERSION as ZIG_VERSION,
@@ -224,54 +225,6 @@ pub enum CompileError {
     /// The binary's symbols cannot be split off (`--split-debuginfo`).
     #[error(transparent)]
     Debuginfo(#[from] DebuginfoError),
-}
-
-/// Stops a compile from another thread: the base pull or a push check beside it failed, and
-/// the user should hear so now rather than after a minute of compiling.
-#[derive(Debug, Default)]
-pub struct Cancel {
-    /// cargo's process id while it runs; cleared under the lock once it is reaped, so a
-    /// recycled id is never signalled.
-    cargo: Mutex<Option<u32>>,
-    cancelled: AtomicBool,
-}
-
-impl Cancel {
-    /// Stops the compile: cargo is sent SIGTERM, or is never started.
-    pub fn cancel(&self) {
-        let cargo = self.cargo.lock().expect("cancel lock");
-        self.cancelled.store(true, Ordering::SeqCst);
-        if let Some(pid) = *cargo {
-            terminate(pid);
-        }
-    }
-
-    fn is_cancelled(&self) -> bool {
-        self.cancelled.load(Ordering::SeqCst)
-    }
-
-    /// Records a started cargo; stops it at once if the compile was cancelled meanwhile.
-    fn started(&self, pid: u32) {
-        let mut cargo = self.cargo.lock().expect("cancel lock");
-        *cargo = Some(pid);
-        if self.is_cancelled() {
-            terminate(pid);
-        }
-    }
-
-    fn ended(&self) {
-        *self.cargo.lock().expect("cancel lock") = None;
-    }
-}
-
-fn terminate(pid: u32) {
-    let Ok(pid) = libc::pid_t::try_from(pid) else {
-        return;
-    };
-    // SAFETY: kill(2) with a process id we spawned and have not reaped yet.
-    unsafe {
-        libc::kill(pid, libc::SIGTERM);
-    }
 }
 
 /// How the standard library for a target is obtained.
@@ -565,7 +518,7 @@ fn start(cmd: &mut Command, stdout: Stdio, cancel: &Cancel) -> Result<Child, Com
     let child = cmd
         .spawn()
         .map_err(|source| CompileError::Spawn { command, source })?;
-    cancel.started(child.id());
+    cancel.started(&child);
     Ok(child)
 }
 
@@ -621,27 +574,4 @@ fn run_cargo(
         });
     }
     Ok(executables)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cancel_stops_a_running_process_and_one_not_yet_started() {
-        let mut child = Command::new("sleep").arg("30").spawn().unwrap();
-        let cancel = Cancel::default();
-        cancel.started(child.id());
-        let started = std::time::Instant::now();
-        cancel.cancel();
-        let status = child.wait().unwrap();
-        cancel.ended();
-        assert!(!status.success(), "terminated by the signal");
-        assert!(started.elapsed() < std::time::Duration::from_secs(10));
-
-        // Cancelled before cargo started: the next process is stopped as soon as it is known.
-        let mut late = Command::new("sleep").arg("30").spawn().unwrap();
-        cancel.started(late.id());
-        assert!(!late.wait().unwrap().success());
-    }
 }

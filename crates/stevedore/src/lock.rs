@@ -320,9 +320,14 @@ impl Lockfile {
             .map_err(fail)?;
         tmp.write_all(self.render().as_bytes()).map_err(fail)?;
         tmp.as_file().sync_data().map_err(fail)?;
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644))
-            .map_err(fail)?;
+        // tempfile's private 0600 is not a lock file's; Windows has no mode bits (a file
+        // there takes its directory's ACL).
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644))
+                .map_err(fail)?;
+        }
         tmp.persist(&self.path).map_err(|e| fail(e.error))?;
         self.changed = false;
         Ok(())

@@ -150,7 +150,8 @@ fn write_config(file: &Path, config: &serde_json::Value) -> Result<(), RegistryE
     let dir = file.parent().filter(|d| !d.as_os_str().is_empty());
     let dir = dir.unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(failed)?;
-    // tempfile creates it with mode 0600.
+    // tempfile creates it with mode 0600 on unix; on Windows it takes its directory's ACL (the
+    // user's profile: its owner's alone).
     let mut temp = tempfile::NamedTempFile::new_in(dir).map_err(failed)?;
     let mut text = serde_json::to_vec_pretty(config).expect("a JSON value serializes");
     text.push(b'\n');
@@ -214,9 +215,12 @@ mod tests {
             serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
         assert_eq!(kept["x"], 1, "what else the file holds stays");
         assert!(kept["auths"]["other.example"].is_object());
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
-        assert_eq!(mode & 0o077, 0, "readable by its owner only: {mode:o}");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+            assert_eq!(mode & 0o077, 0, "readable by its owner only: {mode:o}");
+        }
 
         store_credential(&file, "r.example:5000", &credential("bob")).unwrap();
         assert_eq!(

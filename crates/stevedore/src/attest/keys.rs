@@ -8,8 +8,6 @@
 
 use std::fmt;
 use std::io::Read as _;
-use std::os::unix::ffi::OsStrExt as _;
-use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
 use base64::engine::general_purpose::STANDARD as B64;
@@ -21,7 +19,6 @@ use p256::pkcs8::{DecodePrivateKey, EncodePublicKey, LineEnding, ObjectIdentifie
 use pkcs8::der::zeroize::Zeroizing;
 
 use crate::env;
-use crate::text::printable_bytes;
 
 /// id-ecPublicKey, the algorithm of every EC key in PKCS#8.
 const EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
@@ -105,12 +102,14 @@ impl Password {
 
 /// Permission bits that let others than the key's owner read or change it: ssh refuses such a
 /// private key; stevedore warns.
+#[cfg(unix)]
 const OPEN_TO_OTHERS: u32 = 0o077;
 
 /// The warning for a key file whose `mode` lets others read or change it, as ssh words it.
+#[cfg(unix)]
 fn too_open(path: &Path, mode: u32) -> Option<String> {
     let mode = mode & 0o7777;
-    let shown = printable_bytes(path.as_os_str().as_bytes());
+    let shown = crate::text::printable_bytes(path.as_os_str().as_encoded_bytes());
     (mode & OPEN_TO_OTHERS != 0).then(|| {
         format!(
             "the signing key {shown} has permissions {mode:04o}: users other than its owner can \
@@ -123,8 +122,13 @@ fn too_open(path: &Path, mode: u32) -> Option<String> {
 fn read_key_file(path: &Path) -> std::io::Result<Zeroizing<Vec<u8>>> {
     let mut file = std::fs::File::open(path)?;
     let metadata = file.metadata()?;
-    if let Some(warning) = too_open(path, metadata.permissions().mode()) {
-        tracing::warn!("{warning}");
+    // Windows has no mode bits to check (a key there is guarded by its directory's ACL).
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        if let Some(warning) = too_open(path, metadata.permissions().mode()) {
+            tracing::warn!("{warning}");
+        }
     }
     // Sized up front, so reading leaves no copy of the key behind in a smaller buffer.
     let mut text = Zeroizing::new(Vec::with_capacity(metadata.len() as usize + 1));

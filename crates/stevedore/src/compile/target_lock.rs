@@ -2,7 +2,8 @@
 //! are read into layers. Cargo locks its target dir only while it runs: once it exits, another
 //! build in the same dir with other flags (`--no-auditable`, other features) may rewrite
 //! `target/TRIPLE/release/BIN` before this build has read it, and its image would ship the
-//! other binary. flock(2), so a run that dies (even by SIGKILL) releases it.
+//! other binary. A file lock (std's: flock(2) on Linux and macOS, LockFileEx on Windows), so a
+//! run that dies (even by SIGKILL) releases it.
 
 use std::fs::File;
 use std::path::Path;
@@ -29,29 +30,40 @@ pub(crate) fn lock(target_dir: &Path) -> Result<TargetLock, CompileError> {
         .write(true)
         .open(&path)
         .map_err(failed)?;
-    if !flock(&file, libc::LOCK_NB).map_err(failed)? {
+    if !exclusive(&file, Wait::No).map_err(failed)? {
         tracing::info!(
             "waiting for another stevedore build in {} to read its binaries",
             target_dir.display()
         );
-        flock(&file, 0).map_err(failed)?;
+        exclusive(&file, Wait::Yes).map_err(failed)?;
     }
     Ok(TargetLock { _file: file })
 }
 
-/// An exclusive flock (`extra`: `LOCK_NB` not to wait); `false` when another holds it. Also
-/// the pinned zig's fetch lock (`zig.rs`).
-pub(super) fn flock(file: &File, extra: i32) -> std::io::Result<bool> {
-    use std::os::fd::AsRawFd;
+/// Whether taking a lock waits for its holder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Wait {
+    Yes,
+    No,
+}
+
+/// An exclusive lock on `file`; `false` when another open file holds it and `wait` says not to
+/// wait. Also the pinned zig's fetch lock (`zig.rs`).
+pub(super) fn exclusive(file: &File, wait: Wait) -> std::io::Result<bool> {
     loop {
-        // SAFETY: flock(2) on a descriptor this File owns.
-        match unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | extra) } {
-            0 => return Ok(true),
-            _ => match std::io::Error::last_os_error() {
-                e if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(false),
-                e if e.kind() == std::io::ErrorKind::Interrupted => {}
-                e => return Err(e),
+        let result = match wait {
+            Wait::Yes => file.lock(),
+            Wait::No => match file.try_lock() {
+                Ok(()) => Ok(()),
+                Err(std::fs::TryLockError::WouldBlock) => return Ok(false),
+                Err(std::fs::TryLockError::Error(e)) => Err(e),
             },
+        };
+        match result {
+            Ok(()) => return Ok(true),
+            // A signal's handler ran while flock(2) waited; std does not try again itself.
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
         }
     }
 }
@@ -66,10 +78,10 @@ mod tests {
         let first = lock(dir.path()).unwrap();
         let path = dir.path().join("stevedore/.build.lock");
         let other = File::options().write(true).open(&path).unwrap();
-        assert!(!flock(&other, libc::LOCK_NB).unwrap(), "held by the first");
+        assert!(!exclusive(&other, Wait::No).unwrap(), "held by the first");
         drop(first);
         assert!(
-            flock(&other, libc::LOCK_NB).unwrap(),
+            exclusive(&other, Wait::No).unwrap(),
             "free once the first is done"
         );
     }

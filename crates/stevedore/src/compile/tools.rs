@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use crate::plan::Plan;
 pub(super) use crate::toolchain::files::{
-    content_name, env_path, shell_quote, write_executable, write_file,
+    content_name, env_path, set_mode, shell_quote, write_executable, write_file,
 };
 use crate::toolchain::files::{user_cache_dir, user_cache_root};
 

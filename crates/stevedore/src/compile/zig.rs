@@ -24,7 +24,8 @@ use sha2::{Digest as _, Sha256};
 use std::process::Command;
 
 use super::remap::Remaps;
-use super::{content_name, shell_quote, write_executable};
+use super::target_lock::{exclusive, Wait};
+use super::{content_name, set_mode, shell_quote, write_executable};
 use super::{target_var, CompileError};
 
 /// The zig version this stevedore release pins.
@@ -314,7 +315,6 @@ fn download(url: &str, size: u64, into: &mut File) -> std::io::Result<String> {
 /// Unpacks the wheel's `ziglang/` tree into `to`, keeping each file's unix mode and making
 /// `exe` executable whatever the wheel says.
 fn extract(wheel: &mut File, to: &Path, exe: &str) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
     let mut archive = zip::ZipArchive::new(wheel).map_err(std::io::Error::other)?;
     for i in 0..archive.len() {
         let mut entry = archive.by_index(i).map_err(std::io::Error::other)?;
@@ -343,7 +343,8 @@ fn extract(wheel: &mut File, to: &Path, exe: &str) -> std::io::Result<()> {
             (false, Some(mode)) if mode & 0o111 != 0 => 0o755,
             _ => 0o644,
         };
-        out.set_permissions(std::fs::Permissions::from_mode(mode))?;
+        drop(out);
+        set_mode(&path, mode)?;
     }
     if !to.join(exe).is_file() {
         return Err(std::io::Error::other(format!(
@@ -403,18 +404,36 @@ pub(super) fn link_with(cmd: &mut Command, target: &str, wrappers: &ZigWrappers,
     cmd.env(format!("CFLAGS_{lower}"), cflags.trim_start());
 }
 
-/// An exclusive flock on the directory `dir`, released on drop (and by the kernel when the
+/// An exclusive lock on the directory `dir`, released on drop (and by the kernel when the
 /// process dies, even by SIGKILL).
 fn lock(dir: &Path) -> std::io::Result<File> {
-    let file = File::open(dir)?;
-    if !super::target_lock::flock(&file, libc::LOCK_NB)? {
+    let file = lock_file(dir)?;
+    if !exclusive(&file, Wait::No)? {
         tracing::info!(
             "waiting for another stevedore run to fetch zig {VERSION} into {}",
             dir.display()
         );
-        super::target_lock::flock(&file, 0)?;
+        exclusive(&file, Wait::Yes)?;
     }
     Ok(file)
+}
+
+/// What stands for `dir` in [`lock`]: the directory itself, as stevedore has always locked it
+/// on unix (so runs of older versions still wait for this one).
+#[cfg(unix)]
+fn lock_file(dir: &Path) -> std::io::Result<File> {
+    File::open(dir)
+}
+
+/// What stands for `dir` in [`lock`]: std cannot open a directory on Windows, so a file in it,
+/// which the leftovers' sweep in [`fetch`] (`.partial-*` only) never takes.
+#[cfg(not(unix))]
+fn lock_file(dir: &Path) -> std::io::Result<File> {
+    File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(".lock"))
 }
 
 #[cfg(test)]

@@ -149,6 +149,8 @@ fn finish(
         .and_then(|w| w.into_inner().map_err(io::IntoInnerError::into_error))
         .map_err(io_err(file))?;
     tmp.as_file().sync_data().map_err(io_err(file))?;
+    // Windows has no mode bits: a file there takes its directory's ACL.
+    #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644))

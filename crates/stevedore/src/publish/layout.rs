@@ -3,7 +3,6 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io;
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use oci_spec::image::{ImageIndex, MediaType};
@@ -43,7 +42,7 @@ pub fn write_layout(
         .prefix(".stevedore-layout-")
         .tempdir_in(parent_dir(dir)?)
         .map_err(io_err(dir))?;
-    fs::set_permissions(staging.path(), fs::Permissions::from_mode(0o755)).map_err(io_err(dir))?;
+    share(staging.path(), 0o755).map_err(io_err(dir))?;
     fill(staging.path(), built, tags, store)?;
     fs::rename(staging.path(), dir).map_err(io_err(dir))?;
     // The directory moved; nothing is left for the guard to remove.
@@ -217,11 +216,24 @@ pub(super) fn copy_blob(
     fs::rename(&tmp, &dest).map_err(io_err(&dest))
 }
 
+/// Gives what tempfile made private (0600, 0700) the `mode` of a layout others read.
+#[cfg(unix)]
+fn share(path: &Path, mode: u32) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+}
+
+/// Nothing: Windows has no mode bits, and what tempfile makes there takes its directory's ACL.
+#[cfg(not(unix))]
+fn share(_: &Path, _: u32) -> io::Result<()> {
+    Ok(())
+}
+
 pub(super) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), PublishError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io_err(path))?;
     io::Write::write_all(&mut tmp, bytes).map_err(io_err(path))?;
-    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o644)).map_err(io_err(path))?;
+    share(tmp.path(), 0o644).map_err(io_err(path))?;
     tmp.persist(path).map_err(|e| io_err(path)(e.error))?;
     Ok(())
 }

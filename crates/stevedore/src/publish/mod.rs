@@ -206,6 +206,8 @@ pub fn write_refs(path: &Path, refs: &[Reference]) -> Result<(), PublishError> {
         .tempfile_in(parent_dir(path)?)
         .map_err(io_err(path))?;
     io::Write::write_all(&mut tmp, text.as_bytes()).map_err(io_err(path))?;
+    // Windows has no mode bits: a file there takes its directory's ACL.
+    #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
         fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o644)).map_err(io_err(path))?;

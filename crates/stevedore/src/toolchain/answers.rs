@@ -6,7 +6,6 @@
 //! is simply not used.
 
 use std::ffi::OsString;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -77,7 +76,9 @@ fn file_for(dir: &Path, exe: &Path, args: &[&str]) -> Option<PathBuf> {
 
 /// What tells one executable from another at the same path (an upgrade replaces or rewrites
 /// it): its size, modification and change times, and inode.
+#[cfg(unix)]
 pub(crate) fn identity(exe: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
     let meta = std::fs::metadata(exe).ok()?;
     Some(format!(
         "{} {}.{} {}.{} {}",
@@ -87,6 +88,21 @@ pub(crate) fn identity(exe: &Path) -> Option<String> {
         meta.ctime(),
         meta.ctime_nsec(),
         meta.ino()
+    ))
+}
+
+/// What tells one executable from another at the same path: its size and modification time
+/// (std has no stable change time or file id off unix).
+#[cfg(not(unix))]
+pub(crate) fn identity(exe: &Path) -> Option<String> {
+    let meta = std::fs::metadata(exe).ok()?;
+    let modified = meta.modified().ok()?;
+    let since = modified.duration_since(std::time::UNIX_EPOCH).ok()?;
+    Some(format!(
+        "{} {}.{}",
+        meta.len(),
+        since.as_secs(),
+        since.subsec_nanos()
     ))
 }
 
@@ -125,7 +141,13 @@ pub(crate) fn tree_digest(root: &Path) -> Option<Digest> {
     for path in &files {
         let rel = path.strip_prefix(root).ok()?;
         let bytes = std::fs::read(path).ok()?;
-        let head = format!("{}\0{}\0", rel.display(), bytes.len());
+        // Named by components joined with '/', as unix shows them, so the same sources give
+        // the same digest on Windows.
+        let name: Vec<_> = rel
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy())
+            .collect();
+        let head = format!("{}\0{}\0", name.join("/"), bytes.len());
         std::io::Write::write_all(&mut hashing, head.as_bytes()).ok()?;
         std::io::Write::write_all(&mut hashing, &bytes).ok()?;
     }
@@ -161,8 +183,15 @@ pub(crate) fn on_path(program: impl Into<OsString>) -> Option<PathBuf> {
     if path.components().count() > 1 {
         return Some(path);
     }
+    // `rustc` is `rustc.exe` on Windows (EXE_SUFFIX is empty on unix).
+    let mut names = vec![program.clone()];
+    if !std::env::consts::EXE_SUFFIX.is_empty() {
+        let mut exe = program;
+        exe.push(std::env::consts::EXE_SUFFIX);
+        names.push(exe);
+    }
     std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|dir| dir.join(&program))
+        .flat_map(|dir| names.iter().map(move |name| dir.join(name)))
         .find(|p| p.is_file())
 }
 
@@ -172,10 +201,23 @@ pub(crate) fn on_path(program: impl Into<OsString>) -> Option<PathBuf> {
 pub(super) fn not_a_proxy(rustc: OsString) -> Option<PathBuf> {
     let found = on_path(rustc)?;
     let meta = std::fs::metadata(&found).ok()?;
-    let rustup = found.with_file_name("rustup");
-    let is_proxy =
-        std::fs::metadata(rustup).is_ok_and(|r| (r.dev(), r.ino()) == (meta.dev(), meta.ino()));
-    (!is_proxy).then_some(found)
+    let rustup = found.with_file_name(format!("rustup{}", std::env::consts::EXE_SUFFIX));
+    let rustup = std::fs::metadata(rustup).ok();
+    (!rustup.is_some_and(|r| same_file(&r, &meta))).then_some(found)
+}
+
+#[cfg(unix)]
+fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    (a.dev(), a.ino()) == (b.dev(), b.ino())
+}
+
+/// Std has no stable file id off unix: a file as long as the `rustup` beside it is taken for
+/// one of its proxies (hard links or copies), whose answers are then never kept. Mistaking a
+/// rustc for a proxy costs a question asked again; the other way, a stale answer.
+#[cfg(not(unix))]
+fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
+    a.len() == b.len()
 }
 
 #[cfg(test)]

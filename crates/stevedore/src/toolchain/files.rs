@@ -78,7 +78,6 @@ pub(crate) fn write_executable(path: &Path, content: &str) -> std::io::Result<()
 /// Writes `bytes` to `path` with `mode`, by temp file and rename so a reader (a cargo of
 /// another build) never sees half a file; nothing when the file already holds them.
 pub(crate) fn write_file(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
     if std::fs::read(path).is_ok_and(|old| old == bytes) {
         return Ok(());
     }
@@ -86,8 +85,22 @@ pub(crate) fn write_file(path: &Path, bytes: &[u8], mode: u32) -> std::io::Resul
     std::fs::create_dir_all(dir)?;
     let tmp = tempfile::NamedTempFile::new_in(dir)?;
     std::fs::write(tmp.path(), bytes)?;
-    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(mode))?;
+    set_mode(tmp.path(), mode)?;
     tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+/// Sets a file's unix `mode` (tempfile makes 0600; scripts must run, answers may be shared).
+#[cfg(unix)]
+pub(crate) fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+}
+
+/// Nothing: Windows has no mode bits (whether a file runs is its extension's business, and a
+/// new file takes its directory's ACL).
+#[cfg(not(unix))]
+pub(crate) fn set_mode(_: &Path, _: u32) -> std::io::Result<()> {
     Ok(())
 }
 

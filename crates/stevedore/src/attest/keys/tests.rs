@@ -144,6 +144,7 @@ fn a_key_others_can_read_or_change_gets_a_warning_naming_it_and_the_fix() {
 
 #[test]
 fn a_key_is_read_whatever_its_permissions() {
+    use std::os::unix::fs::PermissionsExt as _;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("key.pem");
     let key = p256::SecretKey::from_slice(&[7; 32]).unwrap();
