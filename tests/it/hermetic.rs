@@ -351,7 +351,10 @@ fn the_lock_records_the_toolchain_and_verify_names_another_first() {
     assert_ne!(other, recorded);
     std::fs::write(&lock_path, &other).unwrap();
     let err = run_err(build(&manifest).arg("--locked"));
-    let named = format!("rustc 1.0.0 in the lock, {release}");
+    let short = commit
+        .as_ref()
+        .map_or_else(String::new, |c| format!(" ({})", &c[..9]));
+    let named = format!("rustc 1.0.0{short} in the lock, {release}{short} here");
     assert!(
         err.contains(&named) && err.contains("cargo stevedore lock"),
         "{err}"
@@ -365,7 +368,9 @@ fn the_lock_records_the_toolchain_and_verify_names_another_first() {
     // An image without provenance is explained by the lock; verify writes no lock.
     let printed = verify(layout("pinned"));
     assert!(
-        printed.starts_with(&format!("toolchain differs: {named}")),
+        printed.starts_with(&format!(
+            "toolchain differs: rustc 1.0.0{short} in stevedore.lock, {release}{short} here"
+        )),
         "{printed}"
     );
     assert!(printed.contains("linux/amd64: identical"), "{printed}");
