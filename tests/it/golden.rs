@@ -55,28 +55,12 @@ struct StandIn {
     debs: BTreeMap<String, String>,
 }
 
-/// The example service, copied (without git: a commit's hash would follow its date).
-fn example(dir: &Path) -> std::path::PathBuf {
-    let from = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/hello-service");
-    for file in [
-        "Cargo.toml",
-        "Cargo.lock",
-        "build.rs",
-        "src/main.rs",
-        "csrc/checksum.c",
-    ] {
-        let to = dir.join(file);
-        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-        std::fs::copy(from.join(file), to).unwrap();
-    }
-    dir.join("Cargo.toml")
-}
-
 /// What this machine builds, as the golden file records it.
 fn built_here() -> Golden {
     let (rustc, rustc_commit_hash) = testbed_rustc();
     let dir = tempfile::tempdir().unwrap();
-    let manifest = example(&dir.path().join("hello-service"));
+    // Copied without git: a commit's hash would follow its date.
+    let manifest = copy_example(&dir.path().join("hello-service"));
     let mut images = BTreeMap::new();
     for compression in ["gzip", "zstd"] {
         let layout = dir.path().join(compression);

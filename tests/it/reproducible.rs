@@ -12,19 +12,8 @@ const COMMIT_TIME: &str = "1700000000";
 
 /// A git repository holding the example service, committed at a fixed time.
 fn example_repo(dir: &Path) -> PathBuf {
-    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/hello-service");
     let repo = dir.join("origin");
-    for file in [
-        "Cargo.toml",
-        "Cargo.lock",
-        "build.rs",
-        "src/main.rs",
-        "csrc/checksum.c",
-    ] {
-        let to = repo.join(file);
-        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-        std::fs::copy(example.join(file), to).unwrap();
-    }
+    copy_example(&repo);
     let git = |args: &[&str]| {
         run_ok(
             Command::new("git")

@@ -291,3 +291,20 @@ pub fn testbed_rustc() -> (String, Option<String>) {
         commit,
     )
 }
+
+/// A copy of the example service's sources at `to`; returns its Cargo.toml.
+pub fn copy_example(to: &Path) -> PathBuf {
+    let from = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/hello-service");
+    for file in [
+        "Cargo.toml",
+        "Cargo.lock",
+        "build.rs",
+        "src/main.rs",
+        "csrc/checksum.c",
+    ] {
+        let dest = to.join(file);
+        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        std::fs::copy(from.join(file), dest).unwrap();
+    }
+    to.join("Cargo.toml")
+}

@@ -650,3 +650,22 @@ fn tools_of(toolchain: &Toolchain) -> Option<Tools> {
         zig_sha256,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// rustup looks for the toolchain file in the project's directory and each one above.
+    #[test]
+    fn a_toolchain_file_pins_rust_from_the_root_or_above() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("repo/service");
+        std::fs::create_dir_all(&root).unwrap();
+        assert!(!pins_rust(&root));
+        std::fs::write(dir.path().join("repo/rust-toolchain"), "1.95.0\n").unwrap();
+        assert!(pins_rust(&root), "a file above counts");
+        std::fs::remove_file(dir.path().join("repo/rust-toolchain")).unwrap();
+        std::fs::write(root.join("rust-toolchain.toml"), "[toolchain]\n").unwrap();
+        assert!(pins_rust(&root));
+    }
+}
