@@ -56,6 +56,20 @@ struct User {
     target_dir: PathBuf,
     tools: PathBuf,
     zig_cache: PathBuf,
+    /// A directory put first on PATH.
+    path_first: Option<PathBuf>,
+}
+
+/// A `zig` of another version that leaves a mark when run: first on a user's PATH, it must be
+/// neither run nor named (stevedore uses its pinned zig).
+fn other_zig(dir: &Path) -> PathBuf {
+    let bin = dir.join("other-zig");
+    std::fs::create_dir_all(&bin).unwrap();
+    let zig = bin.join("zig");
+    std::fs::write(&zig, "#!/bin/sh\ntouch \"$0.ran\"\necho 0.14.1\nexit 1\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&zig, std::fs::Permissions::from_mode(0o755)).unwrap();
+    bin
 }
 
 impl User {
@@ -70,6 +84,7 @@ impl User {
             target_dir: testbed::fixture_target_dir(),
             tools: cache.join("stevedore/tools"),
             zig_cache: cache.join("zig"),
+            path_first: None,
         }
     }
 
@@ -82,6 +97,7 @@ impl User {
             target_dir: testbed::testbed_dir().join("reproducible-target"),
             tools: testbed::testbed_dir().join("reproducible-tools"),
             zig_cache: testbed::testbed_dir().join("reproducible-zig"),
+            path_first: Some(other_zig(dir)),
         }
     }
 
@@ -96,7 +112,15 @@ impl User {
     ) -> serde_json::Value {
         std::fs::create_dir_all(&self.home).unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_cargo-stevedore"));
-        cmd.env("PATH", testbed::tool_path_env())
+        let path = match &self.path_first {
+            Some(first) => {
+                let rest = testbed::tool_path_env();
+                let dirs = std::iter::once(first.clone()).chain(std::env::split_paths(&rest));
+                std::env::join_paths(dirs).unwrap()
+            }
+            None => testbed::tool_path_env(),
+        };
+        cmd.env("PATH", path)
             .env(testbed::ZIG_MIRROR_ENV, testbed::zig_mirror())
             .env("HOME", &self.home)
             .env("CARGO_HOME", tool_home("CARGO_HOME", ".cargo"))
@@ -186,6 +210,26 @@ fn two_checkouts_two_homes_two_clocks_give_identical_images() {
         alice_statement,
         provenance_statement(&ci_user.layout()),
         "provenance statements differ"
+    );
+    // CI had another zig first on PATH: it was not run, and both name the pinned one.
+    assert!(!ci_user
+        .path_first
+        .as_ref()
+        .unwrap()
+        .join("zig.ran")
+        .exists());
+    let zig = json(&alice_statement)["predicate"]["buildDefinition"]["resolvedDependencies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["name"] == "zig")
+        .cloned();
+    assert_eq!(
+        zig.map(|z| z["uri"].clone()),
+        Some(serde_json::json!(format!(
+            "pkg:pypi/ziglang@{}",
+            testbed::ZIGLANG_VERSION
+        )))
     );
     let statement = text(&alice_statement);
     assert!(
