@@ -16,6 +16,7 @@ pub use crate::lock::LockError;
 pub use crate::pipeline::PipelineError;
 pub use crate::plan::PlanError;
 pub use crate::publish::PublishError;
+pub use crate::rebase::RebaseError;
 pub use crate::sbom::SbomError;
 pub use crate::toolchain::ToolchainError;
 pub use crate::verify::VerifyError;

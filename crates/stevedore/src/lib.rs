@@ -35,6 +35,7 @@ mod diff;
 mod layer;
 mod lock;
 mod pipeline;
+mod rebase;
 mod sbom;
 mod toolchain;
 

@@ -10,10 +10,11 @@ use oci_spec::image::MediaType;
 use crate::assemble::{self, AssembleError, Built, Image, OurLayers, Referrer};
 use crate::cache::{BlobStore, CacheError};
 use crate::compile::{self, Cancel, CompileError};
-use crate::layer::{self, LayerError, LayerSpec};
+use crate::layer::{self, Layer, LayerError, LayerSpec};
 use crate::oci::media::SPDX_JSON;
 use crate::oci::{BaseImage, Descriptor};
 use crate::plan::{self, Plan, PlanError};
+use crate::platform::Platform;
 use crate::reference::Base;
 use crate::reference::Reference;
 use crate::registry::{Registry, RegistryError};
@@ -71,22 +72,11 @@ pub fn build(
     registry: &Registry,
     push_to: &[Reference],
 ) -> Result<(Built, compile::Ran), PipelineError> {
-    // Pulling the base and checking the push targets are network-bound and compiling is
-    // CPU-bound: do both at once, and stop the compile as soon as the network side fails.
-    // Each platform's cfg picks its part of the plan's dependency graph, for the list the
-    // binary embeds and for the SBOM (index for index with `plan.platforms`).
-    let cfgs = std::thread::scope(|s| {
-        let asks: Vec<_> = plan
-            .platforms
-            .iter()
-            .map(|p| s.spawn(|| plan::target_cfg(plan, p.rust_target())))
-            .collect();
-        asks.into_iter()
-            .map(|ask| ask.join().expect("asking rustc does not panic"))
-            .collect::<Result<Vec<_>, _>>()
-    })?;
+    let cfgs = target_cfgs(plan)?;
     // Until every binary is in its layer: another build in this target dir waits.
     let _target = compile::lock_target_dir(&plan.target_dir)?;
+    // Pulling the base and checking the push targets are network-bound and compiling is
+    // CPU-bound: do both at once, and stop the compile as soon as the network side fails.
     let cancel = Cancel::default();
     let (bases, binaries) = std::thread::scope(|s| {
         let network = s.spawn(|| {
@@ -109,15 +99,65 @@ pub fn build(
     let bases = bases?;
     let compile::Compiled { binaries, ran } = binaries?;
     let mtime = u64::try_from(plan.created).unwrap_or(0);
-    let mut images = Vec::with_capacity(binaries.len());
-    let mut contents = Vec::with_capacity(binaries.len());
+    let mut applications = Vec::with_capacity(binaries.len());
     for binary in &binaries {
         let mut spec = LayerSpec::application(&binary.path, &plan.bin)?;
         for file in &plan.image.files {
             spec.file(&file.dst, &file.src, file.mode)?;
         }
-        let application = spec.write(store, mtime, plan.compression)?;
-        let base = bases.iter().find(|b| b.platform == binary.platform);
+        let layer = spec.write(store, mtime, plan.compression)?;
+        applications.push((binary.platform.clone(), layer));
+    }
+    let mut built = assemble_all(plan, &cfgs, &bases, &applications, store)?;
+    // With --split-debuginfo, each image's symbols, after the SBOMs.
+    for (image, binary) in built.images.iter().zip(&binaries) {
+        if let Some(debug) = &binary.debug {
+            built.referrers.push(assemble::debuginfo_referrer(
+                &image.manifest,
+                &debug.path,
+                &debug.build_id,
+                &plan.bin,
+                plan.created,
+                store,
+            )?);
+        }
+    }
+    Ok((built, ran))
+}
+
+/// Each planned platform's `rustc --print cfg` (index for index with `plan.platforms`): it
+/// picks that platform's part of the plan's dependency graph, for the list the binary embeds
+/// and for the SBOM. rustc answers; cargo does not run.
+pub fn target_cfgs(plan: &Plan) -> Result<Vec<Vec<Cfg>>, PipelineError> {
+    let cfgs = std::thread::scope(|s| {
+        let asks: Vec<_> = plan
+            .platforms
+            .iter()
+            .map(|p| s.spawn(|| plan::target_cfg(plan, p.rust_target())))
+            .collect();
+        asks.into_iter()
+            .map(|ask| ask.join().expect("asking rustc does not panic"))
+            .collect::<Result<Vec<_>, _>>()
+    })?;
+    Ok(cfgs)
+}
+
+/// The images a build writes from each platform's application layer on `bases`: the accounts
+/// layer where a base lacks them, configs, manifests, the index and (when planned) the SBOMs.
+/// A build's layers come from its binaries, a rebase's from the image it rebases: one code
+/// path, so both give the same digests.
+pub fn assemble_all(
+    plan: &Plan,
+    cfgs: &[Vec<Cfg>],
+    bases: &[BaseImage],
+    applications: &[(Platform, Layer)],
+    store: &BlobStore,
+) -> Result<Built, PipelineError> {
+    let mtime = u64::try_from(plan.created).unwrap_or(0);
+    let mut images = Vec::with_capacity(applications.len());
+    let mut contents = Vec::with_capacity(applications.len());
+    for (platform, application) in applications {
+        let base = bases.iter().find(|b| b.platform == *platform);
         let base_contents = match base {
             Some(base) => sbom::read_base(store, &base.layers)?,
             None => sbom::BaseContents::default(),
@@ -128,22 +168,16 @@ pub fn build(
         };
         let ours = OurLayers {
             accounts: accounts.as_ref(),
-            application: &application,
+            application,
             ca_bundle: base_contents.files.ca_bundle_path(),
         };
-        tracing::info!("assembling {} image for {}", plan.bin, binary.platform);
-        images.push(assemble::assemble(
-            plan,
-            &binary.platform,
-            base,
-            ours,
-            store,
-        )?);
+        tracing::info!("assembling {} image for {platform}", plan.bin);
+        images.push(assemble::assemble(plan, platform, base, ours, store)?);
         contents.push(base_contents);
     }
     let index = assemble::index(&images, store)?;
     let with_sbom = if plan.sbom { &images[..] } else { &[] };
-    let mut referrers: Vec<Referrer> = with_sbom
+    let referrers: Vec<Referrer> = with_sbom
         .iter()
         .zip(&contents)
         .map(|(image, base_contents)| {
@@ -157,26 +191,12 @@ pub fn build(
             sbom(plan, cfg, image, base, base_contents, store)
         })
         .collect::<Result<_, _>>()?;
-    // With --split-debuginfo, each image's symbols, after the SBOMs.
-    for (image, binary) in images.iter().zip(&binaries) {
-        if let Some(debug) = &binary.debug {
-            referrers.push(assemble::debuginfo_referrer(
-                &image.manifest,
-                &debug.path,
-                &debug.build_id,
-                &plan.bin,
-                plan.created,
-                store,
-            )?);
-        }
-    }
-    let built = Built {
+    Ok(Built {
         images,
         index,
         referrers,
         tagged: Vec::new(),
-    };
-    Ok((built, ran))
+    })
 }
 
 /// The image's SPDX SBOM, stored and attached to it as a referrer.
@@ -255,7 +275,8 @@ fn check_push(registry: &Registry, push_to: &[Reference]) -> Result<(), Pipeline
     Ok(())
 }
 
-fn pull_base(
+/// The plan's base, pulled at its pin for every planned platform (none for `scratch`).
+pub fn pull_base(
     plan: &Plan,
     store: &BlobStore,
     registry: &Registry,

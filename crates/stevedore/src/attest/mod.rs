@@ -19,7 +19,7 @@ use crate::oci::media::{DSSE_ENVELOPE, IN_TOTO};
 use crate::oci::Descriptor;
 use crate::plan::Plan;
 pub use keys::{PublicKey, SigningKey};
-pub use provenance::Toolchain;
+pub use provenance::{Material, Toolchain};
 
 /// Why signatures or provenance cannot be made.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +41,8 @@ pub struct Attest<'a> {
     pub key: Option<&'a SigningKey>,
     /// Attach SLSA provenance.
     pub provenance: bool,
+    /// The image this one was rebased from (`rebase`), which the provenance names.
+    pub rebased_from: Option<&'a Material>,
 }
 
 /// Adds the provenance referrer and, with a key, the signatures for each of `repositories`
@@ -56,7 +58,7 @@ pub fn attest(
     let top = built.top_digest();
     let mut envelope = None;
     if attest.provenance {
-        let statement = provenance::statement(plan, built, toolchain);
+        let statement = provenance::statement(plan, built, toolchain, attest.rebased_from);
         let bytes = dsse::envelope(IN_TOTO, &statement, attest.key);
         let digest = store.put_bytes(&bytes)?;
         let document = Descriptor::new(

@@ -32,8 +32,22 @@ pub struct Toolchain {
     pub executable: Option<Digest>,
 }
 
+/// A published image a build started from instead of compiling: `rebase`'s.
+#[derive(Debug, Clone)]
+pub struct Material {
+    /// Where it was read, as the user named it.
+    pub name: String,
+    /// Its top digest (index or manifest).
+    pub digest: Digest,
+}
+
 /// The statement's JSON (canonical: keys sorted, no whitespace).
-pub fn statement(plan: &Plan, built: &Built, toolchain: &Toolchain) -> Vec<u8> {
+pub fn statement(
+    plan: &Plan,
+    built: &Built,
+    toolchain: &Toolchain,
+    rebased_from: Option<&Material>,
+) -> Vec<u8> {
     let name = plan
         .tags
         .first()
@@ -48,7 +62,7 @@ pub fn statement(plan: &Plan, built: &Built, toolchain: &Toolchain) -> Vec<u8> {
                 "buildType": BUILD_TYPE,
                 "externalParameters": external(plan),
                 "internalParameters": internal(plan),
-                "resolvedDependencies": dependencies(plan, toolchain),
+                "resolvedDependencies": dependencies(plan, toolchain, rebased_from),
             },
             "runDetails": {
                 "builder": {
@@ -95,8 +109,17 @@ fn internal(plan: &Plan) -> Value {
     })
 }
 
-fn dependencies(plan: &Plan, toolchain: &Toolchain) -> Vec<Value> {
+fn dependencies(plan: &Plan, toolchain: &Toolchain, rebased_from: Option<&Material>) -> Vec<Value> {
     let mut out = Vec::new();
+    if let Some(from) = rebased_from {
+        // Its application layer is this image's, as it was: its own provenance names the
+        // tools that compiled it.
+        out.push(json!({
+            "name": from.name,
+            "digest": {"sha256": from.digest.hex()},
+            "annotations": {"rebasedFrom": true},
+        }));
+    }
     if let Some(revision) = &plan.revision {
         let uri = plan
             .source

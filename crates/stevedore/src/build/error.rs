@@ -7,6 +7,7 @@ use crate::lock::LockError;
 use crate::pipeline::PipelineError;
 use crate::plan::PlanError;
 use crate::publish::PublishError;
+use crate::rebase::RebaseError;
 use crate::reference::ReferenceError;
 use crate::registry::RegistryError;
 use crate::verify::VerifyError;
@@ -64,6 +65,10 @@ pub enum ErrorKind {
     /// The published image cannot be read or compared.
     #[error(transparent)]
     Verify(VerifyError),
+    /// `rebase`: the published image is not stevedore's, not on the base it records, or not
+    /// what this checkout builds; nothing was written.
+    #[error(transparent)]
+    Rebase(RebaseError),
     /// `--offline` and `--push` together.
     #[error("--offline cannot be used with --push: pushing needs the registry")]
     PushOffline,

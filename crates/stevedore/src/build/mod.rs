@@ -5,13 +5,15 @@ mod checks;
 mod debuginfo;
 mod error;
 mod names;
+mod rebase;
+mod stage;
 mod workspace;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::assemble::Built;
-use crate::attest::{self, Attest, PublicKey, SigningKey};
+use crate::attest::PublicKey;
 use crate::cache::BlobStore;
 use crate::compile;
 use crate::digest::Digest;
@@ -27,9 +29,8 @@ use crate::registry::{Registry, RegistryError, RegistryOptions};
 use crate::source::{ImageSource, Location};
 use crate::toolchain::Toolchain;
 use crate::verify::{self, PublishedImage, Verdict};
-use checks::{all_platforms, check_archive_platforms};
 pub use error::{Error, ErrorKind};
-use names::{default_tags, repositories};
+use names::default_tags;
 
 /// A build, described in a few calls and then run: the library's front door.
 ///
@@ -404,73 +405,6 @@ impl Build {
             outputs,
             push,
             loaded,
-        })
-    }
-
-    /// Plans, pins the base in `stevedore.lock` and builds every platform into the blob store;
-    /// publishes nothing. A build that is `publishing` (not `verify`'s rebuild) is signed and
-    /// attested, and records its tools in the lock (or, with `--locked`, checks them there).
-    pub(crate) fn stage(&self, publishing: bool) -> Result<Staged, Error> {
-        let draft = plan::plan(&self.options)?;
-        // The key is read (and decrypted) before the compile, so a wrong password costs seconds.
-        let key = match (&draft.sign_key, publishing) {
-            (Some(path), true) => Some(SigningKey::load(path)?),
-            _ => None,
-        };
-        if self.push && draft.tags.is_empty() {
-            return Err(ErrorKind::PushWithoutTag.into());
-        }
-        if self.push && self.lock.offline {
-            return Err(ErrorKind::PushOffline.into());
-        }
-        self.check_docker_compression(&draft)?;
-        let pushed: &[Reference] = if self.push { &draft.tags } else { &[] };
-        let registry = self.registry_client(pushed)?;
-        let store = BlobStore::open_default()?;
-        let mut lock = Lockfile::load(&draft.workspace_root)?;
-        if publishing {
-            self.record_tools(&mut lock, &draft.toolchain, &draft.workspace_root)?;
-        }
-        let base_pin = match &draft.base {
-            Base::Image(base) => Some(lock.pin(base, self.lock, |b| registry.resolve(b))?),
-            Base::Scratch => None,
-        };
-        let draft = match self.options.all_platforms {
-            true => {
-                let platforms = all_platforms(&draft, base_pin.as_ref(), &registry, &store)?;
-                draft.with_platforms(platforms)
-            }
-            false => draft,
-        };
-        check_archive_platforms(&draft, &self.outputs)?;
-        let plan = draft.pinned(base_pin);
-        let push_to = if self.push {
-            plan.tags.clone()
-        } else {
-            Vec::new()
-        };
-        let (mut built, ran) = pipeline::build(&plan, &store, &registry, &push_to)?;
-        if publishing {
-            let how = Attest {
-                key: key.as_ref(),
-                provenance: !self.no_provenance,
-            };
-            let repositories = repositories(&default_tags(&plan));
-            let toolchain = attest::Toolchain {
-                release: plan.toolchain.release(),
-                commit: plan.toolchain.commit_hash(),
-                zig: ran.zig,
-                std_sources: ran.std_sources,
-                executable: crate::toolchain::own_digest(),
-            };
-            attest::attest(&plan, &mut built, how, &repositories, &toolchain, &store)?;
-        }
-        lock.save()?;
-        Ok(Staged {
-            plan,
-            built,
-            store,
-            registry,
         })
     }
 

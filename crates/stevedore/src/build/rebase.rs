@@ -1,0 +1,108 @@
+//! [`Build::rebase`]: a published image on another base, with nothing compiled.
+
+use super::stage::Pinned;
+use super::{Build, Error, ErrorKind, Outcome, Staged};
+use crate::attest;
+use crate::lock::Policy;
+use crate::pipeline;
+use crate::plan::Plan;
+use crate::rebase::{self, RebaseError, Recorded};
+use crate::source::{ImageSource, Location};
+use crate::verify::{self, PublishedImage};
+
+impl Build {
+    /// Writes (and with [`Build::with_push`] pushes) the image `published` would be had it been
+    /// built on the base this build names (its base tag resolved again, or [`Build::base`]):
+    /// the same digests as a build of this checkout on that base, with nothing compiled. Each
+    /// platform must be stevedore's, on the base its manifest records, and what this checkout
+    /// assembles on that base; otherwise nothing is written and the first mismatch is named.
+    pub fn rebase(&self, published: &Location) -> Result<Outcome, Error> {
+        let staged = self.reading(published, |source, image| {
+            let registry = self.registry_client(&[])?;
+            let store = crate::cache::BlobStore::open_default()?;
+            let recorded =
+                rebase::recorded(source, image, &registry, &store).map_err(ErrorKind::Rebase)?;
+            let platforms = recorded.iter().map(|r| r.platform.clone());
+            // The published image's platforms, whatever `--platform` says.
+            let mut these = self.clone().platforms(platforms);
+            these.options.all_platforms = false;
+            these.stage_rebase(source, image, &recorded)
+        })?;
+        self.publish(staged)
+    }
+
+    /// Pins the new base as a build does (the tag resolved again, unless `--offline`), checks
+    /// that this checkout assembles `image` on its recorded base, then assembles it on the new
+    /// one. cargo runs only for `cargo metadata` (the plan: the config's labels, the SBOM's
+    /// crates) and rustc only for `--print cfg` (the SBOM's per-platform crates).
+    fn stage_rebase(
+        &self,
+        source: &ImageSource,
+        image: &PublishedImage,
+        recorded: &[Recorded],
+    ) -> Result<Staged, Error> {
+        let policy = Policy {
+            update: !self.lock.offline,
+            ..self.lock
+        };
+        let Pinned {
+            plan,
+            key,
+            registry,
+            store,
+            mut lock,
+        } = self.pin(true, policy)?;
+        let cfgs = pipeline::target_cfgs(&plan)?;
+        let applications: Vec<_> = recorded
+            .iter()
+            .map(|r| (r.platform.clone(), r.application.clone()))
+            .collect();
+        let old_bases: Vec<_> = recorded.iter().map(|r| r.base.clone()).collect();
+        let no_sbom = Plan {
+            sbom: false,
+            ..plan.clone()
+        };
+        let on_old = pipeline::assemble_all(&no_sbom, &cfgs, &old_bases, &applications, &store)?;
+        let verdict = verify::compare(&on_old, image, source, &store).map_err(ErrorKind::Verify)?;
+        if let Some(p) = verdict.platforms.iter().find(|p| p.difference.is_some()) {
+            return Err(ErrorKind::Rebase(RebaseError::OtherCheckout {
+                published: source.location().to_string(),
+                platform: p.platform.to_string(),
+                ours: p.ours.clone(),
+                theirs: p
+                    .theirs
+                    .as_ref()
+                    .map_or_else(|| "none".to_owned(), ToString::to_string),
+                difference: p.difference.clone().unwrap_or_default(),
+            })
+            .into());
+        }
+        let bases = pipeline::pull_base(&plan, &store, &registry)?;
+        let mut built = pipeline::assemble_all(&plan, &cfgs, &bases, &applications, &store)?;
+        // Nothing ran but stevedore: the image rebased names, in its own provenance, the tools
+        // that compiled it.
+        let toolchain = attest::Toolchain {
+            executable: crate::toolchain::own_digest(),
+            ..attest::Toolchain::default()
+        };
+        let from = attest::Material {
+            name: source.location().to_string(),
+            digest: image.digest.clone(),
+        };
+        self.attest(
+            &plan,
+            &mut built,
+            key.as_ref(),
+            &toolchain,
+            Some(&from),
+            &store,
+        )?;
+        lock.save()?;
+        Ok(Staged {
+            plan,
+            built,
+            store,
+            registry,
+        })
+    }
+}
