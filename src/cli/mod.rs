@@ -61,6 +61,10 @@ enum Command {
     /// Rebuild from the checkout and compare with a published image: exits 0 when the digests
     /// match, 3 naming the first differing file or field when they do not.
     Verify(Box<VerifyArgs>),
+    /// Put a published image on a new base without compiling: the image `build --base NEW`
+    /// writes from this checkout, byte for byte. Exits 5, writing nothing, when the image is
+    /// not stevedore's, not on the base it records, or not what this checkout builds.
+    Rebase(Box<RebaseArgs>),
     /// Build and push every `stevedore://PACKAGE[/BIN]` in Kubernetes YAML and print the YAML
     /// with `REPO@sha256:…` in their place, every other byte as it was.
     Resolve(Box<resolve::ResolveArgs>),
@@ -214,6 +218,35 @@ struct VerifyArgs {
     registry: RegistryArgs,
 }
 
+#[derive(Debug, Args)]
+struct RebaseArgs {
+    /// The published image: REGISTRY/REPO:TAG (or @DIGEST), oci-layout=DIR or
+    /// oci-archive=FILE.tar. Its platforms are the ones rebased (`--platform` is not used).
+    #[arg(value_name = "REF|oci-layout=DIR|oci-archive=FILE")]
+    published: Location,
+    #[command(flatten)]
+    package: PackageArg,
+    #[command(flatten)]
+    project: ProjectArgs,
+    #[command(flatten)]
+    image: ImageArgs,
+    /// Where to write the rebased image (repeatable): oci-layout=DIR, oci-archive=FILE.tar or
+    /// docker-archive=FILE.tar (one platform). Default: oci-layout=target/stevedore/BIN.
+    #[arg(short, long, value_name = "KIND=PATH")]
+    output: Vec<Output>,
+    /// Push the rebased image to the registry of each --tag.
+    #[arg(long)]
+    push: bool,
+    /// Use only local caches: the new base must be pinned in stevedore.lock and cached.
+    #[arg(long, conflicts_with = "push")]
+    offline: bool,
+    /// Print the result as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    registry: RegistryArgs,
+}
+
 /// What `cargo build` gets besides stevedore's own flags: `--jobs`, then what followed `--`.
 fn cargo_args(jobs: Option<i32>, rest: Vec<String>) -> Vec<String> {
     let jobs = jobs.map(|n| format!("--jobs={n}"));
@@ -283,6 +316,7 @@ pub fn main() -> ExitCode {
         Command::Init(args) => init(args),
         Command::Lock(args) => lock(args),
         Command::Verify(args) => verify(*args),
+        Command::Rebase(args) => rebase(*args),
         Command::Debuginfo(args) => debuginfo::run(args),
         Command::Login(args) => login::login(args),
         Command::Logout(args) => login::logout(args),
@@ -472,6 +506,33 @@ fn verify(args: VerifyArgs) -> Result<(), Error> {
             theirs: verdict.theirs,
         }),
     }
+}
+
+fn rebase(args: RebaseArgs) -> Result<(), Error> {
+    if args.push {
+        refuse_official_names(&args.image.tag);
+    }
+    let options = args.project.options(args.package.package);
+    let mut build = args
+        .image
+        .build(options)
+        .with_push(args.push)
+        .offline(args.offline);
+    for output in args.output {
+        build = build.output(output);
+    }
+    let outcome = args.registry.apply(build).rebase(&args.published)?;
+    if args.json {
+        println!("{:#}", outcome_json(&outcome));
+        return Ok(());
+    }
+    for output in &outcome.outputs {
+        println!("{output}@{}", outcome.digest());
+    }
+    for reference in outcome.pushed() {
+        println!("{reference}");
+    }
+    Ok(())
 }
 
 fn lock(args: LockArgs) -> Result<(), Error> {

@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 
 use super::error::Error;
+use stevedore::error::RebaseError;
 use stevedore::progress::Progress;
 use stevedore::verify::VerifyError;
 use stevedore::Digest;
@@ -24,6 +25,9 @@ pub(super) enum Exit {
     /// `debuginfo`: the image carries no debug symbols (it was built without
     /// `--split-debuginfo`).
     NoDebuginfo = 4,
+    /// `rebase` refused the image: not stevedore's, not on the base it records, or not what
+    /// this checkout builds; nothing was written.
+    Refused = 5,
 }
 
 impl Exit {
@@ -32,6 +36,12 @@ impl Exit {
             Error::Mismatch { .. } | Error::Unsigned { .. } => Exit::Differs,
             Error::Library(e) => match e.kind() {
                 ErrorKind::Verify(VerifyError::NoDebuginfo { .. }) => Exit::NoDebuginfo,
+                ErrorKind::Rebase(
+                    RebaseError::NotOurs { .. }
+                    | RebaseError::BaseLayers { .. }
+                    | RebaseError::NoApplication { .. }
+                    | RebaseError::OtherCheckout { .. },
+                ) => Exit::Refused,
                 _ => Exit::Failure,
             },
             _ => Exit::Failure,

@@ -21,6 +21,7 @@ mod login;
 mod pull;
 mod push;
 mod quiet;
+mod rebase;
 mod reproducible;
 mod resolve;
 mod rootless;

@@ -62,6 +62,10 @@ impl Build {
             sbom: false,
             ..plan.clone()
         };
+        tracing::info!(
+            "checking that this checkout assembles {} on its recorded base",
+            source.location()
+        );
         let on_old = pipeline::assemble_all(&no_sbom, &cfgs, &old_bases, &applications, &store)?;
         let verdict = verify::compare(&on_old, image, source, &store).map_err(ErrorKind::Verify)?;
         if let Some(p) = verdict.platforms.iter().find(|p| p.difference.is_some()) {

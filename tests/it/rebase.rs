@@ -1,0 +1,409 @@
+//! `cargo stevedore rebase`: a published image put on a new base is, byte for byte, what a
+//! build of the same checkout on that base writes, and nothing is compiled; an image that is
+//! not stevedore's, or not on the base it records, is refused with nothing written.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::{json, Value};
+use sha2::{Digest as _, Sha256};
+use stevedore_testbed::{self as testbed, Mode, Registry, Side};
+
+use crate::util::*;
+
+const PLATFORMS: &str = "linux/amd64,linux/arm64";
+
+#[test]
+fn rebase_onto_a_new_base_is_the_build_on_it_and_compiles_nothing() {
+    let registry = Registry::start(Mode::Http);
+    let base_a = registry.push_base();
+    let base_b = push_base_b(&registry);
+    let work = tempfile::tempdir().unwrap();
+    // A copy of its own: the runs below write its stevedore.lock.
+    let manifest = copy_fixture("hello", &work.path().join("hello"));
+    let image_a = format!("{}/rebase/hello:a", registry.addr());
+    let image_b = format!("{}/rebase/hello:b", registry.addr());
+
+    run_ok(
+        stevedore_build_manifest(&manifest)
+            .args(["--platform", PLATFORMS, "--base", &base_a])
+            .args(["-t", &image_a, "--push"]),
+    );
+    let built_b = work.path().join("built-b");
+    let built = run_ok(
+        stevedore_build_manifest(&manifest)
+            .args(["--platform", PLATFORMS, "--base", &base_b, "--json"])
+            .args(["-t", &image_b, "--output"])
+            .arg(format!("oci-layout={}", built_b.display())),
+    );
+    let built_digest = json(&built.stdout)["digest"].as_str().unwrap().to_owned();
+
+    // cargo would compile into this target dir, and write there even for a build with nothing
+    // to do (fingerprints, locks): it must stay empty.
+    let target = work.path().join("rebase-target");
+    std::fs::create_dir(&target).unwrap();
+    let (key, public) = p256_key(work.path());
+    let rebased = work.path().join("rebased");
+    let out = run_ok(
+        stevedore_on("rebase", &manifest)
+            .env("CARGO_TARGET_DIR", &target)
+            .args(["--base", &base_b, "-t", &image_b, "--push", "--json"])
+            .arg("--sign-key")
+            .arg(&key)
+            .arg("--output")
+            .arg(format!("oci-layout={}", rebased.display()))
+            .arg(&image_a),
+    );
+    let stderr = text(&out.stderr);
+    assert!(!stderr.contains("Compiling"), "cargo compiled:\n{stderr}");
+    let left: Vec<_> = std::fs::read_dir(&target).unwrap().flatten().collect();
+    assert!(left.is_empty(), "cargo wrote to its target dir: {left:?}");
+    let result = json(&out.stdout);
+    assert_eq!(result["digest"], built_digest.as_str(), "{result:#}");
+
+    // Read back independently: skopeo sees the same index bytes in the pushed image, the
+    // rebased layout and the build's layout.
+    let inspect = registry.skopeo_flags(Side::Inspect);
+    let inspect: Vec<&str> = inspect.iter().map(String::as_str).collect();
+    let raw = |image: &str| {
+        let skopeo = testbed::require_tool("skopeo");
+        let out = run_ok(
+            Command::new(skopeo)
+                .arg("inspect")
+                .arg("--raw")
+                .args(&inspect)
+                .arg(image),
+        );
+        out.stdout
+    };
+    let built_index = raw(&format!("oci:{}:b", built_b.display()));
+    assert_eq!(sha256(&built_index), built_digest);
+    assert_eq!(raw(&format!("oci:{}:b", rebased.display())), built_index);
+    assert_eq!(raw(&format!("docker://{image_b}")), built_index);
+
+    // Each platform: B's layers under the very application layer built on A.
+    let index = json(&built_index);
+    let published_a = json(&raw(&format!("docker://{image_a}")));
+    for (entry, old) in index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(published_a["manifests"].as_array().unwrap())
+    {
+        let arch = entry["platform"]["architecture"].as_str().unwrap();
+        let ours = layout_json(&rebased, entry["digest"].as_str().unwrap());
+        let old = json(&raw(&format!(
+            "docker://{}@{}",
+            image_a.trim_end_matches(":a"),
+            old["digest"].as_str().unwrap()
+        )));
+        let base = skopeo_inspect(
+            &[&inspect[..], &["--override-arch", arch]].concat(),
+            &format!("docker://{base_b}"),
+        );
+        let layers = digests(&ours["layers"]);
+        let base_layers: Vec<String> = base["Layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l.as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(layers[..base_layers.len()], base_layers[..], "{arch}");
+        assert_eq!(layers.last(), digests(&old["layers"]).last(), "{arch}");
+        assert_eq!(
+            ours["annotations"]["org.opencontainers.image.base.name"],
+            base_b.as_str()
+        );
+    }
+
+    // The SBOMs and the provenance are redone; the provenance names B and the image rebased.
+    let layout_index = layout_index(&rebased);
+    let of_type = |t: &str| {
+        layout_index["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["artifactType"] == t)
+            .count()
+    };
+    assert_eq!(of_type("application/spdx+json"), 2, "{layout_index:#}");
+    let statement = provenance(&rebased, &layout_index);
+    assert_eq!(
+        statement["subject"][0]["digest"]["sha256"],
+        built_digest[7..]
+    );
+    let definition = &statement["predicate"]["buildDefinition"];
+    assert_eq!(definition["externalParameters"]["base"], base_b.as_str());
+    let deps = definition["resolvedDependencies"].as_array().unwrap();
+    assert!(
+        deps.iter().any(|d| d["name"] == base_b.as_str()),
+        "{deps:?}"
+    );
+    assert!(
+        deps.iter()
+            .any(|d| d["name"] == image_a.as_str() && d["annotations"]["rebasedFrom"] == true),
+        "{deps:?}"
+    );
+
+    // Signed as a build signs: the index's cosign signature holds for openssl, and `verify`
+    // (a rebuild on B) finds the pushed image identical, its signatures and provenance good.
+    let repo = image_b.trim_end_matches(":b");
+    let sig_tag = format!("docker://{repo}:sha256-{}.sig", &built_digest[7..]);
+    let sig = json(&raw(&sig_tag));
+    let layer = &sig["layers"][0];
+    let payload = curl(&format!(
+        "{}/v2/rebase/hello/blobs/{}",
+        registry.url(),
+        layer["digest"].as_str().unwrap()
+    ));
+    assert_eq!(
+        json(&payload)["critical"]["image"]["docker-manifest-digest"],
+        built_digest.as_str()
+    );
+    let signature = layer["annotations"]["dev.cosignproject.cosign/signature"]
+        .as_str()
+        .unwrap();
+    assert!(openssl_verifies(&public, signature, &payload, work.path()));
+    run_ok(
+        stevedore_on("verify", &manifest)
+            .args(["--base", &base_b, "--key"])
+            .arg(&public)
+            .arg(&image_b),
+    );
+}
+
+/// A P-256 key and its public half, made by openssl.
+fn p256_key(dir: &Path) -> (PathBuf, PathBuf) {
+    let openssl = testbed::require_tool("openssl");
+    let (key, public) = (dir.join("key.pem"), dir.join("key.pub.pem"));
+    run_ok(
+        Command::new(&openssl)
+            .args([
+                "genpkey",
+                "-algorithm",
+                "EC",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+            ])
+            .arg("-out")
+            .arg(&key),
+    );
+    run_ok(
+        Command::new(&openssl)
+            .args(["pkey", "-pubout", "-in"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&public),
+    );
+    (key, public)
+}
+
+/// `openssl dgst -sha256 -verify` of a base64 DER signature over `message`.
+fn openssl_verifies(public: &Path, signature_b64: &str, message: &[u8], dir: &Path) -> bool {
+    use base64::Engine as _;
+    let (sig, msg) = (dir.join("sig.der"), dir.join("message"));
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(signature_b64)
+        .unwrap();
+    std::fs::write(&sig, der).unwrap();
+    std::fs::write(&msg, message).unwrap();
+    let out = Command::new(testbed::require_tool("openssl"))
+        .args(["dgst", "-sha256", "-verify"])
+        .arg(public)
+        .arg("-signature")
+        .arg(&sig)
+        .arg(&msg)
+        .output()
+        .unwrap();
+    out.status.success() && text(&out.stdout).contains("Verified OK")
+}
+
+fn curl(url: &str) -> Vec<u8> {
+    run_ok(Command::new(testbed::require_tool("curl")).args(["-fsS", url])).stdout
+}
+
+#[test]
+fn an_image_not_on_its_recorded_base_or_not_stevedores_is_refused() {
+    let registry = Registry::start(Mode::Http);
+    let base = registry.push_base();
+    let work = tempfile::tempdir().unwrap();
+    let built = work.path().join("built");
+    run_ok(
+        stevedore_build("hello")
+            .args(["--platform", PLATFORMS, "--base", &base, "--output"])
+            .arg(format!("oci-layout={}", built.display())),
+    );
+    // By hand: the image's bottom layer swapped for its top one, everything else as built.
+    let tampered = work.path().join("tampered");
+    edit_layout(&built, &tampered, is_image, |_, manifest, _| {
+        let layers = manifest["layers"].as_array_mut().unwrap();
+        layers[0] = layers.last().unwrap().clone();
+    });
+    let out = work.path().join("out");
+    let refused = run_exit(
+        stevedore("rebase", "hello")
+            .args(["--base", &base, "--output"])
+            .arg(format!("oci-layout={}", out.display()))
+            .arg(format!("oci-layout={}", tampered.display())),
+        5,
+    );
+    assert!(
+        refused.contains("linux/amd64") && refused.contains("its layer 1 is"),
+        "{refused}"
+    );
+    assert!(!out.exists(), "a refused rebase wrote {}", out.display());
+
+    // On its own base, but not what this checkout (with another label) builds.
+    let other = run_exit(
+        stevedore("rebase", "hello")
+            .args(["--base", &base, "--label", "team=other", "--output"])
+            .arg(format!("oci-layout={}", out.display()))
+            .arg(format!("oci-layout={}", built.display())),
+        5,
+    );
+    assert!(
+        other.contains("was not built from this checkout") && other.contains("config:"),
+        "{other}"
+    );
+    assert!(!out.exists(), "a refused rebase wrote {}", out.display());
+
+    // The stand-in itself: no base annotations, not stevedore's.
+    let foreign = run_exit(
+        stevedore("rebase", "hello")
+            .args(["--base", &base, "--output"])
+            .arg(format!("oci-layout={}", out.display()))
+            .arg(&base),
+        5,
+    );
+    assert!(foreign.contains("was not built by stevedore"), "{foreign}");
+    assert!(!out.exists(), "a refused rebase wrote {}", out.display());
+}
+
+/// Base B: the stand-in with one more layer (a file A lacks), pushed as
+/// `distroless/static-debian12:b`; returns its reference.
+fn push_base_b(registry: &Registry) -> String {
+    let work = tempfile::tempdir().unwrap();
+    let layout = work.path().join("b");
+    let (tar, gz) = layer_with("etc/base-b", b"base B\n");
+    edit_layout(
+        testbed::base_layout(),
+        &layout,
+        |m| m["annotations"]["org.opencontainers.image.ref.name"] == "nonroot",
+        |layout, manifest, config| {
+            let (digest, size) = write_blob(layout, &gz);
+            manifest["layers"].as_array_mut().unwrap().push(json!({
+                "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                "digest": digest, "size": size,
+            }));
+            config["rootfs"]["diff_ids"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!(sha256(&tar)));
+        },
+    );
+    let image = format!("{}/{}:b", registry.addr(), testbed::BASE_REPOSITORY);
+    run_ok(
+        Command::new(testbed::require_tool("skopeo"))
+            .args(["copy", "--quiet", "--all"])
+            .args(registry.skopeo_flags(Side::Dest))
+            .arg(format!("oci:{}:nonroot", layout.display()))
+            .arg(format!("docker://{image}")),
+    );
+    image
+}
+
+/// The uncompressed and gzipped bytes of a layer holding one file.
+fn layer_with(path: &str, content: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_size(content.len() as u64);
+    header.set_mode(0o644);
+    header.set_mtime(0);
+    builder.append_data(&mut header, path, content).unwrap();
+    let tar = builder.into_inner().unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut gz, &tar).unwrap();
+    (tar, gz.finish().unwrap())
+}
+
+/// An image's (not a referrer's) entry in a layout's `index.json`.
+fn is_image(entry: &Value) -> bool {
+    entry["artifactType"].is_null()
+        && entry["mediaType"] == "application/vnd.oci.image.index.v1+json"
+}
+
+/// Copies the layout `from` to `to`, where the index `pick` chooses in `index.json` gets each
+/// of its manifests (and their configs) through `edit`, and is replaced by the result.
+fn edit_layout(
+    from: &Path,
+    to: &Path,
+    pick: impl Fn(&Value) -> bool,
+    mut edit: impl FnMut(&Path, &mut Value, &mut Value),
+) {
+    run_ok(Command::new("cp").arg("-r").arg(from).arg(to));
+    let mut top = layout_index(to);
+    let entry = top["manifests"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|m| pick(m))
+        .expect("an index to edit");
+    let mut index = layout_json(to, entry["digest"].as_str().unwrap());
+    for child in index["manifests"].as_array_mut().unwrap() {
+        let mut manifest = layout_json(to, child["digest"].as_str().unwrap());
+        let mut config = layout_json(to, manifest["config"]["digest"].as_str().unwrap());
+        edit(to, &mut manifest, &mut config);
+        set_blob(to, &mut manifest["config"], &config);
+        set_blob(to, child, &manifest);
+    }
+    set_blob(to, entry, &index);
+    std::fs::write(to.join("index.json"), top.to_string()).unwrap();
+}
+
+/// Writes `document` as a blob and points `descriptor` at it.
+fn set_blob(layout: &Path, descriptor: &mut Value, document: &Value) {
+    let (digest, size) = write_blob(layout, document.to_string().as_bytes());
+    descriptor["digest"] = json!(digest);
+    descriptor["size"] = json!(size);
+}
+
+fn write_blob(layout: &Path, bytes: &[u8]) -> (String, usize) {
+    let digest = sha256(bytes);
+    let path = layout.join("blobs/sha256").join(&digest[7..]);
+    std::fs::write(path, bytes).unwrap();
+    (digest, bytes.len())
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    format!("sha256:{:x}", Sha256::digest(bytes))
+}
+
+fn layout_index(layout: &Path) -> Value {
+    json(&std::fs::read(layout.join("index.json")).unwrap())
+}
+
+fn digests(layers: &Value) -> Vec<String> {
+    layers
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The provenance statement in a layout: the payload of its in-toto referrer's envelope.
+fn provenance(layout: &Path, index: &Value) -> Value {
+    use base64::Engine as _;
+    let referrer = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["artifactType"] == "application/vnd.in-toto+json")
+        .expect("a provenance referrer");
+    let manifest = layout_json(layout, referrer["digest"].as_str().unwrap());
+    let envelope = layout_json(layout, manifest["layers"][0]["digest"].as_str().unwrap());
+    let payload = base64::engine::general_purpose::STANDARD
+        .decode(envelope["payload"].as_str().unwrap())
+        .unwrap();
+    json(&payload)
+}
