@@ -223,6 +223,64 @@ fn curl(url: &str) -> Vec<u8> {
 }
 
 #[test]
+fn with_zstd_and_split_debuginfo_rebase_gives_the_builds_digests_and_referrers() {
+    let registry = Registry::start(Mode::Http);
+    let base_a = registry.push_base();
+    let base_b = push_base_b(&registry);
+    let work = tempfile::tempdir().unwrap();
+    let manifest = copy_fixture("hello", &work.path().join("hello"));
+    let flags = [
+        "--platform",
+        PLATFORMS,
+        "--compression",
+        "zstd",
+        "--split-debuginfo",
+        "--json",
+    ];
+    let layout = |name: &str| work.path().join(name);
+    let run = |subcommand: &str, base: &str, out: &Path, from: Option<&Path>| {
+        let mut cmd = stevedore_on(subcommand, &manifest);
+        cmd.args(flags)
+            .args(["--base", base, "--output"])
+            .arg(format!("oci-layout={}", out.display()));
+        if let Some(from) = from {
+            cmd.arg(format!("oci-layout={}", from.display()));
+        }
+        json(&run_ok(&mut cmd).stdout)["digest"].clone()
+    };
+    run("build", &base_a, &layout("a"), None);
+    let built = run("build", &base_b, &layout("b"), None);
+    let rebased = run("rebase", &base_b, &layout("r"), Some(&layout("a")));
+    assert_eq!(rebased, built);
+
+    // The same SBOMs and debug files, attached to the same manifests; only the provenance
+    // (which names how each was made) differs.
+    let referrers = |dir: &Path| {
+        let mut found: Vec<(String, String)> = layout_index(dir)["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| !m["artifactType"].is_null())
+            .filter(|m| m["artifactType"] != "application/vnd.in-toto+json")
+            .map(|m| {
+                let kind = m["artifactType"].as_str().unwrap().to_owned();
+                (kind, m["digest"].as_str().unwrap().to_owned())
+            })
+            .collect();
+        found.sort();
+        found
+    };
+    let ours = referrers(&layout("r"));
+    let debug = "application/vnd.stevedore.debuginfo.v1";
+    assert_eq!(
+        ours.iter().filter(|(kind, _)| kind == debug).count(),
+        2,
+        "{ours:?}"
+    );
+    assert_eq!(ours, referrers(&layout("b")));
+}
+
+#[test]
 fn an_image_not_on_its_recorded_base_or_not_stevedores_is_refused() {
     let registry = Registry::start(Mode::Http);
     let base = registry.push_base();

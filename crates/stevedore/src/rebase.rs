@@ -10,16 +10,18 @@
 use oci_spec::image::{Descriptor as SpecDescriptor, ImageConfiguration, MediaType};
 
 use crate::assemble::{ANNOTATION_BASE_DIGEST, ANNOTATION_BASE_NAME};
+use crate::build_id::BuildId;
 use crate::cache::{BlobStore, CacheError};
 use crate::digest::Digest;
 use crate::layer::Layer;
+use crate::oci::media::ANNOTATION_BUILD_ID;
 use crate::oci::{limits, BaseImage, Compression};
 use crate::platform::Platform;
 use crate::reference::Reference;
 use crate::registry::{Registry, RegistryError};
 use crate::source::{ImageSource, SourceError};
 use crate::text::printable;
-use crate::verify::{PublishedImage, PublishedPlatform};
+use crate::verify::{self, PublishedImage, PublishedPlatform, VerifyError};
 
 /// Why an image cannot be rebased. Each is found before anything is written.
 #[derive(Debug, thiserror::Error)]
@@ -109,6 +111,9 @@ pub enum RebaseError {
     /// The blob store failed.
     #[error(transparent)]
     Cache(#[from] CacheError),
+    /// The published image's referrers cannot be read.
+    #[error(transparent)]
+    Referrers(#[from] VerifyError),
 }
 
 /// One platform of a published image, checked: the base it records and its application layer.
@@ -119,6 +124,9 @@ pub(crate) struct Recorded {
     pub base: BaseImage,
     /// Its top layer, in the store: the binary's, reused as it is.
     pub application: Layer,
+    /// With `--split-debuginfo`, its `.debug` file (in the store) and build-id, attached to the
+    /// rebased image as the build attaches it.
+    pub debug: Option<(Digest, BuildId)>,
 }
 
 /// Checks every platform of `image` and takes what a rebase keeps of it; the first platform
@@ -207,11 +215,39 @@ fn recorded_platform(
         .and_then(|d| d.parse::<Digest>().ok())
         .ok_or_else(no_application)?;
     let application = application_layer(source, top, diff_id, store)?;
+    let debug = debug_file(source, published, store)?;
     Ok(Recorded {
         platform,
         base,
         application,
+        debug,
     })
+}
+
+/// The platform's `.debug` file, when a debuginfo referrer carries one: into the store, with
+/// its build-id. One whose build-id annotation is no build-id is left behind, as `debuginfo`
+/// would refuse it.
+fn debug_file(
+    source: &ImageSource,
+    published: &PublishedPlatform,
+    store: &BlobStore,
+) -> Result<Option<(Digest, BuildId)>, RebaseError> {
+    let Some(layer) = verify::debug_layer(source, &published.digest)? else {
+        return Ok(None);
+    };
+    let build_id = layer
+        .annotations()
+        .as_ref()
+        .and_then(|a| a.get(ANNOTATION_BUILD_ID))
+        .and_then(|text| text.parse::<BuildId>().ok());
+    let Some(build_id) = build_id else {
+        return Ok(None);
+    };
+    let digest = source.digest(&layer)?;
+    if !store.verified(&digest)? {
+        store.put_verified(&digest, Some(layer.size()), source.blob(&layer)?)?;
+    }
+    Ok(Some((digest, build_id)))
 }
 
 /// The published top layer as a [`Layer`], its blob copied into the store (from a registry it

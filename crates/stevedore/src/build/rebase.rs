@@ -2,9 +2,10 @@
 
 use super::stage::Pinned;
 use super::{Build, Error, ErrorKind, Outcome, Staged};
+use crate::assemble;
 use crate::attest;
 use crate::lock::Policy;
-use crate::pipeline;
+use crate::pipeline::{self, PipelineError};
 use crate::plan::Plan;
 use crate::rebase::{self, RebaseError, Recorded};
 use crate::source::{ImageSource, Location};
@@ -83,6 +84,21 @@ impl Build {
         }
         let bases = pipeline::pull_base(&plan, &store, &registry)?;
         let mut built = pipeline::assemble_all(&plan, &cfgs, &bases, &applications, &store)?;
+        // The debug files go where the build puts them: after the SBOMs, image by image.
+        for (image, recorded) in built.images.iter().zip(recorded) {
+            if let Some((digest, build_id)) = &recorded.debug {
+                let referrer = assemble::debuginfo_referrer(
+                    &image.manifest,
+                    &store.path(digest),
+                    build_id,
+                    &plan.bin,
+                    plan.created,
+                    &store,
+                )
+                .map_err(PipelineError::from)?;
+                built.referrers.push(referrer);
+            }
+        }
         // Nothing ran but stevedore: the image rebased names, in its own provenance, the tools
         // that compiled it.
         let toolchain = attest::Toolchain {

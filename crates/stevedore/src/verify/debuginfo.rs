@@ -72,7 +72,10 @@ pub(crate) fn fetch(
 }
 
 /// The first debug-file layer of the debuginfo referrers of `subject`.
-fn debug_layer(source: &ImageSource, subject: &Digest) -> Result<Option<Descriptor>, VerifyError> {
+pub(crate) fn debug_layer(
+    source: &ImageSource,
+    subject: &Digest,
+) -> Result<Option<Descriptor>, VerifyError> {
     let referrers = source.referrers(subject, DEBUGINFO)?;
     let mut layers = referrers.iter().flat_map(|m| m.layers());
     Ok(layers

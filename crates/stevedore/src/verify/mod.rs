@@ -9,8 +9,8 @@ mod debuginfo;
 mod signatures;
 mod toolchain;
 
-pub(crate) use debuginfo::fetch as fetch_debuginfo;
 pub use debuginfo::DebugFile;
+pub(crate) use debuginfo::{debug_layer, fetch as fetch_debuginfo};
 pub(crate) use signatures::check as check_signatures;
 pub use signatures::Finding;
 pub(crate) use toolchain::{differences as tool_differences, from_provenance as tools_of};
