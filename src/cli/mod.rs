@@ -65,6 +65,9 @@ enum Command {
     /// writes from this checkout, byte for byte. Exits 5, writing nothing, when the image is
     /// not stevedore's, not on the base it records, or not what this checkout builds.
     Rebase(Box<RebaseArgs>),
+    /// List the platforms of published images whose base tag now names another image than the
+    /// one they were built on (manifests only, no layer): exits 0 when none, 6 when some.
+    Outdated(OutdatedArgs),
     /// Build and push every `stevedore://PACKAGE[/BIN]` in Kubernetes YAML and print the YAML
     /// with `REPO@sha256:…` in their place, every other byte as it was.
     Resolve(Box<resolve::ResolveArgs>),
@@ -247,6 +250,16 @@ struct RebaseArgs {
     registry: RegistryArgs,
 }
 
+#[derive(Debug, Args)]
+struct OutdatedArgs {
+    /// The published images: REGISTRY/REPO:TAG (or @DIGEST), oci-layout=DIR or
+    /// oci-archive=FILE.tar (one or more).
+    #[arg(value_name = "REF|oci-layout=DIR|oci-archive=FILE", required = true)]
+    published: Vec<Location>,
+    #[command(flatten)]
+    registry: RegistryArgs,
+}
+
 /// What `cargo build` gets besides stevedore's own flags: `--jobs`, then what followed `--`.
 fn cargo_args(jobs: Option<i32>, rest: Vec<String>) -> Vec<String> {
     let jobs = jobs.map(|n| format!("--jobs={n}"));
@@ -317,6 +330,7 @@ pub fn main() -> ExitCode {
         Command::Lock(args) => lock(args),
         Command::Verify(args) => verify(*args),
         Command::Rebase(args) => rebase(*args),
+        Command::Outdated(args) => outdated(args),
         Command::Debuginfo(args) => debuginfo::run(args),
         Command::Login(args) => login::login(args),
         Command::Logout(args) => login::logout(args),
@@ -533,6 +547,34 @@ fn rebase(args: RebaseArgs) -> Result<(), Error> {
         println!("{reference}");
     }
     Ok(())
+}
+
+fn outdated(args: OutdatedArgs) -> Result<(), Error> {
+    let build = args
+        .registry
+        .apply(Build::from_options(BuildOptions::default()));
+    let mut count = 0;
+    for published in &args.published {
+        let outdated = build.outdated(published)?;
+        if outdated.is_empty() {
+            println!("{published}: up to date");
+        }
+        for o in &outdated {
+            let now = o.now.as_ref().map_or_else(
+                || "has no image for the platform".to_owned(),
+                |d| format!("names {d}"),
+            );
+            println!(
+                "{published} ({}): {} {now}, built on {}",
+                o.platform, o.base, o.built_on
+            );
+        }
+        count += outdated.len();
+    }
+    match count {
+        0 => Ok(()),
+        platforms => Err(Error::Outdated { platforms }),
+    }
 }
 
 fn lock(args: LockArgs) -> Result<(), Error> {

@@ -28,12 +28,15 @@ pub(super) enum Exit {
     /// `rebase` refused the image: not stevedore's, not on the base it records, or not what
     /// this checkout builds; nothing was written.
     Refused = 5,
+    /// `outdated`: some image is on a base whose tag has moved.
+    Outdated = 6,
 }
 
 impl Exit {
     pub(super) fn of(error: &Error) -> Exit {
         match error {
             Error::Mismatch { .. } | Error::Unsigned { .. } => Exit::Differs,
+            Error::Outdated { .. } => Exit::Outdated,
             Error::Library(e) => match e.kind() {
                 ErrorKind::Verify(VerifyError::NoDebuginfo { .. }) => Exit::NoDebuginfo,
                 ErrorKind::Rebase(

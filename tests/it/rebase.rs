@@ -223,6 +223,65 @@ fn curl(url: &str) -> Vec<u8> {
 }
 
 #[test]
+fn outdated_names_a_moved_base_tag_and_rebase_onto_it_is_the_next_build() {
+    let registry = Registry::start(Mode::Http);
+    let base = registry.push_base();
+    let work = tempfile::tempdir().unwrap();
+    let manifest = copy_fixture("hello", &work.path().join("hello"));
+    let image = format!("{}/rebase/moved:a", registry.addr());
+    let rebased = format!("{}/rebase/moved:rebased", registry.addr());
+    let with_base = |subcommand: &str| {
+        let mut cmd = stevedore_on(subcommand, &manifest);
+        cmd.args(["--base", &base]);
+        cmd
+    };
+    run_ok(
+        with_base("build")
+            .args(["--platform", PLATFORMS])
+            .args(["-t", &image, "--push"]),
+    );
+    let outdated = || {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_cargo-stevedore"));
+        cmd.env("STEVEDORE_CACHE_DIR", testbed::testbed_dir().join("cache"))
+            .args(["stevedore", "outdated"]);
+        cmd
+    };
+    let fresh = run_ok(outdated().arg(&image));
+    assert!(text(&fresh.stdout).contains("up to date"));
+
+    // The stand-in's tag moves to B.
+    push_base_b_as(&registry, "nonroot");
+    let out = outdated().arg(&image).output().unwrap();
+    let listed = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(6), "{listed}{}", text(&out.stderr));
+    assert!(
+        listed.contains("(linux/amd64)") && listed.contains("(linux/arm64"),
+        "{listed}"
+    );
+
+    // Without a pin to keep, rebase resolves the tag again (and pins it in stevedore.lock).
+    let target = work.path().join("rebase-target");
+    std::fs::create_dir(&target).unwrap();
+    let out = run_ok(
+        with_base("rebase")
+            .env("CARGO_TARGET_DIR", &target)
+            .args(["-t", &rebased, "--push", "--json"])
+            .arg(&image),
+    );
+    assert_eq!(std::fs::read_dir(&target).unwrap().count(), 0);
+    let digest = json(&out.stdout)["digest"].clone();
+    run_ok(outdated().arg(&rebased));
+
+    // The next build of the checkout takes the pin rebase wrote: B, and the same image.
+    let built = run_ok(
+        with_base("build")
+            .args(["--platform", PLATFORMS, "--json", "--output"])
+            .arg(format!("oci-layout={}", work.path().join("next").display())),
+    );
+    assert_eq!(json(&built.stdout)["digest"], digest);
+}
+
+#[test]
 fn with_zstd_and_split_debuginfo_rebase_gives_the_builds_digests_and_referrers() {
     let registry = Registry::start(Mode::Http);
     let base_a = registry.push_base();
@@ -340,6 +399,11 @@ fn an_image_not_on_its_recorded_base_or_not_stevedores_is_refused() {
 /// Base B: the stand-in with one more layer (a file A lacks), pushed as
 /// `distroless/static-debian12:b`; returns its reference.
 fn push_base_b(registry: &Registry) -> String {
+    push_base_b_as(registry, "b")
+}
+
+/// Base B pushed as `distroless/static-debian12:TAG`; returns its reference.
+fn push_base_b_as(registry: &Registry, tag: &str) -> String {
     let work = tempfile::tempdir().unwrap();
     let layout = work.path().join("b");
     let (tar, gz) = layer_with("etc/base-b", b"base B\n");
@@ -359,7 +423,7 @@ fn push_base_b(registry: &Registry) -> String {
                 .push(json!(sha256(&tar)));
         },
     );
-    let image = format!("{}/{}:b", registry.addr(), testbed::BASE_REPOSITORY);
+    let image = format!("{}/{}:{tag}", registry.addr(), testbed::BASE_REPOSITORY);
     run_ok(
         Command::new(testbed::require_tool("skopeo"))
             .args(["copy", "--quiet", "--all"])

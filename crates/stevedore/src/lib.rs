@@ -51,6 +51,7 @@ pub use layer::{ca_bundle, Layer};
 pub use oci::{Compression, Descriptor};
 pub use platform::{Platform, PlatformError};
 pub use publish::Output;
+pub use rebase::Outdated;
 pub use reference::{Base, Reference};
 
 /// The layer writer, for `cargo xtask bench`'s packaging measurement. Not library API.

@@ -19,7 +19,7 @@ use crate::oci::{limits, BaseImage, Compression};
 use crate::platform::Platform;
 use crate::reference::Reference;
 use crate::registry::{Registry, RegistryError};
-use crate::source::{ImageSource, SourceError};
+use crate::source::{ImageSource, Location, SourceError};
 use crate::text::printable;
 use crate::verify::{self, PublishedImage, PublishedPlatform, VerifyError};
 
@@ -111,9 +111,73 @@ pub enum RebaseError {
     /// The blob store failed.
     #[error(transparent)]
     Cache(#[from] CacheError),
-    /// The published image's referrers cannot be read.
+    /// The published image's referrers, or a base's manifests, cannot be read.
     #[error(transparent)]
-    Referrers(#[from] VerifyError),
+    Read(#[from] VerifyError),
+}
+
+/// A platform of a published image whose base tag now names another image than the one it was
+/// built on: what `outdated` lists, and `rebase` fixes.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Outdated {
+    /// The platform.
+    pub platform: Platform,
+    /// The base, as its manifest records it.
+    pub base: Reference,
+    /// The base's manifest for the platform the image was built on.
+    pub built_on: Digest,
+    /// The base's manifest for the platform the tag names now; `None` when what it names has
+    /// no image for the platform.
+    pub now: Option<Digest>,
+}
+
+/// Each platform of `image` whose recorded base tag names another manifest now; a base
+/// recorded by digest alone never moves. Reads manifests only, no layer.
+pub(crate) fn outdated(
+    source: &ImageSource,
+    image: &PublishedImage,
+    registry: &Registry,
+    store: &BlobStore,
+) -> Result<Vec<Outdated>, RebaseError> {
+    let mut found = Vec::new();
+    for published in &image.platforms {
+        let (base, built_on) = recorded_base(source, published)?;
+        if base.tag().is_none() || base.digest().is_some() {
+            continue;
+        }
+        let tagged = ImageSource::new(Location::Registry(base.clone()), registry, store);
+        let now = verify::read(&tagged)?
+            .platforms
+            .into_iter()
+            .find(|p| p.platform == published.platform)
+            .map(|p| p.digest);
+        if now.as_ref() != Some(&built_on) {
+            found.push(Outdated {
+                platform: published.platform.clone(),
+                base,
+                built_on,
+                now,
+            });
+        }
+    }
+    Ok(found)
+}
+
+/// The base a platform's manifest records (its annotations), or why it is not stevedore's.
+fn recorded_base(
+    source: &ImageSource,
+    published: &PublishedPlatform,
+) -> Result<(Reference, Digest), RebaseError> {
+    let annotations = published.manifest.annotations().clone().unwrap_or_default();
+    annotations
+        .get(ANNOTATION_BASE_NAME)
+        .zip(annotations.get(ANNOTATION_BASE_DIGEST))
+        .and_then(|(n, d)| Some((n.parse::<Reference>().ok()?, d.parse::<Digest>().ok()?)))
+        .ok_or_else(|| RebaseError::NotOurs {
+            published: source.location().to_string(),
+            platform: published.platform.to_string(),
+        })
 }
 
 /// One platform of a published image, checked: the base it records and its application layer.
@@ -152,17 +216,7 @@ fn recorded_platform(
 ) -> Result<Recorded, RebaseError> {
     let name = || source.location().to_string();
     let platform = published.platform.clone();
-    let annotations = published.manifest.annotations().clone().unwrap_or_default();
-    let recorded = annotations
-        .get(ANNOTATION_BASE_NAME)
-        .zip(annotations.get(ANNOTATION_BASE_DIGEST))
-        .and_then(|(n, d)| Some((n.parse::<Reference>().ok()?, d.parse::<Digest>().ok()?)));
-    let Some((base_name, base_digest)) = recorded else {
-        return Err(RebaseError::NotOurs {
-            published: name(),
-            platform: platform.to_string(),
-        });
-    };
+    let (base_name, base_digest) = recorded_base(source, published)?;
     let shown = format!("{}@{base_digest}", base_name.name());
     let base = registry
         .pull(

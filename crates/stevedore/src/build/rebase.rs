@@ -7,7 +7,7 @@ use crate::attest;
 use crate::lock::Policy;
 use crate::pipeline::{self, PipelineError};
 use crate::plan::Plan;
-use crate::rebase::{self, RebaseError, Recorded};
+use crate::rebase::{self, Outdated, RebaseError, Recorded};
 use crate::source::{ImageSource, Location};
 use crate::verify::{self, PublishedImage};
 
@@ -30,6 +30,17 @@ impl Build {
             these.stage_rebase(source, image, &recorded)
         })?;
         self.publish(staged)
+    }
+
+    /// Each platform of `published` whose recorded base tag names another image now (the
+    /// manifests are read, no layer): what [`Build::rebase`] would change. Fails on an image
+    /// that records no base, as `rebase` does.
+    pub fn outdated(&self, published: &Location) -> Result<Vec<Outdated>, Error> {
+        self.reading(published, |source, image| {
+            let registry = self.registry_client(&[])?;
+            let store = crate::cache::BlobStore::open_default()?;
+            Ok(rebase::outdated(source, image, &registry, &store).map_err(ErrorKind::Rebase)?)
+        })
     }
 
     /// Pins the new base as a build does (the tag resolved again, unless `--offline`), checks
