@@ -34,6 +34,9 @@ impl Build {
             store,
             mut lock,
         } = self.pin(publishing, self.lock)?;
+        if publishing {
+            self.record_tools(&mut lock, &plan.toolchain, &plan.workspace_root)?;
+        }
         let push_to = if self.push {
             plan.tags.clone()
         } else {
@@ -60,12 +63,12 @@ impl Build {
     }
 
     /// What every staging starts with: the plan with its base pinned under `policy`, the
-    /// signing key when `publishing`, the registry client, the store and the lock (not yet
-    /// saved).
-    pub(super) fn pin(&self, publishing: bool, policy: Policy) -> Result<Pinned, Error> {
+    /// signing key when `signing`, the registry client, the store and the lock (not yet
+    /// saved). The tools are not recorded here: a rebase runs none.
+    pub(super) fn pin(&self, signing: bool, policy: Policy) -> Result<Pinned, Error> {
         let draft = plan::plan(&self.options)?;
         // The key is read (and decrypted) before the compile, so a wrong password costs seconds.
-        let key = match (&draft.sign_key, publishing) {
+        let key = match (&draft.sign_key, signing) {
             (Some(path), true) => Some(SigningKey::load(path)?),
             _ => None,
         };
@@ -80,9 +83,6 @@ impl Build {
         let registry = self.registry_client(pushed)?;
         let store = BlobStore::open_default()?;
         let mut lock = Lockfile::load(&draft.workspace_root)?;
-        if publishing {
-            self.record_tools(&mut lock, &draft.toolchain, &draft.workspace_root)?;
-        }
         let base_pin = match &draft.base {
             Base::Image(base) => Some(lock.pin(base, policy, |b| registry.resolve(b))?),
             Base::Scratch => None,
