@@ -340,6 +340,35 @@ fn with_zstd_and_split_debuginfo_rebase_gives_the_builds_digests_and_referrers()
 }
 
 #[test]
+fn a_single_platform_image_rebased_is_the_build_on_the_new_base() {
+    let registry = Registry::start(Mode::Http);
+    let base_a = registry.push_base();
+    let base_b = push_base_b(&registry);
+    let work = tempfile::tempdir().unwrap();
+    let manifest = copy_fixture("hello", &work.path().join("hello"));
+    let layout = |name: &str| format!("oci-layout={}", work.path().join(name).display());
+    let digest = |subcommand: &str, base: &str, out: &str, from: Option<String>| {
+        let mut cmd = stevedore_on(subcommand, &manifest);
+        cmd.args(["--platform", "linux/amd64", "--json", "--base", base])
+            .args(["--output", out])
+            .args(from);
+        json(&run_ok(&mut cmd).stdout)["digest"].clone()
+    };
+    digest("build", &base_a, &layout("a"), None);
+    let built = digest("build", &base_b, &layout("b"), None);
+    let rebased = digest("rebase", &base_b, &layout("r"), Some(layout("a")));
+    assert_eq!(rebased, built);
+    let top = skopeo_inspect(
+        &["--raw"],
+        &format!("oci:{}:latest", work.path().join("r").display()),
+    );
+    assert_eq!(
+        top["mediaType"], "application/vnd.oci.image.manifest.v1+json",
+        "one platform: the manifest is the image, as a build publishes it"
+    );
+}
+
+#[test]
 fn an_image_not_on_its_recorded_base_or_not_stevedores_is_refused() {
     let registry = Registry::start(Mode::Http);
     let base = registry.push_base();
