@@ -59,11 +59,12 @@ pub(crate) enum Error {
         "{published} is not signed as it should be with the key given; the findings are above"
     )]
     Unsigned { published: String },
-    /// `outdated`: some platforms are on a base whose tag has moved; each is listed above.
+    /// `outdated`: some images (or lock pins) are on a base whose tag has moved; each is
+    /// listed above.
     #[error(
-        "{} on a base whose tag has moved (listed above): `cargo stevedore rebase REF` puts an \
-         image on what its base tag names now",
-        count(*platforms, "platform")
+        "{platforms} of the lines above name a base whose tag has moved: `cargo stevedore \
+         rebase REF` puts an image on what its base tag names now, `cargo stevedore lock` pins \
+         it"
     )]
     Outdated { platforms: usize },
 }

@@ -5,6 +5,7 @@ mod args;
 mod debuginfo;
 mod error;
 mod login;
+mod rebase;
 mod report;
 mod resolve;
 
@@ -64,10 +65,11 @@ enum Command {
     /// Put a published image on a new base without compiling: the image `build --base NEW`
     /// writes from this checkout, byte for byte. Exits 5, writing nothing, when the image is
     /// not stevedore's, not on the base it records, or not what this checkout builds.
-    Rebase(Box<RebaseArgs>),
+    Rebase(Box<rebase::RebaseArgs>),
     /// List the platforms of published images whose base tag now names another image than the
-    /// one they were built on (manifests only, no layer): exits 0 when none, 6 when some.
-    Outdated(OutdatedArgs),
+    /// one they were built on (manifests only, no layer), or, with no image given, the bases
+    /// stevedore.lock pins whose tag has moved: exits 0 when none, 6 when some.
+    Outdated(rebase::OutdatedArgs),
     /// Build and push every `stevedore://PACKAGE[/BIN]` in Kubernetes YAML and print the YAML
     /// with `REPO@sha256:…` in their place, every other byte as it was.
     Resolve(Box<resolve::ResolveArgs>),
@@ -221,45 +223,6 @@ struct VerifyArgs {
     registry: RegistryArgs,
 }
 
-#[derive(Debug, Args)]
-struct RebaseArgs {
-    /// The published image: REGISTRY/REPO:TAG (or @DIGEST), oci-layout=DIR or
-    /// oci-archive=FILE.tar. Its platforms are the ones rebased (`--platform` is not used).
-    #[arg(value_name = "REF|oci-layout=DIR|oci-archive=FILE")]
-    published: Location,
-    #[command(flatten)]
-    package: PackageArg,
-    #[command(flatten)]
-    project: ProjectArgs,
-    #[command(flatten)]
-    image: ImageArgs,
-    /// Where to write the rebased image (repeatable): oci-layout=DIR, oci-archive=FILE.tar or
-    /// docker-archive=FILE.tar (one platform). Default: oci-layout=target/stevedore/BIN.
-    #[arg(short, long, value_name = "KIND=PATH")]
-    output: Vec<Output>,
-    /// Push the rebased image to the registry of each --tag.
-    #[arg(long)]
-    push: bool,
-    /// Use only local caches: the new base must be pinned in stevedore.lock and cached.
-    #[arg(long, conflicts_with = "push")]
-    offline: bool,
-    /// Print the result as JSON on stdout.
-    #[arg(long)]
-    json: bool,
-    #[command(flatten)]
-    registry: RegistryArgs,
-}
-
-#[derive(Debug, Args)]
-struct OutdatedArgs {
-    /// The published images: REGISTRY/REPO:TAG (or @DIGEST), oci-layout=DIR or
-    /// oci-archive=FILE.tar (one or more).
-    #[arg(value_name = "REF|oci-layout=DIR|oci-archive=FILE", required = true)]
-    published: Vec<Location>,
-    #[command(flatten)]
-    registry: RegistryArgs,
-}
-
 /// What `cargo build` gets besides stevedore's own flags: `--jobs`, then what followed `--`.
 fn cargo_args(jobs: Option<i32>, rest: Vec<String>) -> Vec<String> {
     let jobs = jobs.map(|n| format!("--jobs={n}"));
@@ -329,8 +292,8 @@ pub fn main() -> ExitCode {
         Command::Init(args) => init(args),
         Command::Lock(args) => lock(args),
         Command::Verify(args) => verify(*args),
-        Command::Rebase(args) => rebase(*args),
-        Command::Outdated(args) => outdated(args),
+        Command::Rebase(args) => rebase::rebase(*args),
+        Command::Outdated(args) => rebase::outdated(args),
         Command::Debuginfo(args) => debuginfo::run(args),
         Command::Login(args) => login::login(args),
         Command::Logout(args) => login::logout(args),
@@ -519,61 +482,6 @@ fn verify(args: VerifyArgs) -> Result<(), Error> {
             ours: verdict.ours,
             theirs: verdict.theirs,
         }),
-    }
-}
-
-fn rebase(args: RebaseArgs) -> Result<(), Error> {
-    if args.push {
-        refuse_official_names(&args.image.tag);
-    }
-    let options = args.project.options(args.package.package);
-    let mut build = args
-        .image
-        .build(options)
-        .with_push(args.push)
-        .offline(args.offline);
-    for output in args.output {
-        build = build.output(output);
-    }
-    let outcome = args.registry.apply(build).rebase(&args.published)?;
-    if args.json {
-        println!("{:#}", outcome_json(&outcome));
-        return Ok(());
-    }
-    for output in &outcome.outputs {
-        println!("{output}@{}", outcome.digest());
-    }
-    for reference in outcome.pushed() {
-        println!("{reference}");
-    }
-    Ok(())
-}
-
-fn outdated(args: OutdatedArgs) -> Result<(), Error> {
-    let build = args
-        .registry
-        .apply(Build::from_options(BuildOptions::default()));
-    let mut count = 0;
-    for published in &args.published {
-        let outdated = build.outdated(published)?;
-        if outdated.is_empty() {
-            println!("{published}: up to date");
-        }
-        for o in &outdated {
-            let now = o.now.as_ref().map_or_else(
-                || "has no image for the platform".to_owned(),
-                |d| format!("names {d}"),
-            );
-            println!(
-                "{published} ({}): {} {now}, built on {}",
-                o.platform, o.base, o.built_on
-            );
-        }
-        count += outdated.len();
-    }
-    match count {
-        0 => Ok(()),
-        platforms => Err(Error::Outdated { platforms }),
     }
 }
 

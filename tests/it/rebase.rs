@@ -228,6 +228,8 @@ fn outdated_names_a_moved_base_tag_and_rebase_onto_it_is_the_next_build() {
     let base = registry.push_base();
     let work = tempfile::tempdir().unwrap();
     let manifest = copy_fixture("hello", &work.path().join("hello"));
+    // Other tests' pins (their registries are gone) are no part of this project's lock.
+    let _ = std::fs::remove_file(manifest.with_file_name("stevedore.lock"));
     let image = format!("{}/rebase/moved:a", registry.addr());
     let rebased = format!("{}/rebase/moved:rebased", registry.addr());
     let with_base = |subcommand: &str| {
@@ -258,6 +260,18 @@ fn outdated_names_a_moved_base_tag_and_rebase_onto_it_is_the_next_build() {
         listed.contains("(linux/amd64)") && listed.contains("(linux/arm64"),
         "{listed}"
     );
+    let lock = || {
+        let mut cmd = outdated();
+        cmd.arg("--manifest-path").arg(&manifest);
+        cmd
+    };
+    let out = lock().output().unwrap();
+    let listed = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(6), "{listed}{}", text(&out.stderr));
+    assert!(
+        listed.contains(&format!("stevedore.lock: {base} names")),
+        "{listed}"
+    );
 
     // Without a pin to keep, rebase resolves the tag again (and pins it in stevedore.lock).
     let target = work.path().join("rebase-target");
@@ -271,6 +285,7 @@ fn outdated_names_a_moved_base_tag_and_rebase_onto_it_is_the_next_build() {
     assert_eq!(std::fs::read_dir(&target).unwrap().count(), 0);
     let digest = json(&out.stdout)["digest"].clone();
     run_ok(outdated().arg(&rebased));
+    run_ok(&mut lock());
 
     // The next build of the checkout takes the pin rebase wrote: B, and the same image.
     let built = run_ok(

@@ -48,6 +48,7 @@ pub use build::{Build, Error, ErrorKind, Outcome};
 pub use config::{HealthcheckFlag, ImageFlags};
 pub use digest::Digest;
 pub use layer::{ca_bundle, Layer};
+pub use lock::MovedPin;
 pub use oci::{Compression, Descriptor};
 pub use platform::{Platform, PlatformError};
 pub use publish::Output;

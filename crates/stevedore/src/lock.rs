@@ -167,6 +167,19 @@ pub struct Lockfile {
     changed: bool,
 }
 
+/// A base whose pin in `stevedore.lock` is not what its tag names now: what `outdated` lists
+/// for a project.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MovedPin {
+    /// The base, as the project names it.
+    pub base: String,
+    /// The digest the lock pins.
+    pub pinned: Digest,
+    /// The digest its tag names now.
+    pub now: Digest,
+}
+
 /// What [`Lockfile::record_tools`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Recorded {
@@ -181,6 +194,38 @@ pub(crate) enum Recorded {
 }
 
 impl Lockfile {
+    /// Each pinned base whose tag `resolve` now answers with another digest. A base written by
+    /// digest cannot move and is not asked about.
+    pub fn moved<E>(
+        &self,
+        resolve: impl Fn(&Reference) -> Result<Digest, E>,
+    ) -> Result<Vec<MovedPin>, LockError>
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        let mut moved = Vec::new();
+        for (key, pinned) in &self.bases {
+            let Ok(base) = key.parse::<Reference>() else {
+                continue;
+            };
+            if base.digest().is_some() {
+                continue;
+            }
+            let now = resolve(&base).map_err(|source| LockError::Resolve {
+                reference: key.clone(),
+                source: Box::new(source),
+            })?;
+            if &now != pinned {
+                moved.push(MovedPin {
+                    base: key.clone(),
+                    pinned: pinned.clone(),
+                    now,
+                });
+            }
+        }
+        Ok(moved)
+    }
+
     /// The lock of the workspace at `workspace_root` (empty when there is none yet).
     pub fn load(workspace_root: &Path) -> Result<Self, LockError> {
         let path = workspace_root.join(FILE_NAME);
@@ -441,6 +486,24 @@ mod tests {
         let text = std::fs::read_to_string(dir.path().join(FILE_NAME)).unwrap();
         assert!(text.contains(&digest(2).to_string()), "{text}");
         assert!(text.contains("reference = \"registry.example/distroless/static:nonroot\""));
+    }
+
+    #[test]
+    fn moved_names_the_pins_whose_tag_names_another_digest_and_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut lock = Lockfile::load(dir.path()).unwrap();
+        pin(&mut lock, Policy::default(), 1).unwrap();
+        let same = lock.moved(|_| Ok::<_, std::io::Error>(digest(1))).unwrap();
+        assert!(same.is_empty(), "{same:?}");
+        let moved = lock.moved(|_| Ok::<_, std::io::Error>(digest(2))).unwrap();
+        assert_eq!(
+            moved,
+            [MovedPin {
+                base: base().to_string(),
+                pinned: digest(1),
+                now: digest(2),
+            }]
+        );
     }
 
     #[test]

@@ -4,9 +4,9 @@ use super::stage::Pinned;
 use super::{Build, Error, ErrorKind, Outcome, Staged};
 use crate::assemble;
 use crate::attest;
-use crate::lock::Policy;
+use crate::lock::{Lockfile, MovedPin, Policy};
 use crate::pipeline::{self, PipelineError};
-use crate::plan::Plan;
+use crate::plan::{self, Plan};
 use crate::rebase::{self, Outdated, RebaseError, Recorded};
 use crate::source::{ImageSource, Location};
 use crate::verify::{self, PublishedImage};
@@ -41,6 +41,15 @@ impl Build {
             let store = crate::cache::BlobStore::open_default()?;
             Ok(rebase::outdated(source, image, &registry, &store).map_err(ErrorKind::Rebase)?)
         })
+    }
+
+    /// Each base pinned in the project's `stevedore.lock` whose tag names another digest now:
+    /// the images a build would put on another base than the lock's.
+    pub fn outdated_pins(&self) -> Result<Vec<MovedPin>, Error> {
+        let (root, _) = plan::workspace_bases(&self.options)?;
+        let registry = self.registry_client(&[])?;
+        let lock = Lockfile::load(&root)?;
+        Ok(lock.moved(|base| registry.resolve(base))?)
     }
 
     /// Pins the new base as a build does (the tag resolved again, unless `--offline`), checks
