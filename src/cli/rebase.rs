@@ -17,8 +17,15 @@ use stevedore::Build;
 pub(super) struct RebaseArgs {
     /// The published image: REGISTRY/REPO:TAG (or @DIGEST), oci-layout=DIR or
     /// oci-archive=FILE.tar. Its platforms are the ones rebased (`--platform` is not used).
-    #[arg(value_name = "REF|oci-layout=DIR|oci-archive=FILE")]
-    published: Location,
+    #[arg(
+        value_name = "REF|oci-layout=DIR|oci-archive=FILE",
+        required_unless_present = "workspace"
+    )]
+    published: Option<Location>,
+    /// Rebase the image of every binary package of the workspace (or of `-p`), each read from
+    /// and pushed to its own name ($STEVEDORE_REPO/BIN or the package's `repository`).
+    #[arg(long, conflicts_with_all = ["published", "tag"])]
+    workspace: bool,
     #[command(flatten)]
     package: PackageArg,
     #[command(flatten)]
@@ -60,7 +67,9 @@ pub(super) fn rebase(args: RebaseArgs) -> Result<(), Error> {
     if args.push {
         refuse_official_names(&args.image.tag);
     }
-    let options = args.project.options(args.package.package);
+    let package = args.package.package;
+    let packages: Vec<String> = package.iter().cloned().collect();
+    let options = args.project.options(package);
     let mut build = args
         .image
         .build(options)
@@ -69,16 +78,26 @@ pub(super) fn rebase(args: RebaseArgs) -> Result<(), Error> {
     for output in args.output {
         build = build.output(output);
     }
-    let outcome = args.registry.apply(build).rebase(&args.published)?;
+    let build = args.registry.apply(build);
+    let outcomes = match &args.published {
+        Some(published) => vec![build.rebase(published)?],
+        None => build.rebase_workspace(&packages)?,
+    };
     if args.json {
-        println!("{:#}", outcome_json(&outcome));
+        let results: Vec<_> = outcomes.iter().map(outcome_json).collect();
+        match (args.workspace, results.as_slice()) {
+            (false, [one]) => println!("{one:#}"),
+            _ => println!("{:#}", serde_json::Value::Array(results)),
+        }
         return Ok(());
     }
-    for output in &outcome.outputs {
-        println!("{output}@{}", outcome.digest());
-    }
-    for reference in outcome.pushed() {
-        println!("{reference}");
+    for outcome in &outcomes {
+        for output in &outcome.outputs {
+            println!("{output}@{}", outcome.digest());
+        }
+        for reference in outcome.pushed() {
+            println!("{reference}");
+        }
     }
     Ok(())
 }

@@ -297,6 +297,46 @@ fn outdated_names_a_moved_base_tag_and_rebase_onto_it_is_the_next_build() {
 }
 
 #[test]
+fn rebase_workspace_puts_every_service_on_the_moved_base_as_the_next_build_would() {
+    let registry = Registry::start(Mode::Http);
+    let base = registry.push_base();
+    let work = tempfile::tempdir().unwrap();
+    let manifest = copy_fixture("services", &work.path().join("services"));
+    let _ = std::fs::remove_file(manifest.with_file_name("stevedore.lock"));
+    let repo = format!("{}/fleet", registry.addr());
+    let digests = |subcommand: &str, args: &[&str]| {
+        let mut cmd = stevedore_on(subcommand, &manifest);
+        cmd.env("STEVEDORE_REPO", &repo)
+            .args(["--workspace", "--json", "--base", &base])
+            .args(args);
+        let target = work.path().join(format!("{subcommand}-target"));
+        if subcommand == "rebase" {
+            std::fs::create_dir(&target).unwrap();
+            cmd.env("CARGO_TARGET_DIR", &target);
+        }
+        let results = json(&run_ok(&mut cmd).stdout);
+        if subcommand == "rebase" {
+            assert_eq!(std::fs::read_dir(&target).unwrap().count(), 0, "cargo ran");
+        }
+        let by_bin: Vec<(String, String)> = results
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| (r["bin"].to_string(), r["digest"].to_string()))
+            .collect();
+        by_bin
+    };
+    let on_a = digests("build", &["--platform", "linux/amd64", "--push"]);
+    push_base_b_as(&registry, "nonroot");
+    let rebased = digests("rebase", &["--push"]);
+    assert_eq!(rebased.len(), 2, "{rebased:?}");
+    assert_ne!(rebased, on_a, "the base moved");
+    let out = format!("oci-layout={}", work.path().join("next").display());
+    let next = digests("build", &["--platform", "linux/amd64", "--output", &out]);
+    assert_eq!(rebased, next);
+}
+
+#[test]
 fn with_zstd_and_split_debuginfo_rebase_gives_the_builds_digests_and_referrers() {
     let registry = Registry::start(Mode::Http);
     let base_a = registry.push_base();

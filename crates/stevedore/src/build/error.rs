@@ -78,6 +78,13 @@ pub enum ErrorKind {
          STEVEDORE_REPO, or `repository` in [package.metadata.stevedore]"
     )]
     PushWithoutTag,
+    /// `rebase --workspace`: an image has no name to read it from.
+    #[error(
+        "rebase --workspace reads each image from its name, and one has none: set \
+         STEVEDORE_REPO (each image is $STEVEDORE_REPO/BIN) or `repository` in each package's \
+         [package.metadata.stevedore]"
+    )]
+    RebaseWithoutName,
     /// `-t` with several images to build (`resolve` of several references, `--workspace`):
     /// every image would get the same name.
     #[error(

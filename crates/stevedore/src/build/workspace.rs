@@ -1,10 +1,11 @@
 //! Several images in one run (`--workspace`, `-p A -p B`, `--all-bins`, `resolve`'s
-//! references), the one way: each compiled in turn, since cargo holds the target dir while it
+//! references, `rebase --workspace`), the one way: each compiled in turn, since cargo holds the target dir while it
 //! runs, and each published while the next one compiles, all pushes sharing one bound on
 //! uploads and every blob one of them has sent.
 
 use super::{Build, Error, ErrorKind, Outcome};
 use crate::plan;
+use crate::source::Location;
 
 impl Build {
     /// Builds an image of every binary of `packages`, or of every workspace member that has
@@ -65,6 +66,36 @@ impl Build {
             }
             .into()),
         }
+    }
+
+    /// Rebases (see [`Build::rebase`]) the published image of every binary of `packages`, or
+    /// of every workspace member that has one when `packages` is empty: each read from its
+    /// first name (`$STEVEDORE_REPO/BIN`, a package's `repository`), as `--workspace` names
+    /// them. Every image is attempted; the error names each one that failed or was refused.
+    pub fn rebase_workspace(&self, packages: &[String]) -> Result<Vec<Outcome>, Error> {
+        let mut outcomes = Vec::new();
+        let mut failures = Vec::new();
+        let images = self.per_image(packages)?;
+        let total = images.len();
+        for (name, build) in images {
+            match build.rebase_own() {
+                Ok(outcome) => outcomes.push(outcome),
+                Err(e) => failures.push((name, e)),
+            }
+        }
+        match failures.is_empty() {
+            true => Ok(outcomes),
+            false => Err(ErrorKind::Images { total, failures }.into()),
+        }
+    }
+
+    /// Rebases the image this build's first tag names.
+    fn rebase_own(&self) -> Result<Outcome, Error> {
+        let draft = plan::plan(&self.options)?;
+        let Some(published) = draft.tags.first() else {
+            return Err(ErrorKind::RebaseWithoutName.into());
+        };
+        self.rebase(&Location::Registry(published.clone()))
     }
 
     /// One build per image, named `PACKAGE/BIN`, each with its outputs under `/BIN`.
