@@ -2,11 +2,16 @@
 
 use super::stage::Pinned;
 use super::{Build, Error, ErrorKind, Outcome, Staged};
-use crate::assemble;
+use cargo_metadata::cargo_platform::Cfg;
+
+use crate::assemble::{self, Built};
 use crate::attest;
+use crate::cache::BlobStore;
+use crate::layer::Layer;
 use crate::lock::{Lockfile, MovedPin, Policy};
 use crate::pipeline::{self, PipelineError};
 use crate::plan::{self, Plan};
+use crate::platform::Platform;
 use crate::rebase::{self, Outdated, RebaseError, Recorded};
 use crate::source::{ImageSource, Location};
 use crate::verify::{self, PublishedImage};
@@ -78,47 +83,10 @@ impl Build {
             .iter()
             .map(|r| (r.platform.clone(), r.application.clone()))
             .collect();
-        let old_bases: Vec<_> = recorded.iter().map(|r| r.base.clone()).collect();
-        let no_sbom = Plan {
-            sbom: false,
-            ..plan.clone()
-        };
-        tracing::info!(
-            "checking that this checkout assembles {} on its recorded base",
-            source.location()
-        );
-        let on_old = pipeline::assemble_all(&no_sbom, &cfgs, &old_bases, &applications, &store)?;
-        let verdict = verify::compare(&on_old, image, source, &store).map_err(ErrorKind::Verify)?;
-        if let Some(p) = verdict.platforms.iter().find(|p| p.difference.is_some()) {
-            return Err(ErrorKind::Rebase(RebaseError::OtherCheckout {
-                published: source.location().to_string(),
-                platform: p.platform.to_string(),
-                ours: p.ours.clone(),
-                theirs: p
-                    .theirs
-                    .as_ref()
-                    .map_or_else(|| "none".to_owned(), ToString::to_string),
-                difference: p.difference.clone().unwrap_or_default(),
-            })
-            .into());
-        }
+        assembles_published(&plan, &cfgs, recorded, &applications, source, image, &store)?;
         let bases = pipeline::pull_base(&plan, &store, &registry)?;
         let mut built = pipeline::assemble_all(&plan, &cfgs, &bases, &applications, &store)?;
-        // The debug files go where the build puts them: after the SBOMs, image by image.
-        for (image, recorded) in built.images.iter().zip(recorded) {
-            if let Some((digest, build_id)) = &recorded.debug {
-                let referrer = assemble::debuginfo_referrer(
-                    &image.manifest,
-                    &store.path(digest),
-                    build_id,
-                    &plan.bin,
-                    plan.created,
-                    &store,
-                )
-                .map_err(PipelineError::from)?;
-                built.referrers.push(referrer);
-            }
-        }
+        attach_debug_files(&plan, &mut built, recorded, &store)?;
         // Nothing ran but stevedore: the image rebased names, in its own provenance, the tools
         // that compiled it.
         let toolchain = attest::Toolchain {
@@ -145,4 +113,69 @@ impl Build {
             registry,
         })
     }
+}
+
+/// That this checkout, on each platform's recorded base and with its application layer, makes
+/// the published manifests: else the image came from another revision, settings or stevedore,
+/// and a rebase would not be what a build of this checkout writes.
+fn assembles_published(
+    plan: &Plan,
+    cfgs: &[Vec<Cfg>],
+    recorded: &[Recorded],
+    applications: &[(Platform, Layer)],
+    source: &ImageSource,
+    image: &PublishedImage,
+    store: &BlobStore,
+) -> Result<(), Error> {
+    let old_bases: Vec<_> = recorded.iter().map(|r| r.base.clone()).collect();
+    // The SBOMs are no part of the manifests compared.
+    let no_sbom = Plan {
+        sbom: false,
+        ..plan.clone()
+    };
+    tracing::info!(
+        "checking that this checkout assembles {} on its recorded base",
+        source.location()
+    );
+    let on_old = pipeline::assemble_all(&no_sbom, cfgs, &old_bases, applications, store)?;
+    let verdict = verify::compare(&on_old, image, source, store).map_err(ErrorKind::Verify)?;
+    let Some(p) = verdict.platforms.iter().find(|p| p.difference.is_some()) else {
+        return Ok(());
+    };
+    Err(ErrorKind::Rebase(RebaseError::OtherCheckout {
+        published: source.location().to_string(),
+        platform: p.platform.to_string(),
+        ours: p.ours.clone(),
+        theirs: p
+            .theirs
+            .as_ref()
+            .map_or_else(|| "none".to_owned(), ToString::to_string),
+        difference: p.difference.clone().unwrap_or_default(),
+    })
+    .into())
+}
+
+/// The published `--split-debuginfo` files, attached where the build attaches them: after the
+/// SBOMs, image by image.
+fn attach_debug_files(
+    plan: &Plan,
+    built: &mut Built,
+    recorded: &[Recorded],
+    store: &BlobStore,
+) -> Result<(), Error> {
+    for (image, recorded) in built.images.iter().zip(recorded) {
+        if let Some((digest, build_id)) = &recorded.debug {
+            let referrer = assemble::debuginfo_referrer(
+                &image.manifest,
+                &store.path(digest),
+                build_id,
+                &plan.bin,
+                plan.created,
+                store,
+            )
+            .map_err(PipelineError::from)?;
+            built.referrers.push(referrer);
+        }
+    }
+    Ok(())
 }
