@@ -27,11 +27,13 @@ use crate::verify::{self, PublishedImage, PublishedPlatform, VerifyError};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RebaseError {
-    /// A platform's manifest does not say which base it was built on.
+    /// A platform's manifest does not say which base it was built on (an image stevedore
+    /// built on `scratch` has none either).
     #[error(
-        "{published} ({platform}) was not built by stevedore: its manifest has no \
-         {ANNOTATION_BASE_NAME} and {ANNOTATION_BASE_DIGEST} annotations, so which of its layers \
-         are the base's is unknown; build it with `cargo stevedore build` instead"
+        "{published} ({platform}) was not built by stevedore, or was built on scratch: its \
+         manifest has no {ANNOTATION_BASE_NAME} and {ANNOTATION_BASE_DIGEST} annotations, so \
+         which of its layers are a base's is unknown (on scratch there is no base to move); \
+         build it with `cargo stevedore build` instead"
     )]
     NotOurs {
         /// The image as given.
