@@ -22,7 +22,8 @@ fn rebase_onto_a_new_base_is_the_build_on_it_and_compiles_nothing() {
     // A copy of its own: the runs below write its stevedore.lock.
     let manifest = copy_fixture("hello", &work.path().join("hello"));
     let image_a = format!("{}/rebase/hello:a", registry.addr());
-    let image_b = format!("{}/rebase/hello:b", registry.addr());
+    // Another repository of the same registry: the application layers are mounted from A's.
+    let image_b = format!("{}/rebase/hello-b:b", registry.addr());
 
     run_ok(
         stevedore_build_manifest(&manifest)
@@ -83,6 +84,7 @@ fn rebase_onto_a_new_base_is_the_build_on_it_and_compiles_nothing() {
 
     // Each platform: B's layers under the very application layer built on A.
     let index = json(&built_index);
+    let mut mountable = std::collections::BTreeSet::new();
     let published_a = json(&raw(&format!("docker://{image_a}")));
     for (entry, old) in index["manifests"]
         .as_array()
@@ -109,12 +111,17 @@ fn rebase_onto_a_new_base_is_the_build_on_it_and_compiles_nothing() {
             .map(|l| l.as_str().unwrap().to_owned())
             .collect();
         assert_eq!(layers[..base_layers.len()], base_layers[..], "{arch}");
+        mountable.extend(layers.iter().cloned());
         assert_eq!(layers.last(), digests(&old["layers"]).last(), "{arch}");
         assert_eq!(
             ours["annotations"]["org.opencontainers.image.base.name"],
             base_b.as_str()
         );
     }
+
+    // Every distinct layer was mounted (B's from its repository, the application's from A's):
+    // only the documents were uploaded.
+    assert_eq!(result["push"]["mounted"], mountable.len(), "{result:#}");
 
     // The SBOMs and the provenance are redone; the provenance names B and the image rebased.
     let layout_index = layout_index(&rebased);
@@ -152,7 +159,7 @@ fn rebase_onto_a_new_base_is_the_build_on_it_and_compiles_nothing() {
     let sig = json(&raw(&sig_tag));
     let layer = &sig["layers"][0];
     let payload = curl(&format!(
-        "{}/v2/rebase/hello/blobs/{}",
+        "{}/v2/rebase/hello-b/blobs/{}",
         registry.url(),
         layer["digest"].as_str().unwrap()
     ));

@@ -28,6 +28,13 @@ impl Build {
             let store = crate::cache::BlobStore::open_default()?;
             let recorded =
                 rebase::recorded(source, image, &registry, &store).map_err(ErrorKind::Rebase)?;
+            if let Some(repository) = published.reference() {
+                // A push to another repository of that registry mounts the application layers
+                // from there instead of uploading them again.
+                for r in &recorded {
+                    self.uploads.holds(repository, &r.application.digest);
+                }
+            }
             let platforms = recorded.iter().map(|r| r.platform.clone());
             // The published image's platforms, whatever `--platform` says.
             let mut these = self.clone().platforms(platforms);

@@ -105,7 +105,7 @@ impl Uploads {
     }
 
     /// Notes that `repo` holds `digest` (it was there, or mounted), for later mounts.
-    pub(super) fn holds(&self, repo: &Reference, digest: &Digest) {
+    pub(crate) fn holds(&self, repo: &Reference, digest: &Digest) {
         let key = (repo.registry().to_owned(), digest.clone());
         let mut state = self.lock();
         if !matches!(state.blobs.get(&key), Some(Origin::InFlight)) {
