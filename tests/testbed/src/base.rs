@@ -30,6 +30,8 @@ const ARCHES: [&str; 2] = ["amd64", "arm64"];
 const EPOCH: u64 = 1_700_000_000;
 /// [`EPOCH`] as the config's `created`.
 const CREATED: &str = "2023-11-14T22:13:20Z";
+/// What made the stand-in's layer, for its history.
+const HISTORY: &str = "dpkg-deb -x base-files netbase tzdata ca-certificates";
 const PATH_ENV: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 const SSL_ENV: &str = "SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt";
 const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -199,7 +201,22 @@ fn build(layout: &Path, work: &Path, debs: &Path) {
                     "+",
                 ]),
         );
-        umoci(&["repack", "--no-history", "--image", &image, bundle_str]);
+        // One history entry for the one layer, as distroless has, with nothing of the
+        // machine in it (umoci's own would hold the time and its command line's paths).
+        umoci(&[
+            "repack",
+            "--history.created",
+            CREATED,
+            "--history.created_by",
+            HISTORY,
+            "--history.author",
+            "stevedore test bed",
+            "--history.comment",
+            "",
+            "--image",
+            &image,
+            bundle_str,
+        ]);
         for (tag, user, workdir) in [("latest", "0", "/"), ("nonroot", "65532", "/home/nonroot")] {
             let tag = format!("{arch}-{tag}");
             let options = [
