@@ -2,13 +2,14 @@
 //! build of the same checkout on that base writes, and nothing is compiled; an image that is
 //! not stevedore's, or not on the base it records, is refused with nothing written.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
 use stevedore_testbed::{self as testbed, Mode, Registry, Side};
 
+use crate::sign::{b64, keys, openssl_verifies};
 use crate::util::*;
 
 const PLATFORMS: &str = "linux/amd64,linux/arm64";
@@ -43,7 +44,7 @@ fn rebase_onto_a_new_base_is_the_build_on_it_and_compiles_nothing() {
     // to do (fingerprints, locks): it must stay empty.
     let target = work.path().join("rebase-target");
     std::fs::create_dir(&target).unwrap();
-    let (key, public) = p256_key(work.path());
+    let (key, _, public) = keys(work.path(), "P-256");
     let rebased = work.path().join("rebased");
     let out = run_ok(
         stevedore_on("rebase", &manifest)
@@ -170,59 +171,13 @@ fn rebase_onto_a_new_base_is_the_build_on_it_and_compiles_nothing() {
     let signature = layer["annotations"]["dev.cosignproject.cosign/signature"]
         .as_str()
         .unwrap();
-    assert!(openssl_verifies(&public, signature, &payload, work.path()));
+    assert!(openssl_verifies(&public, &b64(signature), &payload));
     run_ok(
         stevedore_on("verify", &manifest)
             .args(["--base", &base_b, "--key"])
             .arg(&public)
             .arg(&image_b),
     );
-}
-
-/// A P-256 key and its public half, made by openssl.
-fn p256_key(dir: &Path) -> (PathBuf, PathBuf) {
-    let openssl = testbed::require_tool("openssl");
-    let (key, public) = (dir.join("key.pem"), dir.join("key.pub.pem"));
-    run_ok(
-        Command::new(&openssl)
-            .args([
-                "genpkey",
-                "-algorithm",
-                "EC",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-            ])
-            .arg("-out")
-            .arg(&key),
-    );
-    run_ok(
-        Command::new(&openssl)
-            .args(["pkey", "-pubout", "-in"])
-            .arg(&key)
-            .arg("-out")
-            .arg(&public),
-    );
-    (key, public)
-}
-
-/// `openssl dgst -sha256 -verify` of a base64 DER signature over `message`.
-fn openssl_verifies(public: &Path, signature_b64: &str, message: &[u8], dir: &Path) -> bool {
-    use base64::Engine as _;
-    let (sig, msg) = (dir.join("sig.der"), dir.join("message"));
-    let der = base64::engine::general_purpose::STANDARD
-        .decode(signature_b64)
-        .unwrap();
-    std::fs::write(&sig, der).unwrap();
-    std::fs::write(&msg, message).unwrap();
-    let out = Command::new(testbed::require_tool("openssl"))
-        .args(["dgst", "-sha256", "-verify"])
-        .arg(public)
-        .arg("-signature")
-        .arg(&sig)
-        .arg(&msg)
-        .output()
-        .unwrap();
-    out.status.success() && text(&out.stdout).contains("Verified OK")
 }
 
 fn curl(url: &str) -> Vec<u8> {

@@ -20,7 +20,7 @@ fn openssl() -> Command {
 
 /// An EC key made by openssl: `genpkey` on `curve`, then encrypted PKCS#8 (`pkcs8 -topk8 -v2
 /// aes-256-cbc`) under `PASSWORD`. Returns (plain key, encrypted key, public key).
-fn keys(dir: &Path, curve: &str) -> (PathBuf, PathBuf, PathBuf) {
+pub fn keys(dir: &Path, curve: &str) -> (PathBuf, PathBuf, PathBuf) {
     let plain = dir.join(format!("{curve}.pem"));
     let encrypted = dir.join(format!("{curve}.enc.pem"));
     let public = dir.join(format!("{curve}.pub.pem"));
@@ -71,7 +71,7 @@ fn blob(registry: &Registry, repo: &str, digest: &str) -> Vec<u8> {
 }
 
 /// `openssl dgst -sha256 -verify PUB -signature SIG FILE`: true when it prints Verified OK.
-fn openssl_verifies(public: &Path, signature_der: &[u8], message: &[u8]) -> bool {
+pub fn openssl_verifies(public: &Path, signature_der: &[u8], message: &[u8]) -> bool {
     let dir = tempfile::tempdir().unwrap();
     let (sig, msg) = (dir.path().join("sig.der"), dir.path().join("message"));
     std::fs::write(&sig, signature_der).unwrap();
@@ -87,7 +87,7 @@ fn openssl_verifies(public: &Path, signature_der: &[u8], message: &[u8]) -> bool
     out.status.success() && text(&out.stdout).contains("Verified OK")
 }
 
-fn b64(text: &str) -> Vec<u8> {
+pub fn b64(text: &str) -> Vec<u8> {
     base64::engine::general_purpose::STANDARD
         .decode(text)
         .unwrap()
