@@ -182,7 +182,7 @@ pub struct MovedPin {
 
 /// What [`Lockfile::record_tools`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Recorded {
+pub(crate) enum ToolsChange {
     /// The lock already records these tools.
     Same,
     /// The lock recorded none; now it does.
@@ -263,21 +263,21 @@ impl Lockfile {
         &mut self,
         now: Tools,
         policy: Policy,
-    ) -> Result<Recorded, LockError> {
+    ) -> Result<ToolsChange, LockError> {
         let recorded = match &self.tools {
-            None if policy.locked => return Ok(Recorded::Unchecked),
-            None => Recorded::First,
+            None if policy.locked => return Ok(ToolsChange::Unchecked),
+            None => ToolsChange::First,
             Some(old) => {
                 let differences = old.differences(&now, "in the lock", "here");
                 match (differences.is_empty(), policy.locked) {
-                    (true, _) => return Ok(Recorded::Same),
+                    (true, _) => return Ok(ToolsChange::Same),
                     (false, true) => {
                         return Err(LockError::Toolchain {
                             path: self.path.clone(),
                             differences: differences.join("; "),
                         })
                     }
-                    (false, false) => Recorded::Changed(differences),
+                    (false, false) => ToolsChange::Changed(differences),
                 }
             }
         };
@@ -628,10 +628,10 @@ mod tests {
         };
         let mut lock = Lockfile::load(dir.path()).unwrap();
         let unchecked = lock.record_tools(tools("1.94.0"), locked).unwrap();
-        assert_eq!(unchecked, Recorded::Unchecked);
+        assert_eq!(unchecked, ToolsChange::Unchecked);
         assert!(!lock.changed, "--locked writes nothing");
         let first = lock.record_tools(tools("1.94.0"), Policy::default());
-        assert_eq!(first.unwrap(), Recorded::First);
+        assert_eq!(first.unwrap(), ToolsChange::First);
         lock.save().unwrap();
 
         let text = std::fs::read_to_string(dir.path().join(FILE_NAME)).unwrap();
@@ -648,7 +648,7 @@ mod tests {
         let mut lock = Lockfile::load(dir.path()).unwrap();
         assert_eq!(lock.tools(), Some(&tools("1.94.0")));
         let same = lock.record_tools(tools("1.94.0"), locked).unwrap();
-        assert_eq!(same, Recorded::Same);
+        assert_eq!(same, ToolsChange::Same);
 
         let err = lock.record_tools(tools("1.95.0"), locked).unwrap_err();
         let message = err.to_string();
@@ -667,7 +667,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             changed,
-            Recorded::Changed(vec!["rustc 1.94.0 in the lock, 1.95.0 here".into()])
+            ToolsChange::Changed(vec!["rustc 1.94.0 in the lock, 1.95.0 here".into()])
         );
         lock.save().unwrap();
         assert_eq!(

@@ -17,7 +17,7 @@ use crate::attest::PublicKey;
 use crate::cache::BlobStore;
 use crate::compile;
 use crate::digest::Digest;
-use crate::lock::{self, Lockfile, Policy, Recorded, Tools};
+use crate::lock::{self, Lockfile, Policy, Tools, ToolsChange};
 use crate::oci::Compression;
 use crate::pipeline;
 use crate::plan::{self, BuildOptions, Plan, PlanError};
@@ -491,8 +491,8 @@ impl Build {
         };
         let rustc = now.rustc.clone();
         let changes = match lock.record_tools(now, self.lock)? {
-            Recorded::Same => return Ok(()),
-            Recorded::Unchecked => {
+            ToolsChange::Same => return Ok(()),
+            ToolsChange::Unchecked => {
                 tracing::warn!(
                     "{} records no toolchain, so --locked cannot check this one: run `cargo \
                      stevedore lock` and commit the file",
@@ -500,8 +500,8 @@ impl Build {
                 );
                 return Ok(());
             }
-            Recorded::First => "it records the toolchain from now on".to_owned(),
-            Recorded::Changed(differences) => differences.join("; "),
+            ToolsChange::First => "it records the toolchain from now on".to_owned(),
+            ToolsChange::Changed(differences) => differences.join("; "),
         };
         tracing::info!("{}: {changes}", lock::FILE_NAME);
         if toolchain.rustup_name().is_none() && !pins_rust(workspace_root) {
