@@ -111,29 +111,22 @@ pub(crate) fn identity(exe: &Path) -> Option<String> {
 /// build, a no-op one too, about 30 ms.
 pub(crate) fn own_digest() -> Option<Digest> {
     let exe = std::env::current_exe().ok()?;
-    let file = dir().and_then(|dir| file_for(&dir, &exe, &["sha256"]));
-    let kept = file.as_ref().and_then(|f| std::fs::read_to_string(f).ok());
-    if let Some(digest) = kept.and_then(|text| text.parse().ok()) {
-        return Some(digest);
-    }
-    let mut hashing = crate::digest::HashingWriter::new(std::io::sink());
-    std::io::copy(&mut std::fs::File::open(&exe).ok()?, &mut hashing).ok()?;
-    let (_, digest, _) = hashing.finish();
-    if let Some(file) = file {
-        let _ = keep(&file, digest.as_str());
-    }
-    Some(digest)
+    kept_digest(&exe, "sha256", || {
+        let mut hashing = crate::digest::HashingWriter::new(std::io::sink());
+        std::io::copy(&mut std::fs::File::open(&exe).ok()?, &mut hashing).ok()?;
+        Some(hashing.finish().1)
+    })
 }
 
 /// The sha256 over a source tree (each file's path below `root`, size and bytes, in path
 /// order), filed like an answer under its `Cargo.lock`'s identity: reinstalling the sources
-/// replaces that file, and hashing std's sources (about 40 MB) costs a few tenths of a second.
+/// replaces that file, and hashing std's sources (69 MB for rustc 1.96) costs a few tenths of a
+/// second.
 pub(crate) fn tree_digest(root: &Path) -> Option<Digest> {
-    let file = dir().and_then(|d| file_for(&d, &root.join("Cargo.lock"), &["tree-sha256"]));
-    let kept = file.as_ref().and_then(|f| std::fs::read_to_string(f).ok());
-    if let Some(digest) = kept.and_then(|text| text.parse().ok()) {
-        return Some(digest);
-    }
+    kept_digest(&root.join("Cargo.lock"), "tree-sha256", || hash_tree(root))
+}
+
+fn hash_tree(root: &Path) -> Option<Digest> {
     let mut files = Vec::new();
     walk(root, &mut files).ok()?;
     files.sort();
@@ -151,9 +144,24 @@ pub(crate) fn tree_digest(root: &Path) -> Option<Digest> {
         std::io::Write::write_all(&mut hashing, head.as_bytes()).ok()?;
         std::io::Write::write_all(&mut hashing, &bytes).ok()?;
     }
-    let (_, digest, _) = hashing.finish();
-    if let Some(file) = file {
-        let _ = keep(&file, digest.as_str());
+    Some(hashing.finish().1)
+}
+
+/// A digest filed like an answer under `file`'s identity and `what`: the one kept, else
+/// `compute`'s, then kept (losing it costs one more computation, nothing else).
+fn kept_digest(
+    file: &Path,
+    what: &str,
+    compute: impl FnOnce() -> Option<Digest>,
+) -> Option<Digest> {
+    let filed = dir().and_then(|d| file_for(&d, file, &[what]));
+    let kept = filed.as_ref().and_then(|f| std::fs::read_to_string(f).ok());
+    if let Some(digest) = kept.and_then(|text| text.parse().ok()) {
+        return Some(digest);
+    }
+    let digest = compute()?;
+    if let Some(filed) = filed {
+        let _ = keep(&filed, digest.as_str());
     }
     Some(digest)
 }
