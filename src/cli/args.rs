@@ -163,6 +163,17 @@ pub(super) struct ImageArgs {
     /// Name for the image (repeatable), e.g. `registry.example.com/app:1.2`.
     #[arg(short, long, value_name = "REF")]
     pub(super) tag: Vec<Reference>,
+    /// Tag names for the project's repository, comma separated, as ko's `--tags`: `--tags
+    /// 1.2,latest` names `REPO:1.2` and `REPO:latest`, REPO being `repository` in Cargo.toml
+    /// or `$STEVEDORE_REPO/BIN`; `{version}` and `{git_sha}` are filled in [default: Cargo.toml's
+    /// `tags`, else latest]
+    #[arg(
+        long,
+        value_name = "LIST",
+        value_delimiter = ',',
+        conflicts_with = "tag"
+    )]
+    pub(super) tags: Vec<String>,
     /// Name the image `$STEVEDORE_REPO` itself, not `$STEVEDORE_REPO/BIN`.
     #[arg(long)]
     pub(super) bare: bool,
@@ -248,6 +259,7 @@ impl ImageArgs {
             })
             .collect();
         options.tags = self.tag.clone();
+        options.tag_names = self.tags.clone();
         options.image = self.settings.flags();
         options.sign_key = self.sign_key.clone();
         Build::from_options(options)

@@ -247,7 +247,8 @@ fn refuse_official_names(tags: &[Reference]) {
     let message = format!(
         "`-t` takes the whole name of the image, and `{word}{}` names Docker Hub's official \
          image {}, which no one outside Docker may push to: give the registry and repository \
-         too, e.g. `-t ghcr.io/OWNER/APP:{meant}` (or leave `-t` out and set STEVEDORE_REPO)",
+         too, e.g. `-t ghcr.io/OWNER/APP:{meant}`, or give only the tag with `--tags {meant}` and \
+         the repository in STEVEDORE_REPO or Cargo.toml's `repository`",
         written.map(|t| format!(":{t}")).unwrap_or_default(),
         official.name(),
     );

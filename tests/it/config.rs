@@ -207,6 +207,24 @@ fn flags_and_stevedore_repo_override_the_metadata() {
         format!("{elsewhere}:2.3.4"),
         "--bare names STEVEDORE_REPO itself"
     );
+    let named = json(
+        &run_ok(
+            build(&manifest)
+                .args(["--json", "--tags", "9.9,at-{version}", "--base", "scratch"])
+                .arg("--output")
+                .arg(format!("oci-layout={}", dir.path().join("named").display())),
+        )
+        .stdout,
+    );
+    let repository = format!("{}/configured/app", registry.addr());
+    assert_eq!(
+        named["tags"],
+        serde_json::json!([
+            format!("{repository}:9.9"),
+            format!("{repository}:at-2.3.4")
+        ]),
+        "--tags (ko's) names tags of `repository`, in place of `tags`"
+    );
     let config = skopeo_inspect(&["--config"], &format!("oci:{}:2.3.4", layout.display()));
     assert_eq!(
         config["rootfs"]["diff_ids"].as_array().unwrap().len(),

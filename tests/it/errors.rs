@@ -203,6 +203,18 @@ fn a_push_to_a_bare_name_is_refused_with_the_whole_name_to_write() {
     );
 }
 
+/// `--tags` names tags, so it needs a repository: without `repository` or STEVEDORE_REPO it
+/// is refused before compiling, saying where a repository comes from.
+#[test]
+fn tags_without_a_repository_are_refused_with_where_one_comes_from() {
+    let err = fails_cleanly("hello", &["--tags", "v1.2", "--push"], FAILURE);
+    assert!(
+        err.contains("--tags v1.2") && err.contains("STEVEDORE_REPO") && err.contains("-t"),
+        "{err}"
+    );
+    assert!(!err.contains("Compiling"), "{err}");
+}
+
 /// `--locked` means cargo's too (a project whose Cargo.lock would have to be written fails, and
 /// none is written), and what follows `--` reaches `cargo build` (`--timings` writes its
 /// report).

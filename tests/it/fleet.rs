@@ -163,6 +163,31 @@ fn ci_examples_pass_actionlint_and_name_the_same_commands() {
     assert!(github[1].starts_with("cargo stevedore index create"));
 }
 
+/// A tag can be moved to other code, a commit cannot: every action the GitHub example and the
+/// README's snippet use is pinned by a full commit hash, its release named in a comment.
+#[test]
+fn ci_actions_are_pinned_by_commit() {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"));
+    let example = std::fs::read_to_string(example("github-actions.yml"));
+    let (readme, example) = (readme.unwrap(), example.unwrap());
+    let uses: Vec<&str> = [readme.as_str(), example.as_str()]
+        .iter()
+        .flat_map(|text| text.lines())
+        .filter_map(|line| line.trim().trim_start_matches("- ").strip_prefix("uses: "))
+        .collect();
+    assert!(uses.len() >= 4, "{uses:?}");
+    for action in uses {
+        let (name, rest) = action.split_once('@').expect("ACTION@REVISION");
+        let (commit, release) = rest.split_once(" # v").unwrap_or((rest, ""));
+        assert!(
+            commit.len() == 40
+                && commit.bytes().all(|b| b.is_ascii_hexdigit())
+                && !release.is_empty(),
+            "{name} is pinned by `{rest}`, not by a commit with its release in a comment"
+        );
+    }
+}
+
 /// Runs an example's command as a CI job would: `sh -c`, in `checkout`, with the job's
 /// variables, stevedore on PATH as `cargo stevedore`, and the runner's own target dir and cache.
 fn run_job(command: &str, checkout: &Path, runner: &Path, vars: &[(&str, &str)]) -> Vec<u8> {

@@ -50,6 +50,7 @@ pub fn stevedore_on(subcommand: &str, manifest: &Path) -> Command {
         .env("STEVEDORE_CACHE_DIR", testbed::testbed_dir().join("cache"))
         .env("SOURCE_DATE_EPOCH", FIXTURE_EPOCH.to_string())
         .env_remove("RUSTFLAGS")
+        .env_remove("STEVEDORE_REPO")
         .args([
             "stevedore",
             subcommand,

@@ -274,8 +274,8 @@ pub struct Settings {
 #[derive(Debug, thiserror::Error)]
 #[error("invalid `{key}` in [{table}] of {}: {message}", file.display())]
 pub struct ConfigError {
-    /// The table: `package.metadata.stevedore`, `workspace.metadata.stevedore`, or
-    /// `environment` for `STEVEDORE_REPO`.
+    /// The table: `package.metadata.stevedore`, `workspace.metadata.stevedore`,
+    /// `environment` for `STEVEDORE_REPO`, or `command line` for `--tags`.
     pub table: &'static str,
     /// The Cargo.toml the setting is in (`STEVEDORE_REPO` for the variable).
     pub file: PathBuf,
@@ -293,6 +293,8 @@ pub struct Sources<'a> {
     pub revision: Option<&'a str>,
     /// `STEVEDORE_REPO`, which wins over `repository`.
     pub repository_override: Option<&'a str>,
+    /// Tag names given on the command line (`--tags`), which win over `tags`.
+    pub tags_override: Option<&'a [String]>,
 }
 
 const PACKAGE: &str = "package.metadata.stevedore";
@@ -462,10 +464,13 @@ fn image_names(
     let Some(repository) = sources.repository_override.or(merged.repository.as_deref()) else {
         return Ok(Vec::new());
     };
-    let templates = merged
-        .tags
-        .clone()
-        .unwrap_or_else(|| vec!["latest".to_owned()]);
+    let templates = match sources.tags_override {
+        Some(names) => names.to_vec(),
+        None => merged
+            .tags
+            .clone()
+            .unwrap_or_else(|| vec!["latest".to_owned()]),
+    };
     let mut names = Vec::new();
     for (i, template) in templates.iter().enumerate() {
         let key = format!("tags[{i}]");
@@ -482,15 +487,23 @@ fn image_names(
         };
         let reference = format!("{repository}:{tag}")
             .parse::<Reference>()
-            .map_err(|e| match sources.repository_override {
-                Some(_) => ConfigError {
-                    table: "environment",
-                    file: "STEVEDORE_REPO".into(),
-                    key: "STEVEDORE_REPO".into(),
-                    message: e.to_string(),
+            .map_err(
+                |e| match (sources.tags_override, sources.repository_override) {
+                    (Some(_), _) => ConfigError {
+                        table: "command line",
+                        file: "--tags".into(),
+                        key: format!("--tags {template}"),
+                        message: e.to_string(),
+                    },
+                    (None, Some(_)) => ConfigError {
+                        table: "environment",
+                        file: "STEVEDORE_REPO".into(),
+                        key: "STEVEDORE_REPO".into(),
+                        message: e.to_string(),
+                    },
+                    (None, None) => origin.error(&key, e),
                 },
-                None => origin.error(&key, e),
-            })?;
+            )?;
         names.push(reference);
     }
     Ok(names)
@@ -540,6 +553,7 @@ mod tests {
             version: "1.2.3",
             revision: Some("0123456789abcdef0123"),
             repository_override: None,
+            tags_override: None,
         }
     }
 
@@ -555,6 +569,30 @@ mod tests {
         assert_eq!(
             tags,
             ["ghcr.io/me/app:1.2.3", "ghcr.io/me/app:0123456789ab"]
+        );
+    }
+
+    #[test]
+    fn tag_names_from_the_command_line_replace_the_settings_tags() {
+        let package = json!({"repository": "ghcr.io/me/app", "tags": ["{version}"]});
+        let names = ["v1".to_owned(), "{git_sha}".to_owned()];
+        let s = settings(&Sources {
+            tags_override: Some(&names),
+            ..sources(&package, None)
+        })
+        .unwrap();
+        let tags: Vec<String> = s.tags.iter().map(ToString::to_string).collect();
+        assert_eq!(tags, ["ghcr.io/me/app:v1", "ghcr.io/me/app:0123456789ab"]);
+
+        let bad = ["no/slash".to_owned()];
+        let e = settings(&Sources {
+            tags_override: Some(&bad),
+            ..sources(&package, None)
+        })
+        .unwrap_err();
+        assert_eq!(
+            (e.table, e.key.as_str()),
+            ("command line", "--tags no/slash")
         );
     }
 

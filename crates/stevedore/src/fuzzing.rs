@@ -95,6 +95,7 @@ fn read_settings(
         version: "1.2.3",
         revision: Some("0123456789abcdef0123456789abcdef01234567"),
         repository_override: None,
+        tags_override: None,
     })
 }
 

@@ -184,6 +184,14 @@ impl Build {
         Ok(self)
     }
 
+    /// A tag name for the project's repository (repeatable), as ko's `--tags`: the
+    /// repository is `repository` in the project's settings or `$STEVEDORE_REPO/BIN`, and the
+    /// names replace the settings' `tags`.
+    pub fn tag_name(mut self, name: impl Into<String>) -> Self {
+        self.options.tag_names.push(name.into());
+        self
+    }
+
     /// A rustup toolchain to compile with.
     pub fn toolchain(mut self, name: impl Into<String>) -> Self {
         self.options.toolchain = Some(name.into());

@@ -50,6 +50,10 @@ pub struct BuildOptions {
     /// Names for the image; empty: from the project's settings or `STEVEDORE_REPO`, else
     /// `BIN:latest`.
     pub tags: Vec<Reference>,
+    /// Tag names for the project's repository (`repository` in its settings, or
+    /// `STEVEDORE_REPO`), in place of the settings' `tags`, as ko's `--tags`; `{version}` and
+    /// `{git_sha}` are filled in. Empty: the settings' tags.
+    pub tag_names: Vec<String>,
     /// Rustup toolchain to compile with; `None`: the cargo running stevedore.
     pub toolchain: Option<String>,
     /// Cargo's target directory (default: what cargo would use).
@@ -244,6 +248,15 @@ pub enum PlanError {
         /// Its value.
         value: String,
     },
+    /// `--tags` without a repository to put them on.
+    #[error(
+        "--tags {tags} names tags but no repository to put them on: set `repository` in \
+         [package.metadata.stevedore] or STEVEDORE_REPO, or give whole names with -t"
+    )]
+    TagsWithoutRepository {
+        /// The tag names, comma separated.
+        tags: String,
+    },
     /// A platform is malformed or not supported.
     #[error(transparent)]
     Platform(#[from] PlatformError),
@@ -336,7 +349,13 @@ pub fn plan(opts: &BuildOptions) -> Result<Draft, PlanError> {
         package,
         revision.as_deref(),
         repository_override.as_deref(),
+        &opts.tag_names,
     )?;
+    if !opts.tag_names.is_empty() && settings.tags.is_empty() {
+        return Err(PlanError::TagsWithoutRepository {
+            tags: opts.tag_names.join(","),
+        });
+    }
     // Flags first, then the project's settings, then defaults.
     let platforms = match (opts.platforms.is_empty(), settings.platforms.is_empty()) {
         (false, _) => dedup(&opts.platforms),
@@ -403,6 +422,7 @@ fn project_settings(
     package: &Package,
     revision: Option<&str>,
     repository_override: Option<&str>,
+    tag_names: &[String],
 ) -> Result<Settings, ConfigError> {
     let workspace_manifest = metadata
         .workspace_root
@@ -420,6 +440,7 @@ fn project_settings(
         version: &package.version.to_string(),
         revision,
         repository_override,
+        tags_override: (!tag_names.is_empty()).then_some(tag_names),
     })
 }
 
@@ -545,7 +566,7 @@ pub(crate) fn workspace_bases(opts: &BuildOptions) -> Result<(PathBuf, Vec<Base>
     let revision = git(&root, &["rev-parse", "HEAD"]).unwrap_or_else(|| "0".repeat(40));
     let mut bases: Vec<Base> = Vec::new();
     for package in packages {
-        let settings = project_settings(&metadata, package, Some(&revision), None)?;
+        let settings = project_settings(&metadata, package, Some(&revision), None, &[])?;
         let base = opts.base.clone().or(settings.base).unwrap_or_default();
         if !bases.contains(&base) {
             bases.push(base);
