@@ -215,6 +215,36 @@ fn tags_without_a_repository_are_refused_with_where_one_comes_from() {
     assert!(!err.contains("Compiling"), "{err}");
 }
 
+/// `cargo metadata`'s answer is kept between runs, but not used once what it was read from
+/// changed: a new `src/bin/NAME.rs` (no manifest edited) makes a second binary, which a kept
+/// answer would not know. Both runs stop after the plan (`--tags` without a repository).
+#[test]
+fn a_kept_metadata_answer_is_not_used_once_a_binary_is_added() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = copy_fixture("hello", &dir.path().join("hello"));
+    let tools = dir.path().join("tools");
+    let plan_only = || {
+        let mut cmd = stevedore_build_manifest(&manifest);
+        cmd.args(["--tags", "v1"]).env("STEVEDORE_TOOLS_DIR", &tools);
+        cmd
+    };
+    for _ in 0..2 {
+        let err = run_exit(&mut plan_only(), FAILURE);
+        assert!(err.contains("--tags v1"), "{err}");
+    }
+    let kept: Vec<_> = std::fs::read_dir(tools.join("metadata")).unwrap().collect();
+    assert_eq!(kept.len(), 1, "one answer kept for one manifest and flags");
+
+    let bin = manifest.with_file_name("src/bin/second.rs");
+    std::fs::create_dir_all(bin.parent().unwrap()).unwrap();
+    std::fs::write(&bin, "fn main() {}\n").unwrap();
+    let err = run_exit(&mut plan_only(), FAILURE);
+    assert!(
+        err.contains("several binaries") && err.contains("second"),
+        "the kept answer, which knows one binary, was used: {err}"
+    );
+}
+
 /// `--locked` means cargo's too (a project whose Cargo.lock would have to be written fails, and
 /// none is written), and what follows `--` reaches `cargo build` (`--timings` writes its
 /// report).

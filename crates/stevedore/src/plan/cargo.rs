@@ -7,9 +7,10 @@ use std::process::Command;
 use cargo_metadata::cargo_platform::Cfg;
 use cargo_metadata::{DependencyKind, Metadata, NodeDep, Package};
 
+use super::kept;
 use super::{BuildOptions, Plan, PlanError};
 use crate::env;
-use crate::toolchain::{run_capture, Shim, Toolchain};
+use crate::toolchain::{on_path, run_capture, Shim, Toolchain};
 
 /// The Cargo.toml to use: the given one (or its directory's), else the nearest above.
 pub fn manifest_path(given: Option<&Path>) -> Result<PathBuf, PlanError> {
@@ -41,11 +42,23 @@ pub(super) fn run_metadata(
         .arg(manifest)
         .args(flags);
     through_shim(toolchain, &mut cmd);
-    let json = run_capture(&mut cmd).map_err(|source| PlanError::Metadata {
+    let parse =
+        |json: &str| cargo_metadata::MetadataCommand::parse(json).map_err(PlanError::MetadataParse);
+    let Some(cargo) = on_path(cmd.get_program()) else {
+        return parse(&run(&mut cmd, manifest)?);
+    };
+    let args: Vec<String> = cmd
+        .get_args()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    kept::metadata(&cargo, &args, || run(&mut cmd, manifest), parse)
+}
+
+fn run(cmd: &mut Command, manifest: &Path) -> Result<String, PlanError> {
+    run_capture(cmd).map_err(|source| PlanError::Metadata {
         manifest: manifest.to_path_buf(),
         source,
-    })?;
-    cargo_metadata::MetadataCommand::parse(json).map_err(PlanError::MetadataParse)
+    })
 }
 
 /// Gives `cargo metadata` the rustc shim the build runs, with cargo's own cache of rustc's

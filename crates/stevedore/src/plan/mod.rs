@@ -9,6 +9,7 @@ use cargo_metadata::{Metadata, Package, PackageId};
 use serde::Serialize;
 
 mod cargo;
+mod kept;
 mod select;
 
 pub use crate::config::{ExtraFile, Healthcheck, ImageSettings};
