@@ -90,7 +90,8 @@ pub fn run(args: &[String]) -> ExitCode {
         std_cache: true,
     };
     rows.push(repush(size, &stevedore, &input, &dir, &logs));
-    rows.extend(example(size, &stevedore, &dir, &logs));
+    rows.extend(project_rows(&hello::HELLO, size, &stevedore, &dir, &logs));
+    rows.extend(project_rows(&hello::AXUM, size, &stevedore, &dir, &logs));
     rows.push(second::row(size, &stevedore, &dir, &logs));
 
     print_table(&rows, mb, &load);
@@ -346,39 +347,87 @@ impl Series {
     }
 }
 
-fn example(size: &Size, stevedore: &push::Stevedore, dir: &Path, logs: &Path) -> Vec<Row> {
-    let manifest = hello::copy(&dir.join("hello"));
+/// The no-op and one-line rows of `project`, and for the example its Cargo.lock bump row.
+fn project_rows(
+    project: &hello::Project,
+    size: &Size,
+    stevedore: &push::Stevedore,
+    dir: &Path,
+    logs: &Path,
+) -> Vec<Row> {
+    let name = project.name;
+    let manifest = project.copy(&dir.join(name));
     let registry = stevedore
         .base
         .split('/')
         .next()
         .expect("a reference has a registry");
     let cargo = Baselines::new(dir);
-    let tag = |name: &str| format!("{registry}/hello:{name}");
+    let tag = |t: &str| format!("{registry}/{name}:{t}");
+    let log = |what: &str| logs.join(format!("{name}-{what}.log"));
     // Warm-up: every builder compiles everything once.
-    hello::edit(&manifest, 0);
+    project.edit(&manifest, 0);
     cargo.build(&manifest, logs, "warm");
-    stevedore.push(&manifest, &tag("warm"), &logs.join("hello-warm.log"));
+    stevedore.push(&manifest, &tag("warm"), &log("warm"));
 
     let mut noop = Series::default();
     for i in 0..size.runs {
         let times = cargo.build(&manifest, logs, "noop");
-        let log = logs.join(format!("hello-noop-{i}.log"));
-        noop.add(
-            times,
-            stevedore.push(&manifest, &tag(&format!("n{i}")), &log),
+        let pushed = stevedore.push(
+            &manifest,
+            &tag(&format!("n{i}")),
+            &log(&format!("noop-{i}")),
         );
+        noop.add(times, pushed);
     }
     let mut edit = Series::default();
     for i in 0..size.runs {
-        hello::edit(&manifest, i + 1);
+        project.edit(&manifest, i + 1);
         let times = cargo.build(&manifest, logs, "edit");
-        let log = logs.join(format!("hello-edit-{i}.log"));
-        edit.add(
-            times,
-            stevedore.push(&manifest, &tag(&format!("e{i}")), &log),
+        let pushed = stevedore.push(
+            &manifest,
+            &tag(&format!("e{i}")),
+            &log(&format!("edit-{i}")),
         );
+        edit.add(times, pushed);
     }
+    let mut rows = vec![
+        noop.row(
+            &format!("no-op build+push, {name}"),
+            "cargo build --release (no-op)",
+            "<= +0.05 s, 0 uploads",
+            format!(
+                "{} blob uploads in {} runs; {}",
+                noop.uploads,
+                size.runs,
+                same(&noop.digests)
+            ),
+        ),
+        edit.row(
+            &format!("one-line change build+push, {name}"),
+            "cargo build --release (one line)",
+            "<= +0.3 s",
+            format!(
+                "{} blob uploads in {} runs; stevedore links a musl binary with zig, cargo a host one",
+                edit.uploads, size.runs
+            ),
+        ),
+    ];
+    if std::ptr::eq(project, &hello::HELLO) {
+        rows.push(bump_row(&manifest, &cargo, size, stevedore, logs, &tag));
+    }
+    rows
+}
+
+/// The example's Cargo.lock bump: `cc` moved between two versions, built `cc` removed first.
+fn bump_row(
+    manifest: &Path,
+    cargo: &Baselines,
+    size: &Size,
+    stevedore: &push::Stevedore,
+    logs: &Path,
+    tag: &dyn Fn(&str) -> String,
+) -> Row {
     let mut bump = Series::default();
     for i in 0..size.runs {
         // Starts from the example's own version, so the first run is a change too.
@@ -389,52 +438,30 @@ fn example(size: &Size, stevedore: &push::Stevedore, dir: &Path, logs: &Path) ->
             stevedore.target_dir.as_path(),
         ];
         hello::bump(
-            &manifest,
+            manifest,
             version,
             &target_dirs,
             &logs.join("cargo-update.log"),
         );
-        let times = cargo.build(&manifest, logs, "bump");
+        let times = cargo.build(manifest, logs, "bump");
         let log = logs.join(format!("hello-bump-{i}.log"));
         bump.add(
             times,
-            stevedore.push(&manifest, &tag(&format!("b{i}")), &log),
+            stevedore.push(manifest, &tag(&format!("b{i}")), &log),
         );
     }
-    vec![
-        noop.row(
-            "no-op build+push, hello-service",
-            "cargo build --release (no-op)",
-            "<= +0.15 s, 0 uploads",
-            format!(
-                "{} blob uploads in {} runs; {}",
-                noop.uploads,
-                size.runs,
-                same(&noop.digests)
-            ),
+    bump.row(
+        "Cargo.lock bump (cc) build+push, hello-service",
+        "cargo build --release (same bump)",
+        "<= +0.5 s",
+        format!(
+            "cc {} <-> {}, built cc removed first; {} blob uploads in {} runs; stevedore compiles the C code with zig for musl",
+            hello::CC_VERSIONS[0],
+            hello::CC_VERSIONS[1],
+            bump.uploads,
+            size.runs
         ),
-        edit.row(
-            "one-line change build+push, hello-service",
-            "cargo build --release (one line)",
-            "<= +0.3 s",
-            format!(
-                "{} blob uploads in {} runs; stevedore links a musl binary with zig, cargo a host one",
-                edit.uploads, size.runs
-            ),
-        ),
-        bump.row(
-            "Cargo.lock bump (cc) build+push, hello-service",
-            "cargo build --release (same bump)",
-            "<= +0.5 s",
-            format!(
-                "cc {} <-> {}, built cc removed first; {} blob uploads in {} runs; stevedore compiles the C code with zig for musl",
-                hello::CC_VERSIONS[0],
-                hello::CC_VERSIONS[1],
-                bump.uploads,
-                size.runs
-            ),
-        ),
-    ]
+    )
 }
 
 /// Whether every run gave one digest, as an unchanged input must.

@@ -1,5 +1,6 @@
-//! The example service: a no-op build+push and a one-line change, against cargo's own no-op
-//! and one-line builds of the same project.
+//! The projects the bench builds (the example service, and a service of real size): a no-op
+//! build+push and a one-line change, against cargo's own no-op and one-line builds of the same
+//! project; the example's Cargo.lock bump.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -7,51 +8,79 @@ use std::process::Command;
 use super::measure::{self, Run};
 use crate::{fail, project_root};
 
-const FILES: [&str; 5] = [
-    "Cargo.toml",
-    "Cargo.lock",
-    "build.rs",
-    "src/main.rs",
-    "csrc/checksum.c",
-];
-
-/// The line the one-line change edits (in src/main.rs).
-const LINE: &str = r#"_ => format!("hello from {} ({})\n", std::env::consts::ARCH, path),"#;
-
-/// A private copy of examples/hello-service in `dir`, so edits never touch the repository.
-/// Returns its manifest path.
-pub fn copy(dir: &Path) -> PathBuf {
-    let example = project_root().join("examples/hello-service");
-    for file in FILES {
-        let (from, to) = (example.join(file), dir.join(file));
-        std::fs::create_dir_all(to.parent().expect("files have parents"))
-            .unwrap_or_else(|e| fail(&format!("cannot create {}: {e}", to.display())));
-        let same = std::fs::read(&from).ok() == std::fs::read(&to).ok();
-        if !same {
-            std::fs::copy(&from, &to)
-                .unwrap_or_else(|e| fail(&format!("cannot copy {}: {e}", from.display())));
-        }
-    }
-    dir.join("Cargo.toml")
+/// A project the bench builds: a directory of this repository, the files to copy, and the
+/// line its one-line change edits in src/main.rs.
+pub struct Project {
+    /// Its name in row names, tags and logs.
+    pub name: &'static str,
+    dir: &'static str,
+    files: &'static [&'static str],
+    /// The line the one-line change edits (in src/main.rs), and the words in it that get a
+    /// run number after them.
+    line: &'static str,
+    marker: &'static str,
 }
 
-/// Changes one line of the copy's src/main.rs so the binary differs for each `n`.
-pub fn edit(manifest: &Path, n: usize) {
-    let main = manifest.with_file_name("src/main.rs");
-    let original =
-        std::fs::read_to_string(project_root().join("examples/hello-service/src/main.rs"))
-            .unwrap_or_else(|e| fail(&format!("cannot read the example's main.rs: {e}")));
-    if !original.contains(LINE) {
-        fail(&format!(
-            "examples/hello-service/src/main.rs no longer has the line the bench edits: {LINE}"
-        ));
+/// The example service: one C file, 4 crates.
+pub const HELLO: Project = Project {
+    name: "hello-service",
+    dir: "examples/hello-service",
+    files: &[
+        "Cargo.toml",
+        "Cargo.lock",
+        "build.rs",
+        "src/main.rs",
+        "csrc/checksum.c",
+    ],
+    line: r#"_ => format!("hello from {} ({})\n", std::env::consts::ARCH, path),"#,
+    marker: "hello from",
+};
+
+/// A service of real size: axum, tokio, serde and zstd's C library, 72 crates.
+pub const AXUM: Project = Project {
+    name: "axum-service",
+    dir: "examples/axum-service",
+    files: &["Cargo.toml", "Cargo.lock", "src/main.rs"],
+    line: r#"    "ok""#,
+    marker: "ok",
+};
+
+impl Project {
+    /// A private copy of the project in `dir`, so edits never touch the repository. Returns
+    /// its manifest path.
+    pub fn copy(&self, dir: &Path) -> PathBuf {
+        let source = project_root().join(self.dir);
+        for file in self.files {
+            let (from, to) = (source.join(file), dir.join(file));
+            std::fs::create_dir_all(to.parent().expect("files have parents"))
+                .unwrap_or_else(|e| fail(&format!("cannot create {}: {e}", to.display())));
+            let same = std::fs::read(&from).ok() == std::fs::read(&to).ok();
+            if !same {
+                std::fs::copy(&from, &to)
+                    .unwrap_or_else(|e| fail(&format!("cannot copy {}: {e}", from.display())));
+            }
+        }
+        dir.join("Cargo.toml")
     }
-    let edited = original.replace(
-        LINE,
-        &LINE.replace("hello from", &format!("hello ({n}) from")),
-    );
-    std::fs::write(&main, edited)
-        .unwrap_or_else(|e| fail(&format!("cannot write {}: {e}", main.display())));
+
+    /// Changes one line of the copy's src/main.rs so the binary differs for each `n`.
+    pub fn edit(&self, manifest: &Path, n: usize) {
+        let main = manifest.with_file_name("src/main.rs");
+        let source = project_root().join(self.dir).join("src/main.rs");
+        let original = std::fs::read_to_string(&source)
+            .unwrap_or_else(|e| fail(&format!("cannot read {}: {e}", source.display())));
+        if !original.lines().any(|l| l.contains(self.line)) {
+            fail(&format!(
+                "{} no longer has the line the bench edits: {}",
+                source.display(),
+                self.line
+            ));
+        }
+        let marked = format!("{} ({n})", self.marker);
+        let edited = original.replacen(self.line, &self.line.replacen(self.marker, &marked, 1), 1);
+        std::fs::write(&main, edited)
+            .unwrap_or_else(|e| fail(&format!("cannot write {}: {e}", main.display())));
+    }
 }
 
 /// Two versions of the example's one dependency; the lock bump moves between them.

@@ -12,7 +12,7 @@ use super::{hello, mib, same, Peaks, Row, Size};
 const STD_CRATES: [&str; 3] = ["std", "core", "alloc"];
 
 pub fn row(size: &Size, stevedore: &Stevedore, dir: &Path, logs: &Path) -> Row {
-    let manifest = hello::copy(&dir.join("hello-second"));
+    let manifest = hello::HELLO.copy(&dir.join("hello-second"));
     let registry = stevedore
         .base
         .split('/')
