@@ -225,7 +225,8 @@ fn a_kept_metadata_answer_is_not_used_once_a_binary_is_added() {
     let tools = dir.path().join("tools");
     let plan_only = || {
         let mut cmd = stevedore_build_manifest(&manifest);
-        cmd.args(["--tags", "v1"]).env("STEVEDORE_TOOLS_DIR", &tools);
+        cmd.args(["--tags", "v1"])
+            .env("STEVEDORE_TOOLS_DIR", &tools);
         cmd
     };
     for _ in 0..2 {

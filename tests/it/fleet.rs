@@ -33,9 +33,13 @@ fn runner_build(manifest: &Path, target_dir: &Path, base: &str) -> Command {
     cmd
 }
 
-/// Rust compiles sccache counted as (hits, misses).
-fn rust_counts(stats: &serde_json::Value) -> (u64, u64) {
-    let count = |what: &str| stats["stats"][what]["counts"]["Rust"].as_u64().unwrap_or(0);
+/// Compiles of `language` (`Rust`, `C/C++`) sccache counted as (hits, misses).
+fn counts(stats: &serde_json::Value, language: &str) -> (u64, u64) {
+    let count = |what: &str| {
+        stats["stats"][what]["counts"][language]
+            .as_u64()
+            .unwrap_or(0)
+    };
     (count("cache_hits"), count("cache_misses"))
 }
 
@@ -56,12 +60,21 @@ fn sccache_hits_every_dependency_from_a_second_checkout_and_the_digests_match() 
         .envs(sccache.env())
         .env("RUSTC_WRAPPER", sccache.wrapper());
     let one = json(&run_ok(&mut build).stdout);
-    let (hits, misses) = rust_counts(&sccache.stats());
+    let first = sccache.stats();
+    let (hits, misses) = counts(&first, "Rust");
     let compiled = hits + misses;
     assert!(
         compiled > 20,
         "the first build compiles std and its dependencies through sccache: {hits} hits, \
          {misses} misses"
+    );
+    // The fixture's build script compiles csrc/checksum.c with cc-rs, which puts sccache in
+    // front of the C compiler too.
+    let (c_hits, c_misses) = counts(&first, "C/C++");
+    let c_compiled = c_hits + c_misses;
+    assert!(
+        c_compiled >= 1,
+        "no C compile went through sccache: {first:#}"
     );
 
     // Runner two: another path, another target dir, and the wrapper from cargo's config
@@ -82,7 +95,7 @@ fn sccache_hits_every_dependency_from_a_second_checkout_and_the_digests_match() 
     build.envs(sccache.env()).current_dir(checkout);
     let two = json(&run_ok(&mut build).stdout);
     let stats = sccache.stats();
-    let (hits, misses) = rust_counts(&stats);
+    let (hits, misses) = counts(&stats, "Rust");
     eprintln!(
         "second checkout: {hits} Rust cache hits, {misses} misses (first compiled {compiled})"
     );
@@ -90,6 +103,12 @@ fn sccache_hits_every_dependency_from_a_second_checkout_and_the_digests_match() 
         (hits, misses),
         (compiled, 0),
         "every crate the first build compiled through sccache hits from the second checkout: {stats:#}"
+    );
+    assert_eq!(
+        counts(&stats, "C/C++"),
+        (c_compiled, 0),
+        "every C file the first build compiled hits from the second checkout (no checkout or \
+         target-dir path in the C compiler's arguments): {stats:#}"
     );
 
     assert_eq!(one["index"], two["index"], "the index digests differ");

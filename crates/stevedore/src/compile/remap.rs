@@ -59,18 +59,12 @@ impl Remaps {
         flags("--remap-path-prefix=", &self.machine)
     }
 
-    /// The same map for C compilers: `-ffile-prefix-map` covers `__FILE__` and debug info.
+    /// The machine's map for C compilers: `-ffile-prefix-map` covers `__FILE__` and debug
+    /// info. The target dir's and the workspace's are added by the zig `cc` script from the
+    /// environment ([`c_remap_script`]): in CFLAGS, which a compile cache hashes, every C file
+    /// would miss from a checkout at another path or with another target dir.
     pub(super) fn c_flags(&self) -> Vec<String> {
-        let target = (self.target_dir.clone(), TARGET_NAME.to_owned());
-        let workspace = (self.workspace.clone(), WORKSPACE_NAME.to_owned());
-        // The target dir again after the workspace: it is often inside it.
-        let all: Vec<_> = self
-            .machine
-            .iter()
-            .cloned()
-            .chain([target.clone(), workspace, target])
-            .collect();
-        flags("-ffile-prefix-map=", &all)
+        flags("-ffile-prefix-map=", &self.machine)
     }
 
     /// Writes the wrapper that gives workspace members their remap (and the planned binary its
@@ -153,9 +147,66 @@ impl Remaps {
 /// The name the workspace gets inside binaries.
 const WORKSPACE_NAME: &str = "/src";
 
+/// Shell lines for a C compiler script, run when it compiles (`-c`, `-E`, `-S`; not when it
+/// links): the target dir's and the workspace's `-ffile-prefix-map`, read from the
+/// environment the build gives cargo. The target dir comes again after the workspace, which
+/// often holds it: the last matching map wins.
+pub(super) fn c_remap_script() -> String {
+    let (target, workspace) = (crate::env::REMAP_TARGET_DIR, crate::env::REMAP_WORKSPACE);
+    let map = |var: &str, to: &str| {
+        format!(
+            "  if [ -n \"${var}\" ]; then set -- \"$@\" \"-ffile-prefix-map=${var}={to}\"; fi\n"
+        )
+    };
+    format!(
+        "case \" $* \" in *\" -c \"*|*\" -E \"*|*\" -S \"*)\n{}{}{};;\nesac\n",
+        map(target, TARGET_NAME),
+        map(workspace, WORKSPACE_NAME),
+        map(target, TARGET_NAME),
+    )
+}
+
 fn flags(option: &str, pairs: &[(PathBuf, String)]) -> Vec<String> {
     pairs
         .iter()
         .map(|(from, to)| format!("{option}{}={to}", from.display()))
         .collect()
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+
+    /// The arguments a script made of [`c_remap_script`] ends with, given `args`.
+    fn remapped(args: &[&str]) -> Vec<String> {
+        let script = format!("{}printf '%s\\n' \"$@\"\n", c_remap_script());
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .arg("cc")
+            .args(args)
+            .env(crate::env::REMAP_TARGET_DIR, "/w/target")
+            .env(crate::env::REMAP_WORKSPACE, "/w")
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(String::from)
+            .collect()
+    }
+
+    #[test]
+    fn c_compiles_get_the_target_dir_and_workspace_maps_and_links_none() {
+        let maps = [
+            "-ffile-prefix-map=/w/target=/target",
+            "-ffile-prefix-map=/w=/src",
+            "-ffile-prefix-map=/w/target=/target",
+        ];
+        let compiled = remapped(&["-O2", "-c", "a b.c", "-o", "a.o"]);
+        assert_eq!(compiled[..5], ["-O2", "-c", "a b.c", "-o", "a.o"]);
+        assert_eq!(compiled[5..], maps);
+        assert_eq!(remapped(&["-E", "x.c"])[2..], maps);
+        assert_eq!(remapped(&["a.o", "-o", "app"]), ["a.o", "-o", "app"]);
+    }
 }

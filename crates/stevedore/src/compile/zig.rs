@@ -371,7 +371,8 @@ pub(super) fn write_zig_wrappers(
     let cc = format!(
         "#!/bin/sh\n# Written by stevedore: links and compiles C for {target} with zig.\n\
          for a do shift; case \"$a\" in --target=*) continue;; esac; set -- \"$@\" \"$a\"; done\n\
-         exec {zig_cmd} cc -target {zig_triple} \"$@\"\n"
+         {}exec {zig_cmd} cc -target {zig_triple} \"$@\"\n",
+        super::remap::c_remap_script()
     );
     let ar = format!("#!/bin/sh\n# Written by stevedore.\nexec {zig_cmd} ar \"$@\"\n");
     let dir = dir.join(content_name(target, &[&cc, &ar]));
