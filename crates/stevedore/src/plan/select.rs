@@ -45,15 +45,17 @@ pub(super) fn select<'m>(
     Ok((package, bin))
 }
 
-/// Every binary of the package the options select (for `--all-bins`).
-pub(crate) fn binaries(opts: &BuildOptions) -> Result<Vec<String>, PlanError> {
+/// `cargo metadata` of the project the options name, resolved as every build resolves it.
+fn metadata_of(opts: &BuildOptions) -> Result<Metadata, PlanError> {
     let manifest = manifest_path(opts.manifest_path.as_deref())?;
     let toolchain = Toolchain::from_name(opts.toolchain.as_deref());
-    let metadata = run_metadata(
-        &toolchain,
-        &manifest,
-        &resolve_flags(opts.offline, opts.locked),
-    )?;
+    let flags = resolve_flags(opts.offline, opts.locked);
+    run_metadata(&toolchain, &manifest, &flags)
+}
+
+/// Every binary of the package the options select (for `--all-bins`).
+pub(crate) fn binaries(opts: &BuildOptions) -> Result<Vec<String>, PlanError> {
+    let metadata = metadata_of(opts)?;
     let package = select_package(&metadata, opts)?;
     let bins: Vec<String> = bin_names(package).map(str::to_owned).collect();
     match bins.is_empty() {
@@ -70,13 +72,7 @@ pub(crate) fn workspace_binaries(
     opts: &BuildOptions,
     packages: &[String],
 ) -> Result<Vec<(String, Vec<String>)>, PlanError> {
-    let manifest = manifest_path(opts.manifest_path.as_deref())?;
-    let toolchain = Toolchain::from_name(opts.toolchain.as_deref());
-    let metadata = run_metadata(
-        &toolchain,
-        &manifest,
-        &resolve_flags(opts.offline, opts.locked),
-    )?;
+    let metadata = metadata_of(opts)?;
     let members = metadata.workspace_packages();
     let mut chosen = Vec::new();
     for name in packages {
@@ -112,13 +108,7 @@ pub(crate) fn workspace_binaries(
 /// The workspace root and the bases its images build on: the selected package's, or with no
 /// package selected every package with a binary (what `cargo stevedore lock` pins).
 pub(crate) fn workspace_bases(opts: &BuildOptions) -> Result<(PathBuf, Vec<Base>), PlanError> {
-    let manifest = manifest_path(opts.manifest_path.as_deref())?;
-    let toolchain = Toolchain::from_name(opts.toolchain.as_deref());
-    let metadata = run_metadata(
-        &toolchain,
-        &manifest,
-        &resolve_flags(opts.offline, opts.locked),
-    )?;
+    let metadata = metadata_of(opts)?;
     let packages = match &opts.package {
         Some(_) => vec![select_package(&metadata, opts)?],
         None => metadata
