@@ -35,6 +35,16 @@ pub(crate) enum Error {
     /// `resolve`: some references could not be built or pushed; each is named with its error.
     #[error("{}", failures_report(&format!("{} could not be resolved, so nothing was written", count(failures.len(), "reference")), failures))]
     Resolve { failures: Vec<(String, Error)> },
+    /// `man`: the pages cannot be written.
+    #[error(
+        "cannot write the manual pages to {}: give a directory you can write to",
+        shown(dir)
+    )]
+    Man {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     /// `apply`: kubectl could not be started.
     #[error(
         "cannot run `{program}`: install kubectl (Debian: `apt-get install kubernetes-client`) \

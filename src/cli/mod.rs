@@ -92,6 +92,26 @@ enum Command {
     Login(login::LoginArgs),
     /// Forget the credential `login` kept for a registry.
     Logout(login::LogoutArgs),
+    /// Print a completion script for cargo-stevedore (e.g. `cargo stevedore completions bash >
+    /// ~/.local/share/bash-completion/completions/cargo-stevedore`).
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff: `cargo stevedore man | man -l -`), or with --dir write one
+    /// page per command there (cargo-stevedore.1, cargo-stevedore-build.1, …).
+    Man(ManArgs),
+}
+
+#[derive(Debug, Args)]
+struct CompletionsArgs {
+    /// The shell to complete in.
+    #[arg(value_enum)]
+    shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+struct ManArgs {
+    /// Write a page for every command into this directory instead of printing the main page.
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -298,6 +318,8 @@ pub fn main() -> ExitCode {
         Command::Debuginfo(args) => debuginfo::run(args),
         Command::Login(args) => login::login(args),
         Command::Logout(args) => login::logout(args),
+        Command::Completions(args) => completions(args.shell),
+        Command::Man(args) => man(args.dir),
         Command::Resolve(args) => resolve::resolve(*args),
         Command::Apply(args) => match resolve::apply(*args) {
             Ok(code) => return code,
@@ -311,6 +333,37 @@ pub fn main() -> ExitCode {
             Exit::of(&e).into()
         }
     }
+}
+
+/// The command line as the cargo-stevedore executable sees it, for the generators.
+fn command() -> clap::Command {
+    use clap::CommandFactory;
+    Cli::command()
+        .name("cargo-stevedore")
+        .bin_name("cargo-stevedore")
+}
+
+fn completions(shell: clap_complete::Shell) -> Result<(), Error> {
+    clap_complete::generate(
+        shell,
+        &mut command(),
+        "cargo-stevedore",
+        &mut std::io::stdout(),
+    );
+    Ok(())
+}
+
+fn man(dir: Option<PathBuf>) -> Result<(), Error> {
+    let written = match &dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).and_then(|()| clap_mangen::generate_to(command(), dir))
+        }
+        None => clap_mangen::Man::new(command()).render(&mut std::io::stdout()),
+    };
+    written.map_err(|source| Error::Man {
+        dir: dir.unwrap_or_else(|| "-".into()),
+        source,
+    })
 }
 
 /// The arguments without the `stevedore` that cargo inserts when run as `cargo stevedore`.

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::util::*;
+use stevedore_testbed as testbed;
 
 fn repository() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -128,4 +129,60 @@ fn the_crates_package_with_their_readme_and_licenses_and_nothing_else() {
             .env("CARGO_TARGET_DIR", target.path())
             .current_dir(repository()),
     );
+}
+
+/// `completions bash` is a script bash loads, whose function completes a subcommand; `man`
+/// renders with groff, and `man --dir` writes a page per command, flags included.
+#[test]
+fn completions_load_in_bash_and_the_manual_pages_render() {
+    let exe = env!("CARGO_BIN_EXE_cargo-stevedore");
+    let script = run_ok(Command::new(exe).args(["completions", "bash"])).stdout;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("cargo-stevedore.bash");
+    std::fs::write(&file, script).unwrap();
+    // The function `complete` registered, asked for `cargo-stevedore reb<TAB>`.
+    let ask = format!(
+        "source {} && f=$(complete -p cargo-stevedore | sed 's/.*-F \\([^ ]*\\) .*/\\1/') && \
+         COMP_WORDS=(cargo-stevedore reb) COMP_CWORD=1 COMP_LINE='cargo-stevedore reb' \
+         COMP_POINT=19 && $f cargo-stevedore reb cargo-stevedore && echo \"${{COMPREPLY[@]}}\"",
+        file.display()
+    );
+    let bash = testbed::require_tool("bash");
+    let offered = text(&run_ok(Command::new(bash).args(["-c", &ask])).stdout);
+    assert_eq!(offered.trim(), "rebase", "completing `reb`");
+
+    let groff = testbed::require_tool("groff");
+    // -k: the help texts are UTF-8, which man-db feeds through preconv as -k does.
+    let render = |page: &Path| {
+        let out = run_ok(
+            Command::new(&groff)
+                .args(["-k", "-man", "-Tutf8", "-ww"])
+                .arg(page),
+        );
+        assert!(out.stderr.is_empty(), "groff warned: {}", text(&out.stderr));
+        // groff -Tutf8 into a pipe overstrikes (`c BACKSPACE c`); a reader sees the last.
+        let mut plain = String::new();
+        for c in text(&out.stdout).chars() {
+            match c {
+                '\u{8}' => drop(plain.pop()),
+                c => plain.push(c),
+            }
+        }
+        plain
+    };
+    let main = dir.path().join("main.1");
+    std::fs::write(&main, run_ok(Command::new(exe).arg("man")).stdout).unwrap();
+    let page = render(&main);
+    assert!(
+        page.contains("rebase") && page.contains("outdated"),
+        "{page}"
+    );
+    let pages = dir.path().join("man1");
+    run_ok(Command::new(exe).arg("man").arg("--dir").arg(&pages));
+    let build = render(&pages.join("cargo-stevedore-build.1"));
+    assert!(
+        build.contains("--tags") && build.contains("--push"),
+        "{build}"
+    );
+    assert!(pages.join("cargo-stevedore-index-create.1").is_file());
 }
