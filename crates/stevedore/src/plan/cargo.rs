@@ -41,20 +41,21 @@ pub(super) fn run_metadata(
     cmd.args(["metadata", "--format-version", "1", "--manifest-path"])
         .arg(manifest)
         .args(flags);
-    through_shim(toolchain, &mut cmd);
     let parse =
         |json: &str| cargo_metadata::MetadataCommand::parse(json).map_err(PlanError::MetadataParse);
     let Some(cargo) = on_path(cmd.get_program()) else {
-        return parse(&run(&mut cmd, manifest)?);
+        return parse(&run(toolchain, &mut cmd, manifest)?);
     };
     let args: Vec<String> = cmd
         .get_args()
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
-    kept::metadata(&cargo, &args, || run(&mut cmd, manifest), parse)
+    kept::metadata(&cargo, &args, || run(toolchain, &mut cmd, manifest), parse)
 }
 
-fn run(cmd: &mut Command, manifest: &Path) -> Result<String, PlanError> {
+/// Runs `cargo metadata` through the rustc shim (written only now: a kept answer needs none).
+fn run(toolchain: &Toolchain, cmd: &mut Command, manifest: &Path) -> Result<String, PlanError> {
+    through_shim(toolchain, cmd);
     run_capture(cmd).map_err(|source| PlanError::Metadata {
         manifest: manifest.to_path_buf(),
         source,

@@ -6,7 +6,7 @@
 //! of every package in the workspace or reached by path and the names in the directories cargo
 //! finds its targets in (a new `src/bin/NAME.rs` is a new binary), the directories a `members`
 //! glob lists, cargo's config files and the rust-toolchain files from the working directory and the
-//! manifest's upwards (and `$CARGO_HOME`'s config), the cargo that answered (path and file
+//! workspace root upwards (and `$CARGO_HOME`'s config), the cargo that answered (path and file
 //! identity), the environment cargo reads (`CARGO_*` but its terminal settings, `RUSTUP_TOOLCHAIN`,
 //! `HOME`) and the working directory. Registry and git packages are pinned by Cargo.lock. A
 //! config file's `include` is not followed. An answer is kept only when no file it was read
@@ -21,7 +21,7 @@ use crate::toolchain::files::{tools_dir, write_file};
 use crate::toolchain::identity;
 
 /// The kept answer for `cargo` run with `args`, when everything it was read from is as it
-/// was; else `run`'s, kept for next time. Returns the JSON and the parsed metadata.
+/// was; else `run`'s, kept for next time; parsed by `parse` either way.
 pub(super) fn metadata<E>(
     cargo: &Path,
     args: &[String],
@@ -75,10 +75,11 @@ fn slot_name(cargo: &Path, args: &[String]) -> String {
 
 /// The kept JSON, if its record's key is the key over its inputs now.
 fn still_true(slot: &Path, cargo: &Path, args: &[String]) -> Option<String> {
-    let text = std::fs::read_to_string(slot).ok()?;
-    let (record, json) = text.split_once('\n')?;
-    let record: Record = serde_json::from_str(record).ok()?;
-    (record.key == key(cargo, args, &record.inputs)).then(|| json.to_owned())
+    let mut text = std::fs::read_to_string(slot).ok()?;
+    // The JSON is most of the file (hundreds of KB for a real service): split off, not copied.
+    let json = text.split_off(text.find('\n')? + 1);
+    let record: Record = serde_json::from_str(&text).ok()?;
+    (record.key == key(cargo, args, &record.inputs)).then_some(json)
 }
 
 fn keep(slot: &Path, record: &Record, json: &str) -> std::io::Result<()> {
@@ -91,14 +92,16 @@ fn keep(slot: &Path, record: &Record, json: &str) -> std::io::Result<()> {
 /// Everything the answer in `metadata` was read from.
 fn inputs(metadata: &Metadata) -> Vec<Input> {
     let root = metadata.workspace_root.as_std_path();
+    // Path packages (the workspace's and those reached by path): their manifests and the
+    // directories their targets are found in.
+    let local: Vec<&Path> = metadata
+        .packages
+        .iter()
+        .filter(|p| p.source.is_none())
+        .map(|p| p.manifest_path.as_std_path())
+        .collect();
     let mut files = vec![root.join("Cargo.lock")];
-    files.extend(
-        metadata
-            .packages
-            .iter()
-            .filter(|p| p.source.is_none())
-            .map(|p| p.manifest_path.clone().into_std_path_buf()),
-    );
+    files.extend(local.iter().map(|m| m.to_path_buf()));
     let mut dirs: Vec<PathBuf> = std::env::current_dir().into_iter().collect();
     dirs.push(root.to_path_buf());
     for dir in &dirs {
@@ -120,10 +123,8 @@ fn inputs(metadata: &Metadata) -> Vec<Input> {
     files.dedup();
     let mut inputs: Vec<Input> = files.into_iter().map(Input::File).collect();
     inputs.extend(member_globs(root).into_iter().map(Input::Listing));
-    for package in metadata.packages.iter().filter(|p| p.source.is_none()) {
-        let dir = package.manifest_path.parent().map(|d| d.as_std_path());
-        inputs.extend(dir.into_iter().flat_map(target_dirs).map(Input::Listing));
-    }
+    let package_dirs = local.iter().filter_map(|m| m.parent());
+    inputs.extend(package_dirs.flat_map(target_dirs).map(Input::Listing));
     inputs
 }
 
