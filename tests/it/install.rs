@@ -15,14 +15,16 @@ fn cargo() -> Command {
     Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
 }
 
-/// The target dir these tests were built in: `cargo install` finds cargo-stevedore's
-/// dependencies there already compiled instead of compiling all of them again.
-fn this_target_dir() -> PathBuf {
+/// A target dir for `cargo install` inside the one these tests were built in, so a CI cache
+/// that keeps the one keeps the other. Not that one itself: `cargo install` builds without the
+/// dev-dependencies' features, so it would relink `debug/cargo-stevedore` while other tests run
+/// it (they failed with "No such file or directory" in the moment between unlink and link).
+fn install_target_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     exe.ancestors()
         .nth(3)
         .expect("TARGET/PROFILE/deps/it-HASH")
-        .to_path_buf()
+        .join("cargo-install")
 }
 
 /// `cargo install --locked` of this repository (`--path`), then the installed
@@ -34,7 +36,7 @@ fn install_and_run(source: &[&str]) -> String {
             .args(["install", "--locked", "--debug", "--quiet", "--root"])
             .arg(root.path())
             .args(source)
-            .env("CARGO_TARGET_DIR", this_target_dir())
+            .env("CARGO_TARGET_DIR", install_target_dir())
             .current_dir(root.path()),
     );
     let installed = root.path().join("bin/cargo-stevedore");
