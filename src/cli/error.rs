@@ -35,6 +35,27 @@ pub(crate) enum Error {
     /// `resolve`: some references could not be built or pushed; each is named with its error.
     #[error("{}", failures_report(&format!("{} could not be resolved, so nothing was written", count(failures.len(), "reference")), failures))]
     Resolve { failures: Vec<(String, Error)> },
+    /// `rebase -f FILE`: the list cannot be read.
+    #[error(
+        "cannot read {}: pass a file of image references, one per line, or `-` for stdin",
+        shown(path)
+    )]
+    ReadList {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// `rebase -f FILE`: a line is no image reference.
+    #[error(
+        "line {line} of {} is not an image reference ({message}): each line is \
+         REGISTRY/REPO:TAG, REGISTRY/REPO@DIGEST, oci-layout=DIR or oci-archive=FILE.tar",
+        shown(path)
+    )]
+    ListedReference {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
     /// `man`: the pages cannot be written.
     #[error(
         "cannot write the manual pages to {}: give a directory you can write to",

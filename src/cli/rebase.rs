@@ -1,7 +1,7 @@
 //! `rebase` and `outdated`: a published image put on a new base without compiling, and the
 //! images (or `stevedore.lock` pins) whose base tag has moved.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Args;
 
@@ -19,9 +19,20 @@ pub(super) struct RebaseArgs {
     /// oci-archive=FILE.tar. Its platforms are the ones rebased (`--platform` is not used).
     #[arg(
         value_name = "REF|oci-layout=DIR|oci-archive=FILE",
-        required_unless_present = "workspace"
+        required_unless_present_any = ["workspace", "file"]
     )]
     published: Option<Location>,
+    /// Rebase each image FILE lists, one reference per line (`-` reads stdin; blank lines and
+    /// `#` comments are skipped), e.g. what `build --image-refs` wrote: platform manifests and
+    /// attached SBOMs, provenance and signatures are passed over. Each is pushed to the names
+    /// of the binary it holds, as --workspace names them.
+    #[arg(
+        short = 'f',
+        long,
+        value_name = "FILE",
+        conflicts_with_all = ["published", "workspace", "tag"]
+    )]
+    file: Option<PathBuf>,
     /// Rebase the image of every binary package of the workspace (or of `-p`), each read from
     /// and pushed to its own name ($STEVEDORE_REPO/BIN or the package's `repository`).
     #[arg(long, conflicts_with_all = ["published", "tag"])]
@@ -79,14 +90,15 @@ pub(super) fn rebase(args: RebaseArgs) -> Result<(), Error> {
         build = build.output(output);
     }
     let build = args.registry.apply(build);
-    let outcomes = match &args.published {
-        Some(published) => vec![build.rebase(published)?],
-        None => build.rebase_workspace(&packages)?,
+    let outcomes = match (&args.published, &args.file) {
+        (Some(published), _) => vec![build.rebase(published)?],
+        (None, Some(file)) => build.rebase_listed(&packages, &listed(file)?)?,
+        (None, None) => build.rebase_workspace(&packages)?,
     };
     if args.json {
         let results: Vec<_> = outcomes.iter().map(outcome_json).collect();
-        match (args.workspace, results.as_slice()) {
-            (false, [one]) => println!("{one:#}"),
+        match (args.published.is_some(), results.as_slice()) {
+            (true, [one]) => println!("{one:#}"),
             _ => println!("{:#}", serde_json::Value::Array(results)),
         }
         return Ok(());
@@ -100,6 +112,34 @@ pub(super) fn rebase(args: RebaseArgs) -> Result<(), Error> {
         }
     }
     Ok(())
+}
+
+/// The references `rebase -f FILE` lists, one per line.
+fn listed(file: &Path) -> Result<Vec<Location>, Error> {
+    let text = match file == Path::new("-") {
+        true => std::io::read_to_string(std::io::stdin()),
+        false => std::fs::read_to_string(file),
+    };
+    let text = text.map_err(|source| Error::ReadList {
+        path: file.to_path_buf(),
+        source,
+    })?;
+    let mut listed = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let location = line
+            .parse::<Location>()
+            .map_err(|e| Error::ListedReference {
+                path: file.to_path_buf(),
+                line: n + 1,
+                message: e.to_string(),
+            })?;
+        listed.push(location);
+    }
+    Ok(listed)
 }
 
 pub(super) fn outdated(args: OutdatedArgs) -> Result<(), Error> {

@@ -37,16 +37,29 @@ impl Exit {
         match error {
             Error::Mismatch { .. } | Error::Unsigned { .. } => Exit::Differs,
             Error::Outdated { .. } => Exit::Outdated,
-            Error::Library(e) => match e.kind() {
-                ErrorKind::Verify(VerifyError::NoDebuginfo { .. }) => Exit::NoDebuginfo,
-                ErrorKind::Rebase(
-                    RebaseError::NotOurs { .. }
-                    | RebaseError::BaseLayers { .. }
-                    | RebaseError::NoApplication { .. }
-                    | RebaseError::OtherCheckout { .. },
-                ) => Exit::Refused,
-                _ => Exit::Failure,
-            },
+            Error::Library(e) => Exit::of_library(e.kind()),
+            _ => Exit::Failure,
+        }
+    }
+
+    /// Several images (`rebase --workspace`, `rebase -f`): refused when every one that failed
+    /// was refused, so a fleet job can tell "not ours" from a broken registry.
+    fn of_library(kind: &ErrorKind) -> Exit {
+        match kind {
+            ErrorKind::Verify(VerifyError::NoDebuginfo { .. }) => Exit::NoDebuginfo,
+            ErrorKind::Rebase(
+                RebaseError::NotOurs { .. }
+                | RebaseError::BaseLayers { .. }
+                | RebaseError::NoApplication { .. }
+                | RebaseError::OtherCheckout { .. },
+            ) => Exit::Refused,
+            ErrorKind::Images { failures, .. }
+                if failures
+                    .iter()
+                    .all(|(_, e)| Exit::of_library(e.kind()) == Exit::Refused) =>
+            {
+                Exit::Refused
+            }
             _ => Exit::Failure,
         }
     }

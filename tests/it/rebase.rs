@@ -18,7 +18,7 @@ const PLATFORMS: &str = "linux/amd64,linux/arm64";
 fn rebase_onto_a_new_base_is_the_build_on_it_and_compiles_nothing() {
     let registry = Registry::start(Mode::Http);
     let base_a = registry.push_base();
-    let base_b = push_base_b(&registry);
+    let base_b = registry.push_fixed_base("b", "base B\n");
     let work = tempfile::tempdir().unwrap();
     // A copy of its own: the runs below write its stevedore.lock.
     let manifest = copy_fixture("hello", &work.path().join("hello"));
@@ -214,7 +214,7 @@ fn outdated_names_a_moved_base_tag_and_rebase_onto_it_is_the_next_build() {
     assert!(text(&fresh.stdout).contains("up to date"));
 
     // The stand-in's tag moves to B.
-    push_base_b_as(&registry, "nonroot");
+    registry.push_fixed_base("nonroot", "base B\n");
     let out = outdated().arg(&image).output().unwrap();
     let listed = text(&out.stdout);
     assert_eq!(out.status.code(), Some(6), "{listed}{}", text(&out.stderr));
@@ -289,7 +289,7 @@ fn rebase_workspace_puts_every_service_on_the_moved_base_as_the_next_build_would
         by_bin
     };
     let on_a = digests("build", &["--platform", "linux/amd64", "--push"]);
-    push_base_b_as(&registry, "nonroot");
+    registry.push_fixed_base("nonroot", "base B\n");
     let rebased = digests("rebase", &["--push"]);
     assert_eq!(rebased.len(), 2, "{rebased:?}");
     assert_ne!(rebased, on_a, "the base moved");
@@ -298,11 +298,106 @@ fn rebase_workspace_puts_every_service_on_the_moved_base_as_the_next_build_would
     assert_eq!(rebased, next);
 }
 
+/// `rebase -f FILE` with what `build --image-refs` wrote: the images are rebased (each to its
+/// binary's names, as the next build names them) and the rest of the list (SBOMs, provenance,
+/// signatures) is passed over. When every image that fails is refused, the exit code is 5.
+#[test]
+fn rebase_of_a_listed_fleet_is_the_next_build_and_refusals_exit_5() {
+    let registry = Registry::start(Mode::Http);
+    let base = registry.push_base();
+    let work = tempfile::tempdir().unwrap();
+    let manifest = copy_fixture("services", &work.path().join("services"));
+    let _ = std::fs::remove_file(manifest.with_file_name("stevedore.lock"));
+    let (key, _, _) = keys(work.path(), "P-256");
+    let repo = format!("{}/listed", registry.addr());
+    let refs = work.path().join("refs.txt");
+    let run = |subcommand: &str, args: &[&str]| {
+        let mut cmd = stevedore_on(subcommand, &manifest);
+        cmd.env("STEVEDORE_REPO", &repo)
+            .args(["--json", "--base", &base])
+            .args(args);
+        cmd
+    };
+    let by_bin = |results: &Value| -> Vec<(String, String)> {
+        let mut found: Vec<_> = results
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| (r["bin"].to_string(), r["digest"].to_string()))
+            .collect();
+        found.sort();
+        found
+    };
+    let mut build = run(
+        "build",
+        &["--workspace", "--platform", "linux/amd64", "--push"],
+    );
+    build
+        .arg("--sign-key")
+        .arg(&key)
+        .arg("--image-refs")
+        .arg(&refs);
+    let on_a = by_bin(&json(&run_ok(&mut build).stdout));
+    let listed = std::fs::read_to_string(&refs).unwrap();
+    assert!(listed.lines().count() > 4, "{listed}");
+    registry.push_fixed_base("nonroot", "base B\n");
+
+    let target = work.path().join("rebase-target");
+    std::fs::create_dir(&target).unwrap();
+    let mut rebase = run("rebase", &["--push", "-f"]);
+    rebase.arg(&refs).env("CARGO_TARGET_DIR", &target);
+    let results = json(&run_ok(&mut rebase).stdout);
+    let rebased = by_bin(&results);
+    assert_eq!(std::fs::read_dir(&target).unwrap().count(), 0, "cargo ran");
+    assert_eq!(rebased.len(), 2, "{rebased:?}");
+    assert_ne!(rebased, on_a, "the base moved");
+    let out = format!("oci-layout={}", work.path().join("next").display());
+    let next = run(
+        "build",
+        &["--workspace", "--platform", "linux/amd64", "--output", &out],
+    );
+    assert_eq!(rebased, by_bin(&json(&run_ok(&mut { next }).stdout)));
+
+    // alpha built with a label this checkout's settings do not give: refused; beta is
+    // rebased; the exit code says every failure was a refusal.
+    let other = format!("{}/listed/other:1", registry.addr());
+    run_ok(&mut run(
+        "build",
+        &[
+            "-p",
+            "alpha",
+            "--platform",
+            "linux/amd64",
+            "--label",
+            "x=y",
+            "-t",
+            &other,
+            "--push",
+        ],
+    ));
+    let beta = results
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["bin"] == "beta")
+        .map(|r| r["tags"][0].as_str().unwrap().to_owned())
+        .unwrap();
+    std::fs::write(&refs, format!("# two\n{other}\n\n{beta}\n")).unwrap();
+    let mut fleet = run("rebase", &["--push", "-f"]);
+    fleet.arg(&refs);
+    let refused = run_exit(&mut fleet, 5);
+    assert!(
+        refused.contains("1 of 2 images failed")
+            && refused.contains("not built from this checkout"),
+        "{refused}"
+    );
+}
+
 #[test]
 fn with_zstd_and_split_debuginfo_rebase_gives_the_builds_digests_and_referrers() {
     let registry = Registry::start(Mode::Http);
     let base_a = registry.push_base();
-    let base_b = push_base_b(&registry);
+    let base_b = registry.push_fixed_base("b", "base B\n");
     let work = tempfile::tempdir().unwrap();
     let manifest = copy_fixture("hello", &work.path().join("hello"));
     let flags = [
@@ -360,7 +455,7 @@ fn with_zstd_and_split_debuginfo_rebase_gives_the_builds_digests_and_referrers()
 fn a_single_platform_image_rebased_is_the_build_on_the_new_base() {
     let registry = Registry::start(Mode::Http);
     let base_a = registry.push_base();
-    let base_b = push_base_b(&registry);
+    let base_b = registry.push_fixed_base("b", "base B\n");
     let work = tempfile::tempdir().unwrap();
     let manifest = copy_fixture("hello", &work.path().join("hello"));
     let layout = |name: &str| format!("oci-layout={}", work.path().join(name).display());
@@ -440,58 +535,6 @@ fn an_image_not_on_its_recorded_base_or_not_stevedores_is_refused() {
     );
     assert!(foreign.contains("was not built by stevedore"), "{foreign}");
     assert!(!out.exists(), "a refused rebase wrote {}", out.display());
-}
-
-/// Base B: the stand-in with one more layer (a file A lacks), pushed as
-/// `distroless/static-debian12:b`; returns its reference.
-fn push_base_b(registry: &Registry) -> String {
-    push_base_b_as(registry, "b")
-}
-
-/// Base B pushed as `distroless/static-debian12:TAG`; returns its reference.
-fn push_base_b_as(registry: &Registry, tag: &str) -> String {
-    let work = tempfile::tempdir().unwrap();
-    let layout = work.path().join("b");
-    let (tar, gz) = layer_with("etc/base-b", b"base B\n");
-    edit_layout(
-        testbed::base_layout(),
-        &layout,
-        |m| m["annotations"]["org.opencontainers.image.ref.name"] == "nonroot",
-        |layout, manifest, config| {
-            let (digest, size) = write_blob(layout, &gz);
-            manifest["layers"].as_array_mut().unwrap().push(json!({
-                "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
-                "digest": digest, "size": size,
-            }));
-            config["rootfs"]["diff_ids"]
-                .as_array_mut()
-                .unwrap()
-                .push(json!(sha256(&tar)));
-        },
-    );
-    let image = format!("{}/{}:{tag}", registry.addr(), testbed::BASE_REPOSITORY);
-    run_ok(
-        Command::new(testbed::require_tool("skopeo"))
-            .args(["copy", "--quiet", "--all"])
-            .args(registry.skopeo_flags(Side::Dest))
-            .arg(format!("oci:{}:nonroot", layout.display()))
-            .arg(format!("docker://{image}")),
-    );
-    image
-}
-
-/// The uncompressed and gzipped bytes of a layer holding one file.
-fn layer_with(path: &str, content: &[u8]) -> (Vec<u8>, Vec<u8>) {
-    let mut builder = tar::Builder::new(Vec::new());
-    let mut header = tar::Header::new_gnu();
-    header.set_size(content.len() as u64);
-    header.set_mode(0o644);
-    header.set_mtime(0);
-    builder.append_data(&mut header, path, content).unwrap();
-    let tar = builder.into_inner().unwrap();
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    std::io::Write::write_all(&mut gz, &tar).unwrap();
-    (tar, gz.finish().unwrap())
 }
 
 /// An image's (not a referrer's) entry in a layout's `index.json`.

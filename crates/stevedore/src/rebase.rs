@@ -7,6 +7,8 @@
 //! byte (`Build::rebase` asks `verify::compare`). Then the image on the new base goes through
 //! the build's own `pipeline::assemble_all`, so it is the image `build --base NEW` writes.
 
+pub(crate) mod listed;
+
 use oci_spec::image::{Descriptor as SpecDescriptor, ImageConfiguration, MediaType};
 
 use crate::assemble::{ANNOTATION_BASE_DIGEST, ANNOTATION_BASE_NAME};

@@ -72,6 +72,64 @@ pub fn base_layout() -> &'static Path {
     })
 }
 
+/// The stand-in as distroless publishes a fix: `:nonroot` with one more layer, holding
+/// `/etc/base-fix` with `note` in it, on both platforms; `:latest` as it was. An OCI layout in
+/// a new scratch directory (dropped with the returned guard), `layout` inside it.
+pub fn fixed_base_layout(note: &str) -> (tempfile::TempDir, PathBuf) {
+    let work = crate::scratch_dir("fixed-base-");
+    let layout = work.path().join("layout");
+    run_ok(Command::new("cp").arg("-r").arg(base_layout()).arg(&layout));
+    // GNU tar writes the layer: umoci 0.4's `insert` leaves a single file's tar unpadded and
+    // unterminated, which tar readers (GNU tar too) refuse.
+    let root = work.path().join("root");
+    mkdir(&root.join("etc"), 0o755);
+    write(&root.join("etc/base-fix"), note.as_bytes(), 0o644);
+    let tar = work.path().join("fix.tar");
+    run_ok(
+        Command::new(require_tool("tar"))
+            .args(["--sort=name", "--owner=0", "--group=0", "--numeric-owner"])
+            .arg(format!("--mtime=@{EPOCH}"))
+            .arg("-cf")
+            .arg(&tar)
+            .arg("-C")
+            .arg(&root)
+            .arg("etc/base-fix"),
+    );
+    let layout_str = layout.to_str().expect("test bed paths are UTF-8");
+    let tar_str = tar.to_str().expect("test bed paths are UTF-8");
+    for arch in ARCHES {
+        umoci(&[
+            "raw",
+            "add-layer",
+            "--image",
+            &format!("{layout_str}:{arch}-nonroot"),
+            "--history.created",
+            CREATED,
+            "--history.created_by",
+            "a fix",
+            "--history.author",
+            "stevedore test bed",
+            "--history.comment",
+            "",
+            tar_str,
+        ]);
+    }
+    // The two-platform indexes again, over the per-platform manifests as they are now.
+    let index_path = layout.join("index.json");
+    let mut index: Value =
+        serde_json::from_slice(&std::fs::read(&index_path).expect("read index.json"))
+            .expect("index.json is JSON");
+    index["manifests"]
+        .as_array_mut()
+        .expect("manifests array")
+        .retain(|m| m["mediaType"] != OCI_INDEX);
+    std::fs::write(&index_path, serde_json::to_vec(&index).expect("serialize"))
+        .expect("write index.json");
+    write_indexes(&layout);
+    umoci(&["gc", "--layout", layout_str]);
+    (work, layout)
+}
+
 /// The packages the stand-in is made of, as (file name, sha256 hex), sorted: what its digest
 /// depends on besides this recipe.
 pub fn base_inputs() -> Vec<(String, String)> {

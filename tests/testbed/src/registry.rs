@@ -206,6 +206,23 @@ impl Registry {
         push_base_to(&self.addr(), &self.skopeo_flags(Side::Dest))
     }
 
+    /// Pushes the stand-in with a fix ([`crate::fixed_base_layout`], `/etc/base-fix` holding
+    /// `note`) as `distroless/static-debian12:{tag}`, both platforms; returns the reference.
+    /// With `tag` `nonroot`, the base tag [`Registry::push_base`] pushed moves, as when
+    /// distroless publishes a fix.
+    pub fn push_fixed_base(&self, tag: &str, note: &str) -> String {
+        let (_work, layout) = crate::fixed_base_layout(note);
+        let image = format!("{}/{}:{tag}", self.addr(), crate::BASE_REPOSITORY);
+        run_ok(
+            Command::new(require_tool("skopeo"))
+                .args(["copy", "--quiet", "--all"])
+                .args(self.skopeo_flags(Side::Dest))
+                .arg(format!("oci:{}:nonroot", layout.display()))
+                .arg(format!("docker://{image}")),
+        );
+        image
+    }
+
     /// Builds `base` (a Debian-like or Alpine-like stand-in, linux/amd64) and pushes it;
     /// returns its `:latest` reference.
     pub fn push_other_base(&self, base: crate::OtherBase) -> String {

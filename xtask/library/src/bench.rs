@@ -6,6 +6,7 @@ mod hello;
 mod measure;
 mod package;
 mod push;
+mod rebase;
 mod second;
 
 use std::path::{Path, PathBuf};
@@ -80,7 +81,8 @@ pub fn run(args: &[String]) -> ExitCode {
     let load = load.split_whitespace().next().unwrap_or("?").to_owned();
 
     let mut rows = packaging(size, &bins, &input, &dir, &logs);
-    let (_registry, base) = push::registry();
+    let (registry, base) = push::registry();
+    let fixed_base = registry.push_fixed_base("fixed", "a fix\n");
     let stevedore = push::Stevedore {
         exe: bins.join("cargo-stevedore"),
         base,
@@ -92,6 +94,15 @@ pub fn run(args: &[String]) -> ExitCode {
     rows.push(repush(size, &stevedore, &input, &dir, &logs));
     rows.extend(project_rows(&hello::HELLO, size, &stevedore, &dir, &logs));
     rows.extend(project_rows(&hello::AXUM, size, &stevedore, &dir, &logs));
+    let projects = [&hello::HELLO, &hello::AXUM];
+    rows.push(rebase::row(
+        &projects,
+        size,
+        &stevedore,
+        &fixed_base,
+        &dir,
+        &logs,
+    ));
     rows.push(second::row(size, &stevedore, &dir, &logs));
 
     print_table(&rows, mb, &load);

@@ -85,6 +85,32 @@ pub enum ErrorKind {
          [package.metadata.stevedore]"
     )]
     RebaseWithoutName,
+    /// `rebase -f FILE`: no reference of the list names an image (each is a platform's
+    /// manifest of no listed image, or something attached to one).
+    #[error(
+        "none of the {listed} references listed names an image to rebase: each is attached to \
+         one (an SBOM, provenance, a signature, debug symbols); list the images themselves, \
+         e.g. the first line `--image-refs` writes for each"
+    )]
+    NothingListed {
+        /// How many references the list held.
+        listed: usize,
+    },
+    /// `rebase -f FILE`: a listed image holds a binary that is none of those to rebase.
+    #[error(
+        "{image} holds the binary {bin} (its org.opencontainers.image.title label), which is \
+         not among this workspace's binaries to rebase ({}); run rebase from the checkout that \
+         built it, or give -p for its package",
+        binaries.join(", ")
+    )]
+    ListedBinary {
+        /// The image, as listed.
+        image: String,
+        /// The binary its label names.
+        bin: String,
+        /// The binaries there are, `PACKAGE/BIN`.
+        binaries: Vec<String>,
+    },
     /// `-t` with several images to build (`resolve` of several references, `--workspace`):
     /// every image would get the same name.
     #[error(

@@ -23,7 +23,13 @@ impl Build {
     /// platform must be stevedore's, on the base its manifest records, and what this checkout
     /// assembles on that base; otherwise nothing is written and the first mismatch is named.
     pub fn rebase(&self, published: &Location) -> Result<Outcome, Error> {
-        let staged = self.reading(published, |source, image| {
+        let staged = self.staged_rebase(published)?;
+        self.publish(staged)
+    }
+
+    /// [`Build::rebase`] up to what is published: checked, assembled and attested.
+    pub(super) fn staged_rebase(&self, published: &Location) -> Result<Staged, Error> {
+        self.reading(published, |source, image| {
             let registry = self.registry_client(&[])?;
             let store = crate::cache::BlobStore::open_default()?;
             let recorded =
@@ -40,8 +46,7 @@ impl Build {
             let mut these = self.clone().platforms(platforms);
             these.options.all_platforms = false;
             these.stage_rebase(source, image, &recorded)
-        })?;
-        self.publish(staged)
+        })
     }
 
     /// Each platform of `published` whose recorded base tag names another image now (the

@@ -1,10 +1,13 @@
 //! Several images in one run (`--workspace`, `-p A -p B`, `--all-bins`, `resolve`'s
-//! references, `rebase --workspace`), the one way: each compiled in turn, since cargo holds the target dir while it
+//! references, `rebase --workspace`, `rebase -f FILE`), the one way: each compiled (or
+//! checked and assembled, for a rebase) in turn, since cargo holds the target dir while it
 //! runs, and each published while the next one compiles, all pushes sharing one bound on
 //! uploads and every blob one of them has sent.
 
-use super::{Build, Error, ErrorKind, Outcome};
+use super::{Build, Error, ErrorKind, Outcome, Staged};
 use crate::plan;
+use crate::rebase;
+use crate::reference::Reference;
 use crate::source::Location;
 
 impl Build {
@@ -29,10 +32,20 @@ impl Build {
     pub fn run_many(
         images: impl IntoIterator<Item = (String, Build)>,
     ) -> Result<Vec<Outcome>, Error> {
-        let mut images: Vec<(String, Build)> = images.into_iter().collect();
-        if let Some((_, first)) = images.first() {
+        let images = images.into_iter().map(|(name, build)| (name, build, ()));
+        Build::stage_each(images, |build, ()| build.stage(true))
+    }
+
+    /// Stages each image in turn with `stage` and publishes it while the next one stages, as
+    /// [`Build::run_many`] describes; logs one line per image published.
+    fn stage_each<T>(
+        images: impl IntoIterator<Item = (String, Build, T)>,
+        stage: impl Fn(&Build, &T) -> Result<Staged, Error>,
+    ) -> Result<Vec<Outcome>, Error> {
+        let mut images: Vec<(String, Build, T)> = images.into_iter().collect();
+        if let Some((_, first, _)) = images.first() {
             let first = first.clone();
-            for (_, build) in &mut images {
+            for (_, build, _) in &mut images {
                 *build = build.clone().sharing_uploads_of(&first);
             }
         }
@@ -40,8 +53,8 @@ impl Build {
             images.iter().map(|_| None).collect();
         std::thread::scope(|s| {
             let mut publishing = Vec::new();
-            for (i, (_, build)) in images.iter().enumerate() {
-                match build.stage(true) {
+            for (i, (_, build, item)) in images.iter().enumerate() {
+                match stage(build, item) {
                     Ok(staged) => publishing.push((i, s.spawn(move || build.publish(staged)))),
                     Err(e) => results[i] = Some(Err(e)),
                 }
@@ -52,9 +65,12 @@ impl Build {
         });
         let mut outcomes = Vec::new();
         let mut failures = Vec::new();
-        for ((name, _), result) in images.into_iter().zip(results) {
+        for ((name, _, _), result) in images.into_iter().zip(results) {
             match result.expect("every image was attempted") {
-                Ok(outcome) => outcomes.push(outcome),
+                Ok(outcome) => {
+                    tracing::info!("{name}: {}", outcome.digest());
+                    outcomes.push(outcome);
+                }
                 Err(e) => failures.push((name, e)),
             }
         }
@@ -71,31 +87,63 @@ impl Build {
     /// Rebases (see [`Build::rebase`]) the published image of every binary of `packages`, or
     /// of every workspace member that has one when `packages` is empty: each read from its
     /// first name (`$STEVEDORE_REPO/BIN`, a package's `repository`), as `--workspace` names
-    /// them. Every image is attempted; the error names each one that failed or was refused.
+    /// them, and published while the next one is checked and assembled. Every image is
+    /// attempted; the error names each one that failed or was refused.
     pub fn rebase_workspace(&self, packages: &[String]) -> Result<Vec<Outcome>, Error> {
-        let mut outcomes = Vec::new();
-        let mut failures = Vec::new();
         let images = self.per_image(packages)?;
-        let total = images.len();
-        for (name, build) in images {
-            match build.rebase_own() {
-                Ok(outcome) => outcomes.push(outcome),
-                Err(e) => failures.push((name, e)),
-            }
-        }
-        match failures.is_empty() {
-            true => Ok(outcomes),
-            false => Err(ErrorKind::Images { total, failures }.into()),
-        }
+        let images = images.into_iter().map(|(name, build)| (name, build, ()));
+        Build::stage_each(images, |build, ()| {
+            let draft = plan::plan(&build.options)?;
+            let Some(published) = draft.tags.first() else {
+                return Err(ErrorKind::RebaseWithoutName.into());
+            };
+            build.staged_rebase(&Location::Registry(published.clone()))
+        })
     }
 
-    /// Rebases the image this build's first tag names.
-    fn rebase_own(&self) -> Result<Outcome, Error> {
-        let draft = plan::plan(&self.options)?;
-        let Some(published) = draft.tags.first() else {
-            return Err(ErrorKind::RebaseWithoutName.into());
-        };
-        self.rebase(&Location::Registry(published.clone()))
+    /// Rebases each image `listed` names (`rebase -f FILE`, e.g. what `--image-refs` wrote),
+    /// as [`Build::rebase_workspace`] rebases the workspace's: each is the image of the binary
+    /// its config's `org.opencontainers.image.title` label names, among those of `packages`
+    /// (or of the workspace), and is published to that binary's names. A platform manifest of
+    /// a listed index, and what is attached to an image (SBOMs, provenance, signatures, debug
+    /// symbols), is passed over: rebasing the image redoes them.
+    pub fn rebase_listed(
+        &self,
+        packages: &[String],
+        listed: &[Location],
+    ) -> Result<Vec<Outcome>, Error> {
+        let own: Vec<Reference> = listed
+            .iter()
+            .filter_map(|l| l.reference().cloned())
+            .collect();
+        let registry = self.registry_client(&own)?;
+        let store = crate::cache::BlobStore::open_default()?;
+        let found = rebase::listed::images(listed, &registry, &store).map_err(ErrorKind::Rebase)?;
+        if found.is_empty() {
+            return Err(ErrorKind::NothingListed {
+                listed: listed.len(),
+            }
+            .into());
+        }
+        let binaries = self.per_image(packages)?;
+        let mut images = Vec::with_capacity(found.len());
+        for image in found {
+            let bin = Some(image.bin.as_str());
+            let Some((name, build)) = binaries
+                .iter()
+                .find(|(_, b)| b.options.bin.as_deref() == bin)
+            else {
+                return Err(ErrorKind::ListedBinary {
+                    image: image.location.to_string(),
+                    bin: image.bin,
+                    binaries: binaries.iter().map(|(name, _)| name.clone()).collect(),
+                }
+                .into());
+            };
+            let name = format!("{name} ({})", image.location);
+            images.push((name, build.clone(), image.location));
+        }
+        Build::stage_each(images, |build, location| build.staged_rebase(location))
     }
 
     /// One build per image, named `PACKAGE/BIN`, each with its outputs under `/BIN`.

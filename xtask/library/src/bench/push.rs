@@ -40,6 +40,24 @@ pub struct Pushed {
 impl Stevedore {
     /// `cargo stevedore build --push` of `manifest` for linux/amd64 under `tag`.
     pub fn push(&self, manifest: &Path, tag: &str, log: &Path) -> Pushed {
+        let platform = ["--platform", "linux/amd64"];
+        self.run("build", &platform, manifest, tag, log)
+    }
+
+    /// `cargo stevedore rebase --push` of `published` (built from `manifest`) onto this
+    /// run's base, under `tag`.
+    pub fn rebase(&self, manifest: &Path, published: &str, tag: &str, log: &Path) -> Pushed {
+        self.run("rebase", &[published], manifest, tag, log)
+    }
+
+    fn run(
+        &self,
+        subcommand: &str,
+        args: &[&str],
+        manifest: &Path,
+        tag: &str,
+        log: &Path,
+    ) -> Pushed {
         let mut cmd = Command::new(&self.exe);
         cmd.env("PATH", testbed::tool_path_env())
             .env("CARGO_TARGET_DIR", &self.target_dir)
@@ -54,21 +72,15 @@ impl Stevedore {
             .env("GIT_CEILING_DIRECTORIES", &self.ceiling)
             .env_remove("RUSTFLAGS")
             .env_remove("RUSTUP_TOOLCHAIN")
-            .args([
-                "stevedore",
-                "build",
-                "--toolchain",
-                TOOLCHAIN,
-                "--json",
-                "--push",
-            ])
-            .args(["--platform", "linux/amd64", "--base", &self.base, "-t", tag])
+            .args(["stevedore", subcommand, "--toolchain", TOOLCHAIN])
+            .args(["--json", "--push", "--base", &self.base, "-t", tag])
+            .args(args)
             .arg("--manifest-path")
             .arg(manifest);
         let run = measure::run(&mut cmd, log);
         let json: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap_or_else(|e| {
             fail(&format!(
-                "`cargo stevedore build --json` printed no JSON ({e}): {}",
+                "`cargo stevedore {subcommand} --json` printed no JSON ({e}): {}",
                 String::from_utf8_lossy(&run.stdout)
             ))
         });
