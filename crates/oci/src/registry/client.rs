@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::io::Read;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use reqwest::blocking::{Client as Http, RequestBuilder, Response};
@@ -43,11 +43,13 @@ enum Try {
 
 /// An authenticated, retrying client for any number of registries.
 pub(crate) struct Client {
-    http: Http,
+    settings: scheme::HttpSettings,
+    /// Built on first use (see [`scheme::HttpSettings::client`]): a build's first request is
+    /// made beside the compile, so cargo does not wait for the root certificates to load.
+    http: OnceLock<Http>,
     /// For token requests, which follow no redirect: a refresh token is in the body, and a
-    /// 307 would send it on to wherever the redirect points.
-    token_http: Http,
-    idle: Duration,
+    /// 307 would send it on to wherever the redirect points. Built on first use too.
+    token_http: OnceLock<Http>,
     policy: Policy,
     keychain: Keychain,
     insecure: Vec<String>,
@@ -59,13 +61,10 @@ pub(crate) struct Client {
 
 impl Client {
     pub(crate) fn new(opts: &RegistryOptions, keychain: Keychain) -> Result<Self, RegistryError> {
-        let (http, idle) =
-            scheme::http_client(opts, origin::redirect_policy(opts.insecure.clone()))?;
-        let (token_http, _) = scheme::http_client(opts, reqwest::redirect::Policy::none())?;
         Ok(Client {
-            http,
-            token_http,
-            idle,
+            settings: scheme::HttpSettings::of(opts)?,
+            http: OnceLock::new(),
+            token_http: OnceLock::new(),
             policy: Policy::default(),
             keychain,
             insecure: opts.insecure.clone(),
@@ -74,6 +73,25 @@ impl Client {
             tokens: Mutex::default(),
             credentials: Mutex::default(),
         })
+    }
+
+    /// The client registry requests go through, following redirects the registry's way.
+    fn http(&self) -> Result<&Http, RegistryError> {
+        if let Some(http) = self.http.get() {
+            return Ok(http);
+        }
+        let redirects = origin::redirect_policy(self.insecure.clone());
+        let built = self.settings.client(redirects)?;
+        Ok(self.http.get_or_init(|| built))
+    }
+
+    /// The client token requests go through, following no redirect.
+    fn token_http(&self) -> Result<&Http, RegistryError> {
+        if let Some(http) = self.token_http.get() {
+            return Ok(http);
+        }
+        let built = self.settings.client(reqwest::redirect::Policy::none())?;
+        Ok(self.token_http.get_or_init(|| built))
     }
 
     /// Whether every request is refused (`--offline`).
@@ -87,7 +105,7 @@ impl Client {
 
     /// The bound on a request sending `len` bytes (idle timeout plus time for the bytes).
     pub(crate) fn upload_timeout(&self, len: u64) -> Duration {
-        scheme::upload_timeout(self.idle, len)
+        scheme::upload_timeout(self.settings.idle, len)
     }
 
     /// Sends `GET /v2/<repo>/<path>` (or what `build` makes of the URL) with auth and retries.
@@ -167,7 +185,11 @@ impl Client {
                 Ok(host) => host,
                 Err(e) => return Try::Final(e),
             };
-            let mut request = build(&self.http, url);
+            let http = match self.http() {
+                Ok(http) => http,
+                Err(e) => return Try::Final(e),
+            };
+            let mut request = build(http, url);
             if Origin::parse(url).as_ref() == Some(&host.origin) {
                 match self.authorization(reference, &host, scopes, false) {
                     Ok(Some(auth)) => request = request.header(AUTHORIZATION, sensitive(&auth)),
@@ -274,7 +296,7 @@ impl Client {
             return Ok(host.clone());
         }
         let allow_http = scheme::allows_http(reference.registry(), &self.insecure);
-        let host = scheme::discover(&self.http, &self.policy, reference, allow_http)?;
+        let host = scheme::discover(self.http()?, &self.policy, reference, allow_http)?;
         if let Some(Challenge::Bearer { realm, .. }) = &host.challenge {
             origin::realm(reference.registry(), &host.origin, realm, &self.insecure)?;
         }
@@ -417,8 +439,9 @@ impl Client {
     ) -> Result<Response, RegistryError> {
         let mut query: Vec<(&str, &str)> = scopes.iter().map(|s| ("scope", s.as_str())).collect();
         query.extend(service.map(|service| ("service", service)));
+        let http = self.token_http()?;
         self.retrying(Retry::Yes, || {
-            let mut request = self.token_http.get(realm.clone()).query(&query);
+            let mut request = http.get(realm.clone()).query(&query);
             if let Some(c) = &credential {
                 request = request.header(AUTHORIZATION, sensitive(&c.basic_header()));
             }
@@ -446,8 +469,9 @@ impl Client {
             ("scope", scope.as_str()),
         ];
         form.extend(service.map(|service| ("service", service)));
+        let http = self.token_http()?;
         self.retrying(Retry::Yes, || {
-            let request = self.token_http.post(realm.clone()).form(&form);
+            let request = http.post(realm.clone()).form(&form);
             match request.send() {
                 Ok(response) => judge(reference, "POST", realm.as_str(), response),
                 Err(e) => self.send_failure(reference, realm.as_str(), e),

@@ -49,32 +49,53 @@ impl Host {
     }
 }
 
-/// The HTTP client every request goes through, with its timeouts.
-pub(crate) fn http_client(
-    opts: &RegistryOptions,
-    redirects: reqwest::redirect::Policy,
-) -> Result<(Http, Duration), RegistryError> {
-    let idle = opts.timeout.unwrap_or(DEFAULT_TIMEOUT);
-    // reqwest's blocking timeout bounds sending a request and receiving the response head,
-    // and then each read of the body on its own: a stall anywhere ends, a slow large body
-    // does not. Request bodies get their own longer bound (`upload_timeout`).
-    let mut builder = Http::builder()
-        .user_agent(match opts.user_agent.as_str() {
-            "" => format!("stevedore/{}", env!("CARGO_PKG_VERSION")),
-            agent => agent.to_owned(),
-        })
-        .connect_timeout(idle.min(Duration::from_secs(15)))
-        .timeout(idle)
-        .redirect(redirects);
-    for path in &opts.ca_files {
-        for cert in read_ca(path)? {
-            builder = builder.add_root_certificate(cert);
+/// What the HTTP clients are made of: the user agent, the timeouts, and the extra CAs (read and
+/// checked at once, so a bad `--ca-file` fails before anything runs).
+#[derive(Debug, Clone)]
+pub(crate) struct HttpSettings {
+    user_agent: String,
+    /// How long a connection may stay silent.
+    pub idle: Duration,
+    extra_roots: Vec<reqwest::Certificate>,
+}
+
+impl HttpSettings {
+    pub(crate) fn of(opts: &RegistryOptions) -> Result<HttpSettings, RegistryError> {
+        let mut extra_roots = Vec::new();
+        for path in &opts.ca_files {
+            extra_roots.extend(read_ca(path)?);
         }
+        Ok(HttpSettings {
+            user_agent: match opts.user_agent.as_str() {
+                "" => format!("stevedore/{}", env!("CARGO_PKG_VERSION")),
+                agent => agent.to_owned(),
+            },
+            idle: opts.timeout.unwrap_or(DEFAULT_TIMEOUT),
+            extra_roots,
+        })
     }
-    let http = builder
-        .build()
-        .map_err(|e| RegistryError::Client(e.without_url()))?;
-    Ok((http, idle))
+
+    /// An HTTP client with these settings and `redirects`. Building one loads the system's
+    /// root certificates (tens of milliseconds), so clients are built when first needed.
+    pub(crate) fn client(
+        &self,
+        redirects: reqwest::redirect::Policy,
+    ) -> Result<Http, RegistryError> {
+        // reqwest's blocking timeout bounds sending a request and receiving the response head,
+        // and then each read of the body on its own: a stall anywhere ends, a slow large body
+        // does not. Request bodies get their own longer bound (`upload_timeout`).
+        let mut builder = Http::builder()
+            .user_agent(self.user_agent.as_str())
+            .connect_timeout(self.idle.min(Duration::from_secs(15)))
+            .timeout(self.idle)
+            .redirect(redirects);
+        for cert in &self.extra_roots {
+            builder = builder.add_root_certificate(cert.clone());
+        }
+        builder
+            .build()
+            .map_err(|e| RegistryError::Client(e.without_url()))
+    }
 }
 
 /// The bound on a request that sends `len` bytes.
