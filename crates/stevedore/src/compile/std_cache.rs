@@ -66,6 +66,7 @@ pub(super) fn seed(
     // rewrite each other's manifest.
     let project = dir.join(content_name("project", &[&profiles]));
     let manifest = write_project(&project, &profiles)?;
+    let mut builds = Vec::with_capacity(missing.len());
     for target in missing {
         let mut cmd = cargo(plan, &manifest, target);
         apply(&mut cmd)?;
@@ -79,19 +80,27 @@ pub(super) fn seed(
         cmd.arg("--target-dir")
             .arg(&cache_target)
             .env(crate::env::REMAP_TARGET_DIR, &cache_target);
-        tracing::info!(
-            "preparing the standard library for {target} in stevedore's std cache ({}): built \
-             once per toolchain, profile and linker, then copied into each new target dir",
-            cache_target.display()
-        );
-        if !run(&mut cmd, cancel)? {
-            tracing::warn!(
-                "could not build the standard library for {target} in stevedore's std cache \
-                 (its messages are above); cargo will build it in {} instead",
-                plan.target_dir.display()
-            );
-            continue;
-        }
+        builds.push((target, cmd, cache_target));
+    }
+    // Each target's std at once, in its own target dir: std's crates build mostly one after
+    // another, so two targets side by side keep the cores busy that one leaves idle. The
+    // copies come after, one at a time (see `copy_tree` on why the order of files matters).
+    let built: Vec<_> = std::thread::scope(|s| {
+        let running: Vec<_> = builds
+            .into_iter()
+            .map(|(target, mut cmd, cache_target)| {
+                s.spawn(move || {
+                    build(plan, target, &mut cmd, &cache_target, cancel)
+                        .map(|ok| ok.then_some((target, cache_target)))
+                })
+            })
+            .collect();
+        running
+            .into_iter()
+            .map(|build| build.join().expect("a std build does not panic"))
+            .collect::<Result<_, _>>()
+    })?;
+    for (target, cache_target) in built.into_iter().flatten() {
         // std's build scripts are compiled for the host, into the host's profile dir.
         let host = copy_units(&cache_target.join(profile), &plan.target_dir.join(profile))?;
         let to = plan.target_dir.join(target).join(profile);
@@ -104,6 +113,30 @@ pub(super) fn seed(
         );
     }
     Ok(())
+}
+
+/// Builds std for `target` with `cmd` into `cache_target`; whether it could.
+fn build(
+    plan: &Plan,
+    target: &str,
+    cmd: &mut Command,
+    cache_target: &Path,
+    cancel: &Cancel,
+) -> Result<bool, CompileError> {
+    tracing::info!(
+        "preparing the standard library for {target} in stevedore's std cache ({}): built \
+         once per toolchain, profile and linker, then copied into each new target dir",
+        cache_target.display()
+    );
+    let built = run(cmd, cancel)?;
+    if !built {
+        tracing::warn!(
+            "could not build the standard library for {target} in stevedore's std cache \
+             (its messages are above); cargo will build it in {} instead",
+            plan.target_dir.display()
+        );
+    }
+    Ok(built)
 }
 
 /// Marks the std cache `dir` used now, and removes its siblings named `prefix…` unused for
@@ -265,8 +298,8 @@ fn run(cmd: &mut Command, cancel: &Cancel) -> Result<bool, CompileError> {
 
 /// Copies every unit of `from` but the cache project's own into `to`, file by file (each by
 /// temp file and rename, so a killed run leaves whole files only) and keeping modification
-/// times, which cargo compares to decide freshness. Files already in `to` stay. Returns how
-/// many were copied.
+/// times, which cargo compares to decide freshness. Files already in `to` stay, unless the
+/// copy is older (`copy_tree`). Returns how many were copied.
 fn copy_units(from: &Path, to: &Path) -> Result<u64, CompileError> {
     copy_unit_dirs(from, to).map_err(|source| CompileError::StdCache {
         from: from.to_path_buf(),
@@ -307,8 +340,17 @@ fn copy_tree(from: &Path, to: &Path) -> std::io::Result<u64> {
         }
         return Ok(copied);
     }
-    if !meta.is_file() || to.symlink_metadata().is_ok() {
+    if !meta.is_file() {
         return Ok(0);
+    }
+    // A file that is there already stays, unless this one is older. Two targets' caches share
+    // the host's units (std's build scripts); cargo takes a target unit built before the host
+    // unit it depends on for stale, so the host's files are the oldest of the caches': older
+    // than every target unit built from any of them.
+    if let Ok(there) = to.symlink_metadata() {
+        if !(there.is_file() && meta.modified()? < there.modified()?) {
+            return Ok(0);
+        }
     }
     copy_file(from, to, &meta)?;
     Ok(1)
@@ -414,9 +456,22 @@ mod tests {
                 .set_modified(old)
                 .unwrap();
         }
-        // A file the target dir already has is left as it is.
-        std::fs::create_dir_all(to.join("deps")).unwrap();
-        std::fs::write(to.join("deps/std-0123.d"), "cargo's own").unwrap();
+        // A file the target dir already has stays when it is older than the copy (another
+        // target's cache put it there first), and is replaced when it is newer.
+        let older = old - std::time::Duration::from_secs(10);
+        for (file, time) in [
+            ("deps/std-0123.d", older),
+            (
+                "deps/libstd-0123.rlib",
+                old + old.elapsed().unwrap_or_default(),
+            ),
+        ] {
+            let path = to.join(file);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, "already there").unwrap();
+            let f = std::fs::File::options().write(true).open(&path).unwrap();
+            f.set_modified(time).unwrap();
+        }
 
         assert_eq!(copy_units(&from, &to).unwrap(), 4);
         for file in &files[..5] {
@@ -429,7 +484,7 @@ mod tests {
         }
         assert_eq!(
             std::fs::read_to_string(to.join("deps/std-0123.d")).unwrap(),
-            "cargo's own"
+            "already there"
         );
         assert!(!to.join("deps/stevedore_std-89ab").exists());
         assert!(!to.join(".fingerprint/stevedore-std-89ab").exists());
