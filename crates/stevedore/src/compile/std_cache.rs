@@ -32,9 +32,9 @@ const USED: &str = ".used";
 const SWEPT: &str = ".swept-";
 
 /// Copies std's units from the std cache into the target dir of each target that has none,
-/// building them there first when the cache has none either. `apply` gives cargo the same
-/// settings the project's build gets. A cache that cannot be built is not an error: the
-/// project's build then compiles std itself, as without a cache.
+/// building them there first (every missing target at once) when the cache has none either.
+/// `apply` gives cargo the same settings the project's build gets. A cache that cannot be
+/// built is not an error: the project's build then compiles std itself, as without a cache.
 pub(super) fn seed(
     plan: &Plan,
     targets: &[&str],
@@ -461,10 +461,7 @@ mod tests {
         let older = old - std::time::Duration::from_secs(10);
         for (file, time) in [
             ("deps/std-0123.d", older),
-            (
-                "deps/libstd-0123.rlib",
-                old + old.elapsed().unwrap_or_default(),
-            ),
+            ("deps/libstd-0123.rlib", std::time::SystemTime::now()),
         ] {
             let path = to.join(file);
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
