@@ -9,8 +9,6 @@
 //! replay the committed seeds so it keeps compiling and the seeds keep passing with plain
 //! `cargo test`; the public API of a normal build does not change.
 
-use std::path::Path;
-
 use base64::Engine as _;
 use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest};
 
@@ -277,6 +275,8 @@ fn descriptor_digest(descriptor: &Descriptor, reference: &Reference) -> Option<D
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
 
     /// Every committed seed passes its target, so the seeds stay valid inputs and this module
