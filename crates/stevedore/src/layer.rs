@@ -7,6 +7,7 @@
 //! depend on the number of cores.
 
 mod gzip;
+mod known;
 mod tally;
 mod zst;
 
@@ -198,13 +199,41 @@ impl LayerSpec {
         mtime: u64,
         compression: Compression,
     ) -> Result<Layer, LayerError> {
-        let (diff_id, sum) = self.diff_id(mtime)?;
-        if let Some(layer) = cached(store, &diff_id, compression)? {
-            tracing::info!("layer cache hit: {diff_id} is {}", layer.digest);
-            return Ok(layer);
+        // Read before the sources are: what is hashed after it is at least as new.
+        let key = known::key(self, mtime);
+        if let Some(diff_id) = key.as_deref().and_then(|k| known::diff_id(store, k)) {
+            if let Some(layer) = cached(store, &diff_id, compression)? {
+                tracing::info!(
+                    "layer cache hit (sources unchanged): {diff_id} is {}",
+                    layer.digest
+                );
+                return Ok(layer);
+            }
         }
-        let seen = Some((diff_id, sum));
-        let layer = match self.compress(store, mtime, compression, seen.as_ref())? {
+        let (diff_id, sum) = self.diff_id(mtime)?;
+        let layer = match cached(store, &diff_id, compression)? {
+            Some(layer) => {
+                tracing::info!("layer cache hit: {diff_id} is {}", layer.digest);
+                layer
+            }
+            None => self.compress_new(store, mtime, compression, (diff_id, sum))?,
+        };
+        // Only when no source changed while it was read.
+        if let Some(key) = key.filter(|k| known::key(self, mtime).as_ref() == Some(k)) {
+            known::remember(store, &key, &layer.diff_id);
+        }
+        Ok(layer)
+    }
+
+    /// Compresses the layer into `store` and records it, given what an earlier pass hashed.
+    fn compress_new(
+        &self,
+        store: &BlobStore,
+        mtime: u64,
+        compression: Compression,
+        seen: (Digest, Sum),
+    ) -> Result<Layer, LayerError> {
+        let layer = match self.compress(store, mtime, compression, Some(&seen))? {
             Some(layer) => layer,
             // The sources changed since they were hashed: file what is written now.
             None => self
