@@ -8,6 +8,7 @@
 //! re-reads a "racily clean" file. What the key leads to is still only a diff_id: the layer it
 //! names is used only if the store holds it intact.
 
+#[cfg(unix)]
 use std::time::{Duration, SystemTime};
 
 use super::{Content, LayerSpec, FORMAT_VERSION};
@@ -16,10 +17,10 @@ use crate::digest::Digest;
 
 /// How long ago a source must have last changed for its identity to be trusted: far above
 /// the kernel's clock tick for file times (a few milliseconds).
-#[cfg(not(test))]
+#[cfg(all(unix, not(test)))]
 const SETTLE: Duration = Duration::from_secs(2);
 /// Short in tests, which wait it out.
-#[cfg(test)]
+#[cfg(all(unix, test))]
 const SETTLE: Duration = Duration::from_millis(100);
 
 /// Where the identities' records live in the store.
