@@ -56,9 +56,10 @@ fn cargo_install_from_a_clone_gives_a_working_command() {
 }
 
 /// What `cargo package` would upload for each crate: its sources, README and both license
-/// texts the manifest's `MIT OR Apache-2.0` names, and nothing of the repository besides.
+/// texts the manifest's `MIT OR Apache-2.0` names, and nothing of the repository besides; and
+/// `cargo publish --dry-run` of the workspace passes.
 #[test]
-fn the_crates_package_with_their_readme_and_licenses_and_nothing_else() {
+fn the_crates_package_their_readme_and_licenses_only_and_publish_dry_run_passes() {
     for (package, dir) in [
         ("stevedore-oci", "crates/oci"),
         ("stevedore", "crates/stevedore"),
@@ -108,27 +109,20 @@ fn the_crates_package_with_their_readme_and_licenses_and_nothing_else() {
             "{dir}/LICENSE-APACHE"
         );
     }
-    // Each manifest is publishable: versions on the path dependencies, the metadata crates.io
-    // requires. (Compiling the packaged crates is what `cargo install` above shows.)
-    let target = tempfile::tempdir().unwrap();
+    // Each crate publishes: `cargo publish --dry-run` of the workspace packages them in order
+    // (each against the others as packaged), asks crates.io's index for their dependencies,
+    // and compiles each packaged crate on its own, as crates.io's users will; only the upload
+    // is left out. In the install test's target dir, whose dependencies are compiled already.
     run_ok(
         cargo()
             .args([
-                "package",
-                "--no-verify",
-                "--allow-dirty",
-                "--offline",
+                "publish",
+                "--dry-run",
+                "--workspace",
                 "--locked",
+                "--allow-dirty",
             ])
-            .args([
-                "-p",
-                "stevedore-oci",
-                "-p",
-                "stevedore",
-                "-p",
-                "cargo-stevedore",
-            ])
-            .env("CARGO_TARGET_DIR", target.path())
+            .env("CARGO_TARGET_DIR", install_target_dir())
             .current_dir(repository()),
     );
 }
