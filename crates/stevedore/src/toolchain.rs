@@ -11,6 +11,8 @@ mod answers;
 pub(crate) mod files;
 mod shim;
 
+#[cfg(unix)]
+pub(crate) use answers::identity_of;
 pub(crate) use answers::{ask_executable, identity, on_path, own_digest};
 pub(crate) use shim::{Shim, TARGET_NAME};
 

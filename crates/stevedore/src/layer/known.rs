@@ -46,6 +46,8 @@ pub(super) fn key(spec: &LayerSpec, mtime: u64) -> Option<String> {
     Some(Digest::of(text.as_bytes()).hex().to_owned())
 }
 
+/// The file's device and its identity as rustc's answers are filed under
+/// (`toolchain::identity`), once it has settled.
 #[cfg(unix)]
 fn identity(source: &std::path::Path) -> Option<String> {
     use std::os::unix::fs::MetadataExt;
@@ -58,18 +60,7 @@ fn identity(source: &std::path::Path) -> Option<String> {
     let settled = SystemTime::now()
         .duration_since(changed)
         .is_ok_and(|age| age >= SETTLE);
-    settled.then(|| {
-        format!(
-            "{} {} {} {}.{} {}.{}",
-            meta.dev(),
-            meta.ino(),
-            meta.size(),
-            meta.mtime(),
-            meta.mtime_nsec(),
-            meta.ctime(),
-            meta.ctime_nsec()
-        )
-    })
+    settled.then(|| format!("{} {}", meta.dev(), crate::toolchain::identity_of(&meta)))
 }
 
 /// Without inodes and ctime there is nothing a file cannot fake: always read it.

@@ -78,9 +78,14 @@ fn file_for(dir: &Path, exe: &Path, args: &[&str]) -> Option<PathBuf> {
 /// it): its size, modification and change times, and inode.
 #[cfg(unix)]
 pub(crate) fn identity(exe: &Path) -> Option<String> {
+    Some(identity_of(&std::fs::metadata(exe).ok()?))
+}
+
+/// [`identity`] of a file whose metadata is at hand.
+#[cfg(unix)]
+pub(crate) fn identity_of(meta: &std::fs::Metadata) -> String {
     use std::os::unix::fs::MetadataExt;
-    let meta = std::fs::metadata(exe).ok()?;
-    Some(format!(
+    format!(
         "{} {}.{} {}.{} {}",
         meta.len(),
         meta.mtime(),
@@ -88,7 +93,7 @@ pub(crate) fn identity(exe: &Path) -> Option<String> {
         meta.ctime(),
         meta.ctime_nsec(),
         meta.ino()
-    ))
+    )
 }
 
 /// What tells one executable from another at the same path: its size and modification time
