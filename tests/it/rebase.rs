@@ -280,13 +280,7 @@ fn rebase_workspace_puts_every_service_on_the_moved_base_as_the_next_build_would
         if subcommand == "rebase" {
             assert_eq!(std::fs::read_dir(&target).unwrap().count(), 0, "cargo ran");
         }
-        let by_bin: Vec<(String, String)> = results
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| (r["bin"].to_string(), r["digest"].to_string()))
-            .collect();
-        by_bin
+        digests_by_bin(&results)
     };
     let on_a = digests("build", &["--platform", "linux/amd64", "--push"]);
     registry.push_fixed_base("nonroot", "base B\n");
@@ -318,16 +312,6 @@ fn rebase_of_a_listed_fleet_is_the_next_build_and_refusals_exit_5() {
             .args(args);
         cmd
     };
-    let by_bin = |results: &Value| -> Vec<(String, String)> {
-        let mut found: Vec<_> = results
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| (r["bin"].to_string(), r["digest"].to_string()))
-            .collect();
-        found.sort();
-        found
-    };
     let mut build = run(
         "build",
         &["--workspace", "--platform", "linux/amd64", "--push"],
@@ -337,7 +321,7 @@ fn rebase_of_a_listed_fleet_is_the_next_build_and_refusals_exit_5() {
         .arg(&key)
         .arg("--image-refs")
         .arg(&refs);
-    let on_a = by_bin(&json(&run_ok(&mut build).stdout));
+    let on_a = digests_by_bin(&json(&run_ok(&mut build).stdout));
     let listed = std::fs::read_to_string(&refs).unwrap();
     assert!(listed.lines().count() > 4, "{listed}");
     registry.push_fixed_base("nonroot", "base B\n");
@@ -347,7 +331,7 @@ fn rebase_of_a_listed_fleet_is_the_next_build_and_refusals_exit_5() {
     let mut rebase = run("rebase", &["--push", "-f"]);
     rebase.arg(&refs).env("CARGO_TARGET_DIR", &target);
     let results = json(&run_ok(&mut rebase).stdout);
-    let rebased = by_bin(&results);
+    let rebased = digests_by_bin(&results);
     assert_eq!(std::fs::read_dir(&target).unwrap().count(), 0, "cargo ran");
     assert_eq!(rebased.len(), 2, "{rebased:?}");
     assert_ne!(rebased, on_a, "the base moved");
@@ -356,7 +340,10 @@ fn rebase_of_a_listed_fleet_is_the_next_build_and_refusals_exit_5() {
         "build",
         &["--workspace", "--platform", "linux/amd64", "--output", &out],
     );
-    assert_eq!(rebased, by_bin(&json(&run_ok(&mut { next }).stdout)));
+    assert_eq!(
+        rebased,
+        digests_by_bin(&json(&run_ok(&mut { next }).stdout))
+    );
 
     // alpha built with a label this checkout's settings do not give: refused; beta is
     // rebased; the exit code says every failure was a refusal.
@@ -535,6 +522,16 @@ fn an_image_not_on_its_recorded_base_or_not_stevedores_is_refused() {
     );
     assert!(foreign.contains("was not built by stevedore"), "{foreign}");
     assert!(!out.exists(), "a refused rebase wrote {}", out.display());
+}
+
+/// Each image of a `--json` array of results as (binary, digest), in the array's order.
+fn digests_by_bin(results: &Value) -> Vec<(String, String)> {
+    results
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["bin"].to_string(), r["digest"].to_string()))
+        .collect()
 }
 
 /// An image's (not a referrer's) entry in a layout's `index.json`.
