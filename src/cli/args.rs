@@ -156,8 +156,9 @@ impl ProjectArgs {
 /// How the image is made and named: the flags `build`, `resolve` and `apply` share.
 #[derive(Debug, Args)]
 pub(super) struct ImageArgs {
-    /// Platforms to build for, comma separated: linux/amd64, linux/arm64, or `all` (every
-    /// platform of the base's index that stevedore builds) [default: the host's].
+    /// Platforms to build for, comma separated: linux/amd64, linux/arm64, linux/arm/v7,
+    /// linux/386, linux/ppc64le, linux/s390x, linux/riscv64, or `all` (every platform of the
+    /// base's index that stevedore builds) [default: the host's].
     #[arg(long, value_name = "LIST|all", value_delimiter = ',')]
     pub(super) platform: Vec<PlatformArg>,
     /// Name for the image (repeatable), e.g. `registry.example.com/app:1.2`.

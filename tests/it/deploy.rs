@@ -225,29 +225,6 @@ fn load_docker_puts_the_image_in_the_engine_and_docker_run_works() {
     assert!(printed.contains("uid=65532 gid=65532"), "{printed}");
 }
 
-#[test]
-fn platform_all_builds_every_platform_of_the_stand_in_base() {
-    let registry = Registry::start(Mode::Http);
-    let base = registry.push_base();
-    let dir = tempfile::tempdir().unwrap();
-    let out = run_ok(
-        stevedore_build("hello")
-            .args(["--base", &base, "--platform", "all", "--json", "-o"])
-            .arg(format!("oci-layout={}", dir.path().join("all").display())),
-    );
-    let result = json(&out.stdout);
-    let mut built: Vec<&str> = result["images"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["platform"].as_str().unwrap())
-        .collect();
-    built.sort();
-    assert_eq!(built, ["linux/amd64", "linux/arm64/v8"], "{result:#}");
-    let index = layout_json(&dir.path().join("all"), result["digest"].as_str().unwrap());
-    assert_eq!(index["manifests"].as_array().unwrap().len(), 2, "{index:#}");
-}
-
 /// The image settings as flags, and the health check as docker's `Healthcheck` field.
 const SETTINGS_FLAGS: &[&str] = &[
     "--label",

@@ -275,6 +275,90 @@ fn two_checkouts_two_homes_two_clocks_give_identical_images() {
     );
 }
 
+/// `--platform all` on the stand-in (six platforms: distroless's five and 386) builds one index
+/// with every platform in the base's order, bit-identical from two checkouts, and each
+/// platform's service answers `/health` as 65532 under its qemu-user.
+#[test]
+fn platform_all_builds_every_platform_of_the_base_identically_and_each_serves_as_nonroot() {
+    let registry = Registry::start(Mode::Http);
+    let base = registry.push_base();
+    let dir = tempfile::tempdir().unwrap();
+    let repo = example_repo(dir.path());
+    let first = clone(&repo, &dir.path().join("alice/src/hello-service"));
+    let second = clone(&repo, &dir.path().join("ci/workspace/build-8/checkout"));
+    let (alice_user, ci_user) = (User::alice(dir.path()), User::ci(dir.path()));
+    let all = ["--platform", "all"];
+    let alice = alice_user.build(&first, &base, None, &all);
+    let ci = ci_user.build(&second, &base, Some(COMMIT_TIME), &all);
+
+    let in_base_order = [
+        "linux/amd64",
+        "linux/arm64/v8",
+        "linux/arm/v7",
+        "linux/386",
+        "linux/ppc64le",
+        "linux/s390x",
+    ];
+    let index = layout_json(&alice_user.layout(), alice["digest"].as_str().unwrap());
+    let listed: Vec<String> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            let p = &m["platform"];
+            let (os, arch) = (
+                p["os"].as_str().unwrap(),
+                p["architecture"].as_str().unwrap(),
+            );
+            match p["variant"].as_str() {
+                Some(v) => format!("{os}/{arch}/{v}"),
+                None => format!("{os}/{arch}"),
+            }
+        })
+        .collect();
+    assert_eq!(listed, in_base_order, "{index:#}");
+    assert_eq!(
+        platform_digests(&alice),
+        platform_digests(&ci),
+        "per-platform digests differ"
+    );
+    assert_eq!(alice["digest"], ci["digest"], "index digests differ");
+
+    for platform in in_base_order {
+        let arch = platform.strip_prefix("linux/").unwrap();
+        let unpacked = tempfile::tempdir().unwrap();
+        let bundle = unpack(&alice_user.layout(), "latest", Some(arch), unpacked.path());
+        let rootfs = bundle.join("rootfs");
+        let (log, health) = testbed::serve_and_probe(
+            &rootfs,
+            arch.split('/').next().unwrap(),
+            "/usr/local/bin/hello-service",
+            8080,
+            "/health",
+        );
+        assert_eq!(
+            health, "ok\n",
+            "{platform}: the service answers /health; it printed:\n{log}"
+        );
+        assert!(log.contains("uid=65532"), "{platform}: {log}");
+        // The dependency list is linked in on every platform, as cargo-auditable's own
+        // reader sees it (32-bit and big-endian objects included).
+        let read = run_ok(
+            Command::new(testbed::require_crate_tool("rust-audit-info"))
+                .arg(rootfs.join("usr/local/bin/hello-service")),
+        );
+        let info = json(&read.stdout);
+        assert!(
+            info["packages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p["name"] == "hello-service" && p["root"] == true),
+            "{platform}: {info:#}"
+        );
+    }
+}
+
 /// The debug-symbols referrers a layout lists: (subject, the build-id its layer is annotated
 /// with).
 fn debuginfo_referrers(layout: &Path) -> Vec<(String, String)> {

@@ -70,29 +70,36 @@ fn debian() {
     let apt_env = [("DEBIAN_FRONTEND", "noninteractive")];
     let mut need_update = false;
 
-    // base-files:arm64 for the arm64 half of the distroless stand-in.
+    // base-files of each of the distroless stand-in's architectures.
+    let native = capture(Command::new("dpkg").arg("--print-architecture"))
+        .unwrap_or_else(|| fail("`dpkg --print-architecture` failed: is this Debian?"));
     let foreign = capture(Command::new("dpkg").arg("--print-foreign-architectures"))
         .unwrap_or_else(|| fail("`dpkg --print-foreign-architectures` failed: is this Debian?"));
-    if foreign.lines().any(|a| a.trim() == "arm64") {
-        say("dpkg architecture arm64 already added");
-    } else {
-        run_ok(as_root("dpkg", &[]).args(["--add-architecture", "arm64"]));
-        need_update = true;
-    }
-    // The architecture may have been added without a later `apt-get update`. (Looking at the
-    // lists directly: `apt-cache show` takes a second.)
-    let arm64_lists = std::fs::read_dir("/var/lib/apt/lists")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .any(|f| {
-            f.file_name()
-                .to_string_lossy()
-                .contains("_binary-arm64_Packages")
-        });
-    if !need_update && !arm64_lists {
-        say("no arm64 package lists yet");
-        need_update = true;
+    for arch in stevedore_testbed::debian_arches() {
+        if arch == native.trim() {
+            continue;
+        }
+        if foreign.lines().any(|a| a.trim() == arch) {
+            say(&format!("dpkg architecture {arch} already added"));
+        } else {
+            run_ok(as_root("dpkg", &[]).args(["--add-architecture", arch]));
+            need_update = true;
+        }
+        // The architecture may have been added without a later `apt-get update`. (Looking at
+        // the lists directly: `apt-cache show` takes a second.)
+        let listed = std::fs::read_dir("/var/lib/apt/lists")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|f| {
+                f.file_name()
+                    .to_string_lossy()
+                    .contains(&format!("_binary-{arch}_Packages"))
+            });
+        if !need_update && !listed {
+            say(&format!("no {arch} package lists yet"));
+            need_update = true;
+        }
     }
 
     let missing = missing_packages();

@@ -1,4 +1,4 @@
-//! Target platforms (`linux/amd64`, `linux/arm64`) and the Rust targets that build for them.
+//! Target platforms (`linux/amd64`, `linux/arm64`, …) and the Rust targets that build for them.
 
 use std::fmt;
 use std::str::FromStr;
@@ -8,11 +8,33 @@ use std::str::FromStr;
 pub struct Platform {
     /// `linux`.
     pub os: String,
-    /// `amd64` or `arm64`, as OCI names them.
+    /// `amd64`, `arm64`, `arm`, `386`, `ppc64le`, `s390x` or `riscv64`, as OCI names them.
     pub architecture: String,
-    /// `v8` for arm64; none for amd64.
+    /// `v8` for arm64, `v7` for arm; none for the others.
     pub variant: Option<String>,
 }
+
+/// The platforms stevedore builds, in the order `--platform all` on `scratch` lists them: OCI
+/// architecture, variant, and the Rust target (musl, static) that compiles for it.
+const BUILT: [(&str, Option<&str>, &str); 7] = [
+    ("amd64", None, "x86_64-unknown-linux-musl"),
+    ("arm64", Some("v8"), "aarch64-unknown-linux-musl"),
+    ("arm", Some("v7"), "armv7-unknown-linux-musleabihf"),
+    ("386", None, "i686-unknown-linux-musl"),
+    ("ppc64le", None, "powerpc64le-unknown-linux-musl"),
+    ("s390x", None, "s390x-unknown-linux-musl"),
+    ("riscv64", None, "riscv64gc-unknown-linux-musl"),
+];
+
+/// Other spellings of an architecture that tools write (Go's, Debian's, the kernel's), as
+/// containerd normalises them.
+const ALIASES: [(&str, &str); 5] = [
+    ("x86_64", "amd64"),
+    ("aarch64", "arm64"),
+    ("armhf", "arm"),
+    ("i386", "386"),
+    ("ppc64el", "ppc64le"),
+];
 
 /// Why no platform came of the text or the host: not a platform, one not built for, or a host
 /// CPU with no default.
@@ -21,56 +43,85 @@ pub enum PlatformError {
     /// The text is not `OS/ARCH` or `OS/ARCH/VARIANT`; it holds the text.
     #[error("`{0}` is not a platform: write it as OS/ARCH, e.g. linux/amd64 or linux/arm64")]
     Syntax(String),
-    /// A well-formed platform other than `linux/amd64` and `linux/arm64`; it holds the text.
-    #[error("platform `{0}` is not supported yet: stevedore builds linux/amd64 and linux/arm64")]
+    /// A well-formed platform stevedore does not build; it holds the text.
+    #[error(
+        "platform `{0}` is not supported: stevedore builds {supported}",
+        supported = list(&Platform::supported())
+    )]
     Unsupported(String),
-    /// [`Platform::host`] on a CPU neither platform runs on; it holds Rust's name for the CPU
-    /// (`std::env::consts::ARCH`).
-    #[error("the host architecture `{0}` has no default platform: pass --platform linux/amd64 or linux/arm64")]
+    /// [`Platform::host`] on a CPU no supported platform runs on; it holds Rust's name for the
+    /// CPU (`std::env::consts::ARCH`).
+    #[error("the host architecture `{0}` has no default platform: pass --platform, e.g. linux/amd64 or linux/arm64")]
     UnknownHost(String),
 }
 
 impl Platform {
     /// `linux/amd64`.
     pub fn linux_amd64() -> Self {
-        Platform {
-            os: "linux".into(),
-            architecture: "amd64".into(),
-            variant: None,
-        }
+        Self::linux("amd64", None)
     }
 
     /// `linux/arm64/v8`.
     pub fn linux_arm64() -> Self {
+        Self::linux("arm64", Some("v8"))
+    }
+
+    /// Every platform stevedore builds, amd64 and arm64 first.
+    pub fn supported() -> Vec<Self> {
+        BUILT
+            .iter()
+            .map(|(architecture, variant, _)| Self::linux(architecture, *variant))
+            .collect()
+    }
+
+    fn linux(architecture: &str, variant: Option<&str>) -> Self {
         Platform {
             os: "linux".into(),
-            architecture: "arm64".into(),
-            variant: Some("v8".into()),
+            architecture: architecture.into(),
+            variant: variant.map(str::to_owned),
         }
+    }
+
+    /// The supported platform that `os`/`architecture`/`variant` names, allowing for other
+    /// spellings of the architecture and a left-out default variant.
+    fn known(os: &str, architecture: &str, variant: Option<&str>) -> Option<Self> {
+        let architecture = ALIASES
+            .iter()
+            .find(|(alias, _)| *alias == architecture)
+            .map_or(architecture, |(_, name)| name);
+        Self::supported()
+            .into_iter()
+            .find(|p| p.matches(os, architecture, variant))
     }
 
     /// The platform matching the machine stevedore runs on.
     pub fn host() -> Result<Self, PlatformError> {
-        match std::env::consts::ARCH {
-            "x86_64" => Ok(Self::linux_amd64()),
-            "aarch64" => Ok(Self::linux_arm64()),
-            other => Err(PlatformError::UnknownHost(other.to_owned())),
-        }
+        let arch = std::env::consts::ARCH;
+        let oci = match arch {
+            "x86" => "386",
+            "arm" => "arm",
+            "powerpc64" if cfg!(target_endian = "little") => "ppc64le",
+            "riscv64" => "riscv64",
+            other => other,
+        };
+        Self::known("linux", oci, None).ok_or_else(|| PlatformError::UnknownHost(arch.to_owned()))
     }
 
-    /// The Rust target triple that compiles a static binary for this platform.
+    /// The Rust target triple that compiles a static binary for this platform; for a platform
+    /// stevedore does not build (made by hand, not parsed), amd64's.
     pub fn rust_target(&self) -> &'static str {
-        match self.architecture.as_str() {
-            "arm64" => "aarch64-unknown-linux-musl",
-            _ => "x86_64-unknown-linux-musl",
-        }
+        BUILT
+            .iter()
+            .find(|(architecture, variant, _)| self.matches("linux", architecture, *variant))
+            .map_or(BUILT[0].2, |(_, _, target)| target)
     }
 
-    /// Whether an index entry's platform is this one. A missing variant on arm64 means v8,
-    /// which is how most registries and tools write it.
+    /// Whether an index entry's platform is this one. A missing variant means the default one
+    /// (v8 on arm64, v7 on arm), which is how most registries and tools write it.
     pub fn matches(&self, os: &str, architecture: &str, variant: Option<&str>) -> bool {
         let normalise = |v: Option<&str>| match (architecture, v) {
             ("arm64", None) => Some("v8".to_owned()),
+            ("arm", None) => Some("v7".to_owned()),
             (_, v) => v.map(str::to_owned),
         };
         self.os == os
@@ -93,14 +144,16 @@ impl FromStr for Platform {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let parts: Vec<&str> = s.trim().split('/').collect();
-        match parts.as_slice() {
-            ["linux", "amd64" | "x86_64"] | ["linux", "amd64", "v1"] => Ok(Self::linux_amd64()),
-            ["linux", "arm64" | "aarch64"] | ["linux", "arm64", "v8"] => Ok(Self::linux_arm64()),
-            [os, arch] | [os, arch, _] if !os.is_empty() && !arch.is_empty() => {
-                Err(PlatformError::Unsupported(s.to_owned()))
-            }
-            _ => Err(PlatformError::Syntax(s.to_owned())),
+        let (os, arch, variant) = match parts.as_slice() {
+            [os, arch] => (*os, *arch, None),
+            ["linux", "amd64", "v1"] => ("linux", "amd64", None),
+            [os, arch, variant] if !variant.is_empty() => (*os, *arch, Some(*variant)),
+            _ => return Err(PlatformError::Syntax(s.to_owned())),
+        };
+        if os.is_empty() || arch.is_empty() {
+            return Err(PlatformError::Syntax(s.to_owned()));
         }
+        Self::known(os, arch, variant).ok_or_else(|| PlatformError::Unsupported(s.to_owned()))
     }
 }
 
@@ -133,10 +186,7 @@ pub fn buildable(listed: &[oci_spec::image::Platform]) -> (Vec<Platform>, Vec<St
         if os == "unknown" || arch == "unknown" {
             continue;
         }
-        let known = [Platform::linux_amd64(), Platform::linux_arm64()]
-            .into_iter()
-            .find(|ours| ours.matches(&os, &arch, p.variant().as_deref()));
-        match known {
+        match Platform::known(&os, &arch, p.variant().as_deref()) {
             Some(platform) if !ours.contains(&platform) => ours.push(platform),
             Some(_) => {}
             None => skipped.push(match p.variant() {
@@ -168,18 +218,76 @@ mod tests {
             "linux/arm64/v8".parse::<Platform>().unwrap(),
             Platform::linux_arm64()
         );
-        assert!(matches!(
-            "linux/s390x".parse::<Platform>(),
-            Err(PlatformError::Unsupported(_))
-        ));
-        assert!(matches!(
-            "amd64".parse::<Platform>(),
-            Err(PlatformError::Syntax(_))
-        ));
+        for (text, canonical, target) in [
+            (
+                "linux/arm/v7",
+                "linux/arm/v7",
+                "armv7-unknown-linux-musleabihf",
+            ),
+            (
+                "linux/arm",
+                "linux/arm/v7",
+                "armv7-unknown-linux-musleabihf",
+            ),
+            (
+                "linux/armhf",
+                "linux/arm/v7",
+                "armv7-unknown-linux-musleabihf",
+            ),
+            ("linux/386", "linux/386", "i686-unknown-linux-musl"),
+            ("linux/i386", "linux/386", "i686-unknown-linux-musl"),
+            (
+                "linux/ppc64le",
+                "linux/ppc64le",
+                "powerpc64le-unknown-linux-musl",
+            ),
+            ("linux/s390x", "linux/s390x", "s390x-unknown-linux-musl"),
+            (
+                "linux/riscv64",
+                "linux/riscv64",
+                "riscv64gc-unknown-linux-musl",
+            ),
+            (
+                "linux/aarch64",
+                "linux/arm64/v8",
+                "aarch64-unknown-linux-musl",
+            ),
+            ("linux/amd64/v1", "linux/amd64", "x86_64-unknown-linux-musl"),
+        ] {
+            let p: Platform = text.parse().unwrap();
+            assert_eq!(
+                (p.to_string().as_str(), p.rust_target()),
+                (canonical, target)
+            );
+        }
+        for unsupported in [
+            "linux/arm/v6",
+            "linux/mips64le",
+            "windows/amd64",
+            "linux/amd64/v3",
+        ] {
+            let err = unsupported.parse::<Platform>().unwrap_err();
+            assert!(
+                matches!(err, PlatformError::Unsupported(_)),
+                "{unsupported}"
+            );
+            assert!(err.to_string().contains("linux/ppc64le"), "{err}");
+        }
+        for malformed in ["amd64", "linux/", "/amd64", "linux/arm/", "linux/arm/v7/x"] {
+            assert!(
+                matches!(malformed.parse::<Platform>(), Err(PlatformError::Syntax(_))),
+                "{malformed}"
+            );
+        }
+        let supported = Platform::supported();
+        assert_eq!(supported.len(), 7);
         assert_eq!(
-            Platform::linux_arm64().rust_target(),
-            "aarch64-unknown-linux-musl"
+            supported[..2],
+            [Platform::linux_amd64(), Platform::linux_arm64()]
         );
+        for p in &supported {
+            assert_eq!(p.to_string().parse::<Platform>().unwrap(), *p);
+        }
     }
 
     #[test]
@@ -198,18 +306,32 @@ mod tests {
             p("linux", "amd64", None),
             p("linux", "s390x", None),
             p("linux", "amd64", None),
+            p("linux", "arm", Some("v6")),
+            p("linux", "mips64le", None),
         ];
         let (ours, skipped) = buildable(&listed);
-        assert_eq!(ours, [Platform::linux_arm64(), Platform::linux_amd64()]);
-        assert_eq!(skipped, ["linux/arm/v7", "linux/s390x"]);
+        let built: Vec<String> = ours.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            built,
+            [
+                "linux/arm/v7",
+                "linux/arm64/v8",
+                "linux/s390x",
+                "linux/amd64"
+            ]
+        );
+        assert_eq!(skipped, ["linux/arm/v6", "linux/mips64le"]);
     }
 
     #[test]
-    fn arm64_variant_defaults_to_v8() {
+    fn arm_variants_default_to_v8_and_v7() {
         let arm = Platform::linux_arm64();
         assert!(arm.matches("linux", "arm64", None));
         assert!(arm.matches("linux", "arm64", Some("v8")));
         assert!(!arm.matches("linux", "arm64", Some("v7")));
         assert!(!Platform::linux_amd64().matches("linux", "arm64", None));
+        let arm: Platform = "linux/arm/v7".parse().unwrap();
+        assert!(arm.matches("linux", "arm", None));
+        assert!(!arm.matches("linux", "arm", Some("v6")));
     }
 }

@@ -4,7 +4,9 @@
 //! shell, no package manager) with their dpkg records in `/var/lib/dpkg/status.d/` (`NAME` and
 //! `NAME.md5sums`) and copyright files in `/usr/share/doc/NAME/`, a CA bundle, `/etc/passwd` and `/etc/group` with `nonroot` (65532),
 //! `/home/nonroot` (65532, 0700), `/tmp` (1777). `:latest` runs as 0 in `/`, `:nonroot` as 65532 in
-//! `/home/nonroot`; both tags are OCI indexes for linux/amd64 and linux/arm64/v8.
+//! `/home/nonroot`; both tags are OCI indexes for every platform Debian 12 has packages for that
+//! stevedore builds: linux/amd64, linux/arm64/v8, linux/arm/v7, linux/386, linux/ppc64le and
+//! linux/s390x (distroless itself has all but 386).
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
@@ -21,11 +23,26 @@ use crate::tools::{require_tool, run_ok};
 /// Repository the base is pushed to by [`crate::Registry::push_base`].
 pub const BASE_REPOSITORY: &str = "distroless/static-debian12";
 
-/// Tags of [`base_layout`] that are two-platform indexes, as on gcr.io. The layout also holds
-/// single-platform manifests tagged `amd64-latest`, `amd64-nonroot`, `arm64-latest`, `arm64-nonroot`.
+/// Tags of [`base_layout`] that are multi-platform indexes, as on gcr.io. The layout also holds
+/// single-platform manifests tagged `ARCH-latest` and `ARCH-nonroot` (`amd64-nonroot`,
+/// `arm-nonroot`, …), ARCH as OCI names it.
 pub const BASE_TAGS: [&str; 2] = ["latest", "nonroot"];
 
-const ARCHES: [&str; 2] = ["amd64", "arm64"];
+/// The stand-in's platforms: OCI's architecture and variant, and Debian's architecture.
+const ARCHES: [(&str, Option<&str>, &str); 6] = [
+    ("amd64", None, "amd64"),
+    ("arm64", Some("v8"), "arm64"),
+    ("arm", Some("v7"), "armhf"),
+    ("386", None, "i386"),
+    ("ppc64le", None, "ppc64el"),
+    ("s390x", None, "s390x"),
+];
+
+/// Debian's names of the stand-in's architectures: `cargo xtask setup` adds those other than
+/// the host's to dpkg, so `apt-get download` finds their packages.
+pub fn debian_arches() -> Vec<&'static str> {
+    ARCHES.iter().map(|(.., debian)| *debian).collect()
+}
 /// The time every file, the config and the history of the stand-in carry: 2023-11-14.
 const EPOCH: u64 = 1_700_000_000;
 /// [`EPOCH`] as the config's `created`.
@@ -97,7 +114,7 @@ pub fn fixed_base_layout(note: &str) -> (tempfile::TempDir, PathBuf) {
     );
     let layout_str = layout.to_str().expect("test bed paths are UTF-8");
     let tar_str = tar.to_str().expect("test bed paths are UTF-8");
-    for arch in ARCHES {
+    for (arch, ..) in ARCHES {
         umoci(&[
             "raw",
             "add-layer",
@@ -184,13 +201,20 @@ fn remove_older_layouts(current: &Path) {
 
 /// The directory with the .debs, downloaded once with `apt-get download`.
 fn debs() -> PathBuf {
-    let dir = crate::testbed_dir().join("debs");
+    let mut specs: Vec<String> = ARCHES
+        .iter()
+        .map(|(.., debian)| format!("base-files:{debian}"))
+        .collect();
+    specs.extend(PACKAGES[1..].iter().map(|p| p.to_string()));
+    // Named by what is downloaded, so a new architecture is fetched on machines that have
+    // the older set.
+    let mut hasher = DefaultHasher::new();
+    specs.hash(&mut hasher);
+    let dir = crate::testbed_dir().join(format!("debs-{:016x}", hasher.finish()));
     if dir.join("complete").is_file() {
         return dir;
     }
     let work = crate::scratch_dir("debs-");
-    let mut specs: Vec<String> = ARCHES.iter().map(|a| format!("base-files:{a}")).collect();
-    specs.extend(PACKAGES[1..].iter().map(|p| p.to_string()));
     let mut apt = Command::new(require_tool("apt-get"));
     apt.arg("download").args(&specs).current_dir(work.path());
     let out = crate::tools::output_within(&mut apt, crate::tools::TOOL_TIMEOUT)
@@ -198,7 +222,7 @@ fn debs() -> PathBuf {
     assert!(
         out.status.success(),
         "\n\n*** test bed: downloading the distroless stand-in's packages failed: {apt:?} ({})\n{}\n\
-         *** `base-files:arm64` needs `dpkg --add-architecture arm64` and a fresh `apt-get update`: run `cargo xtask setup`.\n",
+         *** `base-files:ARCH` needs `dpkg --add-architecture ARCH` (arm64, armhf, i386, ppc64el, s390x) and a fresh `apt-get update`: run `cargo xtask setup`.\n",
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
@@ -235,7 +259,7 @@ fn umoci(args: &[&str]) {
 fn build(layout: &Path, work: &Path, debs: &Path) {
     let layout_str = layout.to_str().expect("test bed paths are UTF-8");
     umoci(&["init", "--layout", layout_str]);
-    for arch in ARCHES {
+    for (arch, _, debian) in ARCHES {
         let image = format!("{layout_str}:{arch}-base");
         let bundle = work.join(format!("bundle-{arch}"));
         let bundle_str = bundle.to_str().expect("test bed paths are UTF-8");
@@ -243,7 +267,7 @@ fn build(layout: &Path, work: &Path, debs: &Path) {
         // owners and modes (`umoci insert` would need one call per top-level entry).
         umoci(&["new", "--image", &image]);
         umoci(&["unpack", "--image", &image, bundle_str]);
-        make_rootfs(&bundle.join("rootfs"), arch, debs);
+        make_rootfs(&bundle.join("rootfs"), debian, debs);
         // The same .debs give the same bytes on any machine and day: no clock in the files'
         // times, the config or its history (the golden-digest test holds the result).
         run_ok(
@@ -397,7 +421,7 @@ fn write(path: &Path, data: &[u8], mode: u32) {
 }
 
 /// Adds one index per tag in [`BASE_TAGS`] over the per-arch manifests: umoci 0.4 cannot make
-/// indexes and has no way to set the arm64 variant.
+/// indexes and has no way to set a variant.
 fn write_indexes(layout: &Path) {
     let index_path = layout.join("index.json");
     let mut index: Value =
@@ -414,12 +438,19 @@ fn write_indexes(layout: &Path) {
                 .unwrap_or_else(|| panic!("{name} missing from {}", index_path.display()));
             json!({ "mediaType": m["mediaType"], "digest": m["digest"], "size": m["size"] })
         };
-        let mut amd64 = descriptor("amd64");
-        amd64["platform"] = json!({ "architecture": "amd64", "os": "linux" });
-        let mut arm64 = descriptor("arm64");
-        arm64["platform"] = json!({ "architecture": "arm64", "os": "linux", "variant": "v8" });
+        let manifests: Vec<Value> = ARCHES
+            .iter()
+            .map(|(arch, variant, _)| {
+                let mut m = descriptor(arch);
+                m["platform"] = json!({ "architecture": arch, "os": "linux" });
+                if let Some(v) = variant {
+                    m["platform"]["variant"] = json!(v);
+                }
+                m
+            })
+            .collect();
         let platform_index =
-            json!({ "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [amd64, arm64] });
+            json!({ "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests });
         let bytes = serde_json::to_vec(&platform_index).expect("serialize");
         let scratch = layout.join(format!("index-{tag}.json"));
         std::fs::write(&scratch, &bytes).expect("write index blob");

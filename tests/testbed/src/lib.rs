@@ -37,7 +37,9 @@ mod util;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-pub use base::{base_inputs, base_layout, fixed_base_layout, BASE_REPOSITORY, BASE_TAGS};
+pub use base::{
+    base_inputs, base_layout, debian_arches, fixed_base_layout, BASE_REPOSITORY, BASE_TAGS,
+};
 pub use dockerd::Dockerd;
 pub use elsewhere::Elsewhere;
 pub use mirror::{zig_mirror, zig_mirror_dir, zig_wheel, FileServer, ZIG_MIRROR_ENV};

@@ -40,21 +40,20 @@ pub fn umoci_unpack(layout: &Path, tag: &str, bundle: &Path) {
         .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
 }
 
-/// Unpacks the `arch` (`amd64`, `arm64`) image of the index tagged `tag`, via a single-platform
-/// copy made with `skopeo copy --override-arch`.
+/// Unpacks the `arch` (`amd64`, `arm64`, `arm/v7`, …: ARCH or ARCH/VARIANT) image of the index
+/// tagged `tag`, via a single-platform copy made with `skopeo copy --override-arch`.
 pub fn umoci_unpack_platform(layout: &Path, tag: &str, arch: &str, bundle: &Path) {
     let single = crate::scratch_dir("single-");
+    let mut copy = Command::new(require_tool("skopeo"));
+    copy.args(["copy", "--quiet", "--override-os", "linux"]);
+    match arch.split_once('/') {
+        Some((arch, variant)) => {
+            copy.args(["--override-arch", arch, "--override-variant", variant])
+        }
+        None => copy.args(["--override-arch", arch]),
+    };
     run_ok(
-        Command::new(require_tool("skopeo"))
-            .args([
-                "copy",
-                "--quiet",
-                "--override-os",
-                "linux",
-                "--override-arch",
-                arch,
-            ])
-            .arg(format!("oci:{}:{tag}", layout.display()))
+        copy.arg(format!("oci:{}:{tag}", layout.display()))
             .arg(format!("oci:{}:{tag}", single.path().display())),
     );
     umoci_unpack(single.path(), tag, bundle);
@@ -330,22 +329,35 @@ fn elf_machine(path: &Path) -> Option<u16> {
     })
 }
 
-const EM_X86_64: u16 = 62;
-const EM_AARCH64: u16 = 183;
+/// ELF machines the test bed runs (stevedore's platforms): the machine, the host architecture
+/// (Rust's name) that runs it natively, qemu's name for it and OCI's.
+const MACHINES: [(u16, &str, &str, &str); 7] = [
+    (62, "x86_64", "x86_64", "amd64"),
+    (183, "aarch64", "aarch64", "arm64"),
+    (40, "arm", "arm", "arm"),
+    (3, "x86", "i386", "386"),
+    (21, "powerpc64", "ppc64le", "ppc64le"),
+    (22, "s390x", "s390x", "s390x"),
+    (243, "riscv64", "riscv64", "riscv64"),
+];
 
 /// The qemu user-mode emulator for `machine`, or `None` if the host runs it natively.
 fn qemu_for(machine: u16) -> Option<String> {
-    let host = match std::env::consts::ARCH {
-        "x86_64" => EM_X86_64,
-        "aarch64" => EM_AARCH64,
-        other => panic!("the test bed does not know the ELF machine of host architecture {other}"),
-    };
-    match machine {
-        m if m == host => None,
-        EM_X86_64 => Some("qemu-x86_64-static".to_owned()),
-        EM_AARCH64 => Some("qemu-aarch64-static".to_owned()),
-        other => panic!("no emulator known for ELF machine {other}"),
-    }
+    let (_, host, qemu, _) = MACHINES
+        .iter()
+        .find(|(m, ..)| *m == machine)
+        .unwrap_or_else(|| panic!("no emulator known for ELF machine {machine}"));
+    (*host != std::env::consts::ARCH).then(|| format!("qemu-{qemu}-static"))
+}
+
+/// The qemu user-mode emulator for the OCI architecture `arch` (`arm64`, `s390x`, …), or
+/// `None` if the host runs it natively.
+pub(crate) fn qemu_for_arch(arch: &str) -> Option<String> {
+    let (machine, ..) = MACHINES
+        .iter()
+        .find(|(.., oci)| *oci == arch)
+        .unwrap_or_else(|| panic!("the test bed knows no ELF machine for architecture {arch}"));
+    qemu_for(*machine)
 }
 
 /// A copy of a static qemu inside the rootfs (the chrooted process cannot see the host's),

@@ -8,7 +8,8 @@ use crate::tools::{require_tool, run_ok};
 /// Starts `entrypoint` from `rootfs` as uid/gid 65532 with `PORT=port`, in a network namespace
 /// of its own (only loopback, so a 0.0.0.0 bind reaches nothing outside), waits up to ten
 /// seconds for `GET http://127.0.0.1:PORT{path}` to answer, stops the service, and returns what
-/// the service printed and the answer. An arm64 `arch` runs under qemu-aarch64-static.
+/// the service printed and the answer. An `arch` (OCI's name) the host does not run natively
+/// runs under its qemu-user.
 pub fn serve_and_probe(
     rootfs: &Path,
     arch: &str,
@@ -16,14 +17,14 @@ pub fn serve_and_probe(
     port: u16,
     path: &str,
 ) -> (String, String) {
-    let emulator = match arch {
-        "arm64" => {
-            let qemu = require_tool("qemu-aarch64-static");
-            std::fs::copy(&qemu, rootfs.join("qemu-aarch64-static"))
+    let emulator = match crate::run::qemu_for_arch(arch) {
+        Some(name) => {
+            let qemu = require_tool(&name);
+            std::fs::copy(&qemu, rootfs.join(&name))
                 .unwrap_or_else(|e| panic!("cannot copy qemu into {}: {e}", rootfs.display()));
-            "/qemu-aarch64-static "
+            format!("/{name} ")
         }
-        _ => "",
+        None => String::new(),
     };
     let log = rootfs.with_extension("service.log");
     let answer = rootfs.with_extension("answer");

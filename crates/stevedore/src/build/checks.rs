@@ -41,7 +41,7 @@ pub(super) fn all_platforms(
     store: &BlobStore,
 ) -> Result<Vec<Platform>, Error> {
     let Base::Image(base) = &plan.base else {
-        return Ok(vec![Platform::linux_amd64(), Platform::linux_arm64()]);
+        return Ok(Platform::supported());
     };
     let Some(listed) = registry.index_platforms(base, pin, store)? else {
         tracing::warn!("--platform all: the base {base} is one image, not an index: building for the host's platform only");
@@ -50,8 +50,9 @@ pub(super) fn all_platforms(
     let (ours, skipped) = crate::platform::buildable(&listed);
     if !skipped.is_empty() {
         tracing::warn!(
-            "--platform all: skipping {} of the base {base}: stevedore builds only linux/amd64 and linux/arm64",
-            skipped.join(", ")
+            "--platform all: skipping {} of the base {base}: stevedore builds only {}",
+            skipped.join(", "),
+            crate::platform::list(&Platform::supported())
         );
     }
     match ours.is_empty() {

@@ -30,8 +30,8 @@ pub enum AuditableError {
     NoCfg(String),
     /// The Rust target (the field) is of an architecture whose object stevedore cannot write.
     #[error(
-        "cannot embed the dependency list in a binary for {0}: only x86_64 and aarch64 are \
-         supported; build with --no-auditable"
+        "cannot embed the dependency list in a binary for {0}: stevedore writes objects only \
+         for the platforms it builds; build with --no-auditable"
     )]
     Arch(String),
     /// The plan's `cargo metadata` answer has no resolved dependency graph.
@@ -276,18 +276,83 @@ fn source_kind(p: &Package) -> &'static str {
     }
 }
 
-/// A relocatable ELF64 little-endian object for `target` with one non-allocated section
-/// `.dep-v0` holding `data` and one global symbol over it; `None` for other architectures.
+/// How an architecture's relocatable objects are laid out, as its linkers expect them.
+struct ElfKind {
+    machine: u16,
+    /// ELF64 (else ELF32).
+    wide: bool,
+    big_endian: bool,
+    /// `e_flags`: the ABI, which linkers refuse to mix (ARM's EABI version and hard-float,
+    /// RISC-V's compressed instructions and double-float, PowerPC's ELFv2).
+    flags: u32,
+}
+
+impl ElfKind {
+    fn of(target: &str) -> Option<Self> {
+        let (machine, wide, big_endian, flags) = match target.split('-').next()? {
+            "x86_64" => (62, true, false, 0),
+            "aarch64" => (183, true, false, 0),
+            "armv7" => (40, false, false, 0x0500_0400),
+            "i686" => (3, false, false, 0),
+            "powerpc64le" => (21, true, false, 2),
+            "s390x" => (22, true, true, 0),
+            "riscv64gc" => (243, true, false, 0x5),
+            _ => return None,
+        };
+        Some(ElfKind {
+            machine,
+            wide,
+            big_endian,
+            flags,
+        })
+    }
+}
+
+/// Appends ELF fields in one object's byte order and word size.
+struct ElfOut<'a> {
+    kind: &'a ElfKind,
+    out: Vec<u8>,
+}
+
+impl ElfOut<'_> {
+    fn half(&mut self, v: u16) {
+        let bytes = if self.kind.big_endian {
+            v.to_be_bytes()
+        } else {
+            v.to_le_bytes()
+        };
+        self.out.extend(bytes);
+    }
+
+    fn word(&mut self, v: u32) {
+        let bytes = if self.kind.big_endian {
+            v.to_be_bytes()
+        } else {
+            v.to_le_bytes()
+        };
+        self.out.extend(bytes);
+    }
+
+    /// An address, offset or size: 8 bytes in ELF64, 4 in ELF32.
+    fn addr(&mut self, v: usize) {
+        match (self.kind.wide, self.kind.big_endian) {
+            (true, false) => self.out.extend((v as u64).to_le_bytes()),
+            (true, true) => self.out.extend((v as u64).to_be_bytes()),
+            (false, _) => self.word(u32::try_from(v).expect("the list is far below 4 GiB")),
+        }
+    }
+}
+
+/// A relocatable ELF object for `target` with one non-allocated section `.dep-v0` holding
+/// `data` and one global symbol over it; `None` for other architectures.
 ///
 /// Written by hand (six sections, one symbol) because every byte must be fixed: no file name
 /// symbol, no timestamp.
 pub(crate) fn elf_object(target: &str, data: &[u8]) -> Option<Vec<u8>> {
-    const EM_X86_64: u16 = 62;
-    const EM_AARCH64: u16 = 183;
-    let machine = match target.split('-').next()? {
-        "x86_64" => EM_X86_64,
-        "aarch64" => EM_AARCH64,
-        _ => return None,
+    let kind = ElfKind::of(target)?;
+    let (header, section_header, symbol) = match kind.wide {
+        true => (64, 64, 24),
+        false => (52, 40, 16),
     };
     let strtab = format!("\0{SYMBOL}\0").into_bytes();
     let shstrtab =
@@ -303,43 +368,69 @@ pub(crate) fn elf_object(target: &str, data: &[u8]) -> Option<Vec<u8>> {
         )
         .expect("small")
     };
-    let mut symtab = vec![0u8; 24]; // symbol 0 is null
-    symtab.extend(1u32.to_le_bytes()); // st_name
-    symtab.push(0x11); // STB_GLOBAL, STT_OBJECT
-    symtab.push(0); // STV_DEFAULT
-    symtab.extend(1u16.to_le_bytes()); // in section 1
-    symtab.extend(0u64.to_le_bytes());
-    symtab.extend((data.len() as u64).to_le_bytes());
+    let mut symtab = ElfOut {
+        kind: &kind,
+        out: vec![0u8; symbol], // symbol 0 is null
+    };
+    symtab.word(1); // st_name
+    if !kind.wide {
+        symtab.addr(0); // st_value
+        symtab.addr(data.len()); // st_size
+    }
+    symtab.out.push(0x11); // STB_GLOBAL, STT_OBJECT
+    symtab.out.push(0); // STV_DEFAULT
+    symtab.half(1); // in section 1
+    if kind.wide {
+        symtab.addr(0);
+        symtab.addr(data.len());
+    }
+    let symtab = symtab.out;
 
     let align8 = |n: usize| n.div_ceil(8) * 8;
-    let data_at = 64;
+    let data_at = header;
     let symtab_at = align8(data_at + data.len());
     let strtab_at = symtab_at + symtab.len();
     let shstrtab_at = strtab_at + strtab.len();
     let headers_at = align8(shstrtab_at + shstrtab.len());
 
-    let mut out = Vec::with_capacity(headers_at + 6 * 64);
-    out.extend(b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0");
-    out.extend(1u16.to_le_bytes()); // ET_REL
-    out.extend(machine.to_le_bytes());
-    out.extend(1u32.to_le_bytes());
-    out.extend(0u64.to_le_bytes()); // entry
-    out.extend(0u64.to_le_bytes()); // program headers
-    out.extend((headers_at as u64).to_le_bytes());
-    out.extend(0u32.to_le_bytes()); // flags
-    for half in [64u16, 0, 0, 64, 6, 4] {
-        out.extend(half.to_le_bytes());
+    let mut out = ElfOut {
+        kind: &kind,
+        out: Vec::with_capacity(headers_at + 6 * section_header),
+    };
+    out.out.extend(b"\x7fELF");
+    out.out.push(if kind.wide { 2 } else { 1 });
+    out.out.push(if kind.big_endian { 2 } else { 1 });
+    out.out.extend(b"\x01\0\0\0\0\0\0\0\0\0");
+    out.half(1); // ET_REL
+    out.half(kind.machine);
+    out.word(1);
+    out.addr(0); // entry
+    out.addr(0); // program headers
+    out.addr(headers_at);
+    out.word(kind.flags);
+    for half in [header, 0, 0, section_header, 6, 4] {
+        out.half(half as u16);
     }
-    out.extend(data);
-    out.resize(symtab_at, 0);
-    out.extend(&symtab);
-    out.extend(&strtab);
-    out.extend(&shstrtab);
-    out.resize(headers_at, 0);
+    out.out.extend(data);
+    out.out.resize(symtab_at, 0);
+    out.out.extend(&symtab);
+    out.out.extend(&strtab);
+    out.out.extend(&shstrtab);
+    out.out.resize(headers_at, 0);
+    let word_align = if kind.wide { 8 } else { 4 };
     let sections = [
         (0, 0, 0, 0, 0, 0, 0, 0),
         (name_at(SECTION), 1, data_at, data.len(), 0, 0, 1, 0), // PROGBITS, not allocated
-        (name_at(".symtab"), 2, symtab_at, symtab.len(), 3, 1, 8, 24),
+        (
+            name_at(".symtab"),
+            2,
+            symtab_at,
+            symtab.len(),
+            3,
+            1,
+            word_align,
+            symbol,
+        ),
         (name_at(".strtab"), 3, strtab_at, strtab.len(), 0, 0, 1, 0),
         (
             name_at(".shstrtab"),
@@ -354,19 +445,19 @@ pub(crate) fn elf_object(target: &str, data: &[u8]) -> Option<Vec<u8>> {
         // Empty and not executable: without it GNU ld makes the program's stack executable.
         (name_at(".note.GNU-stack"), 1, headers_at, 0, 0, 0, 1, 0),
     ];
-    for (name, kind, offset, size, link, info, align, entsize) in sections {
-        out.extend(name.to_le_bytes());
-        out.extend((kind as u32).to_le_bytes());
-        out.extend(0u64.to_le_bytes()); // flags
-        out.extend(0u64.to_le_bytes()); // address
-        out.extend((offset as u64).to_le_bytes());
-        out.extend((size as u64).to_le_bytes());
-        out.extend((link as u32).to_le_bytes());
-        out.extend((info as u32).to_le_bytes());
-        out.extend((align as u64).to_le_bytes());
-        out.extend((entsize as u64).to_le_bytes());
+    for (name, section_type, offset, size, link, info, align, entsize) in sections {
+        out.word(name);
+        out.word(section_type);
+        out.addr(0); // flags
+        out.addr(0); // address
+        out.addr(offset);
+        out.addr(size);
+        out.word(link);
+        out.word(info);
+        out.addr(align);
+        out.addr(entsize);
     }
-    Some(out)
+    Some(out.out)
 }
 
 #[cfg(test)]
@@ -467,15 +558,57 @@ mod tests {
             .unwrap();
         assert_eq!(back, list);
         let x86 = elf_object("x86_64-unknown-linux-musl", &compressed).unwrap();
-        let arm = elf_object("aarch64-unknown-linux-musl", &compressed).unwrap();
         assert_eq!(
             x86,
             elf_object("x86_64-unknown-linux-musl", &compressed).unwrap()
         );
-        assert_eq!(&x86[..4], b"\x7fELF");
-        assert_eq!(u16::from_le_bytes([x86[18], x86[19]]), 62);
-        assert_eq!(u16::from_le_bytes([arm[18], arm[19]]), 183);
         assert_eq!(&x86[64..64 + compressed.len()], &compressed[..]);
-        assert!(elf_object("riscv64gc-unknown-linux-musl", &compressed).is_none());
+        assert!(elf_object("mips64-unknown-linux-muslabi64", &compressed).is_none());
+    }
+
+    /// Each platform's object as a reader that knows ELF (the `object` crate) sees it: its
+    /// machine, word size and byte order, the ABI flags linkers compare, the section holding
+    /// the list and the symbol over it.
+    #[test]
+    fn every_platform_gets_an_object_its_linker_reads() {
+        use object::{Object, ObjectSection, ObjectSymbol};
+        let compressed = compress(br#"{"packages":[]}"#);
+        let expected = [
+            (object::Architecture::X86_64, 0),
+            (object::Architecture::Aarch64, 0),
+            (object::Architecture::Arm, 0x0500_0400),
+            (object::Architecture::I386, 0),
+            (object::Architecture::PowerPc64, 2),
+            (object::Architecture::S390x, 0),
+            (object::Architecture::Riscv64, 5),
+        ];
+        let platforms = crate::platform::Platform::supported();
+        assert_eq!(platforms.len(), expected.len());
+        for (platform, (architecture, flags)) in platforms.iter().zip(expected) {
+            let bytes = elf_object(platform.rust_target(), &compressed).unwrap();
+            let file = object::File::parse(&bytes[..]).unwrap();
+            assert_eq!(file.architecture(), architecture, "{platform}");
+            assert_eq!(
+                file.is_little_endian(),
+                platform.architecture != "s390x",
+                "{platform}"
+            );
+            assert_eq!(
+                file.is_64(),
+                !["arm", "386"].contains(&platform.architecture.as_str()),
+                "{platform}"
+            );
+            let object::FileFlags::Elf { e_flags, .. } = file.flags() else {
+                panic!("{platform}: not ELF flags")
+            };
+            assert_eq!(e_flags, flags, "{platform}");
+            let section = file.section_by_name(SECTION).unwrap();
+            assert_eq!(section.data().unwrap(), &compressed[..], "{platform}");
+            let symbol = file.symbol_by_name(SYMBOL).unwrap();
+            assert!(symbol.is_global(), "{platform}");
+            assert_eq!(symbol.size(), compressed.len() as u64, "{platform}");
+            assert_eq!(symbol.section_index(), Some(section.index()), "{platform}");
+            assert!(file.section_by_name(".note.GNU-stack").is_some());
+        }
     }
 }

@@ -365,13 +365,13 @@ pub(super) fn write_zig_wrappers(
     target: &str,
     zig: &str,
 ) -> Result<ZigWrappers, CompileError> {
-    let zig_triple = format!("{}-linux-musl", target.split('-').next().unwrap_or(target));
+    let (zig_target, refused) = zig_target(target);
     let zig_cmd = shell_quote(zig);
     // cc-rs passes the Rust triple as --target=…, which zig cannot parse; zig gets its own.
     let cc = format!(
         "#!/bin/sh\n# Written by stevedore: links and compiles C for {target} with zig.\n\
-         for a do shift; case \"$a\" in --target=*) continue;; esac; set -- \"$@\" \"$a\"; done\n\
-         {}exec {zig_cmd} cc -target {zig_triple} \"$@\"\n",
+         for a do shift; case \"$a\" in --target=*{refused}) continue;; esac; set -- \"$@\" \"$a\"; done\n\
+         {}exec {zig_cmd} cc -target {zig_target} \"$@\"\n",
         super::remap::c_remap_script()
     );
     let ar = format!("#!/bin/sh\n# Written by stevedore.\nexec {zig_cmd} ar \"$@\"\n");
@@ -387,6 +387,23 @@ pub(super) fn write_zig_wrappers(
         })?;
     }
     Ok(wrappers)
+}
+
+/// zig's `-target` for a Rust musl target, with the CPU where zig's default for the
+/// architecture is older than the Rust target's baseline (so C code uses what Rust code does:
+/// ARMv7 with VFPv3 and Thumb-2, SSE2 on i686), as cargo-zigbuild passes them; and, as `|ARG`
+/// patterns for the wrapper's `case`, what rustc passes the linker for it that zig refuses
+/// (i686's `-Wl,-melf_i386`: zig's `-target` already says it).
+fn zig_target(rust_target: &str) -> (String, &'static str) {
+    match rust_target.split('-').next().unwrap_or(rust_target) {
+        "armv7" => (
+            "arm-linux-musleabihf -mcpu=generic+v7a+vfp3-d32+thumb2-neon".into(),
+            "",
+        ),
+        "i686" => ("x86-linux-musl -mcpu=pentium4".into(), "|-Wl,-melf_i386"),
+        "riscv64gc" => ("riscv64-linux-musl".into(), ""),
+        arch => (format!("{arch}-linux-musl"), ""),
+    }
 }
 
 /// Points cargo, rustc and cc-rs at the zig wrappers for `target`.
@@ -440,6 +457,38 @@ fn lock_file(dir: &Path) -> std::io::Result<File> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_platform_has_a_zig_target_and_amd64_and_arm64_keep_theirs() {
+        // amd64's and arm64's wrappers (and so their digests' inputs) are as they were.
+        let of = |target| {
+            let (zig, refused) = zig_target(target);
+            (zig, refused.to_owned())
+        };
+        assert_eq!(
+            of("x86_64-unknown-linux-musl"),
+            ("x86_64-linux-musl".into(), String::new())
+        );
+        assert_eq!(
+            of("aarch64-unknown-linux-musl"),
+            ("aarch64-linux-musl".into(), String::new())
+        );
+        let targets: Vec<String> = crate::platform::Platform::supported()
+            .iter()
+            .map(|p| zig_target(p.rust_target()).0)
+            .collect();
+        assert_eq!(
+            targets[2..],
+            [
+                "arm-linux-musleabihf -mcpu=generic+v7a+vfp3-d32+thumb2-neon",
+                "x86-linux-musl -mcpu=pentium4",
+                "powerpc64le-linux-musl",
+                "s390x-linux-musl",
+                "riscv64-linux-musl",
+            ]
+        );
+        assert_eq!(of("i686-unknown-linux-musl").1, "|-Wl,-melf_i386");
+    }
 
     #[test]
     fn each_supported_host_has_one_wheel_of_the_pinned_version() {

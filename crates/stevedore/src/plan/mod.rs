@@ -267,7 +267,8 @@ pub enum PlanError {
     /// `--platform all` on a base whose index has no platform stevedore builds.
     #[error(
         "--platform all: the base {base} has none of the platforms stevedore builds (it has \
-         {listed}); use a base with linux/amd64 or linux/arm64, or `--base scratch`"
+         {listed}); use a base with one of {supported}, or `--base scratch`",
+        supported = crate::platform::list(&Platform::supported())
     )]
     NoBuildablePlatform {
         /// The base.

@@ -140,11 +140,13 @@ fn read_image(source: &ImageSource) -> Result<Entry, PublishError> {
     })
 }
 
-/// The platform an image was built for, from its config.
+/// The platform an image was built for, from its config (a left-out variant is the default
+/// one: v8 on arm64, v7 on arm).
 fn platform_of(config: &ImageConfiguration) -> Platform {
     let architecture = config.architecture().to_string();
     let variant = match (architecture.as_str(), config.variant()) {
         ("arm64", None) => Some("v8".to_owned()),
+        ("arm", None) => Some("v7".to_owned()),
         (_, v) => v.clone(),
     };
     Platform {
