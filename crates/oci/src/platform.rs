@@ -316,8 +316,8 @@ mod tests {
             [
                 "linux/arm/v7",
                 "linux/arm64/v8",
-                "linux/s390x",
-                "linux/amd64"
+                "linux/amd64",
+                "linux/s390x"
             ]
         );
         assert_eq!(skipped, ["linux/arm/v6", "linux/mips64le"]);
