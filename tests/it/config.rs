@@ -244,7 +244,7 @@ fn bad_metadata_names_the_key_and_the_file() {
         ),
         (
             "platforms = [\"linux/amd64\"]",
-            "platforms = [\"linux/s390x\"]",
+            "platforms = [\"linux/mips64le\"]",
             "`platforms[0]`",
         ),
     ];

@@ -390,9 +390,18 @@ fn find_std(toolchain: &Toolchain, target: &str) -> Result<Std, CompileError> {
     let (toolchain_note, fix) = match toolchain.rustup_name() {
         Some(name) => (
             format!(" in toolchain `{name}`"),
-            format!("run `rustup target add {target} --toolchain {name}`"),
+            format!(
+                "run `rustup target add {target} --toolchain {name}`, or, for a target rustup \
+                 has no standard library for, `rustup component add rust-src --toolchain {name}`"
+            ),
         ),
-        None if has_rustup() => (String::new(), format!("run `rustup target add {target}`")),
+        None if has_rustup() => (
+            String::new(),
+            format!(
+                "run `rustup target add {target}`, or, for a target rustup has no standard \
+                 library for, `rustup component add rust-src`"
+            ),
+        ),
         None => (
             String::new(),
             format!(

@@ -709,7 +709,7 @@ mod tests {
         );
         let err = settings(&sources(
             &json!({}),
-            Some(&json!({"platforms": ["linux/s390x"]})),
+            Some(&json!({"platforms": ["linux/mips64le"]})),
         ))
         .unwrap_err()
         .to_string();
