@@ -9,8 +9,8 @@ use stevedore::plan::BuildOptions;
 use stevedore::registry::{Registry, RegistryError, RegistryOptions};
 use stevedore::Build;
 use stevedore::Compression;
-use stevedore::Platform;
 use stevedore::{Base, Reference};
+use stevedore::{Libc, Platform};
 
 #[derive(Debug, Clone, Args)]
 pub(super) struct RegistryArgs {
@@ -161,6 +161,11 @@ pub(super) struct ImageArgs {
     /// base's index that stevedore builds) [default: the host's].
     #[arg(long, value_name = "LIST|all", value_delimiter = ',')]
     pub(super) platform: Vec<PlatformArg>,
+    /// The C library to build against: `musl` (a static binary, on any base) or `gnu` (glibc,
+    /// linked against the base's own, which the base must have; default base
+    /// gcr.io/distroless/cc-debian12:nonroot) [default: `libc` in Cargo.toml, else musl]
+    #[arg(long, value_name = "musl|gnu")]
+    pub(super) libc: Option<Libc>,
     /// Name for the image (repeatable), e.g. `registry.example.com/app:1.2`.
     #[arg(short, long, value_name = "REF")]
     pub(super) tag: Vec<Reference>,
@@ -259,6 +264,7 @@ impl ImageArgs {
                 PlatformArg::All => None,
             })
             .collect();
+        options.libc = self.libc;
         options.tags = self.tag.clone();
         options.tag_names = self.tags.clone();
         options.image = self.settings.flags();

@@ -12,6 +12,7 @@ mod deploy;
 mod errors;
 mod faults;
 mod fleet;
+mod glibc;
 mod golden;
 mod hermetic;
 mod init;

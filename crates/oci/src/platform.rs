@@ -15,16 +15,85 @@ pub struct Platform {
 }
 
 /// The platforms stevedore builds, in the order `--platform all` on `scratch` lists them: OCI
-/// architecture, variant, and the Rust target (musl, static) that compiles for it.
-const BUILT: [(&str, Option<&str>, &str); 7] = [
-    ("amd64", None, "x86_64-unknown-linux-musl"),
-    ("arm64", Some("v8"), "aarch64-unknown-linux-musl"),
-    ("arm", Some("v7"), "armv7-unknown-linux-musleabihf"),
-    ("386", None, "i686-unknown-linux-musl"),
-    ("ppc64le", None, "powerpc64le-unknown-linux-musl"),
-    ("s390x", None, "s390x-unknown-linux-musl"),
-    ("riscv64", None, "riscv64gc-unknown-linux-musl"),
+/// architecture, variant, and the Rust targets that compile for it: musl (static) and glibc.
+const BUILT: [(&str, Option<&str>, &str, &str); 7] = [
+    (
+        "amd64",
+        None,
+        "x86_64-unknown-linux-musl",
+        "x86_64-unknown-linux-gnu",
+    ),
+    (
+        "arm64",
+        Some("v8"),
+        "aarch64-unknown-linux-musl",
+        "aarch64-unknown-linux-gnu",
+    ),
+    (
+        "arm",
+        Some("v7"),
+        "armv7-unknown-linux-musleabihf",
+        "armv7-unknown-linux-gnueabihf",
+    ),
+    (
+        "386",
+        None,
+        "i686-unknown-linux-musl",
+        "i686-unknown-linux-gnu",
+    ),
+    (
+        "ppc64le",
+        None,
+        "powerpc64le-unknown-linux-musl",
+        "powerpc64le-unknown-linux-gnu",
+    ),
+    (
+        "s390x",
+        None,
+        "s390x-unknown-linux-musl",
+        "s390x-unknown-linux-gnu",
+    ),
+    (
+        "riscv64",
+        None,
+        "riscv64gc-unknown-linux-musl",
+        "riscv64gc-unknown-linux-gnu",
+    ),
 ];
+
+/// The C library a binary is built against: musl, linked in statically (the default, for any
+/// base), or glibc, linked dynamically against the base's (`--libc gnu`, on a base with
+/// glibc such as `distroless/cc`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Libc {
+    /// Static musl binaries (`*-unknown-linux-musl`).
+    #[default]
+    Musl,
+    /// Dynamic glibc binaries (`*-unknown-linux-gnu`).
+    Gnu,
+}
+
+impl FromStr for Libc {
+    type Err = PlatformError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "musl" => Ok(Libc::Musl),
+            "gnu" | "glibc" => Ok(Libc::Gnu),
+            other => Err(PlatformError::Libc(other.to_owned())),
+        }
+    }
+}
+
+impl fmt::Display for Libc {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Libc::Musl => "musl",
+            Libc::Gnu => "gnu",
+        })
+    }
+}
 
 /// Other spellings of an architecture that tools write (Go's, Debian's, the kernel's), as
 /// containerd normalises them.
@@ -49,6 +118,9 @@ pub enum PlatformError {
         supported = list(&Platform::supported())
     )]
     Unsupported(String),
+    /// A C library other than `musl` and `gnu`; it holds the text.
+    #[error("`{0}` is not a C library stevedore builds for: use `musl` (static, the default) or `gnu` (glibc)")]
+    Libc(String),
     /// [`Platform::host`] on a CPU no supported platform runs on; it holds Rust's name for the
     /// CPU (`std::env::consts::ARCH`).
     #[error("the host architecture `{0}` has no default platform: pass --platform, e.g. linux/amd64 or linux/arm64")]
@@ -70,7 +142,7 @@ impl Platform {
     pub fn supported() -> Vec<Self> {
         BUILT
             .iter()
-            .map(|(architecture, variant, _)| Self::linux(architecture, *variant))
+            .map(|(architecture, variant, ..)| Self::linux(architecture, *variant))
             .collect()
     }
 
@@ -107,13 +179,23 @@ impl Platform {
         Self::known("linux", oci, None).ok_or_else(|| PlatformError::UnknownHost(arch.to_owned()))
     }
 
-    /// The Rust target triple that compiles a static binary for this platform; for a platform
-    /// stevedore does not build (made by hand, not parsed), amd64's.
+    /// The Rust target triple that compiles a static (musl) binary for this platform; for a
+    /// platform stevedore does not build (made by hand, not parsed), amd64's.
     pub fn rust_target(&self) -> &'static str {
-        BUILT
+        self.rust_target_for(Libc::Musl)
+    }
+
+    /// The Rust target triple that compiles for this platform against `libc`; for a platform
+    /// stevedore does not build (made by hand, not parsed), amd64's.
+    pub fn rust_target_for(&self, libc: Libc) -> &'static str {
+        let row = BUILT
             .iter()
-            .find(|(architecture, variant, _)| self.matches("linux", architecture, *variant))
-            .map_or(BUILT[0].2, |(_, _, target)| target)
+            .find(|(architecture, variant, ..)| self.matches("linux", architecture, *variant))
+            .unwrap_or(&BUILT[0]);
+        match libc {
+            Libc::Musl => row.2,
+            Libc::Gnu => row.3,
+        }
     }
 
     /// Whether an index entry's platform is this one. A missing variant means the default one

@@ -274,6 +274,9 @@ pub enum Base {
 
 /// The base when neither a flag nor Cargo.toml names one.
 pub const DEFAULT_BASE: &str = "gcr.io/distroless/static-debian12:nonroot";
+/// The base of glibc builds (`--libc gnu`) when neither a flag nor Cargo.toml names one:
+/// distroless with glibc, libgcc and libssl.
+pub const DEFAULT_GNU_BASE: &str = "gcr.io/distroless/cc-debian12:nonroot";
 
 impl FromStr for Base {
     type Err = ReferenceError;

@@ -13,12 +13,13 @@ use cargo_metadata::cargo_platform::Cfg;
 use cargo_metadata::Message;
 
 use crate::plan::Plan;
-use crate::platform::Platform;
+use crate::platform::{Libc, Platform};
 use crate::toolchain::{describe, run_capture, Toolchain, ToolchainError};
 
 mod auditable;
 mod cancel;
 mod debuginfo;
+mod glibc;
 mod remap;
 mod std_cache;
 mod target_lock;
@@ -30,6 +31,9 @@ pub(crate) use target_lock::lock as lock_target_dir;
 pub use auditable::AuditableError;
 pub use cancel::Cancel;
 pub use debuginfo::{DebugFile, DebuginfoError};
+pub(crate) use glibc::{
+    newest_need as newest_glibc_need, of_packages as glibc_of_packages, GlibcVersion,
+};
 
 use remap::Remaps;
 use tools::{
@@ -234,13 +238,23 @@ enum Std {
     FromSource,
 }
 
+/// The glibc version (`2.36`) each platform's base has, which a glibc build links against;
+/// empty for a musl build.
+pub type GlibcVersions = std::collections::BTreeMap<Platform, GlibcVersion>;
+
 /// Compiles `plan.bin` for every planned platform in one cargo run, so cargo schedules all
 /// targets on all cores; `--keep-going` lets a failing target name itself by its missing binary.
+/// A glibc build links against `glibc`'s version for each platform.
 /// `cancel` stops it from another thread. `cfgs` (the `cfg` values of each planned platform,
 /// index for index) pick the part of the plan's graph each binary lists, unless the plan turns
 /// that off.
-pub fn compile(plan: &Plan, cfgs: &[Vec<Cfg>], cancel: &Cancel) -> Result<Compiled, CompileError> {
-    let targets: Vec<&str> = plan.platforms.iter().map(Platform::rust_target).collect();
+pub fn compile(
+    plan: &Plan,
+    cfgs: &[Vec<Cfg>],
+    glibc: &GlibcVersions,
+    cancel: &Cancel,
+) -> Result<Compiled, CompileError> {
+    let targets: Vec<&str> = plan.platforms.iter().map(|p| plan.rust_target(p)).collect();
     // -Zbuild-std applies to every target of a run: one target without std means all from source.
     let mut std = Std::Installed;
     for target in &targets {
@@ -250,6 +264,7 @@ pub fn compile(plan: &Plan, cfgs: &[Vec<Cfg>], cancel: &Cancel) -> Result<Compil
     }
     let setup = Setup {
         plan,
+        glibc,
         std,
         remaps: Remaps::for_plan(plan)?,
         tools: tools_dir(plan),
@@ -270,8 +285,8 @@ pub fn compile(plan: &Plan, cfgs: &[Vec<Cfg>], cancel: &Cancel) -> Result<Compil
     let missing: Vec<String> = plan
         .platforms
         .iter()
-        .filter(|p| !executables.iter().any(|(t, _)| t == p.rust_target()))
-        .map(|p| format!("{p} ({})", p.rust_target()))
+        .filter(|p| !executables.iter().any(|(t, _)| t == plan.rust_target(p)))
+        .map(|p| format!("{p} ({})", plan.rust_target(p)))
         .collect();
     if !missing.is_empty() {
         return Err(CompileError::Failed {
@@ -285,7 +300,7 @@ pub fn compile(plan: &Plan, cfgs: &[Vec<Cfg>], cancel: &Cancel) -> Result<Compil
         .map(|p| {
             let path = executables
                 .iter()
-                .find(|(t, _)| t == p.rust_target())
+                .find(|(t, _)| t == plan.rust_target(p))
                 .map(|(_, path)| path.clone())
                 .expect("checked above");
             if !plan.split_debuginfo {
@@ -298,7 +313,7 @@ pub fn compile(plan: &Plan, cfgs: &[Vec<Cfg>], cancel: &Cancel) -> Result<Compil
             let dir = plan
                 .target_dir
                 .join("stevedore/.debuginfo")
-                .join(p.rust_target());
+                .join(plan.rust_target(p));
             let (path, debug) = debuginfo::split(&path, &dir, &plan.bin)?;
             Ok(Binary {
                 platform: p.clone(),
@@ -322,6 +337,8 @@ pub fn compile(plan: &Plan, cfgs: &[Vec<Cfg>], cancel: &Cancel) -> Result<Compil
 /// library it builds is the one this compile's cargo would build, unit for unit.
 struct Setup<'a> {
     plan: &'a Plan,
+    /// The glibc version of each platform's base, for a glibc build.
+    glibc: &'a GlibcVersions,
     std: Std,
     remaps: Remaps,
     tools: PathBuf,
@@ -335,14 +352,18 @@ impl Setup<'_> {
     fn apply(&self, cmd: &mut Command) -> Result<(), CompileError> {
         let mut rustflags: Vec<(&str, Vec<String>)> = Vec::new();
         for platform in &self.plan.platforms {
-            let target = platform.rust_target();
+            let target = self.plan.rust_target(platform);
             let mut flags = self.remaps.rustc_flags();
-            if let Some(why) = zig_reason(self.std, platform, self.plan.has_c_code) {
+            if let Some(why) = zig_reason(self.std, platform, self.plan) {
                 let zig = self.zig(cmd, target, why)?;
-                let wrappers = write_zig_wrappers(&self.tools, target, zig)?;
+                let glibc = self.glibc.get(platform).map(ToString::to_string);
+                let wrappers = write_zig_wrappers(&self.tools, target, glibc.as_deref(), zig)?;
                 link_with(cmd, target, &wrappers, &self.remaps);
                 // zig brings musl's C runtime and libunwind; rustc's own copies would clash.
-                flags.push("-Clink-self-contained=no".into());
+                // (glibc targets have no self-contained mode.)
+                if self.plan.libc == Libc::Musl {
+                    flags.push("-Clink-self-contained=no".into());
+                }
             }
             rustflags.push((target, flags));
         }
@@ -422,14 +443,17 @@ fn has_rustup() -> bool {
 }
 
 /// Why this build links with zig, if it must: rustc's own musl linking only covers an
-/// installed std on the host architecture with no C code.
-fn zig_reason(std: Std, platform: &Platform, has_c_code: bool) -> Option<&'static str> {
+/// installed std on the host architecture with no C code, and a glibc binary must link
+/// against the base's glibc, not the host's.
+fn zig_reason(std: Std, platform: &Platform, plan: &Plan) -> Option<&'static str> {
     let host = Platform::host().ok();
-    if std == Std::FromSource {
+    if plan.libc == Libc::Gnu {
+        Some("a glibc binary links against the base's glibc version")
+    } else if std == Std::FromSource {
         Some("std built from source has no bundled musl C runtime")
     } else if host.as_ref() != Some(platform) {
         Some("the target is not the host architecture")
-    } else if has_c_code {
+    } else if plan.has_c_code {
         Some("a dependency compiles C code")
     } else {
         None
@@ -563,7 +587,7 @@ fn run_cargo(
                     let triple = plan
                         .platforms
                         .iter()
-                        .map(Platform::rust_target)
+                        .map(|p| plan.rust_target(p))
                         .find(|t| path.components().any(|c| c.as_os_str() == *t));
                     if let Some(triple) = triple {
                         executables.push((triple.to_owned(), path));

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::oci::Compression;
-use crate::platform::Platform;
+use crate::platform::{Libc, Platform};
 use crate::reference::{Base, Reference};
 
 /// The table as written; every key optional.
@@ -19,6 +19,7 @@ use crate::reference::{Base, Reference};
 struct Table {
     base: Option<String>,
     platforms: Option<Vec<String>>,
+    libc: Option<String>,
     repository: Option<String>,
     tags: Option<Vec<String>>,
     args: Option<Vec<String>>,
@@ -257,6 +258,8 @@ pub struct ExtraFile {
 pub struct Settings {
     pub base: Option<Base>,
     pub platforms: Vec<Platform>,
+    /// `libc = "gnu"`: build against glibc.
+    pub libc: Option<Libc>,
     /// Image names from `repository` and `tags`, placeholders filled in.
     pub tags: Vec<Reference>,
     pub image: ImageSettings,
@@ -346,6 +349,13 @@ pub fn settings(sources: &Sources) -> Result<Settings, ConfigError> {
             origin(&|t| t.platforms.is_some()).error(&format!("platforms[{i}]"), e)
         })?);
     }
+    let libc = match &merged.libc {
+        Some(l) => Some(
+            l.parse::<Libc>()
+                .map_err(|e| origin(&|t| t.libc.is_some()).error("libc", e))?,
+        ),
+        None => None,
+    };
     let compression = match &merged.compression {
         Some(c) => Some(
             c.parse::<Compression>()
@@ -388,6 +398,7 @@ pub fn settings(sources: &Sources) -> Result<Settings, ConfigError> {
     Ok(Settings {
         base,
         platforms,
+        libc,
         tags,
         image,
         compression,
@@ -438,6 +449,7 @@ fn merge(workspace: Option<&Table>, package: Option<&Table>) -> Table {
     Table {
         base: p.base.or(w.base),
         platforms: p.platforms.or(w.platforms),
+        libc: p.libc.or(w.libc),
         repository: p.repository.or(w.repository),
         tags: p.tags.or(w.tags),
         args: p.args.or(w.args),

@@ -14,7 +14,7 @@ use crate::layer::{self, Layer, LayerError, LayerSpec};
 use crate::oci::media::SPDX_JSON;
 use crate::oci::{BaseImage, Descriptor};
 use crate::plan::{self, Plan, PlanError};
-use crate::platform::Platform;
+use crate::platform::{Libc, Platform};
 use crate::reference::Base;
 use crate::reference::Reference;
 use crate::registry::{Registry, RegistryError};
@@ -61,6 +61,38 @@ pub enum PipelineError {
     /// The blob store failed, e.g. while storing the SBOM.
     #[error(transparent)]
     Cache(#[from] CacheError),
+    /// `--libc gnu` on a base with no glibc for a platform (no `libc6` in its dpkg records),
+    /// or on `scratch`.
+    #[error(
+        "--libc gnu: the base {base} has no glibc for {platform} (no libc6 in its dpkg \
+         records), and a glibc binary runs only where one is: use a base with glibc, such as \
+         {} (--libc gnu's default), or build a static binary with --libc musl",
+        crate::reference::DEFAULT_GNU_BASE
+    )]
+    NoGlibc {
+        /// The base.
+        base: String,
+        /// The platform.
+        platform: String,
+    },
+    /// A glibc binary needs a newer glibc than its base has; nothing was published.
+    #[error(
+        "the {platform} binary needs glibc {needs} (its symbol `{symbol}` is of version \
+         GLIBC_{needs}), but the base {base} has glibc {has}: use a base with glibc {needs} or \
+         newer, or build a static binary with --libc musl"
+    )]
+    GlibcTooNew {
+        /// The platform.
+        platform: String,
+        /// A symbol of the newest version the binary needs.
+        symbol: String,
+        /// That version, `2.38`.
+        needs: String,
+        /// The base's glibc, `2.36`.
+        has: String,
+        /// The base.
+        base: String,
+    },
 }
 
 /// Builds the image for every planned platform. Blobs land in `store`; nothing is published.
@@ -78,26 +110,40 @@ pub fn build(
     // Pulling the base and checking the push targets are network-bound and compiling is
     // CPU-bound: do both at once, and stop the compile as soon as the network side fails.
     let cancel = Cancel::default();
-    let (bases, binaries) = std::thread::scope(|s| {
-        let network = s.spawn(|| {
-            let ready = pull_base(plan, store, registry).and_then(|bases| {
-                check_push(registry, push_to)?;
-                Ok(bases)
+    let (bases, binaries, glibc) = match plan.libc {
+        Libc::Musl => {
+            let (bases, binaries) = std::thread::scope(|s| {
+                let network = s.spawn(|| {
+                    let ready = pull_base(plan, store, registry).and_then(|bases| {
+                        check_push(registry, push_to)?;
+                        Ok(bases)
+                    });
+                    if ready.is_err() {
+                        cancel.cancel();
+                    }
+                    ready
+                });
+                let none = compile::GlibcVersions::new();
+                let binaries = compile::compile(plan, &cfgs, &none, &cancel);
+                (
+                    network.join().expect("the base pull does not panic"),
+                    binaries,
+                )
             });
-            if ready.is_err() {
-                cancel.cancel();
-            }
-            ready
-        });
-        let binaries = compile::compile(plan, &cfgs, &cancel);
-        (
-            network.join().expect("the base pull does not panic"),
-            binaries,
-        )
-    });
-    // The network side's failure first: a cancelled compile is its consequence.
-    let bases = bases?;
+            // The network side's failure first: a cancelled compile is its consequence.
+            (bases?, binaries, compile::GlibcVersions::new())
+        }
+        // zig links against the base's glibc, so the base is read before the compile.
+        Libc::Gnu => {
+            let bases = pull_base(plan, store, registry)?;
+            check_push(registry, push_to)?;
+            let glibc = glibc_of_bases(plan, &bases, store)?;
+            let binaries = compile::compile(plan, &cfgs, &glibc, &cancel);
+            (bases, binaries, glibc)
+        }
+    };
     let compile::Compiled { binaries, ran } = binaries?;
+    check_glibc_needs(plan, &binaries, &glibc)?;
     let mtime = u64::try_from(plan.created).unwrap_or(0);
     let mut applications = Vec::with_capacity(binaries.len());
     for binary in &binaries {
@@ -133,7 +179,7 @@ pub fn target_cfgs(plan: &Plan) -> Result<Vec<Vec<Cfg>>, PipelineError> {
         let asks: Vec<_> = plan
             .platforms
             .iter()
-            .map(|p| s.spawn(|| plan::target_cfg(plan, p.rust_target())))
+            .map(|p| s.spawn(|| plan::target_cfg(plan, plan.rust_target(p))))
             .collect();
         asks.into_iter()
             .map(|ask| ask.join().expect("asking rustc does not panic"))
@@ -208,7 +254,7 @@ fn sbom(
     base_contents: &sbom::BaseContents,
     store: &BlobStore,
 ) -> Result<Referrer, PipelineError> {
-    let target = image.platform.rust_target();
+    let target = plan.rust_target(&image.platform);
     let cargo_lock = std::fs::read_to_string(plan.workspace_root.join("Cargo.lock")).ok();
     let name = plan
         .tags
@@ -291,6 +337,70 @@ pub fn pull_base(
             reference: reference.to_string(),
             source,
         })
+}
+
+/// The base as messages name it.
+fn base_name(base: &Base) -> String {
+    match base {
+        Base::Image(reference) => reference.to_string(),
+        Base::Scratch => "scratch".into(),
+    }
+}
+
+/// The glibc version of each planned platform's base, from its dpkg records.
+fn glibc_of_bases(
+    plan: &Plan,
+    bases: &[BaseImage],
+    store: &BlobStore,
+) -> Result<compile::GlibcVersions, PipelineError> {
+    let mut versions = compile::GlibcVersions::new();
+    for platform in &plan.platforms {
+        let contents = match bases.iter().find(|b| b.platform == *platform) {
+            Some(base) => sbom::read_base(store, &base.layers)?,
+            None => sbom::BaseContents::default(),
+        };
+        let packages = contents
+            .packages
+            .iter()
+            .map(|p| (p.name.as_str(), p.version.as_str()));
+        let version =
+            compile::glibc_of_packages(packages).ok_or_else(|| PipelineError::NoGlibc {
+                base: base_name(&plan.base),
+                platform: platform.to_string(),
+            })?;
+        tracing::info!("linking the {platform} binary against the base's glibc {version}");
+        versions.insert(platform.clone(), version);
+    }
+    Ok(versions)
+}
+
+/// Refuses, before anything is written or pushed, a glibc binary that needs a newer glibc
+/// symbol version than its base has (zig links against the base's, so only a prebuilt object
+/// that asks for more gets here).
+fn check_glibc_needs(
+    plan: &Plan,
+    binaries: &[compile::Binary],
+    glibc: &compile::GlibcVersions,
+) -> Result<(), PipelineError> {
+    for binary in binaries {
+        let Some(has) = glibc.get(&binary.platform) else {
+            continue;
+        };
+        let bytes = std::fs::read(&binary.path).map_err(|source| LayerError::Source {
+            path: binary.path.clone(),
+            source,
+        })?;
+        if let Some(need) = compile::newest_glibc_need(&bytes).filter(|n| n.version > *has) {
+            return Err(PipelineError::GlibcTooNew {
+                platform: binary.platform.to_string(),
+                symbol: need.symbol,
+                needs: need.version.to_string(),
+                has: has.to_string(),
+                base: base_name(&plan.base),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Where `cargo stevedore build` writes when no output is given: `target/stevedore/BIN`.

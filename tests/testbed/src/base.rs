@@ -38,6 +38,32 @@ const ARCHES: [(&str, Option<&str>, &str); 6] = [
     ("s390x", None, "s390x"),
 ];
 
+/// A stand-in image: its name (the layout's directory prefix), packages beyond [`PACKAGES`]
+/// and platforms.
+struct StandIn {
+    name: &'static str,
+    extra: &'static [&'static str],
+    arches: &'static [(&'static str, Option<&'static str>, &'static str)],
+}
+
+/// `distroless/static-debian12`.
+const STATIC: StandIn = StandIn {
+    name: "base",
+    extra: &[],
+    arches: &ARCHES,
+};
+
+/// `distroless/cc-debian12`: the static one with glibc, libgcc and libssl, as distroless
+/// makes it, for amd64 and arm64.
+const CC: StandIn = StandIn {
+    name: "cc-base",
+    extra: &["libc6", "libgcc-s1", "libssl3"],
+    arches: &[("amd64", None, "amd64"), ("arm64", Some("v8"), "arm64")],
+};
+
+/// Repository the glibc stand-in is pushed to by [`crate::Registry::push_cc_base`].
+pub const CC_BASE_REPOSITORY: &str = "distroless/cc-debian12";
+
 /// Debian's names of the stand-in's architectures: `cargo xtask setup` adds those other than
 /// the host's to dpkg, so `apt-get download` finds their packages.
 pub fn debian_arches() -> Vec<&'static str> {
@@ -66,27 +92,36 @@ const GROUP: &str = "root:x:0:\ntty:x:5:\nstaff:x:50:\nnobody:x:65534:\nnonroot:
 /// recipe rebuilds it); concurrent builders each build privately and the first rename wins.
 pub fn base_layout() -> &'static Path {
     static LAYOUT: OnceLock<PathBuf> = OnceLock::new();
-    LAYOUT.get_or_init(|| {
-        let debs = debs();
-        let mut hasher = DefaultHasher::new();
-        include_str!("base.rs").hash(&mut hasher);
-        let mut names: Vec<_> = std::fs::read_dir(&debs)
-            .expect("list debs")
-            .flatten()
-            .map(|e| e.file_name())
-            .collect();
-        names.sort();
-        names.hash(&mut hasher);
-        let dir = crate::testbed_dir().join(format!("base-{:016x}", hasher.finish()));
-        if !dir.join("index.json").is_file() {
-            let work = crate::scratch_dir("base-");
-            let layout = work.path().join("layout");
-            build(&layout, work.path(), &debs);
-            publish(&layout, &dir, "index.json");
-            remove_older_layouts(&dir);
-        }
-        dir
-    })
+    LAYOUT.get_or_init(|| layout_of(&STATIC))
+}
+
+/// The OCI layout of the glibc stand-in for `gcr.io/distroless/cc-debian12` (tags as
+/// [`base_layout`]'s, linux/amd64 and linux/arm64/v8), built and kept the same way.
+pub fn cc_base_layout() -> &'static Path {
+    static LAYOUT: OnceLock<PathBuf> = OnceLock::new();
+    LAYOUT.get_or_init(|| layout_of(&CC))
+}
+
+fn layout_of(stand_in: &StandIn) -> PathBuf {
+    let debs = debs(stand_in);
+    let mut hasher = DefaultHasher::new();
+    include_str!("base.rs").hash(&mut hasher);
+    let mut names: Vec<_> = std::fs::read_dir(&debs)
+        .expect("list debs")
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    names.sort();
+    names.hash(&mut hasher);
+    let dir = crate::testbed_dir().join(format!("{}-{:016x}", stand_in.name, hasher.finish()));
+    if !dir.join("index.json").is_file() {
+        let work = crate::scratch_dir("base-");
+        let layout = work.path().join("layout");
+        build(stand_in, &layout, work.path(), &debs);
+        publish(&layout, &dir, "index.json");
+        remove_older_layouts(&dir, stand_in.name);
+    }
+    dir
 }
 
 /// The stand-in as distroless publishes a fix: `:nonroot` with one more layer, holding
@@ -142,7 +177,7 @@ pub fn fixed_base_layout(note: &str) -> (tempfile::TempDir, PathBuf) {
         .retain(|m| m["mediaType"] != OCI_INDEX);
     std::fs::write(&index_path, serde_json::to_vec(&index).expect("serialize"))
         .expect("write index.json");
-    write_indexes(&layout);
+    write_indexes(&STATIC, &layout);
     umoci(&["gc", "--layout", layout_str]);
     (work, layout)
 }
@@ -150,7 +185,7 @@ pub fn fixed_base_layout(note: &str) -> (tempfile::TempDir, PathBuf) {
 /// The packages the stand-in is made of, as (file name, sha256 hex), sorted: what its digest
 /// depends on besides this recipe.
 pub fn base_inputs() -> Vec<(String, String)> {
-    let debs = debs();
+    let debs = debs(&STATIC);
     let mut sum = Command::new(require_tool("sha256sum"));
     sum.current_dir(&debs);
     for entry in std::fs::read_dir(&debs)
@@ -182,7 +217,7 @@ fn publish(built: &Path, dir: &Path, marker: &str) {
 ///
 /// Only those made a day ago or more: a test run of another checkout (another recipe) may be
 /// reading its own right now, from the same test bed.
-fn remove_older_layouts(current: &Path) {
+fn remove_older_layouts(current: &Path, name: &str) {
     let Some(parent) = current.parent() else {
         return;
     };
@@ -193,18 +228,24 @@ fn remove_older_layouts(current: &Path) {
             .metadata()
             .and_then(|m| m.modified())
             .is_ok_and(|t| t.elapsed().is_ok_and(|age| age >= day));
-        if path != current && old && entry.file_name().to_string_lossy().starts_with("base-") {
+        let ours = entry
+            .file_name()
+            .to_string_lossy()
+            .strip_prefix(name)
+            .is_some_and(|rest| rest.starts_with('-'));
+        if path != current && old && ours {
             let _ = std::fs::remove_dir_all(path);
         }
     }
 }
 
-/// The directory with the .debs, downloaded once with `apt-get download`.
-fn debs() -> PathBuf {
-    let mut specs: Vec<String> = ARCHES
-        .iter()
-        .map(|(.., debian)| format!("base-files:{debian}"))
-        .collect();
+/// The directory with a stand-in's .debs, downloaded once with `apt-get download`.
+fn debs(stand_in: &StandIn) -> PathBuf {
+    let mut specs: Vec<String> = Vec::new();
+    for (.., debian) in stand_in.arches {
+        specs.push(format!("base-files:{debian}"));
+        specs.extend(stand_in.extra.iter().map(|p| format!("{p}:{debian}")));
+    }
     specs.extend(PACKAGES[1..].iter().map(|p| p.to_string()));
     // Named by what is downloaded, so a new architecture is fetched on machines that have
     // the older set.
@@ -256,10 +297,15 @@ fn umoci(args: &[&str]) {
     run_ok(Command::new(require_tool("umoci")).args(args));
 }
 
-fn build(layout: &Path, work: &Path, debs: &Path) {
+fn build(stand_in: &StandIn, layout: &Path, work: &Path, debs: &Path) {
     let layout_str = layout.to_str().expect("test bed paths are UTF-8");
     umoci(&["init", "--layout", layout_str]);
-    for (arch, _, debian) in ARCHES {
+    let mut history = HISTORY.to_owned();
+    for package in stand_in.extra {
+        history.push(' ');
+        history.push_str(package);
+    }
+    for (arch, _, debian) in stand_in.arches {
         let image = format!("{layout_str}:{arch}-base");
         let bundle = work.join(format!("bundle-{arch}"));
         let bundle_str = bundle.to_str().expect("test bed paths are UTF-8");
@@ -267,7 +313,7 @@ fn build(layout: &Path, work: &Path, debs: &Path) {
         // owners and modes (`umoci insert` would need one call per top-level entry).
         umoci(&["new", "--image", &image]);
         umoci(&["unpack", "--image", &image, bundle_str]);
-        make_rootfs(&bundle.join("rootfs"), debian, debs);
+        make_rootfs(&bundle.join("rootfs"), debian, stand_in.extra, debs);
         // The same .debs give the same bytes on any machine and day: no clock in the files'
         // times, the config or its history (the golden-digest test holds the result).
         run_ok(
@@ -290,7 +336,7 @@ fn build(layout: &Path, work: &Path, debs: &Path) {
             "--history.created",
             CREATED,
             "--history.created_by",
-            HISTORY,
+            &history,
             "--history.author",
             "stevedore test bed",
             "--history.comment",
@@ -323,14 +369,14 @@ fn build(layout: &Path, work: &Path, debs: &Path) {
         }
         umoci(&["rm", "--image", &image]);
     }
-    write_indexes(layout);
+    write_indexes(stand_in, layout);
     umoci(&["gc", "--layout", layout_str]);
 }
 
-fn make_rootfs(root: &Path, arch: &str, debs: &Path) {
+fn make_rootfs(root: &Path, arch: &str, extra: &[&str], debs: &Path) {
     let dpkg_deb = require_tool("dpkg-deb");
     let status_d = root.join("var/lib/dpkg/status.d");
-    for package in PACKAGES {
+    for package in PACKAGES.iter().chain(extra) {
         let deb = deb(debs, package, arch);
         run_ok(Command::new(&dpkg_deb).arg("-x").arg(&deb).arg(root));
         // Per-package status files, as distroless ships them, so scanners (and stevedore's
@@ -422,7 +468,7 @@ fn write(path: &Path, data: &[u8], mode: u32) {
 
 /// Adds one index per tag in [`BASE_TAGS`] over the per-arch manifests: umoci 0.4 cannot make
 /// indexes and has no way to set a variant.
-fn write_indexes(layout: &Path) {
+fn write_indexes(stand_in: &StandIn, layout: &Path) {
     let index_path = layout.join("index.json");
     let mut index: Value =
         serde_json::from_slice(&std::fs::read(&index_path).expect("read index.json"))
@@ -438,7 +484,8 @@ fn write_indexes(layout: &Path) {
                 .unwrap_or_else(|| panic!("{name} missing from {}", index_path.display()));
             json!({ "mediaType": m["mediaType"], "digest": m["digest"], "size": m["size"] })
         };
-        let manifests: Vec<Value> = ARCHES
+        let manifests: Vec<Value> = stand_in
+            .arches
             .iter()
             .map(|(arch, variant, _)| {
                 let mut m = descriptor(arch);

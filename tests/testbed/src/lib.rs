@@ -38,7 +38,8 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 pub use base::{
-    base_inputs, base_layout, debian_arches, fixed_base_layout, BASE_REPOSITORY, BASE_TAGS,
+    base_inputs, base_layout, cc_base_layout, debian_arches, fixed_base_layout, BASE_REPOSITORY,
+    BASE_TAGS, CC_BASE_REPOSITORY,
 };
 pub use dockerd::Dockerd;
 pub use elsewhere::Elsewhere;

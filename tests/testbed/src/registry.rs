@@ -206,6 +206,26 @@ impl Registry {
         push_base_to(&self.addr(), &self.skopeo_flags(Side::Dest))
     }
 
+    /// Pushes the glibc stand-in ([`crate::cc_base_layout`]) as
+    /// `distroless/cc-debian12:{latest,nonroot}`; returns the `:nonroot` reference.
+    pub fn push_cc_base(&self) -> String {
+        let layout = crate::cc_base_layout();
+        for tag in crate::BASE_TAGS {
+            run_ok(
+                Command::new(require_tool("skopeo"))
+                    .args(["copy", "--quiet", "--all"])
+                    .args(self.skopeo_flags(Side::Dest))
+                    .arg(format!("oci:{}:{tag}", layout.display()))
+                    .arg(format!(
+                        "docker://{}/{}:{tag}",
+                        self.addr(),
+                        crate::CC_BASE_REPOSITORY
+                    )),
+            );
+        }
+        format!("{}/{}:nonroot", self.addr(), crate::CC_BASE_REPOSITORY)
+    }
+
     /// Pushes the stand-in with a fix ([`crate::fixed_base_layout`], `/etc/base-fix` holding
     /// `note`) as `distroless/static-debian12:{tag}`, both platforms; returns the reference.
     /// With `tag` `nonroot`, the base tag [`Registry::push_base`] pushed moves, as when

@@ -100,7 +100,7 @@ fn external(plan: &Plan) -> Value {
 /// What stevedore chose: the targets, how C is linked, the timestamp every file gets.
 fn internal(plan: &Plan) -> Value {
     json!({
-        "targets": plan.platforms.iter().map(|p| p.rust_target()).collect::<Vec<_>>(),
+        "targets": plan.platforms.iter().map(|p| plan.rust_target(p)).collect::<Vec<_>>(),
         "toolchain": plan.toolchain.rustup_name().unwrap_or("cargo on PATH"),
         // Zig links when C code is compiled; otherwise rustc's self-contained musl linker.
         "linker": if plan.has_c_code { "zig" } else { "rustc (self-contained musl), zig when the target's std is not installed" },

@@ -63,7 +63,7 @@ impl Links {
         }
         let mut objects = Vec::new();
         for (i, platform) in plan.platforms.iter().enumerate() {
-            let target = platform.rust_target();
+            let target = plan.rust_target(platform);
             let cfg = cfgs
                 .get(i)
                 .ok_or_else(|| AuditableError::NoCfg(target.to_owned()))?;

@@ -359,13 +359,15 @@ pub(super) struct ZigWrappers {
     ar: PathBuf,
 }
 
-/// Writes `cc` and `ar` scripts that run zig for `target` into `dir/TARGET-HASH/`.
+/// Writes `cc` and `ar` scripts that run zig for `target` (against `glibc`, for a glibc
+/// target) into `dir/TARGET-HASH/`.
 pub(super) fn write_zig_wrappers(
     dir: &Path,
     target: &str,
+    glibc: Option<&str>,
     zig: &str,
 ) -> Result<ZigWrappers, CompileError> {
-    let (zig_target, refused) = zig_target(target);
+    let (zig_target, refused) = zig_target(target, glibc);
     let zig_cmd = shell_quote(zig);
     // cc-rs passes the Rust triple as --target=…, which zig cannot parse; zig gets its own.
     let cc = format!(
@@ -389,21 +391,27 @@ pub(super) fn write_zig_wrappers(
     Ok(wrappers)
 }
 
-/// zig's `-target` for a Rust musl target, with the CPU where zig's default for the
-/// architecture is older than the Rust target's baseline (so C code uses what Rust code does:
-/// ARMv7 with VFPv3 and Thumb-2, SSE2 on i686), as cargo-zigbuild passes them; and, as `|ARG`
-/// patterns for the wrapper's `case`, what rustc passes the linker for it that zig refuses
-/// (i686's `-Wl,-melf_i386`: zig's `-target` already says it).
-fn zig_target(rust_target: &str) -> (String, &'static str) {
-    match rust_target.split('-').next().unwrap_or(rust_target) {
-        "armv7" => (
-            "arm-linux-musleabihf -mcpu=generic+v7a+vfp3-d32+thumb2-neon".into(),
-            "",
-        ),
-        "i686" => ("x86-linux-musl -mcpu=pentium4".into(), "|-Wl,-melf_i386"),
-        "riscv64gc" => ("riscv64-linux-musl".into(), ""),
-        arch => (format!("{arch}-linux-musl"), ""),
-    }
+/// zig's `-target` for a Rust target (musl, or glibc at the version `glibc` of the base:
+/// `x86_64-linux-gnu.2.36`), with the CPU where zig's default for the architecture is older
+/// than the Rust target's baseline (so C code uses what Rust code does: ARMv7 with VFPv3 and
+/// Thumb-2, SSE2 on i686), as cargo-zigbuild passes them; and, as `|ARG` patterns for the
+/// wrapper's `case`, what rustc passes the linker for it that zig refuses (i686's
+/// `-Wl,-melf_i386`: zig's `-target` already says it).
+fn zig_target(rust_target: &str, glibc: Option<&str>) -> (String, &'static str) {
+    let arch = rust_target.split('-').next().unwrap_or(rust_target);
+    // musl, musleabihf, gnu, gnueabihf: zig names the ABI as Rust does.
+    let abi = rust_target.rsplit('-').next().unwrap_or("musl");
+    let (arch, cpu, refused) = match arch {
+        "armv7" => ("arm", " -mcpu=generic+v7a+vfp3-d32+thumb2-neon", ""),
+        "i686" => ("x86", " -mcpu=pentium4", "|-Wl,-melf_i386"),
+        "riscv64gc" => ("riscv64", "", ""),
+        arch => (arch, "", ""),
+    };
+    let version = match (abi.starts_with("gnu"), glibc) {
+        (true, Some(v)) => format!(".{v}"),
+        _ => String::new(),
+    };
+    (format!("{arch}-linux-{abi}{version}{cpu}"), refused)
 }
 
 /// Points cargo, rustc and cc-rs at the zig wrappers for `target`.
@@ -462,7 +470,7 @@ mod tests {
     fn every_platform_has_a_zig_target_and_amd64_and_arm64_keep_theirs() {
         // amd64's and arm64's wrappers (and so their digests' inputs) are as they were.
         let of = |target| {
-            let (zig, refused) = zig_target(target);
+            let (zig, refused) = zig_target(target, None);
             (zig, refused.to_owned())
         };
         assert_eq!(
@@ -475,7 +483,7 @@ mod tests {
         );
         let targets: Vec<String> = crate::platform::Platform::supported()
             .iter()
-            .map(|p| zig_target(p.rust_target()).0)
+            .map(|p| zig_target(p.rust_target(), Some("2.36")).0)
             .collect();
         assert_eq!(
             targets[2..],
@@ -488,6 +496,23 @@ mod tests {
             ]
         );
         assert_eq!(of("i686-unknown-linux-musl").1, "|-Wl,-melf_i386");
+        // glibc targets link against the base's version.
+        let gnu: Vec<String> = crate::platform::Platform::supported()
+            .iter()
+            .map(|p| zig_target(p.rust_target_for(crate::platform::Libc::Gnu), Some("2.36")).0)
+            .collect();
+        assert_eq!(
+            gnu,
+            [
+                "x86_64-linux-gnu.2.36",
+                "aarch64-linux-gnu.2.36",
+                "arm-linux-gnueabihf.2.36 -mcpu=generic+v7a+vfp3-d32+thumb2-neon",
+                "x86-linux-gnu.2.36 -mcpu=pentium4",
+                "powerpc64le-linux-gnu.2.36",
+                "s390x-linux-gnu.2.36",
+                "riscv64-linux-gnu.2.36",
+            ]
+        );
     }
 
     #[test]

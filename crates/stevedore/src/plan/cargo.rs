@@ -82,6 +82,12 @@ fn through_shim(toolchain: &Toolchain, cmd: &mut Command) {
 }
 
 impl Plan {
+    /// The Rust target that compiles `platform`'s binary: its musl or glibc triple, as
+    /// [`Plan::libc`] says.
+    pub fn rust_target(&self, platform: &crate::platform::Platform) -> &'static str {
+        platform.rust_target_for(self.libc)
+    }
+
     /// The flags every cargo run of the build shares: features, `--offline` and `--locked`, so
     /// the graph the SBOM describes is the one compiled.
     pub(crate) fn cargo_flags(&self) -> Vec<String> {

@@ -23,7 +23,7 @@ use crate::config::{self, ConfigError, ImageFlags, Settings, Sources};
 use crate::digest::Digest;
 use crate::env;
 use crate::oci::Compression;
-use crate::platform::{Platform, PlatformError};
+use crate::platform::{Libc, Platform, PlatformError};
 use crate::reference::{Base, Reference, ReferenceError};
 use crate::toolchain::{Toolchain, ToolchainError};
 
@@ -49,8 +49,12 @@ pub struct BuildOptions {
     /// `--platform all`: every platform of the base's index that stevedore builds (decided
     /// once the base is resolved; `platforms` is then ignored).
     pub all_platforms: bool,
-    /// `None`: from the project's settings, else the distroless default.
+    /// `None`: from the project's settings, else the distroless default for the C library
+    /// (`static-debian12` for musl, `cc-debian12` for glibc).
     pub base: Option<Base>,
+    /// The C library to build against (`--libc`); `None`: from the project's settings, else
+    /// musl.
+    pub libc: Option<Libc>,
     /// Names for the image; empty: from the project's settings or `STEVEDORE_REPO`, else
     /// `BIN:latest`.
     pub tags: Vec<Reference>,
@@ -114,6 +118,8 @@ pub struct Plan {
     pub no_default_features: bool,
     /// One image per platform, in this order.
     pub platforms: Vec<Platform>,
+    /// The C library the binaries are built against: musl (static) or the base's glibc.
+    pub libc: Libc,
     /// The image to build on, or `scratch`.
     pub base: Base,
     /// The digest the base's tag is pinned to in `stevedore.lock` (`None` for `scratch`).
@@ -367,7 +373,12 @@ pub fn plan(opts: &BuildOptions) -> Result<Draft, PlanError> {
         (true, false) => dedup(&settings.platforms),
         (true, true) => vec![Platform::host()?],
     };
-    let base = opts.base.clone().or(settings.base).unwrap_or_default();
+    let libc = opts.libc.or(settings.libc).unwrap_or_default();
+    let base = opts
+        .base
+        .clone()
+        .or(settings.base)
+        .unwrap_or_else(|| default_base(libc));
     let tags = if opts.tags.is_empty() {
         settings.tags
     } else {
@@ -396,6 +407,7 @@ pub fn plan(opts: &BuildOptions) -> Result<Draft, PlanError> {
         all_features: opts.all_features,
         no_default_features: opts.no_default_features,
         platforms,
+        libc,
         base,
         base_pin: None,
         tags,
@@ -447,6 +459,17 @@ fn project_settings(
         repository_override,
         tags_override: (!tag_names.is_empty()).then_some(tag_names),
     })
+}
+
+/// The base when neither a flag nor Cargo.toml names one: distroless, static for musl, `cc`
+/// (with glibc) for glibc.
+fn default_base(libc: Libc) -> Base {
+    match libc {
+        Libc::Musl => Base::default(),
+        Libc::Gnu => crate::reference::DEFAULT_GNU_BASE
+            .parse()
+            .expect("the default base is a valid reference"),
+    }
 }
 
 fn dedup(platforms: &[Platform]) -> Vec<Platform> {

@@ -1,0 +1,141 @@
+//! glibc images (`--libc gnu`): linked by zig against the glibc the base's dpkg records name,
+//! on the distroless/cc stand-in (Debian 12's libc6, libgcc-s1, libssl3), and refused on a
+//! base without glibc before anything compiles.
+
+use std::path::Path;
+use std::process::Command;
+
+use stevedore_testbed::{self as testbed, Mode, Registry};
+
+use crate::util::*;
+
+/// Debian 12's glibc, which the cc stand-in's libc6 is.
+const BASE_GLIBC: (u32, u32) = (2, 36);
+
+/// The newest `GLIBC_x.y` a binary needs, as readelf lists its version needs.
+fn newest_glibc_need(binary: &Path) -> (u32, u32) {
+    let out = run_ok(
+        Command::new(testbed::require_tool("readelf"))
+            .args(["-V", "--wide"])
+            .arg(binary),
+    );
+    text(&out.stdout)
+        .split(|c: char| c.is_whitespace() || c == '(' || c == ')')
+        .filter_map(|w| w.strip_prefix("GLIBC_"))
+        .filter_map(|v| {
+            let (major, minor) = v.split_once('.')?;
+            Some((major.parse().ok()?, minor.split('.').next()?.parse().ok()?))
+        })
+        .max()
+        .unwrap_or_else(|| panic!("{} needs no glibc version", binary.display()))
+}
+
+/// The program interpreter a dynamic executable names (`readelf -l`).
+fn interpreter(binary: &Path) -> String {
+    let out = run_ok(
+        Command::new(testbed::require_tool("readelf"))
+            .args(["-l", "--wide"])
+            .arg(binary),
+    );
+    let listing = text(&out.stdout);
+    listing
+        .split("[Requesting program interpreter: ")
+        .nth(1)
+        .and_then(|rest| rest.split(']').next())
+        .unwrap_or_else(|| panic!("no interpreter in {}:\n{listing}", binary.display()))
+        .to_owned()
+}
+
+#[test]
+fn glibc_images_link_against_the_bases_glibc_and_serve_on_amd64_and_arm64() {
+    let registry = Registry::start(Mode::Http);
+    let base = registry.push_cc_base();
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("image");
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/hello-service/Cargo.toml");
+    let out = run_ok(
+        stevedore_build_manifest(&manifest)
+            .args(["--libc", "gnu", "--base", &base])
+            .args([
+                "--platform",
+                "linux/amd64,linux/arm64",
+                "--json",
+                "--output",
+            ])
+            .arg(format!("oci-layout={}", layout.display())),
+    );
+    let log = text(&out.stderr);
+    assert!(
+        log.contains("against the base's glibc 2.36"),
+        "the log says which glibc it links against:\n{log}"
+    );
+    let result = json(&out.stdout);
+    assert_eq!(result["images"].as_array().unwrap().len(), 2, "{result:#}");
+
+    for (arch, loader) in [
+        ("amd64", "/lib64/ld-linux-x86-64.so.2"),
+        ("arm64", "/lib/ld-linux-aarch64.so.1"),
+    ] {
+        let unpacked = tempfile::tempdir().unwrap();
+        let bundle = unpack(&layout, "latest", Some(arch), unpacked.path());
+        let rootfs = bundle.join("rootfs");
+        let binary = rootfs.join("usr/local/bin/hello-service");
+        assert_eq!(interpreter(&binary), loader, "{arch}");
+        let need = newest_glibc_need(&binary);
+        assert!(
+            need <= BASE_GLIBC,
+            "{arch}: the binary needs GLIBC_{}.{}, newer than the base's",
+            need.0,
+            need.1
+        );
+        // The base's own loader and libc run it (under qemu for arm64), as 65532.
+        let (log, health) = testbed::serve_and_probe(
+            &rootfs,
+            arch,
+            "/usr/local/bin/hello-service",
+            8080,
+            "/health",
+        );
+        assert_eq!(
+            health, "ok\n",
+            "{arch}: the service answers /health; it printed:\n{log}"
+        );
+        assert!(log.contains("uid=65532"), "{arch}: {log}");
+        let read =
+            run_ok(Command::new(testbed::require_crate_tool("rust-audit-info")).arg(&binary));
+        assert!(
+            text(&read.stdout).contains("\"hello-service\""),
+            "{arch}: the dependency list is embedded"
+        );
+    }
+}
+
+#[test]
+fn libc_gnu_on_a_base_without_glibc_is_refused_before_compiling() {
+    let registry = Registry::start(Mode::Http);
+    let static_base = registry.push_base();
+    for base in [static_base.as_str(), "scratch"] {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = dir.path().join("out");
+        let err = run_exit(
+            stevedore_build("hello")
+                .args(["--libc", "gnu", "--base", base, "--platform", "linux/amd64"])
+                .arg("--output")
+                .arg(format!("oci-layout={}", layout.display())),
+            1,
+        );
+        assert!(
+            err.contains(&format!("the base {base} has no glibc for linux/amd64"))
+                && err.contains("cc-debian12")
+                && err.contains("--libc musl"),
+            "{base}: {err}"
+        );
+        assert!(
+            !err.contains("Compiling"),
+            "{base}: refused before compiling: {err}"
+        );
+        assert!(!layout.exists(), "{base}: nothing is written");
+    }
+    let err = run_exit(stevedore_build("hello").args(["--libc", "uclibc"]), 2);
+    assert!(err.contains("uclibc") && err.contains("gnu"), "{err}");
+}
