@@ -10,7 +10,7 @@ use stevedore::registry::{Registry, RegistryError, RegistryOptions};
 use stevedore::Build;
 use stevedore::Compression;
 use stevedore::{Base, Reference};
-use stevedore::{Libc, Platform};
+use stevedore::{GlibcVersion, Libc, Platform};
 
 #[derive(Debug, Clone, Args)]
 pub(super) struct RegistryArgs {
@@ -166,6 +166,11 @@ pub(super) struct ImageArgs {
     /// gcr.io/distroless/cc-debian12:nonroot) [default: `libc` in Cargo.toml, else musl]
     #[arg(long, value_name = "musl|gnu")]
     pub(super) libc: Option<Libc>,
+    /// With --libc gnu: the glibc to link against, MAJOR.MINOR, in place of the version the
+    /// base's dpkg records name (for a base without them); the binary is still checked against
+    /// the base's when it has them [default: `glibc` in Cargo.toml, else the base's]
+    #[arg(long, value_name = "X.Y")]
+    pub(super) glibc: Option<GlibcVersion>,
     /// Name for the image (repeatable), e.g. `registry.example.com/app:1.2`.
     #[arg(short, long, value_name = "REF")]
     pub(super) tag: Vec<Reference>,
@@ -265,6 +270,7 @@ impl ImageArgs {
             })
             .collect();
         options.libc = self.libc;
+        options.glibc = self.glibc;
         options.tags = self.tag.clone();
         options.tag_names = self.tags.clone();
         options.image = self.settings.flags();

@@ -66,7 +66,7 @@ fn glibc_images_link_against_the_bases_glibc_and_serve_on_amd64_and_arm64() {
     );
     let log = text(&out.stderr);
     assert!(
-        log.contains("against the base's glibc 2.36"),
+        log.contains("against glibc 2.36 (the base's)"),
         "the log says which glibc it links against:\n{log}"
     );
     let result = json(&out.stdout);
@@ -138,4 +138,61 @@ fn libc_gnu_on_a_base_without_glibc_is_refused_before_compiling() {
     }
     let err = run_exit(stevedore_build("hello").args(["--libc", "uclibc"]), 2);
     assert!(err.contains("uclibc") && err.contains("gnu"), "{err}");
+}
+
+/// A binary that needs a newer glibc than its base has is refused before anything is written,
+/// naming the symbol and both versions: the example's C code calls `strlcpy` (new in glibc
+/// 2.38), linked against 2.38 by `--glibc`, for the cc stand-in's 2.36. Against the base's own
+/// 2.36 the same code does not link, as zig offers only what that glibc has.
+#[test]
+fn a_binary_needing_a_newer_glibc_than_the_base_is_refused_with_the_symbol_and_versions() {
+    let registry = Registry::start(Mode::Http);
+    let base = registry.push_cc_base();
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = copy_example(&dir.path().join("service"));
+    let checksum = dir.path().join("service/csrc/checksum.c");
+    let code = std::fs::read_to_string(&checksum).unwrap();
+    let code = code
+        .replace(
+            "#include <stdint.h>",
+            "#include <stdint.h>\n#include <string.h>",
+        )
+        .replace(
+            "    uint32_t a = 1, b = 0;",
+            "    char head[4];\n    \
+             size_t copied = strlcpy(head, (const char *)data, sizeof head);\n    \
+             uint32_t a = 1 + (uint32_t)(copied & 1) + (uint32_t)head[0], b = 0;",
+        );
+    std::fs::write(&checksum, code).unwrap();
+    let layout = dir.path().join("out");
+    let build = |glibc: &[&str]| {
+        let mut cmd = stevedore_build_manifest(&manifest);
+        cmd.args([
+            "--libc",
+            "gnu",
+            "--base",
+            &base,
+            "--platform",
+            "linux/amd64",
+        ])
+        .args(glibc)
+        .arg("--output")
+        .arg(format!("oci-layout={}", layout.display()));
+        cmd
+    };
+    let err = run_exit(&mut build(&["--glibc", "2.38"]), 1);
+    assert!(
+        err.contains("needs glibc 2.38")
+            && err.contains("`strlcpy`")
+            && err.contains("has glibc 2.36")
+            && err.contains("--libc musl"),
+        "{err}"
+    );
+    assert!(!layout.exists(), "nothing is written");
+    let err = run_err(&mut build(&[]));
+    assert!(
+        err.contains("strlcpy"),
+        "the link against 2.36 fails: {err}"
+    );
+    assert!(!layout.exists(), "nothing is written");
 }

@@ -34,5 +34,5 @@ pub mod text;
 
 pub use digest::Digest;
 pub use oci::{Compression, Descriptor};
-pub use platform::{Libc, Platform};
+pub use platform::{GlibcVersion, Libc, Platform};
 pub use reference::{Base, Reference};

@@ -74,6 +74,48 @@ pub enum Libc {
     Gnu,
 }
 
+/// A glibc version as symbol versions and zig name it: `2.36` (major, minor), for
+/// [`Libc::Gnu`] builds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct GlibcVersion(pub u32, pub u32);
+
+impl GlibcVersion {
+    /// `2.36`, from the start of a version such as `2.36-9+deb12u10` (Debian's) or `2.36`.
+    pub fn parse(text: &str) -> Option<Self> {
+        let upstream = text.split(['-', '+', '~']).next()?;
+        let mut parts = upstream.split('.');
+        let major = parts.next()?.parse().ok()?;
+        let minor = parts.next()?.parse().ok()?;
+        Some(GlibcVersion(major, minor))
+    }
+}
+
+impl FromStr for GlibcVersion {
+    type Err = PlatformError;
+
+    /// `MAJOR.MINOR` only, as a flag or setting writes it.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || PlatformError::Glibc(s.to_owned());
+        let (major, minor) = s.trim().split_once('.').ok_or_else(bad)?;
+        Ok(GlibcVersion(
+            major.parse().map_err(|_| bad())?,
+            minor.parse().map_err(|_| bad())?,
+        ))
+    }
+}
+
+impl serde::Serialize for GlibcVersion {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl fmt::Display for GlibcVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.0, self.1)
+    }
+}
+
 impl FromStr for Libc {
     type Err = PlatformError;
 
@@ -118,6 +160,9 @@ pub enum PlatformError {
         supported = list(&Platform::supported())
     )]
     Unsupported(String),
+    /// A glibc version that is not `MAJOR.MINOR`; it holds the text.
+    #[error("`{0}` is not a glibc version: write it as MAJOR.MINOR, e.g. 2.36")]
+    Glibc(String),
     /// A C library other than `musl` and `gnu`; it holds the text.
     #[error("`{0}` is not a C library stevedore builds for: use `musl` (static, the default) or `gnu` (glibc)")]
     Libc(String),

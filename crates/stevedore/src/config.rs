@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::oci::Compression;
-use crate::platform::{Libc, Platform};
+use crate::platform::{GlibcVersion, Libc, Platform};
 use crate::reference::{Base, Reference};
 
 /// The table as written; every key optional.
@@ -20,6 +20,7 @@ struct Table {
     base: Option<String>,
     platforms: Option<Vec<String>>,
     libc: Option<String>,
+    glibc: Option<String>,
     repository: Option<String>,
     tags: Option<Vec<String>>,
     args: Option<Vec<String>>,
@@ -260,6 +261,8 @@ pub struct Settings {
     pub platforms: Vec<Platform>,
     /// `libc = "gnu"`: build against glibc.
     pub libc: Option<Libc>,
+    /// `glibc = "2.36"`: the glibc to link against in place of the base's.
+    pub glibc: Option<GlibcVersion>,
     /// Image names from `repository` and `tags`, placeholders filled in.
     pub tags: Vec<Reference>,
     pub image: ImageSettings,
@@ -356,6 +359,13 @@ pub fn settings(sources: &Sources) -> Result<Settings, ConfigError> {
         ),
         None => None,
     };
+    let glibc = match &merged.glibc {
+        Some(v) => Some(
+            v.parse::<GlibcVersion>()
+                .map_err(|e| origin(&|t| t.glibc.is_some()).error("glibc", e))?,
+        ),
+        None => None,
+    };
     let compression = match &merged.compression {
         Some(c) => Some(
             c.parse::<Compression>()
@@ -399,6 +409,7 @@ pub fn settings(sources: &Sources) -> Result<Settings, ConfigError> {
         base,
         platforms,
         libc,
+        glibc,
         tags,
         image,
         compression,
@@ -450,6 +461,7 @@ fn merge(workspace: Option<&Table>, package: Option<&Table>) -> Table {
         base: p.base.or(w.base),
         platforms: p.platforms.or(w.platforms),
         libc: p.libc.or(w.libc),
+        glibc: p.glibc.or(w.glibc),
         repository: p.repository.or(w.repository),
         tags: p.tags.or(w.tags),
         args: p.args.or(w.args),

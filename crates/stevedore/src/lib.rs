@@ -50,7 +50,7 @@ pub use digest::Digest;
 pub use layer::{ca_bundle, Layer};
 pub use lock::MovedPin;
 pub use oci::{Compression, Descriptor};
-pub use platform::{Libc, Platform, PlatformError};
+pub use platform::{GlibcVersion, Libc, Platform, PlatformError};
 pub use publish::Output;
 pub use rebase::Outdated;
 pub use reference::{Base, Reference};

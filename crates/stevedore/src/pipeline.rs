@@ -62,11 +62,12 @@ pub enum PipelineError {
     #[error(transparent)]
     Cache(#[from] CacheError),
     /// `--libc gnu` on a base with no glibc for a platform (no `libc6` in its dpkg records),
-    /// or on `scratch`.
+    /// or on `scratch`, and no `--glibc`.
     #[error(
         "--libc gnu: the base {base} has no glibc for {platform} (no libc6 in its dpkg \
          records), and a glibc binary runs only where one is: use a base with glibc, such as \
-         {} (--libc gnu's default), or build a static binary with --libc musl",
+         {} (--libc gnu's default), or build a static binary with --libc musl; for a base that \
+         has glibc but no dpkg records, name its version with --glibc X.Y",
         crate::reference::DEFAULT_GNU_BASE
     )]
     NoGlibc {
@@ -137,9 +138,9 @@ pub fn build(
         Libc::Gnu => {
             let bases = pull_base(plan, store, registry)?;
             check_push(registry, push_to)?;
-            let glibc = glibc_of_bases(plan, &bases, store)?;
-            let binaries = compile::compile(plan, &cfgs, &glibc, &cancel);
-            (bases, binaries, glibc)
+            let (link, base_has) = glibc_of_bases(plan, &bases, store)?;
+            let binaries = compile::compile(plan, &cfgs, &link, &cancel);
+            (bases, binaries, base_has)
         }
     };
     let compile::Compiled { binaries, ran } = binaries?;
@@ -347,13 +348,15 @@ fn base_name(base: &Base) -> String {
     }
 }
 
-/// The glibc version of each planned platform's base, from its dpkg records.
+/// The glibc each planned platform's binary links against, and the one its base has, from
+/// the base's dpkg records. `--glibc` overrides the first; without it, a base without records
+/// is refused.
 fn glibc_of_bases(
     plan: &Plan,
     bases: &[BaseImage],
     store: &BlobStore,
-) -> Result<compile::GlibcVersions, PipelineError> {
-    let mut versions = compile::GlibcVersions::new();
+) -> Result<(compile::GlibcVersions, compile::GlibcVersions), PipelineError> {
+    let (mut link, mut has) = (compile::GlibcVersions::new(), compile::GlibcVersions::new());
     for platform in &plan.platforms {
         let contents = match bases.iter().find(|b| b.platform == *platform) {
             Some(base) => sbom::read_base(store, &base.layers)?,
@@ -363,27 +366,40 @@ fn glibc_of_bases(
             .packages
             .iter()
             .map(|p| (p.name.as_str(), p.version.as_str()));
-        let version =
-            compile::glibc_of_packages(packages).ok_or_else(|| PipelineError::NoGlibc {
+        let base_has = compile::glibc_of_packages(packages);
+        let version = plan
+            .glibc
+            .or(base_has)
+            .ok_or_else(|| PipelineError::NoGlibc {
                 base: base_name(&plan.base),
                 platform: platform.to_string(),
             })?;
-        tracing::info!("linking the {platform} binary against the base's glibc {version}");
-        versions.insert(platform.clone(), version);
+        tracing::info!(
+            "linking the {platform} binary against glibc {version} ({})",
+            match plan.glibc {
+                Some(_) => "--glibc",
+                None => "the base's",
+            }
+        );
+        link.insert(platform.clone(), version);
+        if let Some(base_has) = base_has {
+            has.insert(platform.clone(), base_has);
+        }
     }
-    Ok(versions)
+    Ok((link, has))
 }
 
 /// Refuses, before anything is written or pushed, a glibc binary that needs a newer glibc
-/// symbol version than its base has (zig links against the base's, so only a prebuilt object
-/// that asks for more gets here).
+/// symbol version than its base has (`base_has`, where its records say). zig links against
+/// the base's, so only a `--glibc` newer than the base's or an object linked from elsewhere
+/// gets here.
 fn check_glibc_needs(
     plan: &Plan,
     binaries: &[compile::Binary],
-    glibc: &compile::GlibcVersions,
+    base_has: &compile::GlibcVersions,
 ) -> Result<(), PipelineError> {
     for binary in binaries {
-        let Some(has) = glibc.get(&binary.platform) else {
+        let Some(has) = base_has.get(&binary.platform) else {
             continue;
         };
         let bytes = std::fs::read(&binary.path).map_err(|source| LayerError::Source {

@@ -6,26 +6,7 @@
 use object::elf;
 use object::read::elf::{FileHeader, Sym};
 
-/// A glibc version as symbol versions and zig name it: `2.36` (major, minor).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct GlibcVersion(pub u32, pub u32);
-
-impl GlibcVersion {
-    /// `2.36`, from the start of a version such as `2.36-9+deb12u10` (Debian's) or `2.36`.
-    pub fn parse(text: &str) -> Option<Self> {
-        let upstream = text.split(['-', '+', '~']).next()?;
-        let mut parts = upstream.split('.');
-        let major = parts.next()?.parse().ok()?;
-        let minor = parts.next()?.parse().ok()?;
-        Some(GlibcVersion(major, minor))
-    }
-}
-
-impl std::fmt::Display for GlibcVersion {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}.{}", self.0, self.1)
-    }
-}
+pub use crate::platform::GlibcVersion;
 
 /// The glibc of a base from its dpkg records, (package, version): its `libc6` package's
 /// version (Debian and distroless name glibc so).

@@ -23,7 +23,7 @@ use crate::config::{self, ConfigError, ImageFlags, Settings, Sources};
 use crate::digest::Digest;
 use crate::env;
 use crate::oci::Compression;
-use crate::platform::{Libc, Platform, PlatformError};
+use crate::platform::{GlibcVersion, Libc, Platform, PlatformError};
 use crate::reference::{Base, Reference, ReferenceError};
 use crate::toolchain::{Toolchain, ToolchainError};
 
@@ -55,6 +55,9 @@ pub struct BuildOptions {
     /// The C library to build against (`--libc`); `None`: from the project's settings, else
     /// musl.
     pub libc: Option<Libc>,
+    /// The glibc to link against in place of the version the base's dpkg records name
+    /// (`--glibc`), for a base without them; `None`: from the settings, else the base's.
+    pub glibc: Option<GlibcVersion>,
     /// Names for the image; empty: from the project's settings or `STEVEDORE_REPO`, else
     /// `BIN:latest`.
     pub tags: Vec<Reference>,
@@ -120,6 +123,8 @@ pub struct Plan {
     pub platforms: Vec<Platform>,
     /// The C library the binaries are built against: musl (static) or the base's glibc.
     pub libc: Libc,
+    /// With glibc: the version to link against in place of the base's (`--glibc`).
+    pub glibc: Option<GlibcVersion>,
     /// The image to build on, or `scratch`.
     pub base: Base,
     /// The digest the base's tag is pinned to in `stevedore.lock` (`None` for `scratch`).
@@ -270,6 +275,12 @@ pub enum PlanError {
     /// A platform is malformed or not supported.
     #[error(transparent)]
     Platform(#[from] PlatformError),
+    /// `--glibc` (or `glibc` in Cargo.toml) for a musl build; it holds the version.
+    #[error(
+        "--glibc {0} names a glibc to link against, but the build is against musl: add \
+         --libc gnu (or `libc = \"gnu\"` in Cargo.toml), or drop --glibc"
+    )]
+    GlibcWithMusl(String),
     /// `--platform all` on a base whose index has no platform stevedore builds.
     #[error(
         "--platform all: the base {base} has none of the platforms stevedore builds (it has \
@@ -374,6 +385,10 @@ pub fn plan(opts: &BuildOptions) -> Result<Draft, PlanError> {
         (true, true) => vec![Platform::host()?],
     };
     let libc = opts.libc.or(settings.libc).unwrap_or_default();
+    let glibc = opts.glibc.or(settings.glibc);
+    if let (Some(version), Libc::Musl) = (glibc, libc) {
+        return Err(PlanError::GlibcWithMusl(version.to_string()));
+    }
     let base = opts
         .base
         .clone()
@@ -408,6 +423,7 @@ pub fn plan(opts: &BuildOptions) -> Result<Draft, PlanError> {
         no_default_features: opts.no_default_features,
         platforms,
         libc,
+        glibc,
         base,
         base_pin: None,
         tags,
