@@ -108,43 +108,22 @@ pub fn build(
     let cfgs = target_cfgs(plan)?;
     // Until every binary is in its layer: another build in this target dir waits.
     let _target = compile::lock_target_dir(&plan.target_dir)?;
-    // Pulling the base and checking the push targets are network-bound and compiling is
-    // CPU-bound: do both at once, and stop the compile as soon as the network side fails.
-    let cancel = Cancel::default();
-    let (bases, binaries, glibc) = match plan.libc {
+    let (bases, binaries, base_glibc) = match plan.libc {
         Libc::Musl => {
-            let (bases, binaries) = std::thread::scope(|s| {
-                let network = s.spawn(|| {
-                    let ready = pull_base(plan, store, registry).and_then(|bases| {
-                        check_push(registry, push_to)?;
-                        Ok(bases)
-                    });
-                    if ready.is_err() {
-                        cancel.cancel();
-                    }
-                    ready
-                });
-                let none = compile::GlibcVersions::new();
-                let binaries = compile::compile(plan, &cfgs, &none, &cancel);
-                (
-                    network.join().expect("the base pull does not panic"),
-                    binaries,
-                )
-            });
-            // The network side's failure first: a cancelled compile is its consequence.
-            (bases?, binaries, compile::GlibcVersions::new())
+            let (bases, binaries) = compile_while_pulling(plan, &cfgs, store, registry, push_to)?;
+            (bases, binaries, compile::GlibcVersions::new())
         }
         // zig links against the base's glibc, so the base is read before the compile.
         Libc::Gnu => {
             let bases = pull_base(plan, store, registry)?;
             check_push(registry, push_to)?;
             let (link, base_has) = glibc_of_bases(plan, &bases, store)?;
-            let binaries = compile::compile(plan, &cfgs, &link, &cancel);
+            let binaries = compile::compile(plan, &cfgs, &link, &Cancel::default());
             (bases, binaries, base_has)
         }
     };
     let compile::Compiled { binaries, ran } = binaries?;
-    check_glibc_needs(plan, &binaries, &glibc)?;
+    check_glibc_needs(plan, &binaries, &base_glibc)?;
     let mtime = u64::try_from(plan.created).unwrap_or(0);
     let mut applications = Vec::with_capacity(binaries.len());
     for binary in &binaries {
@@ -170,6 +149,37 @@ pub fn build(
         }
     }
     Ok((built, ran))
+}
+
+/// Pulls the base and checks the push targets, which are network-bound, while cargo compiles,
+/// which is CPU-bound; stops the compile as soon as the network side fails.
+fn compile_while_pulling(
+    plan: &Plan,
+    cfgs: &[Vec<Cfg>],
+    store: &BlobStore,
+    registry: &Registry,
+    push_to: &[Reference],
+) -> Result<(Vec<BaseImage>, Result<compile::Compiled, CompileError>), PipelineError> {
+    let cancel = Cancel::default();
+    let (bases, binaries) = std::thread::scope(|s| {
+        let network = s.spawn(|| {
+            let ready = pull_base(plan, store, registry).and_then(|bases| {
+                check_push(registry, push_to)?;
+                Ok(bases)
+            });
+            if ready.is_err() {
+                cancel.cancel();
+            }
+            ready
+        });
+        let binaries = compile::compile(plan, cfgs, &compile::GlibcVersions::new(), &cancel);
+        (
+            network.join().expect("the base pull does not panic"),
+            binaries,
+        )
+    });
+    // The network side's failure first: a cancelled compile is its consequence.
+    Ok((bases?, binaries))
 }
 
 /// Each planned platform's `rustc --print cfg` (index for index with `plan.platforms`): it
