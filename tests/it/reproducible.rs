@@ -333,6 +333,44 @@ fn platform_all_builds_every_platform_of_the_base_identically_and_each_serves_as
     serves_and_lists_its_crates(&alice_user.layout(), "linux/riscv64");
 }
 
+/// glibc images (`--libc gnu` on the distroless/cc stand-in) are as reproducible as musl ones:
+/// two checkouts, homes, clocks and target dirs give the same index, byte for byte.
+#[test]
+fn glibc_images_are_identical_across_checkouts_homes_and_target_dirs() {
+    let registry = Registry::start(Mode::Http);
+    let base = registry.push_cc_base();
+    let dir = tempfile::tempdir().unwrap();
+    let repo = example_repo(dir.path());
+    let first = clone(&repo, &dir.path().join("alice/src/hello-service"));
+    let second = clone(&repo, &dir.path().join("ci/workspace/build-11/checkout"));
+    let (alice_user, ci_user) = (User::alice(dir.path()), User::ci(dir.path()));
+    let gnu = ["--libc", "gnu", "--platform", "linux/amd64,linux/arm64"];
+    let alice = alice_user.build(&first, &base, None, &gnu);
+    let ci = ci_user.build(&second, &base, Some(COMMIT_TIME), &gnu);
+    let platforms = platform_digests(&alice);
+    assert_eq!(platforms.len(), 2, "{alice:#}");
+    assert_eq!(
+        platforms,
+        platform_digests(&ci),
+        "per-platform digests differ"
+    );
+    assert_eq!(alice["digest"], ci["digest"], "index digests differ");
+    // They are glibc binaries: the amd64 one names glibc's loader.
+    let amd64 = alice["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["platform"] == "linux/amd64")
+        .unwrap();
+    let binary = file_in_top_layer(
+        &alice_user.layout(),
+        amd64["digest"].as_str().unwrap(),
+        "usr/local/bin/hello-service",
+    );
+    let loader = b"/lib64/ld-linux-x86-64.so.2";
+    assert!(binary.windows(loader.len()).any(|w| w == loader));
+}
+
 /// The example service of `platform` in `layout` (tagged `latest`) answers `/health` as 65532
 /// (under its qemu-user), and its binary lists its crates.
 fn serves_and_lists_its_crates(layout: &Path, platform: &str) {
