@@ -178,20 +178,50 @@ fn provenance_statement(layout: &Path) -> Vec<u8> {
         .unwrap()
 }
 
+/// The example built twice with `flags` on `base`, from two checkouts of one commit: by
+/// Alice (SOURCE_DATE_EPOCH unset, so the commit's time, in a target dir shared with other
+/// projects as CI caches are) and by CI (SOURCE_DATE_EPOCH set, its own target dir, another zig
+/// first on PATH). `checkout` names CI's checkout directory, so each test has its own.
+struct TwoBuilds {
+    dir: tempfile::TempDir,
+    /// Alice's checkout's Cargo.toml.
+    first: PathBuf,
+    alice_user: User,
+    ci_user: User,
+    alice: serde_json::Value,
+    ci: serde_json::Value,
+}
+
+fn two_builds(base: &str, checkout: &str, flags: &[&str]) -> TwoBuilds {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = example_repo(dir.path());
+    let first = clone(&repo, &dir.path().join("alice/src/hello-service"));
+    let second = clone(&repo, &dir.path().join("ci/workspace").join(checkout));
+    let (alice_user, ci_user) = (User::alice(dir.path()), User::ci(dir.path()));
+    let alice = alice_user.build(&first, base, None, flags);
+    let ci = ci_user.build(&second, base, Some(COMMIT_TIME), flags);
+    TwoBuilds {
+        dir,
+        first,
+        alice_user,
+        ci_user,
+        alice,
+        ci,
+    }
+}
+
 #[test]
 fn two_checkouts_two_homes_two_clocks_give_identical_images() {
     let registry = Registry::start(Mode::Http);
     let base = registry.push_base();
-    let dir = tempfile::tempdir().unwrap();
-    let repo = example_repo(dir.path());
-    let first = clone(&repo, &dir.path().join("alice/src/hello-service"));
-    let second = clone(&repo, &dir.path().join("ci/workspace/build-7/checkout"));
-
-    // One with SOURCE_DATE_EPOCH unset (the commit's time is used) in a target dir shared with
-    // other projects (as CI caches are), one with it set in a target dir of its own.
-    let (alice_user, ci_user) = (User::alice(dir.path()), User::ci(dir.path()));
-    let alice = alice_user.build(&first, &base, None, &[]);
-    let ci = ci_user.build(&second, &base, Some(COMMIT_TIME), &[]);
+    let TwoBuilds {
+        dir,
+        alice_user,
+        ci_user,
+        alice,
+        ci,
+        ..
+    } = two_builds(&base, "build-7/checkout", &[]);
 
     let platforms = platform_digests(&alice);
     assert_eq!(platforms.len(), 2, "{alice:#}");
@@ -282,14 +312,14 @@ fn two_checkouts_two_homes_two_clocks_give_identical_images() {
 fn platform_all_builds_every_platform_of_the_base_identically_and_each_serves_as_nonroot() {
     let registry = Registry::start(Mode::Http);
     let base = registry.push_base();
-    let dir = tempfile::tempdir().unwrap();
-    let repo = example_repo(dir.path());
-    let first = clone(&repo, &dir.path().join("alice/src/hello-service"));
-    let second = clone(&repo, &dir.path().join("ci/workspace/build-8/checkout"));
-    let (alice_user, ci_user) = (User::alice(dir.path()), User::ci(dir.path()));
-    let all = ["--platform", "all"];
-    let alice = alice_user.build(&first, &base, None, &all);
-    let ci = ci_user.build(&second, &base, Some(COMMIT_TIME), &all);
+    let TwoBuilds {
+        dir: _dir,
+        first,
+        alice_user,
+        alice,
+        ci,
+        ..
+    } = two_builds(&base, "build-8/checkout", &["--platform", "all"]);
 
     let in_base_order = [
         "linux/amd64",
@@ -339,14 +369,14 @@ fn platform_all_builds_every_platform_of_the_base_identically_and_each_serves_as
 fn glibc_images_are_identical_across_checkouts_homes_and_target_dirs() {
     let registry = Registry::start(Mode::Http);
     let base = registry.push_cc_base();
-    let dir = tempfile::tempdir().unwrap();
-    let repo = example_repo(dir.path());
-    let first = clone(&repo, &dir.path().join("alice/src/hello-service"));
-    let second = clone(&repo, &dir.path().join("ci/workspace/build-11/checkout"));
-    let (alice_user, ci_user) = (User::alice(dir.path()), User::ci(dir.path()));
     let gnu = ["--libc", "gnu", "--platform", "linux/amd64,linux/arm64"];
-    let alice = alice_user.build(&first, &base, None, &gnu);
-    let ci = ci_user.build(&second, &base, Some(COMMIT_TIME), &gnu);
+    let TwoBuilds {
+        dir: _dir,
+        alice_user,
+        alice,
+        ci,
+        ..
+    } = two_builds(&base, "build-11/checkout", &gnu);
     let platforms = platform_digests(&alice);
     assert_eq!(platforms.len(), 2, "{alice:#}");
     assert_eq!(
@@ -437,14 +467,15 @@ fn debuginfo_referrers(layout: &Path) -> Vec<(String, String)> {
 fn split_debuginfo_images_are_identical_across_checkouts_homes_and_target_dirs() {
     let registry = Registry::start(Mode::Http);
     let base = registry.push_base();
-    let dir = tempfile::tempdir().unwrap();
-    let repo = example_repo(dir.path());
-    let first = clone(&repo, &dir.path().join("alice/src/hello-service"));
-    let second = clone(&repo, &dir.path().join("ci/workspace/build-9/checkout"));
     let flags = ["--split-debuginfo", "--platform", "linux/amd64"];
-    let (alice_user, ci_user) = (User::alice(dir.path()), User::ci(dir.path()));
-    let alice = alice_user.build(&first, &base, None, &flags);
-    let ci = ci_user.build(&second, &base, Some(COMMIT_TIME), &flags);
+    let TwoBuilds {
+        dir: _dir,
+        alice_user,
+        ci_user,
+        alice,
+        ci,
+        ..
+    } = two_builds(&base, "build-9/checkout", &flags);
 
     assert_eq!(platform_digests(&alice), platform_digests(&ci));
     assert_eq!(alice["digest"], ci["digest"]);
