@@ -30,6 +30,8 @@ pub const TABLE: &str = r#"
 # Every key is optional; `cargo stevedore build` flags override them. Shown: the defaults.
 # base = "gcr.io/distroless/static-debian12:nonroot"  # or "scratch"
 # platforms = ["linux/amd64"]                          # default: the host's
+# libc = "musl"                                        # or "gnu": glibc, on distroless/cc
+# glibc = "2.36"                                       # with "gnu": for a base without dpkg records
 # repository = "ghcr.io/you/app"                       # $STEVEDORE_REPO/BIN overrides it
 # tags = ["latest"]                                    # also "{version}", "{git_sha}"
 # args = []                                            # the image's Cmd

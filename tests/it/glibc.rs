@@ -138,6 +138,11 @@ fn libc_gnu_on_a_base_without_glibc_is_refused_before_compiling() {
     }
     let err = run_exit(stevedore_build("hello").args(["--libc", "uclibc"]), 2);
     assert!(err.contains("uclibc") && err.contains("gnu"), "{err}");
+    let err = run_exit(stevedore_build("hello").args(["--glibc", "2.36"]), 1);
+    assert!(
+        err.contains("--glibc 2.36") && err.contains("add --libc gnu"),
+        "a glibc version for a musl build is a mistake: {err}"
+    );
 }
 
 /// A binary that needs a newer glibc than its base has is refused before anything is written,

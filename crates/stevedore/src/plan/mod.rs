@@ -275,7 +275,7 @@ pub enum PlanError {
     /// A platform is malformed or not supported.
     #[error(transparent)]
     Platform(#[from] PlatformError),
-    /// `--glibc` (or `glibc` in Cargo.toml) for a musl build; it holds the version.
+    /// `--glibc` for a musl build; it holds the version.
     #[error(
         "--glibc {0} names a glibc to link against, but the build is against musl: add \
          --libc gnu (or `libc = \"gnu\"` in Cargo.toml), or drop --glibc"
@@ -385,10 +385,15 @@ pub fn plan(opts: &BuildOptions) -> Result<Draft, PlanError> {
         (true, true) => vec![Platform::host()?],
     };
     let libc = opts.libc.or(settings.libc).unwrap_or_default();
-    let glibc = opts.glibc.or(settings.glibc);
-    if let (Some(version), Libc::Musl) = (glibc, libc) {
+    // The setting is a default for glibc builds (a workspace may mix both); the flag on a
+    // musl build is a mistake.
+    if let (Some(version), Libc::Musl) = (opts.glibc, libc) {
         return Err(PlanError::GlibcWithMusl(version.to_string()));
     }
+    let glibc = match libc {
+        Libc::Gnu => opts.glibc.or(settings.glibc),
+        Libc::Musl => None,
+    };
     let base = opts
         .base
         .clone()
