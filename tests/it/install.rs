@@ -113,6 +113,7 @@ fn the_crates_package_their_readme_and_licenses_only_and_publish_dry_run_passes(
     // (each against the others as packaged), asks crates.io's index for their dependencies,
     // and compiles each packaged crate on its own, as crates.io's users will; only the upload
     // is left out. In the install test's target dir, whose dependencies are compiled already.
+    forget_packaged_workspace_crates();
     run_ok(
         cargo()
             .args([
@@ -125,6 +126,37 @@ fn the_crates_package_their_readme_and_licenses_only_and_publish_dry_run_passes(
             .env("CARGO_TARGET_DIR", install_target_dir())
             .current_dir(repository()),
     );
+}
+
+/// Deletes cargo's unpacked copies of this workspace's crates as a `publish --dry-run`
+/// packaged them. cargo unpacks each packaged crate under `$CARGO_HOME/registry/src/-HASH/`
+/// (the local registry it verifies against) and, the version being the same, reuses that copy
+/// in the next run instead of the new package: a crate would then be verified against its
+/// workspace neighbours as they were, and fail on their newer API.
+fn forget_packaged_workspace_crates() {
+    let home = std::env::var_os("CARGO_HOME")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cargo")
+        });
+    let version = env!("CARGO_PKG_VERSION");
+    for registry in std::fs::read_dir(home.join("registry/src"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        // Only local registries' copies: crates.io's directory is named after its host.
+        if !registry.file_name().to_string_lossy().starts_with('-') {
+            continue;
+        }
+        for package in ["stevedore-oci", "stevedore", "cargo-stevedore"] {
+            let unpacked = registry.path().join(format!("{package}-{version}"));
+            if unpacked.exists() {
+                std::fs::remove_dir_all(&unpacked)
+                    .unwrap_or_else(|e| panic!("cannot remove {}: {e}", unpacked.display()));
+            }
+        }
+    }
 }
 
 /// `completions bash` is a script bash loads, whose function completes a subcommand; `man`
