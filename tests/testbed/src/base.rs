@@ -125,7 +125,7 @@ fn layout_of(stand_in: &StandIn) -> PathBuf {
 }
 
 /// The stand-in as distroless publishes a fix: `:nonroot` with one more layer, holding
-/// `/etc/base-fix` with `note` in it, on both platforms; `:latest` as it was. An OCI layout in
+/// `/etc/base-fix` with `note` in it, on every platform; `:latest` as it was. An OCI layout in
 /// a new scratch directory (dropped with the returned guard), `layout` inside it.
 pub fn fixed_base_layout(note: &str) -> (tempfile::TempDir, PathBuf) {
     let work = crate::scratch_dir("fixed-base-");
@@ -166,7 +166,7 @@ pub fn fixed_base_layout(note: &str) -> (tempfile::TempDir, PathBuf) {
             tar_str,
         ]);
     }
-    // The two-platform indexes again, over the per-platform manifests as they are now.
+    // The multi-platform indexes again, over the per-platform manifests as they are now.
     let index_path = layout.join("index.json");
     let mut index: Value =
         serde_json::from_slice(&std::fs::read(&index_path).expect("read index.json"))

@@ -227,7 +227,7 @@ impl Registry {
     }
 
     /// Pushes the stand-in with a fix ([`crate::fixed_base_layout`], `/etc/base-fix` holding
-    /// `note`) as `distroless/static-debian12:{tag}`, both platforms; returns the reference.
+    /// `note`) as `distroless/static-debian12:{tag}`, every platform; returns the reference.
     /// With `tag` `nonroot`, the base tag [`Registry::push_base`] pushed moves, as when
     /// distroless publishes a fix.
     pub fn push_fixed_base(&self, tag: &str, note: &str) -> String {

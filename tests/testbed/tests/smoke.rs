@@ -35,7 +35,8 @@ fn inspect(flags: &[String], extra: &[&str], reference: &str) -> Value {
     )
 }
 
-/// The reference is a two-platform OCI index: linux/amd64 and linux/arm64/v8.
+/// The reference is an OCI index of the stand-in's six platforms, in distroless's order with
+/// 386 after arm/v7.
 fn assert_base_index(flags: &[String], reference: &str) {
     let index = inspect(flags, &["--raw"], reference);
     assert_eq!(
@@ -53,6 +54,10 @@ fn assert_base_index(flags: &[String], reference: &str) {
         [
             &serde_json::json!({ "architecture": "amd64", "os": "linux" }),
             &serde_json::json!({ "architecture": "arm64", "os": "linux", "variant": "v8" }),
+            &serde_json::json!({ "architecture": "arm", "os": "linux", "variant": "v7" }),
+            &serde_json::json!({ "architecture": "386", "os": "linux" }),
+            &serde_json::json!({ "architecture": "ppc64le", "os": "linux" }),
+            &serde_json::json!({ "architecture": "s390x", "os": "linux" }),
         ],
         "{index:#}"
     );
