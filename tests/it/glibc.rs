@@ -89,18 +89,7 @@ fn glibc_images_link_against_the_bases_glibc_and_serve_on_amd64_and_arm64() {
             need.1
         );
         // The base's own loader and libc run it (under qemu for arm64), as 65532.
-        let (log, health) = testbed::serve_and_probe(
-            &rootfs,
-            arch,
-            "/usr/local/bin/hello-service",
-            8080,
-            "/health",
-        );
-        assert_eq!(
-            health, "ok\n",
-            "{arch}: the service answers /health; it printed:\n{log}"
-        );
-        assert!(log.contains("uid=65532"), "{arch}: {log}");
+        assert_example_serves(&rootfs, arch, arch);
         let read =
             run_ok(Command::new(testbed::require_crate_tool("rust-audit-info")).arg(&binary));
         assert!(

@@ -408,18 +408,7 @@ fn serves_and_lists_its_crates(layout: &Path, platform: &str) {
     let unpacked = tempfile::tempdir().unwrap();
     let bundle = unpack(layout, "latest", Some(arch), unpacked.path());
     let rootfs = bundle.join("rootfs");
-    let (log, health) = testbed::serve_and_probe(
-        &rootfs,
-        arch.split('/').next().unwrap(),
-        "/usr/local/bin/hello-service",
-        8080,
-        "/health",
-    );
-    assert_eq!(
-        health, "ok\n",
-        "{platform}: the service answers /health; it printed:\n{log}"
-    );
-    assert!(log.contains("uid=65532"), "{platform}: {log}");
+    assert_example_serves(&rootfs, arch.split('/').next().unwrap(), platform);
     // The dependency list is linked in on every platform, as cargo-auditable's own
     // reader sees it (32-bit and big-endian objects included).
     let read = run_ok(

@@ -309,3 +309,22 @@ pub fn copy_example(to: &Path) -> PathBuf {
     }
     to.join("Cargo.toml")
 }
+
+/// The example service unpacked at `rootfs` (OCI architecture `arch`; run under its qemu-user
+/// when the host is another) answers `/health` with `ok` and runs as 65532; returns what it
+/// printed. `what` names it in failures.
+pub fn assert_example_serves(rootfs: &Path, arch: &str, what: &str) -> String {
+    let (log, health) = testbed::serve_and_probe(
+        rootfs,
+        arch,
+        "/usr/local/bin/hello-service",
+        8080,
+        "/health",
+    );
+    assert_eq!(
+        health, "ok\n",
+        "{what}: the service answers /health; it printed:\n{log}"
+    );
+    assert!(log.contains("uid=65532"), "{what}: {log}");
+    log
+}

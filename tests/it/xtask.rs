@@ -60,17 +60,7 @@ fn xtask_image_pushes_the_example_service_and_it_serves() {
         let flags = registry.skopeo_flags(Side::Src);
         let layout = pull_layout(&flags, &format!("{repo}:latest"), Some(arch), dir.path());
         let bundle = unpack(&layout, "x", None, dir.path());
-        let (log, health) = testbed::serve_and_probe(
-            &bundle.join("rootfs"),
-            arch,
-            "/usr/local/bin/hello-service",
-            8080,
-            "/health",
-        );
-        assert_eq!(
-            health, "ok\n",
-            "{arch}: the service answers /health; it printed:\n{log}"
-        );
+        let log = assert_example_serves(&bundle.join("rootfs"), arch, arch);
         assert!(
             log.contains("hello-service listening on 0.0.0.0:8080") && log.contains("uid=65532"),
             "{arch}: {log}"
