@@ -46,8 +46,32 @@ fn interpreter(binary: &Path) -> String {
         .to_owned()
 }
 
+/// The host's build scripts linked since `since` that zig linked (LLD names itself in
+/// `.comment`; the host's cc does not). Cargo gives `target.<host>` settings to build scripts
+/// unless told not to, and a glibc build targets the host's own triple on amd64.
+fn build_scripts_linked_by_zig(target_dir: &Path, since: std::time::SystemTime) -> Vec<String> {
+    let scripts = std::fs::read_dir(target_dir.join("release/build")).unwrap();
+    scripts
+        .flatten()
+        .map(|unit| unit.path().join("build-script-build"))
+        .filter(|script| {
+            std::fs::metadata(script).is_ok_and(|m| m.modified().is_ok_and(|t| t >= since))
+        })
+        .filter(|script| {
+            let comment = run_ok(
+                Command::new(testbed::require_tool("readelf"))
+                    .args(["-p", ".comment"])
+                    .arg(script),
+            );
+            text(&comment.stdout).contains("Linker: LLD")
+        })
+        .map(|script| script.display().to_string())
+        .collect()
+}
+
 #[test]
 fn glibc_images_link_against_the_bases_glibc_and_serve_on_amd64_and_arm64() {
+    let since = std::time::SystemTime::now();
     let registry = Registry::start(Mode::Http);
     let base = registry.push_cc_base();
     let dir = tempfile::tempdir().unwrap();
@@ -71,6 +95,13 @@ fn glibc_images_link_against_the_bases_glibc_and_serve_on_amd64_and_arm64() {
     );
     let result = json(&out.stdout);
     assert_eq!(result["images"].as_array().unwrap().len(), 2, "{result:#}");
+    // They run on the host, whose glibc may be older than the base's; and had they taken the
+    // glibc build's linker, a musl build in the same target dir would build them again.
+    let zig_linked = build_scripts_linked_by_zig(&testbed::fixture_target_dir(), since);
+    assert!(
+        zig_linked.is_empty(),
+        "build scripts were linked by zig for the base's glibc: {zig_linked:?}"
+    );
 
     for (arch, loader) in [
         ("amd64", "/lib64/ld-linux-x86-64.so.2"),

@@ -298,10 +298,13 @@ fn the_lock_records_the_toolchain_and_verify_names_another_first() {
     let layout = |name: &str| format!("oci-layout={}", out.path().join(name).display());
 
     // A zig chosen by STEVEDORE_ZIG is recorded as chosen, in the lock and the provenance.
-    let zig = crate::zig::venv_zig();
+    // It is the pinned zig's own file, which the first build fetches: the wrapper scripts then
+    // name the same path, and cargo keeps what it built (another path would rebuild std and
+    // every crate, twice).
+    run_ok(build(&manifest).args(["--no-provenance", "--output", &layout("first")]));
     run_ok(
         build(&manifest)
-            .env("STEVEDORE_ZIG", &zig)
+            .env("STEVEDORE_ZIG", crate::zig::pinned_zig())
             .args(["--output", &layout("chosen")]),
     );
     let recorded = lock_text(&manifest);

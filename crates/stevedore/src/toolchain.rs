@@ -173,6 +173,15 @@ impl Toolchain {
             .map(|h| h.trim().to_owned())
     }
 
+    /// The triple rustc runs on and builds build scripts for (`x86_64-unknown-linux-gnu`),
+    /// from `rustc -vV`.
+    pub fn host(&self) -> Option<&str> {
+        self.verbose_version()?
+            .lines()
+            .find_map(|l| l.strip_prefix("host: "))
+            .map(str::trim)
+    }
+
     /// The sha256 of the standard library's sources (rust-src) in the sysroot, which a
     /// build from source compiles; `None` when they are not there.
     pub fn std_sources_digest(&self) -> Option<crate::digest::Digest> {

@@ -247,7 +247,8 @@ fn cargo(plan: &Plan, manifest: &Path, target: &str) -> Command {
 }
 
 /// What, of the settings a compile gives cargo, goes into the fingerprints of std for
-/// `target`: its linker and rustflags (variables and `--config` arguments). Not the rustc
+/// `target`: its linker and rustflags (variables and `--config` arguments), and whether the
+/// host's units take them (`target-applies-to-host`). Not the rustc
 /// shim's path (cargo fingerprints rustc by its `-vV`, so a new shim keeps the cache), another
 /// target's settings, nor the project's own (the workspace wrapper and its PATH, the remaps of
 /// the workspace and target dir, C flags naming them), which std never sees.
@@ -267,7 +268,11 @@ fn settings(cmd: &Command, target: &str) -> String {
     let mut args = cmd.get_args().map(|a| a.to_string_lossy().into_owned());
     while let Some(arg) = args.next() {
         if arg == "--config" {
-            lines.extend(args.next().filter(|value| value.starts_with(&own)));
+            // Whether the host's units take the target's settings decides how std's build
+            // scripts are linked.
+            lines.extend(args.next().filter(|value| {
+                value.starts_with(&own) || value.starts_with("target-applies-to-host")
+            }));
         }
     }
     lines.join("\n")
@@ -523,6 +528,20 @@ mod tests {
         );
         assert_eq!(command("/tools/x86/cc", "/tools/arm-2/cc", "b"), one);
         assert_ne!(command("/other-zig/x86/cc", "/tools/arm/cc", "a"), one);
+        // Host units kept apart from the target's settings are linked otherwise.
+        let mut apart = Command::new("cargo");
+        apart
+            .env(
+                "CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_LINKER",
+                "/tools/x86/cc",
+            )
+            .args([
+                "--config",
+                "target.x86_64-unknown-linux-musl.rustflags=[\"-Ca\"]",
+            ]);
+        let shared = settings(&apart, target);
+        apart.args(["--config", "target-applies-to-host=false"]);
+        assert_ne!(settings(&apart, target), shared);
     }
 
     #[test]
