@@ -1,9 +1,10 @@
 //! Stage 3: the application layer, a deterministic tar.gz written straight into the blob store.
 //!
-//! A first pass hashes the tar (its diff_id, the layer cache's key). On a miss, bytes flow tar
-//! → tally (a CRC-32 that checks this pass wrote the tar the first one hashed) → gzip or zstd
-//! → hash (digest) → temporary file → rename: the layer is never held in memory and never read
-//! back to learn its digests. Gzip runs on every core ([`gzip`]) with output that does not
+//! One pass hashes the tar (its diff_id, the layer cache's key) while another compresses it,
+//! so the cores never wait for the hash: bytes flow tar → tally (a CRC-32 that checks this pass
+//! wrote the tar the other hashed) → gzip or zstd → hash (digest) → temporary file → rename,
+//! unless the hash finds the layer in the store, which stops the compression. The layer is
+//! never held in memory and never read back to learn its digests. Gzip runs on every core ([`gzip`]) with output that does not
 //! depend on the number of cores.
 
 mod gzip;
@@ -21,7 +22,7 @@ use base64::Engine as _;
 use crate::cache::{BlobStore, CacheError};
 use crate::digest::{Digest, HashingWriter};
 use crate::oci::Compression;
-use tally::{Sum, Tally};
+use tally::{Stoppable, Sum, Tally};
 
 /// The nonroot user distroless defines, and the default user of every image.
 pub const NONROOT_UID: u64 = 65532;
@@ -191,8 +192,9 @@ impl LayerSpec {
     }
 
     /// Writes the layer into `store`, every entry stamped with `mtime`, unless the store already
-    /// holds it: then the cost is one pass of hashing (the tar's digest, which covers every byte
-    /// and setting of the layer) and no compression.
+    /// holds it: then the cost is nothing when its sources are the files it was made from, else
+    /// one pass of hashing (the tar's digest, which covers every byte and setting of the layer)
+    /// and the start of a compression that the hash stops.
     pub fn write(
         &self,
         store: &BlobStore,
@@ -210,14 +212,7 @@ impl LayerSpec {
                 return Ok(layer);
             }
         }
-        let (diff_id, sum) = self.diff_id(mtime)?;
-        let layer = match cached(store, &diff_id, compression)? {
-            Some(layer) => {
-                tracing::info!("layer cache hit: {diff_id} is {}", layer.digest);
-                layer
-            }
-            None => self.compress_new(store, mtime, compression, (diff_id, sum))?,
-        };
+        let layer = self.hash_while_compressing(store, mtime, compression)?;
         // Only when no source changed while it was read.
         if let Some(key) = key.filter(|k| known::key(self, mtime).as_ref() == Some(k)) {
             known::remember(store, &key, &layer.diff_id);
@@ -225,20 +220,61 @@ impl LayerSpec {
         Ok(layer)
     }
 
-    /// Compresses the layer into `store` and records it, given what an earlier pass hashed.
-    fn compress_new(
+    /// Hashes the tar (the cache's key) on another thread while this one compresses it into
+    /// `store`, so the cores never wait for the hash: when the store turns out to hold the
+    /// layer, the compression is stopped and dropped; otherwise what was compressed is filed,
+    /// once its tally shows it is the tar that was hashed.
+    fn hash_while_compressing(
         &self,
         store: &BlobStore,
         mtime: u64,
         compression: Compression,
-        seen: (Digest, Sum),
     ) -> Result<Layer, LayerError> {
-        let layer = match self.compress(store, mtime, compression, Some(&seen))? {
-            Some(layer) => layer,
-            // The sources changed since they were hashed: file what is written now.
-            None => self
-                .compress(store, mtime, compression, None)?
-                .expect("nothing to check against, nothing to differ"),
+        let (tell, told) = std::sync::mpsc::channel();
+        let (hashed, compressed) = std::thread::scope(|scope| {
+            let hashing = scope.spawn(move || {
+                let hashed = self.diff_id(mtime).and_then(|(diff_id, sum)| {
+                    Ok((diff_id.clone(), sum, cached(store, &diff_id, compression)?))
+                });
+                // The compression goes on only for a layer the store lacks.
+                let _ = tell.send(!matches!(hashed, Ok((_, _, None))));
+                hashed
+            });
+            let compressed = self.compress(store, compression, |out, unreadable| {
+                let out =
+                    self.tar_into(Tally::new(Stoppable::new(out, &told)), mtime, unreadable)?;
+                let (out, sum) = out.finish();
+                out.finish()?;
+                Ok(sum)
+            });
+            (hashing.join().expect("hashing does not panic"), compressed)
+        });
+        let (diff_id, sum, cached) = hashed?;
+        if let Some(layer) = cached {
+            tracing::info!("layer cache hit: {diff_id} is {}", layer.digest);
+            return Ok(layer);
+        }
+        let layer = match compressed? {
+            (digest, size, tallied) if tallied == sum => Layer {
+                digest,
+                size,
+                diff_id,
+                compression,
+            },
+            // The sources changed while they were read: file what is written now.
+            _ => {
+                let (digest, size, diff_id) =
+                    self.compress(store, compression, |out, unreadable| {
+                        let hashing = self.tar_into(HashingWriter::new(out), mtime, unreadable)?;
+                        Ok(hashing.finish().1)
+                    })?;
+                Layer {
+                    digest,
+                    size,
+                    diff_id,
+                    compression,
+                }
+            }
         };
         remember(store, &layer)?;
         Ok(layer)
@@ -260,56 +296,42 @@ impl LayerSpec {
         hashed.map_err(|e| unreadable.unwrap_or(LayerError::Tar(e)))
     }
 
-    /// Writes the layer's compressed tar into `store`. Given what an earlier pass hashed (its
-    /// digest and tally), this pass only tallies, and returns `None` when the tar differs;
-    /// given nothing, it hashes the tar itself.
-    fn compress(
+    /// Writes the layer's compressed tar into `store`: `tar_through` writes the tar into the
+    /// compressor it is given (through whatever checks it adds) and returns what those found.
+    /// Returns the blob's digest and size, and that.
+    fn compress<T>(
         &self,
         store: &BlobStore,
-        mtime: u64,
         compression: Compression,
-        seen: Option<&(Digest, Sum)>,
-    ) -> Result<Option<Layer>, LayerError> {
-        let mut diff_id = None;
+        tar_through: impl FnOnce(&mut dyn Write, &mut Option<LayerError>) -> io::Result<T>,
+    ) -> Result<(Digest, u64, T), LayerError> {
+        let mut found = None;
         let mut unreadable = None;
         let stored = store.put_with("application layer", |out| {
-            let mut tar_through = |compressor: &mut dyn Write| {
-                diff_id = Some(match seen {
-                    Some((digest, expected)) => {
-                        let tally =
-                            self.tar_into(Tally::new(compressor), mtime, &mut unreadable)?;
-                        (tally.finish().1 == *expected).then(|| digest.clone())
-                    }
-                    None => {
-                        let hashing = HashingWriter::new(compressor);
-                        let hashing = self.tar_into(hashing, mtime, &mut unreadable)?;
-                        Some(hashing.finish().1)
-                    }
-                });
+            let through = |compressor: &mut dyn Write| {
+                found = Some(tar_through(compressor, &mut unreadable)?);
                 Ok::<_, io::Error>(())
             };
             match compression {
                 Compression::Gzip => {
                     let mut gz = gzip::GzipWriter::new(out, threads())?;
-                    tar_through(&mut gz)?;
+                    through(&mut gz)?;
                     gz.finish().map(drop)
                 }
                 Compression::Zstd => {
                     let mut zst = zst::writer(out, threads())?;
-                    tar_through(&mut zst)?;
+                    through(&mut zst)?;
                     zst.finish().map(drop)
                 }
             }
         });
         // A source file that cannot be read is the user's problem; say which one.
         let (digest, size) = stored.map_err(|e| unreadable.unwrap_or(e.into()))?;
-        let diff_id = diff_id.expect("set whenever the write succeeds");
-        Ok(diff_id.map(|diff_id| Layer {
+        Ok((
             digest,
             size,
-            diff_id,
-            compression,
-        }))
+            found.expect("set whenever the write succeeds"),
+        ))
     }
 
     /// The layer's tar, written through `out`; returns `out`.
@@ -556,29 +578,29 @@ mod tests {
     }
 
     #[test]
-    fn a_tar_that_differs_from_the_hashed_one_is_written_again_with_its_own_digest() {
+    fn the_compressing_pass_tallies_the_tar_the_hashing_pass_saw_and_a_rewrite_shows() {
         let dir = tempfile::tempdir().unwrap();
         let binary = dir.path().join("app");
         std::fs::write(&binary, b"\x7fELF as hashed").unwrap();
         let store = BlobStore::open(dir.path().join("store")).unwrap();
         let spec = LayerSpec::application(&binary, "app").unwrap();
         let (diff_id, sum) = spec.diff_id(1).unwrap();
+        let tallied = |compression| {
+            let through = |out: &mut dyn Write, unreadable: &mut Option<LayerError>| {
+                Ok(spec.tar_into(Tally::new(out), 1, unreadable)?.finish().1)
+            };
+            spec.compress(&store, compression, through).unwrap().2
+        };
         for compression in [Compression::Gzip, Compression::Zstd] {
-            let same = spec.compress(&store, 1, compression, Some(&(diff_id.clone(), sum)));
-            assert_eq!(same.unwrap().unwrap().diff_id, diff_id);
+            assert_eq!(tallied(compression), sum);
         }
-        // As if the binary had been rewritten between the passes.
+        // As if the binary had been rewritten between the passes: the tallies differ, so
+        // `hash_while_compressing` compresses again, hashing what it writes.
         std::fs::write(&binary, b"\x7fELF rewritten").unwrap();
-        let changed = spec.compress(&store, 1, Compression::Gzip, Some(&(diff_id.clone(), sum)));
-        assert_eq!(changed.unwrap(), None);
+        assert_ne!(tallied(Compression::Gzip), sum);
         let layer = spec.write(&store, 1, Compression::Gzip).unwrap();
         assert_eq!(layer.diff_id, spec.diff_id(1).unwrap().0);
         assert_ne!(layer.diff_id, diff_id);
-        let rewritten = spec
-            .compress(&store, 1, Compression::Gzip, None)
-            .unwrap()
-            .unwrap();
-        assert_eq!(rewritten, layer, "hashed by the pass that wrote it");
     }
 
     fn inode(path: &Path) -> u64 {
