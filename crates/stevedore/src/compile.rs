@@ -369,7 +369,7 @@ impl Setup<'_> {
         }
         set_rustflags(cmd, &rustflags);
         if self.builds_for_host() {
-            keep_host_apart(cmd);
+            zig::keep_host_apart(cmd);
         }
         self.remaps
             .wrap_workspace(cmd, &self.tools, self.plan, &self.links)?;
@@ -507,17 +507,6 @@ fn cargo_build(plan: &Plan, targets: &[&str], std: Std) -> Command {
 fn build_std(cmd: &mut Command) {
     // build-std is unstable; RUSTC_BOOTSTRAP lets a stable toolchain use it.
     cmd.arg("-Zbuild-std=std,panic_abort")
-        .env("RUSTC_BOOTSTRAP", "1");
-}
-
-/// Keeps the zig linker, the base's glibc and our rustflags off build scripts and proc macros
-/// when a target is the host's triple. Cargo applies `target.<host>` settings to host units too
-/// unless `target-applies-to-host` (unstable) is off: they would be linked against the base's
-/// glibc, which an older host cannot run, and every host unit of a target dir would be built
-/// again whenever a musl build and a glibc build take turns in it.
-fn keep_host_apart(cmd: &mut Command) {
-    cmd.args(["-Zhost-config", "-Ztarget-applies-to-host"])
-        .args(["--config", "target-applies-to-host=false"])
         .env("RUSTC_BOOTSTRAP", "1");
 }
 

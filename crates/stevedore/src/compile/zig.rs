@@ -414,6 +414,17 @@ fn zig_target(rust_target: &str, glibc: Option<&str>) -> (String, &'static str) 
     (format!("{arch}-linux-{abi}{version}{cpu}"), refused)
 }
 
+/// Keeps the zig linker, the base's glibc and our rustflags off build scripts and proc macros
+/// when a target is the host's triple. Cargo applies `target.<host>` settings to host units too
+/// unless `target-applies-to-host` (unstable) is off: they would be linked against the base's
+/// glibc, which an older host cannot run, and every host unit of a target dir would be built
+/// again whenever a musl build and a glibc build take turns in it.
+pub(super) fn keep_host_apart(cmd: &mut Command) {
+    cmd.args(["-Zhost-config", "-Ztarget-applies-to-host"])
+        .args(["--config", "target-applies-to-host=false"])
+        .env("RUSTC_BOOTSTRAP", "1");
+}
+
 /// Points cargo, rustc and cc-rs at the zig wrappers for `target`.
 pub(super) fn link_with(cmd: &mut Command, target: &str, wrappers: &ZigWrappers, remaps: &Remaps) {
     let upper = target_var(target);
