@@ -36,6 +36,12 @@ Tasks:
   image [--push] [--base REF] [--toolchain NAME] [--target-dir DIR] [--registry-ca FILE]
                 build examples/hello-service with the stevedore library (amd64 + arm64) and
                 push it to $STEVEDORE_REPO/hello-service, or write it to target/image/hello-service
+  dist [--out DIR] [--manifest-path PATH] [--base REF] [--profile NAME] [--toolchain NAME]
+       [--target-dir DIR]
+                the release files of cargo-stevedore, built by stevedore itself (default
+                target/dist): its image for amd64 + arm64 as an OCI layout, one archive per
+                musl target with the static binary, README, licenses, completions and man
+                pages, and SHA256SUMS
   bench [--quick] [--json FILE] [--bins DIR]
                 time packaging, re-pushing and rebuilding with stevedore against gzip,
                 buildah and cargo on this machine (root: it starts a registry and buildah);
@@ -95,7 +101,7 @@ fn main() -> ExitCode {
             demo::run();
             ExitCode::SUCCESS
         }
-        Some("image") => library_task(&args, false),
+        Some("image" | "dist") => library_task(&args, false),
         Some("bench") => {
             require_root(
                 "the bench pushes the distroless stand-in (built as root) and runs buildah",

@@ -4,8 +4,8 @@
 //! so the cores never wait for the hash: bytes flow tar → tally (a CRC-32 that checks this pass
 //! wrote the tar the other hashed) → gzip or zstd → hash (digest) → temporary file → rename,
 //! unless the hash finds the layer in the store, which stops the compression. The layer is
-//! never held in memory and never read back to learn its digests. Gzip runs on every core ([`gzip`]) with output that does not
-//! depend on the number of cores.
+//! never held in memory and never read back to learn its digests. Gzip runs on every core
+//! ([`gzip`]) with output that does not depend on the number of cores.
 
 mod gzip;
 mod known;

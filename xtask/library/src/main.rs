@@ -3,6 +3,7 @@
 //! `fuzz` compile none of the library.
 
 mod bench;
+mod dist;
 mod image;
 
 use std::path::PathBuf;
@@ -14,6 +15,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("image") => image::run(&args[1..]),
+        Some("dist") => dist::run(&args[1..]),
         Some("bench") => bench::run(&args[1..]),
         // The bench runs these as children, so their time and memory are theirs alone.
         Some("bench-package") => {
