@@ -134,11 +134,7 @@ fn the_crates_package_their_readme_and_licenses_only_and_publish_dry_run_passes(
 /// in the next run instead of the new package: a crate would then be verified against its
 /// workspace neighbours as they were, and fail on their newer API.
 fn forget_packaged_workspace_crates() {
-    let home = std::env::var_os("CARGO_HOME")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            std::path::PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cargo")
-        });
+    let home = user_dir("CARGO_HOME", ".cargo");
     let version = env!("CARGO_PKG_VERSION");
     for registry in std::fs::read_dir(home.join("registry/src"))
         .into_iter()

@@ -36,14 +36,6 @@ fn clone(repo: &Path, to: &Path) -> PathBuf {
     to.join("Cargo.toml")
 }
 
-/// Where cargo and rustup keep their state for this machine's user, which the other
-/// "users" share (their homes differ, but the toolchain must be found).
-fn tool_home(var: &str, default: &str) -> PathBuf {
-    std::env::var_os(var)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(default))
-}
-
 /// A user building the example: their home, the target dir they build in, where stevedore
 /// writes their linker scripts and where zig keeps the C runtime it compiles.
 ///
@@ -76,9 +68,7 @@ impl User {
     /// Alice builds in the target dir the fixtures share, with the linker scripts and zig's
     /// cache where every other test's build has them (the test process's user cache).
     fn alice(dir: &Path) -> User {
-        let cache = std::env::var_os("XDG_CACHE_HOME")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache"));
+        let cache = user_dir("XDG_CACHE_HOME", ".cache");
         User {
             home: dir.join("home-alice"),
             target_dir: testbed::fixture_target_dir(),
@@ -123,8 +113,9 @@ impl User {
         cmd.env("PATH", path)
             .env(testbed::ZIG_MIRROR_ENV, testbed::zig_mirror())
             .env("HOME", &self.home)
-            .env("CARGO_HOME", tool_home("CARGO_HOME", ".cargo"))
-            .env("RUSTUP_HOME", tool_home("RUSTUP_HOME", ".rustup"))
+            // The toolchain is this machine's user's, which every "user" must find.
+            .env("CARGO_HOME", user_dir("CARGO_HOME", ".cargo"))
+            .env("RUSTUP_HOME", user_dir("RUSTUP_HOME", ".rustup"))
             .env("CARGO_TARGET_DIR", &self.target_dir)
             .env("STEVEDORE_TOOLS_DIR", &self.tools)
             .env("ZIG_GLOBAL_CACHE_DIR", &self.zig_cache)
@@ -292,7 +283,7 @@ fn two_checkouts_two_homes_two_clocks_give_identical_images() {
         alice_user.target_dir.to_str().unwrap(),
         ci_user.target_dir.to_str().unwrap(),
         "/lib/rustlib/src/rust",
-        tool_home("CARGO_HOME", ".cargo").to_str().unwrap(),
+        user_dir("CARGO_HOME", ".cargo").to_str().unwrap(),
     ] {
         assert!(
             !contains(local),

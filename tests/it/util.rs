@@ -328,3 +328,11 @@ pub fn assert_example_serves(rootfs: &Path, arch: &str, what: &str) -> String {
     assert!(log.contains("uid=65532"), "{what}: {log}");
     log
 }
+
+/// The test process's user's directory that `var` names, else `$HOME/default`: where cargo,
+/// rustup and the user cache (`XDG_CACHE_HOME`) keep their state.
+pub fn user_dir(var: &str, default: &str) -> PathBuf {
+    std::env::var_os(var)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(default))
+}

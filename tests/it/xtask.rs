@@ -181,8 +181,7 @@ fn xtask_dist_writes_static_binaries_binstall_finds_and_an_image_of_them() {
                 .arg(&unpacked),
         );
         let top = unpacked.join(format!("cargo-stevedore-{version}-{musl}"));
-        let mut listed: Vec<String> = walk(&top);
-        listed.sort();
+        let listed = walk(&top);
         for expected in [
             "cargo-stevedore",
             "README.md",

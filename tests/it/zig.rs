@@ -177,10 +177,10 @@ fn offline_without_the_pinned_zig_says_how_to_get_it() {
 /// The pinned zig where the tests' builds fetch it: the test process's user cache (the tools
 /// dir a build without `STEVEDORE_TOOLS_DIR` uses). Some build must have fetched it first.
 pub fn pinned_zig() -> PathBuf {
-    let cache = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache"));
-    let zig = cache.join("stevedore/tools/zig").join(TREE).join("zig");
+    let zig = user_dir("XDG_CACHE_HOME", ".cache")
+        .join("stevedore/tools/zig")
+        .join(TREE)
+        .join("zig");
     assert!(zig.is_file(), "no pinned zig at {}", zig.display());
     zig
 }

@@ -254,27 +254,19 @@ impl LayerSpec {
             tracing::info!("layer cache hit: {diff_id} is {}", layer.digest);
             return Ok(layer);
         }
-        let layer = match compressed? {
-            (digest, size, tallied) if tallied == sum => Layer {
-                digest,
-                size,
-                diff_id,
-                compression,
-            },
+        let (digest, size, diff_id) = match compressed? {
+            (digest, size, tallied) if tallied == sum => (digest, size, diff_id),
             // The sources changed while they were read: file what is written now.
-            _ => {
-                let (digest, size, diff_id) =
-                    self.compress(store, compression, |out, unreadable| {
-                        let hashing = self.tar_into(HashingWriter::new(out), mtime, unreadable)?;
-                        Ok(hashing.finish().1)
-                    })?;
-                Layer {
-                    digest,
-                    size,
-                    diff_id,
-                    compression,
-                }
-            }
+            _ => self.compress(store, compression, |out, unreadable| {
+                let hashing = self.tar_into(HashingWriter::new(out), mtime, unreadable)?;
+                Ok(hashing.finish().1)
+            })?,
+        };
+        let layer = Layer {
+            digest,
+            size,
+            diff_id,
+            compression,
         };
         remember(store, &layer)?;
         Ok(layer)

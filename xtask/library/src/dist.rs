@@ -90,18 +90,14 @@ fn dist(options: &Options) -> Result<Vec<String>, String> {
     let _ = std::fs::remove_dir_all(&image);
     std::fs::rename(&building, &image).map_err(|e| format!("{}: {e}", image.display()))?;
     let mut lines = vec![format!("oci-layout={}@{}", image.display(), built.digest())];
+    let extras = extras(options)?;
     let mut sums = String::new();
     for platform in &built.plan.platforms {
         let target = built.plan.rust_target(platform);
-        let binary = options
-            .target_dir
-            .join(target)
-            .join(profile_dir(&options.profile))
-            .join(NAME);
+        let binary = built_binary(options, target);
         let archive = options
             .out
             .join(format!("{NAME}-{version}-{target}.tar.gz"));
-        let extras = extras(options)?;
         write_archive(
             &archive,
             &format!("{NAME}-{version}-{target}"),
@@ -159,7 +155,8 @@ fn extras(options: &Options) -> Result<Vec<(String, Vec<u8>)>, String> {
         let bytes = std::fs::read(root.join(name)).map_err(|e| format!("{name}: {e}"))?;
         files.push((name.to_owned(), bytes));
     }
-    let host = host_binary(options)?;
+    let host = Platform::host().map_err(|e| e.to_string())?;
+    let host = built_binary(options, host.rust_target());
     for (shell, file) in SHELLS {
         let script = output(Command::new(&host).args(["stevedore", "completions", shell]))?;
         files.push((format!("completions/{file}"), script));
@@ -183,18 +180,13 @@ fn extras(options: &Options) -> Result<Vec<(String, Vec<u8>)>, String> {
     Ok(files)
 }
 
-/// The built binary this machine runs natively.
-fn host_binary(options: &Options) -> Result<PathBuf, String> {
-    let arch = match std::env::consts::ARCH {
-        "x86_64" => "x86_64-unknown-linux-musl",
-        "aarch64" => "aarch64-unknown-linux-musl",
-        other => return Err(format!("no built binary runs on {other}")),
-    };
-    Ok(options
+/// Where cargo left the binary for the Rust target `target`.
+fn built_binary(options: &Options, target: &str) -> PathBuf {
+    options
         .target_dir
-        .join(arch)
+        .join(target)
         .join(profile_dir(&options.profile))
-        .join(NAME))
+        .join(NAME)
 }
 
 fn output(cmd: &mut Command) -> Result<Vec<u8>, String> {
